@@ -1,0 +1,63 @@
+"""Bounded, order-keeping, cleanly cancellable fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import typing as t
+import weakref
+
+T = t.TypeVar("T")
+R = t.TypeVar("R")
+
+
+async def bounded_map(
+    fn: t.Callable[[T], t.Awaitable[R]], items: t.Sequence[T], limit: int
+) -> list[R]:
+    """`[await fn(x) for x in items]`, at most `limit` at a time, results in input order.
+
+    A fixed pool of `min(limit, len(items))` workers pulls the next index, so a batch of
+    10,000 costs `limit` tasks, not 10,000. If any call raises, or the caller is
+    cancelled, every worker is cancelled and awaited before this returns: nothing is
+    left running.
+    """
+    results: list[t.Any] = [None] * len(items)
+    indexes = iter(range(len(items)))
+
+    async def worker() -> None:
+        for index in indexes:
+            results[index] = await fn(items[index])
+
+    size = min(limit, len(items))
+    if size <= 1:
+        await worker()
+        return results
+    tasks = [asyncio.ensure_future(worker()) for _ in range(size)]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        raise
+    return results
+
+
+class LoopLocal(t.Generic[T]):
+    """One value per running event loop.
+
+    asyncio primitives bind to the loop that first uses them; pytest-asyncio gives each
+    test its own loop, so a semaphore shared across tests must be one per loop.
+    """
+
+    def __init__(self, factory: t.Callable[[], T]) -> None:
+        self._factory = factory
+        self._values: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        value = self._values.get(loop)
+        if value is None:
+            value = self._values[loop] = self._factory()
+        return value

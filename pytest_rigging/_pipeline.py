@@ -1,0 +1,432 @@
+"""The engine shared by chat and completion pipelines.
+
+A pipeline is a generation followed by steps: `then` (per result), `until_parsed_as`
+(per result, may regenerate) and `map` (over all results at once, a barrier). A run
+turns its inputs into jobs (generator, input, params), and runs each stretch of per-result
+steps for all jobs concurrently under each generator's `max_connections`, keeping input
+order. Failures are caught per job according to `on_failed`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing as t
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from pytest_rigging._concurrency import bounded_map
+from pytest_rigging.error import (
+    ExhaustedMaxRoundsError,
+    GenerationError,
+    MissingModelError,
+    ProcessingError,
+)
+from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
+from pytest_rigging.model import Model
+
+if t.TYPE_CHECKING:
+    from typing_extensions import Self
+
+FailMode = t.Literal["raise", "skip", "include"]
+FAIL_MODES: tuple[FailMode, ...] = ("raise", "skip", "include")
+DEFAULT_MAX_ROUNDS = 5
+
+DEFAULT_CAUGHT: tuple[type[BaseException], ...] = (
+    ExhaustedMaxRoundsError,
+    MissingModelError,
+    ValidationError,
+    GenerationError,
+)
+"""Errors `on_failed="skip"`/`"include"` absorb without being told: a model that never
+produced a parsable answer, and a call that failed for infrastructure reasons."""
+
+ResultT = t.TypeVar("ResultT", bound="Result")
+InputT = t.TypeVar("InputT")
+
+
+class Result(t.Protocol):
+    failed: bool
+    error: BaseException | None
+    metadata: dict[str, t.Any]
+    recovery_rounds: int
+
+
+@dataclass
+class Job(t.Generic[InputT]):
+    """One unit of a run: what to send, to which generator, with which merged params."""
+
+    generator: Generator
+    input: InputT
+    params: GenerateParams
+
+
+@dataclass
+class ParseStep:
+    models: tuple[type[Model], ...]
+    max_rounds: int
+    attempt_recovery: bool
+
+
+@dataclass
+class _Segment:
+    """A map barrier (None for the first segment) and the per-result steps after it."""
+
+    barrier: t.Callable[..., t.Any] | None
+    steps: list[t.Any] = field(default_factory=list)
+
+
+@dataclass
+class _Tracker(t.Generic[ResultT]):
+    """The latest result of one job, so a failure can report what the model last said."""
+
+    current: ResultT | None = None
+
+
+async def maybe_await(value: t.Any) -> t.Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def fit_batch(
+    inputs: t.Sequence[InputT], params: t.Sequence[GenerateParams | None]
+) -> list[tuple[InputT, GenerateParams | None]]:
+    """Pair inputs with params, broadcasting whichever side has length 1."""
+    if not inputs and len(params) <= 1:
+        return []
+    if len(inputs) == 1 and len(params) > 1:
+        inputs = list(inputs) * len(params)
+    elif len(params) == 1 and len(inputs) > 1:
+        params = list(params) * len(inputs)
+    if len(inputs) != len(params):
+        raise ValueError(
+            f"run_batch got {len(inputs)} inputs and {len(params)} params: "
+            "the lengths must match, or one side must have length 1"
+        )
+    return list(zip(inputs, params))
+
+
+def as_params_list(
+    params: GenerateParams | t.Sequence[GenerateParams | None] | None,
+) -> list[GenerateParams | None]:
+    if params is None or isinstance(params, GenerateParams):
+        return [params]
+    return list(params)
+
+
+def check_fail_mode(on_failed: str) -> FailMode:
+    if on_failed not in FAIL_MODES:
+        raise ValueError(f"on_failed must be one of {', '.join(FAIL_MODES)}, got {on_failed!r}")
+    return t.cast(FailMode, on_failed)
+
+
+def recovery_message(models: t.Sequence[type[Model]], error: BaseException) -> str:
+    """The user message that tells the model what failed and asks for a full rewrite."""
+    tag = "validation-error" if isinstance(error, ValidationError) else "system-error"
+    examples = "\n".join(m.xml_example() for m in models)
+    return (
+        f"<{tag}>\n{error}\n</{tag}>\n\n"
+        "Your previous message could not be read. Rewrite your whole message, "
+        f"including all of the required xml elements, like this:\n{examples}"
+    )
+
+
+class Pipeline(t.Generic[ResultT, InputT]):
+    """What chat and completion pipelines share: steps, params, metadata, failure modes."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        *,
+        params: GenerateParams | None = None,
+        metadata: dict[str, t.Any] | None = None,
+    ) -> None:
+        self.generator = generator
+        self.params = params
+        self.metadata: dict[str, t.Any] = dict(metadata or {})
+        self.steps: list[t.Any] = []
+        self.caught: tuple[type[BaseException], ...] = DEFAULT_CAUGHT
+        self.on_failed: FailMode = "raise"
+
+    # Subclasses: how to generate, regenerate and fail one result.
+
+    async def _generate(self, job: Job[InputT]) -> ResultT:
+        raise NotImplementedError
+
+    async def _regenerate(self, result: ResultT, dialog: list[t.Any]) -> ResultT:
+        raise NotImplementedError
+
+    def _parse_text(self, result: ResultT) -> str:
+        raise NotImplementedError
+
+    def _recovery_dialog(self, result: ResultT, message: str) -> list[t.Any]:
+        raise NotImplementedError
+
+    def _failed(self, job: Job[InputT], result: ResultT | None, error: BaseException) -> ResultT:
+        raise NotImplementedError
+
+    def _fit_inputs(self, many: t.Any) -> list[InputT]:
+        raise NotImplementedError
+
+    _blank: InputT
+
+    def clone(self) -> Self:
+        raise NotImplementedError
+
+    def _copy_into(self, other: Pipeline[ResultT, InputT]) -> None:
+        other.steps = list(self.steps)
+        other.caught = self.caught
+        other.on_failed = self.on_failed
+
+    # Building
+
+    def then(self, callback: t.Callable[[ResultT], t.Any]) -> Self:
+        """Run `callback(result)` on each result (sync or async).
+
+        It may return a new result (replacing it), None (keeping it), or a pipeline, which
+        is run and whose result replaces it.
+        """
+        self.steps.append(("then", callback))
+        return self
+
+    def map(self, callback: t.Callable[[list[ResultT]], t.Any]) -> Self:
+        """Run `callback(results)` once over all (unfailed) results of a run.
+
+        It must return as many results as it was given; this step waits for every result
+        of the run to reach it.
+        """
+        self.steps.append(("map", callback))
+        return self
+
+    def until_parsed_as(
+        self,
+        *models: type[Model],
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
+        attempt_recovery: bool = True,
+        max_depth: int | None = None,
+    ) -> Self:
+        """Require every model in `models` to parse from the reply.
+
+        The model gets at most `max_rounds` replies in all (`max_depth` is rigging 3's
+        name for it). With `attempt_recovery`, each retry first tells the model what
+        failed and asks for its whole message again; without it, the retry just asks
+        again. Exhaustion raises `ExhaustedMaxRoundsError` (absorbed by `skip` and
+        `include`). The final result holds the conversation without the failed tries.
+        """
+        if not models:
+            raise ValueError("until_parsed_as needs at least one model")
+        for model in models:
+            if not (isinstance(model, type) and issubclass(model, Model)):
+                raise TypeError(f"until_parsed_as takes Model subclasses, got {model!r}")
+        rounds = max_depth if max_depth is not None else max_rounds
+        if rounds < 1:
+            raise ValueError(f"max_rounds must be at least 1, got {rounds}")
+        self.steps.append(("parse", ParseStep(models, rounds, attempt_recovery)))
+        return self
+
+    def catch(
+        self, *errors: type[BaseException], on_failed: FailMode | None = None
+    ) -> Self:
+        """Also absorb `errors` (per result), and set the default `on_failed` mode."""
+        self.caught = tuple(dict.fromkeys((*self.caught, *errors)))
+        if on_failed is not None:
+            self.on_failed = check_fail_mode(on_failed)
+        return self
+
+    def with_(self, params: GenerateParams | None = None, **kwargs: t.Any) -> Self:
+        """Set generation params for every run of this pipeline (over the generator's)."""
+        update = params if params is not None else GenerateParams(**kwargs)
+        self.params = (self.params or GenerateParams()).merge_with(update)
+        return self
+
+    def meta(self, **kwargs: t.Any) -> Self:
+        """Metadata given to every result of this pipeline."""
+        self.metadata.update(kwargs)
+        return self
+
+    # Running
+
+    def _job(
+        self, input: InputT, params: GenerateParams | None, generator: Generator | None = None
+    ) -> Job[InputT]:
+        generator = generator or self.generator
+        return Job(generator, input, generator.params.merge_with(self.params, params))
+
+    async def run(self, *, on_failed: FailMode | None = None) -> ResultT:
+        """One result. `on_failed="include"` returns a failed result instead of raising."""
+        if (on_failed or self.on_failed) == "skip":
+            raise ValueError(
+                "on_failed='skip' has nothing to skip to in a single run: "
+                "use 'include' or 'raise', or run_many/run_batch"
+            )
+        return (await self._execute([self._job(self._blank, None)], on_failed))[0]
+
+    async def run_many(
+        self,
+        count: int,
+        *,
+        params: GenerateParams | t.Sequence[GenerateParams | None] | None = None,
+        on_failed: FailMode | None = None,
+    ) -> list[ResultT]:
+        """`count` results from the same input (params: one set, or one per result)."""
+        if count < 0:
+            raise ValueError(f"run_many needs a count of 0 or more, got {count}")
+        pairs = fit_batch([self._blank] * count, as_params_list(params)) if count else []
+        return await self._execute([self._job(x, p) for x, p in pairs], on_failed)
+
+    async def run_batch(
+        self,
+        many: t.Any,
+        params: GenerateParams | t.Sequence[GenerateParams | None] | None = None,
+        *,
+        on_failed: FailMode | None = None,
+    ) -> list[ResultT]:
+        """One result per input/params pair, each input added after the pipeline's own.
+
+        A bare string is one input. Whichever side has length 1 is repeated to fit the
+        other; other lengths that differ raise `ValueError`.
+        """
+        pairs = fit_batch(self._fit_inputs(many), as_params_list(params))
+        return await self._execute([self._job(x, p) for x, p in pairs], on_failed)
+
+    async def run_over(
+        self,
+        *generators: Generator | str,
+        include_original: bool = True,
+        on_failed: FailMode | None = None,
+    ) -> list[ResultT]:
+        """One result per generator (identifiers or instances), the pipeline's own last."""
+        resolved = [g if isinstance(g, Generator) else get_generator(g) for g in generators]
+        if include_original:
+            resolved.append(self.generator)
+        if not resolved:
+            raise ValueError("run_over needs at least one generator")
+        return await self._execute([self._job(self._blank, None, g) for g in resolved], on_failed)
+
+    async def _execute(self, jobs: list[Job[InputT]], on_failed: FailMode | None) -> list[ResultT]:
+        mode = check_fail_mode(on_failed or self.on_failed)
+        caught = self.caught if mode != "raise" else ()
+        segments = self._segments()
+
+        async def first(job: Job[InputT]) -> ResultT:
+            tracker: _Tracker[ResultT] = _Tracker()
+            try:
+                tracker.current = await self._generate(job)
+                return await self._run_steps(tracker, segments[0].steps)
+            except caught as error:
+                return self._failed(job, tracker.current, error)
+
+        results = await _fan_out(first, jobs, lambda job: job.generator)
+        for segment in segments[1:]:
+            live = [i for i, r in enumerate(results) if not r.failed]
+            mapped = await maybe_await(segment.barrier([results[i] for i in live]))  # type: ignore[misc]
+            if not isinstance(mapped, list) or len(mapped) != len(live):
+                got = len(mapped) if isinstance(mapped, list) else type(mapped).__name__
+                raise ProcessingError(
+                    f"map callback {getattr(segment.barrier, '__name__', segment.barrier)!r} "
+                    f"returned {got} results for {len(live)}: it must return one per result"
+                )
+            for i, result in zip(live, mapped):
+                results[i] = result
+            if segment.steps:
+
+                async def rest(index: int, steps: list[t.Any] = segment.steps) -> ResultT:
+                    tracker: _Tracker[ResultT] = _Tracker(results[index])
+                    try:
+                        return await self._run_steps(tracker, steps)
+                    except caught as error:
+                        return self._failed(jobs[index], tracker.current, error)
+
+                for i, result in zip(
+                    live, await _fan_out(rest, live, lambda i: jobs[i].generator)
+                ):
+                    results[i] = result
+        if mode == "skip":
+            return [r for r in results if not r.failed]
+        return results
+
+    def _segments(self) -> list[_Segment]:
+        segments = [_Segment(None)]
+        for kind, step in self.steps:
+            if kind == "map":
+                segments.append(_Segment(step))
+            else:
+                segments[-1].steps.append((kind, step))
+        return segments
+
+    async def _run_steps(self, tracker: _Tracker[ResultT], steps: list[t.Any]) -> ResultT:
+        assert tracker.current is not None
+        for kind, step in steps:
+            if kind == "parse":
+                tracker.current = await self._until_parsed(tracker, step)
+                continue
+            returned = await maybe_await(step(tracker.current))
+            if isinstance(returned, Pipeline):
+                returned = await returned.run()
+            if returned is not None:
+                if not hasattr(returned, "failed"):
+                    raise ProcessingError(
+                        f"then callback {getattr(step, '__name__', step)!r} returned "
+                        f"{type(returned).__name__}: return a result, a pipeline or None"
+                    )
+                tracker.current = returned
+        return tracker.current
+
+    async def _until_parsed(self, tracker: _Tracker[ResultT], step: ParseStep) -> ResultT:
+        assert tracker.current is not None
+        original = tracker.current
+        dialog: list[t.Any] = []
+        rounds = 0
+        while True:
+            current = tracker.current
+            error = _parse_error(self._parse_text(current), step.models)
+            if error is None:
+                current.recovery_rounds = original.recovery_rounds + rounds
+                return current
+            rounds += 1
+            if rounds >= step.max_rounds:
+                current.recovery_rounds = original.recovery_rounds + rounds - 1
+                raise ExhaustedMaxRoundsError(step.max_rounds, str(error)) from error
+            if step.attempt_recovery:
+                dialog.extend(
+                    self._recovery_dialog(current, recovery_message(step.models, error))
+                )
+            tracker.current = await self._regenerate(original, dialog)
+
+
+def _parse_error(text: str, models: t.Sequence[type[Model]]) -> Exception | None:
+    for model in models:
+        try:
+            model.one_from_text(text)
+        except (MissingModelError, ValidationError) as error:
+            return error
+    return None
+
+
+async def _fan_out(
+    fn: t.Callable[[t.Any], t.Awaitable[ResultT]],
+    items: t.Sequence[t.Any],
+    generator_of: t.Callable[[t.Any], Generator],
+) -> list[ResultT]:
+    """bounded_map with one pool per generator, each sized by its `max_connections`."""
+    if not items:
+        return []
+    groups: dict[int, list[int]] = {}
+    generators: dict[int, Generator] = {}
+    for index, item in enumerate(items):
+        generator = generator_of(item)
+        groups.setdefault(id(generator), []).append(index)
+        generators[id(generator)] = generator
+    if len(groups) == 1:
+        return await bounded_map(fn, items, next(iter(generators.values())).max_connections)
+    results: list[t.Any] = [None] * len(items)
+
+    async def run_group(key: int) -> None:
+        indexes = groups[key]
+        done = await bounded_map(
+            fn, [items[i] for i in indexes], generators[key].max_connections
+        )
+        for index, result in zip(indexes, done):
+            results[index] = result
+
+    await bounded_map(run_group, list(groups), len(groups))
+    return results

@@ -1,0 +1,164 @@
+"""Completions (a text and its continuation) and completion pipelines."""
+
+from __future__ import annotations
+
+import typing as t
+import uuid as _uuid
+from datetime import datetime, timezone
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pytest_rigging._pipeline import Job, Pipeline
+from pytest_rigging.error import error_kind
+from pytest_rigging.generator.base import GenerateParams, Generator, Usage
+from pytest_rigging.model import ModelT
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Completion(BaseModel):
+    """`text` was sent, `generated` came back; `all` is both together."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    uuid: _uuid.UUID = Field(default_factory=_uuid.uuid4)
+    timestamp: datetime = Field(default_factory=_now)
+    text: str
+    generated: str = ""
+    metadata: dict[str, t.Any] = Field(default_factory=dict)
+    generator: Generator | None = Field(default=None, exclude=True, repr=False)
+    params: GenerateParams | None = Field(default=None, repr=False)
+    stop_reason: str | None = None
+    usage: Usage | None = None
+    failed: bool = False
+    error: BaseException | None = Field(default=None, exclude=True)
+    recovery_rounds: int = 0
+
+    @property
+    def all(self) -> str:
+        return self.text + self.generated
+
+    @property
+    def generator_id(self) -> str | None:
+        if self.generator is None:
+            return None
+        return self.generator.to_identifier(self.params)
+
+    @property
+    def error_kind(self) -> str | None:
+        return error_kind(self.error)
+
+    def __str__(self) -> str:
+        return self.all
+
+    def meta(self, **kwargs: t.Any) -> Completion:
+        self.metadata.update(kwargs)
+        return self
+
+    def parse(self, model: type[ModelT]) -> ModelT:
+        """The first valid element of `model` in the generated text."""
+        return model.one_from_text(self.generated)[0]
+
+    def _pipeline(self, text: str, generator: Generator | None) -> CompletionPipeline:
+        generator = generator or self.generator
+        if generator is None:
+            raise ValueError("this completion has no generator: pass one")
+        return CompletionPipeline(generator, text, params=self.params, metadata=self.metadata)
+
+    def continue_(self, text: str = "") -> CompletionPipeline:
+        """A pipeline that continues from the whole text so far, plus `text`."""
+        return self._pipeline(self.all + text, None)
+
+    def fork(self, text: str = "") -> CompletionPipeline:
+        """A pipeline from the original text plus `text`."""
+        return self._pipeline(self.text + text, None)
+
+    def restart(self, *, generator: Generator | None = None, include_all: bool = False) -> CompletionPipeline:
+        return self._pipeline(self.all if include_all else self.text, generator)
+
+
+class CompletionPipeline(Pipeline[Completion, str]):
+    """A text, a generator and steps; the same run family as `ChatPipeline`.
+
+    A batch input is a string, appended to the pipeline's text. `until_parsed_as` regenerates on a
+    parse failure (text completion has no dialog to recover in).
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        text: str = "",
+        *,
+        params: GenerateParams | None = None,
+        metadata: dict[str, t.Any] | None = None,
+    ) -> None:
+        super().__init__(generator, params=params, metadata=metadata)
+        self.text = text
+        self._blank = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"CompletionPipeline(generator={self.generator.to_identifier()!r}, "
+            f"text={self.text[:40]!r}, steps={len(self.steps)})"
+        )
+
+    def clone(self) -> CompletionPipeline:
+        other = CompletionPipeline(
+            self.generator, self.text, params=self.params, metadata=self.metadata
+        )
+        self._copy_into(other)
+        return other
+
+    def fork(self, text: str) -> CompletionPipeline:
+        other = self.clone()
+        other.text += text
+        return other
+
+    async def _generate(self, job: Job[str]) -> Completion:
+        return await self._complete(
+            job.generator, self.text + job.input, job.params, dict(self.metadata)
+        )
+
+    async def _regenerate(self, result: Completion, dialog: list[t.Any]) -> Completion:
+        assert result.generator is not None and result.params is not None
+        return await self._complete(result.generator, result.text, result.params, result.metadata)
+
+    async def _complete(
+        self, generator: Generator, text: str, params: GenerateParams, metadata: dict[str, t.Any]
+    ) -> Completion:
+        async with generator.slots():
+            generated = await generator.generate_text(text, params)
+        return Completion.model_construct(
+            text=text,
+            generated=generated.text,
+            metadata=metadata,
+            generator=generator,
+            params=params,
+            stop_reason=generated.stop_reason,
+            usage=generated.usage,
+        )
+
+    def _parse_text(self, result: Completion) -> str:
+        return result.generated
+
+    def _recovery_dialog(self, result: Completion, message: str) -> list[t.Any]:
+        return []
+
+    def _failed(
+        self, job: Job[str], result: Completion | None, error: BaseException
+    ) -> Completion:
+        if result is None:
+            result = Completion.model_construct(
+                text=self.text + job.input,
+                metadata=dict(self.metadata),
+                generator=job.generator,
+                params=job.params,
+            )
+        result.failed = True
+        result.error = error
+        return result
+
+    def _fit_inputs(self, many: t.Any) -> list[str]:
+        return [many] if isinstance(many, str) else list(many)

@@ -1,0 +1,67 @@
+"""Errors raised by the pipeline library.
+
+Two families matter to anyone reading results: *parse* failures (the model answered, but
+not in the shape asked for) and *infrastructure* failures (no usable answer came back:
+rate limits, timeouts, 5xx, refused connections, malformed bodies). `error_kind` tells
+them apart so that reports never count one as the other.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+ErrorKind = t.Literal["parse", "infrastructure", "other"]
+
+
+class InvalidGeneratorError(ValueError):
+    """An identifier or its params could not be turned into a generator."""
+
+
+class InvalidModelSpecifiedError(ValueError):
+    """A parsing model was declared in a way the parser cannot use."""
+
+
+class MissingModelError(ValueError):
+    """The text holds no element of the requested model."""
+
+
+class ExhaustedMaxRoundsError(Exception):
+    """A parse requirement was still unmet after the allowed number of replies."""
+
+    def __init__(self, max_rounds: int, message: str = "") -> None:
+        self.max_rounds = max_rounds
+        detail = f": {message}" if message else ""
+        super().__init__(f"Exhausted max rounds ({max_rounds}) while parsing{detail}")
+
+
+class GenerationError(Exception):
+    """A generator call failed for reasons outside the model's answer.
+
+    `reason` is one of `rate_limit`, `timeout`, `server`, `connection`, `bad_response`,
+    `client` (a 4xx other than 429), so reports can group failures by cause.
+    """
+
+    def __init__(self, message: str, *, reason: str = "server", attempts: int = 1) -> None:
+        self.reason = reason
+        self.attempts = attempts
+        super().__init__(message)
+
+
+class ProcessingError(Exception):
+    """A pipeline callback broke the pipeline's own contract (for example a map callback
+    that returned a different number of chats)."""
+
+
+def error_kind(error: BaseException | None) -> ErrorKind | None:
+    """Classify a chat's or completion's error for statistics; None when there is none."""
+    if error is None:
+        return None
+    if isinstance(error, GenerationError):
+        return "infrastructure"
+    if isinstance(error, ExhaustedMaxRoundsError | MissingModelError):
+        return "parse"
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        return "parse"
+    return "other"

@@ -1,0 +1,351 @@
+"""Generators, their params, and identifiers (`[provider!]model[,key=value,...]`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import typing as t
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from pytest_rigging._concurrency import LoopLocal, bounded_map
+from pytest_rigging._secrets import mask_identifier, redact
+from pytest_rigging.error import InvalidGeneratorError
+from pytest_rigging.message import Message, MessageLike
+
+if t.TYPE_CHECKING:
+    from pytest_rigging.chat import ChatPipeline
+    from pytest_rigging.completion import CompletionPipeline
+    from pytest_rigging.prompt import Prompt
+
+DEFAULT_PROVIDER = "litellm"
+DEFAULT_MAX_CONNECTIONS = 10
+
+
+class GenerateParams(BaseModel):
+    """Generation settings. Every field is optional; unset fields defer to lower layers.
+
+    Layers merge as identifier < generator < pipeline `.with_()` < per-call params, each
+    overriding only the fields it sets. `extra` passes provider-specific keys through.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    timeout: float | None = None
+    api_base: str | None = None
+    extra: dict[str, t.Any] = Field(default_factory=dict)
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _split_stop(cls, value: t.Any) -> t.Any:
+        return value.split(";") if isinstance(value, str) else value
+
+    def __repr_args__(self) -> t.Iterable[tuple[str | None, t.Any]]:
+        shown = self.set_values()
+        if self.extra:
+            shown["extra"] = self.extra
+        return shown.items()
+
+    def merge_with(self, *others: GenerateParams | None) -> GenerateParams:
+        """These params overridden by each of `others` in turn (only the fields they set)."""
+        merged = self.set_values()
+        extra = dict(self.extra)
+        for other in others:
+            if other is None:
+                continue
+            merged.update(other.set_values())
+            extra.update(other.extra)
+        merged["extra"] = extra
+        return GenerateParams.model_construct(**merged)
+
+    def set_values(self) -> dict[str, t.Any]:
+        """The fields that hold a value, `extra` left out."""
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "extra"}
+
+    def to_dict(self) -> dict[str, t.Any]:
+        """Keyword arguments for a provider call: set fields plus `extra` flattened."""
+        return {**self.set_values(), **self.extra}
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+class GeneratedMessage(BaseModel):
+    """What one chat generation returned."""
+
+    message: Message
+    stop_reason: str | None = None
+    usage: Usage | None = None
+
+
+class GeneratedText(BaseModel):
+    """What one text generation returned."""
+
+    text: str
+    stop_reason: str | None = None
+    usage: Usage | None = None
+
+
+_CONFIG_FIELDS = ("model", "params", "api_key")
+
+
+class Generator(BaseModel):
+    """A model behind one async contract.
+
+    Providers implement `generate_message` (one reply to one conversation) and, when they
+    can, `generate_text` (one continuation of one text). Everything batched or concurrent
+    is built on those two by the pipelines, under this generator's `max_connections`.
+    `api_key` is write-only: it is never dumped, printed or put in an identifier.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    model: str
+    params: GenerateParams = Field(default_factory=GenerateParams)
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1)
+
+    _slots: LoopLocal[asyncio.Semaphore] = PrivateAttr()
+
+    def model_post_init(self, context: t.Any) -> None:
+        self._slots = LoopLocal(lambda: asyncio.Semaphore(self.max_connections))
+
+    @property
+    def provider(self) -> str:
+        return provider_name(type(self))
+
+    def slots(self) -> asyncio.Semaphore:
+        """The semaphore that bounds this generator's calls on the running loop."""
+        return self._slots.get()
+
+    async def generate_message(
+        self, messages: t.Sequence[Message], params: GenerateParams
+    ) -> GeneratedMessage:
+        """The next assistant message for `messages`. Must be implemented by providers."""
+        raise NotImplementedError(f"provider '{self.provider}' does not generate messages")
+
+    async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
+        """A continuation of `text`, for providers that support text completion."""
+        raise NotImplementedError(f"provider '{self.provider}' does not generate text")
+
+    async def generate_messages(
+        self,
+        messages: t.Sequence[t.Sequence[Message]],
+        params: t.Sequence[GenerateParams],
+    ) -> list[GeneratedMessage]:
+        """Batch form of `generate_message`, for rigging compatibility."""
+        pairs = list(zip(messages, params, strict=True))
+        return await bounded_map(
+            lambda pair: self.generate_message(pair[0], self.params.merge_with(pair[1])),
+            pairs,
+            self.max_connections,
+        )
+
+    async def generate_texts(
+        self, texts: t.Sequence[str], params: t.Sequence[GenerateParams]
+    ) -> list[GeneratedText]:
+        """Batch form of `generate_text`, for rigging compatibility."""
+        pairs = list(zip(texts, params, strict=True))
+        return await bounded_map(
+            lambda pair: self.generate_text(pair[0], self.params.merge_with(pair[1])),
+            pairs,
+            self.max_connections,
+        )
+
+    def to_identifier(self, params: GenerateParams | None = None) -> str:
+        """`provider!model[,key=value,...]`, re-creating this generator (no secrets).
+
+        `params`, when given, replace this generator's own params in the identifier (a
+        chat passes the merged params it actually ran with).
+        """
+        parts = [f"{self.provider}!{self.model}"]
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if name not in _CONFIG_FIELDS and value != info.get_default(call_default_factory=True):
+                parts.append(f"{name}={_format_value(value)}")
+        shown = params if params is not None else self.params
+        parts.extend(f"{k}={_format_value(v)}" for k, v in shown.set_values().items())
+        parts.extend(f"extra.{k}={_format_value(v)}" for k, v in shown.extra.items())
+        return ",".join(parts)
+
+    def secret(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key else None
+
+    def redact(self, text: str) -> str:
+        """`text` without this generator's key or any key from the environment."""
+        return redact(text, self.secret())
+
+    def chat(
+        self,
+        messages: MessageLike | t.Sequence[MessageLike] | None = None,
+        params: GenerateParams | None = None,
+    ) -> ChatPipeline:
+        """A chat pipeline on this generator, starting with `messages`."""
+        from pytest_rigging.chat import ChatPipeline
+
+        return ChatPipeline(self, Message.fit_as_list(messages), params=params)
+
+    def complete(self, text: str = "", params: GenerateParams | None = None) -> CompletionPipeline:
+        """A text-completion pipeline on this generator."""
+        from pytest_rigging.completion import CompletionPipeline
+
+        return CompletionPipeline(self, text, params=params)
+
+    def prompt(self, func: t.Callable[..., t.Any]) -> Prompt[t.Any, t.Any]:
+        """Turn `func` into a Prompt bound to this generator."""
+        from pytest_rigging.prompt import Prompt
+
+        return Prompt(func, generator=self)
+
+
+def _format_value(value: t.Any) -> str:
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+_REGISTRY: dict[str, type[Generator] | str] = {
+    "litellm": "pytest_rigging.generator.litellm_:LiteLLMGenerator",
+    "echo": "pytest_rigging.generator.offline:EchoGenerator",
+    "scripted": "pytest_rigging.generator.offline:ScriptedGenerator",
+}
+
+
+def register_generator(provider: str, generator_cls: type[Generator] | str) -> None:
+    """Make `provider!model` identifiers build `generator_cls` (a class or `module:Class`)."""
+    if not provider or any(c in provider for c in "!,="):
+        raise InvalidGeneratorError(f"invalid provider name {provider!r}")
+    _REGISTRY[provider] = generator_cls
+
+
+def _resolve(provider: str) -> type[Generator]:
+    entry = _REGISTRY[provider]
+    if isinstance(entry, str):
+        import importlib
+
+        module, _, name = entry.partition(":")
+        entry = _REGISTRY[provider] = getattr(importlib.import_module(module), name)
+    return entry
+
+
+def provider_name(cls: type[Generator]) -> str:
+    """The name `cls` is registered under (its class name when it isn't registered)."""
+    for name, entry in reversed(_REGISTRY.items()):
+        if entry is cls or (isinstance(entry, str) and entry.endswith(f":{cls.__name__}")):
+            return name
+    return cls.__name__.lower()
+
+
+def get_generator(identifier: str, *, params: GenerateParams | None = None) -> Generator:
+    """Build a generator from `[provider!]model[,key=value,...]`.
+
+    Keys the generator's class declares (`api_key`, `max_connections`, ...) configure it;
+    GenerateParams fields become its params (`stop=a;b` is a list, `extra.key=value`
+    goes to `extra`); `params` are merged over the identifier's. Any malformed part
+    raises `InvalidGeneratorError` naming it.
+    """
+    if not isinstance(identifier, str):
+        raise InvalidGeneratorError(
+            f"generator identifier must be a str, got {type(identifier).__name__}"
+        )
+    shown = mask_identifier(identifier)
+    head, comma, tail = identifier.strip().partition(",")
+    if not head:
+        raise InvalidGeneratorError(f"empty generator identifier {shown!r}")
+    if head.count("!") > 1:
+        raise InvalidGeneratorError(f"identifier {shown!r} has more than one '!'")
+    provider, _, model = head.rpartition("!")
+    provider = provider or DEFAULT_PROVIDER
+    if not model:
+        raise InvalidGeneratorError(f"identifier {shown!r} names no model")
+    if provider not in _REGISTRY:
+        raise InvalidGeneratorError(
+            f"unknown provider {provider!r} in {shown!r}; known providers: "
+            + ", ".join(sorted(_REGISTRY))
+        )
+    generator_cls = _resolve(provider)
+    config, param_values, extra = _split_pairs(tail, generator_cls, shown) if comma else ({}, {}, {})
+    try:
+        id_params = GenerateParams.model_validate({**param_values, "extra": extra})
+    except ValidationError as error:
+        raise InvalidGeneratorError(_describe(error, shown, param_values)) from None
+    try:
+        return generator_cls(
+            model=model, params=id_params.merge_with(params), **config
+        )
+    except ValidationError as error:
+        raise InvalidGeneratorError(_describe(error, shown, config)) from None
+
+
+def _split_pairs(
+    tail: str, generator_cls: type[Generator], shown: str
+) -> tuple[dict[str, str], dict[str, str], dict[str, t.Any]]:
+    config: dict[str, str] = {}
+    param_values: dict[str, str] = {}
+    extra: dict[str, t.Any] = {}
+    settable = set(generator_cls.model_fields) - {"model", "params"}
+    for part in tail.split(","):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise InvalidGeneratorError(
+                f"malformed part {redact(part)!r} in {shown!r}: expected key=value"
+            )
+        if key in settable:
+            config[key] = value
+        elif key in GenerateParams.model_fields and key != "extra":
+            param_values[key] = value
+        elif key.startswith("extra.") and len(key) > len("extra."):
+            extra[key[len("extra.") :]] = _json_or_str(value)
+        else:
+            known = sorted(settable | set(GenerateParams.model_fields) - {"extra"})
+            raise InvalidGeneratorError(
+                f"unknown param {key!r} in {shown!r}; known: {', '.join(known)}, extra.<name>"
+            )
+    return config, param_values, extra
+
+
+def _json_or_str(value: str) -> t.Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _describe(error: ValidationError, shown: str, values: dict[str, str]) -> str:
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    given = redact(str(values.get(field, "")))
+    if field == "api_key":
+        given = "***"
+    return f"invalid value {given!r} for {field!r} in {shown!r}: {first['msg']}"

@@ -1,0 +1,171 @@
+"""The default provider: any model string litellm understands.
+
+litellm costs seconds and ~190 MB to import, so it is imported on the first generation,
+never before. Retries are ours, not litellm's or the OpenAI SDK's: bounded, with
+exponential backoff, honouring `Retry-After`, and every failure that survives them
+becomes a `GenerationError` (an infrastructure error, never a parse failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import typing as t
+
+from pydantic import Field
+
+from pytest_rigging.error import GenerationError
+from pytest_rigging.generator.base import (
+    GeneratedMessage,
+    GeneratedText,
+    GenerateParams,
+    Generator,
+    Usage,
+)
+from pytest_rigging.message import Message
+
+DEFAULT_TIMEOUT = 60.0
+MAX_RETRY_AFTER = 60.0
+
+_litellm_module: t.Any = None
+
+
+def _litellm() -> t.Any:
+    """Import and configure litellm once, on first use."""
+    global _litellm_module
+    if _litellm_module is None:
+        # Offline, litellm's import otherwise stalls trying to download its price map.
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        _litellm_module = litellm
+    return _litellm_module
+
+
+def litellm_model(model: str) -> str:
+    """The model string to hand litellm.
+
+    Bare `claude-*` ids go to Anthropic: litellm no longer recognises retired ones such as
+    `claude-3-haiku-20240307` ("LLM Provider NOT provided"), which the seed uses.
+    """
+    if "/" not in model and model.startswith("claude"):
+        return f"anthropic/{model}"
+    return model
+
+
+def _retry_after(error: BaseException) -> float | None:
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None) or getattr(error, "litellm_response_headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _classify(error: BaseException) -> tuple[str, bool]:
+    """(reason, retryable) for an exception raised by a litellm call."""
+    if isinstance(error, asyncio.TimeoutError | TimeoutError):
+        return "timeout", True
+    name = type(error).__name__
+    status = getattr(error, "status_code", None)
+    if name == "RateLimitError" or status == 429:
+        return "rate_limit", True
+    if name == "Timeout" or "Timeout" in name:
+        return "timeout", True
+    if name == "APIConnectionError":
+        return "connection", True
+    if isinstance(status, int) and status >= 500:
+        return "server", True
+    if isinstance(status, int) and 400 <= status < 500:
+        return "client", False
+    return "bad_response", True
+
+
+class LiteLLMGenerator(Generator):
+    """Generates through litellm (`gpt-4o-mini`, `anthropic/...`, `openai/x,api_base=...`).
+
+    `max_retries` bounds the retries of 429, 5xx, timeouts, refused connections and
+    malformed bodies; `backoff` is the first wait in seconds, doubled per retry (a
+    `Retry-After` header takes its place). `timeout` (a param) bounds each attempt.
+    """
+
+    max_retries: int = Field(default=3, ge=0)
+    backoff: float = Field(default=0.5, ge=0)
+
+    async def generate_message(
+        self, messages: t.Sequence[Message], params: GenerateParams
+    ) -> GeneratedMessage:
+        response = await self._call(
+            "acompletion", params, messages=[m.to_dict() for m in messages]
+        )
+        choice = response.choices[0]
+        content = choice.message.content
+        if not isinstance(content, str):
+            content = "" if content is None else str(content)
+        return GeneratedMessage(
+            message=Message.model_construct(role="assistant", content=content),
+            stop_reason=choice.finish_reason,
+            usage=_usage(response),
+        )
+
+    async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
+        response = await self._call("atext_completion", params, prompt=text)
+        choice = response.choices[0]
+        return GeneratedText(
+            text=choice.text or "", stop_reason=choice.finish_reason, usage=_usage(response)
+        )
+
+    async def _call(self, function: str, params: GenerateParams, **request: t.Any) -> t.Any:
+        litellm = _litellm()
+        call = getattr(litellm, function)
+        kwargs = params.to_dict()
+        timeout = float(kwargs.pop("timeout", DEFAULT_TIMEOUT))
+        kwargs.update(
+            request,
+            model=litellm_model(self.model),
+            timeout=timeout,
+            num_retries=0,
+            max_retries=0,
+            drop_params=True,
+        )
+        if self.api_key is not None:
+            kwargs["api_key"] = self.api_key.get_secret_value()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                # litellm enforces `timeout` per request; the outer bound guarantees that
+                # no call outlives it, whatever the transport does.
+                return await asyncio.wait_for(call(**kwargs), timeout + 5.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                reason, retryable = _classify(error)
+                if not retryable or attempt > self.max_retries:
+                    detail = self.redact(str(error) or type(error).__name__)[:500]
+                    raise GenerationError(
+                        f"{reason} error from {self.provider}!{self.model} after {attempt} "
+                        f"attempt{'s' if attempt > 1 else ''}: {detail}",
+                        reason=reason,
+                        attempts=attempt,
+                    ) from None
+                delay = _retry_after(error)
+                if delay is None:
+                    delay = self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
+                await asyncio.sleep(delay)
+
+
+def _usage(response: t.Any) -> Usage | None:
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return None
+    return Usage(
+        input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+        output_tokens=getattr(usage, "completion_tokens", 0) or 0,
+    )

@@ -1,0 +1,108 @@
+"""Fixtures and fakes shared by the test suite: the loopback LLM server and in-process
+generators that count what happens to them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import typing as t
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from pydantic import PrivateAttr  # noqa: E402
+
+from pytest_rigging.generator.base import (  # noqa: E402
+    GeneratedMessage,
+    GeneratedText,
+    GenerateParams,
+    Generator,
+    Usage,
+)
+from pytest_rigging.message import Message  # noqa: E402
+from tests.llm_server import LLMServer  # noqa: E402
+
+# Shaped so that nothing mistakes them for real keys, but long enough to be redacted.
+OPENAI_TEST_KEY = "test-openai-key-do-not-leak-0001"
+ANTHROPIC_TEST_KEY = "test-anthropic-key-do-not-leak-0002"
+
+
+class FakeGenerator(Generator):
+    """An in-process generator: replies with `reply(messages)` (echo by default) after
+    `latency` seconds (a number, or a function of the messages), and records every call
+    and the peak number of calls in flight."""
+
+    latency: float | t.Callable[[list[Message]], float] = 0.0
+    reply: t.Callable[[list[Message]], str] | None = None
+
+    _calls: list[tuple[list[Message], GenerateParams]] = PrivateAttr(default_factory=list)
+    _in_flight: int = PrivateAttr(default=0)
+    _peak: int = PrivateAttr(default=0)
+
+    @property
+    def calls(self) -> list[tuple[list[Message], GenerateParams]]:
+        return self._calls
+
+    @property
+    def peak(self) -> int:
+        return self._peak
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def _answer(self, messages: list[Message]) -> str:
+        if self.reply is not None:
+            return self.reply(messages)
+        return next((m.content for m in reversed(messages) if m.role == "user"), "")
+
+    async def generate_message(
+        self, messages: t.Sequence[Message], params: GenerateParams
+    ) -> GeneratedMessage:
+        self._calls.append((list(messages), params))
+        self._in_flight += 1
+        self._peak = max(self._peak, self._in_flight)
+        try:
+            delay = self.latency(list(messages)) if callable(self.latency) else self.latency
+            if delay:
+                await asyncio.sleep(delay)
+            content = self._answer(list(messages))
+        finally:
+            self._in_flight -= 1
+        return GeneratedMessage(
+            message=Message(role="assistant", content=content),
+            stop_reason="stop",
+            usage=Usage(input_tokens=1, output_tokens=1),
+        )
+
+    async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
+        message = await self.generate_message([Message(role="user", content=text)], params)
+        return GeneratedText(text=message.message.content, usage=message.usage)
+
+
+@pytest.fixture
+def fake() -> FakeGenerator:
+    return FakeGenerator(model="fake", max_connections=4)
+
+
+@pytest.fixture(scope="session")
+def llm_server_session() -> Iterator[LLMServer]:
+    with LLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def llm_server(llm_server_session: LLMServer, monkeypatch: pytest.MonkeyPatch) -> LLMServer:
+    """The loopback server, reset, with both providers' base URLs and keys pointing at it,
+    so that identifiers copied from the seed (`gpt-3.5-turbo`, `claude-3-...`) reach it."""
+    server = llm_server_session
+    server.reset()
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        monkeypatch.setenv(name, server.openai_base)
+    for name in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"):
+        monkeypatch.setenv(name, server.anthropic_base)
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_TEST_KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_TEST_KEY)
+    return server
