@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import pytest_rigging as rg
+from pytest_rigging.generator import base
 from pytest_rigging.generator.base import Generator
 from pytest_rigging.generator.offline import EchoGenerator, Rule, Script, ScriptedGenerator
 from pytest_rigging.message import Message
@@ -122,10 +123,14 @@ def test_explicit_params_merge_over_identifier() -> None:
     assert generator.to_identifier() == "echo!x,temperature=0.7,top_p=0.5"
 
 
-def test_register_generator_keeps_provider_name() -> None:
-    rg.register_generator("fakeprov", FakeGenerator)
+def test_register_generator_keeps_provider_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Custom(FakeGenerator):
+        pass
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    rg.register_generator("fakeprov", Custom)
     generator = rg.get_generator("fakeprov!m,latency=0.01")
-    assert isinstance(generator, FakeGenerator)
+    assert isinstance(generator, Custom)
     assert generator.to_identifier() == "fakeprov!m,latency=0.01"
     with pytest.raises(rg.InvalidGeneratorError, match="invalid provider name 'a!b'"):
         rg.register_generator("a!b", FakeGenerator)
