@@ -22,7 +22,17 @@ from pytest_rigging.generator.base import (  # noqa: E402
     Usage,
 )
 from pytest_rigging.message import Message  # noqa: E402
-from tests.llm_server import LLMServer  # noqa: E402
+from tests.llm_server import LLMServer, RecordedRequest  # noqa: E402
+
+def peak_overlap(requests: t.Sequence[RecordedRequest]) -> int:
+    """The most requests of `requests` that the server was handling at one moment."""
+    edges = sorted([(r.start, 1) for r in requests] + [(r.end, -1) for r in requests])
+    peak = current = 0
+    for _, step in edges:
+        current += step
+        peak = max(peak, current)
+    return peak
+
 
 # Shaped so that nothing mistakes them for real keys, but long enough to be redacted.
 OPENAI_TEST_KEY = "test-openai-key-do-not-leak-0001"

@@ -68,17 +68,31 @@ def _retry_after(error: BaseException) -> float | None:
         return None
 
 
+_CONNECTION = ("ConnectError", "APIConnectionError", "ConnectionRefusedError", "ConnectionError")
+
+
+def _chain(error: BaseException) -> t.Iterator[BaseException]:
+    """The error and what caused it: litellm re-wraps SDK and transport errors, sometimes
+    as a generic 500, so the cause tells a refused connection from a real server error."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = (
+            getattr(current, "original_exception", None) or current.__cause__ or current.__context__
+        )
+
+
 def _classify(error: BaseException) -> tuple[str, bool]:
     """(reason, retryable) for an exception raised by a litellm call."""
-    if isinstance(error, asyncio.TimeoutError | TimeoutError):
+    names = [type(e).__name__ for e in _chain(error)]
+    if any("Timeout" in name for name in names):
         return "timeout", True
-    name = type(error).__name__
     status = getattr(error, "status_code", None)
-    if name == "RateLimitError" or status == 429:
+    if "RateLimitError" in names or status == 429:
         return "rate_limit", True
-    if name == "Timeout" or "Timeout" in name:
-        return "timeout", True
-    if name == "APIConnectionError":
+    if any(name in _CONNECTION for name in names) or "Connection error" in str(error):
         return "connection", True
     if isinstance(status, int) and status >= 500:
         return "server", True

@@ -1,0 +1,156 @@
+"""The litellm provider over real HTTP: both API paths, bounded retries, Retry-After,
+timeouts, refused connections, malformed bodies, classification, and secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import pytest
+
+import pytest_rigging as rg
+from pytest_rigging.generator.litellm_ import litellm_model
+from tests.conftest import OPENAI_TEST_KEY, peak_overlap
+from tests.llm_server import LLMServer, Reply
+
+FAST = "max_retries=2,backoff=0.01"
+
+
+async def test_openai_path(llm_server: LLMServer) -> None:
+    llm_server.add_rule("hello", Reply(content="hi there", prompt_tokens=7, completion_tokens=2))
+    chat = await rg.get_generator("gpt-4o-mini,temperature=0.2,max_tokens=20").chat("hello").run()
+    assert chat.last.content == "hi there"
+    assert chat.usage == rg.Usage(input_tokens=7, output_tokens=2)
+    assert chat.stop_reason == "stop"
+    [request] = llm_server.requests
+    assert (request.api, request.model) == ("openai-chat", "gpt-4o-mini")
+    assert (request.body["temperature"], request.body["max_tokens"]) == (0.2, 20)
+    assert request.headers["authorization"] == f"Bearer {OPENAI_TEST_KEY}"
+
+
+async def test_anthropic_path_for_any_claude_id(llm_server: LLMServer) -> None:
+    models = ["claude-3-haiku-20240307", "claude-3-sonnet-20240229", "anthropic/claude-x-1"]
+    chats = await rg.get_generator("echo!unused").chat(
+        [{"role": "system", "content": "Be terse."}, "hi"]
+    ).run_over(*models, include_original=False)
+    assert [c.last.content for c in chats] == ["hi"] * 3
+    assert [(r.api, r.model) for r in sorted(llm_server.requests, key=lambda r: r.model)] == [
+        ("anthropic", "claude-3-haiku-20240307"),
+        ("anthropic", "claude-3-sonnet-20240229"),
+        ("anthropic", "claude-x-1"),
+    ]
+    assert llm_server.requests[0].body["system"] in ("Be terse.", [{"type": "text", "text": "Be terse."}])
+    assert [c.generator.model for c in chats if c.generator] == models
+
+
+def test_bare_claude_ids_route_to_anthropic() -> None:
+    assert litellm_model("claude-3-haiku-20240307") == "anthropic/claude-3-haiku-20240307"
+    assert litellm_model("bedrock/claude-v2") == "bedrock/claude-v2"
+    assert litellm_model("gpt-4o") == "gpt-4o"
+
+
+async def test_text_completion_path(llm_server: LLMServer) -> None:
+    llm_server.add_rule("Once", " there was a test.")
+    completion = await rg.get_generator("gpt-3.5-turbo-instruct").complete("Once upon a time").run()
+    assert completion.generated == " there was a test."
+    assert llm_server.requests[0].api == "openai-text"
+
+
+async def test_rate_limit_honours_retry_after(llm_server: LLMServer) -> None:
+    llm_server.fail_next(2, status=429, headers={"Retry-After": "0.3"})
+    chat = await rg.get_generator(f"gpt-4o,{FAST}").chat("x").run()
+    assert chat.last.content == "x"
+    starts = [r.start for r in llm_server.requests]
+    assert [r.status for r in llm_server.requests] == [429, 429, 200]
+    assert all(later - earlier >= 0.29 for earlier, later in zip(starts, starts[1:]))
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-3-haiku-20240307"])
+async def test_server_errors_are_retried_within_a_bound(llm_server: LLMServer, model: str) -> None:
+    llm_server.fail_next(10, status=500)
+    chat = await rg.get_generator(f"{model},{FAST}").chat("x").run(on_failed="include")
+    assert chat.failed and chat.error_kind == "infrastructure"
+    assert isinstance(chat.error, rg.GenerationError)
+    assert (chat.error.reason, chat.error.attempts) == ("server", 3)
+    assert str(chat.error).startswith(f"server error from litellm!{model} after 3 attempts: ")
+    assert len(llm_server.requests) == 3
+
+
+async def test_recovers_after_transient_server_errors(llm_server: LLMServer) -> None:
+    llm_server.fail_next(2, status=503)
+    chat = await rg.get_generator(f"claude-3-haiku-20240307,{FAST}").chat("ok?").run()
+    assert chat.last.content == "ok?"
+    assert [r.status for r in llm_server.requests] == [503, 503, 200]
+
+
+async def test_timeouts_are_bounded_and_classified(llm_server: LLMServer) -> None:
+    llm_server.fail_next(2, delay=2)
+    started = time.monotonic()
+    chat = await rg.get_generator("gpt-4o,max_retries=1,backoff=0,timeout=0.3").chat("x").run(
+        on_failed="include"
+    )
+    assert time.monotonic() - started < 10, "a timed-out call must not hang"
+    assert isinstance(chat.error, rg.GenerationError)
+    assert (chat.error.reason, chat.error.attempts) == ("timeout", 2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_refused_connection(llm_server: LLMServer) -> None:
+    base = f"http://127.0.0.1:{free_port()}/v1"
+    chat = await rg.get_generator(f"openai/gpt-4o,{FAST},api_base={base}").chat("x").run(
+        on_failed="include"
+    )
+    assert isinstance(chat.error, rg.GenerationError)
+    assert (chat.error.reason, chat.error.attempts) == ("connection", 3)
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-3-haiku-20240307"])
+async def test_malformed_body_is_an_infrastructure_error(llm_server: LLMServer, model: str) -> None:
+    llm_server.fail_next(10, status=200, body=b'{"choices": [ truncated')
+    chat = await rg.get_generator(f"{model},{FAST}").chat("x").run(on_failed="include")
+    assert chat.error_kind == "infrastructure"
+    assert isinstance(chat.error, rg.GenerationError) and chat.error.attempts == 3
+    assert len(llm_server.requests) == 3
+
+
+async def test_client_errors_are_not_retried_and_never_show_the_key(llm_server: LLMServer) -> None:
+    key = "sk-test-identifier-key-9876543210"
+    echoed = json.dumps({"error": {"message": f"key {key} is not valid", "type": "invalid_request_error"}})
+    llm_server.fail_next(1, status=401, body=echoed.encode())
+    chat = await rg.get_generator(f"gpt-4o,api_key={key},{FAST}").chat("x").run(on_failed="include")
+    assert isinstance(chat.error, rg.GenerationError)
+    assert (chat.error.reason, chat.error.attempts) == ("client", 1)
+    assert llm_server.requests[0].headers["authorization"] == f"Bearer {key}"
+    for shown in (str(chat.error), chat.conversation, chat.generator_id or "", repr(chat)):
+        assert key not in shown
+    assert OPENAI_TEST_KEY not in str(chat.error)
+
+
+async def test_infrastructure_errors_raise_by_default(llm_server: LLMServer) -> None:
+    llm_server.fail_next(10, status=500)
+    with pytest.raises(rg.GenerationError, match="server error from litellm!gpt-4o after 1 attempt: "):
+        await rg.get_generator("gpt-4o,max_retries=0").chat("x").run()
+
+
+async def test_concurrency_limit_holds_over_http(llm_server: LLMServer) -> None:
+    llm_server.latency = 0.2
+    chats = await rg.get_generator("gpt-4o,max_connections=5").chat().run_batch(
+        [str(i) for i in range(20)]
+    )
+    assert [c.last.content for c in chats] == [str(i) for i in range(20)]
+    assert peak_overlap(llm_server.requests) == 5
+
+
+def test_successive_event_loops_each_work(llm_server: LLMServer) -> None:
+    # pytest-asyncio gives every test a new loop; litellm's cached clients must not break.
+    generator = rg.get_generator("gpt-4o")
+    for turn in ("one", "two", "three"):
+        chat = asyncio.run(generator.chat(turn).run())
+        assert chat.last.content == turn
