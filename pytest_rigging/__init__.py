@@ -61,7 +61,30 @@ _WHERE = {
     "prompt": "prompt",
 }
 
-__all__ = [*sorted(_WHERE), "error", "model"]
+__all__ = [
+    "Chat",
+    "ChatPipeline",
+    "Completion",
+    "CompletionPipeline",
+    "ExhaustedMaxRoundsError",
+    "GenerateParams",
+    "GeneratedMessage",
+    "GeneratedText",
+    "GenerationError",
+    "Generator",
+    "InvalidGeneratorError",
+    "Message",
+    "MessageDict",
+    "MissingModelError",
+    "Model",
+    "Prompt",
+    "Usage",
+    "error",
+    "get_generator",
+    "model",
+    "prompt",
+    "register_generator",
+]
 
 
 def __getattr__(name: str) -> t.Any:

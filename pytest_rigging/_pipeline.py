@@ -102,7 +102,7 @@ def fit_batch(
             f"run_batch got {len(inputs)} inputs and {len(params)} params: "
             "the lengths must match, or one side must have length 1"
         )
-    return list(zip(inputs, params))
+    return list(zip(inputs, params, strict=True))
 
 
 def as_params_list(
@@ -223,9 +223,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         self.steps.append(("parse", ParseStep(models, rounds, attempt_recovery)))
         return self
 
-    def catch(
-        self, *errors: type[BaseException], on_failed: FailMode | None = None
-    ) -> Self:
+    def catch(self, *errors: type[BaseException], on_failed: FailMode | None = None) -> Self:
         """Also absorb `errors` (per result), and set the default `on_failed` mode."""
         self.caught = tuple(dict.fromkeys((*self.caught, *errors)))
         if on_failed is not None:
@@ -325,7 +323,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
                     f"map callback {getattr(segment.barrier, '__name__', segment.barrier)!r} "
                     f"returned {got} results for {len(live)}: it must return one per result"
                 )
-            for i, result in zip(live, mapped):
+            for i, result in zip(live, mapped, strict=True):
                 results[i] = result
             if segment.steps:
 
@@ -337,7 +335,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
                         return self._failed(jobs[index], tracker.current, error)
 
                 for i, result in zip(
-                    live, await _fan_out(rest, live, lambda i: jobs[i].generator)
+                    live, await _fan_out(rest, live, lambda i: jobs[i].generator), strict=True
                 ):
                     results[i] = result
         if mode == "skip":
@@ -387,9 +385,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
                 current.recovery_rounds = original.recovery_rounds + rounds - 1
                 raise ExhaustedMaxRoundsError(step.max_rounds, str(error)) from error
             if step.attempt_recovery:
-                dialog.extend(
-                    self._recovery_dialog(current, recovery_message(step.models, error))
-                )
+                dialog.extend(self._recovery_dialog(current, recovery_message(step.models, error)))
             tracker.current = await self._regenerate(original, dialog)
 
 
@@ -422,10 +418,8 @@ async def _fan_out(
 
     async def run_group(key: int) -> None:
         indexes = groups[key]
-        done = await bounded_map(
-            fn, [items[i] for i in indexes], generators[key].max_connections
-        )
-        for index, result in zip(indexes, done):
+        done = await bounded_map(fn, [items[i] for i in indexes], generators[key].max_connections)
+        for index, result in zip(indexes, done, strict=True):
             results[index] = result
 
     await bounded_map(run_group, list(groups), len(groups))

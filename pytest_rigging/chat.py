@@ -17,7 +17,7 @@ if t.TYPE_CHECKING:
     from pytest_rigging.prompt import Prompt
 
 Messages = list[Message]
-BatchInput = t.Union[MessageLike, t.Sequence[MessageLike]]
+BatchInput = MessageLike | t.Sequence[MessageLike]
 
 
 def _now() -> datetime:
@@ -100,12 +100,16 @@ class Chat(BaseModel):
         """A pipeline holding this whole conversation plus `messages`."""
         return self._pipeline(self.all + Message.fit_as_list(messages), None)
 
-    def fork(self, messages: BatchInput | None = None, *, include_all: bool = False) -> ChatPipeline:
+    def fork(
+        self, messages: BatchInput | None = None, *, include_all: bool = False
+    ) -> ChatPipeline:
         """A pipeline from the messages sent (or all, with `include_all`) plus `messages`."""
         base = self.all if include_all else self.messages
         return self._pipeline(list(base) + Message.fit_as_list(messages), None)
 
-    def restart(self, *, generator: Generator | None = None, include_all: bool = False) -> ChatPipeline:
+    def restart(
+        self, *, generator: Generator | None = None, include_all: bool = False
+    ) -> ChatPipeline:
         """A pipeline that sends this chat's messages again, optionally to another generator."""
         return self._pipeline(list(self.all if include_all else self.messages), generator)
 

@@ -75,7 +75,9 @@ class Completion(BaseModel):
         """A pipeline from the original text plus `text`."""
         return self._pipeline(self.text + text, None)
 
-    def restart(self, *, generator: Generator | None = None, include_all: bool = False) -> CompletionPipeline:
+    def restart(
+        self, *, generator: Generator | None = None, include_all: bool = False
+    ) -> CompletionPipeline:
         return self._pipeline(self.all if include_all else self.text, generator)
 
 
@@ -146,9 +148,7 @@ class CompletionPipeline(Pipeline[Completion, str]):
     def _recovery_dialog(self, result: Completion, message: str) -> list[t.Any]:
         return []
 
-    def _failed(
-        self, job: Job[str], result: Completion | None, error: BaseException
-    ) -> Completion:
+    def _failed(self, job: Job[str], result: Completion | None, error: BaseException) -> Completion:
         if result is None:
             result = Completion.model_construct(
                 text=self.text + job.input,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import types
 import typing as t
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from pydantic import BaseModel, ValidationError, field_validator
 
@@ -214,8 +214,8 @@ class Model(BaseModel):
         for plan in plans:
             if plan.model is not None:
                 found = [
-                    plan.model._from_inner(inner[s:e]) for _, s, e, _ in
-                    find_elements(plan.model.__xml_tag__, inner)
+                    plan.model._from_inner(inner[s:e])
+                    for _, s, e, _ in find_elements(plan.model.__xml_tag__, inner)
                 ]
             else:
                 found = [_clean(inner[s:e]) for _, s, e, _ in find_elements(plan.tag, inner)]
@@ -226,7 +226,7 @@ class Model(BaseModel):
         return cls.model_validate(values)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _plan(cls: type[Model]) -> tuple[_FieldPlan, ...] | None:
     """How to read each field of `cls`; None for a one-scalar-field (text) model."""
     plans = []
@@ -234,9 +234,7 @@ def _plan(cls: type[Model]) -> tuple[_FieldPlan, ...] | None:
         inner, many = _unwrap(info.annotation)
         nested = inner if isinstance(inner, type) and issubclass(inner, Model) else None
         alias = info.alias or name
-        plans.append(
-            _FieldPlan(name, nested.__xml_tag__ if nested else kebab(alias), nested, many)
-        )
+        plans.append(_FieldPlan(name, nested.__xml_tag__ if nested else kebab(alias), nested, many))
     if not plans:
         raise InvalidModelSpecifiedError(f"{cls.__name__} has no fields to parse into")
     if len(plans) == 1 and plans[0].model is None and not plans[0].many:

@@ -12,17 +12,18 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from pydantic import PrivateAttr  # noqa: E402
+from pydantic import PrivateAttr
 
-from pytest_rigging.generator.base import (  # noqa: E402
+from pytest_rigging.generator.base import (
     GeneratedMessage,
     GeneratedText,
     GenerateParams,
     Generator,
     Usage,
 )
-from pytest_rigging.message import Message  # noqa: E402
-from tests.llm_server import LLMServer, RecordedRequest  # noqa: E402
+from pytest_rigging.message import Message
+from tests.llm_server import LLMServer, RecordedRequest
+
 
 def peak_overlap(requests: t.Sequence[RecordedRequest]) -> int:
     """The most requests of `requests` that the server was handling at one moment."""

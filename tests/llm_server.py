@@ -426,7 +426,10 @@ class LLMServer:
             else _words(reply.content),
         )
         if req.body.get("stream"):
-            return _stream(api, req.model, reply.content, usage).encode(), "text/event-stream"
+            options = req.body.get("stream_options")
+            with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+            sse = _stream(api, req.model, reply.content, usage, with_usage)
+            return sse.encode(), "text/event-stream"
         return json.dumps(_completion(api, req.model, reply.content, usage)).encode(), (
             "application/json"
         )
@@ -490,8 +493,12 @@ def _completion(api: str, model: str, text: str, usage: tuple[int, int]) -> dict
     }
 
 
-def _stream(api: str, model: str, text: str, usage: tuple[int, int]) -> str:
-    """The whole answer as a one-delta SSE stream (``stream=True`` clients)."""
+def _stream(api: str, model: str, text: str, usage: tuple[int, int], with_usage: bool) -> str:
+    """The whole answer as a one-delta SSE stream, for ``stream=True`` clients.
+
+    OpenAI sends a final usage chunk only when asked (``stream_options.include_usage``);
+    Anthropic always reports usage in ``message_start`` / ``message_delta``.
+    """
     full = _completion(api, model, text, usage)
     if api == "anthropic":
         start = {**full, "content": [], "stop_reason": None}
@@ -536,5 +543,6 @@ def _stream(api: str, model: str, text: str, usage: tuple[int, int]) -> str:
             {**obj, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
             {**obj, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
         ]
-    chunks.append({**chunks[-1], "choices": [], "usage": full["usage"]})
+    if with_usage:
+        chunks.append({**chunks[-1], "choices": [], "usage": full["usage"]})
     return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"

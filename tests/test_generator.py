@@ -58,10 +58,16 @@ def test_identifier_values_are_typed() -> None:
         ("a!b!c", "identifier 'a!b!c' has more than one '!'"),
         ("echo!", "identifier 'echo!' names no model"),
         ("nope!x", "unknown provider 'nope' in 'nope!x'; known providers: echo, litellm, scripted"),
-        ("echo!x,temperature", "malformed part 'temperature' in 'echo!x,temperature': expected key=value"),
+        (
+            "echo!x,temperature",
+            "malformed part 'temperature' in 'echo!x,temperature': expected key=value",
+        ),
         ("echo!x,", "malformed part '' in 'echo!x,': expected key=value"),
         ("echo!x,temprature=1", "unknown param 'temprature' in 'echo!x,temprature=1'; known: "),
-        ("echo!x,temperature=hot", "invalid value 'hot' for 'temperature' in 'echo!x,temperature=hot'"),
+        (
+            "echo!x,temperature=hot",
+            "invalid value 'hot' for 'temperature' in 'echo!x,temperature=hot'",
+        ),
         ("echo!x,max_connections=0", "invalid value '0' for 'max_connections'"),
         ("echo!x,max_tokens=1.5", "invalid value '1.5' for 'max_tokens'"),
     ],
@@ -105,7 +111,9 @@ def test_environment_keys_are_redacted_from_errors(monkeypatch: pytest.MonkeyPat
 
 def test_params_merge_only_set_fields() -> None:
     base = rg.GenerateParams(temperature=0.1, max_tokens=10, extra={"a": 1})
-    merged = base.merge_with(rg.GenerateParams(temperature=0.9), None, rg.GenerateParams(extra={"b": 2}))
+    merged = base.merge_with(
+        rg.GenerateParams(temperature=0.9), None, rg.GenerateParams(extra={"b": 2})
+    )
     assert merged.temperature == 0.9
     assert merged.max_tokens == 10
     assert merged.extra == {"a": 1, "b": 2}
@@ -119,7 +127,9 @@ def test_params_reject_unknown_fields() -> None:
 
 
 def test_explicit_params_merge_over_identifier() -> None:
-    generator = rg.get_generator("echo!x,temperature=0.1,top_p=0.5", params=rg.GenerateParams(temperature=0.7))
+    generator = rg.get_generator(
+        "echo!x,temperature=0.1,top_p=0.5", params=rg.GenerateParams(temperature=0.7)
+    )
     assert generator.to_identifier() == "echo!x,temperature=0.7,top_p=0.5"
 
 
@@ -187,9 +197,7 @@ async def test_scripted_generator_cycles_per_conversation(tmp_path: Path) -> Non
 async def test_scripted_generator_drives_recovery(tmp_path: Path) -> None:
     path = write_rules(tmp_path, RULES)
     generator = rg.get_generator(f"scripted!{path.with_suffix('')}")
-    chats = await (
-        generator.chat("capital of France?").until_parsed_as(rg.model.Answer).run_many(2)
-    )
+    chats = await generator.chat("capital of France?").until_parsed_as(rg.model.Answer).run_many(2)
     assert [c.recovery_rounds for c in chats] == [0, 1]
     assert [c.last.parse(rg.model.Answer).content for c in chats] == ["Paris", "Recovered"]
 
@@ -215,7 +223,9 @@ async def test_scripted_random_mode_is_seeded_and_order_independent(tmp_path: Pa
 
 
 def test_scripted_inline_script() -> None:
-    generator = ScriptedGenerator(model="inline", script=Script(rules=[Rule(match="hi", reply="yo")]))
+    generator = ScriptedGenerator(
+        model="inline", script=Script(rules=[Rule(match="hi", reply="yo")])
+    )
     assert generator._pick("hi there", "", rg.GenerateParams()) == "yo"
     with pytest.raises(LookupError, match="no rule of scripted model 'inline' matches 'bye'"):
         generator._pick("bye", "", rg.GenerateParams())
@@ -224,14 +234,19 @@ def test_scripted_inline_script() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[[rules]]\nmatch = 'x'\n", "is invalid at rules.0: Value error, rule 'x' has no 'reply' or 'replies'"),
+        (
+            "[[rules]]\nmatch = 'x'\n",
+            "is invalid at rules.0: Value error, rule 'x' has no 'reply' or 'replies'",
+        ),
         ("[[rules]]\nmatch = '('\nreply = 'x'\n", "rule '(' is not a valid regex"),
         ("bogus = 1\n", "is invalid at bogus: Extra inputs are not permitted"),
         ("mode = 'shuffle'\n", "is invalid at mode"),
         ("rules = [", "is malformed"),
     ],
 )
-def test_bad_rules_files_are_invalid_generator_errors(tmp_path: Path, text: str, message: str) -> None:
+def test_bad_rules_files_are_invalid_generator_errors(
+    tmp_path: Path, text: str, message: str
+) -> None:
     path = write_rules(tmp_path, text)
     with pytest.raises(rg.InvalidGeneratorError) as caught:
         rg.get_generator(f"scripted!{path}")
@@ -240,7 +255,7 @@ def test_bad_rules_files_are_invalid_generator_errors(tmp_path: Path, text: str,
 
 
 def test_missing_rules_file(tmp_path: Path) -> None:
-    with pytest.raises(rg.InvalidGeneratorError, match="cannot read rules file '.*nothing.toml'"):
+    with pytest.raises(rg.InvalidGeneratorError, match=r"cannot read rules file '.*nothing\.toml'"):
         rg.get_generator(f"scripted!{tmp_path / 'nothing.toml'}")
 
 

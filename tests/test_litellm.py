@@ -4,6 +4,7 @@ timeouts, refused connections, malformed bodies, classification, and secrets."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import time
@@ -32,16 +33,21 @@ async def test_openai_path(llm_server: LLMServer) -> None:
 
 async def test_anthropic_path_for_any_claude_id(llm_server: LLMServer) -> None:
     models = ["claude-3-haiku-20240307", "claude-3-sonnet-20240229", "anthropic/claude-x-1"]
-    chats = await rg.get_generator("echo!unused").chat(
-        [{"role": "system", "content": "Be terse."}, "hi"]
-    ).run_over(*models, include_original=False)
+    chats = (
+        await rg.get_generator("echo!unused")
+        .chat([{"role": "system", "content": "Be terse."}, "hi"])
+        .run_over(*models, include_original=False)
+    )
     assert [c.last.content for c in chats] == ["hi"] * 3
     assert [(r.api, r.model) for r in sorted(llm_server.requests, key=lambda r: r.model)] == [
         ("anthropic", "claude-3-haiku-20240307"),
         ("anthropic", "claude-3-sonnet-20240229"),
         ("anthropic", "claude-x-1"),
     ]
-    assert llm_server.requests[0].body["system"] in ("Be terse.", [{"type": "text", "text": "Be terse."}])
+    assert llm_server.requests[0].body["system"] in (
+        "Be terse.",
+        [{"type": "text", "text": "Be terse."}],
+    )
     assert [c.generator.model for c in chats if c.generator] == models
 
 
@@ -64,7 +70,7 @@ async def test_rate_limit_honours_retry_after(llm_server: LLMServer) -> None:
     assert chat.last.content == "x"
     starts = [r.start for r in llm_server.requests]
     assert [r.status for r in llm_server.requests] == [429, 429, 200]
-    assert all(later - earlier >= 0.29 for earlier, later in zip(starts, starts[1:]))
+    assert all(later - earlier >= 0.29 for earlier, later in itertools.pairwise(starts))
 
 
 @pytest.mark.parametrize("model", ["gpt-4o", "claude-3-haiku-20240307"])
@@ -88,8 +94,10 @@ async def test_recovers_after_transient_server_errors(llm_server: LLMServer) -> 
 async def test_timeouts_are_bounded_and_classified(llm_server: LLMServer) -> None:
     llm_server.fail_next(2, delay=2)
     started = time.monotonic()
-    chat = await rg.get_generator("gpt-4o,max_retries=1,backoff=0,timeout=0.3").chat("x").run(
-        on_failed="include"
+    chat = (
+        await rg.get_generator("gpt-4o,max_retries=1,backoff=0,timeout=0.3")
+        .chat("x")
+        .run(on_failed="include")
     )
     assert time.monotonic() - started < 10, "a timed-out call must not hang"
     assert isinstance(chat.error, rg.GenerationError)
@@ -104,8 +112,10 @@ def free_port() -> int:
 
 async def test_refused_connection(llm_server: LLMServer) -> None:
     base = f"http://127.0.0.1:{free_port()}/v1"
-    chat = await rg.get_generator(f"openai/gpt-4o,{FAST},api_base={base}").chat("x").run(
-        on_failed="include"
+    chat = (
+        await rg.get_generator(f"openai/gpt-4o,{FAST},api_base={base}")
+        .chat("x")
+        .run(on_failed="include")
     )
     assert isinstance(chat.error, rg.GenerationError)
     assert (chat.error.reason, chat.error.attempts) == ("connection", 3)
@@ -122,7 +132,9 @@ async def test_malformed_body_is_an_infrastructure_error(llm_server: LLMServer, 
 
 async def test_client_errors_are_not_retried_and_never_show_the_key(llm_server: LLMServer) -> None:
     key = "sk-test-identifier-key-9876543210"
-    echoed = json.dumps({"error": {"message": f"key {key} is not valid", "type": "invalid_request_error"}})
+    echoed = json.dumps(
+        {"error": {"message": f"key {key} is not valid", "type": "invalid_request_error"}}
+    )
     llm_server.fail_next(1, status=401, body=echoed.encode())
     chat = await rg.get_generator(f"gpt-4o,api_key={key},{FAST}").chat("x").run(on_failed="include")
     assert isinstance(chat.error, rg.GenerationError)
@@ -135,14 +147,18 @@ async def test_client_errors_are_not_retried_and_never_show_the_key(llm_server: 
 
 async def test_infrastructure_errors_raise_by_default(llm_server: LLMServer) -> None:
     llm_server.fail_next(10, status=500)
-    with pytest.raises(rg.GenerationError, match="server error from litellm!gpt-4o after 1 attempt: "):
+    with pytest.raises(
+        rg.GenerationError, match="server error from litellm!gpt-4o after 1 attempt: "
+    ):
         await rg.get_generator("gpt-4o,max_retries=0").chat("x").run()
 
 
 async def test_concurrency_limit_holds_over_http(llm_server: LLMServer) -> None:
     llm_server.latency = 0.2
-    chats = await rg.get_generator("gpt-4o,max_connections=5").chat().run_batch(
-        [str(i) for i in range(20)]
+    chats = (
+        await rg.get_generator("gpt-4o,max_connections=5")
+        .chat()
+        .run_batch([str(i) for i in range(20)])
     )
     assert [c.last.content for c in chats] == [str(i) for i in range(20)]
     assert peak_overlap(llm_server.requests) == 5

@@ -126,7 +126,9 @@ def test_xml_example_shows_the_expected_shape() -> None:
 def test_invalid_element_reports_validation_error_but_later_valid_one_wins() -> None:
     with pytest.raises(ValidationError, match="age"):
         Person.from_text("<person><name>A</name><age>old</age></person>")
-    text = "<person><name>A</name><age>old</age></person><person><name>B</name><age>2</age></person>"
+    text = (
+        "<person><name>A</name><age>old</age></person><person><name>B</name><age>2</age></person>"
+    )
     assert Person.one_from_text(text)[0].name == "B"
 
 
@@ -141,7 +143,9 @@ def test_missing_model_error_names_the_tag() -> None:
     [("Yes.", True), ("TRUE", True), ("no way", False), (" False ", False)],
 )
 def test_yes_no_answer(text: str, expected: bool) -> None:
-    assert YesNoAnswer.one_from_text(f"<yes-no-answer>{text}</yes-no-answer>")[0].boolean is expected
+    assert (
+        YesNoAnswer.one_from_text(f"<yes-no-answer>{text}</yes-no-answer>")[0].boolean is expected
+    )
 
 
 def test_yes_no_answer_rejects_anything_else() -> None:
@@ -185,7 +189,15 @@ def test_model_without_fields_is_rejected_clearly() -> None:
         "\udcff\udcfe<answe\x00r>",
         "<" * 10_000,
     ],
-    ids=["empty", "unclosed-start", "closes-first", "tag-soup", "opens-only", "surrogates", "brackets"],
+    ids=[
+        "empty",
+        "unclosed-start",
+        "closes-first",
+        "tag-soup",
+        "opens-only",
+        "surrogates",
+        "brackets",
+    ],
 )
 def test_bad_output_is_a_parse_failure_never_a_crash(text: str) -> None:
     with pytest.raises(MissingModelError):

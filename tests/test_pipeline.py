@@ -27,7 +27,11 @@ def replying(*contents: str) -> FakeGenerator:
 
 async def test_run_gives_one_chat_with_the_whole_conversation(fake: FakeGenerator) -> None:
     chat = await fake.chat([{"role": "system", "content": "Be brief."}, "hello"]).run()
-    assert [str(m) for m in chat.all] == ["[system]: Be brief.", "[user]: hello", "[assistant]: hello"]
+    assert [str(m) for m in chat.all] == [
+        "[system]: Be brief.",
+        "[user]: hello",
+        "[assistant]: hello",
+    ]
     assert len(chat) == 3
     assert chat.conversation == "[system]: Be brief.\n\n[user]: hello\n\n[assistant]: hello"
     assert chat.last.content == "hello"
@@ -44,7 +48,12 @@ async def test_params_precedence_identifier_generator_pipeline_call() -> None:
     pipeline = generator.chat("hi").with_(max_tokens=3, seed=3)
     [chat] = await pipeline.run_batch(["hi"], [rg.GenerateParams(seed=4)])
     assert chat.params is not None
-    assert (chat.params.temperature, chat.params.top_p, chat.params.max_tokens, chat.params.seed) == (
+    assert (
+        chat.params.temperature,
+        chat.params.top_p,
+        chat.params.max_tokens,
+        chat.params.seed,
+    ) == (
         0.1,
         0.2,
         3,
@@ -76,7 +85,9 @@ async def test_run_many_with_map_that_continues_some_chats() -> None:
         {"kind": "joke", "questioned": True},
     ]
     assert [len(c) for c in chats] == [2, 2, 4]
-    assert chats[2].conversation.endswith("[user]: Why did you pick that animal?\n\n[assistant]: Because.")
+    assert chats[2].conversation.endswith(
+        "[user]: Why did you pick that animal?\n\n[assistant]: Because."
+    )
 
 
 async def test_then_callbacks_replace_keep_or_recurse(fake: FakeGenerator) -> None:
@@ -133,7 +144,11 @@ async def test_steps_after_a_map_still_run_per_chat(fake: FakeGenerator) -> None
 
 async def test_until_parsed_as_recovers_with_a_clear_message() -> None:
     generator = replying("Paris", "<answer>Paris</answer>")
-    chat = await generator.chat("Capital of France?").until_parsed_as(Answer, attempt_recovery=True).run()
+    chat = (
+        await generator.chat("Capital of France?")
+        .until_parsed_as(Answer, attempt_recovery=True)
+        .run()
+    )
     assert chat.last.parse(Answer).content == "Paris"
     assert chat.recovery_rounds == 1
     # The final chat holds the clean conversation; the failed try went to the model only.
@@ -147,7 +162,9 @@ async def test_until_parsed_as_recovers_with_a_clear_message() -> None:
 
 
 async def test_validation_errors_use_validation_error_tags() -> None:
-    generator = replying("<yes-no-answer>perhaps</yes-no-answer>", "<yes-no-answer>yes</yes-no-answer>")
+    generator = replying(
+        "<yes-no-answer>perhaps</yes-no-answer>", "<yes-no-answer>yes</yes-no-answer>"
+    )
     chat = await generator.chat("?").until_parsed_as(YesNoAnswer).run()
     assert chat.last.parse(YesNoAnswer).boolean is True
     assert "<validation-error>" in generator.calls[1][0][-1].content
@@ -164,16 +181,25 @@ async def test_without_recovery_the_model_is_simply_asked_again() -> None:
 async def test_exhaustion_raises_or_is_absorbed() -> None:
     generator = replying("never")
     pipeline = generator.chat("q").until_parsed_as(Answer, max_rounds=3)
-    with pytest.raises(rg.ExhaustedMaxRoundsError, match=r"Exhausted max rounds \(3\) while parsing: Failed to find"):
+    with pytest.raises(
+        rg.ExhaustedMaxRoundsError,
+        match=r"Exhausted max rounds \(3\) while parsing: Failed to find",
+    ):
         await pipeline.run()
     assert len(generator.calls) == 3
     failed = await pipeline.run(on_failed="include")
     assert failed.failed and failed.error_kind == "parse"
     assert failed.recovery_rounds == 2
-    assert failed.conversation.endswith("[assistant]: never\n\n[error]: Exhausted max rounds (3) while parsing: Failed to find '<answer></answer>' in text")
+    assert failed.conversation.endswith(
+        "[assistant]: never\n\n[error]: Exhausted max rounds (3) while parsing: "
+        "Failed to find '<answer></answer>' in text"
+    )
     # rigging 3 spells max_rounds as max_depth
     generator.calls.clear()
-    assert await generator.chat("q").until_parsed_as(Answer, max_depth=2).run_many(1, on_failed="skip") == []
+    assert (
+        await generator.chat("q").until_parsed_as(Answer, max_depth=2).run_many(1, on_failed="skip")
+        == []
+    )
     assert len(generator.calls) == 2
 
 
@@ -220,14 +246,20 @@ async def test_generation_errors_are_infrastructure_and_absorbed() -> None:
             raise rg.GenerationError("server error from fake", reason="server")
         return "ok"
 
-    chats = await FakeGenerator(model="m", reply=flaky).chat().run_batch(["a", "bad"], on_failed="include")
+    chats = (
+        await FakeGenerator(model="m", reply=flaky)
+        .chat()
+        .run_batch(["a", "bad"], on_failed="include")
+    )
     assert [c.error_kind for c in chats] == [None, "infrastructure"]
 
 
 async def test_bad_on_failed_values(fake: FakeGenerator) -> None:
     with pytest.raises(ValueError, match="on_failed='skip' has nothing to skip to in a single run"):
         await fake.chat("x").run(on_failed="skip")
-    with pytest.raises(ValueError, match="on_failed must be one of raise, skip, include, got 'ignore'"):
+    with pytest.raises(
+        ValueError, match="on_failed must be one of raise, skip, include, got 'ignore'"
+    ):
         await fake.chat("x").run_many(1, on_failed="ignore")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="run_many needs a count of 0 or more, got -1"):
         await fake.chat("x").run_many(-1)
@@ -236,9 +268,17 @@ async def test_bad_on_failed_values(fake: FakeGenerator) -> None:
 async def test_run_batch_inputs(fake: FakeGenerator) -> None:
     pipeline = fake.chat({"role": "system", "content": "sys"})
     [one] = await pipeline.run_batch("a bare string is one input")
-    assert [m.content for m in one.all] == ["sys", "a bare string is one input", "a bare string is one input"]
+    assert [m.content for m in one.all] == [
+        "sys",
+        "a bare string is one input",
+        "a bare string is one input",
+    ]
     chats = await pipeline.run_batch(
-        ["text", {"role": "user", "content": "dict"}, ["first", Message(role="user", content="second")]]
+        [
+            "text",
+            {"role": "user", "content": "dict"},
+            ["first", Message(role="user", content="second")],
+        ]
     )
     assert [[m.content for m in c.messages] for c in chats] == [
         ["sys", "text"],
@@ -257,12 +297,18 @@ async def test_run_batch_broadcasts_either_side(fake: FakeGenerator) -> None:
     assert [p.temperature for _, p in fake.calls] == [0.6, 0.9, 1.2]
     chats = await fake.chat().run_batch(["a", "b", "c"], rg.GenerateParams(temperature=0.1))
     assert {c.params.temperature for c in chats if c.params} == {0.1}
-    chats = await fake.chat().run_batch(["a", "b"], [rg.GenerateParams(seed=1), rg.GenerateParams(seed=2)])
+    chats = await fake.chat().run_batch(
+        ["a", "b"], [rg.GenerateParams(seed=1), rg.GenerateParams(seed=2)]
+    )
     assert [(c.last.content, c.params.seed) for c in chats if c.params] == [("a", 1), ("b", 2)]
 
 
 async def test_run_batch_length_mismatch_names_both_lengths(fake: FakeGenerator) -> None:
-    with pytest.raises(ValueError, match="run_batch got 2 inputs and 3 params: the lengths must match, or one side must have length 1"):
+    with pytest.raises(
+        ValueError,
+        match="run_batch got 2 inputs and 3 params: the lengths must match, "
+        "or one side must have length 1",
+    ):
         await fake.chat().run_batch(["a", "b"], [rg.GenerateParams()] * 3)
 
 
@@ -280,7 +326,11 @@ async def test_run_over_order_and_skip() -> None:
         "echo!third,temperature=0.5",
         "fakegenerator!original",
     ]
-    assert [c.generator.model for c in await pipeline.run_over(other, include_original=False) if c.generator] == ["other"]
+    assert [
+        c.generator.model
+        for c in await pipeline.run_over(other, include_original=False)
+        if c.generator
+    ] == ["other"]
     skipped = await pipeline.run_over(down, other, on_failed="skip")
     assert [c.generator.model for c in skipped if c.generator] == ["other", "original"]
     with pytest.raises(ValueError, match="run_over needs at least one generator"):
@@ -381,7 +431,9 @@ async def test_completion_pipeline_run_family(fake: FakeGenerator) -> None:
     batch = await pipeline.run_batch([", a", ", b"])
     assert [c.text for c in batch] == ["Once upon a time, a", "Once upon a time, b"]
     many = await pipeline.run_many(3, params=rg.GenerateParams(temperature=0.3))
-    assert [c.generator_id for c in many] == ["fakegenerator!fake,max_connections=4,temperature=0.3"] * 3
+    assert [c.generator_id for c in many] == [
+        "fakegenerator!fake,max_connections=4,temperature=0.3"
+    ] * 3
     over = await pipeline.run_over(FakeGenerator(model="other"))
     assert [c.generator.model for c in over if c.generator] == ["other", "fake"]
     assert (await completion.continue_("!").run()).text == completion.all + "!"
@@ -392,5 +444,10 @@ async def test_completion_until_parsed_as_regenerates() -> None:
     completion = await generator.complete("Q: ").until_parsed_as(Answer).run()
     assert completion.parse(Answer).content == "42"
     assert completion.recovery_rounds == 1
-    failed = await replying("junk").complete("Q: ").until_parsed_as(Answer, max_rounds=2).run(on_failed="include")
+    failed = (
+        await replying("junk")
+        .complete("Q: ")
+        .until_parsed_as(Answer, max_rounds=2)
+        .run(on_failed="include")
+    )
     assert failed.failed and failed.error_kind == "parse"

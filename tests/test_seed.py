@@ -15,7 +15,9 @@ import pytest
 
 from tests.llm_server import LLMServer
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "seed-iterating-and-batching.md"
+SEED = (
+    Path(__file__).resolve().parents[2] / "shared" / "reference" / "seed-iterating-and-batching.md"
+)
 
 
 def seed_blocks() -> dict[str, str]:
@@ -77,9 +79,15 @@ async def test_run_many_with_map(llm_server: LLMServer) -> None:
     flags, bodies = chats[0::2], chats[1::2]
     assert sorted(flags) == ["False", "False", "True"]
     questioned = bodies[flags.index("True")]
-    assert questioned.startswith("[user]: Tell me a joke about an animal.\n\n[assistant]: Why don't elephants")
+    assert questioned.startswith(
+        "[user]: Tell me a joke about an animal.\n\n[assistant]: Why don't elephants"
+    )
     assert "[user]: Why did you pick that animal?\n\n[assistant]: Elephants are funny" in questioned
-    assert all(body.count("[user]:") == 1 for flag, body in zip(flags, bodies) if flag == "False")
+    assert all(
+        body.count("[user]:") == 1
+        for flag, body in zip(flags, bodies, strict=True)
+        if flag == "False"
+    )
     assert [r.model for r in llm_server.requests] == ["gpt-3.5-turbo"] * 4
 
 
@@ -126,7 +134,9 @@ async def test_run_batch_over_temperatures(llm_server: LLMServer) -> None:
 async def test_run_over_models(llm_server: LLMServer) -> None:
     llm_server.add_rule("capital of France", "<answer>Paris</answer>")
     output = await run_seed_block("Run Over Code")
-    models = [line.split(":", 1)[1].strip() for line in output.splitlines() if line.startswith("Model:")]
+    models = [
+        line.split(":", 1)[1].strip() for line in output.splitlines() if line.startswith("Model:")
+    ]
     assert models == [
         "gpt-4-turbo",
         "claude-3-haiku-20240307",

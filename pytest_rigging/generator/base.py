@@ -189,7 +189,12 @@ class Generator(BaseModel):
         parts = [f"{self.provider}!{self.model}"]
         for name, info in type(self).model_fields.items():
             value = getattr(self, name)
-            if name not in _CONFIG_FIELDS and value != info.get_default(call_default_factory=True):
+            if (
+                name not in _CONFIG_FIELDS
+                and not info.exclude
+                and isinstance(value, str | int | float)
+                and value != info.get_default(call_default_factory=True)
+            ):
                 parts.append(f"{name}={_format_value(value)}")
         shown = params if params is not None else self.params
         parts.extend(f"{k}={_format_value(v)}" for k, v in shown.set_values().items())
@@ -294,15 +299,15 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
             + ", ".join(sorted(_REGISTRY))
         )
     generator_cls = _resolve(provider)
-    config, param_values, extra = _split_pairs(tail, generator_cls, shown) if comma else ({}, {}, {})
+    config, param_values, extra = (
+        _split_pairs(tail, generator_cls, shown) if comma else ({}, {}, {})
+    )
     try:
         id_params = GenerateParams.model_validate({**param_values, "extra": extra})
     except ValidationError as error:
         raise InvalidGeneratorError(_describe(error, shown, param_values)) from None
     try:
-        return generator_cls(
-            model=model, params=id_params.merge_with(params), **config
-        )
+        return generator_cls(model=model, params=id_params.merge_with(params), **config)
     except ValidationError as error:
         raise InvalidGeneratorError(_describe(error, shown, config)) from None
 

@@ -115,9 +115,7 @@ class LiteLLMGenerator(Generator):
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
-        response = await self._call(
-            "acompletion", params, messages=[m.to_dict() for m in messages]
-        )
+        response = await self._call("acompletion", params, messages=[m.to_dict() for m in messages])
         choice = response.choices[0]
         content = choice.message.content
         if not isinstance(content, str):

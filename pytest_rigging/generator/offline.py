@@ -153,7 +153,11 @@ class ScriptedGenerator(_OfflineGenerator):
             path = Path(self.model)
             if not path.suffix and not path.exists():
                 path = next(
-                    (p for p in (path.with_suffix(".toml"), path.with_suffix(".json")) if p.exists()),
+                    (
+                        p
+                        for p in (path.with_suffix(".toml"), path.with_suffix(".json"))
+                        if p.exists()
+                    ),
                     path,
                 )
             self.script = Script.load(path)
@@ -170,7 +174,9 @@ class ScriptedGenerator(_OfflineGenerator):
                 f"no rule of scripted model '{self.model}' matches {prompt[:80]!r}"
                 " and the script sets no default"
             )
-        return self._choose(-1, [default] if isinstance(default, str) else default, conversation, params)
+        return self._choose(
+            -1, [default] if isinstance(default, str) else default, conversation, params
+        )
 
     def _choose(
         self, index: int, replies: list[str], conversation: str, params: GenerateParams
