@@ -10,10 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-try:  # tests/ as a package, or run via `python -m pytest` from the repo root
-    from tests.llm_server import LLMServer, Reply
-except ImportError:  # plain `pytest`: rootdir-less tests/ is on sys.path instead
-    from llm_server import LLMServer, Reply  # type: ignore[no-redef]
+from tests.llm_server import LLMServer, Reply
 
 
 @pytest.fixture
