@@ -37,7 +37,9 @@ def score(chats: list[rg.Chat]) -> list[rg.Chat]:
 async def evaluate(model: str) -> list[object]:
     pipeline = (
         rg.get_generator(model)
-        .chat({"role": "system", "content": f"Answer in one word between {Answer.xml_tags()} tags."})
+        .chat(
+            {"role": "system", "content": f"Answer in one word between {Answer.xml_tags()} tags."}
+        )
         .until_parsed_as(Answer, max_rounds=3)
         .map(score)
     )

@@ -1,28 +1,42 @@
-"""Keeping API keys out of everything we print, log or store."""
+"""Keeping API keys out of everything we print, log or store.
+
+Secrets come from two places: `api_key=` values given to generators (registered when the
+generator is built) and the environment's `*_API_KEY`/`*_TOKEN`/`*_SECRET` variables.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
-_SECRET_ENV = re.compile(r"(API_KEY|_KEY|_TOKEN|_SECRET)$")
+_SECRET_ENV = re.compile(r"(_KEY|_TOKEN|_SECRET)$")
 _MIN_SECRET_LEN = 8
 _KEY_IN_IDENTIFIER = re.compile(r"(api_key=)[^,]*")
+_registered: set[str] = set()
 
 
-def known_secrets(*extra: str | None) -> list[str]:
-    """Secret values that must never be shown: `extra` plus the environment's keys."""
-    values = {v for v in extra if v}
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that `redact` hides it from then on."""
+    if value and len(value) >= _MIN_SECRET_LEN:
+        _registered.add(value)
+
+
+def known_secrets() -> list[str]:
+    """Every secret that must never be shown, longest first (so a key containing another
+    is replaced whole)."""
+    values = set(_registered)
     values.update(
-        value for name, value in os.environ.items() if _SECRET_ENV.search(name.upper()) and value
+        value
+        for name, value in os.environ.items()
+        if _SECRET_ENV.search(name.upper()) and len(value) >= _MIN_SECRET_LEN
     )
-    # Longest first, so a key that contains another is replaced whole.
-    return sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len, reverse=True)
+    return sorted(values, key=len, reverse=True)
 
 
-def redact(text: str, *extra: str | None) -> str:
+def redact(text: str) -> str:
     """`text` with every known secret replaced by `***`."""
-    for secret in known_secrets(*extra):
+    for secret in known_secrets():
         if secret in text:
             text = text.replace(secret, "***")
     return text
@@ -31,3 +45,14 @@ def redact(text: str, *extra: str | None) -> str:
 def mask_identifier(identifier: str) -> str:
     """An identifier as it may be shown: its `api_key=` value and known secrets hidden."""
     return redact(_KEY_IN_IDENTIFIER.sub(r"\1***", identifier))
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites log records so that no known secret reaches a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True

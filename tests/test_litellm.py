@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import json
 import socket
 import time
@@ -170,3 +171,18 @@ def test_successive_event_loops_each_work(llm_server: LLMServer) -> None:
     for turn in ("one", "two", "three"):
         chat = asyncio.run(generator.chat(turn).run())
         assert chat.last.content == turn
+
+
+async def test_debug_logs_never_show_the_key(
+    llm_server: LLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "sk-test-logged-key-5555555555"
+    generator = rg.get_generator(f"gpt-4o,api_key={key},{FAST}")
+    llm_server.fail_next(1, status=500)
+    with caplog.at_level(logging.DEBUG):
+        chat = await generator.chat("x").run()
+    assert chat.last.content == "x"
+    assert llm_server.requests[-1].headers["authorization"] == f"Bearer {key}"
+    assert caplog.records, "litellm and httpx log at DEBUG: there must be something to check"
+    assert key not in caplog.text
+    assert OPENAI_TEST_KEY not in caplog.text

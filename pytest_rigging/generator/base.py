@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from pytest_rigging._concurrency import LoopLocal, bounded_map
-from pytest_rigging._secrets import mask_identifier, redact
+from pytest_rigging._secrets import mask_identifier, redact, register_secret
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.message import Message, MessageLike
 
@@ -137,6 +137,7 @@ class Generator(BaseModel):
 
     def model_post_init(self, context: t.Any) -> None:
         self._slots = LoopLocal(lambda: asyncio.Semaphore(self.max_connections))
+        register_secret(self.secret())
 
     @property
     def provider(self) -> str:
@@ -203,10 +204,6 @@ class Generator(BaseModel):
 
     def secret(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key else None
-
-    def redact(self, text: str) -> str:
-        """`text` without this generator's key or any key from the environment."""
-        return redact(text, self.secret())
 
     def chat(
         self,

@@ -9,12 +9,14 @@ becomes a `GenerationError` (an infrastructure error, never a parse failure).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import typing as t
 
 from pydantic import Field
 
+from pytest_rigging._secrets import RedactingFilter, redact
 from pytest_rigging.error import GenerationError
 from pytest_rigging.generator.base import (
     GeneratedMessage,
@@ -27,6 +29,17 @@ from pytest_rigging.message import Message
 
 DEFAULT_TIMEOUT = 60.0
 MAX_RETRY_AFTER = 60.0
+
+_LOGGERS = (
+    "LiteLLM",
+    "LiteLLM Router",
+    "LiteLLM Proxy",
+    "httpx",
+    "openai._base_client",
+    "anthropic._base_client",
+)
+"""Loggers that may see request details: each gets a filter that redacts secrets (a
+filter applies to records of its own logger only, so children are named one by one)."""
 
 _litellm_module: t.Any = None
 
@@ -41,6 +54,8 @@ def _litellm() -> t.Any:
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False
+        for name in _LOGGERS:
+            logging.getLogger(name).addFilter(RedactingFilter())
         _litellm_module = litellm
     return _litellm_module
 
@@ -160,7 +175,7 @@ class LiteLLMGenerator(Generator):
             except Exception as error:
                 reason, retryable = _classify(error)
                 if not retryable or attempt > self.max_retries:
-                    detail = self.redact(str(error) or type(error).__name__)[:500]
+                    detail = redact(str(error) or type(error).__name__)[:500]
                     raise GenerationError(
                         f"{reason} error from {self.provider}!{self.model} after {attempt} "
                         f"attempt{'s' if attempt > 1 else ''}: {detail}",
