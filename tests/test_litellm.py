@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import json
+import logging
 import socket
 import time
 
