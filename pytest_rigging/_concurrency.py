@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import typing as t
 import weakref
 
@@ -61,3 +63,45 @@ class LoopLocal(t.Generic[T]):
         if value is None:
             value = self._values[loop] = self._factory()
         return value
+
+
+_shared_limit: contextvars.ContextVar[asyncio.Semaphore | None] = contextvars.ContextVar(
+    "pytest_rigging_shared_limit", default=None
+)
+
+
+@contextlib.contextmanager
+def shared_limit(limit: int) -> t.Iterator[asyncio.Semaphore]:
+    """Within this block (and the tasks it starts), every generator call also takes a slot
+    of one semaphore of size `limit`: a bound across all generators, on top of each
+    generator's own `max_connections`. Enter it on the loop that will run the calls."""
+    semaphore = asyncio.Semaphore(limit)
+    token = _shared_limit.set(semaphore)
+    try:
+        yield semaphore
+    finally:
+        _shared_limit.reset(token)
+
+
+class Slot:
+    """A generator's own slot, plus a slot of the shared limit when one is in force."""
+
+    __slots__ = ("own", "shared")
+
+    def __init__(self, own: asyncio.Semaphore) -> None:
+        self.own = own
+        self.shared = _shared_limit.get()
+
+    async def __aenter__(self) -> None:
+        await self.own.acquire()
+        if self.shared is not None:
+            try:
+                await self.shared.acquire()
+            except BaseException:
+                self.own.release()
+                raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.shared is not None:
+            self.shared.release()
+        self.own.release()

@@ -9,6 +9,7 @@ import random
 import pytest
 
 import pytest_rigging as rg
+from pytest_rigging._concurrency import shared_limit
 from pytest_rigging.error import ProcessingError
 from pytest_rigging.message import Message
 from pytest_rigging.model import Answer, YesNoAnswer
@@ -451,3 +452,30 @@ async def test_completion_until_parsed_as_regenerates() -> None:
         .run(on_failed="include")
     )
     assert failed.failed and failed.error_kind == "parse"
+
+
+async def test_shared_limit_bounds_calls_across_generators() -> None:
+    state = {"now": 0, "peak": 0}
+
+    def enter(messages: list[Message]) -> float:
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        return 0.02
+
+    def leave(messages: list[Message]) -> str:
+        state["now"] -= 1
+        return "ok"
+
+    generators = [
+        FakeGenerator(model=str(i), latency=enter, reply=leave, max_connections=10)
+        for i in range(3)
+    ]
+    with shared_limit(4) as semaphore:
+        await asyncio.gather(*(g.chat("x").run_many(10) for g in generators))
+    assert state["peak"] == 4
+    assert sum(len(g.calls) for g in generators) == 30
+    assert not semaphore.locked()
+    # Outside the block, only each generator's own limit applies.
+    state["peak"] = 0
+    await asyncio.gather(*(g.chat("x").run_many(10) for g in generators))
+    assert state["peak"] == 30

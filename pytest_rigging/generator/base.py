@@ -16,7 +16,7 @@ from pydantic import (
     field_validator,
 )
 
-from pytest_rigging._concurrency import LoopLocal, bounded_map
+from pytest_rigging._concurrency import LoopLocal, Slot, bounded_map
 from pytest_rigging._secrets import mask_identifier, redact, register_secret
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.message import Message, MessageLike
@@ -143,9 +143,10 @@ class Generator(BaseModel):
     def provider(self) -> str:
         return provider_name(type(self))
 
-    def slots(self) -> asyncio.Semaphore:
-        """The semaphore that bounds this generator's calls on the running loop."""
-        return self._slots.get()
+    def slots(self) -> Slot:
+        """What one call must hold: a slot of this generator's `max_connections` on the
+        running loop, and of the shared limit when one is in force."""
+        return Slot(self._slots.get())
 
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams
