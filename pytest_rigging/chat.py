@@ -73,7 +73,7 @@ class Chat(BaseModel):
         """The identifier this chat ran with, params included: `litellm!gpt-4o,temperature=0.6`."""
         if self.generator is None:
             return None
-        return self.generator.to_identifier(self.params)
+        return self.generator.to_identifier(self.params, with_config=False)
 
     @property
     def error_kind(self) -> str | None:

@@ -44,7 +44,7 @@ class Completion(BaseModel):
     def generator_id(self) -> str | None:
         if self.generator is None:
             return None
-        return self.generator.to_identifier(self.params)
+        return self.generator.to_identifier(self.params, with_config=False)
 
     @property
     def error_kind(self) -> str | None:

@@ -182,17 +182,23 @@ class Generator(BaseModel):
             self.max_connections,
         )
 
-    def to_identifier(self, params: GenerateParams | None = None) -> str:
+    def to_identifier(
+        self, params: GenerateParams | None = None, *, with_config: bool = True
+    ) -> str:
         """`provider!model[,key=value,...]`, re-creating this generator (no secrets).
 
         `params`, when given, replace this generator's own params in the identifier (a
-        chat passes the merged params it actually ran with).
+        chat passes the merged params it actually ran with). `with_config=False` leaves
+        out settings that are not params (`max_connections`, `max_retries`, ...), giving
+        the identity of what was generated rather than how it was called. Settings that
+        an identifier cannot spell (objects, functions) are left out.
         """
         parts = [f"{self.provider}!{self.model}"]
         for name, info in type(self).model_fields.items():
             value = getattr(self, name)
             if (
-                name not in _CONFIG_FIELDS
+                with_config
+                and name not in _CONFIG_FIELDS
                 and not info.exclude
                 and isinstance(value, str | int | float)
                 and value != info.get_default(call_default_factory=True)
@@ -297,9 +303,8 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
             + ", ".join(sorted(_REGISTRY))
         )
     generator_cls = _resolve(provider)
-    config, param_values, extra = (
-        _split_pairs(tail, generator_cls, shown) if comma else ({}, {}, {})
-    )
+    settable = set(generator_cls.model_fields) - {"model", "params"}
+    config, param_values, extra = _split_pairs(tail, settable, shown) if comma else ({}, {}, {})
     try:
         id_params = GenerateParams.model_validate({**param_values, "extra": extra})
     except ValidationError as error:
@@ -310,13 +315,23 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
         raise InvalidGeneratorError(_describe(error, shown, config)) from None
 
 
+def parse_params(text: str) -> GenerateParams:
+    """GenerateParams from `key=value,...` (the params part of an identifier)."""
+    shown = mask_identifier(text)
+    _, values, extra = _split_pairs(text, set(), shown) if text.strip() else ({}, {}, {})
+    try:
+        return GenerateParams.model_validate({**values, "extra": extra})
+    except ValidationError as error:
+        raise InvalidGeneratorError(_describe(error, shown, values)) from None
+
+
 def _split_pairs(
-    tail: str, generator_cls: type[Generator], shown: str
+    tail: str, settable: set[str], shown: str
 ) -> tuple[dict[str, str], dict[str, str], dict[str, t.Any]]:
+    """Split `key=value,...` into generator config, params and `extra.` keys."""
     config: dict[str, str] = {}
     param_values: dict[str, str] = {}
     extra: dict[str, t.Any] = {}
-    settable = set(generator_cls.model_fields) - {"model", "params"}
     for part in tail.split(","):
         key, eq, value = part.partition("=")
         key = key.strip()
