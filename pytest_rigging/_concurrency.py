@@ -71,11 +71,12 @@ _shared_limit: contextvars.ContextVar[asyncio.Semaphore | None] = contextvars.Co
 
 
 @contextlib.contextmanager
-def shared_limit(limit: int) -> t.Iterator[asyncio.Semaphore]:
+def shared_limit(limit: int | asyncio.Semaphore) -> t.Iterator[asyncio.Semaphore]:
     """Within this block (and the tasks it starts), every generator call also takes a slot
-    of one semaphore of size `limit`: a bound across all generators, on top of each
-    generator's own `max_connections`. Enter it on the loop that will run the calls."""
-    semaphore = asyncio.Semaphore(limit)
+    of one semaphore (`limit` slots, or the one given): a bound across all generators,
+    on top of each generator's own `max_connections`. Use it on the loop that will run
+    the calls."""
+    semaphore = limit if isinstance(limit, asyncio.Semaphore) else asyncio.Semaphore(limit)
     token = _shared_limit.set(semaphore)
     try:
         yield semaphore

@@ -1,0 +1,278 @@
+"""Running a test's whole matrix at once, on one event loop for the whole process.
+
+pytest runs one item at a time; model calls wait seconds. So when the first item of a
+test function asks for results, every selected item of that function (all cases, cells
+and samples) is computed together, under one process-wide concurrency limit, and each
+item later takes only its own slice. All model calls run on a long-lived loop in a
+background thread, so the limit, connection pools and litellm's clients live on one loop
+whatever loop (or none) the test itself runs on.
+
+A group's pipelines are built by calling each item's `rig_pipeline` fixture function
+directly, with that item's values for the rig fixtures and for its own `parametrize`
+arguments; any other fixture it asks for is taken from the item being set up, so such
+fixtures must not vary between the cases of one test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import sys
+import threading
+import typing as t
+
+import pytest
+
+from pytest_rigging._concurrency import shared_limit
+from pytest_rigging._matrix import Cell, Verdict
+from pytest_rigging.chat import Chat, ChatPipeline
+from pytest_rigging.generator.base import Generator, get_generator
+
+RESULT_FIXTURES = ("rig_chat", "rig_chats")
+CELL_FIXTURES = ("rig_cell", "rig_generator", "rig_params", "rig_model")
+
+T = t.TypeVar("T")
+
+
+def group_key(nodeid: str) -> str:
+    """Items of one test function share this key: the node id without the `[...]` part."""
+    return nodeid.split("[", 1)[0]
+
+
+class LoopThread:
+    """An event loop in a daemon thread; `run` blocks the caller until a coroutine is done."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="pytest-rigging-loop", daemon=True
+                )
+                self._thread.start()
+            return self._loop
+
+    def run(self, coroutine: t.Coroutine[t.Any, t.Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self) -> None:
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(_shutdown(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        loop.close()
+
+
+async def _shutdown() -> None:
+    """Cancel what is left, and close litellm's pooled clients on this loop."""
+    current = asyncio.current_task()
+    leftovers = [task for task in asyncio.all_tasks() if task is not current]
+    for task in leftovers:
+        task.cancel()
+    if leftovers:
+        await asyncio.wait(leftovers, timeout=5)
+    litellm = sys.modules.get("litellm")
+    if litellm is None:
+        return
+    with contextlib.suppress(Exception):
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+        await GLOBAL_LOGGING_WORKER.flush()
+        await GLOBAL_LOGGING_WORKER.stop()
+    with contextlib.suppress(Exception):
+        cache = litellm.in_memory_llm_clients_cache
+        suffix = f"-{id(asyncio.get_running_loop())}"
+        for key in [k for k in list(cache.cache_dict) if str(k).endswith(suffix)]:
+            client = cache.cache_dict.pop(key)
+            cache.ttl_dict.pop(key, None)
+            closing = (getattr(client, "aclose", None) or client.close)()
+            if inspect.isawaitable(closing):
+                await closing
+
+
+class Engine:
+    """Computes result groups and hands each item its samples (one per process)."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.loop = LoopThread()
+        self.groups: dict[str, list[pytest.Item]] = {}
+        self._results: dict[str, list[Chat] | BaseException] = {}
+        self._generators: dict[tuple[str, str], Generator] = {}
+        self._semaphore: asyncio.Semaphore | None = None
+
+    def run(self, awaitable: t.Awaitable[T]) -> T:
+        """Await `awaitable` on the engine's loop, under the process-wide limit."""
+
+        async def limited() -> T:
+            if self._semaphore is None:
+                self._semaphore = asyncio.Semaphore(self.concurrency)
+            with shared_limit(self._semaphore):
+                return await awaitable
+
+        return self.loop.run(limited())
+
+    def plan(self, items: t.Sequence[pytest.Item]) -> None:
+        """Remember which selected items ask for results, grouped by test function."""
+        self.groups.clear()
+        for item in items:
+            if any(name in getattr(item, "fixturenames", ()) for name in RESULT_FIXTURES):
+                self.groups.setdefault(group_key(item.nodeid), []).append(item)
+
+    def generator(self, cell: Cell) -> Generator:
+        """One generator per cell per process, so its limit covers the whole group.
+
+        Unless the identifier sets `max_connections`, it gets the process-wide limit.
+        """
+        key = (cell.model, cell.params.model_dump_json())
+        generator = self._generators.get(key)
+        if generator is None:
+            generator = get_generator(cell.model, params=cell.params)
+            if "max_connections=" not in cell.model:
+                generator.max_connections = self.concurrency
+            self._generators[key] = generator
+        return generator
+
+    def samples(self, request: pytest.FixtureRequest, pipeline: ChatPipeline) -> list[Chat]:
+        """This item's chats; the first item of a group computes the whole group.
+
+        `pipeline` is the item's own `rig_pipeline`, built by pytest; the other members'
+        pipelines are rebuilt from their fixture functions.
+        """
+        item = request.node
+        if item.nodeid not in self._results:
+            members = self.groups.get(group_key(item.nodeid), [item])
+            if item not in members:
+                members = [*members, item]
+            pending = [m for m in members if m.nodeid not in self._results]
+            self._compute(pending, request, {item.nodeid: pipeline})
+        outcome = self._results.pop(item.nodeid)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _compute(
+        self,
+        items: list[pytest.Item],
+        request: pytest.FixtureRequest,
+        known: dict[str, ChatPipeline],
+    ) -> None:
+        jobs: list[tuple[str, ChatPipeline, int]] = []
+        for item in items:
+            try:
+                pipeline = known.get(item.nodeid) or self._pipeline_for(item, request)
+                jobs.append((item.nodeid, _checked(pipeline), verdict_of(item).runs))
+            except Exception as error:
+                self._results[item.nodeid] = error
+
+        async def run_all() -> list[list[Chat] | BaseException]:
+            return await asyncio.gather(
+                *(pipeline.run_many(runs, on_failed="include") for _, pipeline, runs in jobs),
+                return_exceptions=True,
+            )
+
+        outcomes = self.run(run_all())
+        for (nodeid, _, _), outcome in zip(jobs, outcomes, strict=True):
+            self._results[nodeid] = outcome
+
+    def _pipeline_for(self, item: pytest.Item, request: pytest.FixtureRequest) -> ChatPipeline:
+        definitions = item._fixtureinfo.name2fixturedefs.get("rig_pipeline")  # type: ignore[attr-defined]
+        if not definitions:
+            raise RuntimeError("no rig_pipeline fixture is visible to this test")
+        cell: Cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
+        pipeline = self._call_fixture(item, definitions, len(definitions) - 1, cell, request)
+        if not isinstance(pipeline, ChatPipeline):
+            raise TypeError(
+                f"rig_pipeline must return a ChatPipeline, got {type(pipeline).__name__}"
+            )
+        if not pipeline.messages:
+            raise ValueError(
+                "rig_pipeline has no messages to send: override the rig_pipeline fixture "
+                "(in the test module or a conftest) to declare the eval's conversation"
+            )
+        return pipeline
+
+    def _call_fixture(
+        self,
+        item: pytest.Item,
+        definitions: t.Sequence[t.Any],
+        index: int,
+        cell: Cell,
+        request: pytest.FixtureRequest,
+    ) -> t.Any:
+        definition = definitions[index]
+        callspec = item.callspec  # type: ignore[attr-defined]
+        kwargs: dict[str, t.Any] = {}
+        for name in definition.argnames:
+            if name == "rig_pipeline":
+                kwargs[name] = self._call_fixture(item, definitions, index - 1, cell, request)
+            elif name in CELL_FIXTURES:
+                kwargs[name] = self._cell_value(name, cell)
+            elif name in callspec.params:
+                kwargs[name] = _direct_param(item, name)
+            else:
+                kwargs[name] = request.getfixturevalue(name)
+        value = definition.func(**kwargs)
+        if inspect.isgenerator(value) or inspect.isasyncgen(value):
+            raise TypeError("rig_pipeline must return its pipeline, not yield it")
+        if inspect.isawaitable(value):
+            value = self.run(value)
+        return value
+
+    def _cell_value(self, name: str, cell: Cell) -> t.Any:
+        if name == "rig_cell":
+            return cell
+        if name == "rig_params":
+            return cell.params
+        if name == "rig_model":
+            return cell.model
+        return self.generator(cell)
+
+    def discard(self, nodeid: str) -> None:
+        self._results.pop(nodeid, None)
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+
+def _checked(pipeline: t.Any) -> ChatPipeline:
+    if not isinstance(pipeline, ChatPipeline):
+        raise TypeError(f"rig_pipeline must return a ChatPipeline, got {type(pipeline).__name__}")
+    if not pipeline.messages:
+        raise ValueError(
+            "rig_pipeline has no messages to send: override the rig_pipeline fixture "
+            "(in the test module or a conftest) to declare the eval's conversation"
+        )
+    return pipeline
+
+
+def _direct_param(item: pytest.Item, name: str) -> t.Any:
+    """The value of a `parametrize` argument of `item`; indirect ones can't be rebuilt."""
+    definitions = item._fixtureinfo.name2fixturedefs.get(name) or ()  # type: ignore[attr-defined]
+    if (
+        definitions
+        and getattr(definitions[-1].func, "__name__", "") != "get_direct_param_fixture_func"
+    ):
+        raise TypeError(
+            f"rig_pipeline depends on {name!r}, which is parametrized indirectly; "
+            "result fixtures can only rebuild pipelines from direct parametrize arguments"
+        )
+    return item.callspec.params[name]  # type: ignore[attr-defined]
+
+
+VERDICT_KEY = pytest.StashKey[Verdict]()
+
+
+def verdict_of(item: pytest.Item) -> Verdict:
+    return item.stash.get(VERDICT_KEY, Verdict(runs=1, min_pass=1))

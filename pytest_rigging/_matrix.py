@@ -1,0 +1,317 @@
+"""The model x params matrix: where settings come from, and the cells and ids they make.
+
+Precedence, per setting: marker > command line > ini > an offline default. Ids are short
+and `-k` friendly (`gpt-4o-mini-t0.7`), unique, and derived only from the settings, so
+every xdist worker computes the same ones; the full identifier travels on the item.
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_rigging.error import InvalidGeneratorError
+from pytest_rigging.generator.base import (
+    GenerateParams,
+    Generator,
+    get_generator,
+    parse_params,
+)
+
+DEFAULT_MODELS = ("echo!echo",)
+DEFAULT_RUNS = 1
+DEFAULT_CONCURRENCY = 64
+
+_ABBREVIATIONS = {
+    "temperature": "t",
+    "top_p": "p",
+    "top_k": "k",
+    "max_tokens": "mt",
+    "seed": "s",
+    "presence_penalty": "pp",
+    "frequency_penalty": "fp",
+    "timeout": "to",
+    "stop": "stop",
+}
+_UNSAFE = re.compile(r"[^\w:+\-.\\/]")
+
+ParamsLike = str | dict[str, t.Any] | GenerateParams
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (model, params) cell of the matrix. `model` is the full identifier."""
+
+    model: str
+    params: GenerateParams
+    id: str
+
+    @property
+    def params_text(self) -> str:
+        return params_text(self.params)
+
+
+def params_text(params: GenerateParams) -> str:
+    """Params as an identifier spells them (`temperature=0.2,stop=a;b`); `{}` when empty."""
+    values = {**params.set_values(), **{f"extra.{k}": v for k, v in params.extra.items()}}
+    parts = [
+        f"{k}={';'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in values.items()
+    ]
+    return ",".join(parts) or "{}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How many samples a test draws per cell, and how many must pass."""
+
+    runs: int
+    min_pass: int
+
+
+def split_identifiers(text: str) -> list[str]:
+    """`gpt-4o,temperature=0.2,claude-3-5-haiku` -> `["gpt-4o,temperature=0.2",
+    "claude-3-5-haiku"]`: identifiers carry their own commas, so a part that holds `=`
+    belongs to the identifier before it."""
+    identifiers: list[str] = []
+    for raw in text.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        if "=" in part:
+            if not identifiers:
+                raise InvalidGeneratorError(f"{text!r} starts with a param ({part!r}), not a model")
+            identifiers[-1] += f",{part}"
+        else:
+            identifiers.append(part)
+    return identifiers
+
+
+def validate_models(identifiers: t.Sequence[str], where: str) -> list[str]:
+    """Build each identifier once, so a bad one fails now with a message naming it."""
+    if not identifiers:
+        raise InvalidGeneratorError(f"{where}: no model given")
+    for identifier in identifiers:
+        try:
+            get_generator(identifier)
+        except InvalidGeneratorError as error:
+            raise InvalidGeneratorError(f"{where}: {error}") from None
+    return list(identifiers)
+
+
+def to_params(value: ParamsLike, where: str) -> GenerateParams:
+    if isinstance(value, GenerateParams):
+        return value
+    if isinstance(value, dict):
+        try:
+            return GenerateParams(**value)
+        except (TypeError, ValueError) as error:
+            raise InvalidGeneratorError(f"{where}: invalid params {value!r}: {error}") from None
+    if isinstance(value, str):
+        try:
+            return parse_params(value)
+        except InvalidGeneratorError as error:
+            raise InvalidGeneratorError(f"{where}: {error}") from None
+    raise InvalidGeneratorError(
+        f"{where}: params must be 'key=value,...', a dict or GenerateParams, "
+        f"got {type(value).__name__}"
+    )
+
+
+def resolve_relative_scripts(identifiers: list[str], base: Path) -> list[str]:
+    """`scripted!` rules paths in an ini file are relative to that file, not to the cwd."""
+    resolved = []
+    for identifier in identifiers:
+        provider, _, rest = identifier.partition("!")
+        path, comma, tail = rest.partition(",")
+        if provider == "scripted" and path and not Path(path).is_absolute():
+            candidate = base / path
+            if candidate.exists() or candidate.with_suffix(".toml").exists():
+                identifier = f"scripted!{candidate}{comma}{tail}"
+        resolved.append(identifier)
+    return resolved
+
+
+def _label(generator: Generator) -> str:
+    name = Path(generator.model).stem if generator.provider == "scripted" else generator.model
+    return "-".join([name.rsplit("/", 1)[-1], *_params_labels(generator.params)])
+
+
+def _long_label(generator: Generator) -> str:
+    return "-".join(
+        [generator.provider, generator.model.replace("/", "-"), *_params_labels(generator.params)]
+    )
+
+
+def _params_labels(params: GenerateParams) -> list[str]:
+    labels = []
+    for key, value in params.set_values().items():
+        if key == "api_base":
+            continue
+        text = ";".join(map(str, value)) if isinstance(value, list) else str(value)
+        labels.append(f"{_ABBREVIATIONS.get(key, key)}{text}")
+    labels.extend(f"{key}{value}" for key, value in params.extra.items())
+    return labels
+
+
+def _unique(labels: list[str], fallbacks: list[str]) -> list[str]:
+    """Labels made unique: first by a longer form, then by position."""
+    chosen = [
+        label if labels.count(label) == 1 else fallback
+        for label, fallback in zip(labels, fallbacks, strict=True)
+    ]
+    return [
+        label if chosen.count(label) == 1 else f"{label}-{index}"
+        for index, label in enumerate(chosen)
+    ]
+
+
+def build_cells(models: t.Sequence[str], params_sets: t.Sequence[GenerateParams]) -> list[Cell]:
+    """Every (model, params) pair, with short unique ids (`gpt-4o-mini-t0.7`)."""
+    generators = [get_generator(m) for m in models]
+    model_labels = _unique([_label(g) for g in generators], [_long_label(g) for g in generators])
+    params_labels = _unique(
+        ["-".join(_params_labels(p)) for p in params_sets],
+        ["-".join(_params_labels(p)) for p in params_sets],
+    )
+    cells = []
+    for model, model_label in zip(models, model_labels, strict=True):
+        for params, params_label in zip(params_sets, params_labels, strict=True):
+            label = f"{model_label}-{params_label}" if params_label else model_label
+            cells.append(Cell(model=model, params=params, id=_UNSAFE.sub("_", label)))
+    return cells
+
+
+def _rig_marker_signature(
+    runs: int | None = None, min_pass: int | None = None
+) -> dict[str, int | None]:
+    return {"runs": runs, "min_pass": min_pass}
+
+
+def read_verdict(marker: pytest.Mark | None, default_runs: int, where: str) -> Verdict:
+    """`@pytest.mark.rig(runs=N, min_pass=K)`, checked like a call, so typos are errors."""
+    values = {"runs": None, "min_pass": None}
+    if marker is not None:
+        try:
+            values = _rig_marker_signature(*marker.args, **marker.kwargs)
+        except TypeError as error:
+            message = str(error).replace("_rig_marker_signature()", "@pytest.mark.rig()")
+            raise InvalidGeneratorError(f"{where}: {message}") from None
+    runs = values["runs"] if values["runs"] is not None else default_runs
+    if not isinstance(runs, int) or runs < 1:
+        raise InvalidGeneratorError(
+            f"{where}: @pytest.mark.rig(runs=...) must be an int >= 1, got {runs!r}"
+        )
+    min_pass = values["min_pass"] if values["min_pass"] is not None else runs
+    if not isinstance(min_pass, int) or not 0 <= min_pass <= runs:
+        raise InvalidGeneratorError(
+            f"{where}: @pytest.mark.rig(min_pass=...) must be an int from 0 to runs ({runs}), "
+            f"got {min_pass!r}"
+        )
+    return Verdict(runs=runs, min_pass=min_pass)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The run's matrix settings (before any marker), and where each came from."""
+
+    models: tuple[str, ...]
+    models_from: str
+    params: tuple[GenerateParams, ...]
+    params_from: str
+    runs: int
+    concurrency: int
+
+    def header(self) -> str:
+        params = ", ".join(
+            p.set_values().__repr__() if p.set_values() else "{}" for p in self.params
+        )
+        return (
+            f"rigging: models {', '.join(self.models)} ({self.models_from}); "
+            f"params {params} ({self.params_from}); runs {self.runs}; "
+            f"concurrency {self.concurrency}"
+        )
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """Command line over ini over defaults; any bad value is a usage error naming it."""
+    base = config.inipath.parent if config.inipath else config.rootpath
+    try:
+        cli_models = config.getoption("rig_models")
+        ini_models = config.getini("rig_models")
+        if cli_models:
+            models = validate_models(split_identifiers(",".join(cli_models)), "--rig-models")
+            models_from = "command line"
+        elif ini_models:
+            ids = resolve_relative_scripts(split_identifiers(",".join(ini_models)), base)
+            models, models_from = validate_models(ids, "ini rig_models"), "ini"
+        else:
+            models, models_from = list(DEFAULT_MODELS), "default"
+        cli_params = config.getoption("rig_params")
+        ini_params = config.getini("rig_params")
+        if cli_params:
+            params = [to_params(p, "--rig-params") for p in cli_params]
+            params_from = "command line"
+        elif ini_params:
+            params = [to_params(p, "ini rig_params") for p in ini_params]
+            params_from = "ini"
+        else:
+            params, params_from = [GenerateParams()], "default"
+        runs = _positive(
+            config.getoption("rig_runs"), config.getini("rig_runs"), DEFAULT_RUNS, "runs"
+        )
+        concurrency = _positive(
+            config.getoption("rig_concurrency"),
+            config.getini("rig_concurrency"),
+            DEFAULT_CONCURRENCY,
+            "concurrency",
+        )
+    except InvalidGeneratorError as error:
+        raise pytest.UsageError(str(error)) from None
+    return Settings(tuple(models), models_from, tuple(params), params_from, runs, concurrency)
+
+
+def _positive(cli: int | None, ini: str, default: int, name: str) -> int:
+    if cli is not None:
+        value: object = cli
+        where = f"--rig-{name}"
+    elif ini:
+        value, where = ini, f"ini rig_{name}"
+    else:
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise InvalidGeneratorError(f"{where} must be a whole number >= 1, got {value!r}")
+    return number
+
+
+def models_for(marker: pytest.Mark | None, settings: Settings, where: str) -> list[str]:
+    if marker is None:
+        return list(settings.models)
+    texts = [a for a in marker.args]
+    if not all(isinstance(a, str) for a in texts) or marker.kwargs:
+        raise InvalidGeneratorError(
+            f"{where}: @pytest.mark.rig_models() takes identifier strings only"
+        )
+    return validate_models(split_identifiers(",".join(texts)), f"{where}: @pytest.mark.rig_models")
+
+
+def params_for(marker: pytest.Mark | None, settings: Settings, where: str) -> list[GenerateParams]:
+    if marker is None:
+        return list(settings.params)
+    if marker.kwargs:
+        raise InvalidGeneratorError(
+            f"{where}: @pytest.mark.rig_params() takes params sets as positional arguments "
+            f"(strings, dicts or GenerateParams), got keywords {sorted(marker.kwargs)}"
+        )
+    if not marker.args:
+        raise InvalidGeneratorError(
+            f"{where}: @pytest.mark.rig_params() needs at least one params set"
+        )
+    return [to_params(p, f"{where}: @pytest.mark.rig_params") for p in marker.args]

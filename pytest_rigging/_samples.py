@@ -1,0 +1,112 @@
+"""Samples and verdicts: run a test's checks on each of N samples, pass when K pass.
+
+A test that takes `rig_chat` gets its body called once per sample chat; a free-form test
+with `runs=N` gets its body called N times. Samples whose chat failed for infrastructure
+reasons are never judged: they make the item an error (in setup) when too few judgeable
+samples remain, and are never counted as quality failures.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing as t
+
+import pytest
+
+from pytest_rigging._matrix import Verdict
+from pytest_rigging.chat import Chat
+from pytest_rigging.error import GenerationError
+
+SAMPLES_KEY = pytest.StashKey[list[Chat]]()
+OUTCOME_KEY = pytest.StashKey[tuple[int, int]]()
+
+_FAILURES = (Exception, pytest.fail.Exception)
+
+
+class InfrastructureError(Exception):
+    """Too many samples failed for reasons outside the model's answer to judge the item."""
+
+
+def judgeable(chats: list[Chat], verdict: Verdict) -> list[Chat]:
+    """The chats a test may judge; raises when infrastructure errors leave too few."""
+    usable = [c for c in chats if c.error_kind != "infrastructure"]
+    errors = len(chats) - len(usable)
+    if errors and len(usable) < max(verdict.min_pass, 1):
+        first = next(c for c in chats if c.error_kind == "infrastructure")
+        raise InfrastructureError(
+            f"{errors}/{len(chats)} samples failed with infrastructure errors, "
+            f"too many to reach {verdict.min_pass}: {first.error}"
+        )
+    return usable
+
+
+def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:
+    """Replace the item's test function by one that judges every sample."""
+    function = item.obj
+
+    def calls(kwargs: dict[str, t.Any]) -> list[tuple[Chat | None, dict[str, t.Any]]]:
+        if not per_chat:
+            return [(None, kwargs)] * verdict.runs
+        return [(chat, {**kwargs, "rig_chat": chat}) for chat in item.stash[SAMPLES_KEY]]
+
+    if inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        async def judged_async(**kwargs: t.Any) -> None:
+            outcomes = [(c, await _outcome_async(function, a)) for c, a in calls(kwargs)]
+            _judge(item, verdict, outcomes)
+
+        item.obj = judged_async
+    else:
+
+        @functools.wraps(function)
+        def judged(**kwargs: t.Any) -> None:
+            _judge(item, verdict, [(c, _outcome(function, a)) for c, a in calls(kwargs)])
+
+        item.obj = judged
+
+
+def _outcome(function: t.Callable[..., t.Any], arguments: dict[str, t.Any]) -> BaseException | None:
+    try:
+        function(**arguments)
+    except _FAILURES as error:
+        return error
+    return None
+
+
+async def _outcome_async(
+    function: t.Callable[..., t.Any], arguments: dict[str, t.Any]
+) -> BaseException | None:
+    try:
+        await function(**arguments)
+    except _FAILURES as error:
+        return error
+    return None
+
+
+def _judge(
+    item: pytest.Function,
+    verdict: Verdict,
+    outcomes: list[tuple[Chat | None, BaseException | None]],
+) -> None:
+    errored = [(c, e) for c, e in outcomes if isinstance(e, GenerationError)]
+    judged = [(c, e) for c, e in outcomes if not isinstance(e, GenerationError)]
+    passed = sum(e is None for _, e in judged)
+    item.stash[OUTCOME_KEY] = (passed, len(outcomes))
+    if passed >= verdict.min_pass:
+        return
+    if errored and passed + len(errored) >= verdict.min_pass:
+        raise errored[0][1]  # type: ignore[misc]
+    lines = [f"{passed}/{len(outcomes)} samples passed, needed {verdict.min_pass}"]
+    index, (chat, error) = next((i, o) for i, o in enumerate(outcomes) if o[1] is not None)
+    lines.append(f"\nfirst failing sample (#{index + 1}):\n{_describe(error)}")
+    if chat is not None:
+        lines.append(f"\nits conversation ({chat.generator_id}):\n{chat.conversation}")
+    pytest.fail("\n".join(lines), pytrace=False)
+
+
+def _describe(error: BaseException | None) -> str:
+    text = str(error).strip()
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name
