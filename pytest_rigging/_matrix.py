@@ -226,9 +226,7 @@ class Settings:
     concurrency: int
 
     def header(self) -> str:
-        params = ", ".join(
-            p.set_values().__repr__() if p.set_values() else "{}" for p in self.params
-        )
+        params = " | ".join(params_text(p) for p in self.params)
         return (
             f"rigging: models {', '.join(self.models)} ({self.models_from}); "
             f"params {params} ({self.params_from}); runs {self.runs}; "

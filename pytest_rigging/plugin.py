@@ -138,25 +138,34 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_pycollect_makeitem(
     collector: pytest.Collector, name: str, obj: object
 ) -> t.Generator[None, t.Any, t.Any]:
-    """Prepare rig items as they are made, before pytest-asyncio and `-k`/`-m` see them."""
+    """Mark async rig tests for pytest-asyncio (strict mode needs the mark before it
+    converts the items; being the innermost wrapper, this runs first)."""
     result = yield
-    items = result if isinstance(result, list) else [result]
-    for item in items:
-        if isinstance(item, pytest.Function) and not RIG_FIXTURES.isdisjoint(item.fixturenames):
-            _prepare(item)
+    for item in result if isinstance(result, list) else [result]:
+        if (
+            isinstance(item, pytest.Function)
+            and inspect.iscoroutinefunction(item.obj)
+            and not RIG_FIXTURES.isdisjoint(item.fixturenames)
+            and item.get_closest_marker("asyncio") is None
+        ):
+            item.add_marker(pytest.mark.asyncio)
     return result
 
 
-def _prepare(item: pytest.Function) -> None:
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Prepare matrix items before `-k`/`-m` select among them."""
+    for item in items:
+        cell = getattr(item, "callspec", None) and item.callspec.params.get("rig_cell")
+        if cell is not None and isinstance(item, pytest.Function):
+            _prepare(item, cell)
+
+
+def _prepare(item: pytest.Function, cell: Cell) -> None:
     from pytest_rigging._execution import VERDICT_KEY
     from pytest_rigging._matrix import read_verdict
     from pytest_rigging._samples import wrap
 
-    if inspect.iscoroutinefunction(item.obj) and item.get_closest_marker("asyncio") is None:
-        item.add_marker(pytest.mark.asyncio)
-    cell: Cell | None = getattr(item, "callspec", None) and item.callspec.params.get("rig_cell")
-    if cell is None:
-        return
     item.add_marker(pytest.mark.rig_cell(model=cell.model, params=cell.params_text))
     item.user_properties.extend([("rig_model", cell.model), ("rig_params", cell.params_text)])
     verdict = read_verdict(item.get_closest_marker("rig"), _settings(item.config).runs, item.nodeid)

@@ -35,6 +35,8 @@ def peak_overlap(requests: t.Sequence[RecordedRequest]) -> int:
     return peak
 
 
+pytest_plugins = ["pytester"]
+
 # Shaped so that nothing mistakes them for real keys, but long enough to be redacted.
 OPENAI_TEST_KEY = "test-openai-key-do-not-leak-0001"
 ANTHROPIC_TEST_KEY = "test-anthropic-key-do-not-leak-0002"

@@ -433,9 +433,7 @@ async def test_completion_pipeline_run_family(fake: FakeGenerator) -> None:
     batch = await pipeline.run_batch([", a", ", b"])
     assert [c.text for c in batch] == ["Once upon a time, a", "Once upon a time, b"]
     many = await pipeline.run_many(3, params=rg.GenerateParams(temperature=0.3))
-    assert [c.generator_id for c in many] == [
-        "fakegenerator!fake,temperature=0.3"
-    ] * 3
+    assert [c.generator_id for c in many] == ["fakegenerator!fake,temperature=0.3"] * 3
     over = await pipeline.run_over(FakeGenerator(model="other"))
     assert [c.generator.model for c in over if c.generator] == ["other", "fake"]
     assert (await completion.continue_("!").run()).text == completion.all + "!"

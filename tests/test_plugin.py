@@ -1,0 +1,344 @@
+"""The plugin through pytest's own pytester: settings and precedence, ids, fixtures in
+sync and async tests, k-of-n verdicts, errors, and the same outcome under `-n 2`."""
+
+from __future__ import annotations
+
+import collections
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import peak_overlap
+from tests.llm_server import LLMServer
+
+INI = """
+[pytest]
+asyncio_default_fixture_loop_scope = function
+{extra}
+"""
+
+RULES = """
+default = "I don't know."
+
+[[rules]]
+match = "France"
+replies = ["<answer>Paris</answer>", "<answer>Paris</answer>", "<answer>Lyon</answer>"]
+
+[[rules]]
+match = "Japan"
+reply = "<answer>Tokyo</answer>"
+
+[[rules]]
+match = "(?s)Peru.*system-error"
+on = "conversation"
+reply = "<answer>Lima</answer>"
+
+[[rules]]
+match = "Peru"
+reply = "Lima, surely."
+"""
+
+CAPITALS = """
+import pytest
+from pytest_rigging.model import Answer
+
+@pytest.fixture
+def rig_pipeline(rig_generator, country):
+    return rig_generator.chat(f"What is the capital of {country}?").until_parsed_as(Answer)
+
+@pytest.mark.parametrize("country,capital", [("France", "Paris"), ("Japan", "Tokyo"), ("Peru", "Lima")])
+@pytest.mark.rig(runs=3, min_pass=2)
+def test_capital(rig_chat, capital):
+    assert rig_chat.last.parse(Answer).content == capital
+
+@pytest.mark.parametrize("country,capital", [("France", "Paris")])
+@pytest.mark.rig(runs=3)
+async def test_all_samples_async(rig_chats, capital):
+    answers = [c.last.parse(Answer).content for c in rig_chats]
+    assert answers.count(capital) == 2, answers
+"""
+
+
+@pytest.fixture
+def rules(pytester: pytest.Pytester) -> Path:
+    path = pytester.path / "rules.toml"
+    path.write_text(RULES)
+    return path
+
+
+def ini(pytester: pytest.Pytester, extra: str = "") -> None:
+    pytester.makefile(".ini", pytest=INI.format(extra=extra))
+
+
+def collected(result: pytest.RunResult) -> list[str]:
+    return [line for line in result.outlines if "::" in line]
+
+
+def test_precedence_marker_over_cli_over_ini_over_default(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_plain(rig_model, rig_params):
+            pass
+
+        @pytest.mark.rig_models("echo!from-marker")
+        @pytest.mark.rig_params("temperature=0.9", {"top_p": 0.5})
+        def test_marked(rig_model, rig_params):
+            pass
+        """
+    )
+    ini(pytester)
+    result = pytester.runpytest("--collect-only", "-q")
+    assert collected(result) == [
+        "test_precedence_marker_over_cli_over_ini_over_default.py::test_plain[echo]",
+        "test_precedence_marker_over_cli_over_ini_over_default.py::test_marked[from-marker-t0.9]",
+        "test_precedence_marker_over_cli_over_ini_over_default.py::test_marked[from-marker-p0.5]",
+    ]
+    ini(
+        pytester,
+        "rig_models = echo!from-ini\nrig_params =\n    temperature=0.1\n    temperature=0.2",
+    )
+    result = pytester.runpytest("--collect-only", "-q")
+    assert collected(result)[:2] == [
+        "test_precedence_marker_over_cli_over_ini_over_default.py::test_plain[from-ini-t0.1]",
+        "test_precedence_marker_over_cli_over_ini_over_default.py::test_plain[from-ini-t0.2]",
+    ]
+    header = pytester.runpytest("--collect-only").stdout.str()
+    assert (
+        "rigging: models echo!from-ini (ini); params temperature=0.1 | temperature=0.2 (ini); "
+        "runs 1; concurrency 64" in header
+    )
+    result = pytester.runpytest("--collect-only", "-q", "--rig-models", "echo!cli-a,echo!cli-b")
+    assert [line.rsplit("[", 1)[1] for line in collected(result)[:4]] == [
+        "cli-a-t0.1]",
+        "cli-a-t0.2]",
+        "cli-b-t0.1]",
+        "cli-b-t0.2]",
+    ]
+    assert collected(result)[-1].endswith("test_marked[from-marker-p0.5]")
+
+
+def test_ids_are_short_unique_and_k_friendly(pytester: pytest.Pytester, rules: Path) -> None:
+    ini(pytester)
+    pytester.makepyfile(
+        test_ids="""
+        import pytest
+
+        @pytest.mark.parametrize("country", ["France", "Japan"])
+        def test_capital(rig_generator, country):
+            pass
+        """
+    )
+    models = (
+        "gpt-4o-mini,temperature=0.7,api_key=sk-test-never-in-ids-123456,"
+        f"openai/gpt-4o-mini,scripted!{rules},anthropic/claude-x,bedrock/claude-x"
+    )
+    result = pytester.runpytest(
+        "--collect-only", "-q", "--rig-models", models, "--rig-params", "seed=1"
+    )
+    ids = [line.split("[", 1)[1].rstrip("]") for line in collected(result)]
+    assert ids == [
+        "France-gpt-4o-mini-t0.7-s1",
+        "France-gpt-4o-mini-s1",
+        "France-rules-s1",
+        "France-litellm-anthropic-claude-x-s1",
+        "France-litellm-bedrock-claude-x-s1",
+        "Japan-gpt-4o-mini-t0.7-s1",
+        "Japan-gpt-4o-mini-s1",
+        "Japan-rules-s1",
+        "Japan-litellm-anthropic-claude-x-s1",
+        "Japan-litellm-bedrock-claude-x-s1",
+    ]
+    assert "sk-test-never-in-ids" not in result.stdout.str()
+    selected = pytester.runpytest("-q", "--rig-models", models, "-k", "Japan and rules")
+    selected.assert_outcomes(passed=1)
+    by_marker = pytester.runpytest(
+        "-q", "--rig-models", models, "-m", "rig_cell(model='openai/gpt-4o-mini')"
+    )
+    by_marker.assert_outcomes(passed=2)
+
+
+def test_result_fixtures_sync_async_and_k_of_n(pytester: pytest.Pytester, rules: Path) -> None:
+    ini(pytester, f"rig_models = scripted!{rules}")
+    pytester.makepyfile(test_capitals=CAPITALS)
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*test_capital?France-Paris-rules? PASSED*"])
+
+
+def test_k_of_n_failure_says_how_many_and_shows_the_first_failure(
+    pytester: pytest.Pytester, rules: Path
+) -> None:
+    ini(pytester, f"rig_models = scripted!{rules}")
+    pytester.makepyfile(test_capitals=CAPITALS.replace("min_pass=2", "min_pass=3"))
+    result = pytester.runpytest("-k", "France and not samples")
+    result.assert_outcomes(failed=1, deselected=3)
+    text = result.stdout.str()
+    assert "2/3 samples passed, needed 3" in text
+    assert "first failing sample (#3):\nAssertionError: assert 'Lyon' == 'Paris'" in text
+    assert f"its conversation (scripted!{rules}):" in text
+    assert "[user]: What is the capital of France?\n\n[assistant]: <answer>Lyon</answer>" in text
+
+
+def test_free_form_tests_run_one_item_at_a_time(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        calls = []
+
+        async def test_async_free(rig_pipeline):
+            chat = await rig_pipeline.fork("hello").run()
+            assert chat.last.content == "hello"
+
+        def test_sync_free(rig_pipeline, rig_run):
+            chat = rig_run(rig_pipeline.fork("hi").run())
+            assert chat.last.content == "hi"
+
+        @pytest.mark.rig(runs=4, min_pass=3)
+        def test_repeated(rig_generator):
+            calls.append(1)
+            assert len(calls) != 2
+
+        def test_count():
+            assert len(calls) == 4
+        """
+    )
+    result = pytester.runpytest("-v", "-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+
+
+def test_bad_identifier_is_a_usage_error_naming_it(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile("def test_x(rig_model): pass")
+    result = pytester.runpytest("--rig-models", "echo!ok,nope!model")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert (
+        "--rig-models: unknown provider 'nope' in 'nope!model'; known providers:"
+        in result.stderr.str()
+    )
+    result = pytester.runpytest("--rig-params", "temprature=1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--rig-params: unknown param 'temprature'" in result.stderr.str()
+    result = pytester.runpytest("--rig-models", "temperature=0.2,gpt-4o")
+    assert "starts with a param ('temperature=0.2'), not a model" in result.stderr.str()
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("rig(run=3)", "@pytest.mark.rig() got an unexpected keyword argument 'run'"),
+        ("rig(runs=0)", "@pytest.mark.rig(runs=...) must be an int >= 1, got 0"),
+        ("rig(runs=2, min_pass=3)", "min_pass=...) must be an int from 0 to runs (2), got 3"),
+        ("rig_models('nope!x')", "@pytest.mark.rig_models: unknown provider 'nope'"),
+        ("rig_params(temperature=1)", "takes params sets as positional arguments"),
+        ("rig_params('temperature=hot')", "invalid value 'hot' for 'temperature'"),
+    ],
+)
+def test_marker_typos_are_collection_errors(
+    pytester: pytest.Pytester, marker: str, message: str
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(
+        f"import pytest\n\n@pytest.mark.{marker}\ndef test_x(rig_model):\n    pass\n"
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert message in result.stdout.str()
+    result.assert_outcomes(errors=1)
+
+
+def test_pipeline_without_messages_is_a_clear_error(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile("def test_x(rig_chat):\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    assert (
+        "rig_pipeline has no messages to send: override the rig_pipeline fixture"
+        in result.stdout.str()
+    )
+
+
+def test_infrastructure_errors_make_errors_not_failures(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    ini(pytester)
+    llm_server.fail_next(100, status=500, model="broken")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator):
+            return rig_generator.chat("ping")
+
+        @pytest.mark.rig(runs=2)
+        def test_ping(rig_chat):
+            assert rig_chat.last.content == "ping"
+        """
+    )
+    result = pytester.runpytest(
+        "--rig-models", "openai/fine,max_retries=0,openai/broken,max_retries=0", "-rA"
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    assert (
+        "2/2 samples failed with infrastructure errors, too many to reach 2" in result.stdout.str()
+    )
+
+
+MATRIX = """
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator):
+    return rig_generator.chat("Say something.")
+
+@pytest.mark.rig(runs=5)
+def test_matrix(rig_chat):
+    assert rig_chat.last.content == "Say something."
+"""
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_whole_matrix_in_flight_at_once_and_no_call_twice(
+    pytester: pytest.Pytester, llm_server: LLMServer, workers: str | None
+) -> None:
+    llm_server.latency = 0.5
+    ini(pytester)
+    pytester.makepyfile(test_matrix=MATRIX)
+    args = [
+        "--rig-models",
+        "openai/m1,openai/m2,claude-3-haiku-20240307",
+        "--rig-params",
+        "temperature=0.2",
+        "--rig-params",
+        "temperature=0.8",
+        "-p",
+        "no:cacheprovider",
+    ]
+    if workers:
+        args += ["-n", workers]
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=6)
+    requests = llm_server.requests
+    assert len(requests) == 30
+    assert peak_overlap(requests) == 30
+    counts = collections.Counter((r.model, r.body["temperature"]) for r in requests)
+    assert set(counts.values()) == {5} and len(counts) == 6
+
+
+def test_same_outcome_with_and_without_xdist(pytester: pytest.Pytester, rules: Path) -> None:
+    ini(pytester, f"rig_models = scripted!{rules}, echo!echo")
+    pytester.makepyfile(test_capitals=CAPITALS)
+
+    def outcomes(*args: str) -> dict[str, str]:
+        result = pytester.runpytest_subprocess("-rA", "-p", "no:cacheprovider", *args)
+        found = re.findall(r"^(PASSED|FAILED|ERROR) (\S+)", result.stdout.str(), re.M)
+        return {nodeid: outcome for outcome, nodeid in found} or {"": result.stdout.str()}
+
+    serial = outcomes()
+    assert len(serial) == 8, serial
+    assert outcomes("-n", "2") == serial
