@@ -47,7 +47,9 @@ from pytest_rigging.model import Answer
 def rig_pipeline(rig_generator, country):
     return rig_generator.chat(f"What is the capital of {country}?").until_parsed_as(Answer)
 
-@pytest.mark.parametrize("country,capital", [("France", "Paris"), ("Japan", "Tokyo"), ("Peru", "Lima")])
+CASES = [("France", "Paris"), ("Japan", "Tokyo"), ("Peru", "Lima")]
+
+@pytest.mark.parametrize("country,capital", CASES)
 @pytest.mark.rig(runs=3, min_pass=2)
 def test_capital(rig_chat, capital):
     assert rig_chat.last.parse(Answer).content == capital
