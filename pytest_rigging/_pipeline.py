@@ -243,11 +243,21 @@ class Pipeline(t.Generic[ResultT, InputT]):
 
     # Running
 
-    def _job(
-        self, input: InputT, params: GenerateParams | None, generator: Generator | None = None
-    ) -> Job[InputT]:
+    def _jobs(
+        self,
+        pairs: t.Iterable[tuple[InputT, GenerateParams | None]],
+        generator: Generator | None = None,
+    ) -> list[Job[InputT]]:
+        """Jobs with params merged generator < pipeline < call, once per params set."""
         generator = generator or self.generator
-        return Job(generator, input, generator.params.merge_with(self.params, params))
+        merged: dict[int, GenerateParams] = {}
+        jobs = []
+        for input, params in pairs:
+            key = id(params)
+            if key not in merged:
+                merged[key] = generator.params.merge_with(self.params, params)
+            jobs.append(Job(generator, input, merged[key]))
+        return jobs
 
     async def run(self, *, on_failed: FailMode | None = None) -> ResultT:
         """One result. `on_failed="include"` returns a failed result instead of raising."""
@@ -256,7 +266,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
                 "on_failed='skip' has nothing to skip to in a single run: "
                 "use 'include' or 'raise', or run_many/run_batch"
             )
-        return (await self._execute([self._job(self._blank, None)], on_failed))[0]
+        return (await self._execute(self._jobs([(self._blank, None)]), on_failed))[0]
 
     async def run_many(
         self,
@@ -269,7 +279,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         if count < 0:
             raise ValueError(f"run_many needs a count of 0 or more, got {count}")
         pairs = fit_batch([self._blank] * count, as_params_list(params)) if count else []
-        return await self._execute([self._job(x, p) for x, p in pairs], on_failed)
+        return await self._execute(self._jobs(pairs), on_failed)
 
     async def run_batch(
         self,
@@ -284,7 +294,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         other; other lengths that differ raise `ValueError`.
         """
         pairs = fit_batch(self._fit_inputs(many), as_params_list(params))
-        return await self._execute([self._job(x, p) for x, p in pairs], on_failed)
+        return await self._execute(self._jobs(pairs), on_failed)
 
     async def run_over(
         self,
@@ -298,7 +308,8 @@ class Pipeline(t.Generic[ResultT, InputT]):
             resolved.append(self.generator)
         if not resolved:
             raise ValueError("run_over needs at least one generator")
-        return await self._execute([self._job(self._blank, None, g) for g in resolved], on_failed)
+        jobs = [job for g in resolved for job in self._jobs([(self._blank, None)], g)]
+        return await self._execute(jobs, on_failed)
 
     async def _execute(self, jobs: list[Job[InputT]], on_failed: FailMode | None) -> list[ResultT]:
         mode = check_fail_mode(on_failed or self.on_failed)

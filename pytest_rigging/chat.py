@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pytest_rigging._fast import construct
 from pytest_rigging._pipeline import Job, Pipeline
 from pytest_rigging.error import error_kind
 from pytest_rigging.generator.base import GenerateParams, Generator, Usage
@@ -114,6 +115,36 @@ class Chat(BaseModel):
         return self._pipeline(list(self.all if include_all else self.messages), generator)
 
 
+def new_chat(
+    messages: list[Message],
+    generator: Generator,
+    params: GenerateParams,
+    metadata: dict[str, t.Any],
+    *,
+    generated: list[Message] | None = None,
+    stop_reason: str | None = None,
+    usage: Usage | None = None,
+) -> Chat:
+    """A chat the pipeline built itself (no validation: every part is already typed)."""
+    return construct(
+        Chat,
+        {
+            "uuid": _uuid.uuid4(),
+            "timestamp": _now(),
+            "messages": messages,
+            "generated": generated if generated is not None else [],
+            "metadata": metadata,
+            "generator": generator,
+            "params": params,
+            "stop_reason": stop_reason,
+            "usage": usage,
+            "failed": False,
+            "error": None,
+            "recovery_rounds": 0,
+        },
+    )
+
+
 class ChatPipeline(Pipeline[Chat, Messages]):
     """Messages, a generator, and the steps that turn replies into finished chats.
 
@@ -188,12 +219,12 @@ class ChatPipeline(Pipeline[Chat, Messages]):
             generated = await generator.generate_message(
                 messages + dialog if dialog else messages, params
             )
-        return Chat.model_construct(
-            messages=messages,
+        return new_chat(
+            messages,
+            generator,
+            params,
+            metadata,
             generated=[generated.message],
-            metadata=metadata,
-            generator=generator,
-            params=params,
             stop_reason=generated.stop_reason,
             usage=generated.usage,
         )
@@ -202,15 +233,12 @@ class ChatPipeline(Pipeline[Chat, Messages]):
         return result.last.content
 
     def _recovery_dialog(self, result: Chat, message: str) -> list[Message]:
-        return [result.last, Message.model_construct(role="user", content=message)]
+        return [result.last, Message(role="user", content=message)]
 
     def _failed(self, job: Job[Messages], result: Chat | None, error: BaseException) -> Chat:
         if result is None:
-            result = Chat.model_construct(
-                messages=self.messages + job.input,
-                metadata=dict(self.metadata),
-                generator=job.generator,
-                params=job.params,
+            result = new_chat(
+                self.messages + job.input, job.generator, job.params, dict(self.metadata)
             )
         result.failed = True
         result.error = error

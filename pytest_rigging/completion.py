@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pytest_rigging._fast import construct
 from pytest_rigging._pipeline import Job, Pipeline
 from pytest_rigging.error import error_kind
 from pytest_rigging.generator.base import GenerateParams, Generator, Usage
@@ -81,6 +82,35 @@ class Completion(BaseModel):
         return self._pipeline(self.all if include_all else self.text, generator)
 
 
+def new_completion(
+    text: str,
+    generator: Generator,
+    params: GenerateParams,
+    metadata: dict[str, t.Any],
+    generated: str = "",
+    stop_reason: str | None = None,
+    usage: Usage | None = None,
+) -> Completion:
+    """A completion the pipeline built itself (no validation: every part is typed)."""
+    return construct(
+        Completion,
+        {
+            "uuid": _uuid.uuid4(),
+            "timestamp": _now(),
+            "text": text,
+            "generated": generated,
+            "metadata": metadata,
+            "generator": generator,
+            "params": params,
+            "stop_reason": stop_reason,
+            "usage": usage,
+            "failed": False,
+            "error": None,
+            "recovery_rounds": 0,
+        },
+    )
+
+
 class CompletionPipeline(Pipeline[Completion, str]):
     """A text, a generator and steps; the same run family as `ChatPipeline`.
 
@@ -132,14 +162,14 @@ class CompletionPipeline(Pipeline[Completion, str]):
     ) -> Completion:
         async with generator.slots():
             generated = await generator.generate_text(text, params)
-        return Completion.model_construct(
-            text=text,
-            generated=generated.text,
-            metadata=metadata,
-            generator=generator,
-            params=params,
-            stop_reason=generated.stop_reason,
-            usage=generated.usage,
+        return new_completion(
+            text,
+            generator,
+            params,
+            metadata,
+            generated.text,
+            generated.stop_reason,
+            generated.usage,
         )
 
     def _parse_text(self, result: Completion) -> str:
@@ -150,11 +180,8 @@ class CompletionPipeline(Pipeline[Completion, str]):
 
     def _failed(self, job: Job[str], result: Completion | None, error: BaseException) -> Completion:
         if result is None:
-            result = Completion.model_construct(
-                text=self.text + job.input,
-                metadata=dict(self.metadata),
-                generator=job.generator,
-                params=job.params,
+            result = new_completion(
+                self.text + job.input, job.generator, job.params, dict(self.metadata)
             )
         result.failed = True
         result.error = error

@@ -42,7 +42,7 @@ class Message(BaseModel):
         if isinstance(value, Message):
             return value
         if isinstance(value, str):
-            return cls.model_construct(role="user", content=value)
+            return cls(role="user", content=value)
         if isinstance(value, dict):
             return cls.model_validate(value)
         raise TypeError(

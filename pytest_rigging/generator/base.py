@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from pytest_rigging._concurrency import LoopLocal, Slot, bounded_map
+from pytest_rigging._fast import construct
 from pytest_rigging._secrets import mask_identifier, redact, register_secret
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.message import Message, MessageLike
@@ -64,7 +65,7 @@ class GenerateParams(BaseModel):
 
     def merge_with(self, *others: GenerateParams | None) -> GenerateParams:
         """These params overridden by each of `others` in turn (only the fields they set)."""
-        merged = self.set_values()
+        merged = dict(self.__dict__)
         extra = dict(self.extra)
         for other in others:
             if other is None:
@@ -72,7 +73,7 @@ class GenerateParams(BaseModel):
             merged.update(other.set_values())
             extra.update(other.extra)
         merged["extra"] = extra
-        return GenerateParams.model_construct(**merged)
+        return construct(GenerateParams, merged)
 
     def set_values(self) -> dict[str, t.Any]:
         """The fields that hold a value, `extra` left out."""

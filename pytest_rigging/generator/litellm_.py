@@ -136,7 +136,7 @@ class LiteLLMGenerator(Generator):
         if not isinstance(content, str):
             content = "" if content is None else str(content)
         return GeneratedMessage(
-            message=Message.model_construct(role="assistant", content=content),
+            message=Message(role="assistant", content=content),
             stop_reason=choice.finish_reason,
             usage=_usage(response),
         )

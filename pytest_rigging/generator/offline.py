@@ -52,7 +52,7 @@ class _OfflineGenerator(Generator):
         conversation = "\n\n".join(str(m) for m in messages)
         reply = await self._reply(prompt, conversation, params)
         return GeneratedMessage(
-            message=Message.model_construct(role="assistant", content=reply),
+            message=Message(role="assistant", content=reply),
             stop_reason="stop",
             usage=_usage(conversation, reply),
         )
