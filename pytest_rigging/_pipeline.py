@@ -9,6 +9,8 @@ order. Failures are caught per job according to `on_failed`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import typing as t
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from pytest_rigging.error import (
     MissingModelError,
     ProcessingError,
 )
-from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
+from pytest_rigging.generator.base import GenerateParams, Generator, Usage, get_generator
 from pytest_rigging.model import Model
 
 if t.TYPE_CHECKING:
@@ -42,6 +44,29 @@ DEFAULT_CAUGHT: tuple[type[BaseException], ...] = (
 produced a parsable answer, and a call that failed for infrastructure reasons."""
 
 ResultT = t.TypeVar("ResultT", bound="Result")
+
+Observer = t.Callable[[t.Sequence[t.Any], bool], None]
+_observer: contextvars.ContextVar[Observer | None] = contextvars.ContextVar(
+    "pytest_rigging_observer", default=None
+)
+_nested: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "pytest_rigging_nested", default=False
+)
+
+
+@contextlib.contextmanager
+def observe(callback: Observer) -> t.Iterator[None]:
+    """Within this block, each outermost pipeline run reports what it finished to
+    `callback(results, parse_required)`: every final result, failed ones included, also
+    the one whose failure a `raise` run raises. Runs nested inside a run's callbacks
+    (a `continue_` in a map step) are part of that run and are not reported."""
+    token = _observer.set(callback)
+    try:
+        yield
+    finally:
+        _observer.reset(token)
+
+
 InputT = t.TypeVar("InputT")
 
 
@@ -50,6 +75,8 @@ class Result(t.Protocol):
     error: BaseException | None
     metadata: dict[str, t.Any]
     recovery_rounds: int
+    latency: float
+    usage: Usage | None
 
 
 @dataclass
@@ -313,18 +340,54 @@ class Pipeline(t.Generic[ResultT, InputT]):
 
     async def _execute(self, jobs: list[Job[InputT]], on_failed: FailMode | None) -> list[ResultT]:
         mode = check_fail_mode(on_failed or self.on_failed)
-        caught = self.caught if mode != "raise" else ()
+        observer = _observer.get()
+        if observer is None or _nested.get():
+            results = await self._run_jobs(jobs, mode, [])
+        else:
+            token = _nested.set(True)
+            raised: list[ResultT] = []
+            try:
+                results = await self._run_jobs(jobs, mode, raised)
+            except BaseException:
+                observer(raised, self._parses)
+                raise
+            finally:
+                _nested.reset(token)
+            observer(results, self._parses)
+        if mode == "skip":
+            return [r for r in results if not r.failed]
+        return results
+
+    @property
+    def _parses(self) -> bool:
+        return any(kind == "parse" for kind, _ in self.steps)
+
+    async def _run_jobs(
+        self, jobs: list[Job[InputT]], mode: FailMode, raised: list[ResultT]
+    ) -> list[ResultT]:
+        """Every job's final result in order, failed ones included; in `raise` mode the
+        first caught failure is appended to `raised`, then raised."""
         segments = self._segments()
 
-        async def first(job: Job[InputT]) -> ResultT:
+        def fail(index: int, current: ResultT | None, error: Exception) -> ResultT:
+            if not isinstance(error, self.caught):
+                raise error
+            failed = self._failed(jobs[index], current, error)
+            if mode == "raise":
+                raised.append(failed)
+                raise error
+            return failed
+
+        async def first(index: int) -> ResultT:
             tracker: _Tracker[ResultT] = _Tracker()
             try:
-                tracker.current = await self._generate(job)
+                tracker.current = await self._generate(jobs[index])
                 return await self._run_steps(tracker, segments[0].steps)
-            except caught as error:
-                return self._failed(job, tracker.current, error)
+            except Exception as error:
+                return fail(index, tracker.current, error)
 
-        results = await _fan_out(first, jobs, lambda job: job.generator)
+        indexes = list(range(len(jobs)))
+        results = await _fan_out(first, indexes, lambda i: jobs[i].generator)
         for segment in segments[1:]:
             live = [i for i, r in enumerate(results) if not r.failed]
             mapped = await maybe_await(segment.barrier([results[i] for i in live]))  # type: ignore[misc]
@@ -342,15 +405,12 @@ class Pipeline(t.Generic[ResultT, InputT]):
                     tracker: _Tracker[ResultT] = _Tracker(results[index])
                     try:
                         return await self._run_steps(tracker, steps)
-                    except caught as error:
-                        return self._failed(jobs[index], tracker.current, error)
+                    except Exception as error:
+                        return fail(index, tracker.current, error)
 
-                for i, result in zip(
-                    live, await _fan_out(rest, live, lambda i: jobs[i].generator), strict=True
-                ):
+                done = await _fan_out(rest, live, lambda i: jobs[i].generator)
+                for i, result in zip(live, done, strict=True):
                     results[i] = result
-        if mode == "skip":
-            return [r for r in results if not r.failed]
         return results
 
     def _segments(self) -> list[_Segment]:
@@ -385,8 +445,13 @@ class Pipeline(t.Generic[ResultT, InputT]):
         original = tracker.current
         dialog: list[t.Any] = []
         rounds = 0
+        latency, usage = 0.0, None
         while True:
             current = tracker.current
+            latency += current.latency
+            usage = _add(usage, current.usage)
+            if rounds:  # the result carries what all of its rounds cost
+                current.latency, current.usage = latency, usage
             error = _parse_error(self._parse_text(current), step.models)
             if error is None:
                 current.recovery_rounds = original.recovery_rounds + rounds
@@ -398,6 +463,12 @@ class Pipeline(t.Generic[ResultT, InputT]):
             if step.attempt_recovery:
                 dialog.extend(self._recovery_dialog(current, recovery_message(step.models, error)))
             tracker.current = await self._regenerate(original, dialog)
+
+
+def _add(total: Usage | None, more: Usage | None) -> Usage | None:
+    if more is None:
+        return total
+    return more if total is None else total + more
 
 
 def _parse_error(text: str, models: t.Sequence[type[Model]]) -> Exception | None:

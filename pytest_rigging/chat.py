@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import typing as t
 import uuid as _uuid
 from datetime import datetime, timezone
@@ -30,7 +31,8 @@ class Chat(BaseModel):
 
     A failed chat (`on_failed="include"`) has `failed=True` and `error` set; `error_kind`
     says whether that was a parse failure or an infrastructure error. `recovery_rounds`
-    counts the extra replies `until_parsed_as` needed.
+    counts the extra replies `until_parsed_as` needed; `usage` and `latency` (seconds
+    spent generating, waiting for a concurrency slot excluded) cover all of them.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -47,6 +49,7 @@ class Chat(BaseModel):
     failed: bool = False
     error: BaseException | None = Field(default=None, exclude=True)
     recovery_rounds: int = 0
+    latency: float = 0.0
 
     @property
     def all(self) -> list[Message]:
@@ -124,6 +127,7 @@ def new_chat(
     generated: list[Message] | None = None,
     stop_reason: str | None = None,
     usage: Usage | None = None,
+    latency: float = 0.0,
 ) -> Chat:
     """A chat the pipeline built itself (no validation: every part is already typed)."""
     return construct(
@@ -141,6 +145,7 @@ def new_chat(
             "failed": False,
             "error": None,
             "recovery_rounds": 0,
+            "latency": latency,
         },
     )
 
@@ -216,9 +221,11 @@ class ChatPipeline(Pipeline[Chat, Messages]):
         dialog: list[Message] | None = None,
     ) -> Chat:
         async with generator.slots():
+            started = time.perf_counter()
             generated = await generator.generate_message(
                 messages + dialog if dialog else messages, params
             )
+            latency = time.perf_counter() - started
         return new_chat(
             messages,
             generator,
@@ -227,6 +234,7 @@ class ChatPipeline(Pipeline[Chat, Messages]):
             generated=[generated.message],
             stop_reason=generated.stop_reason,
             usage=generated.usage,
+            latency=latency,
         )
 
     def _parse_text(self, result: Chat) -> str:

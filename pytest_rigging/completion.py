@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import typing as t
 import uuid as _uuid
 from datetime import datetime, timezone
@@ -36,6 +37,7 @@ class Completion(BaseModel):
     failed: bool = False
     error: BaseException | None = Field(default=None, exclude=True)
     recovery_rounds: int = 0
+    latency: float = 0.0
 
     @property
     def all(self) -> str:
@@ -90,6 +92,7 @@ def new_completion(
     generated: str = "",
     stop_reason: str | None = None,
     usage: Usage | None = None,
+    latency: float = 0.0,
 ) -> Completion:
     """A completion the pipeline built itself (no validation: every part is typed)."""
     return construct(
@@ -107,6 +110,7 @@ def new_completion(
             "failed": False,
             "error": None,
             "recovery_rounds": 0,
+            "latency": latency,
         },
     )
 
@@ -161,7 +165,9 @@ class CompletionPipeline(Pipeline[Completion, str]):
         self, generator: Generator, text: str, params: GenerateParams, metadata: dict[str, t.Any]
     ) -> Completion:
         async with generator.slots():
+            started = time.perf_counter()
             generated = await generator.generate_text(text, params)
+            latency = time.perf_counter() - started
         return new_completion(
             text,
             generator,
@@ -170,6 +176,7 @@ class CompletionPipeline(Pipeline[Completion, str]):
             generated.text,
             generated.stop_reason,
             generated.usage,
+            latency,
         )
 
     def _parse_text(self, result: Completion) -> str:

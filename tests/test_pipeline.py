@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import typing as t
 
 import pytest
 
 import pytest_rigging as rg
 from pytest_rigging._concurrency import shared_limit
+from pytest_rigging._pipeline import observe
 from pytest_rigging.error import ProcessingError
 from pytest_rigging.message import Message
 from pytest_rigging.model import Answer, YesNoAnswer
@@ -478,3 +480,36 @@ async def test_shared_limit_bounds_calls_across_generators() -> None:
     state["peak"] = 0
     await asyncio.gather(*(g.chat("x").run_many(10) for g in generators))
     assert state["peak"] == 30
+
+
+async def test_observe_reports_outermost_runs_failures_included() -> None:
+    seen: list[tuple[list[str], bool]] = []
+
+    def record(results: t.Sequence[rg.Chat], parses: bool) -> None:
+        seen.append(([r.last.content + ("!" if r.failed else "") for r in results], parses))
+
+    async def follow_up(chats: list[rg.Chat]) -> list[rg.Chat]:
+        return [await chat.continue_("nested").run() for chat in chats]
+
+    generator = FakeGenerator(model="m")
+    with observe(record):
+        await generator.chat().map(follow_up).run_batch(["a", "b"])
+        parsing = generator.chat().until_parsed_as(Answer, max_rounds=1)
+        await parsing.run_batch(["<answer>1</answer>", "no"], on_failed="skip")
+        with pytest.raises(rg.ExhaustedMaxRoundsError):
+            await parsing.fork("never").run()
+    await generator.chat("outside").run()
+    assert seen == [
+        (["nested", "nested"], False),
+        (["<answer>1</answer>", "no!"], True),
+        (["never!"], True),
+    ]
+
+
+async def test_usage_and_latency_cover_every_recovery_round() -> None:
+    generator = replying("nope", "still nope", "<answer>ok</answer>")
+    generator.latency = 0.01
+    chat = await generator.chat("q").until_parsed_as(Answer).run()
+    assert chat.recovery_rounds == 2
+    assert chat.usage == rg.Usage(input_tokens=3, output_tokens=3)
+    assert chat.latency >= 0.03
