@@ -16,7 +16,6 @@ fixtures must not vary between the cases of one test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import sys
 import threading
@@ -26,6 +25,7 @@ import pytest
 
 from pytest_rigging._concurrency import shared_limit
 from pytest_rigging._matrix import Cell, Verdict
+from pytest_rigging._pipeline import current_observer, observe
 from pytest_rigging.chat import Chat, ChatPipeline
 from pytest_rigging.generator.base import Generator, get_generator
 
@@ -71,41 +71,44 @@ class LoopThread:
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=30)
+        # What the last iterations started (as asyncio.run does before closing a loop).
+        late = asyncio.all_tasks(loop)
+        for task in late:
+            task.cancel()
+        if late:
+            loop.run_until_complete(asyncio.wait(late, timeout=5))
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
 
 async def _shutdown() -> None:
-    """Cancel what is left, and close litellm's pooled clients on this loop."""
+    """Release litellm's resources on this loop, then cancel whatever is left, so that
+    closing the loop leaves no task or socket behind."""
     current = asyncio.current_task()
+    for _ in range(3):  # let logging tasks litellm has just scheduled reach its worker
+        await asyncio.sleep(0)
+    if "litellm" in sys.modules:
+        from pytest_rigging.generator.litellm_ import release_loop
+
+        await release_loop()
     leftovers = [task for task in asyncio.all_tasks() if task is not current]
     for task in leftovers:
         task.cancel()
     if leftovers:
         await asyncio.wait(leftovers, timeout=5)
-    litellm = sys.modules.get("litellm")
-    if litellm is None:
-        return
-    with contextlib.suppress(Exception):
-        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
-        await GLOBAL_LOGGING_WORKER.flush()
-        await GLOBAL_LOGGING_WORKER.stop()
-    with contextlib.suppress(Exception):
-        cache = litellm.in_memory_llm_clients_cache
-        suffix = f"-{id(asyncio.get_running_loop())}"
-        for key in [k for k in list(cache.cache_dict) if str(k).endswith(suffix)]:
-            client = cache.cache_dict.pop(key)
-            cache.ttl_dict.pop(key, None)
-            closing = (getattr(client, "aclose", None) or client.close)()
-            if inspect.isawaitable(closing):
-                await closing
+
+ChatsCallback = t.Callable[[str, Cell, t.Sequence[Chat], bool], None]
 
 
 class Engine:
-    """Computes result groups and hands each item its samples (one per process)."""
+    """Computes result groups and hands each item its samples (one per process).
 
-    def __init__(self, concurrency: int) -> None:
+    `on_chats(nodeid, cell, chats, parse_required)` hears of every item's samples."""
+
+    def __init__(self, concurrency: int, on_chats: ChatsCallback) -> None:
         self.concurrency = concurrency
+        self.on_chats = on_chats
         self.loop = LoopThread()
         self.groups: dict[str, list[pytest.Item]] = {}
         self._results: dict[str, list[Chat] | BaseException] = {}
@@ -113,12 +116,14 @@ class Engine:
         self._semaphore: asyncio.Semaphore | None = None
 
     def run(self, awaitable: t.Awaitable[T]) -> T:
-        """Await `awaitable` on the engine's loop, under the process-wide limit."""
+        """Await `awaitable` on the engine's loop, under the process-wide limit, seen by
+        the caller's observer (if any)."""
+        observer = current_observer()
 
         async def limited() -> T:
             if self._semaphore is None:
                 self._semaphore = asyncio.Semaphore(self.concurrency)
-            with shared_limit(self._semaphore):
+            with shared_limit(self._semaphore), observe(observer):
                 return await awaitable
 
         return self.loop.run(limited())
@@ -168,22 +173,27 @@ class Engine:
         request: pytest.FixtureRequest,
         known: dict[str, ChatPipeline],
     ) -> None:
-        jobs: list[tuple[str, ChatPipeline, int]] = []
+        jobs: list[tuple[str, ChatPipeline, int, Cell]] = []
         for item in items:
             try:
                 pipeline = known.get(item.nodeid) or self._pipeline_for(item, request)
-                jobs.append((item.nodeid, _checked(pipeline), verdict_of(item).runs))
+                cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
+                jobs.append((item.nodeid, _checked(pipeline), verdict_of(item).runs, cell))
             except Exception as error:
                 self._results[item.nodeid] = error
 
+        async def samples(nodeid: str, pipeline: ChatPipeline, runs: int, cell: Cell) -> list[Chat]:
+            def heard(chats: t.Sequence[Chat], parses: bool) -> None:
+                self.on_chats(nodeid, cell, chats, parses)
+
+            with observe(heard):
+                return await pipeline.run_many(runs, on_failed="include")
+
         async def run_all() -> list[list[Chat] | BaseException]:
-            return await asyncio.gather(
-                *(pipeline.run_many(runs, on_failed="include") for _, pipeline, runs in jobs),
-                return_exceptions=True,
-            )
+            return await asyncio.gather(*(samples(*job) for job in jobs), return_exceptions=True)
 
         outcomes = self.run(run_all())
-        for (nodeid, _, _), outcome in zip(jobs, outcomes, strict=True):
+        for (nodeid, *_), outcome in zip(jobs, outcomes, strict=True):
             self._results[nodeid] = outcome
 
     def _pipeline_for(self, item: pytest.Item, request: pytest.FixtureRequest) -> ChatPipeline:

@@ -7,6 +7,7 @@ every xdist worker computes the same ones; the full identifier travels on the it
 
 from __future__ import annotations
 
+import os
 import re
 import typing as t
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class Cell:
     model: str
     params: GenerateParams
     id: str
+    label: str
 
     @property
     def params_text(self) -> str:
@@ -130,7 +132,7 @@ def resolve_relative_scripts(identifiers: list[str], base: Path) -> list[str]:
         if provider == "scripted" and path and not Path(path).is_absolute():
             candidate = base / path
             if candidate.exists() or candidate.with_suffix(".toml").exists():
-                identifier = f"scripted!{candidate}{comma}{tail}"
+                identifier = f"scripted!{os.path.relpath(candidate)}{comma}{tail}"
         resolved.append(identifier)
     return resolved
 
@@ -181,7 +183,9 @@ def build_cells(models: t.Sequence[str], params_sets: t.Sequence[GenerateParams]
     for model, model_label in zip(models, model_labels, strict=True):
         for params, params_label in zip(params_sets, params_labels, strict=True):
             label = f"{model_label}-{params_label}" if params_label else model_label
-            cells.append(Cell(model=model, params=params, id=_UNSAFE.sub("_", label)))
+            cells.append(
+                Cell(model=model, params=params, id=_UNSAFE.sub("_", label), label=model_label)
+            )
     return cells
 
 

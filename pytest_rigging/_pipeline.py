@@ -54,12 +54,18 @@ _nested: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
+def current_observer() -> Observer | None:
+    """The observer in force here, to carry it into work run on another thread's loop."""
+    return _observer.get()
+
+
 @contextlib.contextmanager
-def observe(callback: Observer) -> t.Iterator[None]:
+def observe(callback: Observer | None) -> t.Iterator[None]:
     """Within this block, each outermost pipeline run reports what it finished to
     `callback(results, parse_required)`: every final result, failed ones included, also
     the one whose failure a `raise` run raises. Runs nested inside a run's callbacks
-    (a `continue_` in a map step) are part of that run and are not reported."""
+    (a `continue_` in a map step) are part of that run and are not reported. None
+    stops observing."""
     token = _observer.set(callback)
     try:
         yield

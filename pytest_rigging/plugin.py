@@ -1,9 +1,11 @@
 """The pytest plugin: options, markers, fixtures and the hooks that wire them up.
 
-The work lives in small modules: `_matrix` (settings, cells, ids), `_execution` (running
-a test's whole matrix at once on one loop), `_samples` (k-of-n verdicts) and `_xdist`
-(keeping a test's items on one worker). Nothing heavy is imported until a test asks
-for a rig fixture, so a suite without rig tests pays almost nothing for the plugin.
+The work lives in small modules: `_matrix` (settings, cells, ids), `_execution`
+(running a test's whole matrix at once on one loop), `_samples` (k-of-n verdicts),
+`_stats` (parse buckets and figures, as plain data on test reports), `_report` (table,
+JSON, step summary), `_gates` (thresholds) and `_xdist` (a test's items on one worker).
+Nothing heavy is imported until a test asks for a rig fixture, so a suite without rig
+tests pays almost nothing for the plugin.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pytest
 if t.TYPE_CHECKING:
     from pytest_rigging._execution import Engine
     from pytest_rigging._matrix import Cell, Settings
+    from pytest_rigging._report import Reporter
+    from pytest_rigging._stats import Recorder
     from pytest_rigging.chat import Chat, ChatPipeline
     from pytest_rigging.generator.base import GenerateParams, Generator
 
@@ -34,6 +38,9 @@ RIG_FIXTURES = frozenset(
 )
 _SETTINGS = pytest.StashKey["Settings"]()
 _ENGINE = pytest.StashKey["Engine"]()
+_RECORDER = pytest.StashKey["Recorder"]()
+_REPORTER = pytest.StashKey["Reporter"]()
+_GATE_OPTIONS = ("rig_min_parse_rate", "rig_min_pass_rate", "rig_max_error_rate")
 
 MARKERS = (
     "rig_models(*identifiers): run this test on these models instead of --rig-models/ini",
@@ -75,13 +82,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("rig_runs", "samples per cell", type="string", default="")
     parser.addini("rig_concurrency", "model calls in flight at once", type="string", default="")
+    group.addoption(
+        "--rig-report", metavar="PATH", help="write the run's figures and records as JSON"
+    )
+    gates = {
+        "rig_min_parse_rate": "fail the run when a model's parse rate is below RATE",
+        "rig_min_pass_rate": "fail the run when a model's sample pass rate is below RATE",
+        "rig_max_error_rate": "fail the run when a model's infrastructure error rate is above RATE",
+    }
+    for name, text in gates.items():
+        group.addoption(
+            f"--{name.replace('_', '-')}",
+            action="append",
+            metavar="[MODEL=]RATE",
+            help=f"{text} (0-1 or N%%; MODEL= for one model; repeatable)",
+        )
+        parser.addini(name, f"{text}: [MODEL=]RATE lines", type="linelist")
+    group.addoption(
+        "--rig-gate-mode",
+        choices=("point", "interval", "strict"),
+        help="judge gates on the measured rate (point, default), leniently on its 95%% "
+        "interval (interval: fail only when clearly below), or strictly (strict)",
+    )
+    parser.addini("rig_gate_mode", "point, interval or strict", type="string", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    if _configured(config):
+    if _configured(config) or config.getoption("rig_report"):
         _settings(config)  # a bad identifier or value ends the run here, naming it
+        if not _is_worker(config):
+            _reporter(config)
+    if not _is_worker(config):
+        config.pluginmanager.register(ReportHooks(config), "rigging-report")
     if config.pluginmanager.hasplugin("xdist"):
         from pytest_rigging._xdist import XdistHooks
 
@@ -89,8 +123,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _configured(config: pytest.Config) -> bool:
-    options = ("rig_models", "rig_params", "rig_runs", "rig_concurrency")
+    options = ("rig_models", "rig_params", "rig_runs", "rig_concurrency", *_GATE_OPTIONS)
     return any(config.getoption(o) for o in options) or any(config.getini(o) for o in options)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -106,8 +144,46 @@ def _engine(config: pytest.Config) -> Engine:
         from pytest_rigging._execution import Engine
 
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-        config.stash[_ENGINE] = Engine(max(1, _settings(config).concurrency // workers))
+        recorder = _recorder(config)
+
+        def heard(nodeid: str, cell: Cell, chats: t.Sequence[Chat], parses: bool) -> None:
+            engine = config.stash[_ENGINE]
+            recorder.add(
+                nodeid, chats, parses, (cell.model, cell.params_text, engine.generator(cell)), True
+            )
+
+        config.stash[_ENGINE] = Engine(max(1, _settings(config).concurrency // workers), heard)
     return config.stash[_ENGINE]
+
+
+def _recorder(config: pytest.Config) -> Recorder:
+    if _RECORDER not in config.stash:
+        from pytest_rigging._stats import Recorder
+
+        config.stash[_RECORDER] = Recorder()
+    return config.stash[_RECORDER]
+
+
+def _reporter(config: pytest.Config) -> Reporter:
+    """The controller's collector of figures (created on first need, never on workers)."""
+    if _REPORTER not in config.stash:
+        from pytest_rigging._gates import GateError, read_gates
+        from pytest_rigging._matrix import params_text
+        from pytest_rigging._report import Reporter
+
+        try:
+            gates, mode = read_gates(config.getoption, config.getini)
+        except GateError as error:
+            raise pytest.UsageError(str(error)) from None
+        settings = _settings(config)
+        described = {
+            "models": list(settings.models),
+            "params": [params_text(p) for p in settings.params],
+            "runs": settings.runs,
+            "concurrency": settings.concurrency,
+        }
+        config.stash[_REPORTER] = Reporter(described, gates, mode)
+    return config.stash[_REPORTER]
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -186,14 +262,57 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
-    try:
+    """Free-form tests run pipelines themselves: record what those runs finish."""
+    cell = _cell_of(item)
+    if cell is None:
         return (yield)
-    finally:
-        from pytest_rigging._samples import OUTCOME_KEY
+    from pytest_rigging._pipeline import observe
 
-        if OUTCOME_KEY in item.stash:
-            passed, total = item.stash[OUTCOME_KEY]
-            item.user_properties.append(("rig_samples", f"{passed}/{total}"))
+    recorder = _recorder(item.config)
+    generator = _engine(item.config).generator(cell)
+
+    def heard(chats: t.Sequence[Chat], parses: bool) -> None:
+        recorder.add(item.nodeid, chats, parses, (cell.model, cell.params_text, generator), False)
+
+    with observe(heard):
+        return (yield)
+
+
+def _cell_of(item: pytest.Item) -> Cell | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("rig_cell") if callspec is not None else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> t.Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Put the item's figures on its final report, as plain data, so that they reach
+    the xdist controller (and survive a worker that crashes later)."""
+    report = yield
+    cell = _cell_of(item)
+    final = call.when == "call" or (call.when == "setup" and report.outcome != "passed")
+    if cell is None or not final:
+        return report
+    from pytest_rigging._report import item_record
+
+    chats = _recorder(item.config).take(item.nodeid)
+    record = item_record(item, cell, report, call.excinfo, chats)
+    report.rig = record  # type: ignore[attr-defined]
+    report.user_properties.extend(_junit_properties(record))
+    return report
+
+
+def _junit_properties(record: dict[str, t.Any]) -> list[tuple[str, object]]:
+    outcomes = [chat["outcome"] for chat in record["chats"]]
+    properties: list[tuple[str, object]] = []
+    if record["samples"]:
+        properties.append(("rig_samples", "{}/{}".format(*record["samples"])))
+    properties.extend(
+        (f"rig_{name}", outcomes.count(name))
+        for name in ("first_try", "recovered", "exhausted", "error")
+    )
+    return properties
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
@@ -204,6 +323,44 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _ENGINE in config.stash:
         config.stash[_ENGINE].stop()
+
+
+class ReportHooks:
+    """The controller's (or only process's) hooks: figures in, table and files out.
+    Registered once per run, never on xdist workers."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "rig", None)
+        if record is not None:
+            _reporter(self.config).add(record)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> t.Generator[None, object, object]:
+        """After the run, judge the gates: a failed one fails the run like a failed test."""
+        outcome = yield
+        if _REPORTER in self.config.stash and self.config.stash[_REPORTER].judge():
+            session.testsfailed += 1
+        return outcome
+
+    def pytest_sessionfinish(self) -> None:
+        """Write the JSON report and the step summary, also after Ctrl-C (what finished)."""
+        from pathlib import Path
+
+        from pytest_rigging._report import write
+
+        path = self.config.getoption("rig_report")
+        if path:
+            write(Path(path), _reporter(self.config).document())
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary and _REPORTER in self.config.stash and self.config.stash[_REPORTER].items:
+            self.config.stash[_REPORTER].step_summary(Path(summary))
+
+    def pytest_terminal_summary(self, terminalreporter: t.Any) -> None:
+        if _REPORTER in self.config.stash and self.config.stash[_REPORTER].items:
+            self.config.stash[_REPORTER].terminal(terminalreporter, self.config.get_verbosity())
 
 
 @pytest.fixture

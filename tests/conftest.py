@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import typing as t
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import pytest_asyncio
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -21,6 +22,7 @@ from pytest_rigging.generator.base import (
     Generator,
     Usage,
 )
+from pytest_rigging.generator.litellm_ import release_loop
 from pytest_rigging.message import Message
 from tests.llm_server import LLMServer, RecordedRequest
 
@@ -104,6 +106,13 @@ def fake() -> FakeGenerator:
 def llm_server_session() -> Iterator[LLMServer]:
     with LLMServer() as server:
         yield server
+
+
+@pytest_asyncio.fixture
+async def release_litellm() -> AsyncIterator[None]:
+    """After a test that called litellm on its own loop, release what litellm keeps there."""
+    yield
+    await release_loop()
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from pytest_rigging.generator.litellm_ import litellm_model
 from tests.conftest import OPENAI_TEST_KEY, peak_overlap
 from tests.llm_server import LLMServer, Reply
 
+pytestmark = pytest.mark.usefixtures("release_litellm")
+
 FAST = "max_retries=2,backoff=0.01"
 
 

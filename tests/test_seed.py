@@ -15,6 +15,8 @@ import pytest
 
 from tests.llm_server import LLMServer
 
+pytestmark = pytest.mark.usefixtures("release_litellm")
+
 SEED = (
     Path(__file__).resolve().parents[2] / "shared" / "reference" / "seed-iterating-and-batching.md"
 )

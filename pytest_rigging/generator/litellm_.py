@@ -9,6 +9,8 @@ becomes a `GenerationError` (an infrastructure error, never a parse failure).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
 import os
 import random
@@ -196,3 +198,28 @@ def _usage(response: t.Any) -> Usage | None:
         input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
         output_tokens=getattr(usage, "completion_tokens", 0) or 0,
     )
+
+
+async def release_loop() -> None:
+    """Stop litellm's logging worker and close its pooled clients on the running loop.
+
+    litellm keeps both per event loop and never lets go of them; call this before closing
+    a loop that made litellm calls, or its sockets and tasks outlive the loop.
+    """
+    litellm = _litellm_module
+    if litellm is None:
+        return
+    with contextlib.suppress(Exception):
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+        await GLOBAL_LOGGING_WORKER.flush()
+        await GLOBAL_LOGGING_WORKER.stop()
+    with contextlib.suppress(Exception):
+        cache = litellm.in_memory_llm_clients_cache
+        suffix = f"-{id(asyncio.get_running_loop())}"
+        for key in [k for k in list(cache.cache_dict) if str(k).endswith(suffix)]:
+            client = cache.cache_dict.pop(key)
+            cache.ttl_dict.pop(key, None)
+            closing = (getattr(client, "aclose", None) or client.close)()
+            if inspect.isawaitable(closing):
+                await closing

@@ -1,0 +1,253 @@
+"""Reports: the terminal table, the markdown step summary, the JSON document, and the
+merge of several JSON reports (CI shards) into one."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from pathlib import Path
+
+from tabulate import tabulate
+
+from pytest_rigging._gates import Gate, GateResult, evaluate
+from pytest_rigging._secrets import mask_identifier
+from pytest_rigging._stats import ItemRecord, tabulate_items
+from pytest_rigging.error import GenerationError
+
+REPORT_VERSION = 1
+
+
+def _rate(row: dict[str, t.Any], name: str, interval: bool = True) -> str:
+    value = row[name]
+    if value is None:
+        return "-"
+    text = f"{value:.1%}"
+    if interval and row[f"{name}_interval"]:
+        low, high = row[f"{name}_interval"]
+        text += f" [{low * 100:.1f}-{high * 100:.1f}]"
+    return text
+
+
+def _latency(row: dict[str, t.Any]) -> str:
+    return "-" if row["median_latency"] is None else f"{row['median_latency']:.2f}s"
+
+
+def table(
+    rows: t.Sequence[dict[str, t.Any]],
+    *,
+    verbosity: int = 0,
+    failing: t.Collection[str] = (),
+    tablefmt: str = "simple",
+) -> str:
+    """The per-model table: full by default, compact at -q; rows named in `failing`
+    (models that failed a gate) are marked."""
+    by_params = any(r["params"] is not None for r in rows)
+    labels = [r["label"] or r["model"] for r in rows]
+    lines = []
+    for row, label in zip(rows, labels, strict=True):
+        shown = label if labels.count(label) == 1 else row["model"]
+        name = ("FAIL " if row["model"] in failing else "") + shown
+        items = f"{row['items_passed']}/{row['items_failed']}/{row['items_errored']}"
+        head = [name] + ([row["params"]] if by_params else [])
+        if verbosity < 0:
+            lines.append(
+                [
+                    *head,
+                    _rate(row, "parse_rate", False),
+                    _rate(row, "pass_rate", False),
+                    items,
+                    row["error"],
+                ]
+            )
+            continue
+        lines.append(
+            [
+                *head,
+                row["chats"],
+                row["first_try"],
+                row["recovered"],
+                row["exhausted"],
+                row["error"],
+                _rate(row, "parse_rate"),
+                _rate(row, "pass_rate"),
+                items,
+                f"{row['input_tokens']}/{row['output_tokens']}",
+                _latency(row),
+            ]
+        )
+    head = ["model"] + (["params"] if by_params else [])
+    if verbosity < 0:
+        headers = [*head, "parse rate", "pass rate", "items ok/fail/err", "errors"]
+    else:
+        headers = [
+            *head,
+            "chats",
+            "1st try",
+            "recovered",
+            "exhausted",
+            "errors",
+            "parse rate [95% CI]",
+            "pass rate [95% CI]",
+            "items ok/fail/err",
+            "tokens in/out",
+            "latency p50",
+        ]
+    return tabulate(lines, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def document(
+    settings: dict[str, t.Any],
+    items: t.Sequence[ItemRecord],
+    gates: t.Sequence[Gate],
+    mode: str,
+) -> dict[str, t.Any]:
+    """The JSON report: settings, per-model and per-cell tables, gates, and every item."""
+    models = tabulate_items(items, by_params=False)
+    return {
+        "version": REPORT_VERSION,
+        "settings": {
+            **settings,
+            "gates": [
+                {"option": g.option, "model": g.model, "threshold": g.threshold} for g in gates
+            ],
+            "gate_mode": mode,
+        },
+        "models": models,
+        "cells": tabulate_items(items, by_params=True),
+        "gates": [_gate_json(v) for v in evaluate(gates, models, mode)],
+        "items": list(items),
+    }
+
+
+def _gate_json(result: GateResult) -> dict[str, t.Any]:
+    return {
+        "model": result.model,
+        "option": result.gate.option,
+        "threshold": result.gate.threshold,
+        "value": result.value,
+        "interval": list(result.interval) if result.interval else None,
+        "mode": result.mode,
+        "passed": result.passed,
+        "message": result.describe(),
+    }
+
+
+def item_record(
+    item: t.Any, cell: t.Any, report: t.Any, call_error: t.Any, chats: list[dict[str, t.Any]]
+) -> ItemRecord:
+    """An item's outcome and its chats as plain data, for its report."""
+    from pytest_rigging._samples import OUTCOME_KEY
+
+    outcome = report.outcome
+    if report.when != "call" and outcome == "failed":
+        outcome = "error"  # setup failed: for example too many infrastructure errors
+    elif call_error is not None and call_error.errisinstance(GenerationError):
+        outcome = "error"  # a free-form test's own call failed for infrastructure reasons
+    samples = item.stash.get(OUTCOME_KEY, None)
+    if samples is None and report.when == "call" and "rig_chat" in item.fixturenames:
+        samples = (int(report.passed), 1)
+    return {
+        "nodeid": item.nodeid,
+        "model": mask_identifier(cell.model),
+        "label": cell.label,
+        "params": cell.params_text,
+        "cell": cell.id,
+        "outcome": outcome,
+        "samples": list(samples) if samples else None,
+        "duration": round(report.duration, 6),
+        "chats": chats,
+    }
+
+
+def write(path: Path, doc: dict[str, t.Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    temporary.replace(path)
+
+
+def load(path: Path) -> dict[str, t.Any]:
+    """A report written by `--rig-report`; a clear ValueError for anything else."""
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise ValueError(f"{path} is not JSON: {error}") from None
+    if not isinstance(doc, dict) or doc.get("version") != REPORT_VERSION or "items" not in doc:
+        raise ValueError(f"{path} is not a pytest-rigging report (version {REPORT_VERSION})")
+    return doc
+
+
+def merge(
+    docs: t.Sequence[dict[str, t.Any]], gates: t.Sequence[Gate] | None, mode: str | None
+) -> dict[str, t.Any]:
+    """One report from several shards: items combined, figures recomputed from them.
+
+    Gates and mode default to those recorded in the first report."""
+    items: dict[str, ItemRecord] = {}
+    models: list[str] = []
+    for doc in docs:
+        for item in doc["items"]:
+            items[item["nodeid"]] = item
+        models.extend(m for m in doc["settings"].get("models", []) if m not in models)
+    first = docs[0]["settings"]
+    if gates is None:
+        gates = [Gate(g["option"], g["threshold"], g["model"]) for g in first.get("gates", [])]
+    settings = {k: v for k, v in first.items() if k not in ("gates", "gate_mode")}
+    settings.update(models=models, merged_from=len(docs))
+    return document(settings, list(items.values()), gates, mode or first.get("gate_mode", "point"))
+
+
+def failing_models(doc: dict[str, t.Any]) -> list[str]:
+    return sorted({g["model"] for g in doc["gates"] if not g["passed"]})
+
+
+class Reporter:
+    """The controller's side (or the only process's): collects item records from test
+    reports, judges the gates, and writes the table, the JSON and the step summary."""
+
+    def __init__(self, settings: dict[str, t.Any], gates: t.Sequence[Gate], mode: str) -> None:
+        self.settings = settings
+        self.gates = list(gates)
+        self.mode = mode
+        self.items: list[ItemRecord] = []
+        self.results: list[GateResult] = []
+
+    def add(self, item: ItemRecord) -> None:
+        self.items.append(item)
+
+    def judge(self) -> list[GateResult]:
+        """Evaluate the gates on the per-model figures; the failed ones."""
+        self.results = evaluate(self.gates, tabulate_items(self.items, by_params=False), self.mode)
+        return [r for r in self.results if not r.passed]
+
+    @property
+    def failing(self) -> set[str]:
+        return {r.model for r in self.results if not r.passed}
+
+    def rows(self, by_params: bool) -> list[dict[str, t.Any]]:
+        return tabulate_items(self.items, by_params=by_params)
+
+    def terminal(self, terminal: t.Any, verbosity: int) -> None:
+        """The table (one row per model; per model and params at -v; compact at -q;
+        nothing at -qq), then a red FAIL line per failed gate, at any verbosity."""
+        failed = [r for r in self.results if not r.passed]
+        if verbosity > -2 or failed:
+            terminal.write_sep("=", "rigging: parse success per model")
+        if verbosity > -2:
+            rows = self.rows(by_params=verbosity > 0)
+            terminal.write_line(table(rows, verbosity=verbosity, failing=self.failing))
+        for result in failed:
+            terminal.write_line(f"FAIL {result.describe()}", red=True, bold=True)
+
+    def document(self) -> dict[str, t.Any]:
+        return document(self.settings, self.items, self.gates, self.mode)
+
+    def step_summary(self, path: Path) -> None:
+        """Append the table, in GitHub's markdown, to `$GITHUB_STEP_SUMMARY`."""
+        lines = ["## pytest-rigging: parse success per model", ""]
+        lines.append(table(self.rows(False), failing=self.failing, tablefmt="github"))
+        lines.extend(f"\n**FAIL** {r.describe()}" for r in self.results if not r.passed)
+        with path.open("a", encoding="utf-8") as summary:
+            summary.write("\n".join(lines) + "\n\n")

@@ -1,0 +1,193 @@
+"""Parse success, sample and item outcomes, tokens and latency, per model and per cell.
+
+Everything here is plain data (dicts, lists, str, int, float), because it rides on test
+reports from xdist workers to the controller and into JSON reports. Each chat with a
+parse requirement lands in exactly one bucket: parsed on the first reply, parsed after
+recovery rounds, parse exhausted, or error (infrastructure, never a quality failure).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import typing as t
+
+from pytest_rigging._matrix import params_text
+from pytest_rigging._secrets import mask_identifier, redact
+from pytest_rigging.generator.base import GenerateParams
+
+if t.TYPE_CHECKING:
+    from pytest_rigging.chat import Chat
+
+BUCKETS = ("first_try", "recovered", "exhausted", "error")
+
+ChatRecord = dict[str, t.Any]
+ItemRecord = dict[str, t.Any]
+
+
+def bucket(chat: t.Any, parses: bool) -> str | None:
+    """The chat's parse bucket; None when nothing asked it to parse and nothing failed."""
+    if chat.failed and chat.error_kind != "parse":
+        return "error"
+    if not parses:
+        return None
+    if chat.failed:
+        return "exhausted"
+    return "first_try" if chat.recovery_rounds == 0 else "recovered"
+
+
+def chat_record(
+    chat: Chat | t.Any, parses: bool, model: str, params: str, sample: int | None
+) -> ChatRecord:
+    """One chat as plain data, secrets removed."""
+    usage = chat.usage
+    messages = chat.all if hasattr(chat, "messages") else [chat]
+    return {
+        "model": mask_identifier(model),
+        "params": params,
+        "sample": sample,
+        "outcome": bucket(chat, parses),
+        "recovery_rounds": chat.recovery_rounds,
+        "error_kind": chat.error_kind,
+        "error": redact(str(chat.error)) if chat.failed else None,
+        "input_tokens": usage.input_tokens if usage else 0,
+        "output_tokens": usage.output_tokens if usage else 0,
+        "latency": round(chat.latency, 6),
+        "generator_id": mask_identifier(chat.generator_id or ""),
+        "conversation": [_message(m) for m in messages],
+    }
+
+
+def _message(message: t.Any) -> dict[str, str]:
+    if isinstance(message, str):  # a completion
+        return {"role": "text", "content": redact(message)}
+    return {"role": message.role, "content": redact(message.content)}
+
+
+def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion: honest at small n and at 0 or 1."""
+    if total == 0:
+        return (0.0, 1.0)
+    p = successes / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    margin = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return (max(0.0, centre - margin), min(1.0, centre + margin))
+
+
+class Rate(t.NamedTuple):
+    successes: int
+    total: int
+
+    @property
+    def value(self) -> float | None:
+        return self.successes / self.total if self.total else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return wilson(self.successes, self.total) if self.total else None
+
+
+def new_row(model: str, params: str | None, label: str | None) -> dict[str, t.Any]:
+    return {
+        "model": model,
+        "label": label,
+        "params": params,
+        "chats": 0,
+        **dict.fromkeys(BUCKETS, 0),
+        "samples_passed": 0,
+        "samples_total": 0,
+        "items_passed": 0,
+        "items_failed": 0,
+        "items_errored": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "latencies": [],
+    }
+
+
+def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[dict[str, t.Any]]:
+    """Rows per model (or per model and params) from item records, in first-seen order."""
+    rows: dict[tuple[str, str | None], dict[str, t.Any]] = {}
+
+    def row(model: str, params: str, label: str | None = None) -> dict[str, t.Any]:
+        key = (model, params if by_params else None)
+        if key not in rows:
+            rows[key] = new_row(*key, label)
+        rows[key]["label"] = rows[key]["label"] or label
+        return rows[key]
+
+    for item in items:
+        own = row(item["model"], item["params"], item.get("label"))
+        outcome = item["outcome"]
+        if outcome in ("passed", "failed"):
+            own[f"items_{outcome}"] += 1
+        elif outcome == "error":
+            own["items_errored"] += 1
+        if item.get("samples"):
+            passed, total = item["samples"]
+            own["samples_passed"] += passed
+            own["samples_total"] += total
+        for chat in item["chats"]:
+            target = row(chat["model"], chat["params"])
+            target["chats"] += 1
+            if chat["outcome"]:
+                target[chat["outcome"]] += 1
+            target["input_tokens"] += chat["input_tokens"]
+            target["output_tokens"] += chat["output_tokens"]
+            target["latencies"].append(chat["latency"])
+    return [_finish(r) for r in rows.values()]
+
+
+def _finish(row: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Add rates and intervals; errors count in neither parse nor pass rates."""
+    parsed = row["first_try"] + row["recovered"]
+    rates = {
+        "parse_rate": Rate(parsed, parsed + row["exhausted"]),
+        "pass_rate": Rate(row["samples_passed"], row["samples_total"]),
+        "error_rate": Rate(row["error"], row["chats"]),
+    }
+    for name, rate in rates.items():
+        row[name] = rate.value
+        row[f"{name}_interval"] = list(rate.interval) if rate.interval else None
+        row[f"{name}_counts"] = [rate.successes, rate.total]
+    latencies = row.pop("latencies")
+    row["median_latency"] = statistics.median(latencies) if latencies else None
+    return row
+
+
+class Recorder:
+    """Chat records per item, until the item's report carries them away."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, list[ChatRecord]] = {}
+
+    def add(
+        self,
+        nodeid: str,
+        chats: t.Sequence[t.Any],
+        parses: bool,
+        cell: tuple[str, str, t.Any],
+        numbered: bool,
+    ) -> None:
+        """Record `chats` for `nodeid`. Chats from the cell's own generator (`cell` is
+        model, params, generator) count for the cell; others, a judge model for example,
+        count for their own generator."""
+        model, params, generator = cell
+        records = self._records.setdefault(nodeid, [])
+        for index, chat in enumerate(chats):
+            if chat.generator is generator or chat.generator is None:
+                owner = (model, params)
+            else:
+                owner = (
+                    chat.generator.to_identifier(GenerateParams(), with_config=False),
+                    _params(chat),
+                )
+            records.append(chat_record(chat, parses, *owner, index if numbered else None))
+
+    def take(self, nodeid: str) -> list[ChatRecord]:
+        return self._records.pop(nodeid, [])
+
+
+def _params(chat: t.Any) -> str:
+    return params_text(chat.params) if chat.params is not None else "{}"
