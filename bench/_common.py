@@ -287,3 +287,94 @@ def llm_server_process(latency: float) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+# The same server, answering "how many requests, and how many at once?" between runs
+
+_COUNTING_SERVER_CODE = """
+import json
+import sys
+from tests.llm_server import LLMServer
+with LLMServer(latency=float(sys.argv[1])) as server:
+    print(server.openai_base, flush=True)
+    for _ in sys.stdin:
+        counts = {"requests": len(server.requests), "max_in_flight": server.max_in_flight}
+        server.reset()
+        print(json.dumps(counts), flush=True)
+"""
+
+
+@dataclass
+class ServerCounts:
+    """What the server saw since the last count: requests, and the most at one moment."""
+
+    requests: int
+    max_in_flight: int
+
+
+class CountingServer:
+    """A handle on the server child: its base URL, and its counts on demand."""
+
+    def __init__(self, base: str, child: subprocess.Popen[str]) -> None:
+        self.base = base
+        self._child = child
+
+    def take_counts(self) -> ServerCounts:
+        """The counts since the previous call (the server forgets its requests)."""
+        assert self._child.stdin is not None and self._child.stdout is not None
+        self._child.stdin.write("\n")
+        self._child.stdin.flush()
+        data = json.loads(self._child.stdout.readline())
+        return ServerCounts(int(data["requests"]), int(data["max_in_flight"]))
+
+
+@contextlib.contextmanager
+def counting_llm_server_process(latency: float) -> Iterator[CountingServer]:
+    """`llm_server_process` for when other processes are the clients: the counts let a
+    benchmark check that every call reached the server, and how many ran at once."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _COUNTING_SERVER_CODE, str(latency)],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        base = child.stdout.readline().strip()
+        if not base.startswith("http"):
+            raise RuntimeError("the loopback LLM server did not start")
+        yield CountingServer(base, child)
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+# Whole processes
+
+
+def timed_process(
+    argv: t.Sequence[str], cwd: Path, env: dict[str, str], timeout: float = 300
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Wall seconds of one child process from spawn to exit (start-up and teardown
+    included, which in-process timers miss), and what it printed."""
+    gc.collect()
+    start = time.perf_counter()
+    done = subprocess.run(
+        list(argv), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return time.perf_counter() - start, done
+
+
+def profile_file_top(path: Path, top: int = 20) -> str:
+    """`profile_top` for a profile another process wrote (`python -m cProfile -o path`)."""
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_rigging._secrets import mask_identifier
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.generator.base import (
     GenerateParams,
@@ -232,7 +233,7 @@ class Settings:
     def header(self) -> str:
         params = " | ".join(params_text(p) for p in self.params)
         return (
-            f"rigging: models {', '.join(self.models)} ({self.models_from}); "
+            f"rigging: models {', '.join(map(mask_identifier, self.models))} ({self.models_from}); "
             f"params {params} ({self.params_from}); runs {self.runs}; "
             f"concurrency {self.concurrency}"
         )

@@ -42,9 +42,11 @@ def table(
     """The per-model table: full by default, compact at -q; rows named in `failing`
     (models that failed a gate) are marked."""
     by_params = any(r["params"] is not None for r in rows)
-    labels = [r["label"] or r["model"] for r in rows]
+    models = {r["model"]: r["label"] or r["model"] for r in rows}
+    labels = list(models.values())
     lines = []
-    for row, label in zip(rows, labels, strict=True):
+    for row in rows:
+        label = models[row["model"]]
         shown = label if labels.count(label) == 1 else row["model"]
         name = ("FAIL " if row["model"] in failing else "") + shown
         items = f"{row['items_passed']}/{row['items_failed']}/{row['items_errored']}"

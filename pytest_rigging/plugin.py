@@ -170,6 +170,7 @@ def _reporter(config: pytest.Config) -> Reporter:
         from pytest_rigging._gates import GateError, read_gates
         from pytest_rigging._matrix import params_text
         from pytest_rigging._report import Reporter
+        from pytest_rigging._secrets import mask_identifier
 
         try:
             gates, mode = read_gates(config.getoption, config.getini)
@@ -177,7 +178,7 @@ def _reporter(config: pytest.Config) -> Reporter:
             raise pytest.UsageError(str(error)) from None
         settings = _settings(config)
         described = {
-            "models": list(settings.models),
+            "models": [mask_identifier(m) for m in settings.models],
             "params": [params_text(p) for p in settings.params],
             "runs": settings.runs,
             "concurrency": settings.concurrency,
@@ -241,9 +242,13 @@ def _prepare(item: pytest.Function, cell: Cell) -> None:
     from pytest_rigging._execution import VERDICT_KEY
     from pytest_rigging._matrix import read_verdict
     from pytest_rigging._samples import wrap
+    from pytest_rigging._secrets import mask_identifier
 
-    item.add_marker(pytest.mark.rig_cell(model=cell.model, params=cell.params_text))
-    item.user_properties.extend([("rig_model", cell.model), ("rig_params", cell.params_text)])
+    item.add_marker(
+        pytest.mark.rig_cell(model=mask_identifier(cell.model), params=cell.params_text)
+    )
+    model = mask_identifier(cell.model)
+    item.user_properties.extend([("rig_model", model), ("rig_params", cell.params_text)])
     verdict = read_verdict(item.get_closest_marker("rig"), _settings(item.config).runs, item.nodeid)
     item.stash[VERDICT_KEY] = verdict
     uses_results = "rig_chat" in item.fixturenames or "rig_chats" in item.fixturenames
@@ -299,7 +304,8 @@ def pytest_runtest_makereport(
     chats = _recorder(item.config).take(item.nodeid)
     record = item_record(item, cell, report, call.excinfo, chats)
     report.rig = record  # type: ignore[attr-defined]
-    report.user_properties.extend(_junit_properties(record))
+    # JUnit reads properties from the teardown report, which copies the item's.
+    item.user_properties.extend(_junit_properties(record))
     return report
 
 

@@ -22,7 +22,7 @@ from pytest_rigging.generator.base import (
     Generator,
     Usage,
 )
-from pytest_rigging.generator.litellm_ import release_loop
+from pytest_rigging.generator.litellm_ import _litellm, release_loop
 from pytest_rigging.message import Message
 from tests.llm_server import LLMServer, RecordedRequest
 
@@ -38,6 +38,10 @@ def peak_overlap(requests: t.Sequence[RecordedRequest]) -> int:
 
 
 pytest_plugins = ["pytester"]
+
+# litellm is imported once, up front: `pytester` removes the modules a test imported when
+# the test ends, and what litellm installs (finders, loggers) breaks once half-removed.
+_litellm()
 
 # Shaped so that nothing mistakes them for real keys, but long enough to be redacted.
 OPENAI_TEST_KEY = "test-openai-key-do-not-leak-0001"

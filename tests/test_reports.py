@@ -1,0 +1,381 @@
+"""Parse success per model: exact figures in the table and the JSON, with and without
+xdist, for both test styles, sync and async; gates; merging shards; JUnit; the step
+summary; infrastructure errors kept apart; Ctrl-C still writes the report."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from pytest_rigging.__main__ import main as rigging_main
+from pytest_rigging._stats import wilson
+from tests.llm_server import LLMServer
+
+INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+
+MODELS = {
+    "good": 'default = "<answer>ok</answer>"\n',
+    "recovering": (
+        '[[rules]]\nmatch = "system-error"\non = "conversation"\nreply = "<answer>ok</answer>"\n'
+        '\n[[rules]]\nmatch = "."\nreply = "no tags at all"\n'
+    ),
+    "never": 'default = "no tags at all"\n',
+}
+
+SUITE = """
+import pytest
+from pytest_rigging.model import Answer
+
+@pytest.fixture
+def rig_pipeline(rig_generator, case):
+    return rig_generator.chat(f"case {case}").until_parsed_as(Answer, max_rounds=2)
+
+@pytest.mark.parametrize("case", ["a", "b"])
+@pytest.mark.rig(runs=3, min_pass=2)
+def test_result_style(rig_chat, case):
+    assert rig_chat.last.parse(Answer).content == "ok"
+
+@pytest.mark.parametrize("case", ["c"])
+async def test_free_style(rig_pipeline, case):
+    chat = await rig_pipeline.run()
+    assert chat.last.parse(Answer).content == "ok"
+
+@pytest.mark.parametrize("case", ["d"])
+def test_free_style_sync(rig_pipeline, rig_run, case):
+    chat = rig_run(rig_pipeline.run())
+    assert chat.last.parse(Answer).content == "ok"
+
+@pytest.mark.parametrize("case", ["e"])
+@pytest.mark.rig(runs=2)
+async def test_all_samples(rig_chats, case):
+    assert all(not c.failed for c in rig_chats)
+"""
+
+# Per model: 2 result items x 3 samples + 1 + 1 free-form + 1 x 2 samples = 10 chats.
+EXPECTED = {
+    "good": {"chats": 10, "first_try": 10, "recovered": 0, "exhausted": 0, "error": 0,
+             "samples": [6, 6], "items": [5, 0, 0]},
+    "recovering": {"chats": 10, "first_try": 0, "recovered": 10, "exhausted": 0, "error": 0,
+                   "samples": [6, 6], "items": [5, 0, 0]},
+    "never": {"chats": 10, "first_try": 0, "recovered": 0, "exhausted": 10, "error": 0,
+              "samples": [0, 6], "items": [0, 5, 0]},
+    "broken": {"chats": 10, "first_try": 0, "recovered": 0, "exhausted": 0, "error": 10,
+               "samples": [0, 0], "items": [0, 0, 5]},
+}  # fmt: skip
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, llm_server: LLMServer) -> list[str]:
+    """The suite, the three scripted models, and `broken`, whose every call gets a 500."""
+    pytester.makefile(".ini", pytest=INI)
+    pytester.makepyfile(test_suite=SUITE)
+    models = []
+    for name, rules in MODELS.items():
+        (pytester.path / f"{name}.toml").write_text(rules)
+        models.append(f"scripted!{name}.toml")
+    llm_server.fail_next(10_000, status=500, model="broken")
+    return [
+        "--rig-models",
+        ",".join([*models, "openai/broken,max_retries=0"]),
+        "-p",
+        "no:cacheprovider",
+    ]
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict]:
+    """Run pytest (in this process unless xdist is asked for) and read its JSON report."""
+    report = pytester.path / f"report-{len(list(pytester.path.glob('report-*')))}.json"
+    runner = pytester.runpytest_subprocess if "-n" in args else pytester.runpytest
+    result = runner(*args, f"--rig-report={report}")
+    return result, json.loads(report.read_text())
+
+
+def by_label(doc: dict) -> dict[str, dict]:
+    return {row["label"]: row for row in doc["models"]}
+
+
+def without_timings(doc: dict) -> dict:
+    text = json.dumps({k: doc[k] for k in ("models", "cells", "gates")})
+    return json.loads(re.sub(r'"(median_latency|latency|duration)": [0-9.e-]+', r'"\1": 0', text))
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_every_count_and_rate_exactly(
+    pytester: pytest.Pytester, suite: list[str], workers: list[str]
+) -> None:
+    result, doc = run(pytester, *suite, *workers)
+    # pytest calls the broken free-form items failed; the figures count them as errors
+    result.assert_outcomes(passed=10, failed=7, errors=3)
+    rows = by_label(doc)
+    assert list(rows) == ["good", "recovering", "never", "broken"]
+    for label, expected in EXPECTED.items():
+        row = rows[label]
+        for key in ("chats", "first_try", "recovered", "exhausted", "error"):
+            assert row[key] == expected[key], (label, key)
+        assert [row["samples_passed"], row["samples_total"]] == expected["samples"], label
+        assert [row["items_passed"], row["items_failed"], row["items_errored"]] == expected[
+            "items"
+        ], label
+    assert rows["good"]["parse_rate"] == 1.0 and rows["never"]["parse_rate"] == 0.0
+    assert rows["good"]["parse_rate_interval"] == list(wilson(10, 10))
+    assert rows["never"]["pass_rate"] == 0.0
+    # Errors are never parse or quality failures: the broken model has no parse rate at all.
+    assert rows["broken"]["parse_rate"] is None and rows["broken"]["pass_rate"] is None
+    assert rows["broken"]["error_rate"] == 1.0 and rows["good"]["error_rate"] == 0.0
+    assert rows["good"]["input_tokens"] > 0 and rows["good"]["output_tokens"] == 10
+    items = {item["nodeid"]: item for item in doc["items"]}
+    assert len(items) == 20
+    one = items["test_suite.py::test_result_style[a-recovering]"]
+    assert one["samples"] == [3, 3] and one["outcome"] == "passed"
+    assert [c["sample"] for c in one["chats"]] == [0, 1, 2]
+    assert [c["outcome"] for c in one["chats"]] == ["recovered"] * 3
+    assert one["chats"][0]["conversation"] == [
+        {"role": "user", "content": "case a"},
+        {"role": "assistant", "content": "<answer>ok</answer>"},
+    ]
+    broken = items["test_suite.py::test_result_style[a-broken]"]
+    assert broken["outcome"] == "error" and broken["chats"][0]["error_kind"] == "infrastructure"
+    assert doc["settings"]["models"][-1] == "openai/broken,max_retries=0"
+    text = result.stdout.str()
+    assert text.count("rigging: parse success per model") == 1  # not once per worker
+    assert re.search(r"^good\s+10\s+10\s+0\s+0\s+0\s+100\.0% \[72\.2-100\.0\]", text, re.M)
+    assert re.search(r"^never\s+10\s+0\s+0\s+10\s+0\s+0\.0% \[0\.0-27\.8\]", text, re.M)
+    assert re.search(r"^broken\s+10\s+0\s+0\s+0\s+10\s+-\s+-\s+0/0/5", text, re.M)
+
+
+def test_same_figures_with_and_without_xdist(pytester: pytest.Pytester, suite: list[str]) -> None:
+    _, serial = run(pytester, *suite)
+    _, parallel = run(pytester, *suite, "-n", "2")
+    assert without_timings(serial) == without_timings(parallel)
+
+
+def test_verbosity(pytester: pytest.Pytester, suite: list[str]) -> None:
+    verbose = pytester.runpytest(
+        *suite, "-v", "--rig-params", "temperature=0.1", "--rig-params", "temperature=0.9"
+    )
+    assert re.search(r"^good\s+temperature=0\.1\s+10\s+10\s", verbose.stdout.str(), re.M)
+    assert re.search(r"^good\s+temperature=0\.9\s+10\s+10\s", verbose.stdout.str(), re.M)
+    quiet = pytester.runpytest(*suite, "-q")
+    assert re.search(
+        r"^model\s+parse rate\s+pass rate\s+items ok/fail/err\s+errors$", quiet.stdout.str(), re.M
+    )
+    silent = pytester.runpytest(*suite, "-qq")
+    assert "parse success per model" not in silent.stdout.str()
+
+
+LENIENT = """
+import pytest
+from pytest_rigging.model import Answer
+
+@pytest.fixture
+def rig_pipeline(rig_generator, case):
+    return rig_generator.chat(f"case {case}").until_parsed_as(Answer, max_rounds=2)
+
+@pytest.mark.parametrize("case", ["a", "b"])
+@pytest.mark.rig(runs=5, min_pass=0)
+def test_lenient(rig_chat, case):
+    assert rig_chat.last.parse(Answer).content == "ok"
+"""
+
+
+@pytest.mark.parametrize(
+    ("gate", "fails"),
+    [
+        (
+            ["--rig-min-parse-rate", "0.5"],
+            ["never.toml: parse rate 0.0% [0.0%-27.8%], needs >= 50.0%"],
+        ),
+        (["--rig-min-parse-rate", "0.5", "--rig-min-parse-rate", "never=0"], []),
+        (["--rig-min-pass-rate", "90%"], ["never.toml: sample pass rate 0.0% [0.0%-27.8%]"]),
+        (
+            ["--rig-max-error-rate", "0.2"],
+            ["flaky,max_retries=0: error rate 30.0% [10.8%-60.3%], needs <= 20.0%"],
+        ),
+        (["--rig-max-error-rate", "0.2", "--rig-gate-mode", "interval"], []),
+        (["--rig-min-parse-rate", "0.8", "--rig-gate-mode", "strict"], ["good", "never", "flaky"]),
+        (["--rig-min-parse-rate", "0.8", "--rig-gate-mode", "interval"], ["never"]),
+        (["--rig-min-parse-rate", "0.25", "--rig-gate-mode", "interval"], []),
+    ],
+    ids=[
+        "parse",
+        "per-model",
+        "pass",
+        "errors",
+        "errors-interval",
+        "strict",
+        "interval-fails",
+        "interval-passes",
+    ],
+)
+def test_gates_fail_the_run_even_when_every_test_passed(
+    pytester: pytest.Pytester, llm_server: LLMServer, gate: list[str], fails: list[str]
+) -> None:
+    pytester.makefile(".ini", pytest=INI)
+    pytester.makepyfile(test_lenient=LENIENT)
+    for name in ("good", "never"):
+        (pytester.path / f"{name}.toml").write_text(MODELS[name])
+    llm_server.add_rule(".", "<answer>ok</answer>")
+    llm_server.fail_next(3, status=500, model="flaky")
+    models = "scripted!good.toml,scripted!never.toml,openai/flaky,max_retries=0"
+    result = pytester.runpytest("--rig-models", models, "-p", "no:cacheprovider", *gate)
+    result.assert_outcomes(passed=6)
+    lines = [line for line in result.stdout.lines if line.startswith("FAIL ") and "needs" in line]
+    assert len(lines) == len(fails), lines
+    for expected in fails:
+        assert any(expected in line for line in lines), (expected, lines)
+    assert result.ret == (1 if fails else 0)
+
+
+def test_gates_from_ini_and_bad_values(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(rig_model): pass")
+    pytester.makefile(".ini", pytest=INI + "rig_min_parse_rate = nope\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert (
+        "--rig-min-parse-rate: expected a rate from 0 to 1 (or 0-100%), got 'nope'"
+        in result.stderr.str()
+    )
+    pytester.makefile(".ini", pytest=INI + "rig_min_parse_rate =\n    0\n    echo=0.9\n")
+    result = pytester.runpytest("--rig-max-error-rate", "1.5")
+    assert (
+        "--rig-max-error-rate: expected a rate from 0 to 1 (or 0-100%), got '1.5'"
+        in result.stderr.str()
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_rigging.model import Answer
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator):
+            return rig_generator.chat("no tags").until_parsed_as(Answer, max_rounds=1)
+
+        def test_x(rig_chat):
+            assert rig_chat.failed
+        """
+    )
+    result = pytester.runpytest()
+    assert result.ret == 1  # the item passes; its model fails the per-model gate (by label)
+    result.stdout.fnmatch_lines(["FAIL echo!echo: parse rate 0.0%*needs >= 90.0%*"])
+
+
+def test_merge_of_shards_equals_one_run(pytester: pytest.Pytester, suite: list[str]) -> None:
+    _, whole = run(pytester, *suite)
+    _, first = run(pytester, *suite, "-k", "result_style")
+    _, second = run(pytester, *suite, "-k", "not result_style")
+    shards = [pytester.path / "report-1.json", pytester.path / "report-2.json"]
+    merged_path = pytester.path / "merged.json"
+    code = rigging_main(["merge", *map(str, shards), "-o", str(merged_path)])
+    assert code == 0
+    merged = json.loads(merged_path.read_text())
+    assert without_timings(merged) == without_timings(whole)
+    assert len(merged["items"]) == len(first["items"]) + len(second["items"]) == 20
+    assert rigging_main(["merge", *map(str, shards), "--min-parse-rate", "0.9"]) == 1
+
+
+def test_merge_rejects_what_is_not_a_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "other.json").write_text('{"hello": 1}')
+    assert rigging_main(["merge", str(tmp_path / "other.json")]) == 2
+    assert "other.json is not a pytest-rigging report (version 1)" in capsys.readouterr().err
+    assert rigging_main(["merge", str(tmp_path / "missing.json")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert rigging_main(["merge", str(tmp_path / "other.json"), "--min-pass-rate", "x"]) == 2
+
+
+def test_junit_properties(pytester: pytest.Pytester, suite: list[str]) -> None:
+    pytester.runpytest_subprocess(
+        *suite, "--junitxml=junit.xml", "-k", "recovering and result_style and a"
+    )
+    xml = (pytester.path / "junit.xml").read_text()
+    for name, value in [
+        ("rig_model", "scripted!recovering.toml"),
+        ("rig_params", "{}"),
+        ("rig_samples", "3/3"),
+        ("rig_first_try", "0"),
+        ("rig_recovered", "3"),
+        ("rig_exhausted", "0"),
+        ("rig_error", "0"),
+    ]:
+        assert f'<property name="{name}" value="{value}" />' in xml
+
+
+def test_step_summary(
+    pytester: pytest.Pytester, suite: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = pytester.path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.runpytest(*suite, "--rig-min-parse-rate", "0.5")
+    text = summary.read_text()
+    assert text.startswith("earlier step\n## pytest-rigging: parse success per model")
+    assert re.search(r"^\| good\s+\| 10\s+\| 10 ", text, re.M)
+    assert "**FAIL** scripted!never.toml: parse rate 0.0%" in text
+
+
+def test_interrupted_run_still_writes_what_finished(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".ini", pytest=INI)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, case):
+            return rig_generator.chat(case)
+
+        @pytest.mark.parametrize("case", ["one", "two", "three"])
+        def test_a(rig_chat, case):
+            if case == "three":
+                raise KeyboardInterrupt
+        """
+    )
+    result = pytester.runpytest_subprocess("--rig-report=report.json", "-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    doc = json.loads((pytester.path / "report.json").read_text())
+    assert [i["nodeid"].split("[")[1] for i in doc["items"]] == ["one-echo]", "two-echo]"]
+
+
+def test_secrets_stay_out_of_reports(pytester: pytest.Pytester, llm_server: LLMServer) -> None:
+    key = "sk-test-report-key-777777777777"
+    pytester.makefile(".ini", pytest=INI)
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator):
+            return rig_generator.chat("my key is {key}")
+
+        def test_a(rig_chat):
+            pass
+        """
+    )
+    result = pytester.runpytest(
+        "--rig-models", f"openai/m,api_key={key}", "--rig-report=r.json", "--junitxml=j.xml", "-v"
+    )
+    result.assert_outcomes(passed=1)
+    assert llm_server.requests[0].headers["authorization"] == f"Bearer {key}"
+    for text in (
+        result.stdout.str(),
+        (pytester.path / "r.json").read_text(),
+        (pytester.path / "j.xml").read_text(),
+    ):
+        assert key not in text
+    assert "my key is ***" in (pytester.path / "r.json").read_text()
+
+
+def test_engine_loop_is_stopped_after_the_run(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".ini", pytest=INI)
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.fixture\ndef rig_pipeline(rig_generator):\n"
+        "    return rig_generator.chat('x')\n\ndef test_a(rig_chat):\n    pass\n"
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert not [t for t in threading.enumerate() if t.name == "pytest-rigging-loop"]
+    assert sys.modules.get("pytest_rigging.plugin") is not None
