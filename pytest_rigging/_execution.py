@@ -26,6 +26,7 @@ import pytest
 from pytest_rigging._concurrency import shared_limit
 from pytest_rigging._matrix import Cell, Verdict
 from pytest_rigging._pipeline import current_observer, observe
+from pytest_rigging._xdist import group_key
 from pytest_rigging.chat import Chat, ChatPipeline
 from pytest_rigging.generator.base import Generator, get_generator
 
@@ -33,11 +34,6 @@ RESULT_FIXTURES = ("rig_chat", "rig_chats")
 CELL_FIXTURES = ("rig_cell", "rig_generator", "rig_params", "rig_model")
 
 T = t.TypeVar("T")
-
-
-def group_key(nodeid: str) -> str:
-    """Items of one test function share this key: the node id without the `[...]` part."""
-    return nodeid.split("[", 1)[0]
 
 
 class LoopThread:

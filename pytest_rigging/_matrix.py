@@ -7,6 +7,7 @@ every xdist worker computes the same ones; the full identifier travels on the it
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import typing as t
@@ -53,9 +54,14 @@ class Cell:
     id: str
     label: str
 
-    @property
+    @functools.cached_property
     def params_text(self) -> str:
         return params_text(self.params)
+
+    @functools.cached_property
+    def shown_model(self) -> str:
+        """The model identifier as it may be printed or stored (no secret in it)."""
+        return mask_identifier(self.model)
 
 
 def params_text(params: GenerateParams) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 from tabulate import tabulate
 
 from pytest_rigging._gates import Gate, GateResult, evaluate
-from pytest_rigging._secrets import mask_identifier
 from pytest_rigging._stats import ItemRecord, tabulate_items
 from pytest_rigging.error import GenerationError
 
@@ -150,7 +149,7 @@ def item_record(
         samples = (int(report.passed), 1)
     return {
         "nodeid": item.nodeid,
-        "model": mask_identifier(cell.model),
+        "model": cell.shown_model,
         "label": cell.label,
         "params": cell.params_text,
         "cell": cell.id,

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 
-_SECRET_ENV = re.compile(r"(_KEY|_TOKEN|_SECRET)$")
+_SECRET_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET")
 _MIN_SECRET_LEN = 8
 _KEY_IN_IDENTIFIER = re.compile(r"(api_key=)[^,]*")
 _registered: set[str] = set()
@@ -29,7 +29,7 @@ def known_secrets() -> list[str]:
     values.update(
         value
         for name, value in os.environ.items()
-        if _SECRET_ENV.search(name.upper()) and len(value) >= _MIN_SECRET_LEN
+        if name.upper().endswith(_SECRET_SUFFIXES) and len(value) >= _MIN_SECRET_LEN
     )
     return sorted(values, key=len, reverse=True)
 

@@ -4,6 +4,8 @@ A test's cells and samples are computed together by whichever worker runs its fi
 item; if its other items ran elsewhere, their calls would be made twice. xdist's
 `--dist loadgroup` does not help on pytest 9 (xdist #1386), so the plugin provides the
 scheduler itself: LoadScopeScheduling, with a function (node id up to `[`) as the scope.
+Whole functions go to one worker, free-form rig tests included (as `--dist loadscope`
+would keep a class together).
 """
 
 from __future__ import annotations
@@ -11,23 +13,27 @@ from __future__ import annotations
 import typing as t
 
 import pytest
-from xdist.scheduler import LoadScopeScheduling
-
-from pytest_rigging._execution import group_key
 
 
-class FunctionScopeScheduling(LoadScopeScheduling):
-    """Distributes whole test functions (all their parametrized items) to workers."""
-
-    def _split_scope(self, nodeid: str) -> str:
-        return group_key(nodeid)
+def group_key(nodeid: str) -> str:
+    """Items of one test function share this key: the node id without the `[...]` part."""
+    return nodeid.split("[", 1)[0]
 
 
 class XdistHooks:
-    """Registered only when pytest-xdist is active."""
+    """Registered only when pytest-xdist is active; imports its scheduler only when xdist
+    actually distributes, so plain runs pay nothing for it."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: t.Any) -> t.Any:
-        if config.getoption("dist") in ("load", "worksteal"):
-            return FunctionScopeScheduling(config, log)
-        return None
+        if config.getoption("dist") not in ("load", "worksteal"):
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        class FunctionScopeScheduling(LoadScopeScheduling):
+            """Distributes whole test functions (all their parametrized items)."""
+
+            def _split_scope(self, nodeid: str) -> str:
+                return group_key(nodeid)
+
+        return FunctionScopeScheduling(config, log)

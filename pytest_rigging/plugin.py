@@ -242,13 +242,9 @@ def _prepare(item: pytest.Function, cell: Cell) -> None:
     from pytest_rigging._execution import VERDICT_KEY
     from pytest_rigging._matrix import read_verdict
     from pytest_rigging._samples import wrap
-    from pytest_rigging._secrets import mask_identifier
 
-    item.add_marker(
-        pytest.mark.rig_cell(model=mask_identifier(cell.model), params=cell.params_text)
-    )
-    model = mask_identifier(cell.model)
-    item.user_properties.extend([("rig_model", model), ("rig_params", cell.params_text)])
+    item.add_marker(pytest.mark.rig_cell(model=cell.shown_model, params=cell.params_text))
+    item.user_properties.extend([("rig_model", cell.shown_model), ("rig_params", cell.params_text)])
     verdict = read_verdict(item.get_closest_marker("rig"), _settings(item.config).runs, item.nodeid)
     item.stash[VERDICT_KEY] = verdict
     uses_results = "rig_chat" in item.fixturenames or "rig_chats" in item.fixturenames
@@ -355,10 +351,10 @@ class ReportHooks:
         """Write the JSON report and the step summary, also after Ctrl-C (what finished)."""
         from pathlib import Path
 
-        from pytest_rigging._report import write
-
         path = self.config.getoption("rig_report")
         if path:
+            from pytest_rigging._report import write
+
             write(Path(path), _reporter(self.config).document())
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary and _REPORTER in self.config.stash and self.config.stash[_REPORTER].items:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 import os
@@ -54,6 +55,9 @@ def _litellm() -> t.Any:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
 
+        # Its import leaves a heap of long-lived objects that every full collection would
+        # walk again (pytest runs two at exit); freezing them keeps collections cheap.
+        gc.freeze()
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         for name in _LOGGERS:
