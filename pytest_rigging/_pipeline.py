@@ -30,6 +30,8 @@ from pytest_rigging.model import Model
 if t.TYPE_CHECKING:
     from typing_extensions import Self
 
+    from pytest_rigging._result import Result
+
 FailMode = t.Literal["raise", "skip", "include"]
 FAIL_MODES: tuple[FailMode, ...] = ("raise", "skip", "include")
 DEFAULT_MAX_ROUNDS = 5
@@ -43,7 +45,7 @@ DEFAULT_CAUGHT: tuple[type[BaseException], ...] = (
 """Errors `on_failed="skip"`/`"include"` absorb without being told: a model that never
 produced a parsable answer, and a call that failed for infrastructure reasons."""
 
-ResultT = t.TypeVar("ResultT", bound="Result")
+ResultT = t.TypeVar("ResultT", bound="Result")  # a Chat or a Completion
 
 Observer = t.Callable[[t.Sequence[t.Any], bool], None]
 _observer: contextvars.ContextVar[Observer | None] = contextvars.ContextVar(
@@ -74,15 +76,6 @@ def observe(callback: Observer | None) -> t.Iterator[None]:
 
 
 InputT = t.TypeVar("InputT")
-
-
-class Result(t.Protocol):
-    failed: bool
-    error: BaseException | None
-    metadata: dict[str, t.Any]
-    recovery_rounds: int
-    latency: float
-    usage: Usage | None
 
 
 @dataclass

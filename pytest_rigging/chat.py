@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import time
 import typing as t
-import uuid as _uuid
-from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from pytest_rigging._fast import construct
 from pytest_rigging._pipeline import Job, Pipeline
-from pytest_rigging.error import error_kind
-from pytest_rigging.generator.base import GenerateParams, Generator, Usage
+from pytest_rigging._result import Result, build
+from pytest_rigging.generator.base import GenerateParams, Generator
 from pytest_rigging.message import Message, MessageLike
 
 if t.TYPE_CHECKING:
@@ -22,34 +19,11 @@ Messages = list[Message]
 BatchInput = MessageLike | t.Sequence[MessageLike]
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+class Chat(Result):
+    """A finished conversation: `messages` were sent, `generated` came back."""
 
-
-class Chat(BaseModel):
-    """A finished conversation: `messages` were sent, `generated` came back.
-
-    A failed chat (`on_failed="include"`) has `failed=True` and `error` set; `error_kind`
-    says whether that was a parse failure or an infrastructure error. `recovery_rounds`
-    counts the extra replies `until_parsed_as` needed; `usage` and `latency` (seconds
-    spent generating, waiting for a concurrency slot excluded) cover all of them.
-    """
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    uuid: _uuid.UUID = Field(default_factory=_uuid.uuid4)
-    timestamp: datetime = Field(default_factory=_now)
     messages: list[Message]
     generated: list[Message] = Field(default_factory=list)
-    metadata: dict[str, t.Any] = Field(default_factory=dict)
-    generator: Generator | None = Field(default=None, exclude=True, repr=False)
-    params: GenerateParams | None = Field(default=None, repr=False)
-    stop_reason: str | None = None
-    usage: Usage | None = None
-    failed: bool = False
-    error: BaseException | None = Field(default=None, exclude=True)
-    recovery_rounds: int = 0
-    latency: float = 0.0
 
     @property
     def all(self) -> list[Message]:
@@ -72,27 +46,11 @@ class Chat(BaseModel):
             text += f"\n\n[error]: {self.error}"
         return text
 
-    @property
-    def generator_id(self) -> str | None:
-        """The identifier this chat ran with, params included: `litellm!gpt-4o,temperature=0.6`."""
-        if self.generator is None:
-            return None
-        return self.generator.to_identifier(self.params, with_config=False)
-
-    @property
-    def error_kind(self) -> str | None:
-        return error_kind(self.error)
-
     def __len__(self) -> int:
         return len(self.messages) + len(self.generated)
 
     def __str__(self) -> str:
         return self.conversation
-
-    def meta(self, **kwargs: t.Any) -> Chat:
-        """Add metadata (in place) and return this chat, for chaining."""
-        self.metadata.update(kwargs)
-        return self
 
     def _pipeline(self, messages: list[Message], generator: Generator | None) -> ChatPipeline:
         generator = generator or self.generator
@@ -125,29 +83,11 @@ def new_chat(
     metadata: dict[str, t.Any],
     *,
     generated: list[Message] | None = None,
-    stop_reason: str | None = None,
-    usage: Usage | None = None,
-    latency: float = 0.0,
+    **cost: t.Any,
 ) -> Chat:
     """A chat the pipeline built itself (no validation: every part is already typed)."""
-    return construct(
-        Chat,
-        {
-            "uuid": _uuid.uuid4(),
-            "timestamp": _now(),
-            "messages": messages,
-            "generated": generated if generated is not None else [],
-            "metadata": metadata,
-            "generator": generator,
-            "params": params,
-            "stop_reason": stop_reason,
-            "usage": usage,
-            "failed": False,
-            "error": None,
-            "recovery_rounds": 0,
-            "latency": latency,
-        },
-    )
+    own = {"messages": messages, "generated": generated if generated is not None else []}
+    return build(Chat, generator, params, metadata, own, **cost)
 
 
 class ChatPipeline(Pipeline[Chat, Messages]):

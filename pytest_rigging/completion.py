@@ -4,61 +4,25 @@ from __future__ import annotations
 
 import time
 import typing as t
-import uuid as _uuid
-from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from pytest_rigging._fast import construct
 from pytest_rigging._pipeline import Job, Pipeline
-from pytest_rigging.error import error_kind
-from pytest_rigging.generator.base import GenerateParams, Generator, Usage
+from pytest_rigging._result import Result, build
+from pytest_rigging.generator.base import GenerateParams, Generator
 from pytest_rigging.model import ModelT
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class Completion(BaseModel):
+class Completion(Result):
     """`text` was sent, `generated` came back; `all` is both together."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    uuid: _uuid.UUID = Field(default_factory=_uuid.uuid4)
-    timestamp: datetime = Field(default_factory=_now)
     text: str
     generated: str = ""
-    metadata: dict[str, t.Any] = Field(default_factory=dict)
-    generator: Generator | None = Field(default=None, exclude=True, repr=False)
-    params: GenerateParams | None = Field(default=None, repr=False)
-    stop_reason: str | None = None
-    usage: Usage | None = None
-    failed: bool = False
-    error: BaseException | None = Field(default=None, exclude=True)
-    recovery_rounds: int = 0
-    latency: float = 0.0
 
     @property
     def all(self) -> str:
         return self.text + self.generated
 
-    @property
-    def generator_id(self) -> str | None:
-        if self.generator is None:
-            return None
-        return self.generator.to_identifier(self.params, with_config=False)
-
-    @property
-    def error_kind(self) -> str | None:
-        return error_kind(self.error)
-
     def __str__(self) -> str:
         return self.all
-
-    def meta(self, **kwargs: t.Any) -> Completion:
-        self.metadata.update(kwargs)
-        return self
 
     def parse(self, model: type[ModelT]) -> ModelT:
         """The first valid element of `model` in the generated text."""
@@ -90,28 +54,11 @@ def new_completion(
     params: GenerateParams,
     metadata: dict[str, t.Any],
     generated: str = "",
-    stop_reason: str | None = None,
-    usage: Usage | None = None,
-    latency: float = 0.0,
+    **cost: t.Any,
 ) -> Completion:
     """A completion the pipeline built itself (no validation: every part is typed)."""
-    return construct(
-        Completion,
-        {
-            "uuid": _uuid.uuid4(),
-            "timestamp": _now(),
-            "text": text,
-            "generated": generated,
-            "metadata": metadata,
-            "generator": generator,
-            "params": params,
-            "stop_reason": stop_reason,
-            "usage": usage,
-            "failed": False,
-            "error": None,
-            "recovery_rounds": 0,
-            "latency": latency,
-        },
+    return build(
+        Completion, generator, params, metadata, {"text": text, "generated": generated}, **cost
     )
 
 
@@ -174,9 +121,9 @@ class CompletionPipeline(Pipeline[Completion, str]):
             params,
             metadata,
             generated.text,
-            generated.stop_reason,
-            generated.usage,
-            latency,
+            stop_reason=generated.stop_reason,
+            usage=generated.usage,
+            latency=latency,
         )
 
     def _parse_text(self, result: Completion) -> str:

@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import typing as t
+import warnings
 
 from pydantic import Field
 
@@ -58,6 +59,8 @@ def _litellm() -> t.Any:
         # Its import leaves a heap of long-lived objects that every full collection would
         # walk again (pytest runs two at exit); freezing them keeps collections cheap.
         gc.freeze()
+        # litellm's own types trip a pydantic notice on first use; it is not the user's.
+        warnings.filterwarnings("ignore", message=r"Item .* is using the `ReadOnly` qualifier")
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         for name in _LOGGERS:
