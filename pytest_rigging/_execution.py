@@ -128,6 +128,8 @@ class Engine:
         """Remember which selected items ask for results, grouped by test function."""
         self.groups.clear()
         for item in items:
+            if item.get_closest_marker("skip") is not None:
+                continue  # would never ask for its results
             if any(name in getattr(item, "fixturenames", ()) for name in RESULT_FIXTURES):
                 self.groups.setdefault(group_key(item.nodeid), []).append(item)
 

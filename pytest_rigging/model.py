@@ -54,6 +54,13 @@ def _tag_pattern(tag: str) -> re.Pattern[str]:
     return re.compile(rf"<(/?){re.escape(tag)}(?:\s[^<>]*)?>", re.IGNORECASE)
 
 
+@lru_cache(maxsize=512)
+def _simple_pattern(tag: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"<{re.escape(tag)}(?:\s[^<>]*)?>([^<]*)</{re.escape(tag)}\s*>", re.IGNORECASE
+    )
+
+
 def find_elements(tag: str, text: str) -> list[tuple[int, int, int, int]]:
     """Every complete `<tag ...>...</tag>` in `text`, ordered by start position.
 
@@ -206,17 +213,35 @@ class Model(BaseModel):
             content = content.decode("utf-8", errors="replace")
         results: list[tuple[ModelT, slice]] = []
         first_error: ValidationError | None = None
+        tag = cls.__xml_tag__
         with _no_gc_pauses(len(content)):
-            spans = find_elements(cls.__xml_tag__, content)
-            if not spans:
+            read = _reader(cls)
+
+            def collect(elements: t.Iterable[tuple[str, int, int]]) -> int:
+                nonlocal first_error
+                seen = 0
+                for inner, start, end in elements:
+                    seen += 1
+                    try:
+                        results.append((read(inner), slice(start, end)))
+                    except ValidationError as error:
+                        first_error = first_error or error
+                return seen
+
+            # Usually each closing tag directly follows its element's text: one regex
+            # finds them all. When as many elements were found as there are closing
+            # tags, each paired with the nearest opening tag before it, just as the
+            # general pairing would; otherwise that pairing decides.
+            simple = _simple_pattern(tag).finditer(content)
+            if collect((m.group(1), m.start(), m.end()) for m in simple) != content.lower().count(
+                f"</{tag}"
+            ):
+                results.clear()
+                first_error = None
+                spans = find_elements(tag, content)
+                collect((content[a:b], start, end) for start, a, b, end in spans)
+            if not results and first_error is None:
                 raise MissingModelError(f"Failed to find '{cls.xml_tags()}' in text")
-            for start, inner_start, inner_end, end in spans:
-                try:
-                    model = cls._from_inner(content[inner_start:inner_end])
-                except ValidationError as error:
-                    first_error = first_error or error
-                    continue
-                results.append((model, slice(start, end)))
         if not results and first_error is not None:
             raise first_error
         return results
@@ -226,24 +251,33 @@ class Model(BaseModel):
         """The first valid element by position."""
         return cls.from_text(content)[0]
 
-    @classmethod
-    def _from_inner(cls: type[ModelT], inner: str) -> ModelT:
-        plans = _plan(cls)
-        validate = cls.__pydantic_validator__.validate_python
-        if plans is None:
-            name, child_tag = _text_field(cls)
+
+@cache
+def _reader(cls: type[ModelT]) -> t.Callable[[str], ModelT]:
+    """A function from an element's inner text to a validated `cls`, built once per class
+    (parsing calls it once per element, so everything it can look up early, it does)."""
+    validate = cls.__pydantic_validator__.validate_python
+    plans = _plan(cls)
+    if plans is None:
+        name, info = next(iter(cls.model_fields.items()))
+        child_tag = kebab(info.alias or name)
+
+        def read_text(inner: str) -> ModelT:
             if "<" in inner:
                 child = find_elements(child_tag, inner)
                 if child:
                     inner = inner[child[0][1] : child[0][2]]
             return t.cast(ModelT, validate({name: _clean(inner)}))
+
+        return read_text
+
+    def read_fields(inner: str) -> ModelT:
         values: dict[str, t.Any] = {}
         for plan in plans:
             if plan.model is not None:
-                found = [
-                    plan.model._from_inner(inner[s:e])
-                    for _, s, e, _ in find_elements(plan.model.__xml_tag__, inner)
-                ]
+                read = _reader(plan.model)
+                tag = plan.model.__xml_tag__
+                found = [read(inner[s:e]) for _, s, e, _ in find_elements(tag, inner)]
             else:
                 found = [_clean(inner[s:e]) for _, s, e, _ in find_elements(plan.tag, inner)]
             if plan.many:
@@ -252,12 +286,7 @@ class Model(BaseModel):
                 values[plan.name] = found[0]
         return t.cast(ModelT, validate(values))
 
-
-@cache
-def _text_field(cls: type[Model]) -> tuple[str, str]:
-    """A text model's one field, and the child tag that may wrap its value."""
-    name, info = next(iter(cls.model_fields.items()))
-    return name, kebab(info.alias or name)
+    return read_fields
 
 
 @cache
