@@ -36,4 +36,17 @@ class XdistHooks:
             def _split_scope(self, nodeid: str) -> str:
                 return group_key(nodeid)
 
+            def remove_node(self, node: t.Any) -> str | None:
+                """LoadScopeScheduling puts a crashed worker's whole unit back in the
+                queue, the item that crashed it included, which then crashes worker
+                after worker; the crashed item is reported failed, so drop it here."""
+                crashed: str | None = super().remove_node(node)
+                if crashed is not None:
+                    for scope, unit in list(self.workqueue.items()):
+                        if crashed in unit:
+                            unit[crashed] = True
+                            if all(unit.values()):
+                                del self.workqueue[scope]
+                return crashed
+
         return FunctionScopeScheduling(config, log)

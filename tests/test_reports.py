@@ -379,3 +379,36 @@ def test_engine_loop_is_stopped_after_the_run(pytester: pytest.Pytester) -> None
     pytester.runpytest().assert_outcomes(passed=1)
     assert not [t for t in threading.enumerate() if t.name == "pytest-rigging-loop"]
     assert sys.modules.get("pytest_rigging.plugin") is not None
+
+
+def test_a_crashed_worker_loses_only_its_own_items(pytester: pytest.Pytester) -> None:
+    """A worker that dies mid-run takes only its in-flight item; the figures of every
+    item reported before and after it reach the table and the JSON."""
+    pytester.makefile(".ini", pytest=INI)
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, case):
+            return rig_generator.chat(f"case {case}")
+
+        @pytest.mark.parametrize("case", ["a", "b", "c"])
+        def test_fine(rig_chat, case):
+            assert rig_chat.last.content == f"case {case}"
+
+        def test_crash(rig_model):
+            os._exit(3)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--rig-report=r.json", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=3, failed=1)  # the crash is reported once, not retried
+    assert "crashed while running" in result.stdout.str()
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert sorted(item["nodeid"].split("::")[1] for item in doc["items"]) == [
+        f"test_fine[{case}-echo]" for case in "abc"
+    ]
+    assert doc["models"][0]["chats"] == 3 and doc["models"][0]["items_passed"] == 3
