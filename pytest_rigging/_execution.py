@@ -8,9 +8,9 @@ background thread, so the limit, connection pools and litellm's clients live on 
 whatever loop (or none) the test itself runs on.
 
 A group's pipelines are built by calling each item's `rig_pipeline` fixture function
-directly, with that item's values for the rig fixtures and for its own `parametrize`
-arguments; any other fixture it asks for is taken from the item being set up, so such
-fixtures must not vary between the cases of one test.
+directly, with that item's values: the rig fixtures, its `parametrize` arguments, and any
+fixture that depends on those (rebuilt the same way, so it must return its value, not
+yield it). Fixtures that are the same for every case are taken from the item being set up.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ async def _shutdown() -> None:
 
 
 ChatsCallback = t.Callable[[str, Cell, t.Sequence[Chat], bool], None]
+"""(nodeid, cell, chats, parse_required) for every item's samples."""
 
 
 class Engine:
@@ -133,12 +134,14 @@ class Engine:
             if any(name in getattr(item, "fixturenames", ()) for name in RESULT_FIXTURES):
                 self.groups.setdefault(group_key(item.nodeid), []).append(item)
 
-    def generator(self, cell: Cell) -> Generator:
-        """One generator per cell per process, so its limit covers the whole group.
+    def generator(self, cell: Cell, nodeid: str) -> Generator:
+        """One generator per test function and cell, shared by the function's items.
 
+        Per function, not per process: a generator with state (the scripted model counts
+        what it was asked) then answers the same whichever worker runs the function.
         Unless the identifier sets `max_connections`, it gets the process-wide limit.
         """
-        key = (cell.model, cell.params.model_dump_json())
+        key = (group_key(nodeid), cell.model, cell.params.model_dump_json())
         generator = self._generators.get(key)
         if generator is None:
             generator = get_generator(cell.model, params=cell.params)
@@ -219,39 +222,68 @@ class Engine:
         cell: Cell,
         request: pytest.FixtureRequest,
     ) -> t.Any:
+        """The value `item` would get from `definitions[index]`, built for `item`: every
+        argument that differs between the function's items (the cell, a parametrize
+        argument, a fixture built from either) is rebuilt; the rest is shared."""
         definition = definitions[index]
-        callspec = item.callspec  # type: ignore[attr-defined]
+        name = definition.argname
         kwargs: dict[str, t.Any] = {}
-        for name in definition.argnames:
-            if name == "rig_pipeline":
-                kwargs[name] = self._call_fixture(item, definitions, index - 1, cell, request)
-            elif name in CELL_FIXTURES:
-                kwargs[name] = self._cell_value(name, cell)
-            elif name in callspec.params:
-                kwargs[name] = _direct_param(item, name)
+        for arg in definition.argnames:
+            if arg == name:  # an override asking for what it overrides
+                kwargs[arg] = self._call_fixture(item, definitions, index - 1, cell, request)
             else:
-                kwargs[name] = request.getfixturevalue(name)
+                kwargs[arg] = self._argument(item, arg, cell, request)
         value = definition.func(**kwargs)
         if inspect.isgenerator(value) or inspect.isasyncgen(value):
-            raise TypeError("rig_pipeline must return its pipeline, not yield it")
+            raise TypeError(
+                f"{name!r} yields: fixtures that rig_pipeline depends on per case must "
+                "return their value for result fixtures to rebuild them"
+            )
         if inspect.isawaitable(value):
             value = self.run(value)
         return value
 
-    def _cell_value(self, name: str, cell: Cell) -> t.Any:
+    def _argument(
+        self, item: pytest.Item, name: str, cell: Cell, request: pytest.FixtureRequest
+    ) -> t.Any:
+        if name in CELL_FIXTURES:
+            return self._cell_value(name, cell, item.nodeid)
+        if name in item.callspec.params:  # type: ignore[attr-defined]
+            return _direct_param(item, name)
+        definitions = item._fixtureinfo.name2fixturedefs.get(name)  # type: ignore[attr-defined]
+        if definitions and _varies(item, name, set()):
+            return self._call_fixture(item, definitions, len(definitions) - 1, cell, request)
+        return request.getfixturevalue(name)
+
+    def _cell_value(self, name: str, cell: Cell, nodeid: str) -> t.Any:
         if name == "rig_cell":
             return cell
         if name == "rig_params":
             return cell.params
         if name == "rig_model":
-            return cell.model
-        return self.generator(cell)
+            return cell.shown_model
+        return self.generator(cell, nodeid)
 
     def discard(self, nodeid: str) -> None:
         self._results.pop(nodeid, None)
 
     def stop(self) -> None:
         self.loop.stop()
+
+
+def _varies(item: pytest.Item, name: str, seen: set[str]) -> bool:
+    """Whether fixture `name` depends, at any depth, on what differs between the items of
+    one test function: the cell or a parametrize argument."""
+    if name in CELL_FIXTURES or name in item.callspec.params:  # type: ignore[attr-defined]
+        return True
+    seen.add(name)
+    definitions = item._fixtureinfo.name2fixturedefs.get(name) or ()  # type: ignore[attr-defined]
+    return any(
+        _varies(item, arg, seen)
+        for definition in definitions[-1:]
+        for arg in definition.argnames
+        if arg not in seen
+    )
 
 
 def _checked(pipeline: t.Any) -> ChatPipeline:

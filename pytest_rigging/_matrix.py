@@ -11,12 +11,12 @@ import functools
 import os
 import re
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from pytest_rigging._secrets import mask_identifier
+from pytest_rigging._secrets import is_secret_name, mask_identifier
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.generator.base import (
     GenerateParams,
@@ -47,12 +47,16 @@ ParamsLike = str | dict[str, t.Any] | GenerateParams
 
 @dataclass(frozen=True)
 class Cell:
-    """One (model, params) cell of the matrix. `model` is the full identifier."""
+    """One (model, params) cell of the matrix. `model` is the full identifier, which may
+    hold a key: what is shown anywhere is `shown_model`."""
 
-    model: str
-    params: GenerateParams
+    model: str = field(repr=False)
+    params: GenerateParams = field(repr=False)
     id: str
     label: str
+
+    def __repr__(self) -> str:
+        return f"Cell({self.shown_model!r}, params={self.params_text!r}, id={self.id!r})"
 
     @functools.cached_property
     def params_text(self) -> str:
@@ -70,7 +74,7 @@ def params_text(params: GenerateParams) -> str:
     parts = [
         f"{k}={';'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in values.items()
     ]
-    return ",".join(parts) or "{}"
+    return mask_identifier(",".join(parts)) or "{}"
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ def _params_labels(params: GenerateParams) -> list[str]:
             continue
         text = ";".join(map(str, value)) if isinstance(value, list) else str(value)
         labels.append(f"{_ABBREVIATIONS.get(key, key)}{text}")
-    labels.extend(f"{key}{value}" for key, value in params.extra.items())
+    labels.extend(f"{k}{v}" for k, v in params.extra.items() if not is_secret_name(k))
     return labels
 
 

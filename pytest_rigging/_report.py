@@ -186,11 +186,12 @@ def merge(
     """One report from several shards: items combined, figures recomputed from them.
 
     Gates and mode default to those recorded in the first report."""
-    items: dict[str, ItemRecord] = {}
+    items: dict[tuple[str, str, str], ItemRecord] = {}
     models: list[str] = []
     for doc in docs:
         for item in doc["items"]:
-            items[item["nodeid"]] = item
+            # shards may run the same test on models whose short ids coincide
+            items[(item["nodeid"], item["model"], item["params"])] = item
         models.extend(m for m in doc["settings"].get("models", []) if m not in models)
     first = docs[0]["settings"]
     if gates is None:
@@ -214,13 +215,17 @@ class Reporter:
         self.mode = mode
         self.items: list[ItemRecord] = []
         self.results: list[GateResult] = []
+        self.unmatched: list[str] = []
 
     def add(self, item: ItemRecord) -> None:
         self.items.append(item)
 
     def judge(self) -> list[GateResult]:
         """Evaluate the gates on the per-model figures; the failed ones."""
-        self.results = evaluate(self.gates, tabulate_items(self.items, by_params=False), self.mode)
+        rows = tabulate_items(self.items, by_params=False)
+        self.results = evaluate(self.gates, rows, self.mode)
+        names = {r["model"] for r in rows} | {r["label"] for r in rows}
+        self.unmatched = sorted({g.model for g in self.gates if g.model and g.model not in names})
         return [r for r in self.results if not r.passed]
 
     @property
@@ -241,6 +246,10 @@ class Reporter:
             terminal.write_line(table(rows, verbosity=verbosity, failing=self.failing))
         for result in failed:
             terminal.write_line(f"FAIL {result.describe()}", red=True, bold=True)
+        for model in self.unmatched:
+            terminal.write_line(
+                f"rigging: no model {model!r} ran, so its gate judged nothing", yellow=True
+            )
 
     def document(self) -> dict[str, t.Any]:
         return document(self.settings, self.items, self.gates, self.mode)

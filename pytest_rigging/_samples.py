@@ -93,7 +93,7 @@ def _judge(
     errored = [(c, e) for c, e in outcomes if isinstance(e, GenerationError)]
     judged = [(c, e) for c, e in outcomes if not isinstance(e, GenerationError)]
     passed = sum(e is None for _, e in judged)
-    item.stash[OUTCOME_KEY] = (passed, len(outcomes))
+    item.stash[OUTCOME_KEY] = (passed, len(judged))  # errored samples were never judged
     if passed >= verdict.min_pass:
         return
     if errored and passed + len(errored) >= verdict.min_pass:

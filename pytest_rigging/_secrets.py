@@ -12,7 +12,10 @@ import re
 
 _SECRET_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET")
 _MIN_SECRET_LEN = 8
-_KEY_IN_IDENTIFIER = re.compile(r"(api_key=)[^,]*")
+_SECRET_KEY_NAME = re.compile(r"(key|token|secret|password)", re.IGNORECASE)
+_KEY_IN_IDENTIFIER = re.compile(
+    r"((?:^|,)\s*[\w.\-]*(?:key|token|secret|password)[\w.\-]*\s*=)[^,]*", re.IGNORECASE
+)
 _registered: set[str] = set()
 
 
@@ -42,8 +45,14 @@ def redact(text: str) -> str:
     return text
 
 
+def is_secret_name(name: str) -> bool:
+    """Whether a setting called `name` (`api_key`, `extra.auth_token`, ...) holds a secret."""
+    return bool(_SECRET_KEY_NAME.search(name))
+
+
 def mask_identifier(identifier: str) -> str:
-    """An identifier as it may be shown: its `api_key=` value and known secrets hidden."""
+    """An identifier as it may be shown: the value of any key that names a secret
+    (`api_key=`, `API_KEY=`, `extra.auth_token=`, ...) and known secrets hidden."""
     return redact(_KEY_IN_IDENTIFIER.sub(r"\1***", identifier))
 
 

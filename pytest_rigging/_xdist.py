@@ -5,7 +5,8 @@ item; if its other items ran elsewhere, their calls would be made twice. xdist's
 `--dist loadgroup` does not help on pytest 9 (xdist #1386), so the plugin provides the
 scheduler itself: LoadScopeScheduling, with a function (node id up to `[`) as the scope.
 Whole functions go to one worker, free-form rig tests included (as `--dist loadscope`
-would keep a class together).
+would keep a class together). It replaces `load`, `worksteal` and `loadgroup` (whose
+`xdist_group` marks it does not read); the other modes keep functions together already.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class XdistHooks:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: t.Any) -> t.Any:
-        if config.getoption("dist") not in ("load", "worksteal"):
+        if config.getoption("dist") not in ("load", "worksteal", "loadgroup"):
             return None
         from xdist.scheduler import LoadScopeScheduling
 

@@ -147,10 +147,8 @@ def _engine(config: pytest.Config) -> Engine:
         recorder = _recorder(config)
 
         def heard(nodeid: str, cell: Cell, chats: t.Sequence[Chat], parses: bool) -> None:
-            engine = config.stash[_ENGINE]
-            recorder.add(
-                nodeid, chats, parses, (cell.model, cell.params_text, engine.generator(cell)), True
-            )
+            generator = config.stash[_ENGINE].generator(cell, nodeid)
+            recorder.add(nodeid, chats, parses, (cell.model, cell.params_text, generator), True)
 
         config.stash[_ENGINE] = Engine(max(1, _settings(config).concurrency // workers), heard)
     return config.stash[_ENGINE]
@@ -187,8 +185,12 @@ def _reporter(config: pytest.Config) -> Reporter:
     return config.stash[_REPORTER]
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    return _settings(config).header() if _configured(config) else None
+DEFAULT_HEADER = "rigging: models echo!echo (default); params {} (default); runs 1; concurrency 64"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which models and params this run uses (the default needs no import to say so)."""
+    return _settings(config).header() if _configured(config) else DEFAULT_HEADER
 
 
 @pytest.hookimpl(trylast=True)
@@ -270,7 +272,7 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
     from pytest_rigging._pipeline import observe
 
     recorder = _recorder(item.config)
-    generator = _engine(item.config).generator(cell)
+    generator = _engine(item.config).generator(cell, item.nodeid)
 
     def heard(chats: t.Sequence[Chat], parses: bool) -> None:
         recorder.add(item.nodeid, chats, parses, (cell.model, cell.params_text, generator), False)
@@ -373,8 +375,8 @@ def rig_cell(request: pytest.FixtureRequest) -> Cell:
 
 @pytest.fixture
 def rig_model(rig_cell: Cell) -> str:
-    """This item's full model identifier."""
-    return rig_cell.model
+    """This item's model identifier, as it may be shown (any key in it masked)."""
+    return rig_cell.shown_model
 
 
 @pytest.fixture
@@ -385,8 +387,8 @@ def rig_params(rig_cell: Cell) -> GenerateParams:
 
 @pytest.fixture
 def rig_generator(request: pytest.FixtureRequest, rig_cell: Cell) -> Generator:
-    """The cell's generator, params applied; one instance per cell for the whole run."""
-    return _engine(request.config).generator(rig_cell)
+    """The cell's generator, params applied; one instance per test function and cell."""
+    return _engine(request.config).generator(rig_cell, request.node.nodeid)
 
 
 @pytest.fixture

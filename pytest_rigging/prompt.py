@@ -134,8 +134,10 @@ class Prompt(t.Generic[P, R]):
         on_failed: FailMode | None = None,
     ) -> list[R]:
         """One output per argument set: a dict (keyword arguments), a tuple (positional
-        arguments) or a single value (the only argument). Params broadcast as in
-        `ChatPipeline.run_batch`."""
+        arguments) or a single value (the only argument); a bare string or dict is one
+        set. Params broadcast as in `ChatPipeline.run_batch`."""
+        if isinstance(many, str | dict):
+            many = [many]  # one argument set, not a sequence of them
         rendered = [self._render_item(item) for item in many]
         chats = await self._pipeline().run_batch(
             rendered, as_params_list(params), on_failed=on_failed

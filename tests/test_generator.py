@@ -276,3 +276,13 @@ def test_importing_the_package_imports_neither_litellm_nor_pydantic() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_empty_default_replies_are_refused(tmp_path: Path) -> None:
+    path = write_rules(tmp_path, "default = []\n")
+    with pytest.raises(rg.InvalidGeneratorError) as caught:
+        rg.get_generator(f"scripted!{path}")
+    assert str(caught.value) == (
+        f"rules file '{path}' is invalid at default: Value error, an empty list gives no "
+        "reply: leave 'default' out instead"
+    )

@@ -344,3 +344,93 @@ def test_same_outcome_with_and_without_xdist(pytester: pytest.Pytester, rules: P
     serial = outcomes()
     assert len(serial) == 8, serial
     assert outcomes("-n", "2") == serial
+
+
+def test_fixtures_built_from_parametrize_arguments_are_rebuilt_per_case(
+    pytester: pytest.Pytester,
+) -> None:
+    ini(pytester)
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def question(country):
+            return f"capital of {country}?"
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, question):
+            return rig_generator.chat(question)
+
+        @pytest.mark.parametrize("country", ["France", "Japan", "Peru"])
+        def test_q(rig_chat, country):
+            assert rig_chat.last.content == f"capital of {country}?"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=3)
+
+
+def test_scripted_answers_do_not_depend_on_how_xdist_splits_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    ini(pytester)
+    (pytester.path / "rules.toml").write_text(
+        '[[rules]]\nmatch = "."\nreplies = ["Paris", "Paris", "Lyon", "Lyon"]\n'
+    )
+    body = (
+        "@pytest.fixture\ndef rig_pipeline(rig_generator):\n    return rig_generator.chat('q')\n\n"
+        "@pytest.mark.rig(runs=2)\ndef test_{0}(rig_chat):\n"
+        "    assert rig_chat.last.content == 'Paris'\n"
+    )
+    pytester.makepyfile("import pytest\n\n" + body.format("one") + "\n\n" + body.format("two"))
+    args = ["--rig-models", "scripted!rules.toml", "-p", "no:cacheprovider"]
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=2)
+    pytester.runpytest_subprocess(*args, "-n", "2").assert_outcomes(passed=2)
+    grouped = pytester.runpytest_subprocess(*args, "-n", "2", "--dist", "loadgroup", "-v")
+    grouped.assert_outcomes(passed=2)
+    assert "scheduling tests via FunctionScopeScheduling" in grouped.stdout.str()
+
+
+def test_keys_never_reach_ids_tracebacks_or_junit(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        def test_a(rig_model, rig_cell, rig_params):
+            assert False, "show me the locals"
+        """
+    )
+    key, extra = "sk-test-locals-key-4444444444", "sk-test-extra-key-5555555555"
+    result = pytester.runpytest(
+        "--rig-models",
+        f"echo!e,api_key={key}",
+        "--rig-params",
+        f"extra.auth_token={extra}",
+        "--junitxml=j.xml",
+        "-l",
+        "-v",
+    )
+    result.assert_outcomes(failed=1)
+    for text in (result.stdout.str(), (pytester.path / "j.xml").read_text()):
+        assert key not in text and extra not in text
+    assert "test_a[e]" in result.stdout.str()
+    result = pytester.runpytest("--rig-models", "gpt-4o,API_KEY=sk-test-upper-666666666")
+    assert "sk-test-upper" not in result.stderr.str() + result.stdout.str()
+    assert "unknown param 'API_KEY' in 'gpt-4o,API_KEY=***'" in result.stderr.str()
+
+
+def test_default_header_matches_the_defaults(pytester: pytest.Pytester) -> None:
+    from pytest_rigging._matrix import DEFAULT_CONCURRENCY, DEFAULT_MODELS, DEFAULT_RUNS
+    from pytest_rigging.plugin import DEFAULT_HEADER
+
+    assert (
+        f"rigging: models {', '.join(DEFAULT_MODELS)} (default); params {{}} (default); "
+        f"runs {DEFAULT_RUNS}; concurrency {DEFAULT_CONCURRENCY}"
+    ) == DEFAULT_HEADER
+    ini(pytester)
+    pytester.makepyfile("def test_x(): pass")
+    assert DEFAULT_HEADER in pytester.runpytest().stdout.str()

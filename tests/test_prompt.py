@@ -116,3 +116,12 @@ def test_prompt_declaration_errors() -> None:
 
     with pytest.raises(TypeError, match="returns <class 'int'>: use str, Chat or a Model subclass"):
         rg.prompt(wrong)
+
+
+async def test_run_batch_with_a_bare_string_is_one_call(geo: FakeGenerator) -> None:
+    @rg.prompt(generator=geo)
+    async def capital(country: str) -> str:
+        """Capital of {{ country }}?"""
+
+    assert await capital.run_batch("France") == ["<answer>Paris</answer>"]
+    assert await capital.run_batch({"country": "Peru"}) == ["<answer>Lima</answer>"]

@@ -412,3 +412,54 @@ def test_a_crashed_worker_loses_only_its_own_items(pytester: pytest.Pytester) ->
         f"test_fine[{case}-echo]" for case in "abc"
     ]
     assert doc["models"][0]["chats"] == 3 and doc["models"][0]["items_passed"] == 3
+
+
+def test_free_form_infrastructure_errors_are_not_judged(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    pytester.makefile(".ini", pytest=INI)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.rig(runs=2, min_pass=1)
+        async def test_free(rig_generator):
+            chat = await rig_generator.chat("hi").run()
+            assert chat.last.content == "hi"
+        """
+    )
+    llm_server.fail_next(100, status=500, model="bad")
+    _, doc = run(pytester, "--rig-models", "openai/bad,max_retries=0", "--rig-min-pass-rate", "0.5")
+    [row] = doc["models"]
+    assert (row["samples_passed"], row["samples_total"], row["pass_rate"]) == (0, 0, None)
+    assert (row["error"], row["items_errored"]) == (2, 1)
+    assert doc["gates"] == []  # nothing was judged, so the pass-rate gate has nothing to fail
+
+
+def test_merge_keeps_shards_whose_short_ids_coincide(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".ini", pytest=INI)
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.fixture\ndef rig_pipeline(rig_generator):\n"
+        "    return rig_generator.chat('x')\n\ndef test_a(rig_chat):\n    pass\n"
+    )
+    (pytester.path / "sub").mkdir()
+    for path in ("rules.toml", "sub/rules.toml"):
+        (pytester.path / path).write_text('default = "y"\n')
+    _, one = run(pytester, "--rig-models", "scripted!rules.toml")
+    _, two = run(pytester, "--rig-models", "scripted!sub/rules.toml")
+    assert one["items"][0]["nodeid"] == two["items"][0]["nodeid"]
+    shards = [str(pytester.path / f"report-{i}.json") for i in (0, 1)]
+    assert rigging_main(["merge", *shards, "-o", str(pytester.path / "m.json")]) == 0
+    merged = json.loads((pytester.path / "m.json").read_text())
+    assert len(merged["items"]) == 2 and len(merged["models"]) == 2
+
+
+def test_a_gate_for_a_model_that_did_not_run_says_so(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".ini", pytest=INI)
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.fixture\ndef rig_pipeline(rig_generator):\n"
+        "    return rig_generator.chat('x')\n\ndef test_a(rig_chat):\n    pass\n"
+    )
+    result = pytester.runpytest("--rig-min-pass-rate", "nosuchmodel=0.99")
+    assert result.ret == 0
+    assert "rigging: no model 'nosuchmodel' ran, so its gate judged nothing" in result.stdout.str()

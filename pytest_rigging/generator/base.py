@@ -18,7 +18,7 @@ from pydantic import (
 
 from pytest_rigging._concurrency import LoopLocal, Slot, bounded_map
 from pytest_rigging._fast import construct
-from pytest_rigging._secrets import mask_identifier, redact, register_secret
+from pytest_rigging._secrets import is_secret_name, mask_identifier, redact, register_secret
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.message import Message, MessageLike
 
@@ -60,7 +60,7 @@ class GenerateParams(BaseModel):
     def __repr_args__(self) -> t.Iterable[tuple[str | None, t.Any]]:
         shown = self.set_values()
         if self.extra:
-            shown["extra"] = self.extra
+            shown["extra"] = {k: "***" if is_secret_name(k) else v for k, v in self.extra.items()}
         return shown.items()
 
     def merge_with(self, *others: GenerateParams | None) -> GenerateParams:
@@ -313,6 +313,9 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
     try:
         return generator_cls(model=model, params=id_params.merge_with(params), **config)
     except ValidationError as error:
+        cause = error.errors()[0].get("ctx", {}).get("error")
+        if isinstance(cause, InvalidGeneratorError):  # raised by the provider itself
+            raise cause from None
         raise InvalidGeneratorError(_describe(error, shown, config)) from None
 
 

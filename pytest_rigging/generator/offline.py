@@ -18,7 +18,15 @@ import sys
 import typing as t
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.generator.base import (
@@ -103,6 +111,13 @@ class Script(BaseModel):
     default: str | list[str] | None = None
     mode: t.Literal["cycle", "random"] = "cycle"
     latency: float = Field(default=0.0, ge=0)
+
+    @field_validator("default")
+    @classmethod
+    def _default_has_replies(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and not value:
+            raise ValueError("an empty list gives no reply: leave 'default' out instead")
+        return value
 
     @classmethod
     def load(cls, path: Path) -> Script:
