@@ -252,41 +252,12 @@ def run_rigging(args: t.Sequence[str], timeout: float) -> RiggingResult:
 
 # The loopback LLM server, in a process of its own so it does not compete for our GIL
 
-_SERVER_CODE = """
-import sys
-from tests.llm_server import LLMServer
-with LLMServer() as server:
-    server.latency = float(sys.argv[1])
-    print(server.openai_base, flush=True)
-    sys.stdin.read()
-"""
-
-
 @contextlib.contextmanager
 def llm_server_process(latency: float) -> Iterator[str]:
     """Run `tests.llm_server.LLMServer` (with `latency`) in a child process; yield its
-    OpenAI base URL (`http://127.0.0.1:PORT/v1`). Closing stdin stops it."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", _SERVER_CODE, str(latency)],
-        cwd=REPO_ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None and child.stdin is not None
-        base = child.stdout.readline().strip()
-        if not base.startswith("http"):
-            raise RuntimeError("the loopback LLM server did not start")
-        yield base
-    finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    OpenAI base URL (`http://127.0.0.1:PORT/v1`)."""
+    with counting_llm_server_process(latency) as server:
+        yield server.base
 
 
 # The same server, answering "how many requests, and how many at once?" between runs

@@ -27,14 +27,16 @@ MODELS = {
     "never": 'default = "no tags at all"\n',
 }
 
-SUITE = """
+PIPELINE = """
 import pytest
 from pytest_rigging.model import Answer
 
 @pytest.fixture
 def rig_pipeline(rig_generator, case):
     return rig_generator.chat(f"case {case}").until_parsed_as(Answer, max_rounds=2)
+"""
 
+SUITE = PIPELINE + """
 @pytest.mark.parametrize("case", ["a", "b"])
 @pytest.mark.rig(runs=3, min_pass=2)
 def test_result_style(rig_chat, case):
@@ -168,14 +170,7 @@ def test_verbosity(pytester: pytest.Pytester, suite: list[str]) -> None:
     assert "parse success per model" not in silent.stdout.str()
 
 
-LENIENT = """
-import pytest
-from pytest_rigging.model import Answer
-
-@pytest.fixture
-def rig_pipeline(rig_generator, case):
-    return rig_generator.chat(f"case {case}").until_parsed_as(Answer, max_rounds=2)
-
+LENIENT = PIPELINE + """
 @pytest.mark.parametrize("case", ["a", "b"])
 @pytest.mark.rig(runs=5, min_pass=0)
 def test_lenient(rig_chat, case):
