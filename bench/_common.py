@@ -252,6 +252,7 @@ def run_rigging(args: t.Sequence[str], timeout: float) -> RiggingResult:
 
 # The loopback LLM server, in a process of its own so it does not compete for our GIL
 
+
 @contextlib.contextmanager
 def llm_server_process(latency: float) -> Iterator[str]:
     """Run `tests.llm_server.LLMServer` (with `latency`) in a child process; yield its

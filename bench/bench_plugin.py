@@ -83,7 +83,8 @@ INI = """\
 asyncio_default_fixture_loop_scope = function
 """
 
-OURS_SUITE = f"""\
+# The pipeline both plugin suites declare, one case per item.
+PIPELINE = f"""\
 import pytest
 
 CASES = [f"case {{i}}" for i in range({CASES})]
@@ -93,12 +94,17 @@ CASES = [f"case {{i}}" for i in range({CASES})]
 def rig_pipeline(rig_generator, case):
     return rig_generator.chat(f"Question {{case}}")
 
+"""
 
+OURS_SUITE = (
+    PIPELINE
+    + f"""
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.rig(runs={RUNS})
 def test_matrix(rig_chat, case):
     assert rig_chat.last.content == f"Question {{case}}"
 """
+)
 
 # Without the plugin, as the README's "first eval test" does it: one item per
 # (case, model, params), each awaiting its own samples.
@@ -121,22 +127,15 @@ async def test_matrix(case, model, temperature):
 """
 
 # With the plugin, but free-form: the item awaits `rig_pipeline` itself, one at a time.
-FREE_FORM_SUITE = f"""\
-import pytest
-
-CASES = [f"case {{i}}" for i in range({CASES})]
-
-
-@pytest.fixture
-def rig_pipeline(rig_generator, case):
-    return rig_generator.chat(f"Question {{case}}")
-
-
+FREE_FORM_SUITE = (
+    PIPELINE
+    + f"""
 @pytest.mark.parametrize("case", CASES)
 async def test_matrix(rig_pipeline, case):
     chats = await rig_pipeline.run_many({RUNS})
     assert [c.last.content for c in chats] == [f"Question {{case}}"] * {RUNS}
 """
+)
 
 # The floor. It sends what our litellm generator sends (params, timeout, no retries,
 # drop_params); the base URL and key come from the environment, as for pytest.

@@ -41,7 +41,7 @@ def chat_record(
 ) -> ChatRecord:
     """One chat as plain data, secrets removed."""
     usage = chat.usage
-    messages = chat.all if hasattr(chat, "messages") else [chat]
+    messages = chat.all if isinstance(chat.all, list) else [chat.all]  # a completion: text
     return {
         "model": mask_identifier(model),
         "params": params,

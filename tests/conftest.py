@@ -27,6 +27,26 @@ from pytest_rigging.message import Message
 from tests.llm_server import LLMServer, RecordedRequest
 
 
+def ini(pytester: pytest.Pytester, extra: str = "") -> None:
+    """A pytester project's pytest.ini: pytest-asyncio's loop scope set, plus `extra`."""
+    pytester.makefile(
+        ".ini", pytest=f"[pytest]\nasyncio_default_fixture_loop_scope = function\n{extra}"
+    )
+
+
+ONE_ITEM = """
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator):
+    return rig_generator.chat("x")
+
+def test_a(rig_chat):
+    pass
+"""
+"""A pytester test module with one matrix item per model."""
+
+
 def peak_overlap(requests: t.Sequence[RecordedRequest]) -> int:
     """The most requests of `requests` that the server was handling at one moment."""
     edges = sorted([(r.start, 1) for r in requests] + [(r.end, -1) for r in requests])

@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import peak_overlap
+from tests.conftest import ini, peak_overlap
 from tests.llm_server import LLMServer
-
-INI = """
-[pytest]
-asyncio_default_fixture_loop_scope = function
-{extra}
-"""
 
 RULES = """
 default = "I don't know."
@@ -67,10 +61,6 @@ def rules(pytester: pytest.Pytester) -> Path:
     path = pytester.path / "rules.toml"
     path.write_text(RULES)
     return path
-
-
-def ini(pytester: pytest.Pytester, extra: str = "") -> None:
-    pytester.makefile(".ini", pytest=INI.format(extra=extra))
 
 
 def collected(result: pytest.RunResult) -> list[str]:

@@ -14,9 +14,8 @@ import pytest
 
 from pytest_rigging.__main__ import main as rigging_main
 from pytest_rigging._stats import wilson
+from tests.conftest import ONE_ITEM, ini
 from tests.llm_server import LLMServer
-
-INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
 
 MODELS = {
     "good": 'default = "<answer>ok</answer>"\n',
@@ -36,7 +35,9 @@ def rig_pipeline(rig_generator, case):
     return rig_generator.chat(f"case {case}").until_parsed_as(Answer, max_rounds=2)
 """
 
-SUITE = PIPELINE + """
+SUITE = (
+    PIPELINE
+    + """
 @pytest.mark.parametrize("case", ["a", "b"])
 @pytest.mark.rig(runs=3, min_pass=2)
 def test_result_style(rig_chat, case):
@@ -57,6 +58,7 @@ def test_free_style_sync(rig_pipeline, rig_run, case):
 async def test_all_samples(rig_chats, case):
     assert all(not c.failed for c in rig_chats)
 """
+)
 
 # Per model: 2 result items x 3 samples + 1 + 1 free-form + 1 x 2 samples = 10 chats.
 EXPECTED = {
@@ -74,7 +76,7 @@ EXPECTED = {
 @pytest.fixture
 def suite(pytester: pytest.Pytester, llm_server: LLMServer) -> list[str]:
     """The suite, the three scripted models, and `broken`, whose every call gets a 500."""
-    pytester.makefile(".ini", pytest=INI)
+    ini(pytester)
     pytester.makepyfile(test_suite=SUITE)
     models = []
     for name, rules in MODELS.items():
@@ -170,12 +172,15 @@ def test_verbosity(pytester: pytest.Pytester, suite: list[str]) -> None:
     assert "parse success per model" not in silent.stdout.str()
 
 
-LENIENT = PIPELINE + """
+LENIENT = (
+    PIPELINE
+    + """
 @pytest.mark.parametrize("case", ["a", "b"])
 @pytest.mark.rig(runs=5, min_pass=0)
 def test_lenient(rig_chat, case):
     assert rig_chat.last.parse(Answer).content == "ok"
 """
+)
 
 
 @pytest.mark.parametrize(
@@ -210,7 +215,7 @@ def test_lenient(rig_chat, case):
 def test_gates_fail_the_run_even_when_every_test_passed(
     pytester: pytest.Pytester, llm_server: LLMServer, gate: list[str], fails: list[str]
 ) -> None:
-    pytester.makefile(".ini", pytest=INI)
+    ini(pytester)
     pytester.makepyfile(test_lenient=LENIENT)
     for name in ("good", "never"):
         (pytester.path / f"{name}.toml").write_text(MODELS[name])
@@ -228,14 +233,14 @@ def test_gates_fail_the_run_even_when_every_test_passed(
 
 def test_gates_from_ini_and_bad_values(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(rig_model): pass")
-    pytester.makefile(".ini", pytest=INI + "rig_min_parse_rate = nope\n")
+    ini(pytester, "rig_min_parse_rate = nope\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert (
         "--rig-min-parse-rate: expected a rate from 0 to 1 (or 0-100%), got 'nope'"
         in result.stderr.str()
     )
-    pytester.makefile(".ini", pytest=INI + "rig_min_parse_rate =\n    0\n    echo=0.9\n")
+    ini(pytester, "rig_min_parse_rate =\n    0\n    echo=0.9\n")
     result = pytester.runpytest("--rig-max-error-rate", "1.5")
     assert (
         "--rig-max-error-rate: expected a rate from 0 to 1 (or 0-100%), got '1.5'"
@@ -315,7 +320,7 @@ def test_step_summary(
 
 
 def test_interrupted_run_still_writes_what_finished(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".ini", pytest=INI)
+    ini(pytester)
     pytester.makepyfile(
         """
         import pytest
@@ -338,7 +343,7 @@ def test_interrupted_run_still_writes_what_finished(pytester: pytest.Pytester) -
 
 def test_secrets_stay_out_of_reports(pytester: pytest.Pytester, llm_server: LLMServer) -> None:
     key = "sk-test-report-key-777777777777"
-    pytester.makefile(".ini", pytest=INI)
+    ini(pytester)
     pytester.makepyfile(
         f"""
         import pytest
@@ -366,11 +371,8 @@ def test_secrets_stay_out_of_reports(pytester: pytest.Pytester, llm_server: LLMS
 
 
 def test_engine_loop_is_stopped_after_the_run(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".ini", pytest=INI)
-    pytester.makepyfile(
-        "import pytest\n\n@pytest.fixture\ndef rig_pipeline(rig_generator):\n"
-        "    return rig_generator.chat('x')\n\ndef test_a(rig_chat):\n    pass\n"
-    )
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
     pytester.runpytest().assert_outcomes(passed=1)
     assert not [t for t in threading.enumerate() if t.name == "pytest-rigging-loop"]
     assert sys.modules.get("pytest_rigging.plugin") is not None
@@ -379,7 +381,7 @@ def test_engine_loop_is_stopped_after_the_run(pytester: pytest.Pytester) -> None
 def test_a_crashed_worker_loses_only_its_own_items(pytester: pytest.Pytester) -> None:
     """A worker that dies mid-run takes only its in-flight item; the figures of every
     item reported before and after it reach the table and the JSON."""
-    pytester.makefile(".ini", pytest=INI)
+    ini(pytester)
     pytester.makepyfile(
         """
         import os
@@ -412,7 +414,7 @@ def test_a_crashed_worker_loses_only_its_own_items(pytester: pytest.Pytester) ->
 def test_free_form_infrastructure_errors_are_not_judged(
     pytester: pytest.Pytester, llm_server: LLMServer
 ) -> None:
-    pytester.makefile(".ini", pytest=INI)
+    ini(pytester)
     pytester.makepyfile(
         """
         import pytest
@@ -432,11 +434,8 @@ def test_free_form_infrastructure_errors_are_not_judged(
 
 
 def test_merge_keeps_shards_whose_short_ids_coincide(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".ini", pytest=INI)
-    pytester.makepyfile(
-        "import pytest\n\n@pytest.fixture\ndef rig_pipeline(rig_generator):\n"
-        "    return rig_generator.chat('x')\n\ndef test_a(rig_chat):\n    pass\n"
-    )
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
     (pytester.path / "sub").mkdir()
     for path in ("rules.toml", "sub/rules.toml"):
         (pytester.path / path).write_text('default = "y"\n')
@@ -450,11 +449,8 @@ def test_merge_keeps_shards_whose_short_ids_coincide(pytester: pytest.Pytester) 
 
 
 def test_a_gate_for_a_model_that_did_not_run_says_so(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".ini", pytest=INI)
-    pytester.makepyfile(
-        "import pytest\n\n@pytest.fixture\ndef rig_pipeline(rig_generator):\n"
-        "    return rig_generator.chat('x')\n\ndef test_a(rig_chat):\n    pass\n"
-    )
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
     result = pytester.runpytest("--rig-min-pass-rate", "nosuchmodel=0.99")
     assert result.ret == 0
     assert "rigging: no model 'nosuchmodel' ran, so its gate judged nothing" in result.stdout.str()

@@ -1,0 +1,57 @@
+"""Chat records and buckets: plain data, one bucket each, owned by the right model."""
+
+from __future__ import annotations
+
+import pytest_rigging as rg
+from pytest_rigging._stats import Recorder, bucket, chat_record, tabulate_items
+from pytest_rigging.model import Answer
+from tests.conftest import FakeGenerator
+
+
+async def test_judge_chats_count_for_their_own_generator() -> None:
+    cell, judge = FakeGenerator(model="cell"), FakeGenerator(model="judge")
+    recorder = Recorder()
+    answer = await cell.chat("<answer>x</answer>").until_parsed_as(Answer).run()
+    verdict = await judge.chat("fine?").run()
+    recorder.add("t::a", [answer, verdict], True, ("cell-id", "{}", cell), False)
+    chats = recorder.take("t::a")
+    assert [(c["model"], c["outcome"]) for c in chats] == [
+        ("cell-id", "first_try"),
+        ("fakegenerator!judge", "first_try"),
+    ]
+    assert recorder.take("t::a") == []
+    rows = tabulate_items(
+        [
+            {
+                "model": "cell-id",
+                "params": "{}",
+                "outcome": "passed",
+                "samples": None,
+                "chats": chats,
+            }
+        ],
+        by_params=False,
+    )
+    assert [(r["model"], r["chats"], r["items_passed"]) for r in rows] == [
+        ("cell-id", 1, 1),
+        ("fakegenerator!judge", 1, 0),
+    ]
+
+
+async def test_completions_are_recorded_as_text() -> None:
+    completion = await FakeGenerator(model="c").complete("Once").run()
+    record = chat_record(completion, False, "m", "{}", None)
+    assert record["conversation"] == [{"role": "text", "content": "OnceOnce"}]
+    assert record["outcome"] is None
+
+
+async def test_buckets() -> None:
+    failed = (
+        await FakeGenerator(model="f")
+        .chat("no")
+        .until_parsed_as(Answer, max_rounds=1)
+        .run(on_failed="include")
+    )
+    assert bucket(failed, True) == "exhausted"
+    failed.error = rg.GenerationError("down", reason="connection")
+    assert bucket(failed, True) == "error" and bucket(failed, False) == "error"
