@@ -1,51 +1,8 @@
-"""`python -m pytest_rigging merge a.json b.json -o all.json [gates]`: one report from CI
-shards, the per-model table printed, and a non-zero exit when a gate fails."""
+"""`python -m pytest_rigging merge ...`: the plugin's command line (see `plugin.cli`)."""
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from pytest_rigging._gates import MODES, GateError, parse_gates
-from pytest_rigging._report import failing_models, load, merge, table, write
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_rigging")
-    commands = parser.add_subparsers(dest="command", required=True)
-    merging = commands.add_parser("merge", help="merge --rig-report files of CI shards")
-    merging.add_argument("reports", nargs="+", type=Path, help="JSON reports to merge")
-    merging.add_argument("-o", "--output", type=Path, help="where to write the merged report")
-    for option in ("min_parse_rate", "min_pass_rate", "max_error_rate"):
-        merging.add_argument(
-            f"--{option.replace('_', '-')}",
-            action="append",
-            metavar="[MODEL=]RATE",
-            help="gate on the merged figures (replaces the gates recorded in the reports)",
-        )
-    merging.add_argument("--gate-mode", choices=MODES, help="point, interval or strict")
-    args = parser.parse_args(argv)
-    try:
-        docs = [load(path) for path in args.reports]
-        given = [
-            gate
-            for option in ("min_parse_rate", "min_pass_rate", "max_error_rate")
-            for gate in parse_gates(option, getattr(args, option) or [])
-        ]
-    except (ValueError, GateError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    doc = merge(docs, given or None, args.gate_mode)
-    if args.output:
-        write(args.output, doc)
-    failing = failing_models(doc)
-    print(table(doc["models"], failing=failing))
-    for gate in doc["gates"]:
-        if not gate["passed"]:
-            print(f"FAIL {gate['message']}")
-    return 1 if failing else 0
-
+from pytest_rigging.plugin.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

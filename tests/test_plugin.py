@@ -414,8 +414,8 @@ def test_keys_never_reach_ids_tracebacks_or_junit(pytester: pytest.Pytester) -> 
 
 
 def test_default_header_matches_the_defaults(pytester: pytest.Pytester) -> None:
-    from pytest_rigging._matrix import DEFAULT_CONCURRENCY, DEFAULT_MODELS, DEFAULT_RUNS
     from pytest_rigging.plugin import DEFAULT_HEADER
+    from pytest_rigging.plugin.matrix import DEFAULT_CONCURRENCY, DEFAULT_MODELS, DEFAULT_RUNS
 
     assert (
         f"rigging: models {', '.join(DEFAULT_MODELS)} (default); params {{}} (default); "

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rigging.__main__ import main as rigging_main
-from pytest_rigging._stats import wilson
+from pytest_rigging.plugin.cli import main as rigging_main
+from pytest_rigging.plugin.stats import wilson
 from tests.conftest import ONE_ITEM, ini
 from tests.llm_server import LLMServer
 

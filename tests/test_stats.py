@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest_rigging as rg
-from pytest_rigging._stats import Recorder, bucket, chat_record, tabulate_items
 from pytest_rigging.model import Answer
+from pytest_rigging.plugin.stats import Recorder, bucket, chat_record, tabulate_items
 from tests.conftest import FakeGenerator
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from pytest_rigging._gates import Gate, GateResult, evaluate
-from pytest_rigging._stats import ItemRecord, tabulate_items
 from pytest_rigging.error import GenerationError
+from pytest_rigging.plugin.gates import Gate, GateResult, evaluate
+from pytest_rigging.plugin.stats import ItemRecord, tabulate_items
 
 REPORT_VERSION = 1
 
@@ -137,7 +137,7 @@ def item_record(
     item: t.Any, cell: t.Any, report: t.Any, call_error: t.Any, chats: list[dict[str, t.Any]]
 ) -> ItemRecord:
     """An item's outcome and its chats as plain data, for its report."""
-    from pytest_rigging._samples import OUTCOME_KEY
+    from pytest_rigging.plugin.samples import OUTCOME_KEY
 
     outcome = report.outcome
     if report.when != "call" and outcome == "failed":

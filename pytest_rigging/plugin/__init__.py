@@ -1,9 +1,10 @@
 """The pytest plugin: options, markers, fixtures and the hooks that wire them up.
 
-The work lives in small modules: `_matrix` (settings, cells, ids), `_execution`
-(running a test's whole matrix at once on one loop), `_samples` (k-of-n verdicts),
-`_stats` (parse buckets and figures, as plain data on test reports), `_report` (table,
-JSON, step summary), `_gates` (thresholds) and `_xdist` (a test's items on one worker).
+The work lives in one module per job: `matrix` (settings, cells, ids), `execution`
+(running a test's whole matrix at once on one loop), `samples` (k-of-n verdicts),
+`stats` (parse buckets and figures, as plain data on test reports), `report` (table,
+JSON, step summary), `gates` (thresholds), `xdist` (a test's items on one worker) and
+`cli` (merging CI shards' reports).
 Nothing heavy is imported until a test asks for a rig fixture, so a suite without rig
 tests pays almost nothing for the plugin.
 """
@@ -17,12 +18,12 @@ import typing as t
 import pytest
 
 if t.TYPE_CHECKING:
-    from pytest_rigging._execution import Engine
-    from pytest_rigging._matrix import Cell, Settings
-    from pytest_rigging._report import Reporter
-    from pytest_rigging._stats import Recorder
     from pytest_rigging.chat import Chat, ChatPipeline
     from pytest_rigging.generator.base import GenerateParams, Generator
+    from pytest_rigging.plugin.execution import Engine
+    from pytest_rigging.plugin.matrix import Cell, Settings
+    from pytest_rigging.plugin.report import Reporter
+    from pytest_rigging.plugin.stats import Recorder
 
 RIG_FIXTURES = frozenset(
     {
@@ -117,7 +118,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _is_worker(config):
         config.pluginmanager.register(ReportHooks(config), "rigging-report")
     if config.pluginmanager.hasplugin("xdist"):
-        from pytest_rigging._xdist import XdistHooks
+        from pytest_rigging.plugin.xdist import XdistHooks
 
         config.pluginmanager.register(XdistHooks(), "rigging-xdist")
 
@@ -133,7 +134,7 @@ def _is_worker(config: pytest.Config) -> bool:
 
 def _settings(config: pytest.Config) -> Settings:
     if _SETTINGS not in config.stash:
-        from pytest_rigging._matrix import read_settings
+        from pytest_rigging.plugin.matrix import read_settings
 
         config.stash[_SETTINGS] = read_settings(config)
     return config.stash[_SETTINGS]
@@ -141,7 +142,7 @@ def _settings(config: pytest.Config) -> Settings:
 
 def _engine(config: pytest.Config) -> Engine:
     if _ENGINE not in config.stash:
-        from pytest_rigging._execution import Engine
+        from pytest_rigging.plugin.execution import Engine
 
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
         recorder = _recorder(config)
@@ -156,7 +157,7 @@ def _engine(config: pytest.Config) -> Engine:
 
 def _recorder(config: pytest.Config) -> Recorder:
     if _RECORDER not in config.stash:
-        from pytest_rigging._stats import Recorder
+        from pytest_rigging.plugin.stats import Recorder
 
         config.stash[_RECORDER] = Recorder()
     return config.stash[_RECORDER]
@@ -165,10 +166,10 @@ def _recorder(config: pytest.Config) -> Recorder:
 def _reporter(config: pytest.Config) -> Reporter:
     """The controller's collector of figures (created on first need, never on workers)."""
     if _REPORTER not in config.stash:
-        from pytest_rigging._gates import GateError, read_gates
-        from pytest_rigging._matrix import params_text
-        from pytest_rigging._report import Reporter
         from pytest_rigging._secrets import mask_identifier
+        from pytest_rigging.plugin.gates import GateError, read_gates
+        from pytest_rigging.plugin.matrix import params_text
+        from pytest_rigging.plugin.report import Reporter
 
         try:
             gates, mode = read_gates(config.getoption, config.getini)
@@ -197,8 +198,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if RIG_FIXTURES.isdisjoint(metafunc.fixturenames):
         return
-    from pytest_rigging._matrix import build_cells, models_for, params_for, read_verdict
     from pytest_rigging.error import InvalidGeneratorError
+    from pytest_rigging.plugin.matrix import build_cells, models_for, params_for, read_verdict
 
     settings = _settings(metafunc.config)
     definition = metafunc.definition
@@ -241,9 +242,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _prepare(item: pytest.Function, cell: Cell) -> None:
-    from pytest_rigging._execution import VERDICT_KEY
-    from pytest_rigging._matrix import read_verdict
-    from pytest_rigging._samples import wrap
+    from pytest_rigging.plugin.execution import VERDICT_KEY
+    from pytest_rigging.plugin.matrix import read_verdict
+    from pytest_rigging.plugin.samples import wrap
 
     item.add_marker(pytest.mark.rig_cell(model=cell.shown_model, params=cell.params_text))
     item.user_properties.extend([("rig_model", cell.shown_model), ("rig_params", cell.params_text)])
@@ -297,7 +298,7 @@ def pytest_runtest_makereport(
     final = call.when == "call" or (call.when == "setup" and report.outcome != "passed")
     if cell is None or not final:
         return report
-    from pytest_rigging._report import item_record
+    from pytest_rigging.plugin.report import item_record
 
     chats = _recorder(item.config).take(item.nodeid)
     record = item_record(item, cell, report, call.excinfo, chats)
@@ -355,7 +356,7 @@ class ReportHooks:
 
         path = self.config.getoption("rig_report")
         if path:
-            from pytest_rigging._report import write
+            from pytest_rigging.plugin.report import write
 
             write(Path(path), _reporter(self.config).document())
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -394,14 +395,14 @@ def rig_generator(request: pytest.FixtureRequest, rig_cell: Cell) -> Generator:
 @pytest.fixture
 def rig_pipeline(rig_generator: Generator) -> ChatPipeline:
     """The eval's pipeline. Override it in a module or conftest to declare the
-    conversation and parsing; see `_execution` for what it may depend on."""
+    conversation and parsing; see `execution` for what it may depend on."""
     return rig_generator.chat()
 
 
 @pytest.fixture
 def rig_chats(request: pytest.FixtureRequest, rig_pipeline: ChatPipeline) -> list[Chat]:
     """All of the cell's sample chats (failed ones included, marked)."""
-    from pytest_rigging._samples import InfrastructureError
+    from pytest_rigging.plugin.samples import InfrastructureError
 
     chats = _engine(request.config).samples(request, rig_pipeline)
     if chats and all(c.error_kind == "infrastructure" for c in chats):
@@ -414,8 +415,8 @@ def rig_chats(request: pytest.FixtureRequest, rig_pipeline: ChatPipeline) -> lis
 @pytest.fixture
 def rig_chat(request: pytest.FixtureRequest, rig_pipeline: ChatPipeline) -> Chat:
     """One sample chat; with `rig(runs=N)` the test body runs once per sample."""
-    from pytest_rigging._execution import verdict_of
-    from pytest_rigging._samples import SAMPLES_KEY, judgeable
+    from pytest_rigging.plugin.execution import verdict_of
+    from pytest_rigging.plugin.samples import SAMPLES_KEY, judgeable
 
     engine = _engine(request.config)
     chats = judgeable(engine.samples(request, rig_pipeline), verdict_of(request.node))

@@ -12,9 +12,9 @@ import math
 import statistics
 import typing as t
 
-from pytest_rigging._matrix import params_text
 from pytest_rigging._secrets import mask_identifier, redact
 from pytest_rigging.generator.base import GenerateParams
+from pytest_rigging.plugin.matrix import params_text
 
 if t.TYPE_CHECKING:
     from pytest_rigging.chat import Chat

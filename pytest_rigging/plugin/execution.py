@@ -24,11 +24,11 @@ import typing as t
 import pytest
 
 from pytest_rigging._concurrency import shared_limit
-from pytest_rigging._matrix import Cell, Verdict
 from pytest_rigging._pipeline import current_observer, observe
-from pytest_rigging._xdist import group_key
 from pytest_rigging.chat import Chat, ChatPipeline
 from pytest_rigging.generator.base import Generator, get_generator
+from pytest_rigging.plugin.matrix import Cell, Verdict
+from pytest_rigging.plugin.xdist import group_key
 
 RESULT_FIXTURES = ("rig_chat", "rig_chats")
 CELL_FIXTURES = ("rig_cell", "rig_generator", "rig_params", "rig_model")

@@ -14,9 +14,9 @@ import typing as t
 
 import pytest
 
-from pytest_rigging._matrix import Verdict
 from pytest_rigging.chat import Chat
 from pytest_rigging.error import GenerationError
+from pytest_rigging.plugin.matrix import Verdict
 
 SAMPLES_KEY = pytest.StashKey[list[Chat]]()
 OUTCOME_KEY = pytest.StashKey[tuple[int, int]]()
