@@ -1,0 +1,340 @@
+"""Every python block of README.md and docs/*.md runs against the loopback LLM server, and
+what each document's examples print and send is checked, so a docs example that stops
+working, or stops doing what its prose says, fails the build.
+
+sybil's markdown parser finds the blocks. They use top-level `await` (as in a notebook or
+`python -m asyncio`), which sybil's own Python evaluator cannot run, so a small evaluator
+compiles them with `PyCF_ALLOW_TOP_LEVEL_AWAIT` and awaits them on one event loop per
+document; a document's blocks run in order, in one namespace. bash, toml and text blocks are
+shown to readers, never run. This is an ordinary test module, not a root conftest, so that
+`pytest example_suites` in an install without the dev extra never needs sybil.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import inspect
+import io
+import re
+import sys
+import types
+import typing as t
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sybil import Document, Example
+from sybil.parsers.markdown import CodeBlockParser
+from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
+
+from pytest_rigging.generator.litellm_ import release_loop
+from tests.conftest import peak_overlap
+from tests.llm_server import LLMServer, RecordedRequest, Reply
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+RUN = ("python", "py")
+"""Fence languages that are executed."""
+SHOWN = ("bash", "toml", "text")
+"""Fence languages that are only displayed. Any other spelling (`python3`, no language) is
+refused, so that no python example can escape execution through its fence."""
+
+
+def name_of(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+# Running a document
+
+
+@dataclass
+class Block:
+    """One executed python block: where it is, what it printed, what the server received
+    while it ran (so checks can pin each example's calls on that example)."""
+
+    line: int
+    end: int  # character offset of the block's end in the document
+    output: str
+    requests: list[RecordedRequest]
+
+
+@dataclass
+class DocRun:
+    """A document whose python blocks all ran: what the checks look at."""
+
+    document: Document
+    blocks: list[Block]
+
+    @property
+    def namespace(self) -> dict[str, t.Any]:
+        return self.document.namespace
+
+    def shown_after(self, block: Block) -> str:
+        """The first text block after `block`: the output the page shows for it."""
+        for region in FencedCodeBlockLexer("text")(self.document):
+            if region.start >= block.end:
+                return str(region.lexemes["source"])
+        raise AssertionError(f"no text block follows the python block at line {block.line}")
+
+
+def moved(code: types.CodeType, lines: int) -> types.CodeType:
+    """`code` (and the functions it defines) `lines` further down its file.
+
+    A block's code then starts at the block's first line: tracebacks name the document's
+    line, and pytest shows the failing block rather than the document from its top (which
+    padding the source with blank lines, as sybil's PythonEvaluator does, would give).
+    """
+    consts = tuple(moved(c, lines) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_firstlineno=code.co_firstlineno + lines, co_consts=consts)
+
+
+class AwaitingEvaluator:
+    """A sybil evaluator for blocks that may use top-level `await` (sybil's PythonEvaluator
+    only `exec`s): it compiles each block with `PyCF_ALLOW_TOP_LEVEL_AWAIT` and runs the
+    coroutine that gives on the document's loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, server: LLMServer) -> None:
+        self.loop = loop
+        self.server = server
+        self.blocks: list[Block] = []
+
+    def __call__(self, example: Example) -> None:
+        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        # dont_inherit: this module's `from __future__ import annotations` is not the page's.
+        code = compile(example.parsed, example.path, "exec", flags=flags, dont_inherit=True)
+        code = moved(code, example.line + example.parsed.line_offset)
+        seen = len(self.server.requests)
+        output = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(output):
+                if code.co_flags & inspect.CO_COROUTINE:
+                    self.loop.run_until_complete(eval(code, example.namespace))
+                else:
+                    exec(code, example.namespace)
+        finally:
+            sys.stdout.write(output.getvalue())  # captured by pytest, shown on failure
+        self.blocks.append(
+            Block(example.line, example.end, output.getvalue(), self.server.requests[seen:])
+        )
+
+
+def run_document(path: Path, server: LLMServer) -> DocRun:
+    """Run every python block of `path` in order on a fresh loop, then release what litellm
+    keeps on that loop (its clients and logging worker would outlive the loop otherwise)."""
+    loop = asyncio.new_event_loop()
+    evaluator = AwaitingEvaluator(loop, server)
+    document = Document.parse(
+        str(path), *(CodeBlockParser(language, evaluator) for language in RUN)
+    )
+    document.namespace["__name__"] = f"docs:{name_of(path)}"
+    try:
+        for example in document.examples():
+            example.evaluate()
+    finally:
+        loop.run_until_complete(release_loop())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    return DocRun(document, evaluator.blocks)
+
+
+# What the server answers, and what each document must show
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A scripted answer (see `LLMServer.add_rule`); replies cycle in arrival order."""
+
+    pattern: str
+    replies: tuple[str, ...]
+    on: str = "last_user"
+    model: str | None = None
+    delay: float | None = None
+
+
+@dataclass(frozen=True)
+class Script:
+    """A document's rules, and the check of its run."""
+
+    rules: tuple[Rule, ...]
+    check: Callable[[DocRun], None]
+
+
+def models(requests: list[RecordedRequest]) -> Counter[str]:
+    """How many of `requests` went to each model."""
+    return Counter(r.model for r in requests)
+
+
+def check_readme(run: DocRun) -> None:
+    first_test, generators, pipelines, prompts = run.blocks
+    namespace = run.namespace
+
+    # The first eval test is a test module: running it defines its fixture and test.
+    assert {"rig_pipeline", "test_capital"} <= set(namespace)
+    assert not first_test.requests
+
+    # Identifiers build generators without calling anything, and never show the key.
+    assert not generators.requests
+    assert namespace["g"].to_identifier() == (
+        "litellm!openai/my-model,api_base=http://localhost:8000/v1"
+    )
+
+    # Pipelines: run, run_batch, run_many(5), run_over (two more models, then the
+    # pipeline's own) and a params batch, all with the system message and parsed.
+    assert models(pipelines.requests) == {
+        "gpt-4o-mini": 1 + 2 + 5 + 1 + 2,
+        "gpt-4o": 1,
+        "claude-3-5-haiku-latest": 1,
+    }
+    assert all("<comma-delimited-answer>" in r.messages[0]["content"] for r in pipelines.requests)
+    assert {r.api for r in pipelines.requests if r.model.startswith("claude")} == {"anthropic"}
+    assert namespace["chat"].metadata == {"n": 3}
+    assert [(c.generator_id, c.metadata) for c in namespace["chats"]] == [
+        ("litellm!gpt-4o-mini,temperature=0.0", {"n": 1}),
+        ("litellm!gpt-4o-mini,temperature=1.0", {"n": 1}),
+    ]
+
+    # Prompts: the docstring is rendered, the return type asked for and parsed.
+    assert namespace["answer"].content == "Paris"
+    assert [a.content for a in namespace["answers"]] == ["Paris", "Tokyo"]
+    assert len(prompts.requests) == 3
+    assert all("<answer>" in r.last_user for r in prompts.requests)
+
+
+def chat_paragraphs(output: str) -> list[str]:
+    """The run_many example's output, one string per chat, in a stable order: the
+    concurrent calls get the scripted replies in whatever order they arrive."""
+    return sorted(re.split(r"^(?===)", output, flags=re.M)[1:])
+
+
+def check_iterating_and_batching(run: DocRun) -> None:
+    run_many, skip, include, params, run_over, limited = run.blocks
+
+    # run_many + map: exactly the chat naming a citrus fruit is questioned again.
+    assert chat_paragraphs(run_many.output) == chat_paragraphs(run.shown_after(run_many))
+    assert models(run_many.requests) == {"gpt-4o-mini": 3 + 1}
+    [follow_up] = [r for r in run_many.requests if "dessert" in r.last_user]
+    assert [m["content"] for m in follow_up.messages[:2]] == [
+        "Name one fruit that tastes sour.",
+        "A lemon, without a doubt.",
+    ]
+
+    # run_batch + recovery + skip: the inputs that never comply are dropped, the
+    # recovered one kept; each input gets at most max_rounds=3 replies.
+    assert skip.output == run.shown_after(skip)
+    for block in (skip, include):
+        per_dish = Counter(
+            dish
+            for r in block.requests
+            for dish in ("guacamole", "pesto", "shakshuka", "miso soup")
+            if dish in r.messages[1]["content"]
+        )
+        assert per_dish == {"guacamole": 1, "pesto": 2, "shakshuka": 3, "miso soup": 3}
+        assert all("<comma-delimited-answer>" in r.messages[0]["content"] for r in block.requests)
+    recoveries = [r for r in skip.requests if "<system-error>" in r.last_user]
+    assert len(recoveries) == 1 + 2 + 2
+    assert all("Rewrite your whole message" in r.last_user for r in recoveries)
+
+    # on_failed="include": one chat per input, the failures marked as parse failures.
+    assert include.output == run.shown_after(include)
+
+    # One input broadcast over three params sets; each chat's id says what it ran with.
+    temperatures = (0.0, 0.7, 1.4)
+    lines = params.output.splitlines()
+    assert lines[0::2] == [f"litellm!gpt-4o-mini,temperature={t}" for t in temperatures]
+    assert set(lines[1::2]) == {"    Lisbon is Portugal's hilly capital on the Tagus estuary."}
+    assert sorted(r.body["temperature"] for r in params.requests) == list(temperatures)
+
+    # run_over: claude models reach Anthropic, each with its own params; the pipeline's
+    # own generator comes last.
+    assert run_over.output == run.shown_after(run_over)
+    assert len(run_over.requests) == 4
+    sent = {r.model: r for r in run_over.requests}
+    assert {model: r.api for model, r in sent.items()} == {
+        "gpt-4o": "openai-chat",
+        "claude-3-5-haiku-latest": "anthropic",
+        "claude-3-7-sonnet-latest": "anthropic",
+        "gpt-4o-mini": "openai-chat",
+    }
+    assert sent["claude-3-5-haiku-latest"].body["temperature"] == 0.5
+    assert "temperature" not in sent["claude-3-7-sonnet-latest"].body
+
+    # max_connections=4: twelve calls, never more than four at the server at once.
+    assert limited.output == run.shown_after(limited)
+    assert len(limited.requests) == 12
+    assert peak_overlap(limited.requests) <= 4
+
+
+INGREDIENTS = "<comma-delimited-answer>{}</comma-delimited-answer>"
+
+SCRIPTS: dict[str, Script] = {
+    "README.md": Script(
+        rules=(
+            Rule("capital of France", ("<answer>Paris</answer>",)),
+            Rule("capital of Japan", ("<answer>Tokyo</answer>",)),
+            Rule("painters", (INGREDIENTS.format("Frida Kahlo, Claude Monet, Hokusai"),)),
+            Rule("authors", (INGREDIENTS.format("Chinua Achebe, Jane Austen, Italo Calvino"),)),
+            Rule("cities", (INGREDIENTS.format("Lisbon, Osaka, Montreal"),)),
+            Rule("One city", (INGREDIENTS.format("Lisbon"),)),
+        ),
+        check=check_readme,
+    ),
+    "docs/iterating-and-batching.md": Script(
+        rules=(
+            Rule(
+                "one fruit that tastes sour",
+                ("Tamarind.", "A lemon, without a doubt.", "Sour cherries."),
+            ),
+            Rule("Which dessert", ("A lemon tart: the zest and juice go into the curd.",)),
+            Rule("in guacamole", (INGREDIENTS.format("avocado, lime, coriander"),)),
+            Rule(
+                "(?s)pesto.*system-error",
+                (INGREDIENTS.format("basil, pine nuts, parmesan"),),
+                on="conversation",
+            ),
+            Rule(
+                "pesto|shakshuka|miso soup",
+                ("Good question! It depends on who you ask, but let me explain.",),
+                on="conversation",
+            ),
+            Rule("Describe Lisbon", ("Lisbon is Portugal's hilly capital on the Tagus estuary.",)),
+            Rule("How many legs", ("<answer>eight</answer>",), model="claude-3-5-haiku-latest"),
+            Rule("How many legs", ("<answer>8</answer>",)),
+            # A little latency, so that calls overlap and the limit has something to hold.
+            Rule("Ticket #", ("Export button broken on page.",), delay=0.02),
+        ),
+        check=check_iterating_and_batching,
+    ),
+}
+
+
+# The tests
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=name_of)
+def test_examples_run_and_show_what_they_say(path: Path, llm_server: LLMServer) -> None:
+    """Readers copy these examples: each must run, and do what the page says it does."""
+    script = SCRIPTS.get(name_of(path))
+    if script is None:
+        pytest.fail(f"{name_of(path)} has no entry in SCRIPTS: script its replies and checks")
+    for rule in script.rules:
+        replies = [Reply(content=reply, delay=rule.delay) for reply in rule.replies]
+        llm_server.add_rule(rule.pattern, *replies, on=rule.on, model=rule.model)
+    script.check(run_document(path, llm_server))
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=name_of)
+def test_every_fenced_block_is_run_or_shown(path: Path) -> None:
+    """A python example fenced as anything but `python`/`py` would silently go untested."""
+    document = Document(path.read_text(encoding="utf-8"), str(path))
+    languages = [str(r.lexemes["language"]) for r in FencedCodeBlockLexer(r"\S*")(document)]
+    assert set(languages) <= {*RUN, *SHOWN}, f"fences neither run nor shown in {name_of(path)}"
+
+
+def test_scripts_are_for_documents_that_exist() -> None:
+    """A renamed or deleted page must take its script along, not leave it unused."""
+    assert set(SCRIPTS) <= {name_of(path) for path in DOCUMENTS}
