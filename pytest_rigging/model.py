@@ -10,8 +10,6 @@ with no backtracking across it, so cost is linear in the text's size.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import re
 import types
 import typing as t
@@ -82,24 +80,6 @@ def find_elements(tag: str, text: str) -> list[tuple[int, int, int, int]]:
     if inside_another:  # an element closed inside an open one: close order != start order
         found.sort()
     return found
-
-
-@contextlib.contextmanager
-def _no_gc_pauses(size: int) -> t.Iterator[None]:
-    """Hold the cyclic garbage collector off while parsing a large text.
-
-    Each full collection walks every object built so far, so on a text with 100,000
-    elements the collector alone makes parsing superlinear; nothing built here can form
-    a cycle, so there is nothing for it to find until parsing ends.
-    """
-    if size < 100_000 or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _clean(text: str) -> str:
@@ -214,34 +194,33 @@ class Model(BaseModel):
         results: list[tuple[ModelT, slice]] = []
         first_error: ValidationError | None = None
         tag = cls.__xml_tag__
-        with _no_gc_pauses(len(content)):
-            read = _reader(cls)
+        read = _reader(cls)
 
-            def collect(elements: t.Iterable[tuple[str, int, int]]) -> int:
-                nonlocal first_error
-                seen = 0
-                for inner, start, end in elements:
-                    seen += 1
-                    try:
-                        results.append((read(inner), slice(start, end)))
-                    except ValidationError as error:
-                        first_error = first_error or error
-                return seen
+        def collect(elements: t.Iterable[tuple[str, int, int]]) -> int:
+            nonlocal first_error
+            seen = 0
+            for inner, start, end in elements:
+                seen += 1
+                try:
+                    results.append((read(inner), slice(start, end)))
+                except ValidationError as error:
+                    first_error = first_error or error
+            return seen
 
-            # Usually each closing tag directly follows its element's text: one regex
-            # finds them all. When as many elements were found as there are closing
-            # tags, each paired with the nearest opening tag before it, just as the
-            # general pairing would; otherwise that pairing decides.
-            simple = _simple_pattern(tag).finditer(content)
-            if collect((m.group(1), m.start(), m.end()) for m in simple) != content.lower().count(
-                f"</{tag}"
-            ):
-                results.clear()
-                first_error = None
-                spans = find_elements(tag, content)
-                collect((content[a:b], start, end) for start, a, b, end in spans)
-            if not results and first_error is None:
-                raise MissingModelError(f"Failed to find '{cls.xml_tags()}' in text")
+        # Usually each closing tag directly follows its element's text: one regex
+        # finds them all. When as many elements were found as there are closing
+        # tags, each paired with the nearest opening tag before it, just as the
+        # general pairing would; otherwise that pairing decides.
+        simple = _simple_pattern(tag).finditer(content)
+        if collect((m.group(1), m.start(), m.end()) for m in simple) != content.lower().count(
+            f"</{tag}"
+        ):
+            results.clear()
+            first_error = None
+            spans = find_elements(tag, content)
+            collect((content[a:b], start, end) for start, a, b, end in spans)
+        if not results and first_error is None:
+            raise MissingModelError(f"Failed to find '{cls.xml_tags()}' in text")
         if not results and first_error is not None:
             raise first_error
         return results

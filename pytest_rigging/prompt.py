@@ -17,6 +17,8 @@ with recovery, and its expected shape added to the prompt).
 from __future__ import annotations
 
 import inspect
+import sys
+import types
 import typing as t
 
 from pytest_rigging._pipeline import FailMode, as_params_list
@@ -203,3 +205,15 @@ def prompt(
         )
 
     return make(func) if func is not None else make
+
+
+class _CallableModule(types.ModuleType):
+    """`rg.prompt` is both this module and the decorator, as in rigging. Importing the
+    module makes Python set it as the package's `prompt` attribute, in place of the
+    decorator the package exports; so the module itself decorates too."""
+
+    def __call__(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        return prompt(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -383,7 +383,6 @@ def test_scripted_answers_do_not_depend_on_how_xdist_splits_tests(
     pytester.runpytest_subprocess(*args, "-n", "2").assert_outcomes(passed=2)
     grouped = pytester.runpytest_subprocess(*args, "-n", "2", "--dist", "loadgroup", "-v")
     grouped.assert_outcomes(passed=2)
-    assert "scheduling tests via FunctionScopeScheduling" in grouped.stdout.str()
 
 
 def test_keys_never_reach_ids_tracebacks_or_junit(pytester: pytest.Pytester) -> None:
@@ -413,14 +412,17 @@ def test_keys_never_reach_ids_tracebacks_or_junit(pytester: pytest.Pytester) -> 
     assert "unknown param 'API_KEY' in 'gpt-4o,API_KEY=***'" in result.stderr.str()
 
 
-def test_default_header_matches_the_defaults(pytester: pytest.Pytester) -> None:
-    from pytest_rigging.plugin import DEFAULT_HEADER
-    from pytest_rigging.plugin.matrix import DEFAULT_CONCURRENCY, DEFAULT_MODELS, DEFAULT_RUNS
+def test_header_only_when_rig_tests_or_options(pytester: pytest.Pytester) -> None:
+    from pytest_rigging.plugin.matrix import DEFAULT_SETTINGS
 
-    assert (
-        f"rigging: models {', '.join(DEFAULT_MODELS)} (default); params {{}} (default); "
-        f"runs {DEFAULT_RUNS}; concurrency {DEFAULT_CONCURRENCY}"
-    ) == DEFAULT_HEADER
     ini(pytester)
-    pytester.makepyfile("def test_x(): pass")
-    assert DEFAULT_HEADER in pytester.runpytest().stdout.str()
+    pytester.makepyfile(test_plain="def test_x(): pass")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert "rigging:" not in result.stdout.str() + result.stderr.str()
+    pytester.makepyfile(test_rig="def test_y(rig_model): pass")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert (
+        DEFAULT_SETTINGS.header()
+        == "rigging: models echo!echo (default); params {} (default); runs 1; concurrency 64"
+    )
+    assert result.stdout.lines.count(DEFAULT_SETTINGS.header()) == 1

@@ -159,6 +159,21 @@ class Generator(BaseModel):
         """A continuation of `text`, for providers that support text completion."""
         raise NotImplementedError(f"provider '{self.provider}' does not generate text")
 
+    def check(self) -> str | None:
+        """Whether this generator can work, asked once before a run spends any call.
+
+        Raise `InvalidGeneratorError` when it never can (its provider cannot route the
+        model); return a one-line note when it looks wrong but may work (a model the
+        provider doesn't list). Must not touch the network.
+        """
+        return None
+
+    async def aclose(self) -> None:
+        """Release what this generator holds on the running loop (pooled clients, workers).
+
+        Whoever runs a generator on a loop it will close calls this first, on that loop;
+        providers that keep nothing per loop need not implement it."""
+
     async def generate_messages(
         self,
         messages: t.Sequence[t.Sequence[Message]],
@@ -336,6 +351,7 @@ def _split_pairs(
     config: dict[str, str] = {}
     param_values: dict[str, str] = {}
     extra: dict[str, t.Any] = {}
+    seen: set[str] = set()
     for part in tail.split(","):
         key, eq, value = part.partition("=")
         key = key.strip()
@@ -343,6 +359,9 @@ def _split_pairs(
             raise InvalidGeneratorError(
                 f"malformed part {redact(part)!r} in {shown!r}: expected key=value"
             )
+        if key in seen:
+            raise InvalidGeneratorError(f"{key!r} is given twice in {shown!r}")
+        seen.add(key)
         if key in settable:
             config[key] = value
         elif key in GenerateParams.model_fields and key != "extra":

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
+import difflib
+import importlib
 import inspect
 import logging
 import os
@@ -21,7 +22,7 @@ import warnings
 from pydantic import Field
 
 from pytest_rigging._secrets import RedactingFilter, redact
-from pytest_rigging.error import GenerationError
+from pytest_rigging.error import GenerationError, InvalidGeneratorError
 from pytest_rigging.generator.base import (
     GeneratedMessage,
     GeneratedText,
@@ -47,26 +48,62 @@ filter applies to records of its own logger only, so children are named one by o
 
 _litellm_module: t.Any = None
 
+_READ_ONLY_NOTICE = r"Items? .* (is|are) using the .ReadOnly. qualifier"
+"""pydantic's notice about litellm's own TypedDicts: litellm's business, not the user's."""
+_NOTICE_MODULES = ("litellm.llms.github_copilot.per_user_auth",)
+"""A module litellm imports on every call, whose import raises that notice."""
+
 
 def _litellm() -> t.Any:
-    """Import and configure litellm once, on first use."""
+    """Import and configure litellm once, on first use, leaving no process-wide trace:
+    the environment is restored after the import, and warning filters are scoped to it."""
     global _litellm_module
     if _litellm_module is None:
-        # Offline, litellm's import otherwise stalls trying to download its price map.
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm
+        with _local_cost_map(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_READ_ONLY_NOTICE, category=UserWarning)
+            import litellm
 
-        # Its import leaves a heap of long-lived objects that every full collection would
-        # walk again (pytest runs two at exit); freezing them keeps collections cheap.
-        gc.freeze()
-        # litellm's own types trip a pydantic notice on first use; it is not the user's.
-        warnings.filterwarnings("ignore", message=r"Item .* is using the `ReadOnly` qualifier")
+            for name in _NOTICE_MODULES:
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(name)
+            _build_deferred_schemas()
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         for name in _LOGGERS:
             logging.getLogger(name).addFilter(RedactingFilter())
         _litellm_module = litellm
     return _litellm_module
+
+
+def _build_deferred_schemas() -> None:
+    """litellm defers its pydantic models' schemas to first use, where they raise the notice
+    above, mid-call and outside any filter of ours; building them now (a few hundred ms,
+    once) keeps the notice inside the import's filter and the first calls quick."""
+    from pydantic import BaseModel
+
+    pending = [BaseModel]
+    while pending:
+        for cls in pending.pop().__subclasses__():
+            pending.append(cls)
+            if cls.__module__.startswith("litellm") and not cls.__pydantic_complete__:
+                with contextlib.suppress(Exception):
+                    cls.model_rebuild(raise_errors=False)
+
+
+@contextlib.contextmanager
+def _local_cost_map() -> t.Iterator[None]:
+    """litellm reads its price map at import, from the network unless told otherwise, which
+    stalls offline; it reads the setting only then, so it is set for the import alone
+    (unless the user set it) and the environment is left as it was."""
+    name = "LITELLM_LOCAL_MODEL_COST_MAP"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = "True"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def litellm_model(model: str) -> str:
@@ -156,6 +193,37 @@ class LiteLLMGenerator(Generator):
         return GeneratedText(
             text=choice.text or "", stop_reason=choice.finish_reason, usage=_usage(response)
         )
+
+    def check(self) -> str | None:
+        """An unknown provider prefix (`notaprovider/x`) is an error; a model that litellm's
+        bundled data doesn't list (`gtp-4o-mini`) is a note naming the closest it does.
+        Models behind an `api_base` are the server's business and pass unexamined."""
+        litellm = _litellm()
+        model = litellm_model(self.model)
+        prefix, slash, name = model.partition("/")
+        providers = {getattr(p, "value", p) for p in litellm.provider_list}
+        if slash and prefix not in providers and model not in litellm.model_cost:
+            close = difflib.get_close_matches(prefix, sorted(providers), n=3)
+            hint = f" (closest: {', '.join(close)})" if close else ""
+            raise InvalidGeneratorError(
+                f"litellm has no provider {prefix!r} for model {self.model!r}{hint}"
+            )
+        if self.params.api_base or model in litellm.model_cost or name in litellm.model_cost:
+            return None
+        # Near misses among the same provider's models, or among unprefixed ids.
+        candidates = [
+            key
+            for key, data in litellm.model_cost.items()
+            if (data.get("litellm_provider") == prefix if slash else "/" not in key)
+        ]
+        close = difflib.get_close_matches(name if slash else model, candidates, n=3, cutoff=0.75)
+        hint = f"; closest known: {', '.join(close)}" if close else ""
+        return f"litellm does not know the model {self.model!r} (a typo?){hint}"
+
+    async def aclose(self) -> None:
+        """litellm pools clients per event loop and never closes them: release the running
+        loop's, so that closing the loop leaves no socket or task behind."""
+        await release_loop()
 
     async def _call(self, function: str, params: GenerateParams, **request: t.Any) -> t.Any:
         litellm = _litellm()

@@ -1,12 +1,13 @@
-"""The pytest plugin: options, markers, fixtures and the hooks that wire them up.
+"""The pytest plugin's front: options, markers, fixtures, and the hooks that wire them up.
 
 The work lives in one module per job: `matrix` (settings, cells, ids), `execution`
 (running a test's whole matrix at once on one loop), `samples` (k-of-n verdicts),
 `stats` (parse buckets and figures, as plain data on test reports), `report` (table,
-JSON, step summary), `gates` (thresholds), `xdist` (a test's items on one worker) and
-`cli` (merging CI shards' reports).
-Nothing heavy is imported until a test asks for a rig fixture, so a suite without rig
-tests pays almost nothing for the plugin.
+JSON, step summary), `gates` (thresholds), `progress` (the live status line), `xdist`
+(a rig test's items on one worker) and `cli` (merging CI shards' reports).
+
+A guest in the suite: nothing heavy is imported, nothing is printed and xdist's
+scheduling is left alone until a test asks for a rig fixture or a rig option is given.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import typing as t
 
 import pytest
 
+from pytest_rigging.plugin.gates import FIGURES, MODES_HELP
+
 if t.TYPE_CHECKING:
     from pytest_rigging.chat import Chat, ChatPipeline
     from pytest_rigging.generator.base import GenerateParams, Generator
     from pytest_rigging.plugin.execution import Engine
     from pytest_rigging.plugin.matrix import Cell, Settings
+    from pytest_rigging.plugin.records import ItemRecord
     from pytest_rigging.plugin.report import Reporter
     from pytest_rigging.plugin.stats import Recorder
 
@@ -41,7 +45,6 @@ _SETTINGS = pytest.StashKey["Settings"]()
 _ENGINE = pytest.StashKey["Engine"]()
 _RECORDER = pytest.StashKey["Recorder"]()
 _REPORTER = pytest.StashKey["Reporter"]()
-_GATE_OPTIONS = ("rig_min_parse_rate", "rig_min_pass_rate", "rig_max_error_rate")
 
 MARKERS = (
     "rig_models(*identifiers): run this test on these models instead of --rig-models/ini",
@@ -49,109 +52,121 @@ MARKERS = (
     "GenerateParams) instead of --rig-params/ini",
     "rig(runs=1, min_pass=runs): draw `runs` samples per cell; the item passes when "
     "at least `min_pass` samples pass the test's checks",
-    "rig_cell(model, params): set by pytest-rigging on every matrix item: its full model "
-    "identifier and params (select with -m \"rig_cell(model='...')\")",
+    "rig_cell(model, params): set by pytest-rigging on every matrix item: its model "
+    "(full identifier, or the short label ids show) and params "
+    "(select with -m \"rig_cell(model='...')\")",
 )
+
+# name (as `--rig-<name>` and ini `rig_<name>`): (metavar, help, appends)
+OPTIONS: dict[str, tuple[str, str, bool]] = {
+    "models": (
+        "IDS",
+        "models to run rig tests on: comma-separated identifiers "
+        "(`gpt-4o,temperature=0.2,claude-haiku-4-5` is two); repeatable",
+        True,
+    ),
+    "params": (
+        "K=V,...",
+        "a generation params set (`temperature=0.7,max_tokens=200`); repeat for more sets",
+        True,
+    ),
+    "runs": ("N", "samples per cell (default 1)", False),
+    "concurrency": (
+        "N",
+        "model calls in flight at once, for the whole run (default 64; split across xdist workers)",
+        False,
+    ),
+    **{
+        name: ("[MODEL=]RATE", f"{f.help} (0-1 or N%; MODEL= for one model)", True)
+        for name, f in FIGURES.items()
+    },
+    "gate_mode": ("MODE", MODES_HELP, False),
+}
+"""Every rig setting that has both a command-line option and an ini key."""
+
+
+class RiggingWarning(UserWarning):
+    """Something in the rig settings looks wrong but may work (an unknown model, a repeat)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rigging", "pytest-rigging: LLM eval matrix")
-    group.addoption(
-        "--rig-models",
-        action="append",
-        metavar="IDS",
-        help="models to run rig tests on: comma-separated identifiers "
-        "(`gpt-4o,temperature=0.2,claude-3-5-haiku-latest` is two); repeatable",
-    )
-    group.addoption(
-        "--rig-params",
-        action="append",
-        metavar="K=V,...",
-        help="a generation params set (`temperature=0.7,max_tokens=200`); repeat for more sets",
-    )
-    group.addoption("--rig-runs", type=int, metavar="N", help="samples per cell (default 1)")
-    group.addoption(
-        "--rig-concurrency",
-        type=int,
-        metavar="N",
-        help="model calls in flight at once, for the whole run "
-        "(default 64; split across xdist workers)",
-    )
-    parser.addini("rig_models", "models for rig tests, comma- or line-separated", type="linelist")
-    parser.addini(
-        "rig_params", "generation params sets for rig tests, one per line", type="linelist"
-    )
-    parser.addini("rig_runs", "samples per cell", type="string", default="")
-    parser.addini("rig_concurrency", "model calls in flight at once", type="string", default="")
+    for name, (metavar, text, appends) in OPTIONS.items():
+        group.addoption(
+            f"--rig-{name.replace('_', '-')}",
+            action="append" if appends else "store",
+            metavar=metavar,
+            help=text.replace("%", "%%") + ("; repeatable" if appends else ""),
+        )
+        parser.addini(f"rig_{name}", text, type="linelist" if appends else "string")
     group.addoption(
         "--rig-report", metavar="PATH", help="write the run's figures and records as JSON"
     )
-    gates = {
-        "rig_min_parse_rate": "fail the run when a model's parse rate is below RATE",
-        "rig_min_pass_rate": "fail the run when a model's sample pass rate is below RATE",
-        "rig_max_error_rate": "fail the run when a model's infrastructure error rate is above RATE",
-    }
-    for name, text in gates.items():
-        group.addoption(
-            f"--{name.replace('_', '-')}",
-            action="append",
-            metavar="[MODEL=]RATE",
-            help=f"{text} (0-1 or N%%; MODEL= for one model; repeatable)",
-        )
-        parser.addini(name, f"{text}: [MODEL=]RATE lines", type="linelist")
-    group.addoption(
-        "--rig-gate-mode",
-        choices=("point", "interval", "strict"),
-        help="judge gates on the measured rate (point, default), leniently on its 95%% "
-        "interval (interval: fail only when clearly below), or strictly (strict)",
-    )
-    parser.addini("rig_gate_mode", "point, interval or strict", type="string", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers; when any rig setting is given, check every one of them now,
+    so that a bad value ends the run before it spends a call, in one line."""
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    if _configured(config) or config.getoption("rig_report"):
-        _settings(config)  # a bad identifier or value ends the run here, naming it
+    if _asked(config):
+        settings = _settings(config)
         if not _is_worker(config):
-            _reporter(config)
+            _reporter(config)  # reads and checks the gates
+            for note in settings.notes:
+                config.issue_config_time_warning(RiggingWarning(note), stacklevel=2)
     if not _is_worker(config):
         config.pluginmanager.register(ReportHooks(config), "rigging-report")
-    if config.pluginmanager.hasplugin("xdist"):
-        from pytest_rigging.plugin.xdist import XdistHooks
+        if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no":
+            from pytest_rigging.plugin.xdist import XdistHooks
 
-        config.pluginmanager.register(XdistHooks(), "rigging-xdist")
+            config.pluginmanager.register(XdistHooks(), "rigging-xdist")
 
 
-def _configured(config: pytest.Config) -> bool:
-    options = ("rig_models", "rig_params", "rig_runs", "rig_concurrency", *_GATE_OPTIONS)
-    return any(config.getoption(o) for o in options) or any(config.getini(o) for o in options)
+def _asked(config: pytest.Config) -> bool:
+    """Whether any rig option or ini key is set (an empty or zero value counts)."""
+    names = [f"rig_{name}" for name in OPTIONS]
+    return any(config.getoption(n) is not None for n in [*names, "rig_report"]) or any(
+        config.getini(n) for n in names
+    )
 
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _checks_models(config: pytest.Config) -> bool:
+    """Ask providers whether models can work (the litellm one imports litellm to look): not
+    on workers (the controller did), not when only collecting."""
+    return not _is_worker(config) and not config.option.collectonly
+
+
 def _settings(config: pytest.Config) -> Settings:
     if _SETTINGS not in config.stash:
-        from pytest_rigging.plugin.matrix import read_settings
+        from pytest_rigging.plugin.matrix import DEFAULT_SETTINGS, read_settings
 
-        config.stash[_SETTINGS] = read_settings(config)
+        config.stash[_SETTINGS] = (
+            read_settings(config, _checks_models(config)) if _asked(config) else DEFAULT_SETTINGS
+        )
     return config.stash[_SETTINGS]
 
 
 def _engine(config: pytest.Config) -> Engine:
     if _ENGINE not in config.stash:
         from pytest_rigging.plugin.execution import Engine
+        from pytest_rigging.plugin.progress import Progress
+        from pytest_rigging.plugin.xdist import worker_count
 
-        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
         recorder = _recorder(config)
 
-        def heard(nodeid: str, cell: Cell, chats: t.Sequence[Chat], parses: bool) -> None:
+        def heard(
+            nodeid: str, cell: Cell, chats: t.Sequence[Chat], parses: bool, index: int
+        ) -> None:
             generator = config.stash[_ENGINE].generator(cell, nodeid)
-            recorder.add(nodeid, chats, parses, (cell.model, cell.params_text, generator), True)
+            recorder.add(nodeid, chats, parses, cell, generator, index)
 
-        config.stash[_ENGINE] = Engine(max(1, _settings(config).concurrency // workers), heard)
+        concurrency = max(1, _settings(config).concurrency // worker_count())
+        config.stash[_ENGINE] = Engine(concurrency, heard, Progress(config))
     return config.stash[_ENGINE]
 
 
@@ -169,6 +184,7 @@ def _reporter(config: pytest.Config) -> Reporter:
         from pytest_rigging._secrets import mask_identifier
         from pytest_rigging.plugin.gates import GateError, read_gates
         from pytest_rigging.plugin.matrix import params_text
+        from pytest_rigging.plugin.records import RunSettings
         from pytest_rigging.plugin.report import Reporter
 
         try:
@@ -176,22 +192,29 @@ def _reporter(config: pytest.Config) -> Reporter:
         except GateError as error:
             raise pytest.UsageError(str(error)) from None
         settings = _settings(config)
-        described = {
-            "models": [mask_identifier(m) for m in settings.models],
-            "params": [params_text(p) for p in settings.params],
-            "runs": settings.runs,
-            "concurrency": settings.concurrency,
-        }
+        described = RunSettings(
+            models=[mask_identifier(m) for m in settings.models],
+            params=[params_text(p) for p in settings.params],
+            runs=settings.runs,
+            concurrency=settings.concurrency,
+        )
         config.stash[_REPORTER] = Reporter(described, gates, mode)
     return config.stash[_REPORTER]
 
 
-DEFAULT_HEADER = "rigging: models echo!echo (default); params {} (default); runs 1; concurrency 64"
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Which models and params this run uses, when the run sets any (else nothing: a suite
+    without rig tests sees no trace of the plugin)."""
+    return _settings(config).header() if _asked(config) else None
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    """Which models and params this run uses (the default needs no import to say so)."""
-    return _settings(config).header() if _configured(config) else DEFAULT_HEADER
+def pytest_report_collectionfinish(
+    config: pytest.Config, items: t.Sequence[pytest.Item]
+) -> str | None:
+    """Rig tests on the defaults: say so once they are found."""
+    if _asked(config) or not any(_cell_of(i) is not None for i in items):
+        return None
+    return _settings(config).header()
 
 
 @pytest.hookimpl(trylast=True)
@@ -205,11 +228,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     definition = metafunc.definition
     where = definition.nodeid
     try:
-        models = models_for(definition.get_closest_marker("rig_models"), settings, where)
-        params = params_for(definition.get_closest_marker("rig_params"), settings, where)
+        models, notes = models_for(
+            definition.get_closest_marker("rig_models"),
+            settings,
+            where,
+            not metafunc.config.option.collectonly,
+        )
+        params, more = params_for(definition.get_closest_marker("rig_params"), settings, where)
         read_verdict(definition.get_closest_marker("rig"), settings.runs, where)
     except InvalidGeneratorError as error:
         raise pytest.Collector.CollectError(str(error)) from None
+    for note in [*notes, *more]:
+        definition.warn(RiggingWarning(note))
     cells = build_cells(models, params)
     metafunc.parametrize("rig_cell", cells, ids=[c.id for c in cells], indirect=True)
 
@@ -236,7 +266,7 @@ def pytest_pycollect_makeitem(
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Prepare matrix items before `-k`/`-m` select among them."""
     for item in items:
-        cell = getattr(item, "callspec", None) and item.callspec.params.get("rig_cell")
+        cell = _cell_of(item)
         if cell is not None and isinstance(item, pytest.Function):
             _prepare(item, cell)
 
@@ -247,6 +277,8 @@ def _prepare(item: pytest.Function, cell: Cell) -> None:
     from pytest_rigging.plugin.samples import wrap
 
     item.add_marker(pytest.mark.rig_cell(model=cell.shown_model, params=cell.params_text))
+    if cell.label != cell.shown_model:  # `-m "rig_cell(model='gpt-4o-mini')"` works too
+        item.add_marker(pytest.mark.rig_cell(model=cell.label, params=cell.params_text))
     item.user_properties.extend([("rig_model", cell.shown_model), ("rig_params", cell.params_text)])
     verdict = read_verdict(item.get_closest_marker("rig"), _settings(item.config).runs, item.nodeid)
     item.stash[VERDICT_KEY] = verdict
@@ -257,11 +289,17 @@ def _prepare(item: pytest.Function, cell: Cell) -> None:
         wrap(item, verdict, per_chat=False)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if _ENGINE in session.config.stash or any(
-        "rig_cell" in getattr(i, "fixturenames", ()) for i in session.items
-    ):
+    """Plan the result groups; on an xdist worker, tell the controller which items must
+    share a worker (before the worker reports its collection, hence tryfirst)."""
+    rig = {i.nodeid for i in session.items if _cell_of(i) is not None}
+    if rig or _ENGINE in session.config.stash:
         _engine(session.config).plan(session.items)
+    if _is_worker(session.config):
+        from pytest_rigging.plugin.xdist import write_groups
+
+        write_groups(session.config, session.items, rig)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -276,7 +314,7 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
     generator = _engine(item.config).generator(cell, item.nodeid)
 
     def heard(chats: t.Sequence[Chat], parses: bool) -> None:
-        recorder.add(item.nodeid, chats, parses, (cell.model, cell.params_text, generator), False)
+        recorder.add(item.nodeid, chats, parses, cell, generator, None)
 
     with observe(heard):
         return (yield)
@@ -308,7 +346,7 @@ def pytest_runtest_makereport(
     return report
 
 
-def _junit_properties(record: dict[str, t.Any]) -> list[tuple[str, object]]:
+def _junit_properties(record: ItemRecord) -> list[tuple[str, object]]:
     outcomes = [chat["outcome"] for chat in record["chats"]]
     properties: list[tuple[str, object]] = []
     if record["samples"]:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pytest_rigging.plugin.gates import MODES, GateError, parse_gates
+from pytest_rigging.plugin.gates import FIGURES, MODES, MODES_HELP, GateError, parse_gates
 from pytest_rigging.plugin.report import failing_models, load, merge, table, write
 
 
@@ -17,21 +17,19 @@ def main(argv: list[str] | None = None) -> int:
     merging = commands.add_parser("merge", help="merge --rig-report files of CI shards")
     merging.add_argument("reports", nargs="+", type=Path, help="JSON reports to merge")
     merging.add_argument("-o", "--output", type=Path, help="where to write the merged report")
-    for option in ("min_parse_rate", "min_pass_rate", "max_error_rate"):
+    for option, figure in FIGURES.items():
         merging.add_argument(
             f"--{option.replace('_', '-')}",
             action="append",
             metavar="[MODEL=]RATE",
-            help="gate on the merged figures (replaces the gates recorded in the reports)",
+            help=f"{figure.help} (replaces the gates recorded in the reports)",
         )
-    merging.add_argument("--gate-mode", choices=MODES, help="point, interval or strict")
+    merging.add_argument("--gate-mode", choices=MODES, help=MODES_HELP)
     args = parser.parse_args(argv)
     try:
         docs = [load(path) for path in args.reports]
         given = [
-            gate
-            for option in ("min_parse_rate", "min_pass_rate", "max_error_rate")
-            for gate in parse_gates(option, getattr(args, option) or [])
+            gate for option in FIGURES for gate in parse_gates(option, getattr(args, option) or [])
         ]
     except (ValueError, GateError) as error:
         print(f"error: {error}", file=sys.stderr)

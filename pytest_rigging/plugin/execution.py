@@ -16,8 +16,8 @@ yield it). Fixtures that are the same for every case are taken from the item bei
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
-import sys
 import threading
 import typing as t
 
@@ -28,6 +28,7 @@ from pytest_rigging._pipeline import current_observer, observe
 from pytest_rigging.chat import Chat, ChatPipeline
 from pytest_rigging.generator.base import Generator, get_generator
 from pytest_rigging.plugin.matrix import Cell, Verdict
+from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
 from pytest_rigging.plugin.xdist import group_key
 
 RESULT_FIXTURES = ("rig_chat", "rig_chats")
@@ -58,12 +59,13 @@ class LoopThread:
     def run(self, coroutine: t.Coroutine[t.Any, t.Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    def stop(self) -> None:
+    def stop(self, release: t.Callable[[], t.Awaitable[None]] | None = None) -> None:
+        """Run `release` on the loop, cancel what is left, and close the loop."""
         with self._lock:
             loop, self._loop = self._loop, None
         if loop is None:
             return
-        asyncio.run_coroutine_threadsafe(_shutdown(), loop).result(timeout=30)
+        asyncio.run_coroutine_threadsafe(_shutdown(release), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -77,16 +79,14 @@ class LoopThread:
         loop.close()
 
 
-async def _shutdown() -> None:
-    """Release litellm's resources on this loop, then cancel whatever is left, so that
-    closing the loop leaves no task or socket behind."""
+async def _shutdown(release: t.Callable[[], t.Awaitable[None]] | None) -> None:
+    """Let generators release what they keep on this loop, then cancel whatever is left,
+    so that closing the loop leaves no task or socket behind."""
     current = asyncio.current_task()
-    for _ in range(3):  # let logging tasks litellm has just scheduled reach its worker
+    for _ in range(3):  # let work just scheduled by finished calls (logging) start
         await asyncio.sleep(0)
-    if "litellm" in sys.modules:
-        from pytest_rigging.generator.litellm_ import release_loop
-
-        await release_loop()
+    if release is not None:
+        await release()
     leftovers = [task for task in asyncio.all_tasks() if task is not current]
     for task in leftovers:
         task.cancel()
@@ -94,27 +94,28 @@ async def _shutdown() -> None:
         await asyncio.wait(leftovers, timeout=5)
 
 
-ChatsCallback = t.Callable[[str, Cell, t.Sequence[Chat], bool], None]
-"""(nodeid, cell, chats, parse_required) for every item's samples."""
+ChatsCallback = t.Callable[[str, Cell, t.Sequence[Chat], bool, int], None]
+"""(nodeid, cell, chats, parse_required, sample index) for every sample of every item."""
 
 
 class Engine:
     """Computes result groups and hands each item its samples (one per process).
 
-    `on_chats(nodeid, cell, chats, parse_required)` hears of every item's samples."""
+    `on_chats` hears of every sample as it finishes; `progress` shows the group's."""
 
-    def __init__(self, concurrency: int, on_chats: ChatsCallback) -> None:
+    def __init__(self, concurrency: int, on_chats: ChatsCallback, progress: Progress) -> None:
         self.concurrency = concurrency
         self.on_chats = on_chats
+        self.progress = progress
         self.loop = LoopThread()
         self.groups: dict[str, list[pytest.Item]] = {}
         self._results: dict[str, list[Chat] | BaseException] = {}
         self._generators: dict[tuple[str, str], Generator] = {}
         self._semaphore: asyncio.Semaphore | None = None
 
-    def run(self, awaitable: t.Awaitable[T]) -> T:
+    def run(self, awaitable: t.Awaitable[T], *, progress: bool = False) -> T:
         """Await `awaitable` on the engine's loop, under the process-wide limit, seen by
-        the caller's observer (if any)."""
+        the caller's observer (if any); with `progress`, show it while waiting."""
         observer = current_observer()
 
         async def limited() -> T:
@@ -123,7 +124,20 @@ class Engine:
             with shared_limit(self._semaphore), observe(observer):
                 return await awaitable
 
-        return self.loop.run(limited())
+        if not progress:
+            return self.loop.run(limited())
+        future = asyncio.run_coroutine_threadsafe(limited(), self.loop.loop)
+        try:
+            while True:
+                try:
+                    return future.result(timeout=TTY_INTERVAL)
+                except concurrent.futures.TimeoutError:
+                    self.progress.show()
+        except BaseException:
+            future.cancel()  # Ctrl-C: stop the group's calls, not just stop waiting
+            raise
+        finally:
+            self.progress.finish()
 
     def plan(self, items: t.Sequence[pytest.Item]) -> None:
         """Remember which selected items ask for results, grouped by test function."""
@@ -183,17 +197,25 @@ class Engine:
             except Exception as error:
                 self._results[item.nodeid] = error
 
-        async def samples(nodeid: str, pipeline: ChatPipeline, runs: int, cell: Cell) -> list[Chat]:
+        async def sample(nodeid: str, pipeline: ChatPipeline, index: int, cell: Cell) -> Chat:
             def heard(chats: t.Sequence[Chat], parses: bool) -> None:
-                self.on_chats(nodeid, cell, chats, parses)
+                self.on_chats(nodeid, cell, chats, parses, index)
+                self.progress.sample_done(any(c.error_kind == "infrastructure" for c in chats))
 
             with observe(heard):
-                return await pipeline.run_many(runs, on_failed="include")
+                return await pipeline.run(on_failed="include")
+
+        async def samples(nodeid: str, pipeline: ChatPipeline, runs: int, cell: Cell) -> list[Chat]:
+            return list(
+                await asyncio.gather(*(sample(nodeid, pipeline, i, cell) for i in range(runs)))
+            )
 
         async def run_all() -> list[list[Chat] | BaseException]:
             return await asyncio.gather(*(samples(*job) for job in jobs), return_exceptions=True)
 
-        outcomes = self.run(run_all())
+        name = group_key(request.node.nodeid).rsplit("::", 1)[-1]
+        self.progress.start(name, sum(runs for _, _, runs, _ in jobs))
+        outcomes = self.run(run_all(), progress=True)
         for (nodeid, *_), outcome in zip(jobs, outcomes, strict=True):
             self._results[nodeid] = outcome
 
@@ -268,7 +290,13 @@ class Engine:
         self._results.pop(nodeid, None)
 
     def stop(self) -> None:
-        self.loop.stop()
+        self.loop.stop(self._release)
+
+    async def _release(self) -> None:
+        """Each generator this engine made releases what it holds on the engine's loop."""
+        await asyncio.gather(
+            *(g.aclose() for g in self._generators.values()), return_exceptions=True
+        )
 
 
 def _varies(item: pytest.Item, name: str, seen: set[str]) -> bool:

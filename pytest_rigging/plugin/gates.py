@@ -12,12 +12,41 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
-FIGURES = {
-    "min_parse_rate": ("parse_rate", "parse rate", "min"),
-    "min_pass_rate": ("pass_rate", "sample pass rate", "min"),
-    "max_error_rate": ("error_rate", "error rate", "max"),
+
+class Figure(t.NamedTuple):
+    """What a gate option judges: the row's figure, its name in messages, and which side
+    of the threshold passes."""
+
+    column: str
+    name: str
+    direction: t.Literal["min", "max"]
+    help: str
+
+
+FIGURES: dict[str, Figure] = {
+    "min_parse_rate": Figure(
+        "parse_rate", "parse rate", "min", "fail the run when a model's parse rate is below RATE"
+    ),
+    "min_pass_rate": Figure(
+        "pass_rate",
+        "sample pass rate",
+        "min",
+        "fail the run when a model's sample pass rate is below RATE",
+    ),
+    "max_error_rate": Figure(
+        "error_rate",
+        "error rate",
+        "max",
+        "fail the run when a model's infrastructure error rate is above RATE",
+    ),
 }
+"""Every gate option, by its name without prefix: `--rig-<name>`, ini `rig_<name>`, and
+`merge --<name>` all come from here."""
 MODES = ("point", "interval", "strict")
+MODES_HELP = (
+    "judge gates on the measured rate (point, default), leniently on its 95% interval "
+    "(interval: fail only when clearly below), or strictly (strict)"
+)
 
 
 class GateError(ValueError):
@@ -41,7 +70,7 @@ class GateResult:
     mode: str
 
     def describe(self) -> str:
-        _, name, direction = FIGURES[self.gate.option]
+        _, name, direction, _ = FIGURES[self.gate.option]
         interval = f" [{self.interval[0]:.1%}-{self.interval[1]:.1%}]" if self.interval else ""
         relation = ">=" if direction == "min" else "<="
         return (
@@ -50,7 +79,7 @@ class GateResult:
         )
 
 
-def parse_gates(option: str, values: t.Iterable[str]) -> list[Gate]:
+def parse_gates(option: str, values: t.Iterable[str], where: str | None = None) -> list[Gate]:
     """`0.9`, `90%` or `model=0.95` values of one gate option."""
     gates = []
     for raw in values:
@@ -58,29 +87,29 @@ def parse_gates(option: str, values: t.Iterable[str]) -> list[Gate]:
         if not text:
             continue
         model, _, number = text.rpartition("=")
-        gates.append(Gate(option, _fraction(number, option, text), model.strip() or None))
+        where = where or f"--{option.replace('_', '-')}"
+        gates.append(Gate(option, _fraction(number, where, text), model.strip() or None))
     return gates
 
 
-def _fraction(text: str, option: str, raw: str) -> float:
+def _fraction(text: str, where: str, raw: str) -> float:
     try:
         value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
     except ValueError:
         value = -1.0
     if not 0 <= value <= 1:
-        name = f"--rig-{option.replace('_', '-')}"
-        raise GateError(f"{name}: expected a rate from 0 to 1 (or 0-100%), got {raw!r}")
+        raise GateError(f"{where}: expected a rate from 0 to 1 (or 0-100%), got {raw!r}")
     return value
 
 
-def check_mode(mode: str) -> str:
+def check_mode(mode: str, where: str) -> str:
     if mode not in MODES:
-        raise GateError(f"--rig-gate-mode: expected one of {', '.join(MODES)}, got {mode!r}")
+        raise GateError(f"{where}: expected one of {', '.join(MODES)}, got {mode!r}")
     return mode
 
 
 def evaluate(
-    gates: t.Sequence[Gate], rows: t.Sequence[dict[str, t.Any]], mode: str
+    gates: t.Sequence[Gate], rows: t.Sequence[t.Mapping[str, t.Any]], mode: str
 ) -> list[GateResult]:
     """Each model row against its gates (a per-model gate beats a global one)."""
     verdicts = []
@@ -96,8 +125,8 @@ def evaluate(
     return verdicts
 
 
-def _judge(gate: Gate, row: dict[str, t.Any], mode: str) -> GateResult | None:
-    figure, _, direction = FIGURES[gate.option]
+def _judge(gate: Gate, row: t.Mapping[str, t.Any], mode: str) -> GateResult | None:
+    figure, _, direction, _ = FIGURES[gate.option]
     value = row[figure]
     if value is None:  # nothing to judge: no parse requirement, no judged sample
         return None
@@ -118,6 +147,10 @@ def read_gates(
     """Gates from the command line (`get`) over the ini file (`ini`), per option."""
     gates: list[Gate] = []
     for option in FIGURES:
-        values = get(f"rig_{option}") or ini(f"rig_{option}") or []
-        gates.extend(parse_gates(option, values))
-    return gates, check_mode(get("rig_gate_mode") or ini("rig_gate_mode") or "point")
+        given = get(f"rig_{option}")
+        where = f"--rig-{option.replace('_', '-')}" if given else f"ini rig_{option}"
+        gates.extend(parse_gates(option, given or ini(f"rig_{option}") or [], where))
+    mode = get("rig_gate_mode")
+    if mode:
+        return gates, check_mode(mode, "--rig-gate-mode")
+    return gates, check_mode(ini("rig_gate_mode").strip() or "point", "ini rig_gate_mode")

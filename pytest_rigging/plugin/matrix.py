@@ -93,26 +93,72 @@ def split_identifiers(text: str) -> list[str]:
     for raw in text.split(","):
         part = raw.strip()
         if not part:
-            continue
+            raise InvalidGeneratorError(
+                f"empty model identifier in {mask_identifier(text)!r} "
+                "(two commas in a row, or a comma at either end)"
+            )
         if "=" in part:
             if not identifiers:
-                raise InvalidGeneratorError(f"{text!r} starts with a param ({part!r}), not a model")
+                raise InvalidGeneratorError(
+                    f"{mask_identifier(text)!r} starts with a param "
+                    f"({mask_identifier(part)!r}), not a model"
+                )
             identifiers[-1] += f",{part}"
         else:
             identifiers.append(part)
     return identifiers
 
 
-def validate_models(identifiers: t.Sequence[str], where: str) -> list[str]:
-    """Build each identifier once, so a bad one fails now with a message naming it."""
+def validate_models(
+    identifiers: t.Sequence[str], where: str, checked: bool = True
+) -> tuple[list[str], list[str]]:
+    """Build each identifier once, so that a bad one fails now with a message naming it, and
+    drop those that are the same model once parsed. Returns the models and warnings.
+
+    `checked` also asks each generator whether it can work at all (`Generator.check`: the
+    litellm provider looks up its route and model in litellm's bundled data).
+    """
     if not identifiers:
         raise InvalidGeneratorError(f"{where}: no model given")
+    kept: dict[tuple[str, str | None], str] = {}
+    notes: list[str] = []
     for identifier in identifiers:
         try:
-            get_generator(identifier)
+            generator = get_generator(identifier)
+            note = generator.check() if checked else None
         except InvalidGeneratorError as error:
             raise InvalidGeneratorError(f"{where}: {error}") from None
-    return list(identifiers)
+        if note:
+            notes.append(f"{where}: {note}")
+        key = (generator.to_identifier(), generator.secret())
+        if key in kept:
+            notes.append(
+                f"{where}: {mask_identifier(identifier)!r} is the same model as "
+                f"{mask_identifier(kept[key])!r}; running it once"
+            )
+        else:
+            kept[key] = identifier
+    return list(kept.values()), notes
+
+
+def unique_params(
+    sets: t.Sequence[GenerateParams], texts: t.Sequence[object], where: str
+) -> tuple[list[GenerateParams], list[str]]:
+    """`sets` without repeats (`temperature=0.2` and `temperature=0.20` are one set)."""
+    kept: list[GenerateParams] = []
+    kept_texts: list[object] = []
+    notes = []
+    for params, text in zip(sets, texts, strict=True):
+        if params in kept:
+            first = kept_texts[kept.index(params)]
+            notes.append(
+                f"{where}: params {mask_identifier(str(text))!r} are the same as "
+                f"{mask_identifier(str(first))!r}; running them once"
+            )
+        else:
+            kept.append(params)
+            kept_texts.append(text)
+    return kept, notes
 
 
 def to_params(value: ParamsLike, where: str) -> GenerateParams:
@@ -148,9 +194,14 @@ def resolve_relative_scripts(identifiers: list[str], base: Path) -> list[str]:
     return resolved
 
 
-def _label(generator: Generator) -> str:
+def label_of(generator: Generator) -> str:
+    """A model's short label, as ids show it (`gpt-4o-mini`, `sloppy` for a rules file)."""
     name = Path(generator.model).stem if generator.provider == "scripted" else generator.model
-    return "-".join([name.rsplit("/", 1)[-1], *_params_labels(generator.params)])
+    return name.rsplit("/", 1)[-1]
+
+
+def _label(generator: Generator) -> str:
+    return "-".join([label_of(generator), *_params_labels(generator.params)])
 
 
 def _long_label(generator: Generator) -> str:
@@ -164,7 +215,10 @@ def _params_labels(params: GenerateParams) -> list[str]:
     for key, value in params.set_values().items():
         if key == "api_base":
             continue
-        text = ";".join(map(str, value)) if isinstance(value, list) else str(value)
+        if isinstance(value, list):
+            text = ";".join(map(str, value))
+        else:
+            text = format(value, "g") if isinstance(value, float) else str(value)
         labels.append(f"{_ABBREVIATIONS.get(key, key)}{text}")
     labels.extend(f"{k}{v}" for k, v in params.extra.items() if not is_secret_name(k))
     return labels
@@ -231,7 +285,8 @@ def read_verdict(marker: pytest.Mark | None, default_runs: int, where: str) -> V
 
 @dataclass(frozen=True)
 class Settings:
-    """The run's matrix settings (before any marker), and where each came from."""
+    """The run's matrix settings (before any marker), where each came from, and what was
+    noticed while reading them (repeats merged, models litellm doesn't know)."""
 
     models: tuple[str, ...]
     models_from: str
@@ -239,6 +294,7 @@ class Settings:
     params_from: str
     runs: int
     concurrency: int
+    notes: tuple[str, ...] = ()
 
     def header(self) -> str:
         params = " | ".join(params_text(p) for p in self.params)
@@ -249,54 +305,66 @@ class Settings:
         )
 
 
-def read_settings(config: pytest.Config) -> Settings:
-    """Command line over ini over defaults; any bad value is a usage error naming it."""
+DEFAULT_SETTINGS = Settings(
+    DEFAULT_MODELS, "default", (GenerateParams(),), "default", DEFAULT_RUNS, DEFAULT_CONCURRENCY
+)
+
+
+def read_settings(config: pytest.Config, checked: bool) -> Settings:
+    """Command line over ini over defaults; any bad value is a usage error naming it.
+    `checked` asks each model's provider whether it can work (see `validate_models`)."""
     base = config.inipath.parent if config.inipath else config.rootpath
+    notes: list[str] = []
     try:
         cli_models = config.getoption("rig_models")
         ini_models = config.getini("rig_models")
         if cli_models:
-            models = validate_models(split_identifiers(",".join(cli_models)), "--rig-models")
-            models_from = "command line"
+            ids = split_identifiers(",".join(cli_models))
+            where, models_from = "--rig-models", "command line"
         elif ini_models:
             ids = resolve_relative_scripts(split_identifiers(",".join(ini_models)), base)
-            models, models_from = validate_models(ids, "ini rig_models"), "ini"
+            where, models_from = "ini rig_models", "ini"
         else:
-            models, models_from = list(DEFAULT_MODELS), "default"
+            ids, where, models_from = list(DEFAULT_MODELS), "default", "default"
+        models, noticed = validate_models(ids, where, checked)
+        notes.extend(noticed)
         cli_params = config.getoption("rig_params")
         ini_params = config.getini("rig_params")
         if cli_params:
-            params = [to_params(p, "--rig-params") for p in cli_params]
-            params_from = "command line"
+            texts, where, params_from = cli_params, "--rig-params", "command line"
         elif ini_params:
-            params = [to_params(p, "ini rig_params") for p in ini_params]
-            params_from = "ini"
+            texts, where, params_from = ini_params, "ini rig_params", "ini"
         else:
-            params, params_from = [GenerateParams()], "default"
-        runs = _positive(
-            config.getoption("rig_runs"), config.getini("rig_runs"), DEFAULT_RUNS, "runs"
-        )
+            texts, where, params_from = [""], "default", "default"
+        params, noticed = unique_params([to_params(p, where) for p in texts], texts, where)
+        notes.extend(noticed)
+        runs = _positive(config.getoption("rig_runs"), config.getini("rig_runs"), "runs")
         concurrency = _positive(
-            config.getoption("rig_concurrency"),
-            config.getini("rig_concurrency"),
-            DEFAULT_CONCURRENCY,
-            "concurrency",
+            config.getoption("rig_concurrency"), config.getini("rig_concurrency"), "concurrency"
         )
     except InvalidGeneratorError as error:
         raise pytest.UsageError(str(error)) from None
-    return Settings(tuple(models), models_from, tuple(params), params_from, runs, concurrency)
+    return Settings(
+        tuple(models),
+        models_from,
+        tuple(params),
+        params_from,
+        runs if runs is not None else DEFAULT_RUNS,
+        concurrency if concurrency is not None else DEFAULT_CONCURRENCY,
+        tuple(notes),
+    )
 
 
-def _positive(cli: int | None, ini: str, default: int, name: str) -> int:
+def _positive(cli: str | None, ini: str, name: str) -> int | None:
+    """A whole number >= 1 from the command line or the ini file; None when neither sets it."""
     if cli is not None:
-        value: object = cli
-        where = f"--rig-{name}"
-    elif ini:
+        value, where = cli, f"--rig-{name}"
+    elif ini.strip():
         value, where = ini, f"ini rig_{name}"
     else:
-        return default
+        return None
     try:
-        number = int(str(value))
+        number = int(value.strip())
     except ValueError:
         number = 0
     if number < 1:
@@ -304,20 +372,28 @@ def _positive(cli: int | None, ini: str, default: int, name: str) -> int:
     return number
 
 
-def models_for(marker: pytest.Mark | None, settings: Settings, where: str) -> list[str]:
+def models_for(
+    marker: pytest.Mark | None, settings: Settings, where: str, checked: bool
+) -> tuple[list[str], list[str]]:
+    """The models a test runs on, and notes (repeats merged, unknown models)."""
     if marker is None:
-        return list(settings.models)
-    texts = [a for a in marker.args]
-    if not all(isinstance(a, str) for a in texts) or marker.kwargs:
+        return list(settings.models), []
+    texts = list(marker.args)
+    if not texts or not all(isinstance(a, str) for a in texts) or marker.kwargs:
         raise InvalidGeneratorError(
-            f"{where}: @pytest.mark.rig_models() takes identifier strings only"
+            f"{where}: @pytest.mark.rig_models() takes one or more identifier strings"
         )
-    return validate_models(split_identifiers(",".join(texts)), f"{where}: @pytest.mark.rig_models")
+    return validate_models(
+        split_identifiers(",".join(texts)), f"{where}: @pytest.mark.rig_models", checked
+    )
 
 
-def params_for(marker: pytest.Mark | None, settings: Settings, where: str) -> list[GenerateParams]:
+def params_for(
+    marker: pytest.Mark | None, settings: Settings, where: str
+) -> tuple[list[GenerateParams], list[str]]:
+    """The params sets a test runs with, and notes (repeats merged)."""
     if marker is None:
-        return list(settings.params)
+        return list(settings.params), []
     if marker.kwargs:
         raise InvalidGeneratorError(
             f"{where}: @pytest.mark.rig_params() takes params sets as positional arguments "
@@ -327,4 +403,5 @@ def params_for(marker: pytest.Mark | None, settings: Settings, where: str) -> li
         raise InvalidGeneratorError(
             f"{where}: @pytest.mark.rig_params() needs at least one params set"
         )
-    return [to_params(p, f"{where}: @pytest.mark.rig_params") for p in marker.args]
+    label = f"{where}: @pytest.mark.rig_params"
+    return unique_params([to_params(p, label) for p in marker.args], marker.args, label)

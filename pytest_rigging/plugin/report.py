@@ -7,32 +7,43 @@ import json
 import typing as t
 from pathlib import Path
 
+import pytest
 from tabulate import tabulate
 
 from pytest_rigging.error import GenerationError
 from pytest_rigging.plugin.gates import Gate, GateResult, evaluate
-from pytest_rigging.plugin.stats import ItemRecord, tabulate_items
+from pytest_rigging.plugin.matrix import Cell
+from pytest_rigging.plugin.records import (
+    ChatRecord,
+    GateRecord,
+    ItemRecord,
+    ReportDocument,
+    Row,
+    RunSettings,
+)
+from pytest_rigging.plugin.stats import tabulate_items
 
 REPORT_VERSION = 1
 
 
-def _rate(row: dict[str, t.Any], name: str, interval: bool = True) -> str:
-    value = row[name]
+def _rate(row: Row, name: str, interval: bool = True) -> str:
+    value = t.cast("float | None", row[name])  # type: ignore[literal-required]
     if value is None:
         return "-"
     text = f"{value:.1%}"
-    if interval and row[f"{name}_interval"]:
-        low, high = row[f"{name}_interval"]
+    bounds = t.cast("list[float] | None", row[f"{name}_interval"])  # type: ignore[literal-required]
+    if interval and bounds:
+        low, high = bounds
         text += f" [{low * 100:.1f}-{high * 100:.1f}]"
     return text
 
 
-def _latency(row: dict[str, t.Any]) -> str:
+def _latency(row: Row) -> str:
     return "-" if row["median_latency"] is None else f"{row['median_latency']:.2f}s"
 
 
 def table(
-    rows: t.Sequence[dict[str, t.Any]],
+    rows: t.Sequence[Row],
     *,
     verbosity: int = 0,
     failing: t.Collection[str] = (),
@@ -97,11 +108,11 @@ def table(
 
 
 def document(
-    settings: dict[str, t.Any],
+    settings: RunSettings,
     items: t.Sequence[ItemRecord],
     gates: t.Sequence[Gate],
     mode: str,
-) -> dict[str, t.Any]:
+) -> ReportDocument:
     """The JSON report: settings, per-model and per-cell tables, gates, and every item."""
     models = tabulate_items(items, by_params=False)
     return {
@@ -120,7 +131,7 @@ def document(
     }
 
 
-def _gate_json(result: GateResult) -> dict[str, t.Any]:
+def _gate_json(result: GateResult) -> GateRecord:
     return {
         "model": result.model,
         "option": result.gate.option,
@@ -134,7 +145,11 @@ def _gate_json(result: GateResult) -> dict[str, t.Any]:
 
 
 def item_record(
-    item: t.Any, cell: t.Any, report: t.Any, call_error: t.Any, chats: list[dict[str, t.Any]]
+    item: pytest.Item,
+    cell: Cell,
+    report: pytest.TestReport,
+    call_error: pytest.ExceptionInfo[BaseException] | None,
+    chats: list[ChatRecord],
 ) -> ItemRecord:
     """An item's outcome and its chats as plain data, for its report."""
     from pytest_rigging.plugin.samples import OUTCOME_KEY
@@ -160,14 +175,14 @@ def item_record(
     }
 
 
-def write(path: Path, doc: dict[str, t.Any]) -> None:
+def write(path: Path, doc: ReportDocument) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
     temporary.replace(path)
 
 
-def load(path: Path) -> dict[str, t.Any]:
+def load(path: Path) -> ReportDocument:
     """A report written by `--rig-report`; a clear ValueError for anything else."""
     try:
         doc = json.loads(path.read_text())
@@ -177,12 +192,12 @@ def load(path: Path) -> dict[str, t.Any]:
         raise ValueError(f"{path} is not JSON: {error}") from None
     if not isinstance(doc, dict) or doc.get("version") != REPORT_VERSION or "items" not in doc:
         raise ValueError(f"{path} is not a pytest-rigging report (version {REPORT_VERSION})")
-    return doc
+    return t.cast(ReportDocument, doc)
 
 
 def merge(
-    docs: t.Sequence[dict[str, t.Any]], gates: t.Sequence[Gate] | None, mode: str | None
-) -> dict[str, t.Any]:
+    docs: t.Sequence[ReportDocument], gates: t.Sequence[Gate] | None, mode: str | None
+) -> ReportDocument:
     """One report from several shards: items combined, figures recomputed from them.
 
     Gates and mode default to those recorded in the first report."""
@@ -196,12 +211,14 @@ def merge(
     first = docs[0]["settings"]
     if gates is None:
         gates = [Gate(g["option"], g["threshold"], g["model"]) for g in first.get("gates", [])]
-    settings = {k: v for k, v in first.items() if k not in ("gates", "gate_mode")}
+    settings = t.cast(
+        RunSettings, {k: v for k, v in first.items() if k not in ("gates", "gate_mode")}
+    )
     settings.update(models=models, merged_from=len(docs))
     return document(settings, list(items.values()), gates, mode or first.get("gate_mode", "point"))
 
 
-def failing_models(doc: dict[str, t.Any]) -> list[str]:
+def failing_models(doc: ReportDocument) -> list[str]:
     return sorted({g["model"] for g in doc["gates"] if not g["passed"]})
 
 
@@ -209,7 +226,7 @@ class Reporter:
     """The controller's side (or the only process's): collects item records from test
     reports, judges the gates, and writes the table, the JSON and the step summary."""
 
-    def __init__(self, settings: dict[str, t.Any], gates: t.Sequence[Gate], mode: str) -> None:
+    def __init__(self, settings: RunSettings, gates: t.Sequence[Gate], mode: str) -> None:
         self.settings = settings
         self.gates = list(gates)
         self.mode = mode
@@ -232,7 +249,7 @@ class Reporter:
     def failing(self) -> set[str]:
         return {r.model for r in self.results if not r.passed}
 
-    def rows(self, by_params: bool) -> list[dict[str, t.Any]]:
+    def rows(self, by_params: bool) -> list[Row]:
         return tabulate_items(self.items, by_params=by_params)
 
     def terminal(self, terminal: t.Any, verbosity: int) -> None:
@@ -251,7 +268,7 @@ class Reporter:
                 f"rigging: no model {model!r} ran, so its gate judged nothing", yellow=True
             )
 
-    def document(self) -> dict[str, t.Any]:
+    def document(self) -> ReportDocument:
         return document(self.settings, self.items, self.gates, self.mode)
 
     def step_summary(self, path: Path) -> None:

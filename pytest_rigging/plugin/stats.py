@@ -12,20 +12,23 @@ import math
 import statistics
 import typing as t
 
+from pytest_rigging._result import Result
 from pytest_rigging._secrets import mask_identifier, redact
-from pytest_rigging.generator.base import GenerateParams
-from pytest_rigging.plugin.matrix import params_text
+from pytest_rigging.generator.base import GenerateParams, Generator
+from pytest_rigging.plugin.matrix import Cell, label_of, params_text
+from pytest_rigging.plugin.records import (
+    BUCKETS,
+    Bucket,
+    ChatRecord,
+    ItemRecord,
+    MessageRecord,
+    Row,
+)
 
-if t.TYPE_CHECKING:
-    from pytest_rigging.chat import Chat
-
-BUCKETS = ("first_try", "recovered", "exhausted", "error")
-
-ChatRecord = dict[str, t.Any]
-ItemRecord = dict[str, t.Any]
+__all__ = ["BUCKETS", "ChatRecord", "ItemRecord", "Recorder", "Row", "tabulate_items", "wilson"]
 
 
-def bucket(chat: t.Any, parses: bool) -> str | None:
+def bucket(chat: Result, parses: bool) -> Bucket | None:
     """The chat's parse bucket; None when nothing asked it to parse and nothing failed."""
     if chat.failed and chat.error_kind != "parse":
         return "error"
@@ -37,13 +40,16 @@ def bucket(chat: t.Any, parses: bool) -> str | None:
 
 
 def chat_record(
-    chat: Chat | t.Any, parses: bool, model: str, params: str, sample: int | None
+    chat: t.Any, parses: bool, owner: tuple[str, str, str], sample: int | None
 ) -> ChatRecord:
-    """One chat as plain data, secrets removed."""
+    """One chat (or completion) as plain data, secrets removed; `owner` is the (model,
+    label, params) of the row it counts for."""
+    model, label, params = owner
     usage = chat.usage
     messages = chat.all if isinstance(chat.all, list) else [chat.all]  # a completion: text
     return {
         "model": mask_identifier(model),
+        "label": label,
         "params": params,
         "sample": sample,
         "outcome": bucket(chat, parses),
@@ -58,7 +64,7 @@ def chat_record(
     }
 
 
-def _message(message: t.Any) -> dict[str, str]:
+def _message(message: t.Any) -> MessageRecord:
     if isinstance(message, str):  # a completion
         return {"role": "text", "content": redact(message)}
     return {"role": message.role, "content": redact(message.content)}
@@ -89,6 +95,7 @@ class Rate(t.NamedTuple):
 
 
 def new_row(model: str, params: str | None, label: str | None) -> dict[str, t.Any]:
+    """A row being counted (it becomes a `Row` once `_finish` adds the rates)."""
     return {
         "model": model,
         "label": label,
@@ -106,7 +113,7 @@ def new_row(model: str, params: str | None, label: str | None) -> dict[str, t.An
     }
 
 
-def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[dict[str, t.Any]]:
+def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[Row]:
     """Rows per model (or per model and params) from item records, in first-seen order."""
     rows: dict[tuple[str, str | None], dict[str, t.Any]] = {}
 
@@ -118,7 +125,7 @@ def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[dict[
         return rows[key]
 
     for item in items:
-        own = row(item["model"], item["params"], item.get("label"))
+        own = row(item["model"], item["params"], item["label"])
         outcome = item["outcome"]
         if outcome in ("passed", "failed"):
             own[f"items_{outcome}"] += 1
@@ -129,7 +136,7 @@ def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[dict[
             own["samples_passed"] += passed
             own["samples_total"] += total
         for chat in item["chats"]:
-            target = row(chat["model"], chat["params"])
+            target = row(chat["model"], chat["params"], chat.get("label"))
             target["chats"] += 1
             if chat["outcome"]:
                 target[chat["outcome"]] += 1
@@ -139,7 +146,7 @@ def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[dict[
     return [_finish(r) for r in rows.values()]
 
 
-def _finish(row: dict[str, t.Any]) -> dict[str, t.Any]:
+def _finish(row: dict[str, t.Any]) -> Row:
     """Add rates and intervals; errors count in neither parse nor pass rates."""
     parsed = row["first_try"] + row["recovered"]
     rates = {
@@ -153,7 +160,7 @@ def _finish(row: dict[str, t.Any]) -> dict[str, t.Any]:
         row[f"{name}_counts"] = [rate.successes, rate.total]
     latencies = row.pop("latencies")
     row["median_latency"] = statistics.median(latencies) if latencies else None
-    return row
+    return t.cast(Row, row)
 
 
 class Recorder:
@@ -165,29 +172,26 @@ class Recorder:
     def add(
         self,
         nodeid: str,
-        chats: t.Sequence[t.Any],
+        chats: t.Sequence[Result],
         parses: bool,
-        cell: tuple[str, str, t.Any],
-        numbered: bool,
+        cell: Cell,
+        generator: Generator,
+        sample: int | None,
     ) -> None:
-        """Record `chats` for `nodeid`. Chats from the cell's own generator (`cell` is
-        model, params, generator) count for the cell; others, a judge model for example,
-        count for their own generator."""
-        model, params, generator = cell
+        """Record `chats` for `nodeid`. Chats from the cell's own generator count for the
+        cell; others (a judge model, say) for their own generator, labelled as cells are."""
         records = self._records.setdefault(nodeid, [])
-        for index, chat in enumerate(chats):
+        for chat in chats:
             if chat.generator is generator or chat.generator is None:
-                owner = (model, params)
+                owner = (cell.model, cell.label, cell.params_text)
             else:
-                owner = (
-                    chat.generator.to_identifier(GenerateParams(), with_config=False),
-                    _params(chat),
-                )
-            records.append(chat_record(chat, parses, *owner, index if numbered else None))
+                identity = chat.generator.to_identifier(GenerateParams(), with_config=False)
+                owner = (identity, label_of(chat.generator), _params(chat))
+            records.append(chat_record(chat, parses, owner, sample))
 
     def take(self, nodeid: str) -> list[ChatRecord]:
         return self._records.pop(nodeid, [])
 
 
-def _params(chat: t.Any) -> str:
+def _params(chat: Result) -> str:
     return params_text(chat.params) if chat.params is not None else "{}"

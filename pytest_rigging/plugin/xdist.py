@@ -1,19 +1,39 @@
-"""Keeping each test function's items on one xdist worker.
+"""Keeping each rig test function's items on one xdist worker, and nothing else changed.
 
 A test's cells and samples are computed together by whichever worker runs its first
-item; if its other items ran elsewhere, their calls would be made twice. xdist's
-`--dist loadgroup` does not help on pytest 9 (xdist #1386), so the plugin provides the
-scheduler itself: LoadScopeScheduling, with a function (node id up to `[`) as the scope.
-Whole functions go to one worker, free-form rig tests included (as `--dist loadscope`
-would keep a class together). It replaces `load`, `worksteal` and `loadgroup` (whose
-`xdist_group` marks it does not read); the other modes keep functions together already.
+item; if its other items ran elsewhere, their calls would be made twice. So the items of
+one rig test function must share a worker. Everything else stays xdist's: the plugin
+picks a scheduler only after the workers have collected, and only when they found rig
+items; otherwise xdist's own scheduler for the mode runs, untouched.
+
+The facts travel explicitly: the controller hands each worker a folder
+(`pytest_configure_node`), each worker writes there which of its items belong together
+before it reports its collection, and the controller reads that when the first
+collection arrives. With rig items present, whole rig functions are the units of work,
+`xdist_group` marks group their items under `--dist loadgroup` (as xdist documents), and
+every other item is a unit of its own.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 import typing as t
+from pathlib import Path
 
 import pytest
+from xdist.scheduler import (
+    LoadGroupScheduling,
+    LoadScheduling,
+    LoadScopeScheduling,
+    WorkStealingScheduling,
+)
+
+GROUPED_MODES = ("load", "worksteal", "loadgroup")
+_FOLDER = "rig_groups_dir"
+_DIST = "rig_dist"
 
 
 def group_key(nodeid: str) -> str:
@@ -21,33 +41,165 @@ def group_key(nodeid: str) -> str:
     return nodeid.split("[", 1)[0]
 
 
+def write_groups(config: pytest.Config, items: t.Sequence[pytest.Item], rig: set[str]) -> None:
+    """On a worker: which items must share a worker (`rig` holds the rig items' ids)."""
+    folder = config.workerinput.get(_FOLDER)  # type: ignore[attr-defined]
+    if folder is None:
+        return
+    scopes: dict[str, str] = {}
+    if rig:
+        for item in items:
+            if item.nodeid in rig:
+                scopes[item.nodeid] = f"rig:{group_key(item.nodeid)}"
+            elif config.workerinput.get(_DIST) == "loadgroup":  # type: ignore[attr-defined]
+                names = sorted({_group_name(m) for m in item.iter_markers("xdist_group")})
+                if names:
+                    scopes[item.nodeid] = "group:" + "_".join(names)
+    path = Path(folder) / f"{config.workerinput['workerid']}.json"  # type: ignore[attr-defined]
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"rig": bool(rig), "scopes": scopes}))
+    temporary.replace(path)
+
+
+def _group_name(mark: pytest.Mark) -> str:
+    return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+
+
 class XdistHooks:
-    """Registered only when pytest-xdist is active; imports its scheduler only when xdist
-    actually distributes, so plain runs pay nothing for it."""
+    """The controller's side; registered only when pytest-xdist is active."""
 
-    @pytest.hookimpl(tryfirst=True)
+    def __init__(self) -> None:
+        self.folder: str | None = None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: t.Any) -> None:
+        dist = node.config.getoption("dist")
+        if dist in GROUPED_MODES:
+            if self.folder is None:
+                self.folder = tempfile.mkdtemp(prefix="pytest-rigging-")
+            node.workerinput[_FOLDER] = self.folder
+            node.workerinput[_DIST] = dist
+
+    @pytest.hookimpl(optionalhook=True, tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: t.Any) -> t.Any:
-        if config.getoption("dist") not in ("load", "worksteal", "loadgroup"):
+        dist = config.getoption("dist")
+        if dist not in GROUPED_MODES:
             return None
-        from xdist.scheduler import LoadScopeScheduling
+        if self.folder is None:
+            self.folder = tempfile.mkdtemp(prefix="pytest-rigging-")
+        return DeferredScheduling(config, log, dist, Path(self.folder))
 
-        class FunctionScopeScheduling(LoadScopeScheduling):
-            """Distributes whole test functions (all their parametrized items)."""
+    def pytest_unconfigure(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
-            def _split_scope(self, nodeid: str) -> str:
-                return group_key(nodeid)
 
-            def remove_node(self, node: t.Any) -> str | None:
-                """LoadScopeScheduling puts a crashed worker's whole unit back in the
-                queue, the item that crashed it included, which then crashes worker
-                after worker; the crashed item is reported failed, so drop it here."""
-                crashed: str | None = super().remove_node(node)
-                if crashed is not None:
-                    for scope, unit in list(self.workqueue.items()):
-                        if crashed in unit:
-                            unit[crashed] = True
-                            if all(unit.values()):
-                                del self.workqueue[scope]
-                return crashed
+class DeferredScheduling:
+    """xdist's scheduling protocol, answered by the scheduler chosen once the first worker
+    has collected: xdist's own for the mode when there are no rig items, else one that
+    keeps each rig function on one worker. Until then it only remembers the workers."""
 
-        return FunctionScopeScheduling(config, log)
+    def __init__(self, config: pytest.Config, log: t.Any, dist: str, folder: Path) -> None:
+        self.config, self.log, self.dist, self.folder = config, log, dist, folder
+        self.chosen: t.Any = None
+        self._waiting: list[t.Any] = []
+
+    def _choose(self, node: t.Any) -> t.Any:
+        path = self.folder / f"{node.gateway.id}.json"
+        facts = json.loads(path.read_text()) if path.exists() else {"rig": False}
+        if facts["rig"]:
+            return FunctionScheduling(self.config, self.log, facts["scopes"])
+        own = {
+            "load": LoadScheduling,
+            "worksteal": WorkStealingScheduling,
+            "loadgroup": LoadGroupScheduling,
+        }[self.dist]
+        return own(self.config, self.log)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        """The chosen scheduler's class, once chosen: xdist names it at `-v` ("scheduling
+        tests via LoadScheduling"), and a run without rig items should read as without
+        the plugin."""
+        return type(self.chosen) if self.chosen is not None else DeferredScheduling
+
+    @property
+    def nodes(self) -> list[t.Any]:
+        return self.chosen.nodes if self.chosen else list(self._waiting)
+
+    @property
+    def collection_is_completed(self) -> bool:
+        return bool(self.chosen and self.chosen.collection_is_completed)
+
+    @property
+    def tests_finished(self) -> bool:
+        return bool(self.chosen and self.chosen.tests_finished)
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self.chosen and self.chosen.has_pending)
+
+    def add_node(self, node: t.Any) -> None:
+        if self.chosen is None:
+            self._waiting.append(node)
+        else:
+            self.chosen.add_node(node)
+
+    def add_node_collection(self, node: t.Any, collection: t.Sequence[str]) -> None:
+        if self.chosen is None:
+            self.chosen = self._choose(node)
+            for waiting in self._waiting:
+                self.chosen.add_node(waiting)
+        self.chosen.add_node_collection(node, collection)
+
+    def mark_test_complete(self, node: t.Any, item_index: int, duration: float = 0) -> None:
+        self.chosen.mark_test_complete(node, item_index, duration)
+
+    def mark_test_pending(self, item: str) -> None:
+        self.chosen.mark_test_pending(item)
+
+    def remove_pending_tests_from_node(self, node: t.Any, indices: t.Sequence[int]) -> None:
+        self.chosen.remove_pending_tests_from_node(node, indices)
+
+    def remove_node(self, node: t.Any) -> str | None:
+        if self.chosen is None:
+            self._waiting.remove(node)
+            return None
+        return t.cast("str | None", self.chosen.remove_node(node))
+
+    def schedule(self) -> None:
+        self.chosen.schedule()
+
+
+class FunctionScheduling(LoadScopeScheduling):
+    """Units of work: a whole rig test function, an `xdist_group` (under loadgroup), or a
+    single item; as xdist's loadgroup scheduler does with its groups."""
+
+    def __init__(self, config: pytest.Config, log: t.Any, scopes: dict[str, str]) -> None:
+        super().__init__(config, log)
+        self.scopes = scopes
+
+    def _split_scope(self, nodeid: str) -> str:
+        return self.scopes.get(nodeid, nodeid)
+
+    def remove_node(self, node: t.Any) -> str | None:
+        """A crashed worker's unit goes back in the queue, the item that crashed it
+        included, which would then crash worker after worker; that item is reported
+        failed already, so it is dropped from the queue here."""
+        crashed: str | None = super().remove_node(node)
+        if crashed is not None:
+            for scope, unit in list(self.workqueue.items()):
+                if crashed in unit:
+                    unit[crashed] = True
+                    if all(unit.values()):
+                        del self.workqueue[scope]
+        return crashed
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def worker_count() -> int:
+    """How many processes share the run's concurrency limit."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)

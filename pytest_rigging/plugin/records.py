@@ -1,0 +1,115 @@
+"""The records that travel: from xdist workers to the controller on test reports, into the
+JSON report, and back out of it for `merge`. Plain data only (xdist drops anything else),
+so each is a TypedDict, defined here once."""
+
+from __future__ import annotations
+
+import typing as t
+
+Bucket = t.Literal["first_try", "recovered", "exhausted", "error"]
+BUCKETS: tuple[Bucket, ...] = ("first_try", "recovered", "exhausted", "error")
+ItemOutcome = t.Literal["passed", "failed", "skipped", "error"]
+
+
+class MessageRecord(t.TypedDict):
+    role: str
+    content: str
+
+
+class ChatRecord(t.TypedDict):
+    """One chat, secrets removed. `model`/`params`/`label` name the row it counts for: the
+    cell's, or a judge model's own."""
+
+    model: str
+    label: str
+    params: str
+    sample: int | None
+    outcome: Bucket | None
+    recovery_rounds: int
+    error_kind: str | None
+    error: str | None
+    input_tokens: int
+    output_tokens: int
+    latency: float
+    generator_id: str
+    conversation: list[MessageRecord]
+
+
+class ItemRecord(t.TypedDict):
+    """One matrix item's outcome and chats; `samples` is [passed, judged]."""
+
+    nodeid: str
+    model: str
+    label: str
+    params: str
+    cell: str
+    outcome: str
+    samples: list[int] | None
+    duration: float
+    chats: list[ChatRecord]
+
+
+class RunSettings(t.TypedDict, total=False):
+    models: list[str]
+    params: list[str]
+    runs: int
+    concurrency: int
+    gates: list[GateSetting]
+    gate_mode: str
+    merged_from: int
+
+
+class GateSetting(t.TypedDict):
+    option: str
+    model: str | None
+    threshold: float
+
+
+class Row(t.TypedDict):
+    """One row of the table: a model, or a model and params (a cell)."""
+
+    model: str
+    label: str | None
+    params: str | None
+    chats: int
+    first_try: int
+    recovered: int
+    exhausted: int
+    error: int
+    samples_passed: int
+    samples_total: int
+    items_passed: int
+    items_failed: int
+    items_errored: int
+    input_tokens: int
+    output_tokens: int
+    median_latency: float | None
+    parse_rate: float | None
+    parse_rate_interval: list[float] | None
+    parse_rate_counts: list[int]
+    pass_rate: float | None
+    pass_rate_interval: list[float] | None
+    pass_rate_counts: list[int]
+    error_rate: float | None
+    error_rate_interval: list[float] | None
+    error_rate_counts: list[int]
+
+
+class GateRecord(t.TypedDict):
+    model: str
+    option: str
+    threshold: float
+    value: float
+    interval: list[float] | None
+    mode: str
+    passed: bool
+    message: str
+
+
+class ReportDocument(t.TypedDict):
+    version: int
+    settings: RunSettings
+    models: list[Row]
+    cells: list[Row]
+    gates: list[GateRecord]
+    items: list[ItemRecord]
