@@ -1,0 +1,301 @@
+"""The plugin as a guest in someone else's suite: xdist stays the user's, nothing printed
+when unused, no process-wide side effects, bad settings stopped at start-up in one line,
+a live status line, and a layout where the library never imports the plugin."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pytest_rigging
+from pytest_rigging.plugin import progress
+from tests.conftest import ONE_ITEM, ini
+from tests.llm_server import LLMServer
+
+PARAMETRIZED = """
+import pytest
+
+@pytest.mark.parametrize("n", range(12))
+def test_p(n):
+    pass
+"""
+
+
+def workers_of(result: pytest.RunResult, name: str) -> set[str]:
+    """Which xdist workers ran items of test function `name` (from `-v` output)."""
+    return set(re.findall(rf"\[(gw\d)\] .*PASSED .*::{name}\[", result.stdout.str()))
+
+
+@pytest.mark.parametrize("dist", ["load", "worksteal"])
+def test_xdist_schedules_a_suite_without_rig_tests_as_its_own(
+    pytester: pytest.Pytester, dist: str
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(PARAMETRIZED)
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", dist, "-v")
+    result.assert_outcomes(passed=12)
+    assert workers_of(result, "test_p") == {"gw0", "gw1"}
+    own = {"load": "LoadScheduling", "worksteal": "WorkStealingScheduling"}[dist]
+    assert f"scheduling tests via {own}" in result.stdout.str()
+    assert "rigging:" not in result.stdout.str()
+
+
+def test_xdist_keeps_rig_functions_together_and_xdist_groups_working(
+    pytester: pytest.Pytester,
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(
+        PARAMETRIZED
+        + """
+@pytest.fixture
+def rig_pipeline(rig_generator, n):
+    return rig_generator.chat(f"q{n}")
+
+@pytest.mark.parametrize("n", range(6))
+@pytest.mark.rig_models("echo!a", "echo!b")
+def test_rig(rig_chat, n):
+    assert rig_chat.last.content == f"q{n}"
+
+@pytest.mark.parametrize("n", range(6))
+@pytest.mark.xdist_group("together")
+def test_grouped(n):
+    pass
+"""
+    )
+    for dist in ("load", "loadgroup"):
+        result = pytester.runpytest_subprocess("-n", "2", "--dist", dist, "-v")
+        result.assert_outcomes(passed=30)
+        assert len(workers_of(result, "test_rig")) == 1
+        assert "scheduling tests via FunctionScheduling" in result.stdout.str()
+        if dist == "loadgroup":  # xdist_group marks work where xdist documents them
+            assert len(workers_of(result, "test_grouped")) == 1
+
+
+def test_silent_when_unused_with_and_without_xdist(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(PARAMETRIZED)
+    for args in ([], ["-n", "2"]):
+        result = pytester.runpytest_subprocess(*args)
+        result.assert_outcomes(passed=12)
+        assert "rigging:" not in result.stdout.str() + result.stderr.str()
+
+
+SIDE_EFFECTS = """
+import asyncio, gc, os, sys, warnings
+environment, filters = dict(os.environ), list(warnings.filters)
+collections = []
+gc.callbacks.append(lambda phase, info: collections.append(phase))
+
+import pytest_rigging as rg
+from pytest_rigging.model import Answer
+
+assert len(Answer.from_text("<answer>x</answer> " * 200_000)) == 200_000
+assert collections, "the collector ran while parsing"
+
+async def main():
+    generator = rg.get_generator(f"openai/m,api_base={sys.argv[1]},api_key=test-key-000000")
+    chat = await generator.chat("hi").run()
+    await generator.aclose()
+    return chat
+
+assert asyncio.run(main()).last.content == "hello"
+assert gc.isenabled() and gc.get_freeze_count() == 0
+assert dict(os.environ) == environment, set(os.environ) ^ set(environment)
+assert warnings.filters == filters
+print("clean")
+"""
+
+
+def test_library_leaves_no_process_wide_trace(llm_server: LLMServer, tmp_path: Path) -> None:
+    """Import, parse a large text, and generate through litellm over HTTP, in a fresh
+    process with every warning an error: gc, warning filters and environment unchanged."""
+    llm_server.add_rule("hi", "hello")
+    script = tmp_path / "side_effects.py"
+    script.write_text(SIDE_EFFECTS)
+    environment = {
+        k: v for k, v in __import__("os").environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"
+    }
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(script), llm_server.openai_base],
+        capture_output=True,
+        text=True,
+        env={**environment, "PYTHONPATH": str(Path(__file__).parents[1])},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "clean"
+    assert len(llm_server.requests) == 1
+
+
+def test_the_engine_closes_the_generators_it_made(pytester: pytest.Pytester) -> None:
+    """Release goes through the generator's own `aclose`, whatever the provider."""
+    ini(pytester)
+    pytester.makeconftest(
+        """
+        from pathlib import Path
+        from pytest_rigging.generator import register_generator
+        from pytest_rigging.generator.offline import EchoGenerator
+
+        class Closing(EchoGenerator):
+            async def aclose(self):
+                with Path("closed.txt").open("a") as out:
+                    out.write(self.model + "\\n")
+
+        register_generator("closing", Closing)
+        """
+    )
+    pytester.makepyfile(ONE_ITEM)
+    pytester.runpytest("--rig-models", "closing!a,closing!b").assert_outcomes(passed=2)
+    assert sorted((pytester.path / "closed.txt").read_text().split()) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("args", "ini_lines", "message"),
+    [
+        (["--rig-runs", "0"], "", "--rig-runs must be a whole number >= 1, got '0'"),
+        (["--rig-runs", "many"], "", "--rig-runs must be a whole number >= 1, got 'many'"),
+        ([], "rig_concurrency = -2", "ini rig_concurrency must be a whole number >= 1, got '-2'"),
+        (
+            [],
+            "rig_gate_mode = sometimes",
+            "ini rig_gate_mode: expected one of point, interval, strict, got 'sometimes'",
+        ),
+        (
+            ["--rig-models", "echo!a,,"],
+            "",
+            "empty model identifier in 'echo!a,,' (two commas in a row, or a comma at either end)",
+        ),
+        (
+            ["--rig-params", "temperature=0.1,temperature=0.2"],
+            "",
+            "--rig-params: 'temperature' is given twice in 'temperature=0.1,temperature=0.2'",
+        ),
+        (
+            ["--rig-models", "notaprovider/x"],
+            "",
+            "--rig-models: litellm has no provider 'notaprovider' for model 'notaprovider/x'",
+        ),
+    ],
+)
+def test_bad_settings_stop_the_run_at_start_up_in_one_line(
+    pytester: pytest.Pytester, args: list[str], ini_lines: str, message: str
+) -> None:
+    ini(pytester, ini_lines)
+    pytester.makepyfile(ONE_ITEM)
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    lines = [line for line in result.stderr.lines if line]
+    assert len(lines) == 1 and lines[0].startswith("ERROR: "), lines
+    assert message in lines[0]
+    assert "passed" not in result.stdout.str()
+
+
+def test_unknown_model_warns_with_the_closest_known(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile("def test_x(rig_model): pass")
+    result = pytester.runpytest("--rig-models", "gtp-4o-mini", "--collect-only", "-q")
+    assert "does not know" not in result.stdout.str()  # collecting only: nothing looked up
+    result = pytester.runpytest("--rig-models", "gtp-4o-mini")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*RiggingWarning: --rig-models: litellm does not know the model 'gtp-4o-mini'"
+         " (a typo?); closest known: gpt-4o-mini*"]
+    )
+
+
+def test_repeated_models_and_params_run_once_with_a_warning(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
+    result = pytester.runpytest(
+        "--rig-models", "echo!a,echo!a", "--rig-params", "temperature=0.2",
+        "--rig-params", "temperature=0.20", "-v",
+    )
+    result.assert_outcomes(passed=1)
+    text = result.stdout.str()
+    assert "'echo!a' is the same model as 'echo!a'; running it once" in text
+    assert "params 'temperature=0.20' are the same as 'temperature=0.2'; running them once" in text
+    assert "test_a[a-t0.2] PASSED" in text
+
+
+def test_cells_select_by_full_identifier_or_short_label(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
+    models = ["--rig-models", "scripted!rules.toml,echo!b"]
+    (pytester.path / "rules.toml").write_text('default = "x"\n')
+    for selector in ("rig_cell(model='rules')", "rig_cell(model='scripted!rules.toml')"):
+        result = pytester.runpytest(*models, "-m", selector, "-v")
+        result.assert_outcomes(passed=1, deselected=1)
+        assert "test_a[rules] PASSED" in result.stdout.str()
+
+
+def test_progress_lines_in_logs_and_none_at_q(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a terminal here (pytester captures), so progress comes as log lines; the
+    interval is zeroed so that a short group shows them."""
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator):
+            return rig_generator.chat("x")
+
+        @pytest.mark.rig(runs=4)
+        def test_slow(rig_chat):
+            pass
+        """
+    )
+    models = ["--rig-models", "echo!e,latency=0.3", "--junitxml", "j.xml"]
+    result = pytester.runpytest(*models)
+    result.assert_outcomes(passed=1)
+    lines = [line for line in result.stdout.lines if line.startswith("rigging: test_slow: ")]
+    assert lines and lines[-1].startswith("rigging: test_slow: 4/4 samples, 0 errors, ")
+    assert "<testcase" in (pytester.path / "j.xml").read_text()
+    quiet = pytester.runpytest(*models, "-q")
+    assert not [line for line in quiet.stdout.lines if line.startswith("rigging: test_slow")]
+
+
+def test_progress_line_reads_well() -> None:
+    shown = progress.Progress.__new__(progress.Progress)
+    shown.name, shown.total, shown.done, shown.errors, shown.started = "test_x", 40, 10, 1, 0.0
+    assert shown.line(5.0) == "rigging: test_x: 10/40 samples, 1 error, 5s elapsed, ~15s left"
+
+
+def test_the_library_never_imports_the_plugin() -> None:
+    package = Path(pytest_rigging.__file__).parent
+    for path in package.rglob("*.py"):
+        if "plugin" in path.relative_to(package).parts or path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            assert not any(n.startswith("pytest_rigging.plugin") for n in names), path
+
+
+def test_readme_ids_are_what_pytest_prints(pytester: pytest.Pytester) -> None:
+    """The README's first eval test, collected with the command the README gives."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    source = re.search(r"```python\n(# test_capitals\.py\n.*?)```", readme, re.S)
+    command = re.search(r"```bash\n(pytest test_capitals\.py .*?)\n```", readme, re.S)
+    assert source and command
+    ini(pytester)
+    pytester.makepyfile(test_capitals=source.group(1))
+    args = command.group(1).replace("\\\n", " ").split()[2:]
+    result = pytester.runpytest("--collect-only", "-q", *args)
+    ids = [line.split("::")[1] for line in result.stdout.lines if "::" in line]
+    assert len(ids) == 8
+    for claimed in re.findall(r"`(test_capital\[[^\]]+\])`", readme):
+        assert claimed in ids, (claimed, ids)
