@@ -133,7 +133,8 @@ def test_library_leaves_no_process_wide_trace(llm_server: LLMServer, tmp_path: P
 
 
 def test_the_engine_closes_the_generators_it_made(pytester: pytest.Pytester) -> None:
-    """Release goes through the generator's own `aclose`, whatever the provider."""
+    """Release goes through the generator's own `aclose`, whatever the provider (in a
+    subprocess: the provider registry is process-wide)."""
     ini(pytester)
     pytester.makeconftest(
         """
@@ -150,7 +151,8 @@ def test_the_engine_closes_the_generators_it_made(pytester: pytest.Pytester) -> 
         """
     )
     pytester.makepyfile(ONE_ITEM)
-    pytester.runpytest("--rig-models", "closing!a,closing!b").assert_outcomes(passed=2)
+    result = pytester.runpytest_subprocess("--rig-models", "closing!a,closing!b")
+    result.assert_outcomes(passed=2)
     assert sorted((pytester.path / "closed.txt").read_text().split()) == ["a", "b"]
 
 
