@@ -32,7 +32,14 @@ from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
 from pytest_rigging.plugin.xdist import group_key
 
 RESULT_FIXTURES = ("rig_chat", "rig_chats")
-CELL_FIXTURES = ("rig_cell", "rig_generator", "rig_params", "rig_model")
+CELL_FIXTURES: dict[str, t.Callable[[Engine, Cell, str], t.Any]] = {
+    "rig_cell": lambda engine, cell, nodeid: cell,
+    "rig_params": lambda engine, cell, nodeid: cell.params,
+    "rig_model": lambda engine, cell, nodeid: cell.shown_model,
+    "rig_generator": lambda engine, cell, nodeid: engine.generator(cell, nodeid),
+}
+"""Each cell fixture and what it serves, for rebuilding another item's pipeline: the
+fixtures in the plugin's front return the same for the item being set up."""
 
 T = t.TypeVar("T")
 
@@ -269,22 +276,13 @@ class Engine:
         self, item: pytest.Item, name: str, cell: Cell, request: pytest.FixtureRequest
     ) -> t.Any:
         if name in CELL_FIXTURES:
-            return self._cell_value(name, cell, item.nodeid)
+            return CELL_FIXTURES[name](self, cell, item.nodeid)
         if name in item.callspec.params:  # type: ignore[attr-defined]
             return _direct_param(item, name)
         definitions = item._fixtureinfo.name2fixturedefs.get(name)  # type: ignore[attr-defined]
         if definitions and _varies(item, name, set()):
             return self._call_fixture(item, definitions, len(definitions) - 1, cell, request)
         return request.getfixturevalue(name)
-
-    def _cell_value(self, name: str, cell: Cell, nodeid: str) -> t.Any:
-        if name == "rig_cell":
-            return cell
-        if name == "rig_params":
-            return cell.params
-        if name == "rig_model":
-            return cell.shown_model
-        return self.generator(cell, nodeid)
 
     def discard(self, nodeid: str) -> None:
         self._results.pop(nodeid, None)
