@@ -221,7 +221,7 @@ class Engine:
             return await asyncio.gather(*(samples(*job) for job in jobs), return_exceptions=True)
 
         name = group_key(request.node.nodeid).rsplit("::", 1)[-1]
-        self.progress.start(name, sum(runs for _, _, runs, _ in jobs))
+        self.progress.start(request.node.nodeid, name, sum(runs for _, _, runs, _ in jobs))
         outcomes = self.run(run_all(), progress=True)
         for (nodeid, *_), outcome in zip(jobs, outcomes, strict=True):
             self._results[nodeid] = outcome

@@ -27,7 +27,7 @@ class Progress:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.name = ""
+        self.nodeid = self.name = ""
         self.total = 0
         self.done = 0
         self.errors = 0
@@ -35,8 +35,9 @@ class Progress:
         self._shown_at = 0.0
         self._showing = False
 
-    def start(self, name: str, total: int) -> None:
-        self.name, self.total, self.done, self.errors = name, total, 0, 0
+    def start(self, nodeid: str, name: str, total: int) -> None:
+        """A group begins, while item `nodeid` is being set up."""
+        self.nodeid, self.name, self.total, self.done, self.errors = nodeid, name, total, 0, 0
         self.started = self._shown_at = time.monotonic()
 
     def sample_done(self, errored: bool) -> None:
@@ -75,8 +76,11 @@ class Progress:
         self._showing = False
         with self._uncaptured():
             self._write(terminal, terminal.isatty(), time.monotonic())
-            # pytest re-prints the file (or item) it was writing results for.
+            # pytest re-prints the item it was writing a result for (at -v), or the file
+            # whose results (at the default verbosity) go on one line.
             terminal.currentfspath = None
+            if self.config.get_verbosity() <= 0:
+                terminal.write_fspath_result(self.nodeid, "")
 
     def _write(self, terminal: t.Any, tty: bool, now: float) -> None:
         if tty:
