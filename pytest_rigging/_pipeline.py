@@ -87,19 +87,40 @@ class Job(t.Generic[InputT]):
     params: GenerateParams
 
 
-@dataclass
+@dataclass(frozen=True)
+class ThenStep:
+    """`then(callback)`: per result."""
+
+    callback: t.Callable[[t.Any], t.Any]
+
+
+@dataclass(frozen=True)
+class MapStep:
+    """`map(callback)`: once over all results of a run (a barrier between segments)."""
+
+    callback: t.Callable[[list[t.Any]], t.Any]
+
+
+@dataclass(frozen=True)
 class ParseStep:
+    """`until_parsed_as(...)`: per result, regenerating until the models parse."""
+
     models: tuple[type[Model], ...]
     max_rounds: int
     attempt_recovery: bool
+
+
+Step = ThenStep | MapStep | ParseStep
+ResultStep = ThenStep | ParseStep
+"""The steps that run per result, between map barriers."""
 
 
 @dataclass
 class _Segment:
     """A map barrier (None for the first segment) and the per-result steps after it."""
 
-    barrier: t.Callable[..., t.Any] | None
-    steps: list[t.Any] = field(default_factory=list)
+    barrier: MapStep | None
+    steps: list[ResultStep] = field(default_factory=list)
 
 
 @dataclass
@@ -169,7 +190,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         self.generator = generator
         self.params = params
         self.metadata: dict[str, t.Any] = dict(metadata or {})
-        self.steps: list[t.Any] = []
+        self.steps: list[Step] = []
         self.caught: tuple[type[BaseException], ...] = DEFAULT_CAUGHT
         self.on_failed: FailMode = "raise"
 
@@ -211,7 +232,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         It may return a new result (replacing it), None (keeping it), or a pipeline, which
         is run and whose result replaces it.
         """
-        self.steps.append(("then", callback))
+        self.steps.append(ThenStep(callback))
         return self
 
     def map(self, callback: t.Callable[[list[ResultT]], t.Any]) -> Self:
@@ -220,7 +241,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         It must return as many results as it was given; this step waits for every result
         of the run to reach it.
         """
-        self.steps.append(("map", callback))
+        self.steps.append(MapStep(callback))
         return self
 
     def until_parsed_as(
@@ -246,7 +267,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         rounds = max_depth if max_depth is not None else max_rounds
         if rounds < 1:
             raise ValueError(f"max_rounds must be at least 1, got {rounds}")
-        self.steps.append(("parse", ParseStep(models, rounds, attempt_recovery)))
+        self.steps.append(ParseStep(models, rounds, attempt_recovery))
         return self
 
     def catch(self, *errors: type[BaseException], on_failed: FailMode | None = None) -> Self:
@@ -359,7 +380,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
 
     @property
     def _parses(self) -> bool:
-        return any(kind == "parse" for kind, _ in self.steps)
+        return any(isinstance(step, ParseStep) for step in self.steps)
 
     async def _run_jobs(
         self, jobs: list[Job[InputT]], mode: FailMode, raised: list[ResultT]
@@ -388,19 +409,21 @@ class Pipeline(t.Generic[ResultT, InputT]):
         indexes = list(range(len(jobs)))
         results = await _fan_out(first, indexes, lambda i: jobs[i].generator)
         for segment in segments[1:]:
+            assert segment.barrier is not None  # only the first segment has none
+            callback = segment.barrier.callback
             live = [i for i, r in enumerate(results) if not r.failed]
-            mapped = await maybe_await(segment.barrier([results[i] for i in live]))  # type: ignore[misc]
+            mapped = await maybe_await(callback([results[i] for i in live]))
             if not isinstance(mapped, list) or len(mapped) != len(live):
                 got = len(mapped) if isinstance(mapped, list) else type(mapped).__name__
                 raise ProcessingError(
-                    f"map callback {getattr(segment.barrier, '__name__', segment.barrier)!r} "
+                    f"map callback {getattr(callback, '__name__', callback)!r} "
                     f"returned {got} results for {len(live)}: it must return one per result"
                 )
             for i, result in zip(live, mapped, strict=True):
                 results[i] = result
             if segment.steps:
 
-                async def rest(index: int, steps: list[t.Any] = segment.steps) -> ResultT:
+                async def rest(index: int, steps: list[ResultStep] = segment.steps) -> ResultT:
                     tracker: _Tracker[ResultT] = _Tracker(results[index])
                     try:
                         return await self._run_steps(tracker, steps)
@@ -414,27 +437,28 @@ class Pipeline(t.Generic[ResultT, InputT]):
 
     def _segments(self) -> list[_Segment]:
         segments = [_Segment(None)]
-        for kind, step in self.steps:
-            if kind == "map":
+        for step in self.steps:
+            if isinstance(step, MapStep):
                 segments.append(_Segment(step))
             else:
-                segments[-1].steps.append((kind, step))
+                segments[-1].steps.append(step)
         return segments
 
-    async def _run_steps(self, tracker: _Tracker[ResultT], steps: list[t.Any]) -> ResultT:
+    async def _run_steps(self, tracker: _Tracker[ResultT], steps: list[ResultStep]) -> ResultT:
         assert tracker.current is not None
-        for kind, step in steps:
-            if kind == "parse":
+        for step in steps:
+            if isinstance(step, ParseStep):
                 tracker.current = await self._until_parsed(tracker, step)
                 continue
-            returned = await maybe_await(step(tracker.current))
+            returned = await maybe_await(step.callback(tracker.current))
             if isinstance(returned, Pipeline):
                 returned = await returned.run()
             if returned is not None:
                 if not hasattr(returned, "failed"):
+                    name = getattr(step.callback, "__name__", step.callback)
                     raise ProcessingError(
-                        f"then callback {getattr(step, '__name__', step)!r} returned "
-                        f"{type(returned).__name__}: return a result, a pipeline or None"
+                        f"then callback {name!r} returned {type(returned).__name__}: "
+                        "return a result, a pipeline or None"
                     )
                 tracker.current = returned
         return tracker.current
