@@ -301,3 +301,92 @@ def test_readme_ids_are_what_pytest_prints(pytester: pytest.Pytester) -> None:
     assert len(ids) == 8
     for claimed in re.findall(r"`(test_capital\[[^\]]+\])`", readme):
         assert claimed in ids, (claimed, ids)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            """
+            import pytest
+
+            @pytest.fixture
+            def question(country):
+                yield f"Capital of {country}?"
+
+            @pytest.fixture
+            def rig_pipeline(rig_generator, question):
+                return rig_generator.chat(question)
+
+            @pytest.mark.parametrize("country", ["France", "Peru"])
+            def test_q(rig_chat, country):
+                pass
+            """,
+            "rig_pipeline depends on 'question', which differs per case and yields: result "
+            "fixtures rebuild such fixtures per case, so it must return its value",
+        ),
+        (
+            """
+            import pytest
+
+            @pytest.fixture
+            def country(request):
+                return request.param
+
+            @pytest.fixture
+            def rig_pipeline(rig_generator, country):
+                return rig_generator.chat(country)
+
+            @pytest.mark.parametrize("country", ["France"], indirect=True)
+            def test_q(rig_chat):
+                pass
+            """,
+            "rig_pipeline depends on 'country', which is parametrized indirectly",
+        ),
+        (
+            """
+            import pytest
+
+            class TestIt:
+                @pytest.fixture
+                def rig_pipeline(self, rig_generator):
+                    return rig_generator.chat("x")
+
+                def test_q(self, rig_chat):
+                    pass
+            """,
+            "rig_pipeline is defined in a class (TestIt.rig_pipeline)",
+        ),
+    ],
+)
+def test_pipelines_that_cannot_be_rebuilt_are_collection_errors(
+    pytester: pytest.Pytester, source: str, message: str
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(source)
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    assert message in result.stdout.str()
+    assert "ERROR collecting" in result.stdout.str()  # before any item is set up
+
+
+def test_pipelines_may_use_shared_fixtures_that_yield(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def prefix():
+            yield "Capital of"
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, prefix, country):
+            return rig_generator.chat(f"{prefix} {country}?")
+
+        @pytest.mark.parametrize("country", ["France", "Peru"])
+        def test_q(rig_chat, country):
+            assert rig_chat.last.content == f"Capital of {country}?"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)

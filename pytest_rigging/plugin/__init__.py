@@ -238,10 +238,31 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         read_verdict(definition.get_closest_marker("rig"), settings.runs, where)
     except InvalidGeneratorError as error:
         raise pytest.Collector.CollectError(str(error)) from None
+    if "rig_chat" in metafunc.fixturenames or "rig_chats" in metafunc.fixturenames:
+        from pytest_rigging.plugin.execution import check_pipeline
+
+        problem = check_pipeline(definition, _parametrized(definition))
+        if problem:
+            raise pytest.Collector.CollectError(f"{where}: {problem}")
     for note in [*notes, *more]:
         definition.warn(RiggingWarning(note))
     cells = build_cells(models, params)
     metafunc.parametrize("rig_cell", cells, ids=[c.id for c in cells], indirect=True)
+
+
+def _parametrized(definition: pytest.Item) -> dict[str, bool]:
+    """The test's `parametrize` arguments, each with whether it is indirect."""
+    names: dict[str, bool] = {}
+    for mark in definition.iter_markers("parametrize"):
+        argnames = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if isinstance(argnames, str):
+            argnames = [n.strip() for n in argnames.split(",") if n.strip()]
+        indirect = mark.kwargs.get("indirect", False)
+        for name in argnames:
+            names[name] = indirect is True or (
+                isinstance(indirect, list | tuple) and name in indirect
+            )
+    return names
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)

@@ -227,7 +227,7 @@ class Engine:
             self._results[nodeid] = outcome
 
     def _pipeline_for(self, item: pytest.Item, request: pytest.FixtureRequest) -> ChatPipeline:
-        definitions = item._fixtureinfo.name2fixturedefs.get("rig_pipeline")  # type: ignore[attr-defined]
+        definitions = _definitions(item, "rig_pipeline")
         if not definitions:
             raise RuntimeError("no rig_pipeline fixture is visible to this test")
         cell: Cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
@@ -279,7 +279,7 @@ class Engine:
             return CELL_FIXTURES[name](self, cell, item.nodeid)
         if name in item.callspec.params:  # type: ignore[attr-defined]
             return _direct_param(item, name)
-        definitions = item._fixtureinfo.name2fixturedefs.get(name)  # type: ignore[attr-defined]
+        definitions = _definitions(item, name)
         if definitions and _varies(item, name, set()):
             return self._call_fixture(item, definitions, len(definitions) - 1, cell, request)
         return request.getfixturevalue(name)
@@ -303,7 +303,7 @@ def _varies(item: pytest.Item, name: str, seen: set[str]) -> bool:
     if name in CELL_FIXTURES or name in item.callspec.params:  # type: ignore[attr-defined]
         return True
     seen.add(name)
-    definitions = item._fixtureinfo.name2fixturedefs.get(name) or ()  # type: ignore[attr-defined]
+    definitions = _definitions(item, name)
     return any(
         _varies(item, arg, seen)
         for definition in definitions[-1:]
@@ -325,7 +325,7 @@ def _checked(pipeline: t.Any) -> ChatPipeline:
 
 def _direct_param(item: pytest.Item, name: str) -> t.Any:
     """The value of a `parametrize` argument of `item`; indirect ones can't be rebuilt."""
-    definitions = item._fixtureinfo.name2fixturedefs.get(name) or ()  # type: ignore[attr-defined]
+    definitions = _definitions(item, name)
     if (
         definitions
         and getattr(definitions[-1].func, "__name__", "") != "get_direct_param_fixture_func"
@@ -335,6 +335,69 @@ def _direct_param(item: pytest.Item, name: str) -> t.Any:
             "result fixtures can only rebuild pipelines from direct parametrize arguments"
         )
     return item.callspec.params[name]  # type: ignore[attr-defined]
+
+
+def _definitions(node: pytest.Item, name: str) -> t.Sequence[t.Any]:
+    """The fixture definitions `node` sees for `name`, innermost last. pytest has no public
+    way to ask; this is the one place that reaches into its private fixture info."""
+    info = getattr(node, "_fixtureinfo", None)
+    return tuple(info.name2fixturedefs.get(name) or ()) if info is not None else ()
+
+
+def check_pipeline(definition: pytest.Item, parametrized: dict[str, bool]) -> str | None:
+    """Why the result fixtures could not rebuild this test's `rig_pipeline` per case, or
+    None: asked at collection, so that the problem is a collection error, not a failure
+    in the middle of a run. `parametrized` maps parametrize arguments to `indirect`.
+
+    What a `rig_pipeline` may depend on, per case: the cell fixtures, direct parametrize
+    arguments, and function fixtures built from those that return their value; anything
+    that is the same for every case is taken as it is.
+    """
+    pipelines = _definitions(definition, "rig_pipeline")
+    if not pipelines:
+        return None
+    qualname = getattr(pipelines[-1].func, "__qualname__", "")
+    if "." in qualname and "<locals>" not in qualname:
+        return (
+            f"rig_pipeline is defined in a class ({qualname}): result fixtures rebuild it per "
+            "case, so define it in the test module or a conftest"
+        )
+
+    def varies(name: str, seen: set[str]) -> bool:
+        if name in CELL_FIXTURES or name in parametrized:
+            return True
+        seen.add(name)
+        found = _definitions(definition, name)
+        return any(
+            varies(arg, seen) for arg in (found[-1].argnames if found else ()) if arg not in seen
+        )
+
+    def problem(name: str, seen: set[str]) -> str | None:
+        if name in CELL_FIXTURES or parametrized.get(name) is False:
+            return None
+        if parametrized.get(name):
+            return (
+                f"rig_pipeline depends on {name!r}, which is parametrized indirectly; result "
+                "fixtures can only rebuild pipelines from direct parametrize arguments"
+            )
+        seen.add(name)
+        found = _definitions(definition, name)
+        if not found or not varies(name, set()):
+            return None
+        func = found[-1].func
+        if name != "rig_pipeline" and (
+            inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
+        ):
+            return (
+                f"rig_pipeline depends on {name!r}, which differs per case and yields: result "
+                "fixtures rebuild such fixtures per case, so it must return its value"
+            )
+        return next(
+            (p for arg in found[-1].argnames if arg not in seen and (p := problem(arg, seen))),
+            None,
+        )
+
+    return problem("rig_pipeline", set())
 
 
 VERDICT_KEY = pytest.StashKey[Verdict]()
