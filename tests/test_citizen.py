@@ -31,7 +31,7 @@ def workers_of(result: pytest.RunResult, name: str) -> set[str]:
     return set(re.findall(rf"\[(gw\d)\] .*PASSED .*::{name}\[", result.stdout.str()))
 
 
-@pytest.mark.parametrize("dist", ["load", "worksteal"])
+@pytest.mark.parametrize("dist", ["load", "worksteal", "loadgroup"])
 def test_xdist_schedules_a_suite_without_rig_tests_as_its_own(
     pytester: pytest.Pytester, dist: str
 ) -> None:
@@ -40,7 +40,11 @@ def test_xdist_schedules_a_suite_without_rig_tests_as_its_own(
     result = pytester.runpytest_subprocess("-n", "2", "--dist", dist, "-v")
     result.assert_outcomes(passed=12)
     assert workers_of(result, "test_p") == {"gw0", "gw1"}
-    own = {"load": "LoadScheduling", "worksteal": "WorkStealingScheduling"}[dist]
+    own = {
+        "load": "LoadScheduling",
+        "worksteal": "WorkStealingScheduling",
+        "loadgroup": "LoadGroupScheduling",
+    }[dist]
     assert f"scheduling tests via {own}" in result.stdout.str()
     assert "rigging:" not in result.stdout.str()
 
@@ -88,8 +92,9 @@ def test_silent_when_unused_with_and_without_xdist(pytester: pytest.Pytester) ->
 SIDE_EFFECTS = """
 import asyncio, gc, os, sys, warnings
 environment, filters = dict(os.environ), list(warnings.filters)
-collections = []
+collections, unraisable = [], []
 gc.callbacks.append(lambda phase, info: collections.append(phase))
+sys.unraisablehook = lambda hooked: unraisable.append(str(hooked.exc_value))
 
 import pytest_rigging as rg
 from pytest_rigging.model import Answer
@@ -97,23 +102,37 @@ from pytest_rigging.model import Answer
 assert len(Answer.from_text("<answer>x</answer> " * 200_000)) == 200_000
 assert collections, "the collector ran while parsing"
 
-async def main():
-    generator = rg.get_generator(f"openai/m,api_base={sys.argv[1]},api_key=test-key-000000")
-    chat = await generator.chat("hi").run()
-    await generator.aclose()
-    return chat
+async def chats():
+    openai = rg.get_generator(f"openai/m,api_base={sys.argv[1]},api_key=test-key-000000")
+    claude = rg.get_generator(f"anthropic/c,api_base={sys.argv[2]},api_key=test-key-000000")
+    replies = [await openai.chat("hi").run(), await claude.chat("hi").run()]
+    await openai.aclose()
+    await claude.aclose()
+    return [chat.last.content for chat in replies]
 
-assert asyncio.run(main()).last.content == "hello"
+assert asyncio.run(chats()) == ["hello", "hello"]
+gc.collect()
+assert unraisable == [], unraisable  # aclose() left no socket open
+
+async def text():
+    openai = rg.get_generator(f"openai/m,api_base={sys.argv[1]},api_key=test-key-000000")
+    return (await openai.complete("hi").run()).generated
+
+assert asyncio.run(text()) == "hello"
 assert gc.isenabled() and gc.get_freeze_count() == 0
-assert dict(os.environ) == environment, set(os.environ) ^ set(environment)
+# litellm's tokenizer module points tiktoken at litellm's bundled files when a call first
+# loads it: litellm's own setting, which tiktoken needs offline; nothing else may change.
+changed = {k for k in {*os.environ, *environment} if os.environ.get(k) != environment.get(k)}
+assert changed <= {"TIKTOKEN_CACHE_DIR"}, changed
 assert warnings.filters == filters
 print("clean")
 """
 
 
 def test_library_leaves_no_process_wide_trace(llm_server: LLMServer, tmp_path: Path) -> None:
-    """Import, parse a large text, and generate through litellm over HTTP, in a fresh
-    process with every warning an error: gc, warning filters and environment unchanged."""
+    """Import, parse a large text, and generate through litellm over HTTP (chat on both
+    APIs, and text), in a fresh process with every warning an error: gc, warning filters
+    and environment unchanged."""
     llm_server.add_rule("hi", "hello")
     script = tmp_path / "side_effects.py"
     script.write_text(SIDE_EFFECTS)
@@ -121,15 +140,25 @@ def test_library_leaves_no_process_wide_trace(llm_server: LLMServer, tmp_path: P
         k: v for k, v in __import__("os").environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"
     }
     done = subprocess.run(
-        [sys.executable, "-W", "error", str(script), llm_server.openai_base],
+        [
+            sys.executable,
+            "-W",
+            "error",
+            str(script),
+            llm_server.openai_base,
+            llm_server.anthropic_base,
+        ],
         capture_output=True,
         text=True,
         env={**environment, "PYTHONPATH": str(Path(__file__).parents[1])},
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # litellm's text completions open a client per call that nobody can close (litellm's
+    # own, not pooled); a warning of any other kind is an error above.
+    assert "UserWarning" not in done.stderr and "DeprecationWarning" not in done.stderr
     assert done.stdout.strip() == "clean"
-    assert len(llm_server.requests) == 1
+    assert [r.api for r in llm_server.requests] == ["openai-chat", "anthropic", "openai-text"]
 
 
 def test_the_engine_closes_the_generators_it_made(pytester: pytest.Pytester) -> None:
@@ -274,17 +303,19 @@ def test_progress_line_reads_well() -> None:
 def test_the_library_never_imports_the_plugin() -> None:
     package = Path(pytest_rigging.__file__).parent
     for path in package.rglob("*.py"):
-        if "plugin" in path.relative_to(package).parts or path.name == "__main__.py":
+        parts = path.relative_to(package).parts
+        if parts[0] == "plugin" or path.name == "__main__.py":
             continue
+        here = ["pytest_rigging", *parts[:-1]]
         for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else []
-            )
-            assert not any(n.startswith("pytest_rigging.plugin") for n in names), path
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(here[: len(here) - node.level + 1]) if node.level else ""
+                module = ".".join(p for p in (base, node.module or "") if p)
+                names = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+            assert not any(n.startswith("pytest_rigging.plugin") for n in names), (path, names)
 
 
 def test_readme_ids_are_what_pytest_prints(pytester: pytest.Pytester) -> None:
@@ -390,3 +421,29 @@ def test_pipelines_may_use_shared_fixtures_that_yield(pytester: pytest.Pytester)
         """
     )
     pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_each_sample_is_drawn_once(pytester: pytest.Pytester, llm_server: LLMServer) -> None:
+    """A test taking both result fixtures, and its group's other items, reuse the samples
+    drawn for them: the server sees one call per case, with or without xdist."""
+    llm_server.add_rule("q", "fine")
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, n):
+            return rig_generator.chat(f"q{n}")
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_both(rig_chat, rig_chats, n):
+            assert rig_chats == [rig_chat]
+        """
+    )
+    model = f"openai/m,api_base={llm_server.openai_base},max_retries=0"
+    for args in ([], ["-n", "2"]):
+        llm_server.reset()
+        llm_server.add_rule("q", "fine")
+        pytester.runpytest_subprocess("--rig-models", model, *args).assert_outcomes(passed=3)
+        assert sorted(r.last_user for r in llm_server.requests) == ["q0", "q1", "q2"]

@@ -52,6 +52,14 @@ _READ_ONLY_NOTICE = r"Items? .* (is|are) using the .ReadOnly. qualifier"
 """pydantic's notice about litellm's own TypedDicts: litellm's business, not the user's."""
 _NOTICE_MODULES = ("litellm.llms.github_copilot.per_user_auth",)
 """A module litellm imports on every call, whose import raises that notice."""
+_NOTICE_MODELS = (
+    "litellm.types.router:GenericLiteLLMParams",
+    "litellm.types.utils:Message",
+    "litellm.types.utils:Delta",
+)
+"""Models whose schemas litellm defers to the first chat or text call, where building them
+raises that notice; built up front instead (a few ms). A name litellm no longer has is
+skipped."""
 
 
 def _litellm() -> t.Any:
@@ -66,28 +74,16 @@ def _litellm() -> t.Any:
             for name in _NOTICE_MODULES:
                 with contextlib.suppress(ImportError):
                     importlib.import_module(name)
-            _build_deferred_schemas()
+            for name in _NOTICE_MODELS:
+                module, _, model = name.partition(":")
+                with contextlib.suppress(Exception):
+                    getattr(importlib.import_module(module), model).model_rebuild()
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         for name in _LOGGERS:
             logging.getLogger(name).addFilter(RedactingFilter())
         _litellm_module = litellm
     return _litellm_module
-
-
-def _build_deferred_schemas() -> None:
-    """litellm defers its pydantic models' schemas to first use, where they raise the notice
-    above, mid-call and outside any filter of ours; building them now (a few hundred ms,
-    once) keeps the notice inside the import's filter and the first calls quick."""
-    from pydantic import BaseModel
-
-    pending = [BaseModel]
-    while pending:
-        for cls in pending.pop().__subclasses__():
-            pending.append(cls)
-            if cls.__module__.startswith("litellm") and not cls.__pydantic_complete__:
-                with contextlib.suppress(Exception):
-                    cls.model_rebuild(raise_errors=False)
 
 
 @contextlib.contextmanager
@@ -291,7 +287,10 @@ async def release_loop() -> None:
         await GLOBAL_LOGGING_WORKER.stop()
     with contextlib.suppress(Exception):
         cache = litellm.in_memory_llm_clients_cache
-        suffix = f"-{id(asyncio.get_running_loop())}"
+        # litellm suffixes each pooled client's key with a token for its loop: its own
+        # method says which (older versions used the loop's id).
+        scoped = getattr(cache, "update_cache_key_with_event_loop", None)
+        suffix = scoped("") if scoped else f"-{id(asyncio.get_running_loop())}"
         for key in [k for k in list(cache.cache_dict) if str(k).endswith(suffix)]:
             client = cache.cache_dict.pop(key)
             cache.ttl_dict.pop(key, None)

@@ -24,7 +24,7 @@ if t.TYPE_CHECKING:
     from pytest_rigging.chat import Chat, ChatPipeline
     from pytest_rigging.generator.base import GenerateParams, Generator
     from pytest_rigging.plugin.execution import Engine
-    from pytest_rigging.plugin.matrix import Cell, Settings
+    from pytest_rigging.plugin.matrix import Cell, Checker, Settings
     from pytest_rigging.plugin.records import ItemRecord
     from pytest_rigging.plugin.report import Reporter
     from pytest_rigging.plugin.stats import Recorder
@@ -45,6 +45,7 @@ _SETTINGS = pytest.StashKey["Settings"]()
 _ENGINE = pytest.StashKey["Engine"]()
 _RECORDER = pytest.StashKey["Recorder"]()
 _REPORTER = pytest.StashKey["Reporter"]()
+_CHECKS = pytest.StashKey[dict[str, "str | None"]]()
 
 MARKERS = (
     "rig_models(*identifiers): run this test on these models instead of --rig-models/ini",
@@ -135,10 +136,24 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def _checks_models(config: pytest.Config) -> bool:
-    """Ask providers whether models can work (the litellm one imports litellm to look): not
-    on workers (the controller did), not when only collecting."""
-    return not _is_worker(config) and not config.option.collectonly
+def _checker(config: pytest.Config, on_workers: bool) -> Checker | None:
+    """Asks providers whether models can work (the litellm one imports litellm to look),
+    once per identifier in the run; None when only collecting, and on xdist workers for
+    the run's settings (the controller checked those)."""
+    if config.option.collectonly or (_is_worker(config) and not on_workers):
+        return None
+    if _CHECKS not in config.stash:
+        config.stash[_CHECKS] = {}
+    notes = config.stash[_CHECKS]
+
+    def check(identifier: str) -> str | None:
+        if identifier not in notes:
+            from pytest_rigging.generator.base import get_generator
+
+            notes[identifier] = get_generator(identifier).check()
+        return notes[identifier]
+
+    return check
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -146,7 +161,9 @@ def _settings(config: pytest.Config) -> Settings:
         from pytest_rigging.plugin.matrix import DEFAULT_SETTINGS, read_settings
 
         config.stash[_SETTINGS] = (
-            read_settings(config, _checks_models(config)) if _asked(config) else DEFAULT_SETTINGS
+            read_settings(config, _checker(config, on_workers=False))
+            if _asked(config)
+            else DEFAULT_SETTINGS
         )
     return config.stash[_SETTINGS]
 
@@ -232,7 +249,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             definition.get_closest_marker("rig_models"),
             settings,
             where,
-            not metafunc.config.option.collectonly,
+            _checker(metafunc.config, on_workers=True),
         )
         params, more = params_for(definition.get_closest_marker("rig_params"), settings, where)
         read_verdict(definition.get_closest_marker("rig"), settings.runs, where)
@@ -332,9 +349,11 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
     from pytest_rigging._pipeline import observe
 
     recorder = _recorder(item.config)
-    generator = _engine(item.config).generator(cell, item.nodeid)
+    engine = _engine(item.config)
+    generator = engine.generator(cell, item.nodeid)
 
     def heard(chats: t.Sequence[Chat], parses: bool) -> None:
+        engine.remember(chats)
         recorder.add(item.nodeid, chats, parses, cell, generator, None)
 
     with observe(heard):

@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
             f"--{option.replace('_', '-')}",
             action="append",
             metavar="[MODEL=]RATE",
-            help=f"{figure.help} (replaces the gates recorded in the reports)",
+            help=f"{figure.help} (replaces the gates recorded in the reports)".replace("%", "%%"),
         )
-    merging.add_argument("--gate-mode", choices=MODES, help=MODES_HELP)
+    merging.add_argument("--gate-mode", choices=MODES, help=MODES_HELP.replace("%", "%%"))
     args = parser.parse_args(argv)
     try:
         docs = [load(path) for path in args.reports]

@@ -45,7 +45,7 @@ T = t.TypeVar("T")
 
 
 class LoopThread:
-    """An event loop in a daemon thread; `run` blocks the caller until a coroutine is done."""
+    """An event loop in a daemon thread, started on first use."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -62,9 +62,6 @@ class LoopThread:
                 )
                 self._thread.start()
             return self._loop
-
-    def run(self, coroutine: t.Coroutine[t.Any, t.Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def stop(self, release: t.Callable[[], t.Awaitable[None]] | None = None) -> None:
         """Run `release` on the loop, cancel what is left, and close the loop."""
@@ -117,6 +114,8 @@ class Engine:
         self.loop = LoopThread()
         self.groups: dict[str, list[pytest.Item]] = {}
         self._results: dict[str, list[Chat] | BaseException] = {}
+        self._spent: set[str] = set()
+        self._seen: dict[int, Generator] = {}
         self._generators: dict[tuple[str, str], Generator] = {}
         self._semaphore: asyncio.Semaphore | None = None
 
@@ -131,20 +130,18 @@ class Engine:
             with shared_limit(self._semaphore), observe(observer):
                 return await awaitable
 
-        if not progress:
-            return self.loop.run(limited())
         future = asyncio.run_coroutine_threadsafe(limited(), self.loop.loop)
         try:
-            while True:
-                try:
-                    return future.result(timeout=TTY_INTERVAL)
-                except concurrent.futures.TimeoutError:
+            while not concurrent.futures.wait([future], TTY_INTERVAL).done:
+                if progress:
                     self.progress.show()
+            return future.result()
         except BaseException:
-            future.cancel()  # Ctrl-C: stop the group's calls, not just stop waiting
+            future.cancel()  # Ctrl-C: stop the calls, not just the waiting
             raise
         finally:
-            self.progress.finish()
+            if progress:
+                self.progress.finish()
 
     def plan(self, items: t.Sequence[pytest.Item]) -> None:
         """Remember which selected items ask for results, grouped by test function."""
@@ -179,12 +176,17 @@ class Engine:
         """
         item = request.node
         if item.nodeid not in self._results:
-            members = self.groups.get(group_key(item.nodeid), [item])
-            if item not in members:
-                members = [*members, item]
-            pending = [m for m in members if m.nodeid not in self._results]
+            if item.nodeid in self._spent:  # run again (a rerun plugin): fresh samples
+                pending = [item]
+            else:
+                members = self.groups.get(group_key(item.nodeid), [item])
+                pending = [
+                    m
+                    for m in (members if item in members else [*members, item])
+                    if m.nodeid not in self._results and m.nodeid not in self._spent
+                ]
             self._compute(pending, request, {item.nodeid: pipeline})
-        outcome = self._results.pop(item.nodeid)
+        outcome = self._results[item.nodeid]  # kept until teardown: rig_chat and rig_chats
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
@@ -198,14 +200,15 @@ class Engine:
         jobs: list[tuple[str, ChatPipeline, int, Cell]] = []
         for item in items:
             try:
-                pipeline = known.get(item.nodeid) or self._pipeline_for(item, request)
+                pipeline = _checked(known.get(item.nodeid) or self._pipeline_for(item, request))
                 cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
-                jobs.append((item.nodeid, _checked(pipeline), verdict_of(item).runs, cell))
+                jobs.append((item.nodeid, pipeline, verdict_of(item).runs, cell))
             except Exception as error:
                 self._results[item.nodeid] = error
 
         async def sample(nodeid: str, pipeline: ChatPipeline, index: int, cell: Cell) -> Chat:
             def heard(chats: t.Sequence[Chat], parses: bool) -> None:
+                self.remember(chats)
                 self.on_chats(nodeid, cell, chats, parses, index)
                 self.progress.sample_done(any(c.error_kind == "infrastructure" for c in chats))
 
@@ -231,17 +234,7 @@ class Engine:
         if not definitions:
             raise RuntimeError("no rig_pipeline fixture is visible to this test")
         cell: Cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
-        pipeline = self._call_fixture(item, definitions, len(definitions) - 1, cell, request)
-        if not isinstance(pipeline, ChatPipeline):
-            raise TypeError(
-                f"rig_pipeline must return a ChatPipeline, got {type(pipeline).__name__}"
-            )
-        if not pipeline.messages:
-            raise ValueError(
-                "rig_pipeline has no messages to send: override the rig_pipeline fixture "
-                "(in the test module or a conftest) to declare the eval's conversation"
-            )
-        return pipeline
+        return _checked(self._call_fixture(item, definitions, len(definitions) - 1, cell, request))
 
     def _call_fixture(
         self,
@@ -280,34 +273,42 @@ class Engine:
         if name in item.callspec.params:  # type: ignore[attr-defined]
             return _direct_param(item, name)
         definitions = _definitions(item, name)
-        if definitions and _varies(item, name, set()):
+        params = item.callspec.params  # type: ignore[attr-defined]
+        if definitions and _varies(item, name, params, set()):
             return self._call_fixture(item, definitions, len(definitions) - 1, cell, request)
         return request.getfixturevalue(name)
 
     def discard(self, nodeid: str) -> None:
-        self._results.pop(nodeid, None)
+        """The item is done: drop its samples (an item run again gets fresh ones)."""
+        if self._results.pop(nodeid, None) is not None:
+            self._spent.add(nodeid)
 
     def stop(self) -> None:
         self.loop.stop(self._release)
 
+    def remember(self, chats: t.Sequence[Chat]) -> None:
+        """Generators seen producing chats on the engine's loop (a judge a pipeline built
+        itself, say): they are released with the engine's own."""
+        for chat in chats:
+            if chat.generator is not None:
+                self._seen.setdefault(id(chat.generator), chat.generator)
+
     async def _release(self) -> None:
-        """Each generator this engine made releases what it holds on the engine's loop."""
-        await asyncio.gather(
-            *(g.aclose() for g in self._generators.values()), return_exceptions=True
-        )
+        """Each generator made or seen here releases what it holds on the engine's loop."""
+        generators = {id(g): g for g in self._generators.values()} | self._seen
+        await asyncio.gather(*(g.aclose() for g in generators.values()), return_exceptions=True)
 
 
-def _varies(item: pytest.Item, name: str, seen: set[str]) -> bool:
+def _varies(node: pytest.Item, name: str, arguments: t.Container[str], seen: set[str]) -> bool:
     """Whether fixture `name` depends, at any depth, on what differs between the items of
-    one test function: the cell or a parametrize argument."""
-    if name in CELL_FIXTURES or name in item.callspec.params:  # type: ignore[attr-defined]
+    one test function: the cell or a parametrize argument (`arguments`)."""
+    if name in CELL_FIXTURES or name in arguments:
         return True
     seen.add(name)
-    definitions = _definitions(item, name)
+    found = _definitions(node, name)
     return any(
-        _varies(item, arg, seen)
-        for definition in definitions[-1:]
-        for arg in definition.argnames
+        _varies(node, arg, arguments, seen)
+        for arg in (found[-1].argnames if found else ())
         if arg not in seen
     )
 
@@ -363,15 +364,6 @@ def check_pipeline(definition: pytest.Item, parametrized: dict[str, bool]) -> st
             "case, so define it in the test module or a conftest"
         )
 
-    def varies(name: str, seen: set[str]) -> bool:
-        if name in CELL_FIXTURES or name in parametrized:
-            return True
-        seen.add(name)
-        found = _definitions(definition, name)
-        return any(
-            varies(arg, seen) for arg in (found[-1].argnames if found else ()) if arg not in seen
-        )
-
     def problem(name: str, seen: set[str]) -> str | None:
         if name in CELL_FIXTURES or parametrized.get(name) is False:
             return None
@@ -382,7 +374,7 @@ def check_pipeline(definition: pytest.Item, parametrized: dict[str, bool]) -> st
             )
         seen.add(name)
         found = _definitions(definition, name)
-        if not found or not varies(name, set()):
+        if not found or not _varies(definition, name, parametrized, set()):
             return None
         func = found[-1].func
         if name != "rig_pipeline" and (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rigging._secrets import is_secret_name, mask_identifier
+from pytest_rigging._secrets import is_secret_name, mask_identifier, redact
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.generator.base import (
     GenerateParams,
@@ -109,13 +109,17 @@ def split_identifiers(text: str) -> list[str]:
     return identifiers
 
 
+Checker = t.Callable[[str], "str | None"]
+"""`Generator.check` by identifier (the front caches it for the run)."""
+
+
 def validate_models(
-    identifiers: t.Sequence[str], where: str, checked: bool = True
+    identifiers: t.Sequence[str], where: str, check: Checker | None = None
 ) -> tuple[list[str], list[str]]:
     """Build each identifier once, so that a bad one fails now with a message naming it, and
     drop those that are the same model once parsed. Returns the models and warnings.
 
-    `checked` also asks each generator whether it can work at all (`Generator.check`: the
+    `check`, when given, asks whether each model can work at all (`Generator.check`: the
     litellm provider looks up its route and model in litellm's bundled data).
     """
     if not identifiers:
@@ -125,7 +129,7 @@ def validate_models(
     for identifier in identifiers:
         try:
             generator = get_generator(identifier)
-            note = generator.check() if checked else None
+            note = check(identifier) if check is not None else None
         except InvalidGeneratorError as error:
             raise InvalidGeneratorError(f"{where}: {error}") from None
         if note:
@@ -146,18 +150,19 @@ def unique_params(
 ) -> tuple[list[GenerateParams], list[str]]:
     """`sets` without repeats (`temperature=0.2` and `temperature=0.20` are one set)."""
     kept: list[GenerateParams] = []
-    kept_texts: list[object] = []
+    kept_texts: list[str] = []
     notes = []
     for params, text in zip(sets, texts, strict=True):
         if params in kept:
             first = kept_texts[kept.index(params)]
+            shown = text if isinstance(text, str) else params_text(params)
             notes.append(
-                f"{where}: params {mask_identifier(str(text))!r} are the same as "
-                f"{mask_identifier(str(first))!r}; running them once"
+                f"{where}: params {mask_identifier(shown)!r} are the same as "
+                f"{mask_identifier(first)!r}; running them once"
             )
         else:
             kept.append(params)
-            kept_texts.append(text)
+            kept_texts.append(text if isinstance(text, str) else params_text(params))
     return kept, notes
 
 
@@ -168,7 +173,10 @@ def to_params(value: ParamsLike, where: str) -> GenerateParams:
         try:
             return GenerateParams(**value)
         except (TypeError, ValueError) as error:
-            raise InvalidGeneratorError(f"{where}: invalid params {value!r}: {error}") from None
+            keys = ", ".join(sorted(map(str, value)))
+            raise InvalidGeneratorError(
+                f"{where}: invalid params dict (keys {keys}): {redact(str(error))}"
+            ) from None
     if isinstance(value, str):
         try:
             return parse_params(value)
@@ -310,9 +318,9 @@ DEFAULT_SETTINGS = Settings(
 )
 
 
-def read_settings(config: pytest.Config, checked: bool) -> Settings:
+def read_settings(config: pytest.Config, check: Checker | None) -> Settings:
     """Command line over ini over defaults; any bad value is a usage error naming it.
-    `checked` asks each model's provider whether it can work (see `validate_models`)."""
+    `check` asks each model's provider whether it can work (see `validate_models`)."""
     base = config.inipath.parent if config.inipath else config.rootpath
     notes: list[str] = []
     try:
@@ -326,7 +334,7 @@ def read_settings(config: pytest.Config, checked: bool) -> Settings:
             where, models_from = "ini rig_models", "ini"
         else:
             ids, where, models_from = list(DEFAULT_MODELS), "default", "default"
-        models, noticed = validate_models(ids, where, checked)
+        models, noticed = validate_models(ids, where, check)
         notes.extend(noticed)
         cli_params = config.getoption("rig_params")
         ini_params = config.getini("rig_params")
@@ -373,7 +381,7 @@ def _positive(cli: str | None, ini: str, name: str) -> int | None:
 
 
 def models_for(
-    marker: pytest.Mark | None, settings: Settings, where: str, checked: bool
+    marker: pytest.Mark | None, settings: Settings, where: str, check: Checker | None
 ) -> tuple[list[str], list[str]]:
     """The models a test runs on, and notes (repeats merged, unknown models)."""
     if marker is None:
@@ -384,7 +392,7 @@ def models_for(
             f"{where}: @pytest.mark.rig_models() takes one or more identifier strings"
         )
     return validate_models(
-        split_identifiers(",".join(texts)), f"{where}: @pytest.mark.rig_models", checked
+        split_identifiers(",".join(texts)), f"{where}: @pytest.mark.rig_models", check
     )
 
 

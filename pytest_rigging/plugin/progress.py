@@ -58,7 +58,7 @@ class Progress:
         if terminal is None:
             return
         now = time.monotonic()
-        tty = terminal.isatty()
+        tty = bool(terminal.isatty)  # a method from pytest 8.4.1, a bool before
         if now - self._shown_at < (TTY_INTERVAL if tty else LOG_INTERVAL):
             return
         self._shown_at = now
@@ -75,7 +75,7 @@ class Progress:
             return
         self._showing = False
         with self._uncaptured():
-            self._write(terminal, terminal.isatty(), time.monotonic())
+            self._write(terminal, bool(terminal.isatty), time.monotonic())
             # pytest re-prints the item it was writing a result for (at -v), or the file
             # whose results (at the default verbosity) go on one line.
             terminal.currentfspath = None

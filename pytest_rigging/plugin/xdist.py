@@ -80,7 +80,7 @@ class XdistHooks:
             node.workerinput[_FOLDER] = self.folder
             node.workerinput[_DIST] = dist
 
-    @pytest.hookimpl(optionalhook=True, tryfirst=True)
+    @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: t.Any) -> t.Any:
         dist = config.getoption("dist")
         if dist not in GROUPED_MODES:
@@ -163,6 +163,8 @@ class DeferredScheduling:
 
     def remove_node(self, node: t.Any) -> str | None:
         if self.chosen is None:
+            if node not in self._waiting:
+                raise KeyError(node)  # what xdist's own schedulers raise for a stranger
             self._waiting.remove(node)
             return None
         return t.cast("str | None", self.chosen.remove_node(node))
@@ -183,21 +185,26 @@ class FunctionScheduling(LoadScopeScheduling):
         return self.scopes.get(nodeid, nodeid)
 
     def remove_node(self, node: t.Any) -> str | None:
-        """A crashed worker's unit goes back in the queue, the item that crashed it
-        included, which would then crash worker after worker; that item is reported
-        failed already, so it is dropped from the queue here."""
-        crashed: str | None = super().remove_node(node)
-        if crashed is not None:
-            for scope, unit in list(self.workqueue.items()):
-                if crashed in unit:
-                    unit[crashed] = True
-                    if all(unit.values()):
-                        del self.workqueue[scope]
+        """As xdist's, but the item that crashed the worker is marked done before its unit
+        goes back in the queue (it is reported failed already): put back as it was, it
+        would be handed to the next worker and crash that one too."""
+        workload = self.assigned_work.pop(node)
+        pending = [
+            (scope, nodeid)
+            for scope, unit in workload.items()
+            for nodeid, done in unit.items()
+            if not done
+        ]
+        if not pending:
+            return None
+        scope, crashed = pending[0]
+        workload[scope][crashed] = True
+        self.workqueue.update(
+            (scope, unit) for scope, unit in workload.items() if not all(unit.values())
+        )
+        for other in self.assigned_work:
+            self._reschedule(other)
         return crashed
-
-
-def is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
 
 
 def worker_count() -> int:
