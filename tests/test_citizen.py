@@ -206,6 +206,7 @@ def test_the_engine_closes_the_generators_it_made(pytester: pytest.Pytester) -> 
             "",
             "--rig-params: 'temperature' is given twice in 'temperature=0.1,temperature=0.2'",
         ),
+        (["--rig-report", "."], "", "--rig-report: '.' is not a file path"),
         (
             ["--rig-models", "notaprovider/x"],
             "",

@@ -111,6 +111,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     if _asked(config):
+        report = config.getoption("rig_report")
+        if report is not None and (not report.strip() or os.path.isdir(report)):
+            raise pytest.UsageError(f"--rig-report: {report!r} is not a file path")
         settings = _settings(config)
         if not _is_worker(config):
             _reporter(config)  # reads and checks the gates
