@@ -240,29 +240,50 @@ def test_unknown_model_warns_with_the_closest_known(pytester: pytest.Pytester) -
     )
 
 
-def test_repeated_models_and_params_run_once_with_a_warning(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_repeated_models_and_params_run_once_with_a_warning(
+    pytester: pytest.Pytester, xdist: list[str]
+) -> None:
     ini(pytester)
     pytester.makepyfile(ONE_ITEM)
-    result = pytester.runpytest(
+    result = pytester.runpytest_subprocess(
         "--rig-models", "echo!a,echo!a", "--rig-params", "temperature=0.2",
-        "--rig-params", "temperature=0.20", "-v",
+        "--rig-params", "temperature=0.20", "-v", *xdist,
     )
     result.assert_outcomes(passed=1)
     text = result.stdout.str()
-    assert "'echo!a' is the same model as 'echo!a'; running it once" in text
-    assert "params 'temperature=0.20' are the same as 'temperature=0.2'; running them once" in text
-    assert "test_a[a-t0.2] PASSED" in text
+    assert text.count("'echo!a' is the same model as 'echo!a'; running it once") == 1
+    assert (
+        text.count("params 'temperature=0.20' are the same as 'temperature=0.2'; running them once")
+        == 1
+    )
+    assert "test_a[a-t0.2]" in text
 
 
-def test_cells_select_by_full_identifier_or_short_label(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_cells_select_by_full_identifier_or_short_label(
+    pytester: pytest.Pytester, xdist: list[str]
+) -> None:
     ini(pytester)
     pytester.makepyfile(ONE_ITEM)
     models = ["--rig-models", "scripted!rules.toml,echo!b"]
     (pytester.path / "rules.toml").write_text('default = "x"\n')
     for selector in ("rig_cell(model='rules')", "rig_cell(model='scripted!rules.toml')"):
-        result = pytester.runpytest(*models, "-m", selector, "-v")
-        result.assert_outcomes(passed=1, deselected=1)
-        assert "test_a[rules] PASSED" in result.stdout.str()
+        result = pytester.runpytest_subprocess(*models, "-m", selector, "-v", *xdist)
+        # xdist's controller does not count what its workers deselect
+        result.assert_outcomes(passed=1, deselected=0 if xdist else 1)
+        assert re.search(r"PASSED .*test_a\[rules\]|test_a\[rules\] PASSED", result.stdout.str())
+
+
+def test_bad_settings_stop_an_xdist_run_before_workers_start(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
+    result = pytester.runpytest_subprocess("--rig-runs", "0", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.stderr.lines if line] == [
+        "ERROR: --rig-runs must be a whole number >= 1, got '0'"
+    ]
+    assert "workers" not in result.stdout.str()
 
 
 def test_progress_lines_in_logs_and_none_at_q(
