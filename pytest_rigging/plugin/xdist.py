@@ -125,19 +125,19 @@ class DeferredScheduling:
 
     @property
     def nodes(self) -> list[t.Any]:
-        return self.chosen.nodes if self.chosen else list(self._waiting)
+        return self.chosen.nodes if self.chosen is not None else list(self._waiting)
 
     @property
     def collection_is_completed(self) -> bool:
-        return bool(self.chosen and self.chosen.collection_is_completed)
+        return self.chosen is not None and bool(self.chosen.collection_is_completed)
 
     @property
     def tests_finished(self) -> bool:
-        return bool(self.chosen and self.chosen.tests_finished)
+        return self.chosen is not None and bool(self.chosen.tests_finished)
 
     @property
     def has_pending(self) -> bool:
-        return bool(self.chosen and self.chosen.has_pending)
+        return self.chosen is not None and bool(self.chosen.has_pending)
 
     def add_node(self, node: t.Any) -> None:
         if self.chosen is None:
