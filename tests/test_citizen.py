@@ -469,3 +469,11 @@ def test_each_sample_is_drawn_once(pytester: pytest.Pytester, llm_server: LLMSer
         llm_server.add_rule("q", "fine")
         pytester.runpytest_subprocess("--rig-models", model, *args).assert_outcomes(passed=3)
         assert sorted(r.last_user for r in llm_server.requests) == ["q0", "q1", "q2"]
+
+
+def test_ini_models_may_end_lines_with_commas(pytester: pytest.Pytester) -> None:
+    ini(pytester, "rig_models =\n    echo!a,\n    echo!b,temperature=0.5,\n    echo!c\n")
+    pytester.makepyfile(ONE_ITEM)
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=3)
+    assert "rigging: models echo!a, echo!b,temperature=0.5, echo!c (ini)" in result.stdout.str()

@@ -330,7 +330,9 @@ def read_settings(config: pytest.Config, check: Checker | None) -> Settings:
             ids = split_identifiers(",".join(cli_models))
             where, models_from = "--rig-models", "command line"
         elif ini_models:
-            ids = resolve_relative_scripts(split_identifiers(",".join(ini_models)), base)
+            # one or more ids per line; a comma closing a line is only a separator
+            lines = [line.strip().rstrip(",") for line in ini_models if line.strip()]
+            ids = resolve_relative_scripts(split_identifiers(",".join(lines)), base)
             where, models_from = "ini rig_models", "ini"
         else:
             ids, where, models_from = list(DEFAULT_MODELS), "default", "default"
