@@ -1,21 +1,31 @@
 """Keeping API keys out of everything we print, log or store.
 
 Secrets come from two places: `api_key=` values given to generators (registered when the
-generator is built) and the environment's `*_API_KEY`/`*_TOKEN`/`*_SECRET` variables.
+generator is built) and the environment's `*_API_KEY`/`*_TOKEN`/`*_SECRET`/... variables.
+Settings are judged by their whole name, never by a substring of it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 
-_SECRET_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET")
-_MIN_SECRET_LEN = 8
-_SECRET_KEY_NAME = re.compile(r"(key|token|secret|password)", re.IGNORECASE)
-_KEY_IN_IDENTIFIER = re.compile(
-    r"((?:^|,)\s*[\w.\-]*(?:key|token|secret|password)[\w.\-]*\s*=)[^,]*", re.IGNORECASE
+_SECRET_NAMES = frozenset({"api_key", "token", "auth_token", "access_token", "password", "secret"})
+"""Setting names whose values are secrets (any case; `*_api_key` too), matched whole: a
+name that merely contains one (`max_tokens`, `sort_key`) is not a secret."""
+_SECRET_ENV_SUFFIXES = (
+    "_API_KEY",
+    "_APIKEY",
+    "_TOKEN",
+    "_SECRET",
+    "_PASSWORD",
+    "_ACCESS_KEY",
+    "_SECRET_KEY",
+    "_PRIVATE_KEY",
 )
+"""Environment variables whose values are secrets (`OPENAI_API_KEY`, `HF_TOKEN`, ...);
+`MY_SORT_KEY=assistant` is not one, so `[assistant]` stays as it is."""
+_MIN_SECRET_LEN = 8
 _registered: set[str] = set()
 
 
@@ -32,7 +42,7 @@ def known_secrets() -> list[str]:
     values.update(
         value
         for name, value in os.environ.items()
-        if name.upper().endswith(_SECRET_SUFFIXES) and len(value) >= _MIN_SECRET_LEN
+        if name.upper().endswith(_SECRET_ENV_SUFFIXES) and len(value) >= _MIN_SECRET_LEN
     )
     return sorted(values, key=len, reverse=True)
 
@@ -46,14 +56,22 @@ def redact(text: str) -> str:
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a setting called `name` (`api_key`, `extra.auth_token`, ...) holds a secret."""
-    return bool(_SECRET_KEY_NAME.search(name))
+    """Whether a setting called `name` (`api_key`, `extra.auth_token`, `openai_api_key`)
+    holds a secret; `max_tokens` does not."""
+    key = name.strip().lower().removeprefix("extra.").replace("-", "_")
+    return key in _SECRET_NAMES or key.endswith("_api_key")
 
 
 def mask_identifier(identifier: str) -> str:
-    """An identifier as it may be shown: the value of any key that names a secret
-    (`api_key=`, `API_KEY=`, `extra.auth_token=`, ...) and known secrets hidden."""
-    return redact(_KEY_IN_IDENTIFIER.sub(r"\1***", identifier))
+    """An identifier (or params text) as it may be shown: the value of every part whose
+    key names a secret (`api_key=`, `API_KEY=`, `extra.auth_token=`, ...) and every known
+    secret hidden."""
+    parts = identifier.split(",")
+    for index, part in enumerate(parts):
+        key, eq, _ = part.partition("=")
+        if eq and is_secret_name(key):
+            parts[index] = f"{key}=***"
+    return redact(",".join(parts))
 
 
 class RedactingFilter(logging.Filter):

@@ -477,3 +477,33 @@ def test_ini_models_may_end_lines_with_commas(pytester: pytest.Pytester) -> None
     result = pytester.runpytest("-v")
     result.assert_outcomes(passed=3)
     assert "rigging: models echo!a, echo!b,temperature=0.5, echo!c (ini)" in result.stdout.str()
+
+
+def test_secrets_are_judged_by_whole_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_rigging._secrets import is_secret_name, mask_identifier, redact
+
+    monkeypatch.setenv("MY_SORT_KEY", "assistant")
+    monkeypatch.setenv("SERVICE_API_KEY", "svc-secret-12345678")
+    assert redact("[assistant]: svc-secret-12345678") == "[assistant]: ***"
+    assert [n for n in ("max_tokens", "sort_key", "tokens", "Api_Key", "x-api-key",
+                        "extra.auth_token", "access_token", "password", "secret")
+            if is_secret_name(n)] == ["Api_Key", "x-api-key", "extra.auth_token",
+                                      "access_token", "password", "secret"]
+    assert mask_identifier("gpt-4o,max_tokens=100,api_key=abc,extra.token=t") == (
+        "gpt-4o,max_tokens=100,api_key=***,extra.token=***"
+    )
+
+
+def test_max_tokens_cells_stay_apart(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
+    result = pytester.runpytest(
+        "--rig-models", "echo!e", "--rig-params", "max_tokens=100",
+        "--rig-params", "max_tokens=200", "-v",
+    )
+    result.assert_outcomes(passed=2)
+    text = result.stdout.str()
+    assert "test_a[e-mt100] PASSED" in text and "test_a[e-mt200] PASSED" in text
+    rows = [line.split() for line in result.stdout.lines if line.startswith("e ")]
+    assert [row[1] for row in rows] == ["max_tokens=100", "max_tokens=200"]
+    assert "***" not in text
