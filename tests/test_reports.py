@@ -288,6 +288,48 @@ def test_merge_rejects_what_is_not_a_report(
     assert rigging_main(["merge", str(tmp_path / "other.json"), "--min-pass-rate", "x"]) == 2
 
 
+def test_merge_tells_bad_input_and_output_from_a_failed_gate(
+    pytester: pytest.Pytester, suite: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 with one line for a report with a missing or ill-typed field, or an output it
+    cannot write; 1 stays for a failed gate."""
+    pytester.runpytest_subprocess(*suite, "--rig-report", "shard.json", "-k", "never")
+    doc = json.loads((pytester.path / "shard.json").read_text())
+    del doc["items"][0]["model"]
+    (pytester.path / "missing.json").write_text(json.dumps(doc))
+    doc["items"][0]["model"], doc["items"][1]["samples"] = "m", "3 of 3"
+    (pytester.path / "typed.json").write_text(json.dumps(doc))
+    for name, message in [
+        ("missing.json", "missing.json is not a valid pytest-rigging report: items.0.model: "
+                         "Field required"),
+        ("typed.json", "typed.json is not a valid pytest-rigging report: items.1.samples: "),
+    ]:
+        assert rigging_main(["merge", str(pytester.path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    blocked = pytester.path / "file"
+    blocked.write_text("")
+    shard = str(pytester.path / "shard.json")
+    assert rigging_main(["merge", shard, "-o", f"{blocked}/x.json"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: cannot write {blocked}/x.json: ")
+    assert rigging_main(["merge", shard, "--min-parse-rate", "1"]) == 1
+
+
+def test_unwritable_step_summary_is_a_warning(
+    pytester: pytest.Pytester, suite: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = pytester.path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(blocked / "summary.md"))
+    report = f"{blocked}/r.json"
+    result = pytester.runpytest_subprocess(*suite, "-k", "good", "--rig-report", report)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "*RiggingWarning: cannot write --rig-report */file/r.json: *",
+        "*RiggingWarning: cannot append to GITHUB_STEP_SUMMARY */file/summary.md: *",
+    ])
+
+
 def test_junit_properties(pytester: pytest.Pytester, suite: list[str]) -> None:
     pytester.runpytest_subprocess(
         *suite, "--junitxml=junit.xml", "-k", "recovering and result_style and a"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import os
 import typing as t
+import warnings
 
 import pytest
 
@@ -436,13 +437,24 @@ class ReportHooks:
         from pathlib import Path
 
         path = self.config.getoption("rig_report")
-        if path:
-            from pytest_rigging.plugin.report import write
+        try:
+            if path:
+                from pytest_rigging.plugin.report import write
 
-            write(Path(path), _reporter(self.config).document())
+                write(Path(path), _reporter(self.config).document())
+        except OSError as error:
+            warnings.warn(
+                RiggingWarning(f"cannot write --rig-report {path}: {error}"), stacklevel=1
+            )
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary and _REPORTER in self.config.stash and self.config.stash[_REPORTER].items:
-            self.config.stash[_REPORTER].step_summary(Path(summary))
+            try:
+                self.config.stash[_REPORTER].step_summary(Path(summary))
+            except OSError as error:
+                warnings.warn(
+                    RiggingWarning(f"cannot append to GITHUB_STEP_SUMMARY {summary}: {error}"),
+                    stacklevel=1,
+                )
 
     def pytest_terminal_summary(self, terminalreporter: t.Any) -> None:
         if _REPORTER in self.config.stash and self.config.stash[_REPORTER].items:

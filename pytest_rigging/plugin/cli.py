@@ -12,6 +12,7 @@ from pytest_rigging.plugin.report import failing_models, load, merge, table, wri
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 when every gate passes, 1 when one fails, 2 on input or output it can't use."""
     parser = argparse.ArgumentParser(prog="python -m pytest_rigging")
     commands = parser.add_subparsers(dest="command", required=True)
     merging = commands.add_parser("merge", help="merge --rig-report files of CI shards")
@@ -36,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     doc = merge(docs, given or None, args.gate_mode)
     if args.output:
-        write(args.output, doc)
+        try:
+            write(args.output, doc)
+        except OSError as error:
+            print(f"error: cannot write {args.output}: {error.strerror}", file=sys.stderr)
+            return 2
     failing = failing_models(doc)
     print(table(doc["models"], failing=failing))
     for gate in doc["gates"]:

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import typing as t
 
+from typing_extensions import TypedDict  # pydantic validates these before Python 3.12
+
 Bucket = t.Literal["first_try", "recovered", "exhausted", "error"]
 BUCKETS: tuple[Bucket, ...] = ("first_try", "recovered", "exhausted", "error")
 ItemOutcome = t.Literal["passed", "failed", "skipped", "error"]
 
 
-class MessageRecord(t.TypedDict):
+class MessageRecord(TypedDict):
     role: str
     content: str
 
 
-class ChatRecord(t.TypedDict):
+class ChatRecord(TypedDict):
     """One chat, secrets removed. `model`/`params`/`label` name the row it counts for: the
     cell's, or a judge model's own."""
 
@@ -35,7 +37,7 @@ class ChatRecord(t.TypedDict):
     conversation: list[MessageRecord]
 
 
-class ItemRecord(t.TypedDict):
+class ItemRecord(TypedDict):
     """One matrix item's outcome and chats; `samples` is [passed, judged]."""
 
     nodeid: str
@@ -49,7 +51,7 @@ class ItemRecord(t.TypedDict):
     chats: list[ChatRecord]
 
 
-class RunSettings(t.TypedDict, total=False):
+class RunSettings(TypedDict, total=False):
     models: list[str]
     params: list[str]
     runs: int
@@ -59,13 +61,13 @@ class RunSettings(t.TypedDict, total=False):
     merged_from: int
 
 
-class GateSetting(t.TypedDict):
+class GateSetting(TypedDict):
     option: str
     model: str | None
     threshold: float
 
 
-class Row(t.TypedDict):
+class Row(TypedDict):
     """One row of the table: a model, or a model and params (a cell)."""
 
     model: str
@@ -95,7 +97,7 @@ class Row(t.TypedDict):
     error_rate_counts: list[int]
 
 
-class GateRecord(t.TypedDict):
+class GateRecord(TypedDict):
     model: str
     option: str
     threshold: float
@@ -106,7 +108,7 @@ class GateRecord(t.TypedDict):
     message: str
 
 
-class ReportDocument(t.TypedDict):
+class ReportDocument(TypedDict):
     version: int
     settings: RunSettings
     models: list[Row]

@@ -3,11 +3,13 @@ merge of several JSON reports (CI shards) into one."""
 
 from __future__ import annotations
 
+import functools
 import json
 import typing as t
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 from tabulate import tabulate
 
 from pytest_rigging.error import GenerationError
@@ -192,7 +194,21 @@ def load(path: Path) -> ReportDocument:
         raise ValueError(f"{path} is not JSON: {error}") from None
     if not isinstance(doc, dict) or doc.get("version") != REPORT_VERSION or "items" not in doc:
         raise ValueError(f"{path} is not a pytest-rigging report (version {REPORT_VERSION})")
+    try:
+        _document_shape().validate_python(doc)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise ValueError(
+            f"{path} is not a valid pytest-rigging report: {where}: {first['msg']}"
+        ) from None
     return t.cast(ReportDocument, doc)
+
+
+@functools.cache
+def _document_shape() -> TypeAdapter[ReportDocument]:
+    """The report's records, checked field by field before `merge` reads them."""
+    return TypeAdapter(ReportDocument)
 
 
 def merge(
