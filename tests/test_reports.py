@@ -467,11 +467,21 @@ def test_free_form_infrastructure_errors_are_not_judged(
         """
     )
     llm_server.fail_next(100, status=500, model="bad")
-    _, doc = run(pytester, "--rig-models", "openai/bad,max_retries=0", "--rig-min-pass-rate", "0.5")
+    result, doc = run(
+        pytester, "--rig-models", "openai/bad,max_retries=0", "--rig-min-pass-rate", "0.5"
+    )
     [row] = doc["models"]
     assert (row["samples_passed"], row["samples_total"], row["pass_rate"]) == (0, 0, None)
     assert (row["error"], row["items_errored"]) == (2, 1)
-    assert doc["gates"] == []  # nothing was judged, so the pass-rate gate has nothing to fail
+    # nothing was judged: a release must not pass its gate on no evidence
+    message = (
+        "openai/bad,max_retries=0: no sample pass rate to judge (all 2 of its chats errored), "
+        "needs >= 50.0% (rig-min-pass-rate, point)"
+    )
+    assert [(g["passed"], g["value"], g["message"]) for g in doc["gates"]] == [
+        (False, None, message)
+    ]
+    assert f"FAIL {message}" in result.stdout.lines
 
 
 def test_merge_keeps_shards_whose_short_ids_coincide(pytester: pytest.Pytester) -> None:
@@ -489,9 +499,24 @@ def test_merge_keeps_shards_whose_short_ids_coincide(pytester: pytest.Pytester) 
     assert len(merged["items"]) == 2 and len(merged["models"]) == 2
 
 
-def test_a_gate_for_a_model_that_did_not_run_says_so(pytester: pytest.Pytester) -> None:
+def test_a_gate_for_a_model_that_did_not_run_fails_and_says_so(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
     ini(pytester)
     pytester.makepyfile(ONE_ITEM)
-    result = pytester.runpytest("--rig-min-pass-rate", "nosuchmodel=0.99")
-    assert result.ret == 0
-    assert "rigging: no model 'nosuchmodel' ran, so its gate judged nothing" in result.stdout.str()
+    result = pytester.runpytest(
+        "--rig-min-pass-rate", "nosuchmodel=0.99", "--rig-min-pass-rate", "0.5",
+        "--rig-report", "r.json",
+    )
+    assert result.ret == 1
+    lines = [line for line in result.stdout.lines if line.startswith(("pass ", "FAIL "))]
+    assert lines == [
+        "pass echo!echo: sample pass rate 100.0% [20.7%-100.0%], needs >= 50.0% "
+        "(rig-min-pass-rate, point)",
+        "FAIL nosuchmodel: no sample pass rate to judge (it never ran), needs >= 99.0% "
+        "(rig-min-pass-rate, point)",
+    ]
+    capsys.readouterr()  # what the in-process run printed
+    assert rigging_main(["merge", str(pytester.path / "r.json")]) == 1
+    printed = capsys.readouterr().out.splitlines()
+    assert sorted(line for line in printed if line.startswith(("pass ", "FAIL "))) == sorted(lines)

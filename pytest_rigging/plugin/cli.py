@@ -45,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     failing = failing_models(doc)
     print(table(doc["models"], failing=failing))
     for gate in doc["gates"]:
-        if not gate["passed"]:
-            print(f"FAIL {gate['message']}")
+        print(f"{'pass' if gate['passed'] else 'FAIL'} {gate['message']}")
     return 1 if failing else 0
 
 

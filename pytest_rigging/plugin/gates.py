@@ -62,21 +62,28 @@ class Gate:
 
 @dataclass(frozen=True)
 class GateResult:
+    """A gate judged on one model. `value` is None when there was nothing to judge (`why`
+    says what), which fails the gate: a release must not pass on no evidence."""
+
     gate: Gate
     model: str
-    value: float
+    value: float | None
     interval: tuple[float, float] | None
     passed: bool
     mode: str
+    why: str = ""
 
     def describe(self) -> str:
         _, name, direction, _ = FIGURES[self.gate.option]
-        interval = f" [{self.interval[0]:.1%}-{self.interval[1]:.1%}]" if self.interval else ""
         relation = ">=" if direction == "min" else "<="
-        return (
-            f"{self.model}: {name} {self.value:.1%}{interval}, needs {relation} "
-            f"{self.gate.threshold:.1%} (rig-{self.gate.option.replace('_', '-')}, {self.mode})"
+        needs = (
+            f"needs {relation} {self.gate.threshold:.1%} "
+            f"(rig-{self.gate.option.replace('_', '-')}, {self.mode})"
         )
+        if self.value is None:
+            return f"{self.model}: no {name} to judge ({self.why}), {needs}"
+        interval = f" [{self.interval[0]:.1%}-{self.interval[1]:.1%}]" if self.interval else ""
+        return f"{self.model}: {name} {self.value:.1%}{interval}, {needs}"
 
 
 def parse_gates(option: str, values: t.Iterable[str], where: str | None = None) -> list[Gate]:
@@ -111,8 +118,13 @@ def check_mode(mode: str, where: str) -> str:
 def evaluate(
     gates: t.Sequence[Gate], rows: t.Sequence[t.Mapping[str, t.Any]], mode: str
 ) -> list[GateResult]:
-    """Each model row against its gates (a per-model gate beats a global one)."""
+    """Each model row against its gates (a per-model gate beats a global one); a per-model
+    gate naming a model that never ran fails."""
     verdicts = []
+    known = {row["model"] for row in rows} | {row.get("label") for row in rows}
+    for gate in gates:
+        if gate.model is not None and gate.model not in known:
+            verdicts.append(GateResult(gate, gate.model, None, None, False, mode, "it never ran"))
     for row in rows:
         names = {row["model"], row.get("label")}
         for option in FIGURES:
@@ -128,8 +140,11 @@ def evaluate(
 def _judge(gate: Gate, row: t.Mapping[str, t.Any], mode: str) -> GateResult | None:
     figure, _, direction, _ = FIGURES[gate.option]
     value = row[figure]
-    if value is None:  # nothing to judge: no parse requirement, no judged sample
-        return None
+    if value is None:
+        if row["chats"] and row["error"] == row["chats"]:
+            why = f"all {row['chats']} of its chats errored"
+            return GateResult(gate, row["model"], None, None, False, mode, why)
+        return None  # nothing asked for it: no parse requirement, or no sample judged
     interval = tuple(row[f"{figure}_interval"]) if row[f"{figure}_interval"] else None
     low, high = interval or (value, value)
     if direction == "min":

@@ -101,7 +101,7 @@ class GateRecord(TypedDict):
     model: str
     option: str
     threshold: float
-    value: float
+    value: float | None
     interval: list[float] | None
     mode: str
     passed: bool

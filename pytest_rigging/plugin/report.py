@@ -248,7 +248,6 @@ class Reporter:
         self.mode = mode
         self.items: list[ItemRecord] = []
         self.results: list[GateResult] = []
-        self.unmatched: list[str] = []
 
     def add(self, item: ItemRecord) -> None:
         self.items.append(item)
@@ -257,8 +256,6 @@ class Reporter:
         """Evaluate the gates on the per-model figures; the failed ones."""
         rows = tabulate_items(self.items, by_params=False)
         self.results = evaluate(self.gates, rows, self.mode)
-        names = {r["model"] for r in rows} | {r["label"] for r in rows}
-        self.unmatched = sorted({g.model for g in self.gates if g.model and g.model not in names})
         return [r for r in self.results if not r.passed]
 
     @property
@@ -270,19 +267,19 @@ class Reporter:
 
     def terminal(self, terminal: t.Any, verbosity: int) -> None:
         """The table (one row per model; per model and params at -v; compact at -q;
-        nothing at -qq), then a red FAIL line per failed gate, at any verbosity."""
+        nothing at -qq), then a line per gate: a red FAIL line at any verbosity, a short
+        pass line unless at -qq, so that a CI log shows what was judged."""
         failed = [r for r in self.results if not r.passed]
         if verbosity > -2 or failed:
             terminal.write_sep("=", "rigging: parse success per model")
         if verbosity > -2:
             rows = self.rows(by_params=verbosity > 0)
             terminal.write_line(table(rows, verbosity=verbosity, failing=self.failing))
+            for result in self.results:
+                if result.passed:
+                    terminal.write_line(f"pass {result.describe()}", green=True)
         for result in failed:
             terminal.write_line(f"FAIL {result.describe()}", red=True, bold=True)
-        for model in self.unmatched:
-            terminal.write_line(
-                f"rigging: no model {model!r} ran, so its gate judged nothing", yellow=True
-            )
 
     def document(self) -> ReportDocument:
         return document(self.settings, self.items, self.gates, self.mode)
