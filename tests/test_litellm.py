@@ -128,7 +128,54 @@ async def test_malformed_body_is_an_infrastructure_error(llm_server: LLMServer, 
     chat = await rg.get_generator(f"{model},{FAST}").chat("x").run(on_failed="include")
     assert chat.error_kind == "infrastructure"
     assert isinstance(chat.error, rg.GenerationError) and chat.error.attempts == 3
+    assert chat.error.reason == "bad_response"
     assert len(llm_server.requests) == 3
+
+
+def _completion(**fields: object) -> bytes:
+    return json.dumps(
+        {"id": "x", "object": "chat.completion", "created": 1, "model": "m", **fields}
+    ).encode()
+
+
+UNUSABLE = {
+    "empty choices": (_completion(choices=[]), "the reply has no choices"),
+    "no message": (_completion(choices=[{"index": 0, "finish_reason": "stop"}]), "Invalid resp"),
+    "null content": (
+        _completion(choices=[{"index": 0, "message": {"role": "assistant", "content": None}}]),
+        "the reply's message has no text (content is null)",
+    ),
+    "not json": (b"<html>gateway hiccup</html>", ""),
+    "not utf-8": (b'{"choices": [{"message": {"content": "\xff\xfe"}}]}', ""),
+}
+
+
+@pytest.mark.parametrize("case", list(UNUSABLE))
+async def test_unusable_replies_are_retried_then_classified(
+    llm_server: LLMServer, case: str
+) -> None:
+    body, detail = UNUSABLE[case]
+    llm_server.add_rule("x", "fine")
+    llm_server.fail_next(1, status=200, body=body)
+    chat = await rg.get_generator(f"gpt-4o,{FAST}").chat("x").run()
+    assert chat.last.content == "fine" and len(llm_server.requests) == 2  # retried, then used
+    llm_server.reset()
+    llm_server.fail_next(10, status=200, body=body)
+    chat = await rg.get_generator(f"gpt-4o,{FAST}").chat("x").run(on_failed="include")
+    assert isinstance(chat.error, rg.GenerationError), chat.error
+    assert (chat.error.reason, chat.error.attempts, chat.error_kind) == (
+        "bad_response",
+        3,
+        "infrastructure",
+    )
+    assert detail in str(chat.error)
+
+
+async def test_unusable_text_replies_are_classified(llm_server: LLMServer) -> None:
+    llm_server.fail_next(10, status=200, body=_completion(object="text_completion", choices=[]))
+    completion = await rg.get_generator(f"gpt-4o,{FAST}").complete("x").run(on_failed="include")
+    assert isinstance(completion.error, rg.GenerationError)
+    assert completion.error.reason == "bad_response"
 
 
 async def test_client_errors_are_not_retried_and_never_show_the_key(llm_server: LLMServer) -> None:

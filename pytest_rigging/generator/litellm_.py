@@ -47,6 +47,7 @@ _LOGGERS = (
 filter applies to records of its own logger only, so children are named one by one)."""
 
 _litellm_module: t.Any = None
+ResultT = t.TypeVar("ResultT", GeneratedMessage, GeneratedText)
 
 _READ_ONLY_NOTICE = r"Items? .* (is|are) using the .ReadOnly. qualifier"
 """pydantic's notice about litellm's own TypedDicts: litellm's business, not the user's."""
@@ -141,9 +142,23 @@ def _chain(error: BaseException) -> t.Iterator[BaseException]:
         )
 
 
+class UnusableReply(Exception):
+    """A reply arrived but holds nothing to use: no choices, no message, no text, or a body
+    that isn't JSON or UTF-8."""
+
+
+_UNREADABLE = ("JSONDecodeError", "UnicodeDecodeError", "UnusableReply")
+
+
 def _classify(error: BaseException) -> tuple[str, bool]:
     """(reason, retryable) for an exception raised by a litellm call."""
-    names = [type(e).__name__ for e in _chain(error)]
+    chain = list(_chain(error))
+    names = [type(e).__name__ for e in chain]
+    # litellm reports a 200 whose body it can't convert as a 500 "Invalid response object"
+    if any(name in _UNREADABLE for name in names) or any(
+        str(e).startswith("Invalid response object") for e in chain
+    ):
+        return "bad_response", True
     if any("Timeout" in name for name in names):
         return "timeout", True
     status = getattr(error, "status_code", None)
@@ -172,23 +187,12 @@ class LiteLLMGenerator(Generator):
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
-        response = await self._call("acompletion", params, messages=[m.to_dict() for m in messages])
-        choice = response.choices[0]
-        content = choice.message.content
-        if not isinstance(content, str):
-            content = "" if content is None else str(content)
-        return GeneratedMessage(
-            message=Message(role="assistant", content=content),
-            stop_reason=choice.finish_reason,
-            usage=_usage(response),
+        return await self._call(
+            "acompletion", params, _message_of, messages=[m.to_dict() for m in messages]
         )
 
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
-        response = await self._call("atext_completion", params, prompt=text)
-        choice = response.choices[0]
-        return GeneratedText(
-            text=choice.text or "", stop_reason=choice.finish_reason, usage=_usage(response)
-        )
+        return await self._call("atext_completion", params, _text_of, prompt=text)
 
     def check(self) -> str | None:
         """An unknown provider prefix (`notaprovider/x`) is an error; a model that litellm's
@@ -221,7 +225,15 @@ class LiteLLMGenerator(Generator):
         loop's, so that closing the loop leaves no socket or task behind."""
         await release_loop()
 
-    async def _call(self, function: str, params: GenerateParams, **request: t.Any) -> t.Any:
+    async def _call(
+        self,
+        function: str,
+        params: GenerateParams,
+        read: t.Callable[[t.Any], ResultT],
+        **request: t.Any,
+    ) -> ResultT:
+        """`litellm.<function>(**request)`, its reply read by `read`, retried as a whole: a
+        reply that arrives but can't be used is a transient fault like any other."""
         litellm = _litellm()
         call = getattr(litellm, function)
         kwargs = params.to_dict()
@@ -242,7 +254,7 @@ class LiteLLMGenerator(Generator):
             try:
                 # litellm enforces `timeout` per request; the outer bound guarantees that
                 # no call outlives it, whatever the transport does.
-                return await asyncio.wait_for(call(**kwargs), timeout + 5.0)
+                return read(await asyncio.wait_for(call(**kwargs), timeout + 5.0))
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -259,6 +271,38 @@ class LiteLLMGenerator(Generator):
                 if delay is None:
                     delay = self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
                 await asyncio.sleep(delay)
+
+
+def _choice(response: t.Any) -> t.Any:
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise UnusableReply("the reply has no choices")
+    return choices[0]
+
+
+def _message_of(response: t.Any) -> GeneratedMessage:
+    choice = _choice(response)
+    message = getattr(choice, "message", None)
+    if message is None:
+        raise UnusableReply("the reply's choice has no message")
+    content = message.content
+    if content is None:
+        raise UnusableReply("the reply's message has no text (content is null)")
+    return GeneratedMessage(
+        message=Message(
+            role="assistant", content=content if isinstance(content, str) else str(content)
+        ),
+        stop_reason=choice.finish_reason,
+        usage=_usage(response),
+    )
+
+
+def _text_of(response: t.Any) -> GeneratedText:
+    choice = _choice(response)
+    text = getattr(choice, "text", None)
+    if text is None:
+        raise UnusableReply("the reply's choice has no text")
+    return GeneratedText(text=text, stop_reason=choice.finish_reason, usage=_usage(response))
 
 
 def _usage(response: t.Any) -> Usage | None:
