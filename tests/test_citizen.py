@@ -507,3 +507,39 @@ def test_max_tokens_cells_stay_apart(pytester: pytest.Pytester) -> None:
     rows = [line.split() for line in result.stdout.lines if line.startswith("e ")]
     assert [row[1] for row in rows] == ["max_tokens=100", "max_tokens=200"]
     assert "***" not in text
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_skips_are_skips(
+    pytester: pytest.Pytester, llm_server: LLMServer, xdist: list[str]
+) -> None:
+    """No model call for a case that won't run, and a skip in one case's fixture skips that
+    case only: whichever case computes the group."""
+    llm_server.add_rule("q", "fine")
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def question(n):
+            if n in (0, 2):
+                pytest.skip(f"case {n} is not asked")
+            return f"q{n}"
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, question):
+            return rig_generator.chat(question)
+
+        CASES = [0, 1, 2, 3, pytest.param(4, marks=pytest.mark.skipif(True, reason="off"))]
+
+        @pytest.mark.parametrize("n", CASES)
+        def test_q(rig_chat, n):
+            assert rig_chat.last.content == "fine"
+        """
+    )
+    model = f"openai/m,api_base={llm_server.openai_base},max_retries=0"
+    pytester.runpytest_subprocess("--rig-models", model, *xdist).assert_outcomes(
+        passed=2, skipped=3
+    )
+    assert sorted(r.last_user for r in llm_server.requests) == ["q1", "q3"]

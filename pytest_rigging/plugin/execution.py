@@ -147,8 +147,8 @@ class Engine:
         """Remember which selected items ask for results, grouped by test function."""
         self.groups.clear()
         for item in items:
-            if item.get_closest_marker("skip") is not None:
-                continue  # would never ask for its results
+            if _skipped(item):
+                continue  # will never ask for its results: spend no call on it
             if any(name in getattr(item, "fixturenames", ()) for name in RESULT_FIXTURES):
                 self.groups.setdefault(group_key(item.nodeid), []).append(item)
 
@@ -203,7 +203,8 @@ class Engine:
                 pipeline = _checked(known.get(item.nodeid) or self._pipeline_for(item, request))
                 cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
                 jobs.append((item.nodeid, pipeline, verdict_of(item).runs, cell))
-            except Exception as error:
+            except (Exception, pytest.skip.Exception, pytest.fail.Exception) as error:
+                # this case alone: a skip or failure building its pipeline is its own outcome
                 self._results[item.nodeid] = error
 
         async def sample(nodeid: str, pipeline: ChatPipeline, index: int, cell: Cell) -> Chat:
@@ -279,9 +280,10 @@ class Engine:
         return request.getfixturevalue(name)
 
     def discard(self, nodeid: str) -> None:
-        """The item is done: drop its samples (an item run again gets fresh ones)."""
-        if self._results.pop(nodeid, None) is not None:
-            self._spent.add(nodeid)
+        """The item is done: drop its samples, and never compute it with a group again (an
+        item run again, by a rerun plugin, gets fresh samples of its own)."""
+        self._results.pop(nodeid, None)
+        self._spent.add(nodeid)
 
     def stop(self) -> None:
         self.loop.stop(self._release)
@@ -336,6 +338,17 @@ def _direct_param(item: pytest.Item, name: str) -> t.Any:
             "result fixtures can only rebuild pipelines from direct parametrize arguments"
         )
     return item.callspec.params[name]  # type: ignore[attr-defined]
+
+
+def _skipped(item: pytest.Item) -> bool:
+    """Whether pytest will skip `item` by its `skip`/`skipif` marks (pytest's own reading of
+    them; a condition that can't be evaluated here is left for pytest to report)."""
+    from _pytest.skipping import evaluate_skip_marks
+
+    try:
+        return evaluate_skip_marks(item) is not None
+    except Exception:
+        return False
 
 
 def _definitions(node: pytest.Item, name: str) -> t.Sequence[t.Any]:
