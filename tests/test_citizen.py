@@ -235,8 +235,10 @@ def test_unknown_model_warns_with_the_closest_known(pytester: pytest.Pytester) -
     result = pytester.runpytest("--rig-models", "gtp-4o-mini")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
-        ["*RiggingWarning: --rig-models: litellm does not know the model 'gtp-4o-mini'"
-         " (a typo?); closest known: gpt-4o-mini*"]
+        [
+            "*RiggingWarning: --rig-models: litellm does not know the model 'gtp-4o-mini'"
+            " (a typo?); closest known: gpt-4o-mini*"
+        ]
     )
 
 
@@ -247,8 +249,14 @@ def test_repeated_models_and_params_run_once_with_a_warning(
     ini(pytester)
     pytester.makepyfile(ONE_ITEM)
     result = pytester.runpytest_subprocess(
-        "--rig-models", "echo!a,echo!a", "--rig-params", "temperature=0.2",
-        "--rig-params", "temperature=0.20", "-v", *xdist,
+        "--rig-models",
+        "echo!a,echo!a",
+        "--rig-params",
+        "temperature=0.2",
+        "--rig-params",
+        "temperature=0.20",
+        "-v",
+        *xdist,
     )
     result.assert_outcomes(passed=1)
     text = result.stdout.str()
@@ -485,10 +493,21 @@ def test_secrets_are_judged_by_whole_names(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("MY_SORT_KEY", "assistant")
     monkeypatch.setenv("SERVICE_API_KEY", "svc-secret-12345678")
     assert redact("[assistant]: svc-secret-12345678") == "[assistant]: ***"
-    assert [n for n in ("max_tokens", "sort_key", "tokens", "Api_Key", "x-api-key",
-                        "extra.auth_token", "access_token", "password", "secret")
-            if is_secret_name(n)] == ["Api_Key", "x-api-key", "extra.auth_token",
-                                      "access_token", "password", "secret"]
+    assert [
+        n
+        for n in (
+            "max_tokens",
+            "sort_key",
+            "tokens",
+            "Api_Key",
+            "x-api-key",
+            "extra.auth_token",
+            "access_token",
+            "password",
+            "secret",
+        )
+        if is_secret_name(n)
+    ] == ["Api_Key", "x-api-key", "extra.auth_token", "access_token", "password", "secret"]
     assert mask_identifier("gpt-4o,max_tokens=100,api_key=abc,extra.token=t") == (
         "gpt-4o,max_tokens=100,api_key=***,extra.token=***"
     )
@@ -498,8 +517,13 @@ def test_max_tokens_cells_stay_apart(pytester: pytest.Pytester) -> None:
     ini(pytester)
     pytester.makepyfile(ONE_ITEM)
     result = pytester.runpytest(
-        "--rig-models", "echo!e", "--rig-params", "max_tokens=100",
-        "--rig-params", "max_tokens=200", "-v",
+        "--rig-models",
+        "echo!e",
+        "--rig-params",
+        "max_tokens=100",
+        "--rig-params",
+        "max_tokens=200",
+        "-v",
     )
     result.assert_outcomes(passed=2)
     text = result.stdout.str()
@@ -543,3 +567,41 @@ def test_skips_are_skips(
         passed=2, skipped=3
     )
     assert sorted(r.last_user for r in llm_server.requests) == ["q1", "q3"]
+
+
+def test_secrets_stay_masked_in_failures_tracebacks_and_junit(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    key, token = "sk-test-never-shown-4242", "tok-test-never-shown-4343"
+    llm_server.add_rule("judge me", "wrong")
+    llm_server.fail_next(100, status=500, model="down")
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator):
+            return rig_generator.chat("judge me")
+
+        @pytest.mark.rig(runs=2)
+        def test_judged(rig_chat):
+            assert rig_chat.last.content == "right"
+
+        async def test_free(rig_generator):
+            params = rig_generator.params
+            await rig_generator.chat("hi").run()
+        """
+    )
+    secrets = f"api_key={key},extra.auth_token={token},max_retries=0"
+    models = f"openai/up,api_base={llm_server.openai_base},{secrets}"
+    models += f",openai/down,api_base={llm_server.openai_base},{secrets}"
+    result = pytester.runpytest(
+        "--rig-models", models, "--showlocals", "--tb=long", "--junitxml", "j.xml", "-v"
+    )
+    # judged: a wrong answer (up) and an infrastructure error (down); free-form: a failure
+    result.assert_outcomes(passed=1, failed=2, errors=1)
+    shown = result.stdout.str() + result.stderr.str() + (pytester.path / "j.xml").read_text()
+    base = llm_server.openai_base
+    assert f"its conversation (litellm!openai/up,api_base={base},extra.auth_token=***)" in shown
+    assert key not in shown and token not in shown

@@ -52,6 +52,12 @@ class GenerateParams(BaseModel):
     api_base: str | None = None
     extra: dict[str, t.Any] = Field(default_factory=dict)
 
+    def model_post_init(self, context: t.Any) -> None:
+        """Secrets passed through `extra` (`extra.auth_token=...`) are redacted from then on."""
+        for key, value in self.extra.items():
+            if is_secret_name(key) and isinstance(value, str):
+                register_secret(value)
+
     @field_validator("stop", mode="before")
     @classmethod
     def _split_stop(cls, value: t.Any) -> t.Any:
@@ -222,7 +228,10 @@ class Generator(BaseModel):
                 parts.append(f"{name}={_format_value(value)}")
         shown = params if params is not None else self.params
         parts.extend(f"{k}={_format_value(v)}" for k, v in shown.set_values().items())
-        parts.extend(f"extra.{k}={_format_value(v)}" for k, v in shown.extra.items())
+        parts.extend(
+            f"extra.{k}={'***' if is_secret_name(k) else _format_value(v)}"
+            for k, v in shown.extra.items()
+        )
         return ",".join(parts)
 
     def secret(self) -> str | None:

@@ -234,6 +234,7 @@ class LiteLLMGenerator(Generator):
     ) -> ResultT:
         """`litellm.<function>(**request)`, its reply read by `read`, retried as a whole: a
         reply that arrives but can't be used is a transient fault like any other."""
+        __tracebackhide__ = True  # its locals hold the API key: keep them out of tracebacks
         litellm = _litellm()
         call = getattr(litellm, function)
         kwargs = params.to_dict()
