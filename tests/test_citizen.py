@@ -5,9 +5,11 @@ a live status line, and a layout where the library never imports the plugin."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
+import xml.dom.minidom
 from pathlib import Path
 
 import pytest
@@ -605,3 +607,41 @@ def test_secrets_stay_masked_in_failures_tracebacks_and_junit(
     base = llm_server.openai_base
     assert f"its conversation (litellm!openai/up,api_base={base},extra.auth_token=***)" in shown
     assert key not in shown and token not in shown
+
+
+def test_the_report_survives_anything_a_model_says(pytester: pytest.Pytester) -> None:
+    """A lone surrogate, control characters and a 10 MB reply (the echo model says them
+    back): the JSON report is written and reads back, JUnit parses, and the terminal shows a
+    bounded, escaped excerpt."""
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, text):
+            return rig_generator.chat(text)
+
+        TEXTS = ["lone \\ud800 surrogate", "bell \\x07 escape \\x1b[31m", "x" * 10_000_000]
+
+        @pytest.mark.parametrize("text", TEXTS, ids=["surrogate", "control", "huge"])
+        @pytest.mark.rig(runs=2)
+        def test_said(rig_chat, text):
+            assert rig_chat.last.content == "something else"
+        """
+    )
+    result = pytester.runpytest("--rig-report", "r.json", "--junitxml", "j.xml")
+    result.assert_outcomes(failed=3)
+    doc = json.loads((pytester.path / "r.json").read_text())
+    said = {
+        i["nodeid"].split("[")[1]: i["chats"][0]["conversation"][1]["content"] for i in doc["items"]
+    }
+    assert said["surrogate-echo]"] == "lone \ud800 surrogate"
+    assert len(said["huge-echo]"]) == 10_000_000
+    xml.dom.minidom.parse(str(pytester.path / "j.xml"))
+    shown = result.stdout.str()
+    assert len(shown) < 100_000
+    # the conversation: "[user]: " + 10 MB, a blank line, "[assistant]: " + 10 MB
+    assert "... [20,000,023 characters; 19,996,023 left out] ..." in shown
+    assert "\x1b" not in shown and "\x07" not in shown and "\\x1b[31m" in shown
+    assert "lone \\ud800 surrogate" in shown

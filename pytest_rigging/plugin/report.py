@@ -178,9 +178,12 @@ def item_record(
 
 
 def write(path: Path, doc: ReportDocument) -> None:
+    """Written whole or not at all; whatever a model said, it stays valid JSON (a lone
+    surrogate, which UTF-8 can't hold, becomes its `\\udXXX` escape)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
+    temporary.write_bytes(text.encode("utf-8", "backslashreplace"))
     temporary.replace(path)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import typing as t
 
 import pytest
@@ -100,9 +101,9 @@ def _judge(
         raise errored[0][1]  # type: ignore[misc]
     lines = [f"{passed}/{len(outcomes)} samples passed, needed {verdict.min_pass}"]
     index, (chat, error) = next((i, o) for i, o in enumerate(outcomes) if o[1] is not None)
-    lines.append(f"\nfirst failing sample (#{index + 1}):\n{_describe(error)}")
+    lines.append(f"\nfirst failing sample (#{index + 1}):\n{excerpt(_describe(error))}")
     if chat is not None:
-        lines.append(f"\nits conversation ({chat.generator_id}):\n{chat.conversation}")
+        lines.append(f"\nits conversation ({chat.generator_id}):\n{excerpt(chat.conversation)}")
     pytest.fail("\n".join(lines), pytrace=False)
 
 
@@ -110,3 +111,23 @@ def _describe(error: BaseException | None) -> str:
     text = str(error).strip()
     name = type(error).__name__
     return f"{name}: {text}" if text else name
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+EXCERPT = 2000
+"""Characters kept from each end of a long text in a failure message."""
+
+
+def excerpt(text: str) -> str:
+    """`text` fit for a terminal and a JUnit file, whatever a model said: lone surrogates and
+    control characters escaped, and a long text cut to its first and last few KB with its
+    size between."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+    if len(text) <= 3 * EXCERPT:
+        return text
+    left_out = len(text) - 2 * EXCERPT
+    return (
+        f"{text[:EXCERPT]}\n... [{len(text):,} characters; {left_out:,} left out] ...\n"
+        f"{text[-EXCERPT:]}"
+    )
