@@ -645,3 +645,28 @@ def test_the_report_survives_anything_a_model_says(pytester: pytest.Pytester) ->
     assert "... [20,000,023 characters; 19,996,023 left out] ..." in shown
     assert "\x1b" not in shown and "\x07" not in shown and "\\x1b[31m" in shown
     assert "lone \\ud800 surrogate" in shown
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_an_infrastructure_error_is_an_error_everywhere(
+    pytester: pytest.Pytester, llm_server: LLMServer, xdist: list[str]
+) -> None:
+    llm_server.fail_next(100, status=500, model="down")
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        async def test_free(rig_generator):
+            await rig_generator.chat("hi").run()
+        """
+    )
+    model = f"openai/down,api_base={llm_server.openai_base},max_retries=0"
+    result = pytester.runpytest_subprocess(
+        "--rig-models", model, "--junitxml", "j.xml", "--rig-report", "r.json", *xdist
+    )
+    result.assert_outcomes(errors=1)
+    assert "ERROR at call of test_free[down]" in result.stdout.str()
+    junit = (pytester.path / "j.xml").read_text()
+    assert "<error " in junit and "<failure" not in junit
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert [i["outcome"] for i in doc["items"]] == ["error"]
+    assert doc["models"][0]["items_errored"] == 1

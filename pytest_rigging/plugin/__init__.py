@@ -402,6 +402,32 @@ def _junit_properties(record: ItemRecord) -> list[tuple[str, object]]:
     return properties
 
 
+def _errored_call(report: pytest.TestReport) -> bool:
+    """A call that ended in an infrastructure error: an error, not a failure of the test."""
+    record = getattr(report, "rig", None)
+    return report.when == "call" and report.failed and bool(record) and record["outcome"] == "error"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
+    """ERROR in the terminal (`E`, counted with errors, "ERROR at call of ...")."""
+    return ("error", "E", "ERROR") if _errored_call(report) else None
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> t.Generator[None, None, None]:
+    """JUnit's writer knows errors only in setup and teardown: it is shown the call that
+    ended in an infrastructure error as a setup, for the length of this hook, so that it
+    writes an `<error>` (its message then reads "failed on setup with ...")."""
+    if not _errored_call(report) or os.environ.get("PYTEST_XDIST_WORKER"):
+        return (yield)  # a worker passes the report on as it is: the controller writes JUnit
+    report.when = "setup"
+    try:
+        return (yield)
+    finally:
+        report.when = "call"
+
+
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     if _ENGINE in item.config.stash:
         item.config.stash[_ENGINE].discard(item.nodeid)
