@@ -414,20 +414,6 @@ def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] 
     return ("error", "E", "ERROR") if _errored_call(report) else None
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_logreport(report: pytest.TestReport) -> t.Generator[None, None, None]:
-    """JUnit's writer knows errors only in setup and teardown: it is shown the call that
-    ended in an infrastructure error as a setup, for the length of this hook, so that it
-    writes an `<error>` (its message then reads "failed on setup with ...")."""
-    if not _errored_call(report) or os.environ.get("PYTEST_XDIST_WORKER"):
-        return (yield)  # a worker passes the report on as it is: the controller writes JUnit
-    report.when = "setup"
-    try:
-        return (yield)
-    finally:
-        report.when = "call"
-
-
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     if _ENGINE in item.config.stash:
         item.config.stash[_ENGINE].discard(item.nodeid)
@@ -449,6 +435,21 @@ class ReportHooks:
         record = getattr(report, "rig", None)
         if record is not None:
             _reporter(self.config).add(record)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_logreport")
+    def pytest_runtest_logreport_errored(
+        self, report: pytest.TestReport
+    ) -> t.Generator[None, None, None]:
+        """JUnit's writer knows errors only in setup and teardown: a call that ended in an
+        infrastructure error is shown to it as a setup, for the length of this hook, so that
+        it writes an `<error>` (whose message then reads "failed on setup with ...")."""
+        if not _errored_call(report):
+            return (yield)
+        report.when = "setup"
+        try:
+            return (yield)
+        finally:
+            report.when = "call"
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> t.Generator[None, object, object]:
