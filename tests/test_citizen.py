@@ -670,3 +670,31 @@ def test_an_infrastructure_error_is_an_error_everywhere(
     doc = json.loads((pytester.path / "r.json").read_text())
     assert [i["outcome"] for i in doc["items"]] == ["error"]
     assert doc["models"][0]["items_errored"] == 1
+
+
+def test_each_item_has_its_own_duration(pytester: pytest.Pytester) -> None:
+    """The item that computes its group doesn't carry the group's time in `--durations`
+    (nor the JSON). The model takes 1 s per call, so the group takes at least 1 s; what is
+    left of a setup is the plugin's bookkeeping (generous bound: no group at all)."""
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, n):
+            return rig_generator.chat(f"q{n}")
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_q(rig_chat, n):
+            pass
+        """
+    )
+    result = pytester.runpytest(
+        "--rig-models", "echo!e,latency=1", "--durations=0", "-vv", "--rig-report", "r.json"
+    )
+    result.assert_outcomes(passed=3)
+    setups = re.findall(r"^([\d.]+)s setup .*test_q\[", result.stdout.str(), re.M)
+    assert len(setups) == 3 and all(float(s) < 1.0 for s in setups), setups
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert all(item["duration"] < 1.0 for item in doc["items"])

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import threading
+import time
 import typing as t
 
 import pytest
@@ -115,6 +116,7 @@ class Engine:
         self.groups: dict[str, list[pytest.Item]] = {}
         self._results: dict[str, list[Chat] | BaseException] = {}
         self._spent: set[str] = set()
+        self._group_seconds: dict[str, float] = {}
         self._seen: dict[int, Generator] = {}
         self._generators: dict[tuple[str, str], Generator] = {}
         self._semaphore: asyncio.Semaphore | None = None
@@ -185,7 +187,9 @@ class Engine:
                     for m in (members if item in members else [*members, item])
                     if m.nodeid not in self._results and m.nodeid not in self._spent
                 ]
+            started = time.perf_counter()
             self._compute(pending, request, {item.nodeid: pipeline})
+            self._group_seconds[item.nodeid] = time.perf_counter() - started
         outcome = self._results[item.nodeid]  # kept until teardown: rig_chat and rig_chats
         if isinstance(outcome, BaseException):
             raise outcome
@@ -278,6 +282,11 @@ class Engine:
         if definitions and _varies(item, name, params, set()):
             return self._call_fixture(item, definitions, len(definitions) - 1, cell, request)
         return request.getfixturevalue(name)
+
+    def group_seconds(self, nodeid: str) -> float:
+        """How long `nodeid`'s setup spent computing its whole group (0 for the others):
+        time that is the group's, not the item's."""
+        return self._group_seconds.pop(nodeid, 0.0)
 
     def discard(self, nodeid: str) -> None:
         """The item is done: drop its samples, and never compute it with a group again (an
