@@ -393,6 +393,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
             if not isinstance(error, self.caught):
                 raise error
             failed = self._failed(jobs[index], current, error)
+            failed.latency += getattr(error, "latency", 0.0)  # the failed attempts' time
             if mode == "raise":
                 raised.append(failed)
                 raise error

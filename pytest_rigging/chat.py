@@ -166,6 +166,8 @@ class ChatPipeline(Pipeline[Chat, Messages]):
                 messages + dialog if dialog else messages, params
             )
             latency = time.perf_counter() - started
+        if generated.latency is not None:  # the provider's own count: its attempts only
+            latency = generated.latency
         return new_chat(
             messages,
             generator,

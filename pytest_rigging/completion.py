@@ -115,6 +115,8 @@ class CompletionPipeline(Pipeline[Completion, str]):
             started = time.perf_counter()
             generated = await generator.generate_text(text, params)
             latency = time.perf_counter() - started
+        if generated.latency is not None:  # the provider's own count: its attempts only
+            latency = generated.latency
         return new_completion(
             text,
             generator,

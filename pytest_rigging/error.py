@@ -38,12 +38,16 @@ class GenerationError(Exception):
     """A generator call failed for reasons outside the model's answer.
 
     `reason` is one of `rate_limit`, `timeout`, `server`, `connection`, `bad_response`,
-    `client` (a 4xx other than 429), so reports can group failures by cause.
+    `client` (a 4xx other than 429), so reports can group failures by cause. `latency` is the
+    time the attempts took: a failed chat keeps it.
     """
 
-    def __init__(self, message: str, *, reason: str = "server", attempts: int = 1) -> None:
+    def __init__(
+        self, message: str, *, reason: str = "server", attempts: int = 1, latency: float = 0.0
+    ) -> None:
         self.reason = reason
         self.attempts = attempts
+        self.latency = latency
         super().__init__(message)
 
 

@@ -233,3 +233,20 @@ async def test_debug_logs_never_show_the_key(
     assert caplog.records, "litellm and httpx log at DEBUG: there must be something to check"
     assert key not in caplog.text
     assert OPENAI_TEST_KEY not in caplog.text
+
+
+async def test_latency_is_the_attempts_own(llm_server: LLMServer) -> None:
+    """A chat's latency is the time its attempts took: the 2 s backoff between them is not
+    the model's (a generous bound: the attempts take about 0.4 s), and a failed chat keeps
+    the time its attempts took."""
+    llm_server.latency = 0.2
+    llm_server.add_rule("x", "fine")
+    llm_server.fail_next(1, status=503)
+    chat = await rg.get_generator("gpt-4o,max_retries=1,backoff=2").chat("x").run()
+    assert chat.last.content == "fine"
+    assert 0.4 <= chat.latency < 2.0, chat.latency
+    llm_server.fail_next(2, status=503)
+    failed = (
+        await rg.get_generator("gpt-4o,max_retries=1,backoff=0").chat("x").run(on_failed="include")
+    )
+    assert failed.error_kind == "infrastructure" and failed.latency >= 0.4

@@ -106,19 +106,22 @@ class Usage(BaseModel):
 
 
 class GeneratedMessage(BaseModel):
-    """What one chat generation returned."""
+    """What one chat generation returned. `latency`: the seconds the provider spent on it
+    (its attempts, not its waits), when it measured them; else the pipeline times the call."""
 
     message: Message
     stop_reason: str | None = None
     usage: Usage | None = None
+    latency: float | None = None
 
 
 class GeneratedText(BaseModel):
-    """What one text generation returned."""
+    """What one text generation returned (`latency` as for `GeneratedMessage`)."""
 
     text: str
     stop_reason: str | None = None
     usage: Usage | None = None
+    latency: float | None = None
 
 
 _CONFIG_FIELDS = ("model", "params", "api_key")

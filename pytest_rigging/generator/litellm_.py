@@ -16,6 +16,7 @@ import inspect
 import logging
 import os
 import random
+import time
 import typing as t
 import warnings
 
@@ -249,13 +250,20 @@ class LiteLLMGenerator(Generator):
         )
         if self.api_key is not None:
             kwargs["api_key"] = self.api_key.get_secret_value()
-        attempt = 0
+        attempt, spent = 0, 0.0  # spent: seconds in attempts (not the import, not backoff)
         while True:
             attempt += 1
             try:
                 # litellm enforces `timeout` per request; the outer bound guarantees that
                 # no call outlives it, whatever the transport does.
-                return read(await asyncio.wait_for(call(**kwargs), timeout + 5.0))
+                started = time.perf_counter()
+                try:
+                    response = await asyncio.wait_for(call(**kwargs), timeout + 5.0)
+                finally:
+                    spent += time.perf_counter() - started
+                result = read(response)
+                result.latency = spent
+                return result
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -267,6 +275,7 @@ class LiteLLMGenerator(Generator):
                         f"attempt{'s' if attempt > 1 else ''}: {detail}",
                         reason=reason,
                         attempts=attempt,
+                        latency=spent,
                     ) from None
                 delay = _retry_after(error)
                 if delay is None:
