@@ -374,14 +374,9 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> t.Generator[None, pytest.TestReport, pytest.TestReport]:
     """Put the item's figures on its final report, as plain data, so that they reach
-    the xdist controller (and survive a worker that crashes later); keep a group's wall
-    time out of the setup duration of the item that happened to compute it."""
+    the xdist controller (and survive a worker that crashes later)."""
     report = yield
     cell = _cell_of(item)
-    if cell is not None and call.when == "setup" and _ENGINE in item.config.stash:
-        # the group this item's setup computed is every item's time, not this one's
-        spent = item.config.stash[_ENGINE].group_seconds(item.nodeid)
-        report.duration = max(0.0, report.duration - spent)
     final = call.when == "call" or (call.when == "setup" and report.outcome != "passed")
     if cell is None or not final:
         return report

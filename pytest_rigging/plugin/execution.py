@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import inspect
 import threading
-import time
 import typing as t
 
 import pytest
@@ -116,14 +115,17 @@ class Engine:
         self.groups: dict[str, list[pytest.Item]] = {}
         self._results: dict[str, list[Chat] | BaseException] = {}
         self._spent: set[str] = set()
-        self._group_seconds: dict[str, float] = {}
+        self._running: dict[str, concurrent.futures.Future[list[Chat] | BaseException]] = {}
         self._seen: dict[int, Generator] = {}
         self._generators: dict[tuple[str, str], Generator] = {}
         self._semaphore: asyncio.Semaphore | None = None
 
-    def run(self, awaitable: t.Awaitable[T], *, progress: bool = False) -> T:
+    def run(self, awaitable: t.Awaitable[T]) -> T:
         """Await `awaitable` on the engine's loop, under the process-wide limit, seen by
-        the caller's observer (if any); with `progress`, show it while waiting."""
+        the caller's observer (if any)."""
+        return self._wait(self._submit(awaitable), progress=False)
+
+    def _submit(self, awaitable: t.Awaitable[T]) -> concurrent.futures.Future[T]:
         observer = current_observer()
 
         async def limited() -> T:
@@ -132,7 +134,11 @@ class Engine:
             with shared_limit(self._semaphore), observe(observer):
                 return await awaitable
 
-        future = asyncio.run_coroutine_threadsafe(limited(), self.loop.loop)
+        return asyncio.run_coroutine_threadsafe(limited(), self.loop.loop)
+
+    def _wait(self, future: concurrent.futures.Future[T], *, progress: bool) -> T:
+        """The future's result; with `progress`, the status line meanwhile. Ctrl-C cancels
+        it, and with `progress` every other item's samples still running too."""
         try:
             while not concurrent.futures.wait([future], TTY_INTERVAL).done:
                 if progress:
@@ -140,6 +146,9 @@ class Engine:
             return future.result()
         except BaseException:
             future.cancel()  # Ctrl-C: stop the calls, not just the waiting
+            if progress:
+                for other in self._running.values():
+                    other.cancel()
             raise
         finally:
             if progress:
@@ -177,7 +186,7 @@ class Engine:
         pipelines are rebuilt from their fixture functions.
         """
         item = request.node
-        if item.nodeid not in self._results:
+        if item.nodeid not in self._results and item.nodeid not in self._running:
             if item.nodeid in self._spent:  # run again (a rerun plugin): fresh samples
                 pending = [item]
             else:
@@ -185,22 +194,28 @@ class Engine:
                 pending = [
                     m
                     for m in (members if item in members else [*members, item])
-                    if m.nodeid not in self._results and m.nodeid not in self._spent
+                    if m.nodeid not in self._results
+                    and m.nodeid not in self._running
+                    and m.nodeid not in self._spent
                 ]
-            started = time.perf_counter()
-            self._compute(pending, request, {item.nodeid: pipeline})
-            self._group_seconds[item.nodeid] = time.perf_counter() - started
+            self._start(pending, request, {item.nodeid: pipeline})
+        if item.nodeid in self._running:  # wait for this item's own samples only
+            future = self._running[item.nodeid]
+            self._results[item.nodeid] = self._wait(future, progress=True)
+            del self._running[item.nodeid]
         outcome = self._results[item.nodeid]  # kept until teardown: rig_chat and rig_chats
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
-    def _compute(
+    def _start(
         self,
         items: list[pytest.Item],
         request: pytest.FixtureRequest,
         known: dict[str, ChatPipeline],
     ) -> None:
+        """Build every item's pipeline (here, on pytest's thread) and start all their
+        samples at once on the engine's loop; each item later waits for its own."""
         jobs: list[tuple[str, ChatPipeline, int, Cell]] = []
         for item in items:
             try:
@@ -220,19 +235,20 @@ class Engine:
             with observe(heard):
                 return await pipeline.run(on_failed="include")
 
-        async def samples(nodeid: str, pipeline: ChatPipeline, runs: int, cell: Cell) -> list[Chat]:
-            return list(
-                await asyncio.gather(*(sample(nodeid, pipeline, i, cell) for i in range(runs)))
-            )
-
-        async def run_all() -> list[list[Chat] | BaseException]:
-            return await asyncio.gather(*(samples(*job) for job in jobs), return_exceptions=True)
+        async def samples(
+            nodeid: str, pipeline: ChatPipeline, runs: int, cell: Cell
+        ) -> list[Chat] | BaseException:
+            try:
+                return list(
+                    await asyncio.gather(*(sample(nodeid, pipeline, i, cell) for i in range(runs)))
+                )
+            except Exception as error:  # the item's outcome, raised when it asks
+                return error
 
         name = group_key(request.node.nodeid).rsplit("::", 1)[-1]
         self.progress.start(request.node.nodeid, name, sum(runs for _, _, runs, _ in jobs))
-        outcomes = self.run(run_all(), progress=True)
-        for (nodeid, *_), outcome in zip(jobs, outcomes, strict=True):
-            self._results[nodeid] = outcome
+        for job in jobs:
+            self._running[job[0]] = self._submit(samples(*job))
 
     def _pipeline_for(self, item: pytest.Item, request: pytest.FixtureRequest) -> ChatPipeline:
         definitions = _definitions(item, "rig_pipeline")
@@ -283,16 +299,14 @@ class Engine:
             return self._call_fixture(item, definitions, len(definitions) - 1, cell, request)
         return request.getfixturevalue(name)
 
-    def group_seconds(self, nodeid: str) -> float:
-        """How long `nodeid`'s setup spent computing its whole group (0 for the others):
-        time that is the group's, not the item's."""
-        return self._group_seconds.pop(nodeid, 0.0)
-
     def discard(self, nodeid: str) -> None:
         """The item is done: drop its samples, and never compute it with a group again (an
         item run again, by a rerun plugin, gets fresh samples of its own)."""
         self._results.pop(nodeid, None)
         self._spent.add(nodeid)
+        running = self._running.pop(nodeid, None)
+        if running is not None:  # it never asked for its samples (skipped, say)
+            running.cancel()
 
     def stop(self) -> None:
         self.loop.stop(self._release)
