@@ -85,15 +85,19 @@ def shared_limit(limit: int | asyncio.Semaphore) -> t.Iterator[asyncio.Semaphore
 
 
 class Slot:
-    """A generator's own slot, plus a slot of the shared limit when one is in force."""
+    """A generator's own slot, plus a slot of the shared limit when one is in force.
 
-    __slots__ = ("own", "shared")
+    While held, it is the current slot of the task (and what it awaits), so that a
+    provider waiting to retry can give it back for the wait (`slot_released`)."""
+
+    __slots__ = ("own", "shared", "token")
 
     def __init__(self, own: asyncio.Semaphore) -> None:
         self.own = own
         self.shared = _shared_limit.get()
+        self.token: contextvars.Token[Slot | None] | None = None
 
-    async def __aenter__(self) -> None:
+    async def acquire(self) -> None:
         await self.own.acquire()
         if self.shared is not None:
             try:
@@ -102,7 +106,37 @@ class Slot:
                 self.own.release()
                 raise
 
-    async def __aexit__(self, *exc: object) -> None:
+    def release(self) -> None:
         if self.shared is not None:
             self.shared.release()
         self.own.release()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+        self.token = _current_slot.set(self)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.token is not None:
+            _current_slot.reset(self.token)
+        self.release()
+
+
+_current_slot: contextvars.ContextVar[Slot | None] = contextvars.ContextVar(
+    "pytest_rigging_current_slot", default=None
+)
+
+
+@contextlib.asynccontextmanager
+async def slot_released() -> t.AsyncIterator[None]:
+    """Give the current call's slot back for the length of this block: a provider waiting
+    to retry (backoff, `Retry-After`) must not hold a place that another call could use.
+    The slot is taken again before the block's caller goes on."""
+    slot = _current_slot.get()
+    if slot is None:
+        yield
+        return
+    slot.release()
+    try:
+        yield
+    finally:
+        await slot.acquire()

@@ -703,3 +703,45 @@ def test_each_item_waits_for_its_own_samples_only(pytester: pytest.Pytester) -> 
     assert max(setups["0-slow"], setups["1-slow"]) >= 2.0, setups  # the slow calls' time
     doc = json.loads((pytester.path / "r.json").read_text())
     assert all(item["duration"] < 2.0 for item in doc["items"])
+
+
+def test_no_starvation_by_a_failing_or_hanging_model(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """A model waiting to retry gives its slot back, and a hanging model holds no more than
+    its share of the limit: the healthy model's calls go out meanwhile (by the order the
+    server saw them, not by time)."""
+    llm_server.add_rule(".", "fine")
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
+    base = f"api_base={llm_server.openai_base}"
+    # one slot in all: the failing model's backoff (2 s) is when the healthy one may call
+    llm_server.fail_next(1, status=503, model="failing")
+    models = f"openai/failing,{base},max_retries=1,backoff=2,openai/healthy,{base}"
+    result = pytester.runpytest("--rig-models", models, "--rig-concurrency", "1")
+    result.assert_outcomes(passed=2)
+    order = [(r.model, r.status) for r in llm_server.requests]
+    assert order == [("failing", 503), ("healthy", 200), ("failing", 200)], order
+    # four slots, two models: the hanging one (3 s a call) holds two, the healthy one two
+    llm_server.reset()
+    llm_server.add_rule(".", "fine")
+    llm_server.fail_next(4, status=200, model="hanging", delay=3, body=None)
+    pytester.makepyfile(
+        test_many="""
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator):
+            return rig_generator.chat("x")
+
+        @pytest.mark.rig(runs=4)
+        def test_a(rig_chat):
+            pass
+        """
+    )
+    models = f"openai/hanging,{base},timeout=10,openai/healthy,{base}"
+    pytester.runpytest("test_many.py", "--rig-models", models, "--rig-concurrency", "4")
+    hanging = [r for r in llm_server.requests if r.model == "hanging"]
+    healthy = [r for r in llm_server.requests if r.model == "healthy"]
+    assert len(healthy) == 4 and len(hanging) == 4
+    assert all(h.start < min(r.end for r in hanging) for h in healthy)

@@ -22,6 +22,7 @@ import warnings
 
 from pydantic import Field
 
+from pytest_rigging._concurrency import slot_released
 from pytest_rigging._secrets import RedactingFilter, redact
 from pytest_rigging.error import GenerationError, InvalidGeneratorError
 from pytest_rigging.generator.base import (
@@ -280,7 +281,8 @@ class LiteLLMGenerator(Generator):
                 delay = _retry_after(error)
                 if delay is None:
                     delay = self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
-                await asyncio.sleep(delay)
+                async with slot_released():  # others may call while this one waits
+                    await asyncio.sleep(delay)
 
 
 def _choice(response: t.Any) -> t.Any:

@@ -115,6 +115,7 @@ class Engine:
         self.groups: dict[str, list[pytest.Item]] = {}
         self._results: dict[str, list[Chat] | BaseException] = {}
         self._spent: set[str] = set()
+        self._cells: dict[str, int] = {}
         self._running: dict[str, concurrent.futures.Future[list[Chat] | BaseException]] = {}
         self._seen: dict[int, Generator] = {}
         self._generators: dict[tuple[str, str], Generator] = {}
@@ -157,6 +158,12 @@ class Engine:
     def plan(self, items: t.Sequence[pytest.Item]) -> None:
         """Remember which selected items ask for results, grouped by test function."""
         self.groups.clear()
+        cells: dict[str, set[str]] = {}
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            if callspec is not None and "rig_cell" in callspec.params:
+                cells.setdefault(group_key(item.nodeid), set()).add(callspec.params["rig_cell"].id)
+        self._cells = {group: len(ids) for group, ids in cells.items()}
         for item in items:
             if _skipped(item):
                 continue  # will never ask for its results: spend no call on it
@@ -168,14 +175,17 @@ class Engine:
 
         Per function, not per process: a generator with state (the scripted model counts
         what it was asked) then answers the same whichever worker runs the function.
-        Unless the identifier sets `max_connections`, it gets the process-wide limit.
+        Unless the identifier sets `max_connections`, each of the function's cells gets a
+        fair share of the process-wide limit (rounded up), so a hanging or failing model
+        can't hold every slot while the others wait.
         """
         key = (group_key(nodeid), cell.model, cell.params.model_dump_json())
         generator = self._generators.get(key)
         if generator is None:
             generator = get_generator(cell.model, params=cell.params)
             if "max_connections=" not in cell.model:
-                generator.max_connections = self.concurrency
+                cells = self._cells.get(group_key(nodeid), 1)
+                generator.max_connections = max(1, -(-self.concurrency // cells))
             self._generators[key] = generator
         return generator
 
