@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import xml.dom.minidom
 from pathlib import Path
 
@@ -745,3 +748,75 @@ def test_no_starvation_by_a_failing_or_hanging_model(
     healthy = [r for r in llm_server.requests if r.model == "healthy"]
     assert len(healthy) == 4 and len(hanging) == 4
     assert all(h.start < min(r.end for r in hanging) for h in healthy)
+
+
+CTRL_C_CONFTEST = """
+import asyncio
+from pathlib import Path
+
+from pytest_rigging.generator import GeneratedMessage, register_generator
+from pytest_rigging.generator.offline import EchoGenerator
+from pytest_rigging.message import Message
+
+
+class FirstFast(EchoGenerator):
+    \"\"\"The first call answers at once (and leaves a mark); the others take a minute.\"\"\"
+
+    calls: int = 0
+
+    async def generate_message(self, messages, params):
+        self.calls += 1
+        if self.calls > 1:
+            await asyncio.sleep(60)
+        Path("first-done").touch()
+        return GeneratedMessage(message=Message(role="assistant", content="ok"))
+
+
+register_generator("firstfast", FirstFast)
+"""
+
+
+def test_ctrl_c_keeps_the_samples_that_finished(pytester: pytest.Pytester) -> None:
+    """Ctrl-C while an item waits for its samples: the one that finished is in the report,
+    under the interrupted item. (Under xdist a terminal's Ctrl-C stops the controller before
+    its workers can hand over what they hold: not kept yet.)"""
+    ini(pytester)
+    pytester.makeconftest(CTRL_C_CONFTEST)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator):
+            return rig_generator.chat("x")
+
+        @pytest.mark.rig(runs=3)
+        def test_a(rig_chat):
+            pass
+        """
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--rig-models",
+        "firstfast!m",
+        "--rig-report",
+        "r.json",
+        "-p",
+        "no:cacheprovider",
+    ]
+    process = subprocess.Popen(
+        command, cwd=pytester.path, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 60  # a hang guard, not a threshold
+    while not (pytester.path / "first-done").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the first sample is recorded once its call returns
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to workers too
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, out
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert doc["settings"]["interrupted"] is True
+    assert [(i["outcome"], len(i["chats"])) for i in doc["items"]] == [("interrupted", 1)]
+    assert doc["models"][0]["chats"] == 1

@@ -300,8 +300,10 @@ def test_merge_tells_bad_input_and_output_from_a_failed_gate(
     doc["items"][0]["model"], doc["items"][1]["samples"] = "m", "3 of 3"
     (pytester.path / "typed.json").write_text(json.dumps(doc))
     for name, message in [
-        ("missing.json", "missing.json is not a valid pytest-rigging report: items.0.model: "
-                         "Field required"),
+        (
+            "missing.json",
+            "missing.json is not a valid pytest-rigging report: items.0.model: Field required",
+        ),
         ("typed.json", "typed.json is not a valid pytest-rigging report: items.1.samples: "),
     ]:
         assert rigging_main(["merge", str(pytester.path / name)]) == 2
@@ -324,10 +326,12 @@ def test_unwritable_step_summary_is_a_warning(
     report = f"{blocked}/r.json"
     result = pytester.runpytest_subprocess(*suite, "-k", "good", "--rig-report", report)
     assert result.ret == 0
-    result.stdout.fnmatch_lines([
-        "*RiggingWarning: cannot write --rig-report */file/r.json: *",
-        "*RiggingWarning: cannot append to GITHUB_STEP_SUMMARY */file/summary.md: *",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*RiggingWarning: cannot write --rig-report */file/r.json: *",
+            "*RiggingWarning: cannot append to GITHUB_STEP_SUMMARY */file/summary.md: *",
+        ]
+    )
 
 
 def test_junit_properties(pytester: pytest.Pytester, suite: list[str]) -> None:
@@ -360,7 +364,10 @@ def test_step_summary(
     assert "**FAIL** scripted!never.toml: parse rate 0.0%" in text
 
 
-def test_interrupted_run_still_writes_what_finished(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("xdist", [[], ["-n", "1"]], ids=["serial", "xdist"])
+def test_interrupted_run_still_writes_what_finished(
+    pytester: pytest.Pytester, xdist: list[str]
+) -> None:
     ini(pytester)
     pytester.makepyfile(
         """
@@ -376,10 +383,18 @@ def test_interrupted_run_still_writes_what_finished(pytester: pytest.Pytester) -
                 raise KeyboardInterrupt
         """
     )
-    result = pytester.runpytest_subprocess("--rig-report=report.json", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("--rig-report=report.json", "-p", "no:randomly", *xdist)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     doc = json.loads((pytester.path / "report.json").read_text())
-    assert [i["nodeid"].split("[")[1] for i in doc["items"]] == ["one-echo]", "two-echo]"]
+    # "three" never reported, but its sample had finished: it is kept, as interrupted
+    assert [(i["nodeid"].split("[")[1], i["outcome"], len(i["chats"])) for i in doc["items"]] == [
+        ("one-echo]", "passed", 1),
+        ("two-echo]", "passed", 1),
+        ("three-echo]", "interrupted", 1),
+    ]
+    assert doc["settings"]["interrupted"] is True
+    assert doc["models"][0]["chats"] == 3
+    assert "rigging: the run was interrupted: the figures hold what finished" in result.stdout.str()
 
 
 def test_secrets_stay_out_of_reports(pytester: pytest.Pytester, llm_server: LLMServer) -> None:
@@ -505,8 +520,12 @@ def test_a_gate_for_a_model_that_did_not_run_fails_and_says_so(
     ini(pytester)
     pytester.makepyfile(ONE_ITEM)
     result = pytester.runpytest(
-        "--rig-min-pass-rate", "nosuchmodel=0.99", "--rig-min-pass-rate", "0.5",
-        "--rig-report", "r.json",
+        "--rig-min-pass-rate",
+        "nosuchmodel=0.99",
+        "--rig-min-pass-rate",
+        "0.5",
+        "--rig-report",
+        "r.json",
     )
     assert result.ret == 1
     lines = [line for line in result.stdout.lines if line.startswith(("pass ", "FAIL "))]

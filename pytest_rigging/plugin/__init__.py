@@ -419,6 +419,14 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         item.config.stash[_ENGINE].discard(item.nodeid)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker: what finished for items that never reported goes to the
+    controller with the worker's output (a worker that crashes has none to give)."""
+    config = session.config
+    if _is_worker(config) and _RECORDER in config.stash:
+        config.workeroutput["rig_leftovers"] = config.stash[_RECORDER].leftovers()  # type: ignore[attr-defined]
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _ENGINE in config.stash:
         config.stash[_ENGINE].stop()
@@ -434,6 +442,12 @@ class ReportHooks:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "rig", None)
         if record is not None:
+            _reporter(self.config).add(record)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: t.Any, error: object) -> None:
+        # popped: xdist reports an interrupted worker down twice
+        for record in getattr(node, "workeroutput", {}).pop("rig_leftovers", []):
             _reporter(self.config).add(record)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_logreport")
@@ -459,9 +473,19 @@ class ReportHooks:
             session.testsfailed += 1
         return outcome
 
-    def pytest_sessionfinish(self) -> None:
-        """Write the JSON report and the step summary, also after Ctrl-C (what finished)."""
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        """Write the JSON report and the step summary, also after Ctrl-C: with every sample
+        that finished, those of items that never reported included."""
         from pathlib import Path
+
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            recorder = self.config.stash.get(_RECORDER, None)
+            leftovers = recorder.leftovers() if recorder is not None else []
+            if leftovers or _REPORTER in self.config.stash:
+                reporter = _reporter(self.config)
+                reporter.interrupted = True
+                for record in leftovers:
+                    reporter.add(record)
 
         path = self.config.getoption("rig_report")
         try:

@@ -59,6 +59,7 @@ class RunSettings(TypedDict, total=False):
     gates: list[GateSetting]
     gate_mode: str
     merged_from: int
+    interrupted: bool
 
 
 class GateSetting(TypedDict):

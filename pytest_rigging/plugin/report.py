@@ -234,6 +234,8 @@ def merge(
         RunSettings, {k: v for k, v in first.items() if k not in ("gates", "gate_mode")}
     )
     settings.update(models=models, merged_from=len(docs))
+    if any(doc["settings"].get("interrupted") for doc in docs):
+        settings["interrupted"] = True
     return document(settings, list(items.values()), gates, mode or first.get("gate_mode", "point"))
 
 
@@ -251,6 +253,7 @@ class Reporter:
         self.mode = mode
         self.items: list[ItemRecord] = []
         self.results: list[GateResult] = []
+        self.interrupted = False
 
     def add(self, item: ItemRecord) -> None:
         self.items.append(item)
@@ -283,9 +286,16 @@ class Reporter:
                     terminal.write_line(f"pass {result.describe()}", green=True)
         for result in failed:
             terminal.write_line(f"FAIL {result.describe()}", red=True, bold=True)
+        if self.interrupted:
+            terminal.write_line(
+                "rigging: the run was interrupted: the figures hold what finished", yellow=True
+            )
 
     def document(self) -> ReportDocument:
-        return document(self.settings, self.items, self.gates, self.mode)
+        settings = RunSettings(
+            **self.settings, **({"interrupted": True} if self.interrupted else {})
+        )
+        return document(settings, self.items, self.gates, self.mode)
 
     def step_summary(self, path: Path) -> None:
         """Append the table, in GitHub's markdown, to `$GITHUB_STEP_SUMMARY`."""

@@ -168,6 +168,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self._records: dict[str, list[ChatRecord]] = {}
+        self._cells: dict[str, Cell] = {}
 
     def add(
         self,
@@ -181,6 +182,7 @@ class Recorder:
         """Record `chats` for `nodeid`. Chats from the cell's own generator count for the
         cell; others (a judge model, say) for their own generator, labelled as cells are."""
         records = self._records.setdefault(nodeid, [])
+        self._cells[nodeid] = cell
         for chat in chats:
             if chat.generator is generator or chat.generator is None:
                 owner = (cell.model, cell.label, cell.params_text)
@@ -190,7 +192,28 @@ class Recorder:
             records.append(chat_record(chat, parses, owner, sample))
 
     def take(self, nodeid: str) -> list[ChatRecord]:
+        self._cells.pop(nodeid, None)
         return self._records.pop(nodeid, [])
+
+    def leftovers(self) -> list[ItemRecord]:
+        """What finished for items that never reported (the run was interrupted while they
+        ran): their chats, under the outcome `interrupted`, so that no finished sample is
+        lost from the report and the table."""
+        return [
+            {
+                "nodeid": nodeid,
+                "model": self._cells[nodeid].shown_model,
+                "label": self._cells[nodeid].label,
+                "params": self._cells[nodeid].params_text,
+                "cell": self._cells[nodeid].id,
+                "outcome": "interrupted",
+                "samples": None,
+                "duration": 0.0,
+                "chats": self.take(nodeid),
+            }
+            for nodeid in list(self._records)
+            if nodeid in self._cells
+        ]
 
 
 def _params(chat: Result) -> str:
