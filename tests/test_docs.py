@@ -269,6 +269,17 @@ def check_iterating_and_batching(run: DocRun) -> None:
     assert peak_overlap(limited.requests) <= 4
 
 
+def check_reliability(run: DocRun) -> None:
+    """The reliability table runs nothing itself: each row names the test that drills it,
+    and every test it names exists."""
+    assert run.blocks == []
+    named = re.findall(r"`(test_\w+\.py)::(test_\w+)", run.document.text)
+    assert len(named) >= 20, named
+    for module, test in named:
+        source = (ROOT / "tests" / module).read_text()
+        assert f"def {test}(" in source, f"{module}::{test} is named but doesn't exist"
+
+
 INGREDIENTS = "<comma-delimited-answer>{}</comma-delimited-answer>"
 
 SCRIPTS: dict[str, Script] = {
@@ -309,6 +320,7 @@ SCRIPTS: dict[str, Script] = {
         ),
         check=check_iterating_and_batching,
     ),
+    "docs/reliability.md": Script(rules=(), check=check_reliability),
 }
 
 
