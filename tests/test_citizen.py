@@ -480,7 +480,8 @@ def test_each_sample_is_drawn_once(pytester: pytest.Pytester, llm_server: LLMSer
     for args in ([], ["-n", "2"]):
         llm_server.reset()
         llm_server.add_rule("q", "fine")
-        pytester.runpytest_subprocess("--rig-models", model, *args).assert_outcomes(passed=3)
+        run = pytester.runpytest_subprocess if args else pytester.runpytest
+        run("--rig-models", model, *args).assert_outcomes(passed=3)
         assert sorted(r.last_user for r in llm_server.requests) == ["q0", "q1", "q2"]
 
 
@@ -568,7 +569,8 @@ def test_skips_are_skips(
         """
     )
     model = f"openai/m,api_base={llm_server.openai_base},max_retries=0"
-    pytester.runpytest_subprocess("--rig-models", model, *xdist).assert_outcomes(
+    run = pytester.runpytest_subprocess if xdist else pytester.runpytest
+    run("--rig-models", model, *xdist).assert_outcomes(
         passed=2, skipped=3
     )
     assert sorted(r.last_user for r in llm_server.requests) == ["q1", "q3"]
@@ -663,9 +665,8 @@ def test_an_infrastructure_error_is_an_error_everywhere(
         """
     )
     model = f"openai/down,api_base={llm_server.openai_base},max_retries=0"
-    result = pytester.runpytest_subprocess(
-        "--rig-models", model, "--junitxml", "j.xml", "--rig-report", "r.json", *xdist
-    )
+    run = pytester.runpytest_subprocess if xdist else pytester.runpytest
+    result = run("--rig-models", model, "--junitxml", "j.xml", "--rig-report", "r.json", *xdist)
     result.assert_outcomes(errors=1)
     assert "ERROR at call of test_free[down]" in result.stdout.str()
     junit = (pytester.path / "j.xml").read_text()

@@ -114,18 +114,21 @@ def new_row(model: str, params: str | None, label: str | None) -> dict[str, t.An
 
 
 def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[Row]:
-    """Rows per model (or per model and params) from item records, in first-seen order."""
-    rows: dict[tuple[str, str | None], dict[str, t.Any]] = {}
+    """Rows per model (or per model and params) from item records, in first-seen order.
 
-    def row(model: str, params: str, label: str | None = None) -> dict[str, t.Any]:
-        key = (model, params if by_params else None)
+    A cell's row is keyed by the cell's id, never by its display text (two cells that
+    print alike stay two rows); a judge model's, by its identifier and params."""
+    rows: dict[tuple[str, ...], dict[str, t.Any]] = {}
+
+    def row(key: tuple[str, ...], model: str, params: str, label: str | None) -> dict[str, t.Any]:
         if key not in rows:
-            rows[key] = new_row(*key, label)
+            rows[key] = new_row(model, params if by_params else None, label)
         rows[key]["label"] = rows[key]["label"] or label
         return rows[key]
 
     for item in items:
-        own = row(item["model"], item["params"], item["label"])
+        cell_key = ("cell", item["cell"]) if by_params else ("model", item["model"])
+        own = row(cell_key, item["model"], item["params"], item["label"])
         outcome = item["outcome"]
         if outcome in ("passed", "failed"):
             own[f"items_{outcome}"] += 1
@@ -136,7 +139,11 @@ def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[Row]:
             own["samples_passed"] += passed
             own["samples_total"] += total
         for chat in item["chats"]:
-            target = row(chat["model"], chat["params"], chat.get("label"))
+            mine = chat["model"] == item["model"] and chat["params"] == item["params"]
+            key = (
+                cell_key if mine else ("judge", chat["model"], chat["params"] if by_params else "")
+            )
+            target = row(key, chat["model"], chat["params"], chat.get("label"))
             target["chats"] += 1
             if chat["outcome"]:
                 target[chat["outcome"]] += 1
