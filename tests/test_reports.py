@@ -458,13 +458,20 @@ def test_a_crashed_worker_loses_only_its_own_items(pytester: pytest.Pytester) ->
     result = pytester.runpytest_subprocess(
         "-n", "2", "--rig-report=r.json", "-p", "no:cacheprovider"
     )
-    result.assert_outcomes(passed=3, failed=1)  # the crash is reported once, not retried
+    # the crash is reported once, not retried: an error, lost with its worker
+    result.assert_outcomes(passed=3, errors=1)
     assert "crashed while running" in result.stdout.str()
     doc = json.loads((pytester.path / "r.json").read_text())
     assert sorted(item["nodeid"].split("::")[1] for item in doc["items"]) == [
-        f"test_fine[{case}-echo]" for case in "abc"
+        "test_crash[echo]",
+        *(f"test_fine[{case}-echo]" for case in "abc"),
     ]
-    assert doc["models"][0]["chats"] == 3 and doc["models"][0]["items_passed"] == 3
+    [lost] = [item for item in doc["items"] if "test_crash" in item["nodeid"]]
+    assert lost["outcome"] == "error" and re.fullmatch(
+        r"lost with xdist worker gw\d, which crashed", lost["lost"]
+    )
+    model = doc["models"][0]
+    assert (model["chats"], model["items_passed"], model["items_errored"]) == (3, 3, 1)
 
 
 def test_free_form_infrastructure_errors_are_not_judged(

@@ -403,9 +403,15 @@ def _junit_properties(record: ItemRecord) -> list[tuple[str, object]]:
 
 
 def _errored_call(report: pytest.TestReport) -> bool:
-    """A call that ended in an infrastructure error: an error, not a failure of the test."""
+    """A call that ended in an infrastructure error, or an item lost with its crashed xdist
+    worker (`when` is "???"): an error, not a failure of the test."""
     record = getattr(report, "rig", None)
-    return report.when == "call" and report.failed and bool(record) and record["outcome"] == "error"
+    return (
+        report.when in ("call", "???")
+        and report.failed
+        and bool(record)
+        and record["outcome"] == "error"
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -441,8 +447,12 @@ class ReportHooks:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "rig", None)
-        if record is not None:
-            _reporter(self.config).add(record)
+        if record is None:
+            return
+        reporter = _reporter(self.config)
+        if "lost" in record and any(i["nodeid"] == record["nodeid"] for i in reporter.items):
+            return  # an interrupted worker handed over what it had of the item: that stands
+        reporter.add(record)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: t.Any, error: object) -> None:
@@ -459,11 +469,11 @@ class ReportHooks:
         it writes an `<error>` (whose message then reads "failed on setup with ...")."""
         if not _errored_call(report):
             return (yield)
-        report.when = "setup"
+        when, report.when = report.when, "setup"
         try:
             return (yield)
         finally:
-            report.when = "call"
+            report.when = when
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> t.Generator[None, object, object]:

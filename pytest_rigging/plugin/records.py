@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typing as t
 
-from typing_extensions import TypedDict  # pydantic validates these before Python 3.12
+from typing_extensions import NotRequired, TypedDict  # pydantic needs these before 3.12
 
 Bucket = t.Literal["first_try", "recovered", "exhausted", "error"]
 BUCKETS: tuple[Bucket, ...] = ("first_try", "recovered", "exhausted", "error")
@@ -38,7 +38,8 @@ class ChatRecord(TypedDict):
 
 
 class ItemRecord(TypedDict):
-    """One matrix item's outcome and chats; `samples` is [passed, judged]."""
+    """One matrix item's outcome and chats; `samples` is [passed, judged]; `lost` says why
+    an item has no figures (its xdist worker crashed while running it)."""
 
     nodeid: str
     model: str
@@ -49,6 +50,7 @@ class ItemRecord(TypedDict):
     samples: list[int] | None
     duration: float
     chats: list[ChatRecord]
+    lost: NotRequired[str]
 
 
 class RunSettings(TypedDict, total=False):

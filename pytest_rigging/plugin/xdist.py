@@ -47,17 +47,25 @@ def write_groups(config: pytest.Config, items: t.Sequence[pytest.Item], rig: set
     if folder is None:
         return
     scopes: dict[str, str] = {}
+    cells: dict[str, dict[str, str]] = {}
     if rig:
         for item in items:
             if item.nodeid in rig:
                 scopes[item.nodeid] = f"rig:{group_key(item.nodeid)}"
+                cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
+                cells[item.nodeid] = {
+                    "model": cell.shown_model,
+                    "label": cell.label,
+                    "params": cell.params_text,
+                    "cell": cell.id,
+                }
             elif config.workerinput.get(_DIST) == "loadgroup":  # type: ignore[attr-defined]
                 names = sorted({_group_name(m) for m in item.iter_markers("xdist_group")})
                 if names:
                     scopes[item.nodeid] = "group:" + "_".join(names)
     path = Path(folder) / f"{config.workerinput['workerid']}.json"  # type: ignore[attr-defined]
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"rig": bool(rig), "scopes": scopes}))
+    temporary.write_text(json.dumps({"rig": bool(rig), "scopes": scopes, "cells": cells}))
     temporary.replace(path)
 
 
@@ -70,6 +78,33 @@ class XdistHooks:
 
     def __init__(self) -> None:
         self.folder: str | None = None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
+        """A rig item lost with its crashed worker is an error in the figures, named."""
+        cell = self._cells().get(crashitem)
+        if cell is None:
+            return
+        worker = getattr(getattr(report, "node", None), "gateway", None)
+        report.rig = {  # type: ignore[attr-defined]
+            "nodeid": crashitem,
+            **cell,
+            "outcome": "error",
+            "samples": None,
+            "duration": 0.0,
+            "chats": [],
+            "lost": f"lost with xdist worker {getattr(worker, 'id', '?')}, which crashed",
+        }
+
+    def _cells(self) -> dict[str, dict[str, str]]:
+        """What the workers said of their rig items (every worker collects the same)."""
+        if self.folder is None:
+            return {}
+        for path in Path(self.folder).glob("*.json"):
+            return t.cast(
+                "dict[str, dict[str, str]]", json.loads(path.read_text()).get("cells", {})
+            )
+        return {}
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: t.Any) -> None:
