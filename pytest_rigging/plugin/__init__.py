@@ -150,11 +150,9 @@ def _checker(config: pytest.Config, on_workers: bool) -> Checker | None:
         config.stash[_CHECKS] = {}
     notes = config.stash[_CHECKS]
 
-    def check(identifier: str) -> str | None:
+    def check(identifier: str, generator: Generator) -> str | None:
         if identifier not in notes:
-            from pytest_rigging.generator.base import get_generator
-
-            notes[identifier] = get_generator(identifier).check()
+            notes[identifier] = generator.check()
         return notes[identifier]
 
     return check

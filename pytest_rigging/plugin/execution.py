@@ -1,9 +1,9 @@
 """Running a test's whole matrix at once, on one event loop for the whole process.
 
 pytest runs one item at a time; model calls wait seconds. So when the first item of a
-test function asks for results, every selected item of that function (all cases, cells
-and samples) is computed together, under one process-wide concurrency limit, and each
-item later takes only its own slice. All model calls run on a long-lived loop in a
+test function asks for results, the samples of every selected item of that function (all
+cases and cells) are started together, under one process-wide concurrency limit, and each
+item then waits for its own samples only. All model calls run on a long-lived loop in a
 background thread, so the limit, connection pools and litellm's clients live on one loop
 whatever loop (or none) the test itself runs on.
 
@@ -161,14 +161,14 @@ class Engine:
         cells: dict[str, set[str]] = {}
         for item in items:
             callspec = getattr(item, "callspec", None)
-            if callspec is not None and "rig_cell" in callspec.params:
-                cells.setdefault(group_key(item.nodeid), set()).add(callspec.params["rig_cell"].id)
-        self._cells = {group: len(ids) for group, ids in cells.items()}
-        for item in items:
+            if callspec is None or "rig_cell" not in callspec.params:
+                continue
+            cells.setdefault(group_key(item.nodeid), set()).add(callspec.params["rig_cell"].id)
             if _skipped(item):
                 continue  # will never ask for its results: spend no call on it
-            if any(name in getattr(item, "fixturenames", ()) for name in RESULT_FIXTURES):
+            if any(name in item.fixturenames for name in RESULT_FIXTURES):  # type: ignore[attr-defined]
                 self.groups.setdefault(group_key(item.nodeid), []).append(item)
+        self._cells = {group: len(ids) for group, ids in cells.items()}
 
     def generator(self, cell: Cell, nodeid: str) -> Generator:
         """One generator per test function and cell, shared by the function's items.
@@ -190,7 +190,8 @@ class Engine:
         return generator
 
     def samples(self, request: pytest.FixtureRequest, pipeline: ChatPipeline) -> list[Chat]:
-        """This item's chats; the first item of a group computes the whole group.
+        """This item's chats; the first item of a group starts the whole group's samples,
+        and each item waits for its own.
 
         `pipeline` is the item's own `rig_pipeline`, built by pytest; the other members'
         pipelines are rebuilt from their fixture functions.

@@ -109,8 +109,8 @@ def split_identifiers(text: str) -> list[str]:
     return identifiers
 
 
-Checker = t.Callable[[str], "str | None"]
-"""`Generator.check` by identifier (the front caches it for the run)."""
+Checker = t.Callable[[str, Generator], "str | None"]
+"""`Generator.check` of an identifier's generator (the front caches it for the run)."""
 
 
 def validate_models(
@@ -129,7 +129,7 @@ def validate_models(
     for identifier in identifiers:
         try:
             generator = get_generator(identifier)
-            note = check(identifier) if check is not None else None
+            note = check(identifier, generator) if check is not None else None
         except InvalidGeneratorError as error:
             raise InvalidGeneratorError(f"{where}: {error}") from None
         if note:

@@ -23,7 +23,7 @@ LOG_INTERVAL = 10.0
 
 class Progress:
     """Counts one group's samples (from the engine's loop thread) and shows them (from the
-    main thread, which waits for the group)."""
+    main thread, while it waits for an item's samples)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config

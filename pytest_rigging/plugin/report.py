@@ -292,9 +292,9 @@ class Reporter:
             )
 
     def document(self) -> ReportDocument:
-        settings = RunSettings(
-            **self.settings, **({"interrupted": True} if self.interrupted else {})
-        )
+        settings = RunSettings(**self.settings)
+        if self.interrupted:
+            settings["interrupted"] = True
         return document(settings, self.items, self.gates, self.mode)
 
     def step_summary(self, path: Path) -> None:

@@ -206,21 +206,23 @@ class Recorder:
         """What finished for items that never reported (the run was interrupted while they
         ran): their chats, under the outcome `interrupted`, so that no finished sample is
         lost from the report and the table."""
-        return [
-            {
-                "nodeid": nodeid,
-                "model": self._cells[nodeid].shown_model,
-                "label": self._cells[nodeid].label,
-                "params": self._cells[nodeid].params_text,
-                "cell": self._cells[nodeid].id,
-                "outcome": "interrupted",
-                "samples": None,
-                "duration": 0.0,
-                "chats": self.take(nodeid),
-            }
-            for nodeid in list(self._records)
-            if nodeid in self._cells
-        ]
+        left: list[ItemRecord] = []
+        for nodeid, cell in list(self._cells.items()):
+            chats = self.take(nodeid)  # forgets the cell too
+            left.append(
+                {
+                    "nodeid": nodeid,
+                    "model": cell.shown_model,
+                    "label": cell.label,
+                    "params": cell.params_text,
+                    "cell": cell.id,
+                    "outcome": "interrupted",
+                    "samples": None,
+                    "duration": 0.0,
+                    "chats": chats,
+                }
+            )
+        return left
 
 
 def _params(chat: Result) -> str:

@@ -1,6 +1,6 @@
 """Keeping each rig test function's items on one xdist worker, and nothing else changed.
 
-A test's cells and samples are computed together by whichever worker runs its first
+A test's cells and samples are started together by whichever worker runs its first
 item; if its other items ran elsewhere, their calls would be made twice. So the items of
 one rig test function must share a worker. Everything else stays xdist's: the plugin
 picks a scheduler only after the workers have collected, and only when they found rig
@@ -78,11 +78,21 @@ class XdistHooks:
 
     def __init__(self) -> None:
         self.folder: str | None = None
+        self.facts: dict[str, t.Any] = {}
+
+    def read_facts(self, worker: str) -> dict[str, t.Any]:
+        """What worker `worker` wrote of its items (every worker collects the same, so the
+        first one read stands for all)."""
+        if not self.facts and self.folder is not None:
+            path = Path(self.folder) / f"{worker}.json"
+            if path.exists():
+                self.facts = json.loads(path.read_text())
+        return self.facts
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         """A rig item lost with its crashed worker is an error in the figures, named."""
-        cell = self._cells().get(crashitem)
+        cell = self.facts.get("cells", {}).get(crashitem)
         if cell is None:
             return
         worker = getattr(getattr(report, "node", None), "gateway", None)
@@ -95,16 +105,6 @@ class XdistHooks:
             "chats": [],
             "lost": f"lost with xdist worker {getattr(worker, 'id', '?')}, which crashed",
         }
-
-    def _cells(self) -> dict[str, dict[str, str]]:
-        """What the workers said of their rig items (every worker collects the same)."""
-        if self.folder is None:
-            return {}
-        for path in Path(self.folder).glob("*.json"):
-            return t.cast(
-                "dict[str, dict[str, str]]", json.loads(path.read_text()).get("cells", {})
-            )
-        return {}
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: t.Any) -> None:
@@ -120,9 +120,7 @@ class XdistHooks:
         dist = config.getoption("dist")
         if dist not in GROUPED_MODES:
             return None
-        if self.folder is None:
-            self.folder = tempfile.mkdtemp(prefix="pytest-rigging-")
-        return DeferredScheduling(config, log, dist, Path(self.folder))
+        return DeferredScheduling(config, log, dist, self.read_facts)
 
     def pytest_unconfigure(self) -> None:
         if self.folder is not None:
@@ -134,15 +132,20 @@ class DeferredScheduling:
     has collected: xdist's own for the mode when there are no rig items, else one that
     keeps each rig function on one worker. Until then it only remembers the workers."""
 
-    def __init__(self, config: pytest.Config, log: t.Any, dist: str, folder: Path) -> None:
-        self.config, self.log, self.dist, self.folder = config, log, dist, folder
+    def __init__(
+        self,
+        config: pytest.Config,
+        log: t.Any,
+        dist: str,
+        read_facts: t.Callable[[str], dict[str, t.Any]],
+    ) -> None:
+        self.config, self.log, self.dist, self.read_facts = config, log, dist, read_facts
         self.chosen: t.Any = None
         self._waiting: list[t.Any] = []
 
     def _choose(self, node: t.Any) -> t.Any:
-        path = self.folder / f"{node.gateway.id}.json"
-        facts = json.loads(path.read_text()) if path.exists() else {"rig": False}
-        if facts["rig"]:
+        facts = self.read_facts(node.gateway.id)
+        if facts.get("rig"):
             return FunctionScheduling(self.config, self.log, facts["scopes"])
         own = {
             "load": LoadScheduling,
