@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import textwrap
 import typing as t
 from collections.abc import AsyncIterator, Iterator
 
@@ -34,16 +35,15 @@ def ini(pytester: pytest.Pytester, extra: str = "") -> None:
     )
 
 
-ONE_ITEM = """
-import pytest
+def rig_module(tests: str, prompt: str = "x") -> str:
+    """A pytester test module whose `rig_pipeline` sends `prompt`, followed by `tests`."""
+    return (
+        "import pytest\n\n@pytest.fixture\ndef rig_pipeline(rig_generator):\n"
+        f"    return rig_generator.chat({prompt!r})\n\n" + textwrap.dedent(tests)
+    )
 
-@pytest.fixture
-def rig_pipeline(rig_generator):
-    return rig_generator.chat("x")
 
-def test_a(rig_chat):
-    pass
-"""
+ONE_ITEM = rig_module("def test_a(rig_chat):\n    pass\n")
 """A pytester test module with one matrix item per model."""
 
 

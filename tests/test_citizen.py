@@ -19,7 +19,7 @@ import pytest
 
 import pytest_rigging
 from pytest_rigging.plugin import progress
-from tests.conftest import ONE_ITEM, ini
+from tests.conftest import ONE_ITEM, ini, rig_module
 from tests.llm_server import LLMServer
 
 PARAMETRIZED = """
@@ -307,17 +307,13 @@ def test_progress_lines_in_logs_and_none_at_q(
     monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
     ini(pytester)
     pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.fixture
-        def rig_pipeline(rig_generator):
-            return rig_generator.chat("x")
-
-        @pytest.mark.rig(runs=4)
-        def test_slow(rig_chat):
-            pass
-        """
+        rig_module(
+            """
+            @pytest.mark.rig(runs=4)
+            def test_slow(rig_chat):
+                pass
+            """
+        )
     )
     models = ["--rig-models", "echo!e,latency=0.3", "--junitxml", "j.xml"]
     result = pytester.runpytest(*models)
@@ -584,21 +580,18 @@ def test_secrets_stay_masked_in_failures_tracebacks_and_junit(
     llm_server.fail_next(100, status=500, model="down")
     ini(pytester)
     pytester.makepyfile(
-        """
-        import pytest
+        rig_module(
+            """
+            @pytest.mark.rig(runs=2)
+            def test_judged(rig_chat):
+                assert rig_chat.last.content == "right"
 
-        @pytest.fixture
-        def rig_pipeline(rig_generator):
-            return rig_generator.chat("judge me")
-
-        @pytest.mark.rig(runs=2)
-        def test_judged(rig_chat):
-            assert rig_chat.last.content == "right"
-
-        async def test_free(rig_generator):
-            params = rig_generator.params
-            await rig_generator.chat("hi").run()
-        """
+            async def test_free(rig_generator):
+                params = rig_generator.params
+                await rig_generator.chat("hi").run()
+            """,
+            prompt="judge me",
+        )
     )
     secrets = f"api_key={key},extra.auth_token={token},max_retries=0"
     models = f"openai/up,api_base={llm_server.openai_base},{secrets}"
@@ -731,17 +724,13 @@ def test_no_starvation_by_a_failing_or_hanging_model(
     llm_server.add_rule(".", "fine")
     llm_server.fail_next(4, status=200, model="hanging", delay=3, body=None)
     pytester.makepyfile(
-        test_many="""
-        import pytest
-
-        @pytest.fixture
-        def rig_pipeline(rig_generator):
-            return rig_generator.chat("x")
-
-        @pytest.mark.rig(runs=4)
-        def test_a(rig_chat):
-            pass
-        """
+        test_many=rig_module(
+            """
+            @pytest.mark.rig(runs=4)
+            def test_a(rig_chat):
+                pass
+            """
+        )
     )
     models = f"openai/hanging,{base},timeout=10,openai/healthy,{base}"
     pytester.runpytest("test_many.py", "--rig-models", models, "--rig-concurrency", "4")
@@ -784,17 +773,13 @@ def test_ctrl_c_keeps_the_samples_that_finished(pytester: pytest.Pytester) -> No
     ini(pytester)
     pytester.makeconftest(CTRL_C_CONFTEST)
     pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.fixture
-        def rig_pipeline(rig_generator):
-            return rig_generator.chat("x")
-
-        @pytest.mark.rig(runs=3)
-        def test_a(rig_chat):
-            pass
-        """
+        rig_module(
+            """
+            @pytest.mark.rig(runs=3)
+            def test_a(rig_chat):
+                pass
+            """
+        )
     )
     command = [
         sys.executable,

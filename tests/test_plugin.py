@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ini, peak_overlap
+from tests.conftest import ini, peak_overlap, rig_module
 from tests.llm_server import LLMServer
 
 RULES = """
@@ -260,17 +260,14 @@ def test_infrastructure_errors_make_errors_not_failures(
     ini(pytester)
     llm_server.fail_next(100, status=500, model="broken")
     pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.fixture
-        def rig_pipeline(rig_generator):
-            return rig_generator.chat("ping")
-
-        @pytest.mark.rig(runs=2)
-        def test_ping(rig_chat):
-            assert rig_chat.last.content == "ping"
-        """
+        rig_module(
+            """
+            @pytest.mark.rig(runs=2)
+            def test_ping(rig_chat):
+                assert rig_chat.last.content == "ping"
+            """,
+            prompt="ping",
+        )
     )
     result = pytester.runpytest(
         "--rig-models", "openai/fine,max_retries=0,openai/broken,max_retries=0", "-rA"
