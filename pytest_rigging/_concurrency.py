@@ -114,6 +114,9 @@ class Slot:
     async def __aenter__(self) -> None:
         await self.acquire()
         self.token = _current_slot.set(self)
+        listener = _call_listener.get()
+        if listener is not None:
+            listener()
 
     async def __aexit__(self, *exc: object) -> None:
         if self.token is not None:
@@ -140,3 +143,20 @@ async def slot_released() -> t.AsyncIterator[None]:
         yield
     finally:
         await slot.acquire()
+
+
+_call_listener: contextvars.ContextVar[t.Callable[[], None] | None] = contextvars.ContextVar(
+    "pytest_rigging_call_listener", default=None
+)
+
+
+@contextlib.contextmanager
+def calls_heard(listener: t.Callable[[], None]) -> t.Iterator[None]:
+    """Within this block (and the tasks it starts), `listener()` runs as each generator
+    call takes its slot, just before the request goes out: how a caller learns that a
+    call was sent, and so was paid for, even if its answer never arrives."""
+    token = _call_listener.set(listener)
+    try:
+        yield
+    finally:
+        _call_listener.reset(token)

@@ -30,8 +30,14 @@ class ExhaustedMaxRoundsError(Exception):
 
     def __init__(self, max_rounds: int, message: str = "") -> None:
         self.max_rounds = max_rounds
+        self.detail = message
         detail = f": {message}" if message else ""
         super().__init__(f"Exhausted max rounds ({max_rounds}) while parsing{detail}")
+
+    def __reduce__(self) -> tuple[type[ExhaustedMaxRoundsError], tuple[int, str]]:
+        """Pickled with its own arguments (the default would pass the formatted message
+        back in as `max_rounds`): chats carrying it cross processes under xdist."""
+        return (type(self), (self.max_rounds, self.detail))
 
 
 class GenerationError(Exception):

@@ -566,9 +566,7 @@ def test_skips_are_skips(
     )
     model = f"openai/m,api_base={llm_server.openai_base},max_retries=0"
     run = pytester.runpytest_subprocess if xdist else pytester.runpytest
-    run("--rig-models", model, *xdist).assert_outcomes(
-        passed=2, skipped=3
-    )
+    run("--rig-models", model, *xdist).assert_outcomes(passed=2, skipped=3)
     assert sorted(r.last_user for r in llm_server.requests) == ["q1", "q3"]
 
 
@@ -766,10 +764,13 @@ register_generator("firstfast", FirstFast)
 """
 
 
-def test_ctrl_c_keeps_the_samples_that_finished(pytester: pytest.Pytester) -> None:
-    """Ctrl-C while an item waits for its samples: the one that finished is in the report,
-    under the interrupted item. (Under xdist a terminal's Ctrl-C stops the controller before
-    its workers can hand over what they hold: not kept yet.)"""
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_ctrl_c_keeps_the_samples_that_finished(
+    pytester: pytest.Pytester, xdist: list[str]
+) -> None:
+    """A terminal's Ctrl-C while an item waits for its samples: the one that finished is in
+    the report, under the interrupted item; under xdist too, where the controller stops
+    before its workers could hand anything over (it reads their journals)."""
     ini(pytester)
     pytester.makeconftest(CTRL_C_CONFTEST)
     pytester.makepyfile(
@@ -791,6 +792,7 @@ def test_ctrl_c_keeps_the_samples_that_finished(pytester: pytest.Pytester) -> No
         "r.json",
         "-p",
         "no:cacheprovider",
+        *xdist,
     ]
     process = subprocess.Popen(
         command, cwd=pytester.path, stdout=subprocess.PIPE, text=True, start_new_session=True

@@ -546,3 +546,95 @@ def test_a_gate_for_a_model_that_did_not_run_fails_and_says_so(
     assert rigging_main(["merge", str(pytester.path / "r.json")]) == 1
     printed = capsys.readouterr().out.splitlines()
     assert sorted(line for line in printed if line.startswith(("pass ", "FAIL "))) == sorted(lines)
+
+
+CRASH_CONFTEST = """
+import asyncio
+from pathlib import Path
+
+from pytest_rigging.generator import GeneratedMessage, register_generator
+from pytest_rigging.generator.offline import EchoGenerator
+from pytest_rigging.message import Message
+
+
+class Logged(EchoGenerator):
+    \"\"\"Writes every call it makes to calls.txt (all workers append to it); the case
+    "d" hangs, and says so once its calls are out.\"\"\"
+
+    async def generate_message(self, messages, params):
+        prompt = messages[-1].content
+        with open("calls.txt", "a") as calls:
+            calls.write(prompt + "\\n")
+        if prompt == "case d":
+            Path(f"sent-{len(Path('calls.txt').read_text().split())}").touch()
+            await asyncio.sleep(60)
+        return GeneratedMessage(message=Message(role="assistant", content=prompt))
+
+
+register_generator("logged", Logged)
+"""
+
+
+def test_a_crashed_workers_finished_samples_are_kept_and_never_called_again(
+    pytester: pytest.Pytester,
+) -> None:
+    """kill -9 mid-function: the worker that takes back the rest of the function uses the
+    samples that finished before the crash, names those whose calls were in flight as lost,
+    and calls only those never sent; every sample is called exactly once."""
+    ini(pytester)
+    pytester.makeconftest(CRASH_CONFTEST)
+    pytester.makepyfile(
+        """
+        import os
+        import signal
+        import time
+        from pathlib import Path
+
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, case):
+            return rig_generator.chat(f"case {case}")
+
+        @pytest.mark.rig(runs=2)
+        @pytest.mark.parametrize("case", "abcedf")
+        def test_cases(rig_chats, case):
+            if case == "c":  # once d's two calls are out (and e's answered): kill -9
+                while len(list(Path().glob("sent-*"))) < 2:
+                    time.sleep(0.01)
+                time.sleep(0.3)
+                os.kill(os.getpid(), signal.SIGKILL)
+            assert [chat.last.content for chat in rig_chats] == [f"case {case}"] * 2
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-n",
+        "2",
+        "--rig-models",
+        "logged!m,max_connections=2",
+        "--rig-report=r.json",
+        "-p",
+        "no:randomly",
+    )
+    calls = (pytester.path / "calls.txt").read_text().splitlines()
+    assert sorted(calls) == sorted(f"case {case}" for case in "abcedf" for _ in range(2))
+    result.assert_outcomes(passed=4, errors=2)
+    out = result.stdout.str()
+    assert re.search(
+        r"infrastructure error: sample 0 lost with xdist worker gw\d, which crashed while its "
+        "call was in flight",
+        out,
+    )
+    doc = json.loads((pytester.path / "r.json").read_text())
+    items = {item["nodeid"].split("[")[1][0]: item for item in doc["items"]}
+    assert {case: item["outcome"] for case, item in items.items()} == {
+        **dict.fromkeys("abef", "passed"),
+        "c": "error",
+        "d": "error",
+    }
+    # c died with its worker, its two samples finished: kept; d's calls died in flight
+    assert re.fullmatch(r"lost with xdist worker gw\d, which crashed", items["c"]["lost"])
+    assert [chat["outcome"] for chat in items["c"]["chats"]] == [None, None]
+    assert [chat["error_kind"] for chat in items["d"]["chats"]] == ["infrastructure"] * 2
+    assert doc["models"][0]["chats"] == 12
+    assert (doc["models"][0]["items_passed"], doc["models"][0]["items_errored"]) == (4, 2)

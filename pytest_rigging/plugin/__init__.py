@@ -177,23 +177,17 @@ def _engine(config: pytest.Config) -> Engine:
         from pytest_rigging.plugin.xdist import worker_count
 
         recorder = _recorder(config)
-
-        def heard(
-            nodeid: str, cell: Cell, chats: t.Sequence[Chat], parses: bool, index: int
-        ) -> None:
-            generator = config.stash[_ENGINE].generator(cell, nodeid)
-            recorder.add(nodeid, chats, parses, cell, generator, index)
-
         concurrency = max(1, _settings(config).concurrency // worker_count())
-        config.stash[_ENGINE] = Engine(concurrency, heard, Progress(config))
+        config.stash[_ENGINE] = Engine(concurrency, recorder, Progress(config), recorder.journal)
     return config.stash[_ENGINE]
 
 
 def _recorder(config: pytest.Config) -> Recorder:
     if _RECORDER not in config.stash:
         from pytest_rigging.plugin.stats import Recorder
+        from pytest_rigging.plugin.xdist import worker_journal
 
-        config.stash[_RECORDER] = Recorder()
+        config.stash[_RECORDER] = Recorder(worker_journal(config))
     return config.stash[_RECORDER]
 
 
@@ -401,14 +395,14 @@ def _junit_properties(record: ItemRecord) -> list[tuple[str, object]]:
 
 
 def _errored_call(report: pytest.TestReport) -> bool:
-    """A call that ended in an infrastructure error, or an item lost with its crashed xdist
-    worker (`when` is "???"): an error, not a failure of the test."""
+    """A call that ended in an infrastructure error, or an item lost with its xdist worker
+    (`when` is "???"): an error, not a failure of the test."""
     record = getattr(report, "rig", None)
     return (
         report.when in ("call", "???")
         and report.failed
         and bool(record)
-        and record["outcome"] == "error"
+        and (record["outcome"] == "error" or "lost" in record)
     )
 
 
@@ -421,14 +415,6 @@ def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     if _ENGINE in item.config.stash:
         item.config.stash[_ENGINE].discard(item.nodeid)
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """On an xdist worker: what finished for items that never reported goes to the
-    controller with the worker's output (a worker that crashes has none to give)."""
-    config = session.config
-    if _is_worker(config) and _RECORDER in config.stash:
-        config.workeroutput["rig_leftovers"] = config.stash[_RECORDER].leftovers()  # type: ignore[attr-defined]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -445,17 +431,7 @@ class ReportHooks:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "rig", None)
-        if record is None:
-            return
-        reporter = _reporter(self.config)
-        if "lost" in record and any(i["nodeid"] == record["nodeid"] for i in reporter.items):
-            return  # an interrupted worker handed over what it had of the item: that stands
-        reporter.add(record)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node: t.Any, error: object) -> None:
-        # popped: xdist reports an interrupted worker down twice
-        for record in getattr(node, "workeroutput", {}).pop("rig_leftovers", []):
+        if record is not None:
             _reporter(self.config).add(record)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_logreport")
@@ -481,14 +457,23 @@ class ReportHooks:
             session.testsfailed += 1
         return outcome
 
-    def pytest_sessionfinish(self, exitstatus: int) -> None:
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_sessionfinish(self, exitstatus: int) -> t.Generator[None, None, None]:
         """Write the JSON report and the step summary, also after Ctrl-C: with every sample
-        that finished, those of items that never reported included."""
+        that finished, those of items that never reported included. Done once xdist has
+        stopped its workers (its own hook) and before the terminal summary (an outer
+        wrapper), so that what the workers' journals hold is final."""
         from pathlib import Path
 
+        outcome = yield
         if exitstatus == pytest.ExitCode.INTERRUPTED:
             recorder = self.config.stash.get(_RECORDER, None)
             leftovers = recorder.leftovers() if recorder is not None else []
+            journals = self.config.pluginmanager.get_plugin("rigging-xdist")
+            if journals is not None:
+                known = self.config.stash.get(_REPORTER, None)
+                reported = {r["nodeid"] for r in known.items} if known is not None else set()
+                leftovers.extend(journals.leftovers(reported))
             if leftovers or _REPORTER in self.config.stash:
                 reporter = _reporter(self.config)
                 reporter.interrupted = True
@@ -514,6 +499,7 @@ class ReportHooks:
                     RiggingWarning(f"cannot append to GITHUB_STEP_SUMMARY {summary}: {error}"),
                     stacklevel=1,
                 )
+        return outcome
 
     def pytest_terminal_summary(self, terminalreporter: t.Any) -> None:
         if _REPORTER in self.config.stash and self.config.stash[_REPORTER].items:

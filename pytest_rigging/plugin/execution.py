@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
+import pickle
 import threading
 import typing as t
 
 import pytest
 
-from pytest_rigging._concurrency import shared_limit
+from pytest_rigging._concurrency import calls_heard, shared_limit
 from pytest_rigging._pipeline import current_observer, observe
-from pytest_rigging.chat import Chat, ChatPipeline
-from pytest_rigging.generator.base import Generator, get_generator
+from pytest_rigging.chat import Chat, ChatPipeline, new_chat
+from pytest_rigging.error import GenerationError
+from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
+from pytest_rigging.plugin.journal import Journal, Salvage, salvage
 from pytest_rigging.plugin.matrix import Cell, Verdict
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
+from pytest_rigging.plugin.stats import Recorder
 from pytest_rigging.plugin.xdist import group_key
 
 RESULT_FIXTURES = ("rig_chat", "rig_chats")
@@ -98,19 +103,25 @@ async def _shutdown(release: t.Callable[[], t.Awaitable[None]] | None) -> None:
         await asyncio.wait(leftovers, timeout=5)
 
 
-ChatsCallback = t.Callable[[str, Cell, t.Sequence[Chat], bool, int], None]
-"""(nodeid, cell, chats, parse_required, sample index) for every sample of every item."""
-
-
 class Engine:
     """Computes result groups and hands each item its samples (one per process).
 
-    `on_chats` hears of every sample as it finishes; `progress` shows the group's."""
+    `recorder` gets every sample as it finishes; `progress` shows the group's. On an
+    xdist worker, `journal` hears of every call sent, and says which items were taken
+    back from a crashed worker: those take what finished there instead of calling again.
+    """
 
-    def __init__(self, concurrency: int, on_chats: ChatsCallback, progress: Progress) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        recorder: Recorder,
+        progress: Progress,
+        journal: Journal | None = None,
+    ) -> None:
         self.concurrency = concurrency
-        self.on_chats = on_chats
+        self.recorder = recorder
         self.progress = progress
+        self.journal = journal
         self.loop = LoopThread()
         self.groups: dict[str, list[pytest.Item]] = {}
         self._results: dict[str, list[Chat] | BaseException] = {}
@@ -198,9 +209,13 @@ class Engine:
         """
         item = request.node
         if item.nodeid not in self._results and item.nodeid not in self._running:
+            found: dict[str, Salvage] = {}
             if item.nodeid in self._spent:  # run again (a rerun plugin): fresh samples
                 pending = [item]
             else:
+                # Items taken back from a crashed worker start with each other only: the
+                # rest of their function ran there.
+                requeued = self.journal.requeued() if self.journal is not None else {}
                 members = self.groups.get(group_key(item.nodeid), [item])
                 pending = [
                     m
@@ -208,8 +223,11 @@ class Engine:
                     if m.nodeid not in self._results
                     and m.nodeid not in self._running
                     and m.nodeid not in self._spent
+                    and (m.nodeid in requeued) == (item.nodeid in requeued)
                 ]
-            self._start(pending, request, {item.nodeid: pipeline})
+                if item.nodeid in requeued and self.journal is not None:
+                    found = salvage(self.journal.folder, {m.nodeid for m in pending})
+            self._start(pending, request, {item.nodeid: pipeline}, found)
         if item.nodeid in self._running:  # wait for this item's own samples only
             future = self._running[item.nodeid]
             self._results[item.nodeid] = self._wait(future, progress=True)
@@ -224,9 +242,11 @@ class Engine:
         items: list[pytest.Item],
         request: pytest.FixtureRequest,
         known: dict[str, ChatPipeline],
+        found: dict[str, Salvage],
     ) -> None:
         """Build every item's pipeline (here, on pytest's thread) and start all their
-        samples at once on the engine's loop; each item later waits for its own."""
+        samples at once on the engine's loop; each item later waits for its own. A
+        sample `found` in a crashed worker's journal is taken from there."""
         jobs: list[tuple[str, ChatPipeline, int, Cell]] = []
         for item in items:
             try:
@@ -238,12 +258,19 @@ class Engine:
                 self._results[item.nodeid] = error
 
         async def sample(nodeid: str, pipeline: ChatPipeline, index: int, cell: Cell) -> Chat:
+            generator = self.generator(cell, nodeid)
+
             def heard(chats: t.Sequence[Chat], parses: bool) -> None:
                 self.remember(chats)
-                self.on_chats(nodeid, cell, chats, parses, index)
+                self.recorder.add(nodeid, chats, parses, cell, generator, index)
                 self.progress.sample_done(any(c.error_kind == "infrastructure" for c in chats))
 
-            with observe(heard):
+            if nodeid in found:
+                kept = self._salvaged(found[nodeid], nodeid, index, cell, pipeline)
+                if kept is not None:
+                    self.progress.sample_done(kept.error_kind == "infrastructure")
+                    return kept
+            with observe(heard), self._sending(nodeid, index):
                 return await pipeline.run(on_failed="include")
 
         async def samples(
@@ -260,6 +287,57 @@ class Engine:
         self.progress.start(request.node.nodeid, name, sum(runs for _, _, runs, _ in jobs))
         for job in jobs:
             self._running[job[0]] = self._submit(samples(*job))
+
+    def _sending(self, nodeid: str, index: int) -> t.ContextManager[None]:
+        """On an xdist worker: the journal hears of the sample's first call as it goes out."""
+        journal = self.journal
+        if journal is None:
+            return contextlib.nullcontext()
+        sent = False
+
+        def first_call() -> None:
+            nonlocal sent
+            if not sent:
+                sent = True
+                journal.sent(nodeid, index)
+
+        return calls_heard(first_call)
+
+    def _salvaged(
+        self, found: Salvage, nodeid: str, index: int, cell: Cell, pipeline: ChatPipeline
+    ) -> Chat | None:
+        """Sample `index` as a crashed worker left it, recorded here: its chat if it
+        finished there, a failed chat naming the loss if its call went out but the answer
+        died with the worker; None if it was never sent."""
+        generator = self.generator(cell, nodeid)
+        done = found.done.get(index)
+        if done is not None and done.chats is not None:
+            pairs: list[tuple[Chat, bool]] = pickle.loads(done.chats)
+            for chat, own in pairs:
+                if own:
+                    chat.generator = generator
+            self.recorder.extend(nodeid, cell, done.records)
+            return pairs[-1][0]
+        worker = found.sent.get(index)
+        if done is None and worker is None:
+            return None
+        why = (
+            "which crashed while its call was in flight"
+            if done is None
+            else "which crashed; its chats could not be carried over (they don't pickle)"
+        )
+        lost = new_chat(
+            list(pipeline.messages),
+            generator,
+            pipeline.params or GenerateParams(),
+            dict(pipeline.metadata),
+        )
+        lost.failed = True
+        lost.error = GenerationError(
+            f"sample {index} lost with xdist worker {worker or '?'}, {why}", reason="lost"
+        )
+        self.recorder.add(nodeid, [lost], False, cell, generator, index)
+        return lost
 
     def _pipeline_for(self, item: pytest.Item, request: pytest.FixtureRequest) -> ChatPipeline:
         definitions = _definitions(item, "rig_pipeline")
@@ -321,6 +399,8 @@ class Engine:
 
     def stop(self) -> None:
         self.loop.stop(self._release)
+        if self.journal is not None:
+            self.journal.close()
 
     def remember(self, chats: t.Sequence[Chat]) -> None:
         """Generators seen producing chats on the engine's loop (a judge a pipeline built

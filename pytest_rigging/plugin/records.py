@@ -37,6 +37,25 @@ class ChatRecord(TypedDict):
     conversation: list[MessageRecord]
 
 
+class CellRecord(TypedDict):
+    """A matrix item's cell, as records name it."""
+
+    model: str
+    label: str
+    params: str
+    cell: str
+
+
+class GroupFacts(TypedDict):
+    """What an xdist worker tells the controller of its collection: whether it has rig
+    items, the unit of work of each item that must share a worker, and each rig item's
+    cell."""
+
+    rig: bool
+    scopes: dict[str, str]
+    cells: dict[str, CellRecord]
+
+
 class ItemRecord(TypedDict):
     """One matrix item's outcome and chats; `samples` is [passed, judged]; `lost` says why
     an item has no figures (its xdist worker crashed while running it)."""

@@ -25,6 +25,9 @@ from pytest_rigging.plugin.records import (
     Row,
 )
 
+if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.journal import Journal
+
 __all__ = ["BUCKETS", "ChatRecord", "ItemRecord", "Recorder", "Row", "tabulate_items", "wilson"]
 
 
@@ -171,9 +174,11 @@ def _finish(row: dict[str, t.Any]) -> Row:
 
 
 class Recorder:
-    """Chat records per item, until the item's report carries them away."""
+    """Chat records per item, until the item's report carries them away; on an xdist
+    worker, also in its journal as they come, so that they outlive the worker."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Journal | None = None) -> None:
+        self.journal = journal
         self._records: dict[str, list[ChatRecord]] = {}
         self._cells: dict[str, Cell] = {}
 
@@ -188,15 +193,22 @@ class Recorder:
     ) -> None:
         """Record `chats` for `nodeid`. Chats from the cell's own generator count for the
         cell; others (a judge model, say) for their own generator, labelled as cells are."""
-        records = self._records.setdefault(nodeid, [])
-        self._cells[nodeid] = cell
+        added: list[ChatRecord] = []
         for chat in chats:
             if chat.generator is generator or chat.generator is None:
                 owner = (cell.model, cell.label, cell.params_text)
             else:
                 identity = chat.generator.to_identifier(GenerateParams(), with_config=False)
                 owner = (identity, label_of(chat.generator), _params(chat))
-            records.append(chat_record(chat, parses, owner, sample))
+            added.append(chat_record(chat, parses, owner, sample))
+        self.extend(nodeid, cell, added)
+        if self.journal is not None:
+            self.journal.done(nodeid, sample, added, chats, generator)
+
+    def extend(self, nodeid: str, cell: Cell, records: list[ChatRecord]) -> None:
+        """Record chats already turned into records (another worker's, from its journal)."""
+        self._cells[nodeid] = cell
+        self._records.setdefault(nodeid, []).extend(records)
 
     def take(self, nodeid: str) -> list[ChatRecord]:
         self._cells.pop(nodeid, None)

@@ -11,7 +11,8 @@ The facts travel explicitly: the controller hands each worker a folder
 before it reports its collection, and the controller reads that when the first
 collection arrives. With rig items present, whole rig functions are the units of work,
 `xdist_group` marks group their items under `--dist loadgroup` (as xdist documents), and
-every other item is a unit of its own.
+every other item is a unit of its own. The same folder holds the workers' journals
+(`journal`): what survives a worker that is interrupted or crashes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from xdist.scheduler import (
     WorkStealingScheduling,
 )
 
+from pytest_rigging.plugin.journal import Journal, salvage, write_requeued
+from pytest_rigging.plugin.records import CellRecord, GroupFacts, ItemRecord
+
 GROUPED_MODES = ("load", "worksteal", "loadgroup")
 _FOLDER = "rig_groups_dir"
 _DIST = "rig_dist"
@@ -47,7 +51,7 @@ def write_groups(config: pytest.Config, items: t.Sequence[pytest.Item], rig: set
     if folder is None:
         return
     scopes: dict[str, str] = {}
-    cells: dict[str, dict[str, str]] = {}
+    cells: dict[str, CellRecord] = {}
     if rig:
         for item in items:
             if item.nodeid in rig:
@@ -63,10 +67,20 @@ def write_groups(config: pytest.Config, items: t.Sequence[pytest.Item], rig: set
                 names = sorted({_group_name(m) for m in item.iter_markers("xdist_group")})
                 if names:
                     scopes[item.nodeid] = "group:" + "_".join(names)
+    facts: GroupFacts = {"rig": bool(rig), "scopes": scopes, "cells": cells}
     path = Path(folder) / f"{config.workerinput['workerid']}.json"  # type: ignore[attr-defined]
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"rig": bool(rig), "scopes": scopes, "cells": cells}))
+    temporary.write_text(json.dumps(facts))
     temporary.replace(path)
+
+
+def worker_journal(config: pytest.Config) -> Journal | None:
+    """This xdist worker's journal; None in a single process and under `--dist each`
+    (where every worker runs every item, so no item is any one worker's)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None or workerinput.get(_FOLDER) is None:
+        return None
+    return Journal(Path(workerinput[_FOLDER]), workerinput["workerid"])
 
 
 def _group_name(mark: pytest.Mark) -> str:
@@ -77,42 +91,71 @@ class XdistHooks:
     """The controller's side; registered only when pytest-xdist is active."""
 
     def __init__(self) -> None:
-        self.folder: str | None = None
-        self.facts: dict[str, t.Any] = {}
+        self.folder: Path | None = None
+        self.facts: GroupFacts | None = None
 
-    def read_facts(self, worker: str) -> dict[str, t.Any]:
+    def read_facts(self, worker: str) -> GroupFacts:
         """What worker `worker` wrote of its items (every worker collects the same, so the
         first one read stands for all)."""
-        if not self.facts and self.folder is not None:
-            path = Path(self.folder) / f"{worker}.json"
+        if self.facts is None and self.folder is not None:
+            path = self.folder / f"{worker}.json"
             if path.exists():
                 self.facts = json.loads(path.read_text())
-        return self.facts
+        return self.facts or {"rig": False, "scopes": {}, "cells": {}}
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
-        """A rig item lost with its crashed worker is an error in the figures, named."""
-        cell = self.facts.get("cells", {}).get(crashitem)
-        if cell is None:
+        """A rig item lost with its worker is named as such, with the samples that
+        finished before the worker crashed (an error) or was interrupted (Ctrl-C, or a
+        KeyboardInterrupt raised in a test, which xdist reports the same way)."""
+        node = getattr(report, "node", None)
+        worker = getattr(getattr(node, "gateway", None), "id", "?")
+        cell = self.read_facts(worker)["cells"].get(crashitem)
+        if cell is None or self.folder is None:
             return
-        worker = getattr(getattr(report, "node", None), "gateway", None)
-        report.rig = {  # type: ignore[attr-defined]
+        found = salvage(self.folder, {crashitem}).get(crashitem)
+        interrupted = getattr(node, "workeroutput", {}).get("exitstatus") == 2
+        record: ItemRecord = {
             "nodeid": crashitem,
             **cell,
-            "outcome": "error",
+            "outcome": "interrupted" if interrupted else "error",
             "samples": None,
             "duration": 0.0,
-            "chats": [],
-            "lost": f"lost with xdist worker {getattr(worker, 'id', '?')}, which crashed",
+            "chats": found.records if found is not None else [],
+            "lost": f"lost with xdist worker {worker}, which "
+            + ("was interrupted" if interrupted else "crashed"),
         }
+        report.rig = record  # type: ignore[attr-defined]
+
+    def leftovers(self, reported: t.Container[str]) -> list[ItemRecord]:
+        """After an interrupted run: what the workers' journals hold of rig items that
+        never reported, under the outcome `interrupted`."""
+        if self.folder is None:
+            return []
+        cells = self.read_facts("gw0")["cells"]
+        left: list[ItemRecord] = []
+        for nodeid, found in salvage(self.folder).items():
+            if nodeid in reported or nodeid not in cells or not found.records:
+                continue
+            left.append(
+                {
+                    "nodeid": nodeid,
+                    **cells[nodeid],
+                    "outcome": "interrupted",
+                    "samples": None,
+                    "duration": 0.0,
+                    "chats": found.records,
+                }
+            )
+        return left
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: t.Any) -> None:
         dist = node.config.getoption("dist")
-        if dist in GROUPED_MODES:
+        if dist != "each":
             if self.folder is None:
-                self.folder = tempfile.mkdtemp(prefix="pytest-rigging-")
-            node.workerinput[_FOLDER] = self.folder
+                self.folder = Path(tempfile.mkdtemp(prefix="pytest-rigging-"))
+            node.workerinput[_FOLDER] = str(self.folder)
             node.workerinput[_DIST] = dist
 
     @pytest.hookimpl(optionalhook=True)
@@ -120,7 +163,7 @@ class XdistHooks:
         dist = config.getoption("dist")
         if dist not in GROUPED_MODES:
             return None
-        return DeferredScheduling(config, log, dist, self.read_facts)
+        return DeferredScheduling(config, log, dist, self)
 
     def pytest_unconfigure(self) -> None:
         if self.folder is not None:
@@ -132,21 +175,15 @@ class DeferredScheduling:
     has collected: xdist's own for the mode when there are no rig items, else one that
     keeps each rig function on one worker. Until then it only remembers the workers."""
 
-    def __init__(
-        self,
-        config: pytest.Config,
-        log: t.Any,
-        dist: str,
-        read_facts: t.Callable[[str], dict[str, t.Any]],
-    ) -> None:
-        self.config, self.log, self.dist, self.read_facts = config, log, dist, read_facts
+    def __init__(self, config: pytest.Config, log: t.Any, dist: str, hooks: XdistHooks) -> None:
+        self.config, self.log, self.dist, self.hooks = config, log, dist, hooks
         self.chosen: t.Any = None
         self._waiting: list[t.Any] = []
 
     def _choose(self, node: t.Any) -> t.Any:
-        facts = self.read_facts(node.gateway.id)
-        if facts.get("rig"):
-            return FunctionScheduling(self.config, self.log, facts["scopes"])
+        facts = self.hooks.read_facts(node.gateway.id)
+        if facts["rig"] and self.hooks.folder is not None:
+            return FunctionScheduling(self.config, self.log, facts["scopes"], self.hooks.folder)
         own = {
             "load": LoadScheduling,
             "worksteal": WorkStealingScheduling,
@@ -215,9 +252,12 @@ class FunctionScheduling(LoadScopeScheduling):
     """Units of work: a whole rig test function, an `xdist_group` (under loadgroup), or a
     single item; as xdist's loadgroup scheduler does with its groups."""
 
-    def __init__(self, config: pytest.Config, log: t.Any, scopes: dict[str, str]) -> None:
+    def __init__(
+        self, config: pytest.Config, log: t.Any, scopes: dict[str, str], folder: Path
+    ) -> None:
         super().__init__(config, log)
         self.scopes = scopes
+        self.folder = folder
 
     def _split_scope(self, nodeid: str) -> str:
         return self.scopes.get(nodeid, nodeid)
@@ -225,7 +265,9 @@ class FunctionScheduling(LoadScopeScheduling):
     def remove_node(self, node: t.Any) -> str | None:
         """As xdist's, but the item that crashed the worker is marked done before its unit
         goes back in the queue (it is reported failed already): put back as it was, it
-        would be handed to the next worker and crash that one too."""
+        would be handed to the next worker and crash that one too. The rig items going
+        back are listed for the workers, so that whichever takes them uses what finished
+        on the crashed one instead of calling again."""
         workload = self.assigned_work.pop(node)
         pending = [
             (scope, nodeid)
@@ -237,6 +279,9 @@ class FunctionScheduling(LoadScopeScheduling):
             return None
         scope, crashed = pending[0]
         workload[scope][crashed] = True
+        requeued = {n: node.gateway.id for s, n in pending[1:] if s.startswith("rig:")}
+        if requeued:
+            write_requeued(self.folder, requeued)
         self.workqueue.update(
             (scope, unit) for scope, unit in workload.items() if not all(unit.values())
         )

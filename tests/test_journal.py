@@ -1,0 +1,84 @@
+"""A worker's journal: what survives it, read back whatever state it was left in."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest_rigging as rg
+from pytest_rigging._concurrency import calls_heard
+from pytest_rigging.error import ExhaustedMaxRoundsError, GenerationError
+from pytest_rigging.model import Answer
+from pytest_rigging.plugin.journal import Journal, salvage, write_requeued
+from pytest_rigging.plugin.matrix import build_cells
+from pytest_rigging.plugin.stats import Recorder
+from tests.conftest import FakeGenerator
+
+
+async def test_a_journal_reads_back_what_finished_and_what_was_sent(tmp_path: Path) -> None:
+    generator = FakeGenerator(model="cell")
+    [cell] = build_cells(["echo!cell"], [rg.GenerateParams()])
+    journal = Journal(tmp_path, "gw0")
+    recorder = Recorder(journal)
+    chat = await generator.chat("<answer>x</answer>").until_parsed_as(Answer).run()
+    journal.sent("t::a", 0)
+    recorder.add("t::a", [chat], True, cell, generator, 0)
+    journal.sent("t::a", 1)  # its answer never came: the worker died
+    recorder.add("t::free", [chat], False, cell, generator, None)  # a free-form test's own
+    journal.close()
+    with open(tmp_path / "gw0.journal", "ab") as torn:  # killed in the middle of a write
+        torn.write(b"\x40\x00\x00\x00partial")
+
+    found = salvage(tmp_path)
+    assert found["t::a"].sent == {0: "gw0", 1: "gw0"}
+    assert list(found["t::a"].done) == [0]
+    [(kept, own)] = pickle.loads(found["t::a"].done[0].chats)
+    assert own and kept.generator is None and kept.last.content == "<answer>x</answer>"
+    assert [r["outcome"] for r in found["t::a"].records] == ["first_try"]
+    assert found["t::free"].done == {} and [r["sample"] for r in found["t::free"].records] == [None]
+    assert set(salvage(tmp_path, {"t::free"})) == {"t::free"}
+
+
+async def test_chats_that_cannot_be_pickled_keep_their_records(tmp_path: Path) -> None:
+    generator = FakeGenerator(model="cell")
+    [cell] = build_cells(["echo!cell"], [rg.GenerateParams()])
+    recorder = Recorder(Journal(tmp_path, "gw1"))
+    chat = (await generator.chat("hi").run()).meta(callback=lambda: None)
+    recorder.add("t::a", [chat], False, cell, generator, 0)
+    recorder.journal.close()  # type: ignore[union-attr]
+    done = salvage(tmp_path)["t::a"].done[0]
+    assert done.chats is None and len(done.records) == 1
+
+
+def test_a_later_frame_for_the_same_sample_wins_and_requeued_items_are_read_once(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path, "gw0")
+    journal.done("t::a", 0, [], [], FakeGenerator(model="x"))
+    record = {"outcome": "error"}
+    journal.done("t::a", 0, [record], [], FakeGenerator(model="x"))  # type: ignore[list-item]
+    journal.close()
+    assert salvage(tmp_path)["t::a"].records == [record]
+    assert journal.requeued() == {}
+    write_requeued(tmp_path, {"t::b": "gw0"})
+    write_requeued(tmp_path, {"t::c": "gw2"})
+    assert journal.requeued() == {"t::b": "gw0", "t::c": "gw2"}
+
+
+def test_errors_that_chats_carry_survive_pickling() -> None:
+    exhausted = pickle.loads(pickle.dumps(ExhaustedMaxRoundsError(3, "no <answer>")))
+    assert (exhausted.max_rounds, str(exhausted)) == (
+        3,
+        "Exhausted max rounds (3) while parsing: no <answer>",
+    )
+    failed = pickle.loads(pickle.dumps(GenerationError("503", reason="server", latency=1.5)))
+    assert (str(failed), failed.reason, failed.latency) == ("503", "server", 1.5)
+
+
+async def test_calls_heard_hears_each_call_as_it_goes_out() -> None:
+    generator = FakeGenerator(model="m")
+    heard: list[int] = []
+    with calls_heard(lambda: heard.append(len(heard))):
+        await generator.chat("hi").run_many(3)
+    await generator.chat("unheard").run()
+    assert heard == [0, 1, 2]
