@@ -44,7 +44,8 @@ class GenerationError(Exception):
     """A generator call failed for reasons outside the model's answer.
 
     `reason` is one of `rate_limit`, `timeout`, `server`, `connection`, `bad_response`,
-    `client` (a 4xx other than 429), so reports can group failures by cause. `latency` is the
+    `client` (a 4xx other than 429), or `lost` (the pytest plugin: a call whose answer died
+    with its xdist worker), so reports can group failures by cause. `latency` is the
     time the attempts took: a failed chat keeps it.
     """
 

@@ -4,7 +4,8 @@ The work lives in one module per job: `matrix` (settings, cells, ids), `executio
 (running a test's whole matrix at once on one loop), `samples` (k-of-n verdicts),
 `stats` (parse buckets and figures, as plain data on test reports), `report` (table,
 JSON, step summary), `gates` (thresholds), `progress` (the live status line), `xdist`
-(a rig test's items on one worker) and `cli` (merging CI shards' reports).
+(a rig test's items on one worker), `journal` (what survives an interrupted or crashed
+xdist worker) and `cli` (merging CI shards' reports).
 
 A guest in the suite: nothing heavy is imported, nothing is printed and xdist's
 scheduling is left alone until a test asks for a rig fixture or a rig option is given.
