@@ -550,6 +550,7 @@ def test_a_gate_for_a_model_that_did_not_run_fails_and_says_so(
 
 CRASH_CONFTEST = """
 import asyncio
+import time
 from pathlib import Path
 
 from pytest_rigging.generator import GeneratedMessage, register_generator
@@ -558,15 +559,15 @@ from pytest_rigging.message import Message
 
 
 class Logged(EchoGenerator):
-    \"\"\"Writes every call it makes to calls.txt (all workers append to it); the case
-    "d" hangs, and says so once its calls are out.\"\"\"
+    \"\"\"Writes every call it makes to calls.txt (all workers append to it); cases d and g
+    hang, and leave a mark as each of their calls goes out.\"\"\"
 
     async def generate_message(self, messages, params):
         prompt = messages[-1].content
         with open("calls.txt", "a") as calls:
             calls.write(prompt + "\\n")
-        if prompt == "case d":
-            Path(f"sent-{len(Path('calls.txt').read_text().split())}").touch()
+        if prompt in ("case d", "case g"):
+            Path(f"sent-{prompt[-1]}-{time.monotonic_ns()}").touch()
             await asyncio.sleep(60)
         return GeneratedMessage(message=Message(role="assistant", content=prompt))
 
@@ -578,15 +579,17 @@ register_generator("logged", Logged)
 def test_a_crashed_workers_finished_samples_are_kept_and_never_called_again(
     pytester: pytest.Pytester,
 ) -> None:
-    """kill -9 mid-function: the worker that takes back the rest of the function uses the
-    samples that finished before the crash, names those whose calls were in flight as lost,
-    and calls only those never sent; every sample is called exactly once."""
+    """kill -9 while a worker waits for an item's samples (4 slots: a and b, then c and d,
+    then e; d's and g's calls hang; f is never sent): the crashed item d is lost with its
+    two calls in flight; the worker that takes back e, g and f uses e's finished samples,
+    names g's in-flight ones as lost, and calls only f's. Every sample is called once."""
     ini(pytester)
     pytester.makeconftest(CRASH_CONFTEST)
     pytester.makepyfile(
         """
         import os
         import signal
+        import threading
         import time
         from pathlib import Path
 
@@ -596,14 +599,17 @@ def test_a_crashed_workers_finished_samples_are_kept_and_never_called_again(
         def rig_pipeline(rig_generator, case):
             return rig_generator.chat(f"case {case}")
 
+        def kill_when_d_and_g_are_in_flight():
+            while len(list(Path().glob("sent-*"))) < 4:
+                time.sleep(0.01)
+            time.sleep(0.3)  # e's samples are journaled by now
+            os.kill(os.getpid(), signal.SIGKILL)
+
         @pytest.mark.rig(runs=2)
-        @pytest.mark.parametrize("case", "abcedf")
+        @pytest.mark.parametrize("case", "abcdegf")
         def test_cases(rig_chats, case):
-            if case == "c":  # once d's two calls are out (and e's answered): kill -9
-                while len(list(Path().glob("sent-*"))) < 2:
-                    time.sleep(0.01)
-                time.sleep(0.3)
-                os.kill(os.getpid(), signal.SIGKILL)
+            if case == "c":
+                threading.Thread(target=kill_when_d_and_g_are_in_flight, daemon=True).start()
             assert [chat.last.content for chat in rig_chats] == [f"case {case}"] * 2
         """
     )
@@ -611,30 +617,35 @@ def test_a_crashed_workers_finished_samples_are_kept_and_never_called_again(
         "-n",
         "2",
         "--rig-models",
-        "logged!m,max_connections=2",
+        "logged!m,max_connections=4",
         "--rig-report=r.json",
         "-p",
         "no:randomly",
     )
     calls = (pytester.path / "calls.txt").read_text().splitlines()
-    assert sorted(calls) == sorted(f"case {case}" for case in "abcedf" for _ in range(2))
-    result.assert_outcomes(passed=4, errors=2)
-    out = result.stdout.str()
-    assert re.search(
-        r"infrastructure error: sample 0 lost with xdist worker gw\d, which crashed while its "
-        "call was in flight",
-        out,
+    assert sorted(calls) == sorted(f"case {case}" for case in "abcdegf" for _ in range(2))
+    result.assert_outcomes(passed=5, errors=2)
+    lost_in_flight = (
+        r"sample {} lost with xdist worker gw\d, which crashed while its call was in flight"
     )
+    assert re.search("infrastructure error: " + lost_in_flight.format(0), result.stdout.str())
     doc = json.loads((pytester.path / "r.json").read_text())
     items = {item["nodeid"].split("[")[1][0]: item for item in doc["items"]}
     assert {case: item["outcome"] for case, item in items.items()} == {
-        **dict.fromkeys("abef", "passed"),
-        "c": "error",
+        **dict.fromkeys("abcef", "passed"),
         "d": "error",
+        "g": "error",
     }
-    # c died with its worker, its two samples finished: kept; d's calls died in flight
-    assert re.fullmatch(r"lost with xdist worker gw\d, which crashed", items["c"]["lost"])
-    assert [chat["outcome"] for chat in items["c"]["chats"]] == [None, None]
-    assert [chat["error_kind"] for chat in items["d"]["chats"]] == ["infrastructure"] * 2
-    assert doc["models"][0]["chats"] == 12
-    assert (doc["models"][0]["items_passed"], doc["models"][0]["items_errored"]) == (4, 2)
+    assert re.fullmatch(r"lost with xdist worker gw\d, which crashed", items["d"]["lost"])
+    for case in "dg":
+        assert [chat["error_kind"] for chat in items[case]["chats"]] == ["infrastructure"] * 2
+        for sample, chat in enumerate(sorted(items[case]["chats"], key=lambda c: c["sample"])):
+            assert re.fullmatch(lost_in_flight.format(sample), chat["error"])
+    assert [chat["conversation"][-1]["content"] for chat in items["e"]["chats"]] == ["case e"] * 2
+    model = doc["models"][0]
+    assert (model["chats"], model["error"], model["items_passed"], model["items_errored"]) == (
+        14,
+        4,
+        5,
+        2,
+    )

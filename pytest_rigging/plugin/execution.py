@@ -30,7 +30,7 @@ from pytest_rigging._pipeline import current_observer, observe
 from pytest_rigging.chat import Chat, ChatPipeline, new_chat
 from pytest_rigging.error import GenerationError
 from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
-from pytest_rigging.plugin.journal import Journal, Salvage, salvage
+from pytest_rigging.plugin.journal import Journal, Salvage, lost_message, salvage
 from pytest_rigging.plugin.matrix import Cell, Verdict
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
 from pytest_rigging.plugin.stats import Recorder
@@ -321,11 +321,6 @@ class Engine:
         worker = found.sent.get(index)
         if done is None and worker is None:
             return None
-        why = (
-            "which crashed while its call was in flight"
-            if done is None
-            else "which crashed; its chats could not be carried over (they don't pickle)"
-        )
         lost = new_chat(
             list(pipeline.messages),
             generator,
@@ -334,7 +329,7 @@ class Engine:
         )
         lost.failed = True
         lost.error = GenerationError(
-            f"sample {index} lost with xdist worker {worker or '?'}, {why}", reason="lost"
+            lost_message(index, worker or "?", in_flight=done is None), reason="lost"
         )
         self.recorder.add(nodeid, [lost], False, cell, generator, index)
         return lost

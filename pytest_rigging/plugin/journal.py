@@ -28,7 +28,7 @@ import threading
 import typing as t
 from pathlib import Path
 
-from pytest_rigging.plugin.records import ChatRecord
+from pytest_rigging.plugin.records import CellRecord, ChatRecord
 
 if t.TYPE_CHECKING:
     from pytest_rigging._result import Result
@@ -66,6 +66,38 @@ class Salvage(t.NamedTuple):
     @property
     def records(self) -> list[ChatRecord]:
         return [r for _, d in sorted(self.done.items()) for r in d.records] + self.free
+
+    def in_flight(self, cell: CellRecord) -> list[ChatRecord]:
+        """The samples whose call went out but never finished, as errored chats."""
+        return [
+            {
+                "model": cell["model"],
+                "label": cell["label"],
+                "params": cell["params"],
+                "sample": sample,
+                "outcome": "error",
+                "recovery_rounds": 0,
+                "error_kind": "infrastructure",
+                "error": lost_message(sample, worker),
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "latency": 0.0,
+                "generator_id": cell["model"],
+                "conversation": [],
+            }
+            for sample, worker in sorted(self.sent.items())
+            if sample not in self.done
+        ]
+
+
+def lost_message(sample: int, worker: str, *, in_flight: bool = True) -> str:
+    """Why a sample has no answer although its call went out."""
+    why = (
+        "which crashed while its call was in flight"
+        if in_flight
+        else "which crashed; its chats could not be carried over (they don't pickle)"
+    )
+    return f"sample {sample} lost with xdist worker {worker}, {why}"
 
 
 class Journal:

@@ -115,13 +115,15 @@ class XdistHooks:
             return
         found = salvage(self.folder, {crashitem}).get(crashitem)
         interrupted = getattr(node, "workeroutput", {}).get("exitstatus") == 2
+        # calls cancelled by an interrupt were not lost: only a crash takes answers with it
+        in_flight = [] if found is None or interrupted else found.in_flight(cell)
         record: ItemRecord = {
             "nodeid": crashitem,
             **cell,
             "outcome": "interrupted" if interrupted else "error",
             "samples": None,
             "duration": 0.0,
-            "chats": found.records if found is not None else [],
+            "chats": [] if found is None else found.records + in_flight,
             "lost": f"lost with xdist worker {worker}, which "
             + ("was interrupted" if interrupted else "crashed"),
         }
