@@ -116,7 +116,11 @@ class Slot:
         self.token = _current_slot.set(self)
         listener = _call_listener.get()
         if listener is not None:
-            listener()
+            try:
+                listener()
+            except BaseException:
+                await self.__aexit__()
+                raise
 
     async def __aexit__(self, *exc: object) -> None:
         if self.token is not None:

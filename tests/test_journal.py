@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
+
+import pytest
 
 import pytest_rigging as rg
 from pytest_rigging._concurrency import calls_heard
 from pytest_rigging.error import ExhaustedMaxRoundsError, GenerationError
 from pytest_rigging.model import Answer
+from pytest_rigging.plugin import RiggingWarning
 from pytest_rigging.plugin.journal import Journal, salvage, write_requeued
 from pytest_rigging.plugin.matrix import build_cells
 from pytest_rigging.plugin.stats import Recorder
@@ -50,19 +54,61 @@ async def test_chats_that_cannot_be_pickled_keep_their_records(tmp_path: Path) -
     assert done.chats is None and len(done.records) == 1
 
 
-def test_a_later_frame_for_the_same_sample_wins_and_requeued_items_are_read_once(
-    tmp_path: Path,
-) -> None:
-    journal = Journal(tmp_path, "gw0")
-    journal.done("t::a", 0, [], [], FakeGenerator(model="x"))
+async def test_only_each_items_latest_attempt_counts(tmp_path: Path) -> None:
+    """A rerun's attempt replaces the first one's, whichever worker's journal holds it."""
+    generator = FakeGenerator(model="x")
+    chat = await generator.chat("hi").run()
+    first, second = Journal(tmp_path, "gw0"), Journal(tmp_path, "gw10")
     record = {"outcome": "error"}
-    journal.done("t::a", 0, [record], [], FakeGenerator(model="x"))  # type: ignore[list-item]
-    journal.close()
-    assert salvage(tmp_path)["t::a"].records == [record]
-    assert journal.requeued() == {}
-    write_requeued(tmp_path, {"t::b": "gw0"})
-    write_requeued(tmp_path, {"t::c": "gw2"})
-    assert journal.requeued() == {"t::b": "gw0", "t::c": "gw2"}
+    first.start("t::a")
+    for sample in (0, 1):
+        first.sent("t::a", sample)
+        first.done("t::a", sample, [record], [chat], generator)  # type: ignore[list-item]
+    first.start("t::a")  # a rerun: sample 0 finishes again, sample 1 is in flight
+    first.sent("t::a", 0)
+    first.done("t::a", 0, [record, record], [chat], generator)  # type: ignore[list-item]
+    first.sent("t::a", 1)
+    first.done("t::a", 2, [], [], generator)  # cancelled before it finished: not done
+    first.close()
+    found = salvage(tmp_path)["t::a"]
+    assert (sorted(found.done), found.sent, len(found.records)) == ([0], {0: "gw0", 1: "gw0"}, 2)
+    [lost] = found.in_flight({"model": "m", "label": "m", "params": "{}", "cell": "c"})
+    assert (
+        lost["error"]
+        == "sample 1 lost with xdist worker gw0, which crashed while its call was in flight"
+    )
+    second.start("t::a")  # taken back by another worker, later
+    second.close()
+    assert salvage(tmp_path)["t::a"].sent == {}
+
+
+def test_requeued_items_are_read_once_per_change(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, "gw0")
+    assert journal.requeued() == frozenset()
+    write_requeued(tmp_path, ["t::b"])
+    assert journal.requeued() == {"t::b"}
+    write_requeued(tmp_path, ["t::c"])
+    assert journal.requeued() == {"t::b", "t::c"}
+
+
+def test_a_journal_that_cannot_be_written_warns_once_and_the_run_goes_on(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "gone", "gw0")
+    with pytest.warns(RiggingWarning, match=r"cannot write the worker journal .*gone/gw0\.journal"):
+        journal.sent("t::a", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        journal.sent("t::a", 1)  # off now: no second warning
+
+
+async def test_a_call_listener_that_fails_gives_its_slot_back() -> None:
+    generator = FakeGenerator(model="m", max_connections=1)
+
+    def broken() -> None:
+        raise OSError("disk full")
+
+    with calls_heard(broken), pytest.raises(OSError, match="disk full"):
+        await generator.chat("hi").run()
+    assert (await generator.chat("again").run()).last.content  # the one slot is free
 
 
 def test_errors_that_chats_carry_survive_pickling() -> None:

@@ -573,6 +573,11 @@ class Logged(EchoGenerator):
 
 
 register_generator("logged", Logged)
+
+
+def pytest_runtest_logstart(nodeid, location):
+    if "[d-" in nodeid:  # c has reported: the worker goes on to wait for d's samples
+        Path("d-started").touch()
 """
 
 
@@ -599,17 +604,30 @@ def test_a_crashed_workers_finished_samples_are_kept_and_never_called_again(
         def rig_pipeline(rig_generator, case):
             return rig_generator.chat(f"case {case}")
 
-        def kill_when_d_and_g_are_in_flight():
-            while len(list(Path().glob("sent-*"))) < 4:
+        from pytest_rigging.plugin.journal import salvage
+
+        def finished(folder, nodeid):
+            found = salvage(folder, {nodeid}).get(nodeid)
+            return len(found.done) if found else 0
+
+        def kill_when_d_and_g_are_in_flight(folder, e):
+            while (
+                len(list(Path().glob("sent-*"))) < 4
+                or finished(folder, e) < 2
+                or not Path("d-started").exists()
+            ):
                 time.sleep(0.01)
-            time.sleep(0.3)  # e's samples are journaled by now
             os.kill(os.getpid(), signal.SIGKILL)
 
         @pytest.mark.rig(runs=2)
         @pytest.mark.parametrize("case", "abcdegf")
-        def test_cases(rig_chats, case):
+        def test_cases(rig_chats, case, request):
             if case == "c":
-                threading.Thread(target=kill_when_d_and_g_are_in_flight, daemon=True).start()
+                folder = Path(request.config.workerinput["rig_groups_dir"])
+                e = request.node.nodeid.replace("[c-", "[e-")
+                threading.Thread(
+                    target=kill_when_d_and_g_are_in_flight, args=(folder, e), daemon=True
+                ).start()
             assert [chat.last.content for chat in rig_chats] == [f"case {case}"] * 2
         """
     )

@@ -179,7 +179,7 @@ def _engine(config: pytest.Config) -> Engine:
 
         recorder = _recorder(config)
         concurrency = max(1, _settings(config).concurrency // worker_count())
-        config.stash[_ENGINE] = Engine(concurrency, recorder, Progress(config), recorder.journal)
+        config.stash[_ENGINE] = Engine(concurrency, recorder, Progress(config))
     return config.stash[_ENGINE]
 
 
@@ -344,10 +344,13 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
     if cell is None:
         return (yield)
     from pytest_rigging._pipeline import observe
+    from pytest_rigging.plugin.execution import RESULT_FIXTURES
 
     recorder = _recorder(item.config)
     engine = _engine(item.config)
     generator = engine.generator(cell, item.nodeid)
+    if recorder.journal is not None and not any(f in item.fixturenames for f in RESULT_FIXTURES):
+        recorder.journal.start(item.nodeid)  # a free-form attempt: its chats come now
 
     def heard(chats: t.Sequence[Chat], parses: bool) -> None:
         engine.remember(chats)

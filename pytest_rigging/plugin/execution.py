@@ -30,11 +30,13 @@ from pytest_rigging._pipeline import current_observer, observe
 from pytest_rigging.chat import Chat, ChatPipeline, new_chat
 from pytest_rigging.error import GenerationError
 from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
-from pytest_rigging.plugin.journal import Journal, Salvage, lost_message, salvage
+from pytest_rigging.plugin.journal import Salvage, lost_message, salvage
 from pytest_rigging.plugin.matrix import Cell, Verdict
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
-from pytest_rigging.plugin.stats import Recorder
 from pytest_rigging.plugin.xdist import group_key
+
+if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.stats import Recorder
 
 RESULT_FIXTURES = ("rig_chat", "rig_chats")
 CELL_FIXTURES: dict[str, t.Callable[[Engine, Cell, str], t.Any]] = {
@@ -107,21 +109,16 @@ class Engine:
     """Computes result groups and hands each item its samples (one per process).
 
     `recorder` gets every sample as it finishes; `progress` shows the group's. On an
-    xdist worker, `journal` hears of every call sent, and says which items were taken
-    back from a crashed worker: those take what finished there instead of calling again.
+    xdist worker, the recorder's journal also hears of every attempt started and every
+    call sent, and says which items were taken back from a crashed worker: those take
+    what finished there instead of calling again.
     """
 
-    def __init__(
-        self,
-        concurrency: int,
-        recorder: Recorder,
-        progress: Progress,
-        journal: Journal | None = None,
-    ) -> None:
+    def __init__(self, concurrency: int, recorder: Recorder, progress: Progress) -> None:
         self.concurrency = concurrency
         self.recorder = recorder
         self.progress = progress
-        self.journal = journal
+        self.journal = recorder.journal
         self.loop = LoopThread()
         self.groups: dict[str, list[pytest.Item]] = {}
         self._results: dict[str, list[Chat] | BaseException] = {}
@@ -215,7 +212,7 @@ class Engine:
             else:
                 # Items taken back from a crashed worker start with each other only: the
                 # rest of their function ran there.
-                requeued = self.journal.requeued() if self.journal is not None else {}
+                requeued = self.journal.requeued() if self.journal is not None else frozenset()
                 members = self.groups.get(group_key(item.nodeid), [item])
                 pending = [
                     m
@@ -266,7 +263,7 @@ class Engine:
                 self.progress.sample_done(any(c.error_kind == "infrastructure" for c in chats))
 
             if nodeid in found:
-                kept = self._salvaged(found[nodeid], nodeid, index, cell, pipeline)
+                kept = self._salvaged(found[nodeid], nodeid, index, cell, pipeline, generator)
                 if kept is not None:
                     self.progress.sample_done(kept.error_kind == "infrastructure")
                     return kept
@@ -286,9 +283,11 @@ class Engine:
         name = group_key(request.node.nodeid).rsplit("::", 1)[-1]
         self.progress.start(request.node.nodeid, name, sum(runs for _, _, runs, _ in jobs))
         for job in jobs:
+            if self.journal is not None:
+                self.journal.start(job[0])
             self._running[job[0]] = self._submit(samples(*job))
 
-    def _sending(self, nodeid: str, index: int) -> t.ContextManager[None]:
+    def _sending(self, nodeid: str, index: int) -> contextlib.AbstractContextManager[None]:
         """On an xdist worker: the journal hears of the sample's first call as it goes out."""
         journal = self.journal
         if journal is None:
@@ -304,20 +303,32 @@ class Engine:
         return calls_heard(first_call)
 
     def _salvaged(
-        self, found: Salvage, nodeid: str, index: int, cell: Cell, pipeline: ChatPipeline
+        self,
+        found: Salvage,
+        nodeid: str,
+        index: int,
+        cell: Cell,
+        pipeline: ChatPipeline,
+        generator: Generator,
     ) -> Chat | None:
         """Sample `index` as a crashed worker left it, recorded here: its chat if it
         finished there, a failed chat naming the loss if its call went out but the answer
-        died with the worker; None if it was never sent."""
-        generator = self.generator(cell, nodeid)
+        died with the worker (or its chats can't be rebuilt here); None if it was never
+        sent."""
         done = found.done.get(index)
-        if done is not None and done.chats is not None:
-            pairs: list[tuple[Chat, bool]] = pickle.loads(done.chats)
-            for chat, own in pairs:
-                if own:
-                    chat.generator = generator
-            self.recorder.extend(nodeid, cell, done.records)
-            return pairs[-1][0]
+        if done is not None:
+            try:
+                pairs: list[tuple[Chat, bool]] = pickle.loads(done.chats) if done.chats else []
+            except Exception:  # an exception a user's code put there that can't be rebuilt
+                pairs = []
+            if pairs:
+                for chat, own in pairs:
+                    if own:
+                        chat.generator = generator
+                self.recorder.extend(nodeid, cell, done.records)
+                if self.journal is not None:
+                    self.journal.replay(done)
+                return pairs[-1][0]
         worker = found.sent.get(index)
         if done is None and worker is None:
             return None

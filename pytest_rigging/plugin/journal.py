@@ -14,18 +14,26 @@ records, and its chats) as it lands. Then:
   never sends again a sample whose call went out there (its answer died with the worker:
   that sample is an error, named as lost).
 
-One file per worker, appended in length-prefixed frames with one `write` each, so that a
-worker killed mid-write leaves at most a torn last frame, which readers ignore. The folder
-is private to the run (`tempfile.mkdtemp`) and removed with it.
+Each attempt at an item (a rerun plugin's too, or the attempt of the worker that took it
+back) opens with a `Start` frame and holds all that attempt did, replayed samples
+included, so that readers keep the latest attempt only. One file per worker, appended in
+length-prefixed frames, so that a worker killed mid-write leaves at most a torn last frame,
+which readers ignore. The folder is private to the run (`tempfile.mkdtemp`) and removed
+with it. Journaling is best effort: a write that fails turns the journal off with a
+warning, and the run goes on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import pickle
 import struct
 import threading
+import time
 import typing as t
+import warnings
 from pathlib import Path
 
 from pytest_rigging.plugin.records import CellRecord, ChatRecord
@@ -36,6 +44,14 @@ if t.TYPE_CHECKING:
 
 _HEADER = struct.Struct("<I")
 REQUEUED = "requeued.json"
+
+
+class Start(t.NamedTuple):
+    """An attempt at item `nodeid` begins (`stamp`: `time.time_ns()`, to order attempts
+    written by different workers)."""
+
+    nodeid: str
+    stamp: int
 
 
 class Sent(t.NamedTuple):
@@ -55,13 +71,24 @@ class Done(t.NamedTuple):
     chats: bytes | None
 
 
-class Salvage(t.NamedTuple):
-    """What the journals hold of one item: which worker sent which sample, and what
-    finished, by sample (a later frame for the same sample wins: a rerun's)."""
+Frame = Start | Sent | Done
+_KINDS: dict[str, type[Start] | type[Sent] | type[Done]] = {
+    "start": Start,
+    "sent": Sent,
+    "done": Done,
+}
+_TAGS = {kind: tag for tag, kind in _KINDS.items()}
 
-    sent: dict[int, str]
-    done: dict[int, Done]
-    free: list[ChatRecord]
+
+@dataclasses.dataclass
+class Salvage:
+    """What the journals hold of one item's latest attempt: which worker sent which
+    sample, and what finished, by sample."""
+
+    stamp: int = -1
+    sent: dict[int, str] = dataclasses.field(default_factory=dict)
+    done: dict[int, Done] = dataclasses.field(default_factory=dict)
+    free: list[ChatRecord] = dataclasses.field(default_factory=list)
 
     @property
     def records(self) -> list[ChatRecord]:
@@ -95,7 +122,7 @@ def lost_message(sample: int, worker: str, *, in_flight: bool = True) -> str:
     why = (
         "which crashed while its call was in flight"
         if in_flight
-        else "which crashed; its chats could not be carried over (they don't pickle)"
+        else "which crashed; its chats could not be carried over"
     )
     return f"sample {sample} lost with xdist worker {worker}, {why}"
 
@@ -107,8 +134,12 @@ class Journal:
         self.folder = folder
         self.path = folder / f"{worker}.journal"
         self._lock = threading.Lock()
-        self._file: t.BinaryIO | None = None
-        self._requeued: tuple[float, dict[str, str]] = (0.0, {})
+        self._fd: int | None = None
+        self._broken = False
+        self._requeued: tuple[tuple[int, int], frozenset[str]] = ((0, 0), frozenset())
+
+    def start(self, nodeid: str) -> None:
+        self._write(Start(nodeid, time.time_ns()))
 
     def sent(self, nodeid: str, sample: int) -> None:
         self._write(Sent(nodeid, sample))
@@ -123,7 +154,10 @@ class Journal:
     ) -> None:
         """Record a finished sample. Its chats (matrix samples only) are kept pickled
         without their generator (`own` says whether it was the cell's), so that another
-        worker can hand them to the test; None when they can't be pickled."""
+        worker can hand them to the test; None when they can't be pickled. A sample
+        cancelled before it finished (no chats) is not done."""
+        if not chats:
+            return
         blob = None
         if sample is not None:
             kept = [
@@ -135,60 +169,90 @@ class Journal:
                 blob = None
         self._write(Done(nodeid, sample, records, blob))
 
-    def _write(self, frame: Sent | Done) -> None:
-        data = pickle.dumps(tuple(frame), protocol=pickle.HIGHEST_PROTOCOL)
+    def replay(self, frame: Done) -> None:
+        """Another worker's finished sample, taken over: part of this attempt now."""
+        self._write(frame)
+
+    def _write(self, frame: Frame) -> None:
+        data = pickle.dumps((_TAGS[type(frame)], *frame), protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(_HEADER.pack(len(data)) + data)
         with self._lock:
-            if self._file is None:
-                self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (closed in close)
-            self._file.write(_HEADER.pack(len(data)) + data)
+            if self._broken:
+                return
+            try:
+                if self._fd is None:
+                    self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as error:
+                self._broken = True
+                from pytest_rigging.plugin import RiggingWarning
+
+                warnings.warn(
+                    RiggingWarning(
+                        f"cannot write the worker journal {self.path} ({error}): what this "
+                        "worker finishes is lost if it is interrupted or crashes"
+                    ),
+                    stacklevel=1,
+                )
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
-    def requeued(self) -> dict[str, str]:
-        """Items the controller took back from a crashed worker, and which worker that
-        was; re-read only when the file changes (a stat per test function otherwise)."""
+    def requeued(self) -> frozenset[str]:
+        """Items the controller took back from a crashed worker; re-read only when the file
+        is replaced (a stat per test function otherwise)."""
         try:
-            stamp = (self.folder / REQUEUED).stat().st_mtime
+            status = (self.folder / REQUEUED).stat()
         except OSError:
-            return {}
+            return frozenset()
+        stamp = (status.st_ino, status.st_mtime_ns)
         if stamp != self._requeued[0]:
-            self._requeued = (stamp, json.loads((self.folder / REQUEUED).read_text()))
+            items = json.loads((self.folder / REQUEUED).read_text())
+            self._requeued = (stamp, frozenset(items))
         return self._requeued[1]
 
 
-def write_requeued(folder: Path, items: dict[str, str]) -> None:
-    """On the controller: add `items` (node id: the crashed worker) to the requeued list,
-    atomically (workers read it while it changes)."""
+def write_requeued(folder: Path, items: t.Iterable[str]) -> None:
+    """On the controller: add `items` to the requeued list, atomically (workers read it
+    while it changes)."""
     path = folder / REQUEUED
-    known = json.loads(path.read_text()) if path.exists() else {}
+    known = json.loads(path.read_text()) if path.exists() else []
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({**known, **items}))
+    temporary.write_text(json.dumps(sorted({*known, *items})))
     temporary.replace(path)
 
 
 def salvage(folder: Path, nodeids: t.Collection[str] | None = None) -> dict[str, Salvage]:
-    """Everything the journals in `folder` hold, by item (only `nodeids`' if given)."""
+    """What the journals in `folder` hold of each item's latest attempt (of `nodeids`'
+    only, if given)."""
     found: dict[str, Salvage] = {}
-    for path in sorted(folder.glob("*.journal")):
+    for path in folder.glob("*.journal"):
         worker = path.stem
+        current: dict[str, Salvage] = {}  # this file's attempt in progress, per item
         for frame in _frames(path):
             if nodeids is not None and frame.nodeid not in nodeids:
                 continue
-            entry = found.setdefault(frame.nodeid, Salvage({}, {}, []))
+            if isinstance(frame, Start):
+                current[frame.nodeid] = Salvage(stamp=frame.stamp)
+                continue
+            entry = current.setdefault(frame.nodeid, Salvage())
             if isinstance(frame, Sent):
                 entry.sent[frame.sample] = worker
             elif frame.sample is None:
                 entry.free.extend(frame.records)
             else:
                 entry.done[frame.sample] = frame
+        for nodeid, entry in current.items():
+            if nodeid not in found or entry.stamp > found[nodeid].stamp:
+                found[nodeid] = entry
     return found
 
 
-def _frames(path: Path) -> t.Iterator[Sent | Done]:
+def _frames(path: Path) -> t.Iterator[Frame]:
     """The frames of one journal; a torn or unreadable tail (a worker killed mid-write)
     ends it."""
     data = path.read_bytes()
@@ -199,8 +263,9 @@ def _frames(path: Path) -> t.Iterator[Sent | Done]:
         if offset + size > len(data):
             return
         try:
-            fields = pickle.loads(data[offset : offset + size])
+            tag, *fields = pickle.loads(data[offset : offset + size])
+            frame = _KINDS[tag](*fields)
         except Exception:
             return
         offset += size
-        yield Sent(*fields) if len(fields) == 2 else Done(*fields)
+        yield frame

@@ -24,6 +24,7 @@ from pytest_rigging.generator.base import (
     get_generator,
     parse_params,
 )
+from pytest_rigging.plugin.records import CellRecord
 
 DEFAULT_MODELS = ("echo!echo",)
 DEFAULT_RUNS = 1
@@ -66,6 +67,16 @@ class Cell:
     def shown_model(self) -> str:
         """The model identifier as it may be printed or stored (no secret in it)."""
         return mask_identifier(self.model)
+
+    @property
+    def record(self) -> CellRecord:
+        """The cell as records name it."""
+        return {
+            "model": self.shown_model,
+            "label": self.label,
+            "params": self.params_text,
+            "cell": self.id,
+        }
 
 
 def params_text(params: GenerateParams) -> str:

@@ -57,8 +57,9 @@ class GroupFacts(TypedDict):
 
 
 class ItemRecord(TypedDict):
-    """One matrix item's outcome and chats; `samples` is [passed, judged]; `lost` says why
-    an item has no figures (its xdist worker crashed while running it)."""
+    """One matrix item's outcome and chats; `samples` is [passed, judged]; `lost` says that
+    the item never made its own report, because its xdist worker crashed or was interrupted
+    while running it (its chats are what finished before)."""
 
     nodeid: str
     model: str

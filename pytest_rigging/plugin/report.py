@@ -166,10 +166,7 @@ def item_record(
         samples = (int(report.passed), 1)
     return {
         "nodeid": item.nodeid,
-        "model": cell.shown_model,
-        "label": cell.label,
-        "params": cell.params_text,
-        "cell": cell.id,
+        **cell.record,
         "outcome": outcome,
         "samples": list(samples) if samples else None,
         "duration": round(report.duration, 6),

@@ -19,6 +19,7 @@ from pytest_rigging.plugin.matrix import Cell, label_of, params_text
 from pytest_rigging.plugin.records import (
     BUCKETS,
     Bucket,
+    CellRecord,
     ChatRecord,
     ItemRecord,
     MessageRecord,
@@ -218,23 +219,28 @@ class Recorder:
         """What finished for items that never reported (the run was interrupted while they
         ran): their chats, under the outcome `interrupted`, so that no finished sample is
         lost from the report and the table."""
-        left: list[ItemRecord] = []
-        for nodeid, cell in list(self._cells.items()):
-            chats = self.take(nodeid)  # forgets the cell too
-            left.append(
-                {
-                    "nodeid": nodeid,
-                    "model": cell.shown_model,
-                    "label": cell.label,
-                    "params": cell.params_text,
-                    "cell": cell.id,
-                    "outcome": "interrupted",
-                    "samples": None,
-                    "duration": 0.0,
-                    "chats": chats,
-                }
-            )
-        return left
+        return [
+            unreported(nodeid, cell.record, "interrupted", self.take(nodeid))  # take: the cell too
+            for nodeid, cell in list(self._cells.items())
+        ]
+
+
+def unreported(
+    nodeid: str, cell: CellRecord, outcome: str, chats: list[ChatRecord], lost: str | None = None
+) -> ItemRecord:
+    """The record of an item that never made its own report: interrupted, or lost with its
+    xdist worker (`lost` says how)."""
+    record: ItemRecord = {
+        "nodeid": nodeid,
+        **cell,
+        "outcome": outcome,
+        "samples": None,
+        "duration": 0.0,
+        "chats": chats,
+    }
+    if lost is not None:
+        record["lost"] = lost
+    return record
 
 
 def _params(chat: Result) -> str:

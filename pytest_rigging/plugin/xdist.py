@@ -34,6 +34,7 @@ from xdist.scheduler import (
 
 from pytest_rigging.plugin.journal import Journal, salvage, write_requeued
 from pytest_rigging.plugin.records import CellRecord, GroupFacts, ItemRecord
+from pytest_rigging.plugin.stats import unreported
 
 GROUPED_MODES = ("load", "worksteal", "loadgroup")
 _FOLDER = "rig_groups_dir"
@@ -56,13 +57,7 @@ def write_groups(config: pytest.Config, items: t.Sequence[pytest.Item], rig: set
         for item in items:
             if item.nodeid in rig:
                 scopes[item.nodeid] = f"rig:{group_key(item.nodeid)}"
-                cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
-                cells[item.nodeid] = {
-                    "model": cell.shown_model,
-                    "label": cell.label,
-                    "params": cell.params_text,
-                    "cell": cell.id,
-                }
+                cells[item.nodeid] = item.callspec.params["rig_cell"].record  # type: ignore[attr-defined]
             elif config.workerinput.get(_DIST) == "loadgroup":  # type: ignore[attr-defined]
                 names = sorted({_group_name(m) for m in item.iter_markers("xdist_group")})
                 if names:
@@ -94,62 +89,59 @@ class XdistHooks:
         self.folder: Path | None = None
         self.facts: GroupFacts | None = None
 
-    def read_facts(self, worker: str) -> GroupFacts:
-        """What worker `worker` wrote of its items (every worker collects the same, so the
-        first one read stands for all)."""
+    def read_facts(self, worker: str | None = None) -> GroupFacts:
+        """What worker `worker` (or any) wrote of its items (every worker collects the same,
+        so the first one read stands for all)."""
         if self.facts is None and self.folder is not None:
-            path = self.folder / f"{worker}.json"
-            if path.exists():
+            paths = [self.folder / f"{worker}.json"] if worker else self.folder.glob("gw*.json")
+            path = next((p for p in paths if p.exists()), None)
+            if path is not None:
                 self.facts = json.loads(path.read_text())
         return self.facts or {"rig": False, "scopes": {}, "cells": {}}
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
+    def pytest_handlecrashitem(
+        self, crashitem: str, report: pytest.TestReport, sched: t.Any
+    ) -> None:
         """A rig item lost with its worker is named as such, with the samples that
         finished before the worker crashed (an error) or was interrupted (Ctrl-C, or a
-        KeyboardInterrupt raised in a test, which xdist reports the same way)."""
+        KeyboardInterrupt raised in a test, which xdist reports the same way). Only under
+        the plugin's scheduler, which drops the item: xdist's own schedulers for the other
+        modes run it again."""
+        if not isinstance(getattr(sched, "chosen", None), FunctionScheduling):
+            return
         node = getattr(report, "node", None)
         worker = getattr(getattr(node, "gateway", None), "id", "?")
         cell = self.read_facts(worker)["cells"].get(crashitem)
         if cell is None or self.folder is None:
             return
         found = salvage(self.folder, {crashitem}).get(crashitem)
-        interrupted = getattr(node, "workeroutput", {}).get("exitstatus") == 2
+        exitstatus = getattr(node, "workeroutput", {}).get("exitstatus")
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         # calls cancelled by an interrupt were not lost: only a crash takes answers with it
-        in_flight = [] if found is None or interrupted else found.in_flight(cell)
-        record: ItemRecord = {
-            "nodeid": crashitem,
-            **cell,
-            "outcome": "interrupted" if interrupted else "error",
-            "samples": None,
-            "duration": 0.0,
-            "chats": [] if found is None else found.records + in_flight,
-            "lost": f"lost with xdist worker {worker}, which "
-            + ("was interrupted" if interrupted else "crashed"),
-        }
-        report.rig = record  # type: ignore[attr-defined]
+        chats = [] if found is None else found.records
+        if found is not None and not interrupted:
+            chats += found.in_flight(cell)
+        how = "was interrupted" if interrupted else "crashed"
+        report.rig = unreported(  # type: ignore[attr-defined]
+            crashitem,
+            cell,
+            "interrupted" if interrupted else "error",
+            chats,
+            lost=f"lost with xdist worker {worker}, which {how}",
+        )
 
     def leftovers(self, reported: t.Container[str]) -> list[ItemRecord]:
         """After an interrupted run: what the workers' journals hold of rig items that
         never reported, under the outcome `interrupted`."""
         if self.folder is None:
             return []
-        cells = self.read_facts("gw0")["cells"]
-        left: list[ItemRecord] = []
-        for nodeid, found in salvage(self.folder).items():
-            if nodeid in reported or nodeid not in cells or not found.records:
-                continue
-            left.append(
-                {
-                    "nodeid": nodeid,
-                    **cells[nodeid],
-                    "outcome": "interrupted",
-                    "samples": None,
-                    "duration": 0.0,
-                    "chats": found.records,
-                }
-            )
-        return left
+        cells = self.read_facts()["cells"]
+        return [
+            unreported(nodeid, cells[nodeid], "interrupted", found.records)
+            for nodeid, found in salvage(self.folder).items()
+            if nodeid not in reported and nodeid in cells and found.records
+        ]
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: t.Any) -> None:
@@ -281,7 +273,7 @@ class FunctionScheduling(LoadScopeScheduling):
             return None
         scope, crashed = pending[0]
         workload[scope][crashed] = True
-        requeued = {n: node.gateway.id for s, n in pending[1:] if s.startswith("rig:")}
+        requeued = [nodeid for scope, nodeid in pending[1:] if scope.startswith("rig:")]
         if requeued:
             write_requeued(self.folder, requeued)
         self.workqueue.update(
