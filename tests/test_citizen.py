@@ -795,7 +795,14 @@ def test_ctrl_c_keeps_the_samples_that_finished(
         *xdist,
     ]
     process = subprocess.Popen(
-        command, cwd=pytester.path, stdout=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # A shell's background job inherits SIGINT ignored (CI runners may start us so):
+        # give the run the disposition a terminal's would have.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60  # a hang guard, not a threshold
     while not (pytester.path / "first-done").exists() and time.monotonic() < deadline:
