@@ -64,6 +64,10 @@ class LoopLocal(t.Generic[T]):
             value = self._values[loop] = self._factory()
         return value
 
+    def pop(self) -> T | None:
+        """The running loop's value, forgotten (None if it had none)."""
+        return self._values.pop(asyncio.get_running_loop(), None)
+
 
 _shared_limit: contextvars.ContextVar[asyncio.Semaphore | None] = contextvars.ContextVar(
     "pytest_rigging_shared_limit", default=None

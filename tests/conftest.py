@@ -22,6 +22,7 @@ from pytest_rigging.generator.base import (
     GenerateParams,
     Generator,
     Usage,
+    get_generator,
 )
 from pytest_rigging.generator.litellm_ import _litellm, release_loop
 from pytest_rigging.message import Message
@@ -45,6 +46,30 @@ def rig_module(tests: str, prompt: str = "x") -> str:
 
 ONE_ITEM = rig_module("def test_a(rig_chat):\n    pass\n")
 """A pytester test module with one matrix item per model."""
+
+
+@pytest.fixture(params=["litellm", "native"])
+def route(request: pytest.FixtureRequest) -> str:
+    """The route a provider test runs on: litellm's or the native providers'."""
+    return str(request.param)
+
+
+def on(route: str, identifier: str) -> str:
+    """`identifier` (litellm's spelling: `gpt-4o,...`, `openai/m,...`, `claude-...`) on
+    `route`: the native route names the provider instead (`openai!`, `anthropic!`)."""
+    if route == "litellm":
+        return identifier
+    model, comma, rest = identifier.partition(",")
+    provider, slash, name = model.rpartition("/")
+    if model.startswith("claude") or provider == "anthropic":
+        return f"anthropic!{name if slash else model}{comma}{rest}"
+    return f"openai!{name if slash else model}{comma}{rest}"
+
+
+def named(identifier: str) -> str:
+    """How errors name the generator: `provider!model`."""
+    generator = get_generator(identifier)
+    return f"{generator.provider}!{generator.model}"
 
 
 def peak_overlap(requests: t.Sequence[RecordedRequest]) -> int:

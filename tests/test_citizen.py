@@ -107,9 +107,12 @@ from pytest_rigging.model import Answer
 assert len(Answer.from_text("<answer>x</answer> " * 200_000)) == 200_000
 assert collections, "the collector ran while parsing"
 
+NATIVE = sys.argv[3] == "native"
+OPENAI, ANTHROPIC = ("openai!", "anthropic!") if NATIVE else ("openai/", "anthropic/")
+
 async def chats():
-    openai = rg.get_generator(f"openai/m,api_base={sys.argv[1]},api_key=test-key-000000")
-    claude = rg.get_generator(f"anthropic/c,api_base={sys.argv[2]},api_key=test-key-000000")
+    openai = rg.get_generator(f"{OPENAI}m,api_base={sys.argv[1]},api_key=test-key-000000")
+    claude = rg.get_generator(f"{ANTHROPIC}c,api_base={sys.argv[2]},api_key=test-key-000000")
     replies = [await openai.chat("hi").run(), await claude.chat("hi").run()]
     await openai.aclose()
     await claude.aclose()
@@ -120,8 +123,11 @@ gc.collect()
 assert unraisable == [], unraisable  # aclose() left no socket open
 
 async def text():
-    openai = rg.get_generator(f"openai/m,api_base={sys.argv[1]},api_key=test-key-000000")
-    return (await openai.complete("hi").run()).generated
+    openai = rg.get_generator(f"{OPENAI}m,api_base={sys.argv[1]},api_key=test-key-000000")
+    try:
+        return (await openai.complete("hi").run()).generated
+    finally:
+        await openai.aclose()
 
 assert asyncio.run(text()) == "hello"
 assert gc.isenabled() and gc.get_freeze_count() == 0
@@ -130,14 +136,18 @@ assert gc.isenabled() and gc.get_freeze_count() == 0
 changed = {k for k in {*os.environ, *environment} if os.environ.get(k) != environment.get(k)}
 assert changed <= {"TIKTOKEN_CACHE_DIR"}, changed
 assert warnings.filters == filters
+assert ("litellm" in sys.modules) != NATIVE
 print("clean")
 """
 
 
-def test_library_leaves_no_process_wide_trace(llm_server: LLMServer, tmp_path: Path) -> None:
-    """Import, parse a large text, and generate through litellm over HTTP (chat on both
-    APIs, and text), in a fresh process with every warning an error: gc, warning filters
-    and environment unchanged."""
+def test_library_leaves_no_process_wide_trace(
+    llm_server: LLMServer, tmp_path: Path, route: str
+) -> None:
+    """Import, parse a large text, and generate over HTTP (chat on both APIs, and text),
+    through litellm or the native providers, in a fresh process with every warning an
+    error: gc, warning filters and environment unchanged; the native route never imports
+    litellm, and closing its generators leaves no socket open."""
     llm_server.add_rule("hi", "hello")
     script = tmp_path / "side_effects.py"
     script.write_text(SIDE_EFFECTS)
@@ -152,6 +162,7 @@ def test_library_leaves_no_process_wide_trace(llm_server: LLMServer, tmp_path: P
             str(script),
             llm_server.openai_base,
             llm_server.anthropic_base,
+            route,
         ],
         capture_output=True,
         text=True,

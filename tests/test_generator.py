@@ -57,7 +57,11 @@ def test_identifier_values_are_typed() -> None:
         ("   ", "empty generator identifier"),
         ("a!b!c", "identifier 'a!b!c' has more than one '!'"),
         ("echo!", "identifier 'echo!' names no model"),
-        ("nope!x", "unknown provider 'nope' in 'nope!x'; known providers: echo, litellm, scripted"),
+        (
+            "nope!x",
+            "unknown provider 'nope' in 'nope!x'; "
+            "known providers: anthropic, echo, litellm, openai, scripted",
+        ),
         (
             "echo!x,temperature",
             "malformed part 'temperature' in 'echo!x,temperature': expected key=value",

@@ -1,5 +1,7 @@
-"""The litellm provider over real HTTP: both API paths, bounded retries, Retry-After,
-timeouts, refused connections, malformed bodies, classification, and secrets."""
+"""The network providers over real HTTP, each test on both routes: litellm (`gpt-4o`,
+`claude-...`) and the native providers (`openai!gpt-4o`, `anthropic!claude-...`). Both API
+paths, bounded retries, Retry-After, timeouts, refused connections, malformed bodies,
+classification, and secrets: switching routes must change nothing but speed."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 
 import pytest_rigging as rg
 from pytest_rigging.generator.litellm_ import litellm_model
-from tests.conftest import OPENAI_TEST_KEY, peak_overlap
+from tests.conftest import OPENAI_TEST_KEY, named, on, peak_overlap
 from tests.llm_server import LLMServer, Reply
 
 pytestmark = pytest.mark.usefixtures("release_litellm")
@@ -21,9 +23,10 @@ pytestmark = pytest.mark.usefixtures("release_litellm")
 FAST = "max_retries=2,backoff=0.01"
 
 
-async def test_openai_path(llm_server: LLMServer) -> None:
+async def test_openai_path(llm_server: LLMServer, route: str) -> None:
     llm_server.add_rule("hello", Reply(content="hi there", prompt_tokens=7, completion_tokens=2))
-    chat = await rg.get_generator("gpt-4o-mini,temperature=0.2,max_tokens=20").chat("hello").run()
+    identifier = on(route, "gpt-4o-mini,temperature=0.2,max_tokens=20")
+    chat = await rg.get_generator(identifier).chat("hello").run()
     assert chat.last.content == "hi there"
     assert chat.usage == rg.Usage(input_tokens=7, output_tokens=2)
     assert chat.stop_reason == "stop"
@@ -33,8 +36,11 @@ async def test_openai_path(llm_server: LLMServer) -> None:
     assert request.headers["authorization"] == f"Bearer {OPENAI_TEST_KEY}"
 
 
-async def test_anthropic_path_for_any_claude_id(llm_server: LLMServer) -> None:
-    models = ["claude-3-haiku-20240307", "claude-3-sonnet-20240229", "anthropic/claude-x-1"]
+async def test_anthropic_path_for_any_claude_id(llm_server: LLMServer, route: str) -> None:
+    models = [
+        on(route, m)
+        for m in ["claude-3-haiku-20240307", "claude-3-sonnet-20240229", "anthropic/claude-x-1"]
+    ]
     chats = (
         await rg.get_generator("echo!unused")
         .chat([{"role": "system", "content": "Be terse."}, "hi"])
@@ -50,7 +56,9 @@ async def test_anthropic_path_for_any_claude_id(llm_server: LLMServer) -> None:
         "Be terse.",
         [{"type": "text", "text": "Be terse."}],
     )
-    assert [c.generator.model for c in chats if c.generator] == models
+    assert [c.generator.model for c in chats if c.generator] == [
+        rg.get_generator(m).model for m in models
+    ]
 
 
 def test_bare_claude_ids_route_to_anthropic() -> None:
@@ -59,16 +67,17 @@ def test_bare_claude_ids_route_to_anthropic() -> None:
     assert litellm_model("gpt-4o") == "gpt-4o"
 
 
-async def test_text_completion_path(llm_server: LLMServer) -> None:
+async def test_text_completion_path(llm_server: LLMServer, route: str) -> None:
     llm_server.add_rule("Once", " there was a test.")
-    completion = await rg.get_generator("gpt-3.5-turbo-instruct").complete("Once upon a time").run()
+    generator = rg.get_generator(on(route, "gpt-3.5-turbo-instruct"))
+    completion = await generator.complete("Once upon a time").run()
     assert completion.generated == " there was a test."
     assert llm_server.requests[0].api == "openai-text"
 
 
-async def test_rate_limit_honours_retry_after(llm_server: LLMServer) -> None:
+async def test_rate_limit_honours_retry_after(llm_server: LLMServer, route: str) -> None:
     llm_server.fail_next(2, status=429, headers={"Retry-After": "0.3"})
-    chat = await rg.get_generator(f"gpt-4o,{FAST}").chat("x").run()
+    chat = await rg.get_generator(on(route, f"gpt-4o,{FAST}")).chat("x").run()
     assert chat.last.content == "x"
     starts = [r.start for r in llm_server.requests]
     assert [r.status for r in llm_server.requests] == [429, 429, 200]
@@ -76,27 +85,30 @@ async def test_rate_limit_honours_retry_after(llm_server: LLMServer) -> None:
 
 
 @pytest.mark.parametrize("model", ["gpt-4o", "claude-3-haiku-20240307"])
-async def test_server_errors_are_retried_within_a_bound(llm_server: LLMServer, model: str) -> None:
+async def test_server_errors_are_retried_within_a_bound(
+    llm_server: LLMServer, model: str, route: str
+) -> None:
     llm_server.fail_next(10, status=500)
-    chat = await rg.get_generator(f"{model},{FAST}").chat("x").run(on_failed="include")
+    identifier = on(route, f"{model},{FAST}")
+    chat = await rg.get_generator(identifier).chat("x").run(on_failed="include")
     assert chat.failed and chat.error_kind == "infrastructure"
     assert isinstance(chat.error, rg.GenerationError)
     assert (chat.error.reason, chat.error.attempts) == ("server", 3)
-    assert str(chat.error).startswith(f"server error from litellm!{model} after 3 attempts: ")
+    assert str(chat.error).startswith(f"server error from {named(identifier)} after 3 attempts: ")
     assert len(llm_server.requests) == 3
 
 
-async def test_recovers_after_transient_server_errors(llm_server: LLMServer) -> None:
+async def test_recovers_after_transient_server_errors(llm_server: LLMServer, route: str) -> None:
     llm_server.fail_next(2, status=503)
-    chat = await rg.get_generator(f"claude-3-haiku-20240307,{FAST}").chat("ok?").run()
+    chat = await rg.get_generator(on(route, f"claude-3-haiku-20240307,{FAST}")).chat("ok?").run()
     assert chat.last.content == "ok?"
     assert [r.status for r in llm_server.requests] == [503, 503, 200]
 
 
-async def test_timeouts_are_bounded_and_classified(llm_server: LLMServer) -> None:
+async def test_timeouts_are_bounded_and_classified(llm_server: LLMServer, route: str) -> None:
     llm_server.fail_next(2, delay=2)
     chat = (
-        await rg.get_generator("gpt-4o,max_retries=1,backoff=0,timeout=0.3")
+        await rg.get_generator(on(route, "gpt-4o,max_retries=1,backoff=0,timeout=0.3"))
         .chat("x")
         .run(on_failed="include")
     )
@@ -111,10 +123,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_refused_connection(llm_server: LLMServer) -> None:
+async def test_refused_connection(llm_server: LLMServer, route: str) -> None:
     base = f"http://127.0.0.1:{free_port()}/v1"
     chat = (
-        await rg.get_generator(f"openai/gpt-4o,{FAST},api_base={base}")
+        await rg.get_generator(on(route, f"openai/gpt-4o,{FAST},api_base={base}"))
         .chat("x")
         .run(on_failed="include")
     )
@@ -123,9 +135,11 @@ async def test_refused_connection(llm_server: LLMServer) -> None:
 
 
 @pytest.mark.parametrize("model", ["gpt-4o", "claude-3-haiku-20240307"])
-async def test_malformed_body_is_an_infrastructure_error(llm_server: LLMServer, model: str) -> None:
+async def test_malformed_body_is_an_infrastructure_error(
+    llm_server: LLMServer, model: str, route: str
+) -> None:
     llm_server.fail_next(10, status=200, body=b'{"choices": [ truncated')
-    chat = await rg.get_generator(f"{model},{FAST}").chat("x").run(on_failed="include")
+    chat = await rg.get_generator(on(route, f"{model},{FAST}")).chat("x").run(on_failed="include")
     assert chat.error_kind == "infrastructure"
     assert isinstance(chat.error, rg.GenerationError) and chat.error.attempts == 3
     assert chat.error.reason == "bad_response"
@@ -140,7 +154,10 @@ def _completion(**fields: object) -> bytes:
 
 UNUSABLE = {
     "empty choices": (_completion(choices=[]), "the reply has no choices"),
-    "no message": (_completion(choices=[{"index": 0, "finish_reason": "stop"}]), "Invalid resp"),
+    "no message": (
+        _completion(choices=[{"index": 0, "finish_reason": "stop"}]),
+        "the reply's choice has no message",  # litellm's route: "Invalid response object"
+    ),
     "null content": (
         _completion(choices=[{"index": 0, "message": {"role": "assistant", "content": None}}]),
         "the reply's message has no text (content is null)",
@@ -152,39 +169,45 @@ UNUSABLE = {
 
 @pytest.mark.parametrize("case", list(UNUSABLE))
 async def test_unusable_replies_are_retried_then_classified(
-    llm_server: LLMServer, case: str
+    llm_server: LLMServer, case: str, route: str
 ) -> None:
     body, detail = UNUSABLE[case]
     llm_server.add_rule("x", "fine")
     llm_server.fail_next(1, status=200, body=body)
-    chat = await rg.get_generator(f"gpt-4o,{FAST}").chat("x").run()
+    chat = await rg.get_generator(on(route, f"gpt-4o,{FAST}")).chat("x").run()
     assert chat.last.content == "fine" and len(llm_server.requests) == 2  # retried, then used
     llm_server.reset()
     llm_server.fail_next(10, status=200, body=body)
-    chat = await rg.get_generator(f"gpt-4o,{FAST}").chat("x").run(on_failed="include")
+    chat = await rg.get_generator(on(route, f"gpt-4o,{FAST}")).chat("x").run(on_failed="include")
     assert isinstance(chat.error, rg.GenerationError), chat.error
     assert (chat.error.reason, chat.error.attempts, chat.error_kind) == (
         "bad_response",
         3,
         "infrastructure",
     )
+    if route == "litellm" and case == "no message":
+        detail = "Invalid response object"
     assert detail in str(chat.error)
 
 
-async def test_unusable_text_replies_are_classified(llm_server: LLMServer) -> None:
+async def test_unusable_text_replies_are_classified(llm_server: LLMServer, route: str) -> None:
     llm_server.fail_next(10, status=200, body=_completion(object="text_completion", choices=[]))
-    completion = await rg.get_generator(f"gpt-4o,{FAST}").complete("x").run(on_failed="include")
+    generator = rg.get_generator(on(route, f"gpt-4o,{FAST}"))
+    completion = await generator.complete("x").run(on_failed="include")
     assert isinstance(completion.error, rg.GenerationError)
     assert completion.error.reason == "bad_response"
 
 
-async def test_client_errors_are_not_retried_and_never_show_the_key(llm_server: LLMServer) -> None:
+async def test_client_errors_are_not_retried_and_never_show_the_key(
+    llm_server: LLMServer, route: str
+) -> None:
     key = "sk-test-identifier-key-9876543210"
     echoed = json.dumps(
         {"error": {"message": f"key {key} is not valid", "type": "invalid_request_error"}}
     )
     llm_server.fail_next(1, status=401, body=echoed.encode())
-    chat = await rg.get_generator(f"gpt-4o,api_key={key},{FAST}").chat("x").run(on_failed="include")
+    generator = rg.get_generator(on(route, f"gpt-4o,api_key={key},{FAST}"))
+    chat = await generator.chat("x").run(on_failed="include")
     assert isinstance(chat.error, rg.GenerationError)
     assert (chat.error.reason, chat.error.attempts) == ("client", 1)
     assert llm_server.requests[0].headers["authorization"] == f"Bearer {key}"
@@ -193,18 +216,19 @@ async def test_client_errors_are_not_retried_and_never_show_the_key(llm_server: 
     assert OPENAI_TEST_KEY not in str(chat.error)
 
 
-async def test_infrastructure_errors_raise_by_default(llm_server: LLMServer) -> None:
+async def test_infrastructure_errors_raise_by_default(llm_server: LLMServer, route: str) -> None:
     llm_server.fail_next(10, status=500)
+    identifier = on(route, "gpt-4o,max_retries=0")
     with pytest.raises(
-        rg.GenerationError, match="server error from litellm!gpt-4o after 1 attempt: "
+        rg.GenerationError, match=f"server error from {named(identifier)} after 1 attempt: "
     ):
-        await rg.get_generator("gpt-4o,max_retries=0").chat("x").run()
+        await rg.get_generator(identifier).chat("x").run()
 
 
-async def test_concurrency_limit_holds_over_http(llm_server: LLMServer) -> None:
+async def test_concurrency_limit_holds_over_http(llm_server: LLMServer, route: str) -> None:
     llm_server.latency = 0.2
     chats = (
-        await rg.get_generator("gpt-4o,max_connections=5")
+        await rg.get_generator(on(route, "gpt-4o,max_connections=5"))
         .chat()
         .run_batch([str(i) for i in range(20)])
     )
@@ -212,41 +236,43 @@ async def test_concurrency_limit_holds_over_http(llm_server: LLMServer) -> None:
     assert peak_overlap(llm_server.requests) == 5
 
 
-def test_successive_event_loops_each_work(llm_server: LLMServer) -> None:
-    # pytest-asyncio gives every test a new loop; litellm's cached clients must not break.
-    generator = rg.get_generator("gpt-4o")
+def test_successive_event_loops_each_work(llm_server: LLMServer, route: str) -> None:
+    # pytest-asyncio gives every test a new loop; pooled clients must not break.
+    generator = rg.get_generator(on(route, "gpt-4o"))
     for turn in ("one", "two", "three"):
         chat = asyncio.run(generator.chat(turn).run())
         assert chat.last.content == turn
 
 
 async def test_debug_logs_never_show_the_key(
-    llm_server: LLMServer, caplog: pytest.LogCaptureFixture
+    llm_server: LLMServer, caplog: pytest.LogCaptureFixture, route: str
 ) -> None:
     key = "sk-test-logged-key-5555555555"
-    generator = rg.get_generator(f"gpt-4o,api_key={key},{FAST}")
+    generator = rg.get_generator(on(route, f"gpt-4o,api_key={key},{FAST}"))
     llm_server.fail_next(1, status=500)
     with caplog.at_level(logging.DEBUG):
         chat = await generator.chat("x").run()
     assert chat.last.content == "x"
     assert llm_server.requests[-1].headers["authorization"] == f"Bearer {key}"
-    assert caplog.records, "litellm and httpx log at DEBUG: there must be something to check"
+    assert caplog.records, "litellm, httpx and httpcore log at DEBUG: there must be something"
     assert key not in caplog.text
     assert OPENAI_TEST_KEY not in caplog.text
 
 
-async def test_latency_is_the_attempts_own(llm_server: LLMServer) -> None:
+async def test_latency_is_the_attempts_own(llm_server: LLMServer, route: str) -> None:
     """A chat's latency is the time its attempts took: the 2 s backoff between them is not
     the model's (a generous bound: the attempts take about 0.4 s), and a failed chat keeps
     the time its attempts took."""
     llm_server.latency = 0.2
     llm_server.add_rule("x", "fine")
     llm_server.fail_next(1, status=503)
-    chat = await rg.get_generator("gpt-4o,max_retries=1,backoff=2").chat("x").run()
+    chat = await rg.get_generator(on(route, "gpt-4o,max_retries=1,backoff=2")).chat("x").run()
     assert chat.last.content == "fine"
     assert 0.4 <= chat.latency < 2.0, chat.latency
     llm_server.fail_next(2, status=503)
     failed = (
-        await rg.get_generator("gpt-4o,max_retries=1,backoff=0").chat("x").run(on_failed="include")
+        await rg.get_generator(on(route, "gpt-4o,max_retries=1,backoff=0"))
+        .chat("x")
+        .run(on_failed="include")
     )
     assert failed.error_kind == "infrastructure" and failed.latency >= 0.4

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ini, peak_overlap, rig_module
+from tests.conftest import ini, on, peak_overlap, rig_module
 from tests.llm_server import LLMServer
 
 RULES = """
@@ -255,7 +255,7 @@ def test_pipeline_without_messages_is_a_clear_error(pytester: pytest.Pytester) -
 
 
 def test_infrastructure_errors_make_errors_not_failures(
-    pytester: pytest.Pytester, llm_server: LLMServer
+    pytester: pytest.Pytester, llm_server: LLMServer, route: str
 ) -> None:
     ini(pytester)
     llm_server.fail_next(100, status=500, model="broken")
@@ -270,7 +270,9 @@ def test_infrastructure_errors_make_errors_not_failures(
         )
     )
     result = pytester.runpytest(
-        "--rig-models", "openai/fine,max_retries=0,openai/broken,max_retries=0", "-rA"
+        "--rig-models",
+        ",".join(on(route, f"openai/{m},max_retries=0") for m in ("fine", "broken")),
+        "-rA",
     )
     result.assert_outcomes(passed=1, errors=1)
     assert (
@@ -293,14 +295,14 @@ def test_matrix(rig_chat):
 
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_whole_matrix_in_flight_at_once_and_no_call_twice(
-    pytester: pytest.Pytester, llm_server: LLMServer, workers: str | None
+    pytester: pytest.Pytester, llm_server: LLMServer, workers: str | None, route: str
 ) -> None:
     llm_server.latency = 0.5
     ini(pytester)
     pytester.makepyfile(test_matrix=MATRIX)
     args = [
         "--rig-models",
-        "openai/m1,openai/m2,claude-3-haiku-20240307",
+        ",".join(on(route, m) for m in ("openai/m1", "openai/m2", "claude-3-haiku-20240307")),
         "--rig-params",
         "temperature=0.2",
         "--rig-params",

@@ -14,7 +14,7 @@ import pytest
 
 from pytest_rigging.plugin.cli import main as rigging_main
 from pytest_rigging.plugin.stats import wilson
-from tests.conftest import ONE_ITEM, ini
+from tests.conftest import ONE_ITEM, ini, on
 from tests.llm_server import LLMServer
 
 MODELS = {
@@ -397,7 +397,9 @@ def test_interrupted_run_still_writes_what_finished(
     assert "rigging: the run was interrupted: the figures hold what finished" in result.stdout.str()
 
 
-def test_secrets_stay_out_of_reports(pytester: pytest.Pytester, llm_server: LLMServer) -> None:
+def test_secrets_stay_out_of_reports(
+    pytester: pytest.Pytester, llm_server: LLMServer, route: str
+) -> None:
     key = "sk-test-report-key-777777777777"
     ini(pytester)
     pytester.makepyfile(
@@ -413,7 +415,11 @@ def test_secrets_stay_out_of_reports(pytester: pytest.Pytester, llm_server: LLMS
         """
     )
     result = pytester.runpytest(
-        "--rig-models", f"openai/m,api_key={key}", "--rig-report=r.json", "--junitxml=j.xml", "-v"
+        "--rig-models",
+        on(route, f"openai/m,api_key={key}"),
+        "--rig-report=r.json",
+        "--junitxml=j.xml",
+        "-v",
     )
     result.assert_outcomes(passed=1)
     assert llm_server.requests[0].headers["authorization"] == f"Bearer {key}"

@@ -273,6 +273,8 @@ def _format_value(value: t.Any) -> str:
 
 _REGISTRY: dict[str, type[Generator] | str] = {
     "litellm": "pytest_rigging.generator.litellm_:LiteLLMGenerator",
+    "openai": "pytest_rigging.generator.openai_:OpenAIGenerator",
+    "anthropic": "pytest_rigging.generator.anthropic_:AnthropicGenerator",
     "echo": "pytest_rigging.generator.offline:EchoGenerator",
     "scripted": "pytest_rigging.generator.offline:ScriptedGenerator",
 }

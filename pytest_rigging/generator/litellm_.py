@@ -13,18 +13,20 @@ import contextlib
 import difflib
 import importlib
 import inspect
-import logging
 import os
-import random
-import time
 import typing as t
 import warnings
 
 from pydantic import Field
 
-from pytest_rigging._concurrency import slot_released
-from pytest_rigging._secrets import RedactingFilter, redact
-from pytest_rigging.error import GenerationError, InvalidGeneratorError
+from pytest_rigging.error import InvalidGeneratorError
+from pytest_rigging.generator._retry import (
+    DEFAULT_TIMEOUT,
+    ResultT,
+    guard_loggers,
+    retry_after,
+    retrying,
+)
 from pytest_rigging.generator.base import (
     GeneratedMessage,
     GeneratedText,
@@ -33,9 +35,6 @@ from pytest_rigging.generator.base import (
     Usage,
 )
 from pytest_rigging.message import Message
-
-DEFAULT_TIMEOUT = 60.0
-MAX_RETRY_AFTER = 60.0
 
 _LOGGERS = (
     "LiteLLM",
@@ -49,7 +48,6 @@ _LOGGERS = (
 filter applies to records of its own logger only, so children are named one by one)."""
 
 _litellm_module: t.Any = None
-ResultT = t.TypeVar("ResultT", GeneratedMessage, GeneratedText)
 
 _READ_ONLY_NOTICE = r"Items? .* (is|are) using the .ReadOnly. qualifier"
 """pydantic's notice about litellm's own TypedDicts: litellm's business, not the user's."""
@@ -83,8 +81,7 @@ def _litellm() -> t.Any:
                     getattr(importlib.import_module(module), model).model_rebuild()
         litellm.suppress_debug_info = True
         litellm.telemetry = False
-        for name in _LOGGERS:
-            logging.getLogger(name).addFilter(RedactingFilter())
+        guard_loggers(*_LOGGERS)
         _litellm_module = litellm
     return _litellm_module
 
@@ -119,13 +116,7 @@ def litellm_model(model: str) -> str:
 def _retry_after(error: BaseException) -> float | None:
     response = getattr(error, "response", None)
     headers = getattr(response, "headers", None) or getattr(error, "litellm_response_headers", None)
-    if not headers:
-        return None
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after(headers)
 
 
 _CONNECTION = ("ConnectError", "APIConnectionError", "ConnectionRefusedError", "ConnectionError")
@@ -251,38 +242,20 @@ class LiteLLMGenerator(Generator):
         )
         if self.api_key is not None:
             kwargs["api_key"] = self.api_key.get_secret_value()
-        attempt, spent = 0, 0.0  # spent: seconds in attempts (not the import, not backoff)
-        while True:
-            attempt += 1
-            try:
-                # litellm enforces `timeout` per request; the outer bound guarantees that
-                # no call outlives it, whatever the transport does.
-                started = time.perf_counter()
-                try:
-                    response = await asyncio.wait_for(call(**kwargs), timeout + 5.0)
-                finally:
-                    spent += time.perf_counter() - started
-                result = read(response)
-                result.latency = spent
-                return result
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                reason, retryable = _classify(error)
-                if not retryable or attempt > self.max_retries:
-                    detail = redact(str(error) or type(error).__name__)[:500]
-                    raise GenerationError(
-                        f"{reason} error from {self.provider}!{self.model} after {attempt} "
-                        f"attempt{'s' if attempt > 1 else ''}: {detail}",
-                        reason=reason,
-                        attempts=attempt,
-                        latency=spent,
-                    ) from None
-                delay = _retry_after(error)
-                if delay is None:
-                    delay = self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
-                async with slot_released():  # others may call while this one waits
-                    await asyncio.sleep(delay)
+
+        async def attempt() -> ResultT:
+            __tracebackhide__ = True
+            return read(await call(**kwargs))
+
+        return await retrying(
+            attempt,
+            name=f"{self.provider}!{self.model}",
+            classify=_classify,
+            wait_hint=_retry_after,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            timeout=timeout,
+        )
 
 
 def _choice(response: t.Any) -> t.Any:

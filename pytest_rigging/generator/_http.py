@@ -1,0 +1,173 @@
+"""What the native providers share: one pooled async HTTP client per event loop, the
+request, and reading faults from statuses and transport errors.
+
+The native providers speak an API themselves over httpx (keep-alive, HTTP/2 where the
+server offers it through TLS), so a call costs a JSON body and a request, not litellm's
+import and its per-call CPU. Retries, timeouts and errors are the same as litellm's route
+(`_retry`), so that switching a model between routes changes speed and nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import typing as t
+
+import httpx
+from pydantic import Field, PrivateAttr
+
+from pytest_rigging._concurrency import LoopLocal
+from pytest_rigging.generator._retry import (
+    DEFAULT_TIMEOUT,
+    ResultT,
+    guard_loggers,
+    retry_after,
+    retrying,
+)
+from pytest_rigging.generator.base import GenerateParams, Generator
+
+_HTTP2 = importlib.util.find_spec("h2") is not None
+"""HTTP/2 needs the `h2` package (httpx's `http2` extra, a dependency)."""
+
+
+class UnusableReply(Exception):
+    """A reply arrived but holds nothing to use: no choices, no message, no text, or a body
+    that isn't JSON or UTF-8."""
+
+
+class StatusError(Exception):
+    """The server answered with an error status."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        self.headers = response.headers
+        super().__init__(f"HTTP {self.status}: {_error_text(response.content)}")
+
+
+def _error_text(body: bytes) -> str:
+    """The error message both APIs put in `{"error": {"message": ...}}`, else the body."""
+    text = body.decode("utf-8", "replace")
+    try:
+        error = json.loads(text).get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+    except (ValueError, AttributeError):
+        message = None
+    return str(message) if message else text[:300]
+
+
+def classify(error: BaseException) -> tuple[str, bool]:
+    """(reason, retryable), as the litellm route classifies the same faults."""
+    if isinstance(error, StatusError):
+        if error.status == 429:
+            return "rate_limit", True
+        if error.status == 408:
+            return "timeout", True
+        if error.status >= 500:
+            return "server", True
+        return "client", False
+    if isinstance(error, httpx.TimeoutException | TimeoutError):
+        return "timeout", True
+    if isinstance(error, httpx.TransportError):
+        return "connection", True
+    return "bad_response", True  # unreadable or unusable replies, and the unexpected
+
+
+def _wait_hint(error: BaseException) -> float | None:
+    return retry_after(error.headers) if isinstance(error, StatusError) else None
+
+
+def read_json(response: httpx.Response) -> dict[str, t.Any]:
+    """The body as a JSON object; anything else is an unusable reply."""
+    try:
+        data = json.loads(response.content.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise UnusableReply(f"the reply is not JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise UnusableReply(f"the reply is not a JSON object: {response.content[:200]!r}")
+    return data
+
+
+class HTTPGenerator(Generator):
+    """A provider speaking one HTTP API. `max_retries` and `backoff` as for litellm's
+    route; the key comes from `api_key=` or the provider's usual environment variable,
+    the base URL from `api_base=` or its usual variables."""
+
+    max_retries: int = Field(default=3, ge=0)
+    backoff: float = Field(default=0.5, ge=0)
+
+    key_variable: t.ClassVar[str]
+    base_variables: t.ClassVar[tuple[str, ...]]
+    default_base: t.ClassVar[str]
+
+    _clients: LoopLocal[httpx.AsyncClient] = PrivateAttr()
+
+    def model_post_init(self, context: t.Any) -> None:
+        super().model_post_init(context)
+        self._clients = LoopLocal(_client)
+        guard_loggers("httpx", "httpcore")
+
+    def key(self) -> str | None:
+        return self.secret() or os.environ.get(self.key_variable) or None
+
+    def base_url(self, params: GenerateParams) -> str:
+        found = params.api_base or next(
+            (os.environ[name] for name in self.base_variables if os.environ.get(name)), None
+        )
+        return (found or self.default_base).rstrip("/")
+
+    def headers(self, key: str | None) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def post(
+        self,
+        url: str,
+        body: dict[str, t.Any],
+        params: GenerateParams,
+        read: t.Callable[[dict[str, t.Any]], ResultT],
+    ) -> ResultT:
+        """POST `body` as JSON to `url`, the reply read by `read`, retried as a whole."""
+        __tracebackhide__ = True  # its locals hold the API key: keep them out of tracebacks
+        timeout = float(params.timeout or DEFAULT_TIMEOUT)
+        headers = self.headers(self.key())
+        content = json.dumps(body).encode()
+        client = self._clients.get()
+
+        async def attempt() -> ResultT:
+            __tracebackhide__ = True
+            response = await client.post(url, content=content, headers=headers, timeout=timeout)
+            if response.status_code >= 400:
+                raise StatusError(response)
+            return read(read_json(response))
+
+        return await retrying(
+            attempt,
+            name=f"{self.provider}!{self.model}",
+            classify=classify,
+            wait_hint=_wait_hint,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            timeout=timeout,
+        )
+
+    async def aclose(self) -> None:
+        """Close this loop's pooled connections."""
+        client = self._clients.pop()
+        if client is not None:
+            await client.aclose()
+
+
+def _client() -> httpx.AsyncClient:
+    # Unbounded pool: the generator's own slots bound what is in flight.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    return httpx.AsyncClient(http2=_HTTP2, timeout=None, limits=limits)
+
+
+def request_params(params: GenerateParams, dropped: t.Collection[str] = ()) -> dict[str, t.Any]:
+    """The params a request body carries (`extra` flattened), as litellm sends them: the
+    client's own settings (`timeout`, `api_base`) and the API's unsupported ones left out."""
+    return {
+        k: v
+        for k, v in params.to_dict().items()
+        if k not in ("timeout", "api_base") and k not in dropped
+    }

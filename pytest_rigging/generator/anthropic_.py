@@ -1,0 +1,149 @@
+"""`anthropic!MODEL`: Anthropic's messages API natively over HTTP; `api_base=` in the
+identifier, else `ANTHROPIC_BASE_URL`. Requests and replies map as litellm's
+`anthropic/MODEL` route maps them (system messages apart, stop sequences, the default
+`max_tokens`, stop reasons in OpenAI's words, cached input counted as input), without
+litellm."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import typing as t
+from pathlib import Path
+
+from pytest_rigging.generator._http import HTTPGenerator, UnusableReply, request_params
+from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
+from pytest_rigging.message import Message
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 128000
+"""litellm's default `max_tokens` for a model its bundled data doesn't know."""
+_STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "length",
+    "compaction": "length",
+    "model_context_window_exceeded": "length",
+}
+"""Anthropic's stop reasons in OpenAI's words, as litellm reports them (others: `stop`)."""
+_UNSUPPORTED = ("presence_penalty", "frequency_penalty", "seed")
+"""Params the messages API doesn't take: dropped, as litellm drops them."""
+
+
+class AnthropicGenerator(HTTPGenerator):
+    """Anthropic's messages API (`/v1/messages`); the key from `api_key=` or
+    `ANTHROPIC_API_KEY`. Text completion sends the text as one user message."""
+
+    key_variable: t.ClassVar[str] = "ANTHROPIC_API_KEY"
+    base_variables: t.ClassVar[tuple[str, ...]] = ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE")
+    default_base: t.ClassVar[str] = "https://api.anthropic.com"
+
+    def headers(self, key: str | None) -> dict[str, str]:
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "anthropic-version": API_VERSION,
+        }
+        if key:
+            headers["x-api-key"] = key
+        return headers
+
+    def messages_url(self, params: GenerateParams) -> str:
+        base = self.base_url(params)
+        if base.endswith("/v1/messages"):
+            return base
+        return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+
+    async def generate_message(
+        self, messages: t.Sequence[Message], params: GenerateParams
+    ) -> GeneratedMessage:
+        body = self.body(messages, params)
+        return await self.post(self.messages_url(params), body, params, _read_message)
+
+    async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
+        body = self.body([Message(role="user", content=text)], params)
+        reply = await self.post(self.messages_url(params), body, params, _read_message)
+        return GeneratedText(
+            text=reply.message.content, stop_reason=reply.stop_reason, usage=reply.usage
+        )
+
+    def body(self, messages: t.Sequence[Message], params: GenerateParams) -> dict[str, t.Any]:
+        """System messages go apart, as text blocks; the others alternate, so consecutive
+        messages of one role are merged into one message of several blocks."""
+        system = [_block(m.content) for m in messages if m.role == "system"]
+        turns: list[dict[str, t.Any]] = []
+        for message in messages:
+            if message.role == "system":
+                continue
+            if turns and turns[-1]["role"] == message.role:
+                turns[-1]["content"].append(_block(message.content))
+            else:
+                turns.append({"role": message.role, "content": [_block(message.content)]})
+        sent = request_params(params, dropped=_UNSUPPORTED)
+        if "stop" in sent:
+            sent["stop_sequences"] = sent.pop("stop")
+        sent.setdefault("max_tokens", default_max_tokens(self.model))
+        body: dict[str, t.Any] = {"model": self.model, "messages": turns}
+        if system:
+            body["system"] = system
+        return {**body, **sent}
+
+
+def _block(text: str) -> dict[str, str]:
+    return {"type": "text", "text": text}
+
+
+def _read_message(data: dict[str, t.Any]) -> GeneratedMessage:
+    blocks = data.get("content")
+    if not isinstance(blocks, list):
+        raise UnusableReply("the reply has no content")
+    texts = [b["text"] for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str)]
+    if not texts:
+        raise UnusableReply("the reply's message has no text (content is null)")
+    return GeneratedMessage(
+        message=Message(role="assistant", content="".join(texts)),
+        stop_reason=_STOP_REASONS.get(str(data.get("stop_reason")), "stop"),
+        usage=_usage(data),
+    )
+
+
+def _usage(data: dict[str, t.Any]) -> Usage | None:
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    cached = (usage.get("cache_creation_input_tokens") or 0) + (
+        usage.get("cache_read_input_tokens") or 0
+    )
+    return Usage(
+        input_tokens=(usage.get("input_tokens") or 0) + cached,
+        output_tokens=usage.get("output_tokens") or 0,
+    )
+
+
+def default_max_tokens(model: str) -> int:
+    """The messages API requires `max_tokens`: when unset, the model's maximum output from
+    the model data bundled with litellm (read as a file, litellm not imported), else
+    litellm's own default, as litellm's route sends."""
+    entry = _model_data().get(model) or _model_data().get(f"anthropic/{model}") or {}
+    found = entry.get("max_output_tokens") or entry.get("max_tokens")
+    if isinstance(found, int):
+        return found
+    return int(os.environ.get("DEFAULT_ANTHROPIC_CHAT_MAX_TOKENS", DEFAULT_MAX_TOKENS))
+
+
+@functools.cache
+def _model_data() -> dict[str, t.Any]:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or spec.origin is None:
+        return {}
+    path = Path(spec.origin).parent / "model_prices_and_context_window_backup.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,87 @@
+"""`openai!MODEL`: chat and text completions on any OpenAI-compatible server (OpenAI,
+vLLM, llama.cpp, Ollama, gateways), natively over HTTP; `api_base=` in the identifier,
+else `OPENAI_BASE_URL`. Requests and replies map as litellm's `openai/MODEL` route maps
+them, without litellm."""
+
+from __future__ import annotations
+
+import typing as t
+
+from pytest_rigging.generator._http import HTTPGenerator, UnusableReply, request_params
+from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
+from pytest_rigging.message import Message
+
+
+class OpenAIGenerator(HTTPGenerator):
+    """OpenAI's chat completions (`/chat/completions`) and text completions
+    (`/completions`); the key from `api_key=` or `OPENAI_API_KEY` (none is sent without)."""
+
+    key_variable: t.ClassVar[str] = "OPENAI_API_KEY"
+    base_variables: t.ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
+    default_base: t.ClassVar[str] = "https://api.openai.com/v1"
+
+    def headers(self, key: str | None) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    async def generate_message(
+        self, messages: t.Sequence[Message], params: GenerateParams
+    ) -> GeneratedMessage:
+        body = {
+            "model": self.model,
+            "messages": [m.to_dict() for m in messages],
+            **request_params(params),
+        }
+        return await self.post(
+            f"{self.base_url(params)}/chat/completions", body, params, _read_message
+        )
+
+    async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
+        body = {"model": self.model, "prompt": text, **request_params(params)}
+        return await self.post(f"{self.base_url(params)}/completions", body, params, _read_text)
+
+
+def _choice(data: dict[str, t.Any]) -> dict[str, t.Any]:
+    choices = data.get("choices")
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise UnusableReply("the reply has no choices")
+    return choices[0]
+
+
+def _read_message(data: dict[str, t.Any]) -> GeneratedMessage:
+    choice = _choice(data)
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise UnusableReply("the reply's choice has no message")
+    content = message.get("content")
+    if isinstance(content, list):  # content parts: their text, in order
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict)) or None
+    if content is None:
+        raise UnusableReply("the reply's message has no text (content is null)")
+    return GeneratedMessage(
+        message=Message(role="assistant", content=str(content)),
+        stop_reason=choice.get("finish_reason") or "stop",
+        usage=_usage(data),
+    )
+
+
+def _read_text(data: dict[str, t.Any]) -> GeneratedText:
+    choice = _choice(data)
+    text = choice.get("text")
+    if text is None:
+        raise UnusableReply("the reply's choice has no text")
+    return GeneratedText(
+        text=str(text), stop_reason=choice.get("finish_reason") or "stop", usage=_usage(data)
+    )
+
+
+def _usage(data: dict[str, t.Any]) -> Usage | None:
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    return Usage(
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=usage.get("completion_tokens") or 0,
+    )
