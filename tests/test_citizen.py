@@ -54,7 +54,7 @@ def test_xdist_schedules_a_suite_without_rig_tests_as_its_own(
     assert "rigging:" not in result.stdout.str()
 
 
-def test_xdist_keeps_rig_functions_together_and_xdist_groups_working(
+def test_xdist_keeps_slices_of_rig_functions_together_and_xdist_groups_working(
     pytester: pytest.Pytester,
 ) -> None:
     ini(pytester)
@@ -76,10 +76,20 @@ def test_grouped(n):
     pass
 """
     )
+    collected = pytester.runpytest_subprocess("--co", "-q").stdout.lines
+    rig = [line.split("::")[-1] for line in collected if "::test_rig[" in line]
+    halves = (rig[:6], rig[6:])  # under -n 2: two slices, in collection order
     for dist in ("load", "loadgroup"):
         result = pytester.runpytest_subprocess("-n", "2", "--dist", dist, "-v")
         result.assert_outcomes(passed=30)
-        assert len(workers_of(result, "test_rig")) == 1
+        ran = dict(
+            (item, worker)
+            for worker, item in re.findall(
+                r"\[(gw\d)\] .*PASSED .*::(test_rig\[\S+\])", result.stdout.str()
+            )
+        )
+        assert [len({ran[item] for item in half}) for half in halves] == [1, 1], ran
+        assert {ran[halves[0][0]], ran[halves[1][0]]} == {"gw0", "gw1"}  # both workers busy
         assert "scheduling tests via FunctionScheduling" in result.stdout.str()
         if dist == "loadgroup":  # xdist_group marks work where xdist documents them
             assert len(workers_of(result, "test_grouped")) == 1

@@ -316,7 +316,8 @@ def test_whole_matrix_in_flight_at_once_and_no_call_twice(
     result.assert_outcomes(passed=6)
     requests = llm_server.requests
     assert len(requests) == 30
-    assert peak_overlap(requests) == 30
+    # serially all 30 at once; under -n 2 each worker's slice (3 items, 15 calls) at once
+    assert peak_overlap(requests) >= (15 if workers else 30)
     counts = collections.Counter((r.model, r.body["temperature"]) for r in requests)
     assert set(counts.values()) == {5} and len(counts) == 6
 

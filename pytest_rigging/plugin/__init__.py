@@ -178,8 +178,9 @@ def _engine(config: pytest.Config) -> Engine:
         from pytest_rigging.plugin.xdist import worker_count
 
         recorder = _recorder(config)
-        concurrency = max(1, _settings(config).concurrency // worker_count())
-        config.stash[_ENGINE] = Engine(concurrency, recorder, Progress(config))
+        workers = worker_count(config)
+        concurrency = max(1, _settings(config).concurrency // workers)
+        config.stash[_ENGINE] = Engine(concurrency, recorder, Progress(config), workers)
     return config.stash[_ENGINE]
 
 

@@ -33,7 +33,7 @@ from pytest_rigging.generator.base import GenerateParams, Generator, get_generat
 from pytest_rigging.plugin.journal import Salvage, lost_message, salvage
 from pytest_rigging.plugin.matrix import Cell, Verdict
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
-from pytest_rigging.plugin.xdist import group_key
+from pytest_rigging.plugin.xdist import group_key, unit_keys
 
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.stats import Recorder
@@ -108,14 +108,18 @@ async def _shutdown(release: t.Callable[[], t.Awaitable[None]] | None) -> None:
 class Engine:
     """Computes result groups and hands each item its samples (one per process).
 
-    `recorder` gets every sample as it finishes; `progress` shows the group's. On an
+    `recorder` gets every sample as it finishes; `progress` shows the group's; `workers`
+    is the number of xdist workers (units of work are sliced for them). On an
     xdist worker, the recorder's journal also hears of every attempt started and every
     call sent, and says which items were taken back from a crashed worker: those take
     what finished there instead of calling again.
     """
 
-    def __init__(self, concurrency: int, recorder: Recorder, progress: Progress) -> None:
+    def __init__(
+        self, concurrency: int, recorder: Recorder, progress: Progress, workers: int = 1
+    ) -> None:
         self.concurrency = concurrency
+        self.workers = workers
         self.recorder = recorder
         self.progress = progress
         self.journal = recorder.journal
@@ -124,6 +128,7 @@ class Engine:
         self._results: dict[str, list[Chat] | BaseException] = {}
         self._spent: set[str] = set()
         self._cells: dict[str, int] = {}
+        self._units: dict[str, str] = {}
         self._running: dict[str, concurrent.futures.Future[list[Chat] | BaseException]] = {}
         self._seen: dict[int, Generator] = {}
         self._generators: dict[tuple[str, str], Generator] = {}
@@ -164,35 +169,42 @@ class Engine:
                 self.progress.finish()
 
     def plan(self, items: t.Sequence[pytest.Item]) -> None:
-        """Remember which selected items ask for results, grouped by test function."""
+        """Remember which selected items ask for results, grouped by unit of work: a test
+        function, or under xdist a slice of one (`xdist.unit_keys`)."""
         self.groups.clear()
+        rig = [
+            i for i in items if "rig_cell" in getattr(getattr(i, "callspec", None), "params", {})
+        ]
+        self._units = unit_keys(rig, self.workers)
         cells: dict[str, set[str]] = {}
-        for item in items:
-            callspec = getattr(item, "callspec", None)
-            if callspec is None or "rig_cell" not in callspec.params:
-                continue
-            cells.setdefault(group_key(item.nodeid), set()).add(callspec.params["rig_cell"].id)
+        for item in rig:
+            unit = self._units[item.nodeid]
+            cells.setdefault(unit, set()).add(item.callspec.params["rig_cell"].id)  # type: ignore[attr-defined]
             if _skipped(item):
                 continue  # will never ask for its results: spend no call on it
             if any(name in item.fixturenames for name in RESULT_FIXTURES):  # type: ignore[attr-defined]
-                self.groups.setdefault(group_key(item.nodeid), []).append(item)
-        self._cells = {group: len(ids) for group, ids in cells.items()}
+                self.groups.setdefault(unit, []).append(item)
+        self._cells = {unit: len(ids) for unit, ids in cells.items()}
+
+    def unit_of(self, nodeid: str) -> str:
+        return self._units.get(nodeid) or group_key(nodeid)
 
     def generator(self, cell: Cell, nodeid: str) -> Generator:
-        """One generator per test function and cell, shared by the function's items.
+        """One generator per unit of work and cell, shared by the unit's items.
 
-        Per function, not per process: a generator with state (the scripted model counts
-        what it was asked) then answers the same whichever worker runs the function.
-        Unless the identifier sets `max_connections`, each of the function's cells gets a
-        fair share of the process-wide limit (rounded up), so a hanging or failing model
-        can't hold every slot while the others wait.
+        Per unit, not per process: a generator with state (the scripted model counts what
+        it was asked) then answers the same whichever worker runs the unit. Unless the
+        identifier sets `max_connections`, each of the unit's cells gets a fair share of
+        the process-wide limit (rounded up), so a hanging or failing model can't hold every
+        slot while the others wait.
         """
-        key = (group_key(nodeid), cell.model, cell.params.model_dump_json())
+        unit = self.unit_of(nodeid)
+        key = (unit, cell.model, cell.params.model_dump_json())
         generator = self._generators.get(key)
         if generator is None:
             generator = get_generator(cell.model, params=cell.params)
             if "max_connections=" not in cell.model:
-                cells = self._cells.get(group_key(nodeid), 1)
+                cells = self._cells.get(unit, 1)
                 generator.max_connections = max(1, -(-self.concurrency // cells))
             self._generators[key] = generator
         return generator
@@ -213,7 +225,7 @@ class Engine:
                 # Items taken back from a crashed worker start with each other only: the
                 # rest of their function ran there.
                 requeued = self.journal.requeued() if self.journal is not None else frozenset()
-                members = self.groups.get(group_key(item.nodeid), [item])
+                members = self.groups.get(self.unit_of(item.nodeid), [item])
                 pending = [
                     m
                     for m in (members if item in members else [*members, item])

@@ -1,16 +1,18 @@
-"""Keeping each rig test function's items on one xdist worker, and nothing else changed.
+"""Keeping a rig test's items together on xdist workers, and nothing else changed.
 
-A test's cells and samples are started together by whichever worker runs its first
+A unit's cells and samples are started together by whichever worker runs its first
 item; if its other items ran elsewhere, their calls would be made twice. So the items of
-one rig test function must share a worker. Everything else stays xdist's: the plugin
-picks a scheduler only after the workers have collected, and only when they found rig
-items; otherwise xdist's own scheduler for the mode runs, untouched.
+one unit must share a worker: a rig test function, or under `-n N` one of N slices of it,
+so that a single big function still keeps every worker (and the whole limit) busy.
+Everything else stays xdist's: the plugin picks a scheduler only after the workers have
+collected, and only when they found rig items; otherwise xdist's own scheduler for the
+mode runs, untouched.
 
 The facts travel explicitly: the controller hands each worker a folder
 (`pytest_configure_node`), each worker writes there which of its items belong together
 before it reports its collection, and the controller reads that when the first
-collection arrives. With rig items present, whole rig functions are the units of work,
-`xdist_group` marks group their items under `--dist loadgroup` (as xdist documents), and
+collection arrives. With rig items present, rig functions (or their slices) are the units
+of work, `xdist_group` marks group their items under `--dist loadgroup` (as xdist documents), and
 every other item is a unit of its own. The same folder holds the workers' journals
 (`journal`): what survives a worker that is interrupted or crashes.
 """
@@ -18,7 +20,6 @@ every other item is a unit of its own. The same folder holds the workers' journa
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import typing as t
@@ -46,6 +47,24 @@ def group_key(nodeid: str) -> str:
     return nodeid.split("[", 1)[0]
 
 
+def unit_keys(items: t.Sequence[pytest.Item], workers: int) -> dict[str, str]:
+    """Each rig item's unit of work (its node id: a key), given in collection order: its
+    test function, or under `-n N` a slice of it (`function#k`, N slices at most), so that
+    one big function keeps every worker busy with its share of the limit, while each
+    item's samples stay together. The same on every worker, which collect alike."""
+    by_function: dict[str, list[str]] = {}
+    for item in items:
+        by_function.setdefault(group_key(item.nodeid), []).append(item.nodeid)
+    keys: dict[str, str] = {}
+    for function, nodeids in by_function.items():
+        slices = min(workers, len(nodeids))
+        for index, nodeid in enumerate(nodeids):
+            keys[nodeid] = (
+                function if slices == 1 else f"{function}#{index * slices // len(nodeids)}"
+            )
+    return keys
+
+
 def write_groups(config: pytest.Config, items: t.Sequence[pytest.Item], rig: set[str]) -> None:
     """On a worker: which items must share a worker (`rig` holds the rig items' ids)."""
     folder = config.workerinput.get(_FOLDER)  # type: ignore[attr-defined]
@@ -54,9 +73,10 @@ def write_groups(config: pytest.Config, items: t.Sequence[pytest.Item], rig: set
     scopes: dict[str, str] = {}
     cells: dict[str, CellRecord] = {}
     if rig:
+        units = unit_keys([item for item in items if item.nodeid in rig], worker_count(config))
         for item in items:
             if item.nodeid in rig:
-                scopes[item.nodeid] = f"rig:{group_key(item.nodeid)}"
+                scopes[item.nodeid] = f"rig:{units[item.nodeid]}"
                 cells[item.nodeid] = item.callspec.params["rig_cell"].record  # type: ignore[attr-defined]
             elif config.workerinput.get(_DIST) == "loadgroup":  # type: ignore[attr-defined]
                 names = sorted({_group_name(m) for m in item.iter_markers("xdist_group")})
@@ -243,8 +263,9 @@ class DeferredScheduling:
 
 
 class FunctionScheduling(LoadScopeScheduling):
-    """Units of work: a whole rig test function, an `xdist_group` (under loadgroup), or a
-    single item; as xdist's loadgroup scheduler does with its groups."""
+    """Units of work: a rig test function or a slice of it (`unit_keys`), an `xdist_group`
+    (under loadgroup), or a single item; as xdist's loadgroup scheduler does with its
+    groups."""
 
     def __init__(
         self, config: pytest.Config, log: t.Any, scopes: dict[str, str], folder: Path
@@ -284,6 +305,8 @@ class FunctionScheduling(LoadScopeScheduling):
         return crashed
 
 
-def worker_count() -> int:
-    """How many processes share the run's concurrency limit."""
-    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+def worker_count(config: pytest.Config) -> int:
+    """How many processes share the run's concurrency limit: this xdist worker's count
+    (from its own input: the environment may be an enclosing run's), else 1."""
+    workerinput = getattr(config, "workerinput", None)
+    return int(workerinput.get("workercount", 1)) if workerinput is not None else 1
