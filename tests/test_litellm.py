@@ -254,7 +254,8 @@ async def test_debug_logs_never_show_the_key(
         chat = await generator.chat("x").run()
     assert chat.last.content == "x"
     assert llm_server.requests[-1].headers["authorization"] == f"Bearer {key}"
-    assert caplog.records, "litellm, httpx and httpcore log at DEBUG: there must be something"
+    if route == "litellm":  # aiohttp's client logs nothing of a request at any level
+        assert caplog.records, "litellm and httpx log at DEBUG: there must be something"
     assert key not in caplog.text
     assert OPENAI_TEST_KEY not in caplog.text
 
