@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import typing as t
 
 _SECRET_NAMES = frozenset({"api_key", "token", "auth_token", "access_token", "password", "secret"})
 """Setting names whose values are secrets (any case; `*_api_key` too), matched whole: a
@@ -47,9 +48,10 @@ def known_secrets() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def redact(text: str) -> str:
-    """`text` with every known secret replaced by `***`."""
-    for secret in known_secrets():
+def redact(text: str, secrets: t.Sequence[str] | None = None) -> str:
+    """`text` with every known secret replaced by `***` (`secrets`: `known_secrets()`
+    taken once by a caller redacting many texts; reading the environment costs)."""
+    for secret in known_secrets() if secrets is None else secrets:
         if secret in text:
             text = text.replace(secret, "***")
     return text
@@ -62,16 +64,16 @@ def is_secret_name(name: str) -> bool:
     return key in _SECRET_NAMES or key.endswith("_api_key")
 
 
-def mask_identifier(identifier: str) -> str:
+def mask_identifier(identifier: str, secrets: t.Sequence[str] | None = None) -> str:
     """An identifier (or params text) as it may be shown: the value of every part whose
     key names a secret (`api_key=`, `API_KEY=`, `extra.auth_token=`, ...) and every known
-    secret hidden."""
+    secret (or each of `secrets`) hidden."""
     parts = identifier.split(",")
     for index, part in enumerate(parts):
         key, eq, _ = part.partition("=")
         if eq and is_secret_name(key):
             parts[index] = f"{key}=***"
-    return redact(",".join(parts))
+    return redact(",".join(parts), secrets)
 
 
 class RedactingFilter(logging.Filter):

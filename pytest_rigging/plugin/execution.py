@@ -140,15 +140,42 @@ class Engine:
         return self._wait(self._submit(awaitable), progress=False)
 
     def _submit(self, awaitable: t.Awaitable[T]) -> concurrent.futures.Future[T]:
-        observer = current_observer()
+        return self._submit_all([awaitable])[0]
 
-        async def limited() -> T:
+    def _submit_all(
+        self, awaitables: t.Sequence[t.Awaitable[T]]
+    ) -> list[concurrent.futures.Future[T]]:
+        """Start each awaitable as a task on the engine's loop, under the process-wide
+        limit and the caller's observer, waking the loop once for all of them (a group
+        of thousands of items would otherwise cost a wake-up each); cancelling a future
+        cancels its task."""
+        observer, loop = current_observer(), self.loop.loop
+        futures: list[concurrent.futures.Future[T]] = [
+            concurrent.futures.Future() for _ in awaitables
+        ]
+
+        async def limited(awaitable: t.Awaitable[T]) -> T:
             if self._semaphore is None:
                 self._semaphore = asyncio.Semaphore(self.concurrency)
             with shared_limit(self._semaphore), observe(observer):
                 return await awaitable
 
-        return asyncio.run_coroutine_threadsafe(limited(), self.loop.loop)
+        def start() -> None:
+            for awaitable, future in zip(awaitables, futures, strict=True):
+                if future.cancelled():  # Ctrl-C before the loop got to it
+                    if inspect.iscoroutine(awaitable):
+                        awaitable.close()
+                    continue
+                task = loop.create_task(limited(awaitable))
+                task.add_done_callback(lambda task, future=future: _settle(future, task))
+                future.add_done_callback(
+                    lambda done, task=task: (
+                        done.cancelled() and loop.call_soon_threadsafe(task.cancel)
+                    )
+                )
+
+        loop.call_soon_threadsafe(start)
+        return futures
 
     def _wait(self, future: concurrent.futures.Future[T], *, progress: bool) -> T:
         """The future's result; with `progress`, the status line meanwhile. Ctrl-C cancels
@@ -294,10 +321,11 @@ class Engine:
 
         name = group_key(request.node.nodeid).rsplit("::", 1)[-1]
         self.progress.start(request.node.nodeid, name, sum(runs for _, _, runs, _ in jobs))
-        for job in jobs:
-            if self.journal is not None:
+        if self.journal is not None:
+            for job in jobs:
                 self.journal.start(job[0])
-            self._running[job[0]] = self._submit(samples(*job))
+        futures = self._submit_all([samples(*job) for job in jobs])
+        self._running.update((job[0], future) for job, future in zip(jobs, futures, strict=True))
 
     def _sending(self, nodeid: str, index: int) -> contextlib.AbstractContextManager[None]:
         """On an xdist worker: the journal hears of the sample's first call as it goes out."""
@@ -431,6 +459,19 @@ class Engine:
         """Each generator made or seen here releases what it holds on the engine's loop."""
         generators = {id(g): g for g in self._generators.values()} | self._seen
         await asyncio.gather(*(g.aclose() for g in generators.values()), return_exceptions=True)
+
+
+def _settle(future: concurrent.futures.Future[T], task: asyncio.Task[T]) -> None:
+    """Hand a finished task's outcome to the future pytest's thread waits on."""
+    try:
+        if task.cancelled():
+            future.cancel()
+        elif task.exception() is not None:
+            future.set_exception(task.exception())
+        else:
+            future.set_result(task.result())
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled from pytest's thread meanwhile
 
 
 def _varies(node: pytest.Item, name: str, arguments: t.Container[str], seen: set[str]) -> bool:

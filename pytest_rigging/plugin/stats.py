@@ -13,7 +13,7 @@ import statistics
 import typing as t
 
 from pytest_rigging._result import Result
-from pytest_rigging._secrets import mask_identifier, redact
+from pytest_rigging._secrets import known_secrets, mask_identifier, redact
 from pytest_rigging.generator.base import GenerateParams, Generator
 from pytest_rigging.plugin.matrix import Cell, label_of, params_text
 from pytest_rigging.plugin.records import (
@@ -44,34 +44,39 @@ def bucket(chat: Result, parses: bool) -> Bucket | None:
 
 
 def chat_record(
-    chat: t.Any, parses: bool, owner: tuple[str, str, str], sample: int | None
+    chat: t.Any,
+    parses: bool,
+    owner: tuple[str, str, str],
+    sample: int | None,
+    secrets: t.Sequence[str] | None = None,
 ) -> ChatRecord:
     """One chat (or completion) as plain data, secrets removed; `owner` is the (model,
-    label, params) of the row it counts for."""
+    label, params) of the row it counts for; `secrets` as `known_secrets()` gives them."""
+    secrets = known_secrets() if secrets is None else secrets
     model, label, params = owner
     usage = chat.usage
     messages = chat.all if isinstance(chat.all, list) else [chat.all]  # a completion: text
     return {
-        "model": mask_identifier(model),
+        "model": mask_identifier(model, secrets),
         "label": label,
         "params": params,
         "sample": sample,
         "outcome": bucket(chat, parses),
         "recovery_rounds": chat.recovery_rounds,
         "error_kind": chat.error_kind,
-        "error": redact(str(chat.error)) if chat.failed else None,
+        "error": redact(str(chat.error), secrets) if chat.failed else None,
         "input_tokens": usage.input_tokens if usage else 0,
         "output_tokens": usage.output_tokens if usage else 0,
         "latency": round(chat.latency, 6),
-        "generator_id": mask_identifier(chat.generator_id or ""),
-        "conversation": [_message(m) for m in messages],
+        "generator_id": mask_identifier(chat.generator_id or "", secrets),
+        "conversation": [_message(m, secrets) for m in messages],
     }
 
 
-def _message(message: t.Any) -> MessageRecord:
+def _message(message: t.Any, secrets: t.Sequence[str]) -> MessageRecord:
     if isinstance(message, str):  # a completion
-        return {"role": "text", "content": redact(message)}
-    return {"role": message.role, "content": redact(message.content)}
+        return {"role": "text", "content": redact(message, secrets)}
+    return {"role": message.role, "content": redact(message.content, secrets)}
 
 
 def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -195,13 +200,14 @@ class Recorder:
         """Record `chats` for `nodeid`. Chats from the cell's own generator count for the
         cell; others (a judge model, say) for their own generator, labelled as cells are."""
         added: list[ChatRecord] = []
+        secrets = known_secrets()
         for chat in chats:
             if chat.generator is generator or chat.generator is None:
                 owner = (cell.model, cell.label, cell.params_text)
             else:
                 identity = chat.generator.to_identifier(GenerateParams(), with_config=False)
                 owner = (identity, label_of(chat.generator), _params(chat))
-            added.append(chat_record(chat, parses, owner, sample))
+            added.append(chat_record(chat, parses, owner, sample, secrets))
         self.extend(nodeid, cell, added)
         if self.journal is not None:
             self.journal.done(nodeid, sample, added, chats, generator)
