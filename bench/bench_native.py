@@ -290,19 +290,50 @@ def matrix(root: Path, rounds: int) -> list[Row]:
             )
         )
     serial = summarise(results["native"])[0]
+    own = xdist_cost(root, rounds)
     for name in ("native -n 2", "native -n 4"):
         wall = summarise(results[name])[0]
+        workers = name.split()[-1]
+        added, xdist_added = wall - serial, own[f"-n {workers}"] - own["serial"]
         rows.append(
             Row(
                 f"matrix: {name} vs serial",
-                f"{wall:.2f} s",
-                f"serial {serial:.2f} s",
+                f"{wall:.2f} s ({added:+.2f} s)",
+                f"serial {serial:.2f} s; xdist alone adds {xdist_added:+.2f} s",
                 f"{wall / serial:.2f}x",
-                "no slower (<= 1.0x, noise aside)",
+                "no slower",
                 wall <= serial * 1.05,
             )
         )
     return rows
+
+
+TRIVIAL = f"""\
+import pytest
+
+
+@pytest.mark.parametrize("case", range({CASES * len(MODELS) * len(TEMPERATURES)}))
+def test_trivial(case):
+    assert case >= 0
+"""
+
+
+def xdist_cost(root: Path, rounds: int) -> dict[str, float]:
+    """What xdist itself adds to a run on this machine: a trivial suite of as many items
+    as the matrix, `-p no:rigging`, serially and with `-n 2` / `-n 4` (median seconds)."""
+    directory = root / "trivial"
+    directory.mkdir()
+    (directory / "pytest.ini").write_text(INI)
+    (directory / "test_trivial.py").write_text(TRIVIAL)
+    env = environment("http://127.0.0.1:9/v1", root)
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "no:rigging"]
+    sides = {
+        name: (lambda extra=extra: measured([*argv, *extra], directory, env))
+        for name, extra in (("serial", []), ("-n 2", ["-n", "2"]), ("-n 4", ["-n", "4"]))
+    }
+    items = CASES * len(MODELS) * len(TEMPERATURES)
+    results = rounds_of(sides, rounds, dict.fromkeys(sides, items))
+    return {name: median([r.wall for r in runs]) for name, runs in results.items()}
 
 
 def scale(root: Path, rounds: int) -> list[Row]:
@@ -319,6 +350,7 @@ def scale(root: Path, rounds: int) -> list[Row]:
         env = environment(server.base, root)
         models = ",".join(f"openai!s{i}" for i in range(SCALE_MODELS))
         argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+        instant = ",".join(f"echo!s{i}" for i in range(SCALE_MODELS))
         sides = {
             "bare": lambda: measured([*argv, "-p", "no:rigging"], bare, env),
             "ours": lambda: measured(
@@ -326,13 +358,31 @@ def scale(root: Path, rounds: int) -> list[Row]:
                 directory,
                 env,
             ),
+            "instant": lambda: measured([*argv, "--rig-models", instant], directory, env),
         }
-        results = rounds_of(sides, rounds, {"bare": items, "ours": items})
+        results = rounds_of(sides, rounds, dict.fromkeys(sides, items))
         counts = server.take_counts()
     ours, ours_spread, _, ours_rss = summarise(results["ours"])
     base, base_spread, _, base_rss = summarise(results["bare"])
+    instant, instant_spread, _, instant_rss = summarise(results["instant"])
     network = items / SCALE_LIMIT * SCALE_LATENCY
     return [
+        Row(
+            f"scale: {items:,} items, 4 instant echo! models (the plugin's own cost)",
+            f"{instant:.1f} s ({instant_spread}), {instant_rss:.0f} MB",
+            f"bare pytest {base:.1f} s",
+            f"{instant / base:.2f}x",
+            "-",
+            None,
+        ),
+        Row(
+            "  per item beyond bare pytest",
+            f"{(instant - base) / items * 1e6:.0f} us",
+            f"bare {base / items * 1e6:.0f} us an item",
+            "-",
+            "-",
+            None,
+        ),
         Row(
             f"scale: {items:,} items, 4 openai! models, 50 ms, limit {SCALE_LIMIT}",
             f"{ours:.1f} s ({ours_spread}), {ours_rss:.0f} MB",

@@ -182,6 +182,7 @@ def check_readme(run: DocRun) -> None:
     assert namespace["g"].to_identifier() == (
         "litellm!openai/my-model,api_base=http://localhost:8000/v1"
     )
+    assert (namespace["fast"].provider, namespace["claude"].provider) == ("openai", "anthropic")
 
     # Pipelines: run, run_batch, run_many(5), run_over (two more models, then the
     # pipeline's own) and a params batch, all with the system message and parsed.

@@ -61,6 +61,51 @@ async def test_anthropic_path_for_any_claude_id(llm_server: LLMServer, route: st
     ]
 
 
+ALL_PARAMS = (
+    "temperature=0.5,max_tokens=20,top_k=3,top_p=0.9,stop=a;b,presence_penalty=0.1,"
+    "frequency_penalty=0.2,seed=7,extra.foo=1,extra.logit_bias={}"
+)
+CONVERSATION = [
+    {"role": "system", "content": "sys"},
+    {"role": "user", "content": "hi"},
+    {"role": "assistant", "content": "yo"},
+    {"role": "user", "content": "again"},
+    {"role": "user", "content": "and again"},
+]
+
+
+@pytest.mark.parametrize(
+    ("identifier", "kind"),
+    [
+        (f"openai/m,{ALL_PARAMS}", "chat"),
+        (f"openai/m,{ALL_PARAMS}", "text"),
+        (f"anthropic/claude-x,{ALL_PARAMS}", "chat"),
+        ("anthropic/claude-x", "chat"),  # max_tokens: litellm's default for an unknown model
+        ("anthropic/claude-sonnet-4-5", "chat"),  # the model's own maximum, from its data
+        ("anthropic/claude-sonnet-4-5", "text"),
+    ],
+)
+async def test_both_routes_send_the_same_request_and_read_the_same_reply(
+    llm_server: LLMServer, identifier: str, kind: str
+) -> None:
+    """Switching a model between routes changes nothing but speed: the same body, and the
+    same chat read back (text, usage, stop reason)."""
+    seen = []
+    for route in ("litellm", "native"):
+        llm_server.reset()
+        llm_server.add_rule(".", Reply(content="fine", prompt_tokens=5, completion_tokens=1))
+        generator = rg.get_generator(on(route, identifier))
+        if kind == "chat":
+            result = await generator.chat(CONVERSATION).run()
+            text = result.last.content
+        else:
+            result = await generator.complete("Once").run()
+            text = result.generated
+        [request] = llm_server.requests
+        seen.append((request.path, request.body, text, result.usage, result.stop_reason))
+    assert seen[0] == seen[1]
+
+
 def test_bare_claude_ids_route_to_anthropic() -> None:
     assert litellm_model("claude-3-haiku-20240307") == "anthropic/claude-3-haiku-20240307"
     assert litellm_model("bedrock/claude-v2") == "bedrock/claude-v2"

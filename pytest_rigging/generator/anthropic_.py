@@ -31,8 +31,16 @@ _STOP_REASONS = {
     "model_context_window_exceeded": "length",
 }
 """Anthropic's stop reasons in OpenAI's words, as litellm reports them (others: `stop`)."""
-_UNSUPPORTED = ("presence_penalty", "frequency_penalty", "seed")
-"""Params the messages API doesn't take: dropped, as litellm drops them."""
+_UNSUPPORTED = (
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+)
+"""OpenAI params the messages API doesn't take: dropped, as litellm drops them (other
+`extra.*` keys pass through, as with litellm)."""
 
 
 class AnthropicGenerator(HTTPGenerator):
