@@ -64,6 +64,10 @@ class LoopLocal(t.Generic[T]):
             value = self._values[loop] = self._factory()
         return value
 
+    def peek(self) -> T | None:
+        """The running loop's value, if it has one (none is made)."""
+        return self._values.get(asyncio.get_running_loop())
+
     def pop(self) -> T | None:
         """The running loop's value, forgotten (None if it had none)."""
         return self._values.pop(asyncio.get_running_loop(), None)

@@ -12,11 +12,12 @@ aiohttp speaks HTTP/1.1 only. Retries, timeouts and errors are the same as litel
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import typing as t
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from pytest_rigging._concurrency import LoopLocal
 from pytest_rigging.generator._retry import (
@@ -93,33 +94,77 @@ def read_json(body: bytes) -> dict[str, t.Any]:
     return data
 
 
-class _Pool:
-    """One event loop's session (its pooled connections), closed when that loop shuts
-    down (`asyncio.run` and pytest-asyncio close every live async generator first), or by
-    `aclose`: so that nothing is left open whoever made the loop."""
+class _Headers(dict[str, str]):
+    """Request headers whose repr hides their values (one holds the API key), for
+    tracebacks shown with `--showlocals --full-trace`."""
 
-    def __init__(self) -> None:
-        import aiohttp
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k!r}: '***'" for k in self) + "}"
 
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        self._keeper = self._close_at_shutdown()
-        self._armed = False
 
-    async def arm(self) -> aiohttp.ClientSession:
-        if not self._armed:
-            self._armed = True
-            await self._keeper.__anext__()  # now the loop knows it, and will close it
-        return self.session
+def _session() -> aiohttp.ClientSession:
+    """A session for the running loop: proxies from the environment (`HTTPS_PROXY`,
+    `NO_PROXY`, ...) and certificates from `SSL_CERT_FILE` or certifi, as litellm's
+    clients take them."""
+    import ssl
 
-    async def _close_at_shutdown(self) -> t.AsyncIterator[None]:
+    import aiohttp
+
+    cafile = os.environ.get("SSL_CERT_FILE")
+    if not cafile:
         try:
-            yield
-        finally:
-            await self.session.close()
+            import certifi
 
-    async def close(self) -> None:
-        await self._keeper.aclose()
-        await self.session.close()
+            cafile = certifi.where()
+        except ImportError:
+            cafile = None
+    context = ssl.create_default_context(cafile=cafile)
+    connector = aiohttp.TCPConnector(limit=0, ssl=context)
+    return aiohttp.ClientSession(connector=connector, trust_env=True)
+
+
+async def _closing_at_shutdown(session: aiohttp.ClientSession) -> t.AsyncIterator[None]:
+    """Alive while its loop runs; the loop closes every live async generator as it shuts
+    down (`asyncio.run`, pytest-asyncio, the plugin's own loop), which closes the session
+    and forgets it, so no loop is kept alive by its session."""
+    try:
+        yield
+    finally:
+        _KEEPERS.pop(id(session), None)
+        if _SESSIONS.peek() is session:
+            _SESSIONS.pop()
+        await session.close()
+
+
+_SESSIONS: LoopLocal[aiohttp.ClientSession] = LoopLocal(_session)
+"""One session (one connection pool) per event loop, shared by every native generator:
+connections are reused across test functions and models that talk to one server."""
+_KEEPERS: dict[int, t.AsyncGenerator[None, None]] = {}
+"""Each session's keeper, held here: the loop holds async generators only weakly, and a
+keeper collected early would close its session under the calls using it."""
+
+
+async def session() -> aiohttp.ClientSession:
+    """The running loop's session, made (and tied to the loop's shutdown) on first use."""
+    current = _SESSIONS.peek()
+    if current is None or current.closed:
+        if current is not None:
+            _SESSIONS.pop()
+        current = _SESSIONS.get()
+        keeper = _closing_at_shutdown(current)
+        _KEEPERS[id(current)] = keeper  # the loop holds it weakly
+        await keeper.__anext__()
+    return current
+
+
+async def close_session() -> None:
+    """Close the running loop's session, if any (the next call opens a new one)."""
+    current = _SESSIONS.pop()
+    if current is not None:
+        keeper = _KEEPERS.pop(id(current), None)
+        if keeper is not None:
+            await keeper.aclose()
+        await current.close()
 
 
 class HTTPGenerator(Generator):
@@ -134,11 +179,8 @@ class HTTPGenerator(Generator):
     base_variables: t.ClassVar[tuple[str, ...]]
     default_base: t.ClassVar[str]
 
-    _pools: LoopLocal[_Pool] = PrivateAttr()
-
     def model_post_init(self, context: t.Any) -> None:
         super().model_post_init(context)
-        self._pools = LoopLocal(_Pool)
         guard_loggers("aiohttp.client", "aiohttp.internal")
 
     def key(self) -> str | None:
@@ -163,14 +205,16 @@ class HTTPGenerator(Generator):
         """POST `body` as JSON to `url`, the reply read by `read`, retried as a whole."""
         __tracebackhide__ = True  # its locals hold the API key: keep them out of tracebacks
         timeout = float(params.timeout or DEFAULT_TIMEOUT)
-        headers = self.headers(self.key())
-        content = json.dumps(body).encode()
-        session = await self._pools.get().arm()
+        headers = _Headers(self.headers(self.key()))
+        sent = dict(body)
+        headers.update(sent.pop("extra_headers", None) or {})  # as litellm sends them
+        content = json.dumps(sent).encode()
 
         async def attempt() -> ResultT:
             __tracebackhide__ = True
-            async with session.post(
-                url, data=content, headers=headers, timeout=_timeout(timeout)
+            client = await session()
+            async with client.post(
+                url, data=io.BytesIO(content), headers=headers, timeout=_timeout(timeout)
             ) as response:
                 raw = await response.read()
                 if response.status >= 400:
@@ -188,10 +232,9 @@ class HTTPGenerator(Generator):
         )
 
     async def aclose(self) -> None:
-        """Close this loop's pooled connections."""
-        pool = self._pools.pop()
-        if pool is not None:
-            await pool.close()
+        """Close the running loop's pooled connections (shared by the native generators;
+        the next call opens new ones)."""
+        await close_session()
 
 
 def _timeout(seconds: float) -> aiohttp.ClientTimeout:

@@ -39,8 +39,8 @@ _UNSUPPORTED = (
     "logprobs",
     "top_logprobs",
 )
-"""OpenAI params the messages API doesn't take: dropped, as litellm drops them (other
-`extra.*` keys pass through, as with litellm)."""
+"""OpenAI params the messages API doesn't take: dropped, as litellm drops them. Other
+`extra.*` keys go into the body as they are (litellm translates some, such as `user`)."""
 
 
 class AnthropicGenerator(HTTPGenerator):
@@ -120,10 +120,10 @@ def _read_message(data: dict[str, t.Any]) -> GeneratedMessage:
     )
 
 
-def _usage(data: dict[str, t.Any]) -> Usage | None:
+def _usage(data: dict[str, t.Any]) -> Usage:
     usage = data.get("usage")
     if not isinstance(usage, dict):
-        return None
+        return Usage()
     cached = (usage.get("cache_creation_input_tokens") or 0) + (
         usage.get("cache_read_input_tokens") or 0
     )

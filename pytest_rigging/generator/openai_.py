@@ -62,7 +62,7 @@ def _read_message(data: dict[str, t.Any]) -> GeneratedMessage:
         raise UnusableReply("the reply's message has no text (content is null)")
     return GeneratedMessage(
         message=Message(role="assistant", content=str(content)),
-        stop_reason=choice.get("finish_reason") or "stop",
+        stop_reason=_stop_reason(choice),
         usage=_usage(data),
     )
 
@@ -72,15 +72,33 @@ def _read_text(data: dict[str, t.Any]) -> GeneratedText:
     text = choice.get("text")
     if text is None:
         raise UnusableReply("the reply's choice has no text")
-    return GeneratedText(
-        text=str(text), stop_reason=choice.get("finish_reason") or "stop", usage=_usage(data)
-    )
+    return GeneratedText(text=str(text), stop_reason=_stop_reason(choice), usage=_usage(data))
 
 
-def _usage(data: dict[str, t.Any]) -> Usage | None:
+_STOP_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "function_call",
+    "content_filter": "content_filter",
+    "eos": "stop",
+    "eos_token": "stop",
+    "max_tokens": "length",
+    "abort": "stop",
+}
+"""Finish reasons as litellm reports them: OpenAI's own, and compatible servers' words for
+them (vLLM, TGI, llama.cpp); anything else reads as `stop`."""
+
+
+def _stop_reason(choice: dict[str, t.Any]) -> str:
+    return _STOP_REASONS.get(str(choice.get("finish_reason") or "stop"), "stop")
+
+
+def _usage(data: dict[str, t.Any]) -> Usage:
+    """Token counts; zeros when the server sent none (as litellm's route reads them)."""
     usage = data.get("usage")
     if not isinstance(usage, dict):
-        return None
+        return Usage()
     return Usage(
         input_tokens=usage.get("prompt_tokens") or 0,
         output_tokens=usage.get("completion_tokens") or 0,

@@ -178,9 +178,8 @@ def _engine(config: pytest.Config) -> Engine:
         from pytest_rigging.plugin.xdist import worker_count
 
         recorder = _recorder(config)
-        workers = worker_count(config)
-        concurrency = max(1, _settings(config).concurrency // workers)
-        config.stash[_ENGINE] = Engine(concurrency, recorder, Progress(config), workers)
+        concurrency = max(1, _settings(config).concurrency // worker_count(config))
+        config.stash[_ENGINE] = Engine(concurrency, recorder, Progress(config))
     return config.stash[_ENGINE]
 
 
@@ -329,9 +328,12 @@ def _prepare(item: pytest.Function, cell: Cell) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Plan the result groups; on an xdist worker, tell the controller which items must
     share a worker (before the worker reports its collection, hence tryfirst)."""
-    rig = {i.nodeid for i in session.items if _cell_of(i) is not None}
+    items = [i for i in session.items if _cell_of(i) is not None]
+    rig = {i.nodeid for i in items}
     if rig or _ENGINE in session.config.stash:
-        _engine(session.config).plan(session.items)
+        from pytest_rigging.plugin.xdist import unit_keys
+
+        _engine(session.config).plan(items, unit_keys(session.config, items))
     if _is_worker(session.config):
         from pytest_rigging.plugin.xdist import write_groups
 

@@ -33,7 +33,7 @@ from pytest_rigging.generator.base import GenerateParams, Generator, get_generat
 from pytest_rigging.plugin.journal import Salvage, lost_message, salvage
 from pytest_rigging.plugin.matrix import Cell, Verdict
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
-from pytest_rigging.plugin.xdist import group_key, unit_keys
+from pytest_rigging.plugin.xdist import group_key
 
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.stats import Recorder
@@ -108,18 +108,14 @@ async def _shutdown(release: t.Callable[[], t.Awaitable[None]] | None) -> None:
 class Engine:
     """Computes result groups and hands each item its samples (one per process).
 
-    `recorder` gets every sample as it finishes; `progress` shows the group's; `workers`
-    is the number of xdist workers (units of work are sliced for them). On an
+    `recorder` gets every sample as it finishes; `progress` shows the group's. On an
     xdist worker, the recorder's journal also hears of every attempt started and every
     call sent, and says which items were taken back from a crashed worker: those take
     what finished there instead of calling again.
     """
 
-    def __init__(
-        self, concurrency: int, recorder: Recorder, progress: Progress, workers: int = 1
-    ) -> None:
+    def __init__(self, concurrency: int, recorder: Recorder, progress: Progress) -> None:
         self.concurrency = concurrency
-        self.workers = workers
         self.recorder = recorder
         self.progress = progress
         self.journal = recorder.journal
@@ -195,14 +191,11 @@ class Engine:
             if progress:
                 self.progress.finish()
 
-    def plan(self, items: t.Sequence[pytest.Item]) -> None:
-        """Remember which selected items ask for results, grouped by unit of work: a test
-        function, or under xdist a slice of one (`xdist.unit_keys`)."""
+    def plan(self, rig: t.Sequence[pytest.Item], units: dict[str, str]) -> None:
+        """Remember which selected rig items ask for results, grouped by unit of work
+        (`units`: a test function, or under xdist a slice of one, `xdist.unit_keys`)."""
         self.groups.clear()
-        rig = [
-            i for i in items if "rig_cell" in getattr(getattr(i, "callspec", None), "params", {})
-        ]
-        self._units = unit_keys(rig, self.workers)
+        self._units = units
         cells: dict[str, set[str]] = {}
         for item in rig:
             unit = self._units[item.nodeid]

@@ -47,17 +47,26 @@ def group_key(nodeid: str) -> str:
     return nodeid.split("[", 1)[0]
 
 
-def unit_keys(items: t.Sequence[pytest.Item], workers: int) -> dict[str, str]:
+def unit_keys(config: pytest.Config, items: t.Sequence[pytest.Item]) -> dict[str, str]:
     """Each rig item's unit of work (its node id: a key), given in collection order: its
-    test function, or under `-n N` a slice of it (`function#k`, N slices at most), so that
-    one big function keeps every worker busy with its share of the limit, while each
-    item's samples stay together. The same on every worker, which collect alike."""
+    test function, or, under the plugin's scheduler with `-n N`, a slice of it
+    (`function#k`, N slices at most), so that one big function keeps every worker busy with
+    its share of the limit while each item's samples stay together. The same on every
+    worker, which collect alike. A function that `xdist_group` marks under `--dist
+    loadgroup` stays whole: its group decides where it runs."""
+    workerinput = getattr(config, "workerinput", None) or {}
+    dist = workerinput.get(_DIST)
+    workers = int(workerinput.get("workercount", 1)) if dist in GROUPED_MODES else 1
     by_function: dict[str, list[str]] = {}
+    whole: set[str] = set()
     for item in items:
-        by_function.setdefault(group_key(item.nodeid), []).append(item.nodeid)
+        function = group_key(item.nodeid)
+        by_function.setdefault(function, []).append(item.nodeid)
+        if dist == "loadgroup" and _group_names(item):
+            whole.add(function)
     keys: dict[str, str] = {}
     for function, nodeids in by_function.items():
-        slices = min(workers, len(nodeids))
+        slices = 1 if function in whole else min(workers, len(nodeids))
         for index, nodeid in enumerate(nodeids):
             keys[nodeid] = (
                 function if slices == 1 else f"{function}#{index * slices // len(nodeids)}"
@@ -72,21 +81,26 @@ def write_groups(config: pytest.Config, items: t.Sequence[pytest.Item], rig: set
         return
     scopes: dict[str, str] = {}
     cells: dict[str, CellRecord] = {}
+    loadgroup = config.workerinput.get(_DIST) == "loadgroup"  # type: ignore[attr-defined]
     if rig:
-        units = unit_keys([item for item in items if item.nodeid in rig], worker_count(config))
+        units = unit_keys(config, [item for item in items if item.nodeid in rig])
         for item in items:
-            if item.nodeid in rig:
+            names = _group_names(item) if loadgroup else []
+            if names:  # xdist_group marks work where xdist documents them, rig items too
+                scopes[item.nodeid] = "group:" + "_".join(names)
+            elif item.nodeid in rig:
                 scopes[item.nodeid] = f"rig:{units[item.nodeid]}"
+            if item.nodeid in rig:
                 cells[item.nodeid] = item.callspec.params["rig_cell"].record  # type: ignore[attr-defined]
-            elif config.workerinput.get(_DIST) == "loadgroup":  # type: ignore[attr-defined]
-                names = sorted({_group_name(m) for m in item.iter_markers("xdist_group")})
-                if names:
-                    scopes[item.nodeid] = "group:" + "_".join(names)
     facts: GroupFacts = {"rig": bool(rig), "scopes": scopes, "cells": cells}
     path = Path(folder) / f"{config.workerinput['workerid']}.json"  # type: ignore[attr-defined]
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(facts))
     temporary.replace(path)
+
+
+def _group_names(item: pytest.Item) -> list[str]:
+    return sorted({_group_name(m) for m in item.iter_markers("xdist_group")})
 
 
 def worker_journal(config: pytest.Config) -> Journal | None:
@@ -197,7 +211,7 @@ class DeferredScheduling:
     def _choose(self, node: t.Any) -> t.Any:
         facts = self.hooks.read_facts(node.gateway.id)
         if facts["rig"] and self.hooks.folder is not None:
-            return FunctionScheduling(self.config, self.log, facts["scopes"], self.hooks.folder)
+            return FunctionScheduling(self.config, self.log, facts, self.hooks.folder)
         own = {
             "load": LoadScheduling,
             "worksteal": WorkStealingScheduling,
@@ -267,11 +281,10 @@ class FunctionScheduling(LoadScopeScheduling):
     (under loadgroup), or a single item; as xdist's loadgroup scheduler does with its
     groups."""
 
-    def __init__(
-        self, config: pytest.Config, log: t.Any, scopes: dict[str, str], folder: Path
-    ) -> None:
+    def __init__(self, config: pytest.Config, log: t.Any, facts: GroupFacts, folder: Path) -> None:
         super().__init__(config, log)
-        self.scopes = scopes
+        self.scopes = facts["scopes"]
+        self.rig = set(facts["cells"])
         self.folder = folder
 
     def _split_scope(self, nodeid: str) -> str:
@@ -294,7 +307,7 @@ class FunctionScheduling(LoadScopeScheduling):
             return None
         scope, crashed = pending[0]
         workload[scope][crashed] = True
-        requeued = [nodeid for scope, nodeid in pending[1:] if scope.startswith("rig:")]
+        requeued = [nodeid for _, nodeid in pending[1:] if nodeid in self.rig]
         if requeued:
             write_requeued(self.folder, requeued)
         self.workqueue.update(
