@@ -74,6 +74,12 @@ def test_rig(rig_chat, n):
 @pytest.mark.xdist_group("together")
 def test_grouped(n):
     pass
+
+@pytest.mark.parametrize("n", range(6))
+@pytest.mark.rig_models("echo!a", "echo!b")
+@pytest.mark.xdist_group("together")
+def test_rig_grouped(rig_chat, n):
+    assert rig_chat.last.content == f"q{n}"
 """
     )
     collected = pytester.runpytest_subprocess("--co", "-q").stdout.lines
@@ -81,7 +87,7 @@ def test_grouped(n):
     halves = (rig[:6], rig[6:])  # under -n 2: two slices, in collection order
     for dist in ("load", "loadgroup"):
         result = pytester.runpytest_subprocess("-n", "2", "--dist", dist, "-v")
-        result.assert_outcomes(passed=30)
+        result.assert_outcomes(passed=42)
         ran = dict(
             (item, worker)
             for worker, item in re.findall(
@@ -89,10 +95,10 @@ def test_grouped(n):
             )
         )
         assert [len({ran[item] for item in half}) for half in halves] == [1, 1], ran
-        assert {ran[halves[0][0]], ran[halves[1][0]]} == {"gw0", "gw1"}  # both workers busy
         assert "scheduling tests via FunctionScheduling" in result.stdout.str()
         if dist == "loadgroup":  # xdist_group marks work where xdist documents them
-            assert len(workers_of(result, "test_grouped")) == 1
+            grouped = workers_of(result, "test_grouped") | workers_of(result, "test_rig_grouped")
+            assert len(grouped) == 1
 
 
 def test_silent_when_unused_with_and_without_xdist(pytester: pytest.Pytester) -> None:

@@ -63,7 +63,7 @@ async def test_anthropic_path_for_any_claude_id(llm_server: LLMServer, route: st
 
 ALL_PARAMS = (
     "temperature=0.5,max_tokens=20,top_k=3,top_p=0.9,stop=a;b,presence_penalty=0.1,"
-    "frequency_penalty=0.2,seed=7,extra.foo=1,extra.logit_bias={}"
+    'frequency_penalty=0.2,seed=7,extra.foo=1,extra.logit_bias={},extra.extra_headers={"x-team":"evals"}'
 )
 CONVERSATION = [
     {"role": "system", "content": "sys"},
@@ -102,7 +102,8 @@ async def test_both_routes_send_the_same_request_and_read_the_same_reply(
             result = await generator.complete("Once").run()
             text = result.generated
         [request] = llm_server.requests
-        seen.append((request.path, request.body, text, result.usage, result.stop_reason))
+        team = request.headers.get("x-team")  # extra_headers go out as headers
+        seen.append((request.path, request.body, team, text, result.usage, result.stop_reason))
     assert seen[0] == seen[1]
 
 
@@ -322,3 +323,50 @@ async def test_latency_is_the_attempts_own(llm_server: LLMServer, route: str) ->
         .run(on_failed="include")
     )
     assert failed.error_kind == "infrastructure" and failed.latency >= 0.4
+
+
+def test_native_generators_share_one_session_per_loop() -> None:
+    """Every native generator on a loop shares its connections (one session), which closes
+    with the loop or on `aclose`; a loop that ended leaves nothing behind."""
+    from pytest_rigging.generator import _http
+
+    async def shared_then_closed() -> None:
+        first, second = rg.get_generator("openai!a"), rg.get_generator("anthropic!b")
+        shared = await _http.session()
+        assert await _http.session() is shared
+        await first.aclose()
+        assert shared.closed and await _http.session() is not shared
+        await second.aclose()
+
+    async def touch() -> object:
+        return await _http.session()
+
+    asyncio.run(shared_then_closed())
+    ended = asyncio.run(touch())
+    assert ended.closed  # type: ignore[attr-defined]
+    assert id(ended) not in _http._KEEPERS
+
+
+@pytest.mark.parametrize(
+    ("reason", "read"),
+    [
+        ("stop", "stop"),
+        ("length", "length"),
+        ("eos", "stop"),
+        ("max_tokens", "length"),
+        ("abort", "stop"),
+        ("something-new", "stop"),
+        (None, "stop"),
+    ],
+)
+async def test_compatible_servers_finish_reasons_read_as_litellm_reads_them(
+    llm_server: LLMServer, reason: str | None, read: str
+) -> None:
+    body = _completion(
+        choices=[
+            {"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": reason}
+        ]
+    )
+    llm_server.fail_next(1, status=200, body=body)
+    chat = await rg.get_generator("openai!m").chat("x").run()
+    assert chat.stop_reason == read
