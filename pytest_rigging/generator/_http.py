@@ -94,6 +94,10 @@ def read_json(body: bytes) -> dict[str, t.Any]:
     return data
 
 
+_LARGE = 1 << 20
+"""Bodies above this go as a stream (aiohttp warns about large raw bytes)."""
+
+
 class _Headers(dict[str, str]):
     """Request headers whose repr hides their values (one holds the API key), for
     tracebacks shown with `--showlocals --full-trace`."""
@@ -120,7 +124,10 @@ def _session() -> aiohttp.ClientSession:
             cafile = None
     context = ssl.create_default_context(cafile=cafile)
     connector = aiohttp.TCPConnector(limit=0, ssl=context)
-    return aiohttp.ClientSession(connector=connector, trust_env=True)
+    # aiohttp reads the environment's proxies on every request when trusting it: only
+    # when one is set
+    proxied = any(name.lower().endswith("_proxy") for name in os.environ)
+    return aiohttp.ClientSession(connector=connector, trust_env=proxied)
 
 
 async def _closing_at_shutdown(session: aiohttp.ClientSession) -> t.AsyncIterator[None]:
@@ -213,8 +220,9 @@ class HTTPGenerator(Generator):
         async def attempt() -> ResultT:
             __tracebackhide__ = True
             client = await session()
+            data = io.BytesIO(content) if len(content) > _LARGE else content
             async with client.post(
-                url, data=io.BytesIO(content), headers=headers, timeout=_timeout(timeout)
+                url, data=data, headers=headers, timeout=_timeout(timeout)
             ) as response:
                 raw = await response.read()
                 if response.status >= 400:
