@@ -370,3 +370,24 @@ async def test_compatible_servers_finish_reasons_read_as_litellm_reads_them(
     llm_server.fail_next(1, status=200, body=body)
     chat = await rg.get_generator("openai!m").chat("x").run()
     assert chat.stop_reason == read
+
+
+async def test_an_empty_anthropic_reply_is_unusable_on_both_routes(
+    llm_server: LLMServer, route: str
+) -> None:
+    empty = json.dumps(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-x",
+            "content": [{"type": "text", "text": ""}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 1, "output_tokens": 0},
+        }
+    ).encode()
+    llm_server.fail_next(10, status=200, body=empty)
+    generator = rg.get_generator(on(route, f"anthropic/claude-x,{FAST}"))
+    chat = await generator.chat("x").run(on_failed="include")
+    assert isinstance(chat.error, rg.GenerationError)
+    assert (chat.error.reason, chat.error.attempts) == ("bad_response", 3)

@@ -110,11 +110,13 @@ def _read_message(data: dict[str, t.Any]) -> GeneratedMessage:
     blocks = data.get("content")
     if not isinstance(blocks, list):
         raise UnusableReply("the reply has no content")
-    texts = [b["text"] for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str)]
-    if not texts:
+    text = "".join(
+        b["text"] for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str)
+    )
+    if not text:  # litellm's route reads no text, or only empty text, as null content
         raise UnusableReply("the reply's message has no text (content is null)")
     return GeneratedMessage(
-        message=Message(role="assistant", content="".join(texts)),
+        message=Message(role="assistant", content=text),
         stop_reason=_STOP_REASONS.get(str(data.get("stop_reason")), "stop"),
         usage=_usage(data),
     )
