@@ -391,3 +391,25 @@ async def test_an_empty_anthropic_reply_is_unusable_on_both_routes(
     chat = await generator.chat("x").run(on_failed="include")
     assert isinstance(chat.error, rg.GenerationError)
     assert (chat.error.reason, chat.error.attempts) == ("bad_response", 3)
+
+
+@pytest.mark.parametrize(
+    ("model", "first", "second"),
+    [
+        ("gpt-4o", "OPENAI_BASE_URL", "OPENAI_API_BASE"),
+        ("claude-x-1", "ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL"),
+    ],
+)
+async def test_base_url_variables_are_read_in_litellms_order(
+    llm_server: LLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+    route: str,
+    model: str,
+    first: str,
+    second: str,
+) -> None:
+    """Both variables set, to different servers: each route asks the same one."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv(second, dead + ("/v1" if "OPENAI" in second else ""))
+    chat = await rg.get_generator(on(route, f"{model},max_retries=0")).chat("x").run()
+    assert chat.last.content == "x" and len(llm_server.requests) == 1

@@ -48,7 +48,7 @@ class AnthropicGenerator(HTTPGenerator):
     `ANTHROPIC_API_KEY`. Text completion sends the text as one user message."""
 
     key_variable: t.ClassVar[str] = "ANTHROPIC_API_KEY"
-    base_variables: t.ClassVar[tuple[str, ...]] = ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE")
+    base_variables: t.ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")
     default_base: t.ClassVar[str] = "https://api.anthropic.com"
 
     def headers(self, key: str | None) -> dict[str, str]:
