@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -191,8 +192,6 @@ def measured(argv: t.Sequence[str], cwd: Path, env: dict[str, str]) -> Measured:
 
 
 def passed(out: str) -> int:
-    import re
-
     found = re.findall(r"(\d+) passed", out)
     return int(found[-1]) if found else 0
 

@@ -85,3 +85,15 @@ class RedactingFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+_guarded: set[str] = set()
+
+
+def guard_loggers(*names: str) -> None:
+    """Give each logger (that may see request details) a `RedactingFilter`, once; a filter
+    applies to its own logger's records only, so children are named one by one."""
+    for name in names:
+        if name not in _guarded:
+            logging.getLogger(name).addFilter(RedactingFilter())
+            _guarded.add(name)

@@ -842,3 +842,21 @@ def test_ctrl_c_keeps_the_samples_that_finished(
     assert doc["settings"]["interrupted"] is True
     assert [(i["outcome"], len(i["chats"])) for i in doc["items"]] == [("interrupted", 1)]
     assert doc["models"][0]["chats"] == 1
+
+
+def test_the_xdist_hooks_import_nothing_heavy() -> None:
+    """The controller registers them at start-up for every `-n` run, rig tests or not: no
+    pydantic, no engine (what the journal's records need is plain data)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pytest_rigging.plugin.xdist; "
+            "print(sorted(m for m in ('pydantic', 'pytest_rigging.plugin.stats', "
+            "'pytest_rigging.plugin.execution') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"

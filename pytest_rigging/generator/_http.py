@@ -17,25 +17,19 @@ import json
 import os
 import typing as t
 
-from pydantic import Field
-
 from pytest_rigging._concurrency import LoopLocal
+from pytest_rigging._secrets import guard_loggers
 from pytest_rigging.generator._retry import (
     DEFAULT_TIMEOUT,
     ResultT,
-    guard_loggers,
+    RetryingGenerator,
+    UnusableReply,
     retry_after,
-    retrying,
 )
-from pytest_rigging.generator.base import GenerateParams, Generator
+from pytest_rigging.generator.base import GenerateParams
 
 if t.TYPE_CHECKING:
     import aiohttp
-
-
-class UnusableReply(Exception):
-    """A reply arrived but holds nothing to use: no choices, no message, no text, or a body
-    that isn't JSON or UTF-8."""
 
 
 class StatusError(Exception):
@@ -174,13 +168,10 @@ async def close_session() -> None:
         await current.close()
 
 
-class HTTPGenerator(Generator):
-    """A provider speaking one HTTP API. `max_retries` and `backoff` as for litellm's
-    route; the key comes from `api_key=` or the provider's usual environment variable,
-    the base URL from `api_base=` or its usual variables."""
-
-    max_retries: int = Field(default=3, ge=0)
-    backoff: float = Field(default=0.5, ge=0)
+class HTTPGenerator(RetryingGenerator):
+    """A provider speaking one HTTP API, with the retries of `RetryingGenerator` as
+    litellm's route has them; the key comes from `api_key=` or the provider's usual
+    environment variable, the base URL from `api_base=` or its usual variables."""
 
     key_variable: t.ClassVar[str]
     base_variables: t.ClassVar[tuple[str, ...]]
@@ -229,14 +220,8 @@ class HTTPGenerator(Generator):
                     raise StatusError(response.status, response.headers, raw)
             return read(read_json(raw))
 
-        return await retrying(
-            attempt,
-            name=f"{self.provider}!{self.model}",
-            classify=classify,
-            wait_hint=_wait_hint,
-            max_retries=self.max_retries,
-            backoff=self.backoff,
-            timeout=timeout,
+        return await self.retrying(
+            attempt, classify=classify, wait_hint=_wait_hint, timeout=timeout
         )
 
     async def aclose(self) -> None:

@@ -1,5 +1,5 @@
-"""What every network provider shares: bounded retries, `Retry-After`, a timeout per
-attempt, and one `GenerationError` for whatever survives them.
+"""What every network provider shares (`RetryingGenerator`): bounded retries,
+`Retry-After`, a timeout per attempt, and one `GenerationError` for whatever survives them.
 
 Retries are the provider's own, never a client library's: bounded by `max_retries`, with
 exponential backoff (jittered) or the server's `Retry-After`, and the concurrency slot
@@ -9,15 +9,16 @@ given back while waiting, so a failing model can't hold places that others could
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 import typing as t
 
+from pydantic import Field
+
 from pytest_rigging._concurrency import slot_released
-from pytest_rigging._secrets import RedactingFilter, redact
+from pytest_rigging._secrets import redact
 from pytest_rigging.error import GenerationError
-from pytest_rigging.generator.base import GeneratedMessage, GeneratedText
+from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, Generator
 
 DEFAULT_TIMEOUT = 60.0
 MAX_RETRY_AFTER = 60.0
@@ -26,16 +27,10 @@ ResultT = t.TypeVar("ResultT", GeneratedMessage, GeneratedText)
 Classify = t.Callable[[BaseException], tuple[str, bool]]
 """(reason, retryable) for an exception an attempt raised."""
 
-_guarded: set[str] = set()
 
-
-def guard_loggers(*names: str) -> None:
-    """Give each logger (that may see request details) a filter that redacts secrets, once;
-    a filter applies to its own logger's records only, so children are named one by one."""
-    for name in names:
-        if name not in _guarded:
-            logging.getLogger(name).addFilter(RedactingFilter())
-            _guarded.add(name)
+class UnusableReply(Exception):
+    """A reply arrived but holds nothing to use: no choices, no message, no text, or a body
+    that isn't JSON or UTF-8 (retried like any transient fault: reason `bad_response`)."""
 
 
 def retry_after(headers: t.Mapping[str, str] | None) -> float | None:
@@ -49,49 +44,56 @@ def retry_after(headers: t.Mapping[str, str] | None) -> float | None:
         return None
 
 
-async def retrying(
-    attempt: t.Callable[[], t.Awaitable[ResultT]],
-    *,
-    name: str,
-    classify: Classify,
-    wait_hint: t.Callable[[BaseException], float | None],
-    max_retries: int,
-    backoff: float,
-    timeout: float,
-) -> ResultT:
-    """`await attempt()` until it succeeds, a fault isn't retryable, or `max_retries` are
-    spent; the result's `latency` is the time the attempts took (backoff left out).
+class RetryingGenerator(Generator):
+    """A provider over the network. `max_retries` bounds the retries of 429, 5xx,
+    timeouts, refused connections and malformed bodies; `backoff` is the first wait in
+    seconds, doubled per retry (a `Retry-After` header takes its place). `timeout` (a
+    param) bounds each attempt."""
 
-    `name` (`provider!model`) heads the error; `wait_hint` gives a server-requested delay.
-    Each attempt is bounded by `timeout` plus a margin, whatever the transport does.
-    """
-    __tracebackhide__ = True  # the attempt's closure holds the API key
-    tries, spent = 0, 0.0
-    while True:
-        tries += 1
-        started = time.perf_counter()
-        try:
+    max_retries: int = Field(default=3, ge=0)
+    backoff: float = Field(default=0.5, ge=0)
+
+    async def retrying(
+        self,
+        attempt: t.Callable[[], t.Awaitable[ResultT]],
+        *,
+        classify: Classify,
+        wait_hint: t.Callable[[BaseException], float | None],
+        timeout: float,
+    ) -> ResultT:
+        """`await attempt()` until it succeeds, a fault isn't retryable, or `max_retries`
+        are spent; the result's `latency` is the time the attempts took (backoff left out).
+
+        `classify` reads a fault; `wait_hint` gives a server-requested delay. Each attempt
+        is bounded by `timeout` plus a margin, whatever the transport does.
+        """
+        __tracebackhide__ = True  # the attempt's closure holds the API key
+        tries, spent = 0, 0.0
+        while True:
+            tries += 1
+            started = time.perf_counter()
             try:
-                result = await asyncio.wait_for(attempt(), timeout + 5.0)
-            finally:
-                spent += time.perf_counter() - started
-            result.latency = spent
-            return result
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            reason, retryable = classify(error)
-            if not retryable or tries > max_retries:
-                detail = redact(str(error) or type(error).__name__)[:500]
-                raise GenerationError(
-                    f"{reason} error from {name} after {tries} "
-                    f"attempt{'s' if tries > 1 else ''}: {detail}",
-                    reason=reason,
-                    attempts=tries,
-                    latency=spent,
-                ) from None
-            delay = wait_hint(error)
-            if delay is None:
-                delay = backoff * 2 ** (tries - 1) * random.uniform(0.8, 1.2)
-            async with slot_released():  # others may call while this one waits
-                await asyncio.sleep(delay)
+                try:
+                    result = await asyncio.wait_for(attempt(), timeout + 5.0)
+                finally:
+                    spent += time.perf_counter() - started
+                result.latency = spent
+                return result
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                reason, retryable = classify(error)
+                if not retryable or tries > self.max_retries:
+                    detail = redact(str(error) or type(error).__name__)[:500]
+                    raise GenerationError(
+                        f"{reason} error from {self.provider}!{self.model} after {tries} "
+                        f"attempt{'s' if tries > 1 else ''}: {detail}",
+                        reason=reason,
+                        attempts=tries,
+                        latency=spent,
+                    ) from None
+                delay = wait_hint(error)
+                if delay is None:
+                    delay = self.backoff * 2 ** (tries - 1) * random.uniform(0.8, 1.2)
+                async with slot_released():  # others may call while this one waits
+                    await asyncio.sleep(delay)

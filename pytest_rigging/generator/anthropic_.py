@@ -13,7 +13,8 @@ import os
 import typing as t
 from pathlib import Path
 
-from pytest_rigging.generator._http import HTTPGenerator, UnusableReply, request_params
+from pytest_rigging.generator._http import HTTPGenerator, request_params
+from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
 from pytest_rigging.message import Message
 

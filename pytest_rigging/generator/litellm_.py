@@ -17,21 +17,19 @@ import os
 import typing as t
 import warnings
 
-from pydantic import Field
-
+from pytest_rigging._secrets import guard_loggers
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.generator._retry import (
     DEFAULT_TIMEOUT,
     ResultT,
-    guard_loggers,
+    RetryingGenerator,
+    UnusableReply,
     retry_after,
-    retrying,
 )
 from pytest_rigging.generator.base import (
     GeneratedMessage,
     GeneratedText,
     GenerateParams,
-    Generator,
     Usage,
 )
 from pytest_rigging.message import Message
@@ -135,11 +133,6 @@ def _chain(error: BaseException) -> t.Iterator[BaseException]:
         )
 
 
-class UnusableReply(Exception):
-    """A reply arrived but holds nothing to use: no choices, no message, no text, or a body
-    that isn't JSON or UTF-8."""
-
-
 _UNREADABLE = ("JSONDecodeError", "UnicodeDecodeError", "UnusableReply")
 
 
@@ -166,16 +159,9 @@ def _classify(error: BaseException) -> tuple[str, bool]:
     return "bad_response", True
 
 
-class LiteLLMGenerator(Generator):
-    """Generates through litellm (`gpt-4o-mini`, `anthropic/...`, `openai/x,api_base=...`).
-
-    `max_retries` bounds the retries of 429, 5xx, timeouts, refused connections and
-    malformed bodies; `backoff` is the first wait in seconds, doubled per retry (a
-    `Retry-After` header takes its place). `timeout` (a param) bounds each attempt.
-    """
-
-    max_retries: int = Field(default=3, ge=0)
-    backoff: float = Field(default=0.5, ge=0)
+class LiteLLMGenerator(RetryingGenerator):
+    """Generates through litellm (`gpt-4o-mini`, `anthropic/...`, `openai/x,api_base=...`),
+    with the retries, backoff and timeouts of `RetryingGenerator`, never litellm's."""
 
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams
@@ -247,14 +233,8 @@ class LiteLLMGenerator(Generator):
             __tracebackhide__ = True
             return read(await call(**kwargs))
 
-        return await retrying(
-            attempt,
-            name=f"{self.provider}!{self.model}",
-            classify=_classify,
-            wait_hint=_retry_after,
-            max_retries=self.max_retries,
-            backoff=self.backoff,
-            timeout=timeout,
+        return await self.retrying(
+            attempt, classify=_classify, wait_hint=_retry_after, timeout=timeout
         )
 
 

@@ -4,7 +4,7 @@ The work lives in one module per job: `matrix` (settings, cells, ids), `executio
 (running a test's whole matrix at once on one loop), `samples` (k-of-n verdicts),
 `stats` (parse buckets and figures, as plain data on test reports), `report` (table,
 JSON, step summary), `gates` (thresholds), `progress` (the live status line), `xdist`
-(a rig test's items on one worker), `journal` (what survives an interrupted or crashed
+(a unit of rig items on one worker), `journal` (what survives an interrupted or crashed
 xdist worker) and `cli` (merging CI shards' reports).
 
 A guest in the suite: nothing heavy is imported, nothing is printed and xdist's
@@ -476,11 +476,11 @@ class ReportHooks:
         if exitstatus == pytest.ExitCode.INTERRUPTED:
             recorder = self.config.stash.get(_RECORDER, None)
             leftovers = recorder.leftovers() if recorder is not None else []
-            journals = self.config.pluginmanager.get_plugin("rigging-xdist")
-            if journals is not None:
+            xdist_hooks = self.config.pluginmanager.get_plugin("rigging-xdist")
+            if xdist_hooks is not None:  # workers' journals: what they never reported
                 known = self.config.stash.get(_REPORTER, None)
                 reported = {r["nodeid"] for r in known.items} if known is not None else set()
-                leftovers.extend(journals.leftovers(reported))
+                leftovers.extend(xdist_hooks.leftovers(reported))
             if leftovers or _REPORTER in self.config.stash:
                 reporter = _reporter(self.config)
                 reporter.interrupted = True

@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import inspect
-import pickle
 import threading
 import typing as t
 
@@ -350,10 +349,7 @@ class Engine:
         sent."""
         done = found.done.get(index)
         if done is not None:
-            try:
-                pairs: list[tuple[Chat, bool]] = pickle.loads(done.chats) if done.chats else []
-            except Exception:  # an exception a user's code put there that can't be rebuilt
-                pairs = []
+            pairs = t.cast("list[tuple[Chat, bool]]", done.restored())
             if pairs:
                 for chat, own in pairs:
                     if own:

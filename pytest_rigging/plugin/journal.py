@@ -70,6 +70,14 @@ class Done(t.NamedTuple):
     records: list[ChatRecord]
     chats: bytes | None
 
+    def restored(self) -> list[tuple[Result, bool]]:
+        """The (chat, own) pairs, generator-less; none when they couldn't be pickled, or
+        can't be rebuilt here (an exception a user's code put in a chat, say)."""
+        try:
+            return pickle.loads(self.chats) if self.chats else []
+        except Exception:
+            return []
+
 
 Frame = Start | Sent | Done
 _KINDS: dict[str, type[Start] | type[Sent] | type[Done]] = {

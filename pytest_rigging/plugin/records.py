@@ -1,6 +1,7 @@
 """The records that travel: from xdist workers to the controller on test reports, into the
 JSON report, and back out of it for `merge`. Plain data only (xdist drops anything else),
-so each is a TypedDict, defined here once."""
+so each is a TypedDict, defined here once. Light to import: the controller's xdist hooks
+use it at start-up."""
 
 from __future__ import annotations
 
@@ -138,3 +139,21 @@ class ReportDocument(TypedDict):
     cells: list[Row]
     gates: list[GateRecord]
     items: list[ItemRecord]
+
+
+def unreported(
+    nodeid: str, cell: CellRecord, outcome: str, chats: list[ChatRecord], lost: str | None = None
+) -> ItemRecord:
+    """The record of an item that never made its own report: interrupted, or lost with its
+    xdist worker (`lost` says how)."""
+    record: ItemRecord = {
+        "nodeid": nodeid,
+        **cell,
+        "outcome": outcome,
+        "samples": None,
+        "duration": 0.0,
+        "chats": chats,
+    }
+    if lost is not None:
+        record["lost"] = lost
+    return record

@@ -19,11 +19,11 @@ from pytest_rigging.plugin.matrix import Cell, label_of, params_text
 from pytest_rigging.plugin.records import (
     BUCKETS,
     Bucket,
-    CellRecord,
     ChatRecord,
     ItemRecord,
     MessageRecord,
     Row,
+    unreported,
 )
 
 if t.TYPE_CHECKING:
@@ -229,24 +229,6 @@ class Recorder:
             unreported(nodeid, cell.record, "interrupted", self.take(nodeid))  # take: the cell too
             for nodeid, cell in list(self._cells.items())
         ]
-
-
-def unreported(
-    nodeid: str, cell: CellRecord, outcome: str, chats: list[ChatRecord], lost: str | None = None
-) -> ItemRecord:
-    """The record of an item that never made its own report: interrupted, or lost with its
-    xdist worker (`lost` says how)."""
-    record: ItemRecord = {
-        "nodeid": nodeid,
-        **cell,
-        "outcome": outcome,
-        "samples": None,
-        "duration": 0.0,
-        "chats": chats,
-    }
-    if lost is not None:
-        record["lost"] = lost
-    return record
 
 
 def _params(chat: Result) -> str:

@@ -12,9 +12,9 @@ The facts travel explicitly: the controller hands each worker a folder
 (`pytest_configure_node`), each worker writes there which of its items belong together
 before it reports its collection, and the controller reads that when the first
 collection arrives. With rig items present, rig functions (or their slices) are the units
-of work, `xdist_group` marks group their items under `--dist loadgroup` (as xdist documents), and
-every other item is a unit of its own. The same folder holds the workers' journals
-(`journal`): what survives a worker that is interrupted or crashes.
+of work, `xdist_group` marks group their items under `--dist loadgroup` (as xdist
+documents), and every other item is a unit of its own. The same folder holds the workers'
+journals (`journal`): what survives a worker that is interrupted or crashes.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from xdist.scheduler import (
 )
 
 from pytest_rigging.plugin.journal import Journal, salvage, write_requeued
-from pytest_rigging.plugin.records import CellRecord, GroupFacts, ItemRecord
-from pytest_rigging.plugin.stats import unreported
+from pytest_rigging.plugin.records import CellRecord, GroupFacts, ItemRecord, unreported
 
 GROUPED_MODES = ("load", "worksteal", "loadgroup")
 _FOLDER = "rig_groups_dir"
@@ -54,9 +53,8 @@ def unit_keys(config: pytest.Config, items: t.Sequence[pytest.Item]) -> dict[str
     its share of the limit while each item's samples stay together. The same on every
     worker, which collect alike. A function that `xdist_group` marks under `--dist
     loadgroup` stays whole: its group decides where it runs."""
-    workerinput = getattr(config, "workerinput", None) or {}
-    dist = workerinput.get(_DIST)
-    workers = int(workerinput.get("workercount", 1)) if dist in GROUPED_MODES else 1
+    dist = (getattr(config, "workerinput", None) or {}).get(_DIST)
+    workers = worker_count(config) if dist in GROUPED_MODES else 1
     by_function: dict[str, list[str]] = {}
     whole: set[str] = set()
     for item in items:
@@ -85,22 +83,19 @@ def write_groups(config: pytest.Config, items: t.Sequence[pytest.Item], rig: set
     if rig:
         units = unit_keys(config, [item for item in items if item.nodeid in rig])
         for item in items:
+            # xdist_group marks work where xdist documents them, on rig items too
             names = _group_names(item) if loadgroup else []
-            if names:  # xdist_group marks work where xdist documents them, rig items too
-                scopes[item.nodeid] = "group:" + "_".join(names)
-            elif item.nodeid in rig:
-                scopes[item.nodeid] = f"rig:{units[item.nodeid]}"
+            group = "group:" + "_".join(names) if names else None
             if item.nodeid in rig:
+                scopes[item.nodeid] = group or f"rig:{units[item.nodeid]}"
                 cells[item.nodeid] = item.callspec.params["rig_cell"].record  # type: ignore[attr-defined]
+            elif group:
+                scopes[item.nodeid] = group
     facts: GroupFacts = {"rig": bool(rig), "scopes": scopes, "cells": cells}
     path = Path(folder) / f"{config.workerinput['workerid']}.json"  # type: ignore[attr-defined]
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(facts))
     temporary.replace(path)
-
-
-def _group_names(item: pytest.Item) -> list[str]:
-    return sorted({_group_name(m) for m in item.iter_markers("xdist_group")})
 
 
 def worker_journal(config: pytest.Config) -> Journal | None:
@@ -110,6 +105,10 @@ def worker_journal(config: pytest.Config) -> Journal | None:
     if workerinput is None or workerinput.get(_FOLDER) is None:
         return None
     return Journal(Path(workerinput[_FOLDER]), workerinput["workerid"])
+
+
+def _group_names(item: pytest.Item) -> list[str]:
+    return sorted({_group_name(m) for m in item.iter_markers("xdist_group")})
 
 
 def _group_name(mark: pytest.Mark) -> str:
@@ -201,7 +200,8 @@ class XdistHooks:
 class DeferredScheduling:
     """xdist's scheduling protocol, answered by the scheduler chosen once the first worker
     has collected: xdist's own for the mode when there are no rig items, else one that
-    keeps each rig function on one worker. Until then it only remembers the workers."""
+    keeps each unit of rig items (a function or a slice of it) on one worker. Until then it
+    only remembers the workers."""
 
     def __init__(self, config: pytest.Config, log: t.Any, dist: str, hooks: XdistHooks) -> None:
         self.config, self.log, self.dist, self.hooks = config, log, dist, hooks
