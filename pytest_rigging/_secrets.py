@@ -36,16 +36,32 @@ def register_secret(value: str | None) -> None:
         _registered.add(value)
 
 
-def known_secrets() -> list[str]:
+_known: tuple[int, dict[t.Any, t.Any] | None, tuple[str, ...]] = (-1, None, ())
+"""The last answer of `known_secrets`: the count of registered secrets and the raw
+environment it was computed from, and the secrets."""
+
+
+def known_secrets() -> tuple[str, ...]:
     """Every secret that must never be shown, longest first (so a key containing another
-    is replaced whole)."""
+    is replaced whole).
+
+    Asked for every chat recorded, so the answer is kept until a secret is registered or
+    the environment changes: comparing the environment's raw store costs microseconds,
+    decoding every variable tens of them."""
+    global _known
+    raw: dict[t.Any, t.Any] | None = getattr(os.environ, "_data", None)
+    count, seen, secrets = _known
+    if raw is not None and count == len(_registered) and seen == raw:
+        return secrets
     values = set(_registered)
     values.update(
         value
         for name, value in os.environ.items()
         if name.upper().endswith(_SECRET_ENV_SUFFIXES) and len(value) >= _MIN_SECRET_LEN
     )
-    return sorted(values, key=len, reverse=True)
+    secrets = tuple(sorted(values, key=len, reverse=True))
+    _known = (len(_registered), dict(raw) if raw is not None else None, secrets)
+    return secrets
 
 
 def redact(text: str, secrets: t.Sequence[str] | None = None) -> str:

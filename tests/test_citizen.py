@@ -542,6 +542,63 @@ def test_secrets_are_judged_by_whole_names(monkeypatch: pytest.MonkeyPatch) -> N
     )
 
 
+def test_secrets_seen_after_the_first_look_are_masked_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`known_secrets` keeps its answer between calls (it is asked for every chat): a key
+    set in the environment, changed there, or given to a generator later must still count."""
+    from pytest_rigging._secrets import known_secrets, redact
+    from pytest_rigging.generator import get_generator
+
+    before = known_secrets()
+    assert known_secrets() is before  # kept while nothing changed
+    monkeypatch.setenv("LATER_API_KEY", "later-key-12345678")
+    assert redact("later-key-12345678") == "***"
+    monkeypatch.setenv("LATER_API_KEY", "changed-key-12345678")
+    assert redact("changed-key-12345678 later-key-12345678") == "*** later-key-12345678"
+    get_generator("echo!e,api_key=given-key-12345678")
+    assert redact("given-key-12345678") == "***"
+
+
+def test_finished_items_hold_no_chats_and_share_their_cells_marks(
+    pytester: pytest.Pytester,
+) -> None:
+    """What 10,000 items cost at the end of a run: a finished item keeps no chat (its
+    report holds the records), and a cell's items share one set of marks."""
+    ini(pytester)
+    pytester.makeconftest(
+        """
+        from pytest_rigging.plugin.samples import SAMPLES_KEY
+
+        def pytest_sessionfinish(session):
+            items = session.items
+            assert not [i.nodeid for i in items if SAMPLES_KEY in i.stash]
+            by_cell = {}
+            for item in items:
+                marks = [m for m in item.own_markers if m.name == "rig_cell"]
+                by_cell.setdefault(item.callspec.id.split("-")[-1], []).append(marks)
+            for marks in by_cell.values():
+                label = marks[0][1].kwargs["model"]
+                assert [m.kwargs["model"] for m in marks[0]] == ["echo!" + label, label]
+                assert all(all(a is b for a, b in zip(m, marks[0], strict=True)) for m in marks)
+            print("checked", len(items), "items in", len(by_cell), "cells")
+        """
+    )
+    pytester.makepyfile(
+        rig_module(
+            """
+            @pytest.mark.parametrize("case", range(3))
+            @pytest.mark.rig(runs=2)
+            def test_a(rig_chat, case):
+                pass
+            """
+        )
+    )
+    result = pytester.runpytest("--rig-models", "echo!a,echo!b", "-s")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*checked 6 items in 2 cells*"])
+
+
 def test_max_tokens_cells_stay_apart(pytester: pytest.Pytester) -> None:
     ini(pytester)
     pytester.makepyfile(ONE_ITEM)

@@ -156,7 +156,9 @@ class Generator(BaseModel):
     def slots(self) -> Slot:
         """What one call must hold: a slot of this generator's `max_connections` on the
         running loop, and of the shared limit when one is in force."""
-        return Slot(self._slots.get())
+        # Read from pydantic's store directly: `self._slots` goes through
+        # `BaseModel.__getattr__`, which costs a raised AttributeError on every call.
+        return Slot(self.__pydantic_private__["_slots"].get())  # type: ignore[index]
 
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams

@@ -26,7 +26,7 @@ if t.TYPE_CHECKING:
     from pytest_rigging.chat import Chat, ChatPipeline
     from pytest_rigging.generator.base import GenerateParams, Generator
     from pytest_rigging.plugin.execution import Engine
-    from pytest_rigging.plugin.matrix import Cell, Checker, Settings
+    from pytest_rigging.plugin.matrix import Cell, Checker, Settings, Verdict
     from pytest_rigging.plugin.records import ItemRecord
     from pytest_rigging.plugin.report import Reporter
     from pytest_rigging.plugin.stats import Recorder
@@ -300,23 +300,29 @@ def pytest_pycollect_makeitem(
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Prepare matrix items before `-k`/`-m` select among them."""
+    verdicts: dict[int, tuple[pytest.Mark | None, Verdict]] = {}
     for item in items:
         cell = _cell_of(item)
         if cell is not None and isinstance(item, pytest.Function):
-            _prepare(item, cell)
+            _prepare(item, cell, verdicts)
 
 
-def _prepare(item: pytest.Function, cell: Cell) -> None:
+def _prepare(
+    item: pytest.Function, cell: Cell, verdicts: dict[int, tuple[pytest.Mark | None, Verdict]]
+) -> None:
     from pytest_rigging.plugin.execution import VERDICT_KEY
     from pytest_rigging.plugin.matrix import read_verdict
     from pytest_rigging.plugin.samples import wrap
 
-    item.add_marker(pytest.mark.rig_cell(model=cell.shown_model, params=cell.params_text))
-    if cell.label != cell.shown_model:  # `-m "rig_cell(model='gpt-4o-mini')"` works too
-        item.add_marker(pytest.mark.rig_cell(model=cell.label, params=cell.params_text))
+    for mark in cell.marks:
+        item.add_marker(mark)
     item.user_properties.extend([("rig_model", cell.shown_model), ("rig_params", cell.params_text)])
-    verdict = read_verdict(item.get_closest_marker("rig"), _settings(item.config).runs, item.nodeid)
-    item.stash[VERDICT_KEY] = verdict
+    marker = item.get_closest_marker("rig")
+    known = verdicts.get(id(marker))  # a function's items share its mark, and so its verdict
+    if known is None or known[0] is not marker:
+        known = (marker, read_verdict(marker, _settings(item.config).runs, item.nodeid))
+        verdicts[id(marker)] = known
+    verdict = item.stash[VERDICT_KEY] = known[1]
     uses_results = "rig_chat" in item.fixturenames or "rig_chats" in item.fixturenames
     if "rig_chat" in item.fixturenames and verdict.runs > 1:
         wrap(item, verdict, per_chat=True)
@@ -420,8 +426,13 @@ def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] 
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """The item is done: let go of its chats (its report holds their records)."""
     if _ENGINE in item.config.stash:
+        from pytest_rigging.plugin.samples import SAMPLES_KEY
+
         item.config.stash[_ENGINE].discard(item.nodeid)
+        if SAMPLES_KEY in item.stash:
+            del item.stash[SAMPLES_KEY]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

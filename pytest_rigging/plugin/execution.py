@@ -175,6 +175,8 @@ class Engine:
     def _wait(self, future: concurrent.futures.Future[T], *, progress: bool) -> T:
         """The future's result; with `progress`, the status line meanwhile. Ctrl-C cancels
         it, and with `progress` every other item's samples still running too."""
+        if future.done():  # the usual case, past a group's first items: nothing to show
+            return future.result()
         try:
             while not concurrent.futures.wait([future], TTY_INTERVAL).done:
                 if progress:
@@ -275,19 +277,20 @@ class Engine:
         """Build every item's pipeline (here, on pytest's thread) and start all their
         samples at once on the engine's loop; each item later waits for its own. A
         sample `found` in a crashed worker's journal is taken from there."""
-        jobs: list[tuple[str, ChatPipeline, int, Cell]] = []
+        jobs: list[tuple[str, ChatPipeline, int, Cell, Generator]] = []
         for item in items:
             try:
                 pipeline = _checked(known.get(item.nodeid) or self._pipeline_for(item, request))
                 cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
-                jobs.append((item.nodeid, pipeline, verdict_of(item).runs, cell))
+                generator = self.generator(cell, item.nodeid)
+                jobs.append((item.nodeid, pipeline, verdict_of(item).runs, cell, generator))
             except (Exception, pytest.skip.Exception, pytest.fail.Exception) as error:
                 # this case alone: a skip or failure building its pipeline is its own outcome
                 self._results[item.nodeid] = error
 
-        async def sample(nodeid: str, pipeline: ChatPipeline, index: int, cell: Cell) -> Chat:
-            generator = self.generator(cell, nodeid)
-
+        async def sample(
+            nodeid: str, pipeline: ChatPipeline, index: int, cell: Cell, generator: Generator
+        ) -> Chat:
             def heard(chats: t.Sequence[Chat], parses: bool) -> None:
                 self.remember(chats)
                 self.recorder.add(nodeid, chats, parses, cell, generator, index)
@@ -302,17 +305,21 @@ class Engine:
                 return await pipeline.run(on_failed="include")
 
         async def samples(
-            nodeid: str, pipeline: ChatPipeline, runs: int, cell: Cell
+            nodeid: str, pipeline: ChatPipeline, runs: int, cell: Cell, generator: Generator
         ) -> list[Chat] | BaseException:
             try:
+                if runs == 1:  # most items: no gathering
+                    return [await sample(nodeid, pipeline, 0, cell, generator)]
                 return list(
-                    await asyncio.gather(*(sample(nodeid, pipeline, i, cell) for i in range(runs)))
+                    await asyncio.gather(
+                        *(sample(nodeid, pipeline, i, cell, generator) for i in range(runs))
+                    )
                 )
             except Exception as error:  # the item's outcome, raised when it asks
                 return error
 
         name = group_key(request.node.nodeid).rsplit("::", 1)[-1]
-        self.progress.start(request.node.nodeid, name, sum(runs for _, _, runs, _ in jobs))
+        self.progress.start(request.node.nodeid, name, sum(job[2] for job in jobs))
         if self.journal is not None:
             for job in jobs:
                 self.journal.start(job[0])

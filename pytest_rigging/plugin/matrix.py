@@ -68,6 +68,14 @@ class Cell:
         """The model identifier as it may be printed or stored (no secret in it)."""
         return mask_identifier(self.model)
 
+    @functools.cached_property
+    def marks(self) -> tuple[pytest.MarkDecorator, ...]:
+        """The `rig_cell` marks its items carry (`-m "rig_cell(model='...')"`): by the shown
+        identifier, and by the short label when that differs. Made once per cell and shared
+        by its items (10,000 items would otherwise hold 20,000 marks)."""
+        names = dict.fromkeys([self.shown_model, self.label])
+        return tuple(pytest.mark.rig_cell(model=n, params=self.params_text) for n in names)
+
     @property
     def record(self) -> CellRecord:
         """The cell as records name it."""
