@@ -16,6 +16,7 @@ import itertools
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -223,7 +224,8 @@ class LLMServer:
     then rules (first match, in order added), then an echo of the last user message.
     """
 
-    def __init__(self, latency: float = 0.0) -> None:
+    def __init__(self, latency: float = 0.0, tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
         self._base_latency = latency
         self.latency = latency
         self.requests: list[RecordedRequest] = []
@@ -243,6 +245,10 @@ class LLMServer:
         if self._httpd is None:
             self._stopping.clear()
             self._httpd = _HTTPServer(self)
+            if self._tls is not None:  # https: the handshake happens in each connection's thread
+                self._httpd.socket = self._tls.wrap_socket(
+                    self._httpd.socket, server_side=True, do_handshake_on_connect=False
+                )
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever,
                 kwargs={"poll_interval": 0.05},  # so stop() is prompt
@@ -281,7 +287,8 @@ class LLMServer:
     def url(self) -> str:
         if self._httpd is None:
             raise RuntimeError("LLMServer is not started")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._httpd.server_address[1]}"
 
     @property
     def openai_base(self) -> str:

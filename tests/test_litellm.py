@@ -9,7 +9,12 @@ import asyncio
 import itertools
 import json
 import logging
+import shutil
 import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -413,3 +418,38 @@ async def test_base_url_variables_are_read_in_litellms_order(
     monkeypatch.setenv(second, dead + ("/v1" if "OPENAI" in second else ""))
     chat = await rg.get_generator(on(route, f"{model},max_retries=0")).chat("x").run()
     assert chat.last.content == "x" and len(llm_server.requests) == 1
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[LLMServer, Path]]:
+    """The loopback server over https, with a certificate no default store trusts."""
+    if shutil.which("openssl") is None:
+        pytest.skip("making a test certificate needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+    command += f" -addext subjectAltName=IP:127.0.0.1 -keyout {key} -out {cert}"
+    subprocess.run(command.split(), check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with LLMServer(tls=context) as server:
+        yield server, cert
+
+
+async def test_https_trusts_the_certificates_in_ssl_cert_file(
+    tls_server: tuple[LLMServer, Path], route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway behind a company's own certificate authority: `SSL_CERT_FILE` names it,
+    on both routes; without it the certificate is refused (and never retried as a blip)."""
+    server, cert = tls_server
+    identifier = on(
+        route, f"openai/m,api_base={server.openai_base},api_key={OPENAI_TEST_KEY},max_retries=0"
+    )
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    refused = await rg.get_generator(identifier).chat("x").run(on_failed="include")
+    assert isinstance(refused.error, rg.error.GenerationError)
+    assert refused.error.reason == "connection"  # the native route also says "certificate"
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    # another timeout: litellm keeps its clients, keyed by their settings
+    chat = await rg.get_generator(f"{identifier},timeout=31").chat("over https").run()
+    assert chat.last.content == "over https"
+    assert [r.last_user for r in server.requests] == ["over https"]

@@ -12,6 +12,7 @@ aiohttp speaks HTTP/1.1 only. Retries, timeouts and errors are the same as litel
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import os
@@ -29,6 +30,8 @@ from pytest_rigging.generator._retry import (
 from pytest_rigging.generator.base import GenerateParams
 
 if t.TYPE_CHECKING:
+    import ssl
+
     import aiohttp
 
 
@@ -101,14 +104,23 @@ class _Headers(dict[str, str]):
 
 
 def _session() -> aiohttp.ClientSession:
-    """A session for the running loop: proxies from the environment (`HTTPS_PROXY`,
-    `NO_PROXY`, ...) and certificates from `SSL_CERT_FILE` or certifi, as litellm's
-    clients take them."""
-    import ssl
-
+    """A session for the running loop, with proxies from the environment (`HTTPS_PROXY`,
+    `NO_PROXY`, ...) as litellm's clients take them."""
     import aiohttp
 
-    cafile = os.environ.get("SSL_CERT_FILE")
+    # aiohttp reads the environment's proxies on every request when trusting it: only
+    # when one is set
+    proxied = any(name.lower().endswith("_proxy") for name in os.environ)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=proxied)
+
+
+@functools.lru_cache(maxsize=4)
+def _tls(cafile: str | None) -> ssl.SSLContext:
+    """Certificates from `cafile` (`SSL_CERT_FILE`) or certifi, as litellm's clients take
+    them; made on the first https request (loading them costs ~15 ms a plain-http run
+    never pays)."""
+    import ssl
+
     if not cafile:
         try:
             import certifi
@@ -116,12 +128,7 @@ def _session() -> aiohttp.ClientSession:
             cafile = certifi.where()
         except ImportError:
             cafile = None
-    context = ssl.create_default_context(cafile=cafile)
-    connector = aiohttp.TCPConnector(limit=0, ssl=context)
-    # aiohttp reads the environment's proxies on every request when trusting it: only
-    # when one is set
-    proxied = any(name.lower().endswith("_proxy") for name in os.environ)
-    return aiohttp.ClientSession(connector=connector, trust_env=proxied)
+    return ssl.create_default_context(cafile=cafile)
 
 
 async def _closing_at_shutdown(session: aiohttp.ClientSession) -> t.AsyncIterator[None]:
@@ -212,8 +219,9 @@ class HTTPGenerator(RetryingGenerator):
             __tracebackhide__ = True
             client = await session()
             data = io.BytesIO(content) if len(content) > _LARGE else content
+            tls = _tls(os.environ.get("SSL_CERT_FILE")) if url.startswith("https:") else None
             async with client.post(
-                url, data=data, headers=headers, timeout=_timeout(timeout)
+                url, data=data, headers=headers, timeout=_timeout(timeout), ssl=tls or True
             ) as response:
                 raw = await response.read()
                 if response.status >= 400:
