@@ -427,8 +427,9 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[LLMServer, Path]]:
         pytest.skip("making a test certificate needs the openssl command")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
-    command += f" -addext subjectAltName=IP:127.0.0.1 -keyout {key} -out {cert}"
-    subprocess.run(command.split(), check=True, capture_output=True)
+    command += " -addext subjectAltName=IP:127.0.0.1"
+    paths = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run([*command.split(), *paths], check=True, capture_output=True)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     with LLMServer(tls=context) as server:
