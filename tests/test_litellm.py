@@ -20,7 +20,7 @@ import pytest
 
 import pytest_rigging as rg
 from pytest_rigging.generator.litellm_ import litellm_model
-from tests.conftest import OPENAI_TEST_KEY, named, on, peak_overlap
+from tests.conftest import ONE_ITEM, OPENAI_TEST_KEY, ini, named, on, peak_overlap
 from tests.llm_server import LLMServer, Reply
 
 pytestmark = pytest.mark.usefixtures("release_litellm")
@@ -454,3 +454,44 @@ async def test_https_trusts_the_certificates_in_ssl_cert_file(
     chat = await rg.get_generator(f"{identifier},timeout=31").chat("over https").run()
     assert chat.last.content == "over https"
     assert [r.last_user for r in server.requests] == ["over https"]
+
+
+def test_litellms_data_read_from_its_files_is_what_litellm_loads() -> None:
+    """Checking a run's models reads litellm's provider names and model data from the
+    files it ships (no import): they must be what litellm itself loads."""
+    import litellm
+
+    from pytest_rigging.generator._litellm_data import _bundled_model_data, _enum_values
+
+    assert _enum_values() == {getattr(p, "value", p) for p in litellm.provider_list}
+    ours, theirs = _bundled_model_data(), litellm.model_cost
+    assert ours.keys() == theirs.keys() and len(ours) > 1000
+    used = ("litellm_provider", "max_output_tokens", "max_tokens")  # what we read of it
+    assert [n for n in ours if any(ours[n].get(f) != theirs[n].get(f) for f in used)] == []
+
+
+def test_an_xdist_controller_never_imports_litellm(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """Under `-n 2` the controller checks the models (a typo is still a warning) and makes
+    no call: litellm's import is paid by the workers alone."""
+    ini(pytester)
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_sessionfinish(session):
+            if not hasattr(session.config, "workerinput"):
+                print("controller imported litellm:", "litellm" in sys.modules)
+        """
+    )
+    pytester.makepyfile(ONE_ITEM)
+    models = "gpt-4o,openai/gtp-4o-mini"
+    result = pytester.runpytest_subprocess("--rig-models", models, "-n", "2", "-s")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*controller imported litellm: False*",
+            "*RiggingWarning: --rig-models: litellm does not know the model 'openai/gtp-4o-mini'*",
+        ]
+    )

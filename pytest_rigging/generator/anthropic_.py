@@ -6,14 +6,11 @@ litellm."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import json
 import os
 import typing as t
-from pathlib import Path
 
 from pytest_rigging.generator._http import HTTPGenerator, request_params
+from pytest_rigging.generator._litellm_data import model_data
 from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
 from pytest_rigging.message import Message
@@ -140,21 +137,8 @@ def default_max_tokens(model: str) -> int:
     """The messages API requires `max_tokens`: when unset, the model's maximum output from
     the model data bundled with litellm (read as a file, litellm not imported), else
     litellm's own default, as litellm's route sends."""
-    entry = _model_data().get(model) or _model_data().get(f"anthropic/{model}") or {}
+    entry = model_data().get(model) or model_data().get(f"anthropic/{model}") or {}
     found = entry.get("max_output_tokens") or entry.get("max_tokens")
     if isinstance(found, int):
         return found
     return int(os.environ.get("DEFAULT_ANTHROPIC_CHAT_MAX_TOKENS", DEFAULT_MAX_TOKENS))
-
-
-@functools.cache
-def _model_data() -> dict[str, t.Any]:
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or spec.origin is None:
-        return {}
-    path = Path(spec.origin).parent / "model_prices_and_context_window_backup.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

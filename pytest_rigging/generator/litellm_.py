@@ -19,6 +19,7 @@ import warnings
 
 from pytest_rigging._secrets import guard_loggers
 from pytest_rigging.error import InvalidGeneratorError
+from pytest_rigging.generator._litellm_data import model_data, provider_names
 from pytest_rigging.generator._retry import (
     DEFAULT_TIMEOUT,
     ResultT,
@@ -176,23 +177,26 @@ class LiteLLMGenerator(RetryingGenerator):
     def check(self) -> str | None:
         """An unknown provider prefix (`notaprovider/x`) is an error; a model that litellm's
         bundled data doesn't list (`gtp-4o-mini`) is a note naming the closest it does.
-        Models behind an `api_base` are the server's business and pass unexamined."""
-        litellm = _litellm()
+        Models behind an `api_base` are the server's business and pass unexamined.
+        litellm's data is read from its files: checking imports nothing."""
         model = litellm_model(self.model)
         prefix, slash, name = model.partition("/")
-        providers = {getattr(p, "value", p) for p in litellm.provider_list}
-        if slash and prefix not in providers and model not in litellm.model_cost:
+        providers = provider_names()
+        if providers is None:
+            providers = frozenset(getattr(p, "value", p) for p in _litellm().provider_list)
+        known = model_data()
+        if slash and prefix not in providers and model not in known:
             close = difflib.get_close_matches(prefix, sorted(providers), n=3)
             hint = f" (closest: {', '.join(close)})" if close else ""
             raise InvalidGeneratorError(
                 f"litellm has no provider {prefix!r} for model {self.model!r}{hint}"
             )
-        if self.params.api_base or model in litellm.model_cost or name in litellm.model_cost:
+        if self.params.api_base or model in known or name in known:
             return None
         # Near misses among the same provider's models, or among unprefixed ids.
         candidates = [
             key
-            for key, data in litellm.model_cost.items()
+            for key, data in known.items()
             if (data.get("litellm_provider") == prefix if slash else "/" not in key)
         ]
         close = difflib.get_close_matches(name if slash else model, candidates, n=3, cutoff=0.75)

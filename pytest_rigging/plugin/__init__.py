@@ -142,7 +142,7 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def _checker(config: pytest.Config, on_workers: bool) -> Checker | None:
-    """Asks providers whether models can work (the litellm one imports litellm to look),
+    """Asks providers whether models can work (the litellm one reads litellm's files),
     once per identifier in the run; None when only collecting, and on xdist workers for
     the run's settings (the controller checked those)."""
     if config.option.collectonly or (_is_worker(config) and not on_workers):
