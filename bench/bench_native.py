@@ -276,8 +276,8 @@ def matrix(root: Path, rounds: int) -> list[Row]:
         rows.append(
             Row(
                 f"matrix 600 calls: {name}",
-                f"{wall:.2f} s ({wall_spread})",
-                f"floor {floor:.2f} s ({floor_spread})",
+                wall_spread,
+                f"floor {floor_spread}",
                 f"{wall / floor:.2f}x",
                 f"<= {FLOOR_TARGET}x floor" if name == "native" else "-",
                 wall / floor <= FLOOR_TARGET if name == "native" else None,
@@ -447,7 +447,7 @@ def scale(root: Path, rounds: int) -> list[Row]:
     return [
         Row(
             f"scale: {items:,} items, pytest alone with rig items' fixture chain (context)",
-            f"{chain_wall:.1f} s ({chain_spread})",
+            chain_spread,
             f"bare pytest {base:.1f} s",
             f"{chain_wall / base:.2f}x",
             "-",
@@ -455,7 +455,7 @@ def scale(root: Path, rounds: int) -> list[Row]:
         ),
         Row(
             f"scale: {items:,} items, 4 instant echo! models (the plugin's own cost)",
-            f"{instant:.1f} s ({instant_spread}), {instant_rss:.0f} MB",
+            f"{instant_spread}, {instant_rss:.0f} MB",
             f"bare pytest {base:.1f} s",
             f"{instant / base:.2f}x",
             "-",
@@ -471,8 +471,8 @@ def scale(root: Path, rounds: int) -> list[Row]:
         ),
         Row(
             f"scale: {items:,} items, 4 openai! models, 50 ms, limit {SCALE_LIMIT}",
-            f"{ours:.1f} s ({ours_spread}), {ours_rss:.0f} MB",
-            f"bare pytest {base:.1f} s ({base_spread}), {base_rss:.0f} MB",
+            f"{ours_spread}, {ours_rss:.0f} MB",
+            f"bare pytest {base_spread}, {base_rss:.0f} MB",
             f"{ours / base:.2f}x",
             f"<= {SCALE_TARGET}x bare",
             ours / base <= SCALE_TARGET,
@@ -480,8 +480,7 @@ def scale(root: Path, rounds: int) -> list[Row]:
         Row(
             "  scale: the network floor (context)",
             f"{ours:.1f} s",
-            f"{floor:.1f} s ({floor_spread}): http.client from {SCALE_LIMIT} threads; "
-            f"{network:.1f} s in theory",
+            f"{floor_spread}: http.client from {SCALE_LIMIT} threads; {network:.1f} s in theory",
             f"{ours / floor:.2f}x",
             "-",
             None,

@@ -440,7 +440,7 @@ async def test_https_trusts_the_certificates_in_ssl_cert_file(
     tls_server: tuple[LLMServer, Path], route: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A gateway behind a company's own certificate authority: `SSL_CERT_FILE` names it,
-    on both routes; without it the certificate is refused (and never retried as a blip)."""
+    on both routes; without it the certificate is refused, as a connection error."""
     server, cert = tls_server
     identifier = on(
         route, f"openai/m,api_base={server.openai_base},api_key={OPENAI_TEST_KEY},max_retries=0"
