@@ -53,6 +53,9 @@ def known_secrets() -> tuple[str, ...]:
     count, seen, secrets = _known
     if raw is not None and count == len(_registered) and seen == raw:
         return secrets
+    # What this answer is computed from, taken first: a key registered or set by another
+    # thread meanwhile makes the next call compute again instead of being missed.
+    count, seen = len(_registered), dict(raw) if raw is not None else None
     values = set(_registered)
     values.update(
         value
@@ -60,7 +63,7 @@ def known_secrets() -> tuple[str, ...]:
         if name.upper().endswith(_SECRET_ENV_SUFFIXES) and len(value) >= _MIN_SECRET_LEN
     )
     secrets = tuple(sorted(values, key=len, reverse=True))
-    _known = (len(_registered), dict(raw) if raw is not None else None, secrets)
+    _known = (count, seen, secrets)
     return secrets
 
 

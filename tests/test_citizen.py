@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import typing as t
 import xml.dom.minidom
 from pathlib import Path
 
@@ -560,6 +561,28 @@ def test_secrets_seen_after_the_first_look_are_masked_too(
     assert redact("given-key-12345678") == "***"
 
 
+def test_secrets_that_arrive_while_they_are_read_are_not_missed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another thread (the engine's loop) may register a key or set one in the
+    environment while `known_secrets` reads them: the answer kept must not hide it."""
+    from pytest_rigging import _secrets
+
+    reading = os.environ.items
+
+    def racing() -> t.Any:
+        monkeypatch.setattr(os.environ, "items", reading)
+        monkeypatch.setenv("RACING_API_KEY", "racing-env-12345678")
+        _secrets.register_secret("racing-registered-12345678")
+        return reading()
+
+    monkeypatch.setenv("TRIGGER_API_KEY", "trigger-12345678")  # a change: read again
+    monkeypatch.setattr(os.environ, "items", racing)
+    _secrets.known_secrets()  # read while both arrive
+    shown = _secrets.redact("racing-env-12345678 racing-registered-12345678")
+    assert shown == "*** ***"
+
+
 def test_finished_items_hold_no_chats_and_share_their_cells_marks(
     pytester: pytest.Pytester,
 ) -> None:
@@ -597,6 +620,25 @@ def test_finished_items_hold_no_chats_and_share_their_cells_marks(
     result = pytester.runpytest("--rig-models", "echo!a,echo!b", "-s")
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*checked 6 items in 2 cells*"])
+
+
+def test_a_case_marked_with_its_own_verdict_keeps_it(pytester: pytest.Pytester) -> None:
+    """Items share one verdict per `rig` mark: a case marked on its own keeps its own."""
+    ini(pytester)
+    pytester.makepyfile(
+        rig_module(
+            """
+            @pytest.mark.parametrize(
+                "case", [1, pytest.param(2, marks=pytest.mark.rig(runs=3)), 3]
+            )
+            def test_a(rig_chats, case):
+                assert len(rig_chats) == (3 if case == 2 else 2)
+            """
+        )
+    )
+    pytester.runpytest("--rig-models", "echo!a,echo!b", "--rig-runs", "2").assert_outcomes(
+        passed=6
+    )
 
 
 def test_max_tokens_cells_stay_apart(pytester: pytest.Pytester) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import shutil
 import socket
 import ssl
@@ -88,6 +89,8 @@ CONVERSATION = [
         ("anthropic/claude-x", "chat"),  # max_tokens: litellm's default for an unknown model
         ("anthropic/claude-sonnet-4-5", "chat"),  # the model's own maximum, from its data
         ("anthropic/claude-sonnet-4-5", "text"),
+        ("anthropic/claude-sonnet-latest", "chat"),  # an alias: sent as its model, its maximum
+        ("gpt-mini-latest", "chat"),  # an alias: sent as the model it names
     ],
 )
 async def test_both_routes_send_the_same_request_and_read_the_same_reply(
@@ -454,6 +457,21 @@ async def test_https_trusts_the_certificates_in_ssl_cert_file(
     chat = await rg.get_generator(f"{identifier},timeout=31").chat("over https").run()
     assert chat.last.content == "over https"
     assert [r.last_user for r in server.requests] == ["over https"]
+
+
+async def test_plain_http_builds_no_tls_context(
+    llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading certificates costs ~15 ms: only https (or a proxy) pays it."""
+    from pytest_rigging.generator import _http
+
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    _http._tls.cache_clear()
+    generator = rg.get_generator("openai!m")
+    await generator.chat("x").run()
+    await generator.aclose()
+    assert _http._tls.cache_info().currsize == 0
 
 
 def test_litellms_data_read_from_its_files_is_what_litellm_loads() -> None:

@@ -219,9 +219,11 @@ class HTTPGenerator(RetryingGenerator):
             __tracebackhide__ = True
             client = await session()
             data = io.BytesIO(content) if len(content) > _LARGE else content
-            tls = _tls(os.environ.get("SSL_CERT_FILE")) if url.startswith("https:") else None
+            # certificates for an https server, or a proxy that may speak https
+            secure = url[:6].lower() == "https:" or client.trust_env
+            tls = _tls(os.environ.get("SSL_CERT_FILE")) if secure else True
             async with client.post(
-                url, data=data, headers=headers, timeout=_timeout(timeout), ssl=tls or True
+                url, data=data, headers=headers, timeout=_timeout(timeout), ssl=tls
             ) as response:
                 raw = await response.read()
                 if response.status >= 400:

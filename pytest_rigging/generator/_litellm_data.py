@@ -14,6 +14,8 @@ import sys
 import typing as t
 from pathlib import Path
 
+_DATA = "model_prices_and_context_window_backup.json"
+
 
 def _package() -> Path | None:
     spec = importlib.util.find_spec("litellm")
@@ -24,7 +26,9 @@ def _package() -> Path | None:
 
 def model_data() -> dict[str, t.Any]:
     """litellm's model data (`litellm.model_cost`): the JSON it bundles, which it loads
-    itself when told to stay offline, as the plugin tells it."""
+    itself when `LITELLM_LOCAL_MODEL_COST_MAP` keeps it offline (the plugin sets it for
+    litellm's import unless the user set it; a user who asks for the remote map gets it
+    once litellm is imported, and these checks read the bundled one until then)."""
     loaded = sys.modules.get("litellm")
     if loaded is not None and isinstance(getattr(loaded, "model_cost", None), dict):
         return t.cast(dict[str, t.Any], loaded.model_cost)
@@ -32,33 +36,92 @@ def model_data() -> dict[str, t.Any]:
 
 
 @functools.cache
+def sent_name(model: str, provider: str) -> str:
+    """The model name litellm sends for `model` of `provider`: another name for a model
+    in its data (`claude-sonnet-latest`) is sent as that model's own name, whatever the
+    server; any other name as it is. A name the data never mentions (a local server's
+    model, usually) is known at once, without parsing the data (~20 ms)."""
+    names = (model, f"{provider}/{model}")
+    package = _package()
+    try:
+        text = (package / _DATA).read_text() if package is not None else ""
+    except OSError:
+        text = ""
+    if not any(json.dumps(name) in text for name in names):
+        return model
+    owners = _bundled()[1]
+    for name in names:
+        owner = owners.get(name)
+        if owner is not None:
+            return owner.removeprefix(f"{provider}/")
+    return model
+
+
 def _bundled_model_data() -> dict[str, t.Any]:
+    return _bundled()[0]
+
+
+@functools.cache
+def _bundled() -> tuple[dict[str, t.Any], dict[str, str]]:
+    """The bundled model data, and which model each other name stands for."""
     package = _package()
     if package is None:
-        return {}
+        return {}, {}
     try:
-        data = json.loads((package / "model_prices_and_context_window_backup.json").read_text())
+        data = json.loads((package / _DATA).read_text())
     except (OSError, ValueError):
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
-        return {}
+        return {}, {}
     data.pop("fallback_generalizations", None)  # rules litellm loads apart, not a model
-    for name, entry in data.items():  # an alias takes its model's data, as litellm's loader does
-        target = data.get(entry.get("alias_of", "")) if isinstance(entry, dict) else None
-        if isinstance(target, dict):
-            own = {k: v for k, v in entry.items() if k != "alias_of"}
-            data[name] = {**target, **own}
-    return data
+    return data, _expand_aliases(data)
 
 
-def provider_names() -> frozenset[str] | None:
+def _expand_aliases(data: dict[str, t.Any]) -> dict[str, str]:
+    """Other names for a model, served as that model, as litellm's loader does: a row
+    whose `alias_of` names a model, and the names in a model's `aliases` list (a name
+    that is already a model, or claimed twice, or an alias of nothing, is dropped).
+    Returns which model each name stands for."""
+    pointers = {
+        name: row["alias_of"]
+        for name, row in data.items()
+        if isinstance(row, dict) and isinstance(row.get("alias_of"), str)
+    }
+    owners: dict[str, str] = {}
+    for name, row in data.items():
+        aliases = row.pop("aliases", None) if isinstance(row, dict) else None
+        if name in pointers or not isinstance(aliases, list):
+            continue
+        for alias in aliases:
+            if (
+                isinstance(alias, str)
+                and alias not in owners
+                and (alias not in data or alias in pointers)
+            ):
+                owners[alias] = name
+    for alias, target in pointers.items():
+        if target in data and target not in pointers and alias not in owners:
+            owners[alias] = target
+    for alias in pointers.keys() - owners.keys():
+        del data[alias]
+    for alias, owner in owners.items():
+        data[alias] = data[owner]
+    return owners
+
+
+def provider_names() -> frozenset[str]:
     """The provider prefixes litellm routes (`litellm.provider_list`), from the source of
-    its `LlmProviders` enum; None when that can't be read (litellm moved it): the caller
-    then imports litellm and asks it."""
+    its `LlmProviders` enum; when that can't be read whole (litellm moved or reshaped it),
+    litellm is imported and asked."""
     loaded = sys.modules.get("litellm")
-    if loaded is not None and hasattr(loaded, "provider_list"):
-        return frozenset(getattr(p, "value", p) for p in loaded.provider_list)
-    return _enum_values()
+    if loaded is None or not hasattr(loaded, "provider_list"):
+        names = _enum_values()
+        if names is not None:
+            return names
+        from pytest_rigging.generator.litellm_ import _litellm
+
+        loaded = _litellm()
+    return frozenset(getattr(p, "value", p) for p in loaded.provider_list)
 
 
 @functools.cache
@@ -72,12 +135,12 @@ def _enum_values() -> frozenset[str] | None:
         return None
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == "LlmProviders":
-            values = {
-                statement.value.value
-                for statement in node.body
-                if isinstance(statement, ast.Assign)
-                and isinstance(statement.value, ast.Constant)
-                and isinstance(statement.value.value, str)
-            }
+            values: set[str] = set()
+            for statement in node.body:
+                if isinstance(statement, ast.Assign | ast.AnnAssign):
+                    value = statement.value
+                    if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+                        return None  # a member this reading can't see: ask litellm instead
+                    values.add(value.value)
             return frozenset(values) or None
     return None

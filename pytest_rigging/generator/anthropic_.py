@@ -10,7 +10,7 @@ import os
 import typing as t
 
 from pytest_rigging.generator._http import HTTPGenerator, request_params
-from pytest_rigging.generator._litellm_data import model_data
+from pytest_rigging.generator._litellm_data import model_data, sent_name
 from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
 from pytest_rigging.message import Message
@@ -94,7 +94,7 @@ class AnthropicGenerator(HTTPGenerator):
         if "stop" in sent:
             sent["stop_sequences"] = sent.pop("stop")
         sent.setdefault("max_tokens", default_max_tokens(self.model))
-        body: dict[str, t.Any] = {"model": self.model, "messages": turns}
+        body: dict[str, t.Any] = {"model": sent_name(self.model, "anthropic"), "messages": turns}
         if system:
             body["system"] = system
         return {**body, **sent}

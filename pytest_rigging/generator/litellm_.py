@@ -182,8 +182,6 @@ class LiteLLMGenerator(RetryingGenerator):
         model = litellm_model(self.model)
         prefix, slash, name = model.partition("/")
         providers = provider_names()
-        if providers is None:
-            providers = frozenset(getattr(p, "value", p) for p in _litellm().provider_list)
         known = model_data()
         if slash and prefix not in providers and model not in known:
             close = difflib.get_close_matches(prefix, sorted(providers), n=3)

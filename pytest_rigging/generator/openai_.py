@@ -8,6 +8,7 @@ from __future__ import annotations
 import typing as t
 
 from pytest_rigging.generator._http import HTTPGenerator, request_params
+from pytest_rigging.generator._litellm_data import sent_name
 from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
 from pytest_rigging.message import Message
@@ -31,7 +32,7 @@ class OpenAIGenerator(HTTPGenerator):
         self, messages: t.Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
         body = {
-            "model": self.model,
+            "model": sent_name(self.model, "openai"),
             "messages": [m.to_dict() for m in messages],
             **request_params(params),
         }
@@ -40,7 +41,7 @@ class OpenAIGenerator(HTTPGenerator):
         )
 
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
-        body = {"model": self.model, "prompt": text, **request_params(params)}
+        body = {"model": sent_name(self.model, "openai"), "prompt": text, **request_params(params)}
         return await self.post(f"{self.base_url(params)}/completions", body, params, _read_text)
 
 

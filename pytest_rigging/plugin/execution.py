@@ -183,10 +183,11 @@ class Engine:
                     self.progress.show()
             return future.result()
         except BaseException:
-            future.cancel()  # Ctrl-C: stop the calls, not just the waiting
-            if progress:
-                for other in self._running.values():
-                    other.cancel()
+            if not future.done():  # Ctrl-C while waiting: stop the calls, not just the wait
+                future.cancel()
+                if progress:
+                    for other in self._running.values():
+                        other.cancel()
             raise
         finally:
             if progress:
