@@ -636,9 +636,7 @@ def test_a_case_marked_with_its_own_verdict_keeps_it(pytester: pytest.Pytester) 
             """
         )
     )
-    pytester.runpytest("--rig-models", "echo!a,echo!b", "--rig-runs", "2").assert_outcomes(
-        passed=6
-    )
+    pytester.runpytest("--rig-models", "echo!a,echo!b", "--rig-runs", "2").assert_outcomes(passed=6)
 
 
 def test_max_tokens_cells_stay_apart(pytester: pytest.Pytester) -> None:

@@ -282,6 +282,52 @@ def test_merge_of_shards_equals_one_run(pytester: pytest.Pytester, suite: list[s
     assert rigging_main(["merge", *map(str, shards), "--min-parse-rate", "0.9"]) == 1
 
 
+def test_shards_run_every_item_once_and_merge_into_the_whole_run(
+    pytester: pytest.Pytester, suite: list[str]
+) -> None:
+    """A CI matrix of two jobs: `--rig-shard 1/2` and `2/2` (one under xdist) run each item
+    once, whole test functions each, and `merge` gives the unsharded run's report."""
+    _, whole = run(pytester, *suite)
+    first_result, first = run(pytester, *suite, "--rig-shard", "1/2")
+    _, second = run(pytester, *suite, "--rig-shard", "2/2", "-n", "2")
+    # functions of 8, 4, 4 and 4 items: the biggest first, each to the lighter shard
+    first_result.stdout.fnmatch_lines(["rigging: shard 1/2: 2 of 4 test functions, 12 of 20 items"])
+    ids = [[item["nodeid"] for item in doc["items"]] for doc in (first, second)]
+    assert sorted(ids[0] + ids[1]) == sorted(item["nodeid"] for item in whole["items"])
+    functions = [{nodeid.split("[")[0] for nodeid in shard} for shard in ids]
+    assert functions[0].isdisjoint(functions[1]) and (len(ids[0]), len(ids[1])) == (12, 8)
+    shards = [pytester.path / "report-1.json", pytester.path / "report-2.json"]
+    merged_path = pytester.path / "merged.json"
+    assert rigging_main(["merge", *map(str, shards), "-o", str(merged_path)]) == 0
+    assert without_timings(json.loads(merged_path.read_text())) == without_timings(whole)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_shard_with_nothing_to_run_passes(pytester: pytest.Pytester, workers: list[str]) -> None:
+    """More shards than test functions: the extra jobs pass (pytest would exit 5, "no tests
+    collected", and fail the CI job); a selection that is empty anyway still exits 5."""
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
+    result = pytester.runpytest_subprocess("--rig-models", "echo!a", "--rig-shard", "2/3", *workers)
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(deselected=1 if not workers else 0)
+    if not workers:
+        result.stdout.fnmatch_lines(["rigging: shard 2/3: 0 of 1 test functions, 0 of 1 items"])
+    empty = pytester.runpytest_subprocess("--rig-models", "echo!a", "--rig-shard", "1/3", "-k", "x")
+    assert empty.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@pytest.mark.parametrize("value", ["0/2", "3/2", "1", "a/b", "1/0"])
+def test_a_bad_shard_is_a_usage_error_naming_it(pytester: pytest.Pytester, value: str) -> None:
+    ini(pytester)
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--rig-shard", value)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.stderr.lines if line] == [
+        f"ERROR: --rig-shard: expected K/N with 1 <= K <= N (the K-th of N shards), got {value!r}"
+    ]
+
+
 def test_merge_rejects_what_is_not_a_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -29,6 +29,7 @@ if t.TYPE_CHECKING:
     from pytest_rigging.plugin.matrix import Cell, Checker, Settings, Verdict
     from pytest_rigging.plugin.records import ItemRecord
     from pytest_rigging.plugin.report import Reporter
+    from pytest_rigging.plugin.shards import Shard
     from pytest_rigging.plugin.stats import Recorder
 
 RIG_FIXTURES = frozenset(
@@ -48,6 +49,11 @@ _ENGINE = pytest.StashKey["Engine"]()
 _RECORDER = pytest.StashKey["Recorder"]()
 _REPORTER = pytest.StashKey["Reporter"]()
 _CHECKS = pytest.StashKey[dict[str, "str | None"]]()
+_SHARD = pytest.StashKey["Shard"]()
+_SPLIT = pytest.StashKey[tuple[int, int, int, int]]()
+"""The shard's (items, of items, test functions, of test functions)."""
+_EMPTY_SHARD = "rig_shard_empty"
+_WORKERS_EMPTIED = pytest.StashKey[bool]()
 
 MARKERS = (
     "rig_models(*identifiers): run this test on these models instead of --rig-models/ini",
@@ -105,6 +111,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--rig-report", metavar="PATH", help="write the run's figures and records as JSON"
     )
+    group.addoption(
+        "--rig-shard",
+        metavar="K/N",
+        help="run the K-th of N slices of the suite (whole test functions, balanced by item "
+        "count), for a CI matrix of N jobs whose reports `python -m pytest_rigging merge` joins",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -112,6 +124,10 @@ def pytest_configure(config: pytest.Config) -> None:
     so that a bad value ends the run before it spends a call, in one line."""
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    if config.getoption("rig_shard") is not None:
+        from pytest_rigging.plugin.shards import parse_shard
+
+        config.stash[_SHARD] = parse_shard(config.getoption("rig_shard"))
     if _asked(config):
         report = config.getoption("rig_report")
         if report is not None and (not report.strip() or os.path.isdir(report)):
@@ -224,11 +240,18 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 def pytest_report_collectionfinish(
     config: pytest.Config, items: t.Sequence[pytest.Item]
-) -> str | None:
-    """Rig tests on the defaults: say so once they are found."""
-    if _asked(config) or not any(_cell_of(i) is not None for i in items):
-        return None
-    return _settings(config).header()
+) -> list[str]:
+    """Rig tests on the defaults: say so once they are found; and what a shard holds."""
+    lines = []
+    if not _asked(config) and any(_cell_of(i) is not None for i in items):
+        lines.append(_settings(config).header())
+    if _SPLIT in config.stash:
+        kept, of, functions, of_functions = config.stash[_SPLIT]
+        lines.append(
+            f"rigging: shard {config.stash[_SHARD]}: {functions} of {of_functions} test "
+            f"functions, {kept} of {of} items"
+        )
+    return lines
 
 
 @pytest.hookimpl(trylast=True)
@@ -328,6 +351,38 @@ def _prepare(
         wrap(item, verdict, per_chat=True)
     elif not uses_results and verdict.runs > 1:
         wrap(item, verdict, per_chat=False)
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_for_shard(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """`--rig-shard K/N`: keep the shard's test functions of what `-k`/`-m` selected."""
+    if _SHARD not in config.stash:
+        return
+    from pytest_rigging.plugin.shards import split
+
+    shard: Shard = config.stash[_SHARD]
+    cut = split(items, shard)
+    if cut.dropped:
+        config.hook.pytest_deselected(items=cut.dropped)
+        items[:] = cut.kept
+    config.stash[_SPLIT] = (len(cut.kept), len(items) + len(cut.dropped), *cut.functions)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A shard that holds no test function of a suite that has some ran what it had to:
+    not pytest's "no tests collected" (exit 5), which would fail its CI job."""
+    config = session.config
+    split = config.stash.get(_SPLIT, None)
+    emptied = split is not None and split[0] == 0 and split[1] > 0
+    if _is_worker(config):
+        config.workeroutput[_EMPTY_SHARD] = emptied  # type: ignore[attr-defined]
+    elif exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and (
+        emptied or config.stash.get(_WORKERS_EMPTIED, False)
+    ):
+        session.exitstatus = pytest.ExitCode.OK
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -451,6 +506,12 @@ class ReportHooks:
         record = getattr(report, "rig", None)
         if record is not None:
             _reporter(self.config).add(record)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: t.Any, error: object) -> None:
+        """An xdist worker whose shard held nothing says so as it ends."""
+        if getattr(node, "workeroutput", {}).get(_EMPTY_SHARD):
+            self.config.stash[_WORKERS_EMPTIED] = True
 
     @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_logreport")
     def pytest_runtest_logreport_errored(
