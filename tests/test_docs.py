@@ -40,7 +40,7 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 RUN = ("python", "py")
 """Fence languages that are executed."""
-SHOWN = ("bash", "toml", "text")
+SHOWN = ("bash", "toml", "text", "yaml")
 """Fence languages that are only displayed. Any other spelling (`python3`, no language) is
 refused, so that no python example can escape execution through its fence."""
 

@@ -15,7 +15,7 @@ import pytest
 from pytest_rigging.plugin.cli import main as rigging_main
 from pytest_rigging.plugin.stats import wilson
 from tests.conftest import ONE_ITEM, ini, on
-from tests.llm_server import LLMServer
+from tests.llm_server import LLMServer, Reply
 
 MODELS = {
     "good": 'default = "<answer>ok</answer>"\n',
@@ -446,6 +446,38 @@ def test_interrupted_run_still_writes_what_finished(
     assert doc["settings"]["interrupted"] is True
     assert doc["models"][0]["chats"] == 3
     assert "rigging: the run was interrupted: the figures hold what finished" in result.stdout.str()
+
+
+def test_cost_per_model_from_litellms_prices(
+    pytester: pytest.Pytester, llm_server: LLMServer, route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tokens at the model's prices in litellm's bundled data (read offline), per model in
+    the table, the JSON and the step summary; `-` for a model without a price; `merge`
+    recomputes it."""
+    from pytest_rigging.generator._litellm_data import token_prices
+
+    summary = pytester.path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    llm_server.add_rule(".", Reply(content="fine", prompt_tokens=1000, completion_tokens=200))
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
+    result, doc = run(pytester, "--rig-models", f"{on(route, 'openai/gpt-4o-mini')},echo!e")
+    result.assert_outcomes(passed=2)
+    prices = token_prices("gpt-4o-mini")
+    assert prices is not None and prices[0] > 0
+    expected = 1000 * prices[0] + 200 * prices[1]
+    rows = {row["label"]: row for row in doc["models"]}
+    assert rows["gpt-4o-mini"]["cost"] == pytest.approx(expected)
+    assert rows["e"]["cost"] is None
+    shown = f"${expected:.4g}"
+    assert any(shown in line and "gpt-4o-mini" in line for line in result.stdout.lines)
+    echo_line = next(line for line in result.stdout.lines if line.startswith("e "))
+    assert " - " in echo_line and "$" not in echo_line
+    assert shown in summary.read_text()
+    merged = pytester.path / "merged.json"
+    assert rigging_main(["merge", str(pytester.path / "report-0.json"), "-o", str(merged)]) == 0
+    merged_rows = {row["label"]: row for row in json.loads(merged.read_text())["models"]}
+    assert merged_rows["gpt-4o-mini"]["cost"] == pytest.approx(expected)
 
 
 def test_secrets_stay_out_of_reports(

@@ -57,6 +57,25 @@ def sent_name(model: str, provider: str) -> str:
     return model
 
 
+def token_prices(model: str, provider: str | None = None) -> tuple[float, float] | None:
+    """The USD price of an input and of an output token of `model` in litellm's data
+    (`provider/model` too when a provider is given; `model`'s part after its provider's
+    prefix when it has one); None when the data lists no price for it."""
+    data = model_data()
+    names = [model]
+    if provider is not None:
+        names.append(f"{provider}/{model}")
+    elif "/" in model:
+        names.append(model.split("/", 1)[1])
+    for name in names:
+        entry = data.get(name)
+        if isinstance(entry, dict):
+            given = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
+            if all(isinstance(p, int | float) and not isinstance(p, bool) for p in given):
+                return float(given[0]), float(given[1])
+    return None
+
+
 def _bundled_model_data() -> dict[str, t.Any]:
     return _bundled()[0]
 

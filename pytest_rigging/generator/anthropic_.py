@@ -10,7 +10,7 @@ import os
 import typing as t
 
 from pytest_rigging.generator._http import HTTPGenerator, request_params
-from pytest_rigging.generator._litellm_data import model_data, sent_name
+from pytest_rigging.generator._litellm_data import model_data, sent_name, token_prices
 from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
 from pytest_rigging.message import Message
@@ -48,6 +48,10 @@ class AnthropicGenerator(HTTPGenerator):
     key_variable: t.ClassVar[str] = "ANTHROPIC_API_KEY"
     base_variables: t.ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")
     default_base: t.ClassVar[str] = "https://api.anthropic.com"
+
+    def prices(self) -> tuple[float, float] | None:
+        """As litellm's route prices the same model: from its bundled data."""
+        return token_prices(sent_name(self.model, "anthropic"), "anthropic")
 
     def headers(self, key: str | None) -> dict[str, str]:
         headers = {

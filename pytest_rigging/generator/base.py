@@ -170,6 +170,11 @@ class Generator(BaseModel):
         """A continuation of `text`, for providers that support text completion."""
         raise NotImplementedError(f"provider '{self.provider}' does not generate text")
 
+    def prices(self) -> tuple[float, float] | None:
+        """The USD price of an input and of an output token, where known (the plugin's
+        cost figures); None: no price, shown as `-`."""
+        return None
+
     def check(self) -> str | None:
         """Whether this generator can work, asked once before a run spends any call.
 

@@ -19,7 +19,7 @@ import warnings
 
 from pytest_rigging._secrets import guard_loggers
 from pytest_rigging.error import InvalidGeneratorError
-from pytest_rigging.generator._litellm_data import model_data, provider_names
+from pytest_rigging.generator._litellm_data import model_data, provider_names, token_prices
 from pytest_rigging.generator._retry import (
     DEFAULT_TIMEOUT,
     ResultT,
@@ -173,6 +173,10 @@ class LiteLLMGenerator(RetryingGenerator):
 
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
         return await self._call("atext_completion", params, _text_of, prompt=text)
+
+    def prices(self) -> tuple[float, float] | None:
+        """From litellm's bundled prices, read from its files."""
+        return token_prices(litellm_model(self.model))
 
     def check(self) -> str | None:
         """An unknown provider prefix (`notaprovider/x`) is an error; a model that litellm's

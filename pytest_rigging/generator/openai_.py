@@ -8,7 +8,7 @@ from __future__ import annotations
 import typing as t
 
 from pytest_rigging.generator._http import HTTPGenerator, request_params
-from pytest_rigging.generator._litellm_data import sent_name
+from pytest_rigging.generator._litellm_data import sent_name, token_prices
 from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
 from pytest_rigging.message import Message
@@ -21,6 +21,10 @@ class OpenAIGenerator(HTTPGenerator):
     key_variable: t.ClassVar[str] = "OPENAI_API_KEY"
     base_variables: t.ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
     default_base: t.ClassVar[str] = "https://api.openai.com/v1"
+
+    def prices(self) -> tuple[float, float] | None:
+        """As litellm's route prices the same model: from its bundled data."""
+        return token_prices(sent_name(self.model, "openai"), "openai")
 
     def headers(self, key: str | None) -> dict[str, str]:
         headers = {"content-type": "application/json", "accept": "application/json"}

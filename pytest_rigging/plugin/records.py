@@ -36,6 +36,9 @@ class ChatRecord(TypedDict):
     latency: float
     generator_id: str
     conversation: list[MessageRecord]
+    cost: NotRequired[float | None]
+    """USD, from the generator's token prices; None (or absent, in older reports) where
+    it has none."""
 
 
 class CellRecord(TypedDict):
@@ -109,6 +112,8 @@ class Row(TypedDict):
     items_errored: int
     input_tokens: int
     output_tokens: int
+    cost: NotRequired[float | None]
+    """USD, the sum over the row's chats that have a price; None when none has."""
     median_latency: float | None
     parse_rate: float | None
     parse_rate_interval: list[float] | None

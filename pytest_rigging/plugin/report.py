@@ -44,6 +44,11 @@ def _latency(row: Row) -> str:
     return "-" if row["median_latency"] is None else f"{row['median_latency']:.2f}s"
 
 
+def _cost(row: Row) -> str:
+    cost = row.get("cost")
+    return "-" if cost is None else f"${cost:.4g}"
+
+
 def table(
     rows: t.Sequence[Row],
     *,
@@ -86,6 +91,7 @@ def table(
                 _rate(row, "pass_rate"),
                 items,
                 f"{row['input_tokens']}/{row['output_tokens']}",
+                _cost(row),
                 _latency(row),
             ]
         )
@@ -104,6 +110,7 @@ def table(
             "pass rate [95% CI]",
             "items ok/fail/err",
             "tokens in/out",
+            "cost",
             "latency p50",
         ]
     return tabulate(lines, headers=headers, tablefmt=tablefmt, disable_numparse=True)

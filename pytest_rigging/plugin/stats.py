@@ -56,6 +56,8 @@ def chat_record(
     model, label, params = owner
     usage = chat.usage
     messages = chat.all if isinstance(chat.all, list) else [chat.all]  # a completion: text
+    prices = chat.generator.prices() if chat.generator is not None else None
+    tokens = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
     return {
         "model": mask_identifier(model, secrets),
         "label": label,
@@ -65,11 +67,12 @@ def chat_record(
         "recovery_rounds": chat.recovery_rounds,
         "error_kind": chat.error_kind,
         "error": redact(str(chat.error), secrets) if chat.failed else None,
-        "input_tokens": usage.input_tokens if usage else 0,
-        "output_tokens": usage.output_tokens if usage else 0,
+        "input_tokens": tokens[0],
+        "output_tokens": tokens[1],
         "latency": round(chat.latency, 6),
         "generator_id": mask_identifier(chat.generator_id or "", secrets),
         "conversation": [_message(m, secrets) for m in messages],
+        "cost": tokens[0] * prices[0] + tokens[1] * prices[1] if prices else None,
     }
 
 
@@ -118,6 +121,7 @@ def new_row(model: str, params: str | None, label: str | None) -> dict[str, t.An
         "items_errored": 0,
         "input_tokens": 0,
         "output_tokens": 0,
+        "cost": None,
         "latencies": [],
     }
 
@@ -158,6 +162,8 @@ def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[Row]:
                 target[chat["outcome"]] += 1
             target["input_tokens"] += chat["input_tokens"]
             target["output_tokens"] += chat["output_tokens"]
+            if chat.get("cost") is not None:
+                target["cost"] = (target["cost"] or 0.0) + chat["cost"]
             target["latencies"].append(chat["latency"])
     return [_finish(r) for r in rows.values()]
 
