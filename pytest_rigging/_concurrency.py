@@ -122,13 +122,13 @@ class Slot:
     async def __aenter__(self) -> None:
         await self.acquire()
         self.token = _current_slot.set(self)
-        listener = _call_listener.get()
-        if listener is not None:
-            try:
-                listener()
-            except BaseException:
-                await self.__aexit__()
-                raise
+        for hook in (_call_gate.get(), _call_listener.get()):
+            if hook is not None:
+                try:
+                    hook()
+                except BaseException:
+                    await self.__aexit__()
+                    raise
 
     async def __aexit__(self, *exc: object) -> None:
         if self.token is not None:
@@ -160,6 +160,21 @@ async def slot_released() -> t.AsyncIterator[None]:
 _call_listener: contextvars.ContextVar[t.Callable[[], None] | None] = contextvars.ContextVar(
     "pytest_rigging_call_listener", default=None
 )
+_call_gate: contextvars.ContextVar[t.Callable[[], None] | None] = contextvars.ContextVar(
+    "pytest_rigging_call_gate", default=None
+)
+
+
+@contextlib.contextmanager
+def calls_gated(gate: t.Callable[[], None]) -> t.Iterator[None]:
+    """Within this block (and the tasks it starts), `gate()` runs as each generator call
+    takes its slot, before the request goes out; what it raises, the call raises instead
+    of starting (a budget that is spent)."""
+    token = _call_gate.set(gate)
+    try:
+        yield
+    finally:
+        _call_gate.reset(token)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import pytest
 
 from pytest_rigging.plugin.cli import main as rigging_main
 from pytest_rigging.plugin.stats import wilson
-from tests.conftest import ONE_ITEM, ini, on
+from tests.conftest import ONE_ITEM, ini, on, rig_module
 from tests.llm_server import LLMServer, Reply
 
 MODELS = {
@@ -478,6 +478,85 @@ def test_cost_per_model_from_litellms_prices(
     assert rigging_main(["merge", str(pytester.path / "report-0.json"), "-o", str(merged)]) == 0
     merged_rows = {row["label"]: row for row in json.loads(merged.read_text())["models"]}
     assert merged_rows["gpt-4o-mini"]["cost"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_spent_budget_starts_no_call_skips_the_rest_and_fails_the_run(
+    pytester: pytest.Pytester, llm_server: LLMServer, workers: list[str]
+) -> None:
+    """`--rig-max-tokens`: once spent, no request reaches the server, the items not yet run
+    are skipped for budget, and the run fails with a line naming the budget. One call at a
+    time (per worker), so the calls in flight when it runs out are known: serially, calls
+    of 30 tokens against 70 allowed make 3 requests; under `-n 2`, each worker's 35 make
+    2 requests each."""
+    llm_server.add_rule(".", Reply(content="fine", prompt_tokens=20, completion_tokens=10))
+    ini(pytester)
+    pytester.makepyfile(
+        rig_module(
+            """
+            @pytest.mark.parametrize("case", range(10))
+            def test_a(rig_chat, case):
+                pass
+            """
+        )
+    )
+    args = ["--rig-models", "openai!m", "--rig-max-tokens", "70", "--rig-concurrency", "2"]
+    result = pytester.runpytest_subprocess(*args, "-rs", *(workers or ["--rig-concurrency=1"]))
+    calls = 4 if workers else 3
+    assert len(llm_server.requests) == calls
+    result.assert_outcomes(passed=calls, skipped=10 - calls)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            f"FAIL rigging budget --rig-max-tokens 70 spent: the run used {30 * calls} tokens; "
+            f"{10 - calls} items skipped for budget",
+            "*rigging: budget spent (--rig-max-tokens 70*tokens used): no new model call starts",
+        ]
+    )
+
+
+def test_a_spent_budget_skips_free_form_tests_too(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """A test that runs its pipeline itself (sync through `rig_run`, or async) is skipped
+    for budget when its call would start once the budget is spent."""
+    llm_server.add_rule(".", Reply(content="fine", prompt_tokens=20, completion_tokens=10))
+    ini(pytester)
+    pytester.makepyfile(
+        rig_module(
+            """
+            @pytest.mark.parametrize("case", range(3))
+            def test_sync(rig_pipeline, rig_run, case):
+                rig_run(rig_pipeline.run())
+
+            @pytest.mark.parametrize("case", range(3))
+            async def test_async(rig_pipeline, case):
+                await rig_pipeline.run()
+            """
+        )
+    )
+    result = pytester.runpytest("--rig-models", "openai!m", "--rig-max-tokens", "50")
+    result.assert_outcomes(passed=2, skipped=4)
+    assert len(llm_server.requests) == 2 and result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--rig-max-tokens", "0", "expected a whole number of tokens above 0, got '0'"),
+        ("--rig-max-tokens", "1.5", "expected a whole number of tokens above 0, got '1.5'"),
+        ("--rig-max-cost", "-1", "expected an amount of USD above 0, got '-1'"),
+        ("--rig-max-cost", "nan", "expected an amount of USD above 0, got 'nan'"),
+    ],
+)
+def test_a_bad_budget_is_a_usage_error_naming_it(
+    pytester: pytest.Pytester, option: str, value: str, message: str
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
+    result = pytester.runpytest("--rig-models", "echo!a", option, value)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.stderr.lines if line] == [f"ERROR: {option}: {message}"]
 
 
 def test_secrets_stay_out_of_reports(

@@ -25,6 +25,7 @@ from pytest_rigging.plugin.gates import FIGURES, MODES_HELP
 if t.TYPE_CHECKING:
     from pytest_rigging.chat import Chat, ChatPipeline
     from pytest_rigging.generator.base import GenerateParams, Generator
+    from pytest_rigging.plugin.budget import Budget
     from pytest_rigging.plugin.execution import Engine
     from pytest_rigging.plugin.matrix import Cell, Checker, Settings, Verdict
     from pytest_rigging.plugin.records import ItemRecord
@@ -50,6 +51,8 @@ _RECORDER = pytest.StashKey["Recorder"]()
 _REPORTER = pytest.StashKey["Reporter"]()
 _CHECKS = pytest.StashKey[dict[str, "str | None"]]()
 _SHARD = pytest.StashKey["Shard"]()
+_BUDGET = pytest.StashKey["Budget | None"]()
+_BUDGET_SKIPS = pytest.StashKey[int]()
 _SPLIT = pytest.StashKey[tuple[int, int, int, int]]()
 """The shard's (items, of items, test functions, of test functions)."""
 _EMPTY_SHARD = "rig_shard_empty"
@@ -90,6 +93,18 @@ OPTIONS: dict[str, tuple[str, str, bool]] = {
         for name, f in FIGURES.items()
     },
     "gate_mode": ("MODE", MODES_HELP, False),
+    "max_tokens": (
+        "N",
+        "start no model call once the run has used N tokens (in and out; split across xdist "
+        "workers): items not yet run are skipped and the run fails",
+        False,
+    ),
+    "max_cost": (
+        "USD",
+        "start no model call once the run has spent USD at litellm's prices (split across "
+        "xdist workers): items not yet run are skipped and the run fails",
+        False,
+    ),
 }
 """Every rig setting that has both a command-line option and an ini key."""
 
@@ -133,6 +148,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if report is not None and (not report.strip() or os.path.isdir(report)):
             raise pytest.UsageError(f"--rig-report: {report!r} is not a file path")
         settings = _settings(config)
+        _budget(config)  # checks the budget's values
         if not _is_worker(config):
             _reporter(config)  # reads and checks the gates
             for note in settings.notes:
@@ -204,8 +220,25 @@ def _recorder(config: pytest.Config) -> Recorder:
         from pytest_rigging.plugin.stats import Recorder
         from pytest_rigging.plugin.xdist import worker_journal
 
-        config.stash[_RECORDER] = Recorder(worker_journal(config))
+        config.stash[_RECORDER] = Recorder(worker_journal(config), _budget(config))
     return config.stash[_RECORDER]
+
+
+def _budget(config: pytest.Config) -> Budget | None:
+    """`--rig-max-tokens` / `--rig-max-cost`: this process's share, read once."""
+    if _BUDGET not in config.stash:
+        from pytest_rigging.plugin.budget import read_budget
+        from pytest_rigging.plugin.xdist import worker_count
+
+        try:
+            config.stash[_BUDGET] = read_budget(
+                (config.getoption("rig_max_tokens"), config.getini("rig_max_tokens")),
+                (config.getoption("rig_max_cost"), config.getini("rig_max_cost")),
+                worker_count(config),
+            )
+        except ValueError as error:
+            raise pytest.UsageError(str(error)) from None
+    return config.stash[_BUDGET]
 
 
 def _reporter(config: pytest.Config) -> Reporter:
@@ -408,6 +441,7 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
     if cell is None:
         return (yield)
     from pytest_rigging._pipeline import observe
+    from pytest_rigging.plugin.budget import BudgetSpent
     from pytest_rigging.plugin.execution import RESULT_FIXTURES
 
     recorder = _recorder(item.config)
@@ -420,8 +454,11 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
         engine.remember(chats)
         recorder.add(item.nodeid, chats, parses, cell, generator, None)
 
-    with observe(heard):
-        return (yield)
+    with observe(heard), engine.gated():
+        try:
+            return (yield)
+        except BudgetSpent as error:  # a call the test made itself, once the budget is spent
+            raise pytest.skip.Exception(str(error)) from None
 
 
 def _cell_of(item: pytest.Item) -> Cell | None:
@@ -506,6 +543,11 @@ class ReportHooks:
         record = getattr(report, "rig", None)
         if record is not None:
             _reporter(self.config).add(record)
+        if report.skipped and record is not None and _budget(self.config) is not None:
+            from pytest_rigging.plugin.budget import SKIPPED
+
+            if SKIPPED in str(report.longrepr):
+                self.config.stash[_BUDGET_SKIPS] = self.config.stash.get(_BUDGET_SKIPS, 0) + 1
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: t.Any, error: object) -> None:
@@ -533,6 +575,8 @@ class ReportHooks:
         """After the run, judge the gates: a failed one fails the run like a failed test."""
         outcome = yield
         if _REPORTER in self.config.stash and self.config.stash[_REPORTER].judge():
+            session.testsfailed += 1
+        if self.config.stash.get(_BUDGET_SKIPS, 0):
             session.testsfailed += 1
         return outcome
 
@@ -583,6 +627,21 @@ class ReportHooks:
     def pytest_terminal_summary(self, terminalreporter: t.Any) -> None:
         if _REPORTER in self.config.stash and self.config.stash[_REPORTER].items:
             self.config.stash[_REPORTER].terminal(terminalreporter, self.config.get_verbosity())
+        skipped = self.config.stash.get(_BUDGET_SKIPS, 0)
+        if skipped:
+            reporter = self.config.stash.get(_REPORTER, None)
+            rows = reporter.rows(False) if reporter is not None else []
+            tokens = sum(r["input_tokens"] + r["output_tokens"] for r in rows)
+            costs = [r["cost"] for r in rows if r.get("cost") is not None]
+            spent = f"{tokens:,} tokens" + (f", ${sum(costs):.4g}" if costs else "")
+            budget = _budget(self.config)
+            named = budget.names() if budget is not None else ""
+            terminalreporter.write_line(
+                f"FAIL rigging budget {named} spent: the run used {spent}; "
+                f"{skipped} item{'s' if skipped != 1 else ''} skipped for budget",
+                red=True,
+                bold=True,
+            )
 
 
 @pytest.fixture

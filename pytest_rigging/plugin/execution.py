@@ -24,11 +24,12 @@ import typing as t
 
 import pytest
 
-from pytest_rigging._concurrency import calls_heard, shared_limit
+from pytest_rigging._concurrency import calls_gated, calls_heard, shared_limit
 from pytest_rigging._pipeline import current_observer, observe
 from pytest_rigging.chat import Chat, ChatPipeline, new_chat
 from pytest_rigging.error import GenerationError
 from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
+from pytest_rigging.plugin.budget import BudgetSpent
 from pytest_rigging.plugin.journal import Salvage, lost_message, salvage
 from pytest_rigging.plugin.matrix import Cell, Verdict
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
@@ -152,7 +153,7 @@ class Engine:
         async def limited(awaitable: t.Awaitable[T]) -> T:
             if self._semaphore is None:
                 self._semaphore = asyncio.Semaphore(self.concurrency)
-            with shared_limit(self._semaphore), observe(observer):
+            with shared_limit(self._semaphore), observe(observer), self.gated():
                 return await awaitable
 
         def start() -> None:
@@ -171,6 +172,12 @@ class Engine:
 
         loop.call_soon_threadsafe(start)
         return futures
+
+    def gated(self) -> contextlib.AbstractContextManager[None]:
+        """Within this block, a model call that would start once the budget is spent raises
+        `BudgetSpent` instead."""
+        budget = self.recorder.budget
+        return calls_gated(budget.gate) if budget is not None else contextlib.nullcontext()
 
     def _wait(self, future: concurrent.futures.Future[T], *, progress: bool) -> T:
         """The future's result; with `progress`, the status line meanwhile. Ctrl-C cancels
@@ -264,6 +271,8 @@ class Engine:
             self._results[item.nodeid] = self._wait(future, progress=True)
             del self._running[item.nodeid]
         outcome = self._results[item.nodeid]  # kept until teardown: rig_chat and rig_chats
+        if isinstance(outcome, BudgetSpent):
+            raise pytest.skip.Exception(str(outcome))
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome

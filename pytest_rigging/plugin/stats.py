@@ -27,6 +27,7 @@ from pytest_rigging.plugin.records import (
 )
 
 if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.budget import Budget
     from pytest_rigging.plugin.journal import Journal
 
 __all__ = ["BUCKETS", "ChatRecord", "ItemRecord", "Recorder", "Row", "tabulate_items", "wilson"]
@@ -187,10 +188,12 @@ def _finish(row: dict[str, t.Any]) -> Row:
 
 class Recorder:
     """Chat records per item, until the item's report carries them away; on an xdist
-    worker, also in its journal as they come, so that they outlive the worker."""
+    worker, also in its journal as they come, so that they outlive the worker. What they
+    spent counts against the `budget`, when there is one."""
 
-    def __init__(self, journal: Journal | None = None) -> None:
+    def __init__(self, journal: Journal | None = None, budget: Budget | None = None) -> None:
         self.journal = journal
+        self.budget = budget
         self._records: dict[str, list[ChatRecord]] = {}
         self._cells: dict[str, Cell] = {}
 
@@ -222,6 +225,8 @@ class Recorder:
         """Record chats already turned into records (another worker's, from its journal)."""
         self._cells[nodeid] = cell
         self._records.setdefault(nodeid, []).extend(records)
+        if self.budget is not None:
+            self.budget.add(records)
 
     def take(self, nodeid: str) -> list[ChatRecord]:
         self._cells.pop(nodeid, None)
