@@ -559,6 +559,109 @@ def test_a_bad_budget_is_a_usage_error_naming_it(
     assert [line for line in result.stderr.lines if line] == [f"ERROR: {option}: {message}"]
 
 
+BASELINE_SUITE = """
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator, case):
+    return rig_generator.chat(f"case {case}")
+
+@pytest.mark.parametrize("case", ["a", "b", "c", "d"])
+def test_case(rig_chat, case):
+    assert rig_chat.last.content == "yes"
+"""
+
+
+def answering(pytester: pytest.Pytester, no: str) -> list[str]:
+    """The model (always the same identifier) answers "no" to the cases in `no`."""
+    rules = f'default = "yes"\n\n[[rules]]\nmatch = "case [{no}]"\nreply = "no"\n'
+    (pytester.path / "model.toml").write_text(rules)
+    return ["--rig-models", "scripted!model.toml", "-p", "no:cacheprovider", "-rfEx"]
+
+
+def test_a_baseline_tells_known_failures_from_flips(pytester: pytest.Pytester) -> None:
+    """Saved with one failing case: the same run against it passes and lists that case as a
+    known failure (xfail); a model that fails one more case shows it flipped, failing the
+    run."""
+    ini(pytester)
+    pytester.makepyfile(test_cases=BASELINE_SUITE)
+    saved = pytester.runpytest(*answering(pytester, "d"), "--rig-save-baseline", "base.json")
+    saved.assert_outcomes(passed=3, failed=1)
+    base = json.loads((pytester.path / "base.json").read_text())
+    assert base["format"] == "pytest-rigging-baseline" and base["version"] == 1
+    assert {k.split("[")[1]: v["outcome"] for k, v in base["items"].items()} == {
+        "a-model]": "passed", "b-model]": "passed", "c-model]": "passed", "d-model]": "failed"
+    }  # fmt: skip
+    same = pytester.runpytest(*answering(pytester, "d"), "--rig-baseline", "base.json")
+    same.assert_outcomes(passed=3, xfailed=1)
+    assert same.ret == pytest.ExitCode.OK
+    same.stdout.fnmatch_lines(
+        [
+            "against base.json: 0 flipped to failing, 0 fixed, 1 known failures, 0 rates moved*",
+            "  known failures (fail in both): test_cases.py::test_case[d-model]",
+            "XFAIL test_cases.py::test_case[d-model] - rigging: known failure (it failed "
+            "in base.json too)",
+        ]
+    )
+    worse = pytester.runpytest(*answering(pytester, "cd"), "--rig-baseline", "base.json", "-n", "2")
+    worse.assert_outcomes(passed=2, failed=1, xfailed=1)
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+    worse.stdout.fnmatch_lines(
+        [
+            "against base.json: 1 flipped to failing, 0 fixed, 1 known failures*",
+            "  flipped (passed there, fail here): test_cases.py::test_case[c-model]",
+        ]
+    )
+
+
+def test_fail_on_regression_judges_rates_beyond_noise(pytester: pytest.Pytester) -> None:
+    """A pass rate that dropped beyond noise (95% intervals apart) fails the run with
+    `--rig-fail-on-regression`, even with every item's failure known; without the flag it
+    is listed only."""
+    ini(pytester)
+    pytester.makepyfile(
+        test_cases=BASELINE_SUITE.replace(
+            "def test_case", "@pytest.mark.rig(runs=10, min_pass=0)\ndef test_case"
+        )
+    )
+    pytester.runpytest(*answering(pytester, "d"), "--rig-save-baseline", "base.json")
+    worse = [*answering(pytester, "abcd"), "--rig-baseline", "base.json"]
+    listed = pytester.runpytest(*worse)
+    assert listed.ret == pytest.ExitCode.OK
+    listed.stdout.re_match_lines([r"  dropped: model pass rate 75\.0% \[.*\] -> 0\.0% \[0\.0%-"])
+    judged = pytester.runpytest(*worse, "--rig-fail-on-regression")
+    assert judged.ret == pytest.ExitCode.TESTS_FAILED
+    judged.stdout.fnmatch_lines(
+        ["FAIL model: pass rate dropped beyond noise since the baseline (--rig-fail-on-regression)"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "base.json is not JSON: not a pytest-rigging baseline"),
+        (
+            '{"version": 1}',
+            "base.json is not a pytest-rigging baseline (one written by --rig-save-baseline)",
+        ),
+        (
+            '{"format": "pytest-rigging-baseline", "version": 9, "items": {}, "models": {}}',
+            "base.json is a baseline of version 9; this version of pytest-rigging reads version 1: "
+            "save it again with --rig-save-baseline",
+        ),
+    ],
+)
+def test_a_baseline_of_another_kind_is_a_usage_error_naming_the_file(
+    pytester: pytest.Pytester, content: str, message: str
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
+    (pytester.path / "base.json").write_text(content)
+    result = pytester.runpytest("--rig-baseline", "base.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.stderr.lines if line] == [f"ERROR: --rig-baseline: {message}"]
+
+
 def test_secrets_stay_out_of_reports(
     pytester: pytest.Pytester, llm_server: LLMServer, route: str
 ) -> None:

@@ -25,6 +25,7 @@ from pytest_rigging.plugin.gates import FIGURES, MODES_HELP
 if t.TYPE_CHECKING:
     from pytest_rigging.chat import Chat, ChatPipeline
     from pytest_rigging.generator.base import GenerateParams, Generator
+    from pytest_rigging.plugin.baseline import BaselineDocument, Comparison
     from pytest_rigging.plugin.budget import Budget
     from pytest_rigging.plugin.execution import Engine
     from pytest_rigging.plugin.matrix import Cell, Checker, Settings, Verdict
@@ -51,6 +52,8 @@ _RECORDER = pytest.StashKey["Recorder"]()
 _REPORTER = pytest.StashKey["Reporter"]()
 _CHECKS = pytest.StashKey[dict[str, "str | None"]]()
 _SHARD = pytest.StashKey["Shard"]()
+_BASELINE = pytest.StashKey["BaselineDocument"]()
+_COMPARISON = pytest.StashKey["Comparison"]()
 _BUDGET = pytest.StashKey["Budget | None"]()
 _BUDGET_SKIPS = pytest.StashKey[int]()
 _SPLIT = pytest.StashKey[tuple[int, int, int, int]]()
@@ -127,6 +130,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--rig-report", metavar="PATH", help="write the run's figures and records as JSON"
     )
     group.addoption(
+        "--rig-save-baseline",
+        metavar="PATH",
+        help="write this run's item outcomes and model rates as a baseline to commit",
+    )
+    group.addoption(
+        "--rig-baseline",
+        metavar="PATH",
+        help="compare this run with a saved baseline: list flipped items and rates that moved "
+        "beyond noise; items failing in both are known failures (xfail) and don't fail the run",
+    )
+    group.addoption(
+        "--rig-fail-on-regression",
+        action="store_true",
+        help="with --rig-baseline: also fail the run when a model's parse or pass rate dropped "
+        "beyond noise (95%% intervals apart), even if every item passed",
+    )
+    group.addoption(
         "--rig-shard",
         metavar="K/N",
         help="run the K-th of N slices of the suite (whole test functions, balanced by item "
@@ -139,14 +159,27 @@ def pytest_configure(config: pytest.Config) -> None:
     so that a bad value ends the run before it spends a call, in one line."""
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    for option in ("rig_report", "rig_save_baseline"):
+        path = config.getoption(option)
+        if path is not None and (not path.strip() or os.path.isdir(path)):
+            flag = "--" + option.replace("_", "-")
+            raise pytest.UsageError(f"{flag}: {path!r} is not a file path")
+    if config.getoption("rig_baseline") is not None:
+        from pathlib import Path
+
+        from pytest_rigging.plugin.baseline import load
+
+        try:
+            config.stash[_BASELINE] = load(Path(config.getoption("rig_baseline")))
+        except ValueError as error:
+            raise pytest.UsageError(f"--rig-baseline: {error}") from None
+    elif config.getoption("rig_fail_on_regression"):
+        raise pytest.UsageError("--rig-fail-on-regression needs --rig-baseline PATH")
     if config.getoption("rig_shard") is not None:
         from pytest_rigging.plugin.shards import parse_shard
 
         config.stash[_SHARD] = parse_shard(config.getoption("rig_shard"))
     if _asked(config):
-        report = config.getoption("rig_report")
-        if report is not None and (not report.strip() or os.path.isdir(report)):
-            raise pytest.UsageError(f"--rig-report: {report!r} is not a file path")
         settings = _settings(config)
         _budget(config)  # checks the budget's values
         if not _is_worker(config):
@@ -482,6 +515,15 @@ def pytest_runtest_makereport(
     chats = _recorder(item.config).take(item.nodeid)
     record = item_record(item, cell, report, call.excinfo, chats)
     report.rig = record  # type: ignore[attr-defined]
+    baseline: BaselineDocument | None = item.config.stash.get(_BASELINE, None)
+    if baseline is not None and record["outcome"] == "failed" and report.when == "call":
+        from pytest_rigging.plugin.baseline import known_failure
+
+        if known_failure(baseline, item.nodeid):  # reported as such: it doesn't fail the run
+            report.outcome = "skipped"
+            report.wasxfail = (  # type: ignore[attr-defined]
+                f"rigging: known failure (it failed in {item.config.getoption('rig_baseline')} too)"
+            )
     # JUnit reads properties from the teardown report, which copies the item's.
     item.user_properties.extend(_junit_properties(record))
     return report
@@ -578,6 +620,15 @@ class ReportHooks:
             session.testsfailed += 1
         if self.config.stash.get(_BUDGET_SKIPS, 0):
             session.testsfailed += 1
+        if _BASELINE in self.config.stash and _REPORTER in self.config.stash:
+            from pytest_rigging.plugin.baseline import compare, from_report
+
+            reporter = self.config.stash[_REPORTER]
+            now = from_report(reporter.document())
+            comparison = compare(self.config.stash[_BASELINE], reporter.items, now)
+            self.config.stash[_COMPARISON] = comparison
+            if self.config.getoption("rig_fail_on_regression") and comparison.regressions:
+                session.testsfailed += 1
         return outcome
 
     @pytest.hookimpl(wrapper=True, trylast=True)
@@ -613,6 +664,16 @@ class ReportHooks:
             warnings.warn(
                 RiggingWarning(f"cannot write --rig-report {path}: {error}"), stacklevel=1
             )
+        saved = self.config.getoption("rig_save_baseline")
+        try:
+            if saved and _REPORTER in self.config.stash:
+                from pytest_rigging.plugin.baseline import from_report, save
+
+                save(Path(saved), from_report(self.config.stash[_REPORTER].document()))
+        except OSError as error:
+            warnings.warn(
+                RiggingWarning(f"cannot write --rig-save-baseline {saved}: {error}"), stacklevel=1
+            )
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary and _REPORTER in self.config.stash and self.config.stash[_REPORTER].items:
             try:
@@ -627,6 +688,24 @@ class ReportHooks:
     def pytest_terminal_summary(self, terminalreporter: t.Any) -> None:
         if _REPORTER in self.config.stash and self.config.stash[_REPORTER].items:
             self.config.stash[_REPORTER].terminal(terminalreporter, self.config.get_verbosity())
+        if _COMPARISON in self.config.stash:
+            from pytest_rigging.plugin.baseline import lines
+
+            comparison: Comparison = self.config.stash[_COMPARISON]
+            rows = self.config.stash[_REPORTER].rows(False)
+            labels = {r["model"]: r["label"] or r["model"] for r in rows}
+            terminalreporter.write_sep("=", "rigging: against the baseline")
+            for line in lines(comparison, self.config.getoption("rig_baseline"), labels):
+                terminalreporter.write_line(line)
+            if self.config.getoption("rig_fail_on_regression"):
+                for drift in comparison.regressions:
+                    terminalreporter.write_line(
+                        f"FAIL {labels.get(drift.model, drift.model)}: "
+                        f"{drift.rate.replace('_', ' ')} dropped beyond noise since the "
+                        "baseline (--rig-fail-on-regression)",
+                        red=True,
+                        bold=True,
+                    )
         skipped = self.config.stash.get(_BUDGET_SKIPS, 0)
         if skipped:
             reporter = self.config.stash.get(_REPORTER, None)
