@@ -9,7 +9,7 @@ from pydantic import Field
 
 from pytest_rigging._pipeline import Job, Pipeline
 from pytest_rigging._result import Result, build
-from pytest_rigging.generator.base import GenerateParams, Generator
+from pytest_rigging.generator.base import GenerateParams, Generator, generate_message
 from pytest_rigging.message import Message, MessageLike
 
 if t.TYPE_CHECKING:
@@ -162,8 +162,8 @@ class ChatPipeline(Pipeline[Chat, Messages]):
     ) -> Chat:
         async with generator.slots():
             started = time.perf_counter()
-            generated = await generator.generate_message(
-                messages + dialog if dialog else messages, params
+            generated = await generate_message(
+                generator, messages + dialog if dialog else messages, params
             )
             latency = time.perf_counter() - started
         if generated.latency is not None:  # the provider's own count: its attempts only

@@ -7,7 +7,7 @@ import typing as t
 
 from pytest_rigging._pipeline import Job, Pipeline
 from pytest_rigging._result import Result, build
-from pytest_rigging.generator.base import GenerateParams, Generator
+from pytest_rigging.generator.base import GenerateParams, Generator, generate_text
 from pytest_rigging.model import ModelT
 
 
@@ -113,7 +113,7 @@ class CompletionPipeline(Pipeline[Completion, str]):
     ) -> Completion:
         async with generator.slots():
             started = time.perf_counter()
-            generated = await generator.generate_text(text, params)
+            generated = await generate_text(generator, text, params)
             latency = time.perf_counter() - started
         if generated.latency is not None:  # the provider's own count: its attempts only
             latency = generated.latency

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import typing as t
 
@@ -122,6 +124,65 @@ class GeneratedText(BaseModel):
     stop_reason: str | None = None
     usage: Usage | None = None
     latency: float | None = None
+
+
+class Interceptor(t.Protocol):
+    """Stands between pipelines and generators while `calls_intercepted` is in force (the
+    plugin's cassettes): each call comes with `call`, which makes it for real."""
+
+    async def message(
+        self,
+        generator: Generator,
+        messages: list[Message],
+        params: GenerateParams,
+        call: t.Callable[[], t.Awaitable[GeneratedMessage]],
+    ) -> GeneratedMessage: ...
+
+    async def text(
+        self,
+        generator: Generator,
+        text: str,
+        params: GenerateParams,
+        call: t.Callable[[], t.Awaitable[GeneratedText]],
+    ) -> GeneratedText: ...
+
+
+_interceptor: contextvars.ContextVar[Interceptor | None] = contextvars.ContextVar(
+    "pytest_rigging_interceptor", default=None
+)
+
+
+@contextlib.contextmanager
+def calls_intercepted(interceptor: Interceptor) -> t.Iterator[None]:
+    """Within this block (and the tasks it starts), pipelines' generator calls go through
+    `interceptor`."""
+    token = _interceptor.set(interceptor)
+    try:
+        yield
+    finally:
+        _interceptor.reset(token)
+
+
+async def generate_message(
+    generator: Generator, messages: list[Message], params: GenerateParams
+) -> GeneratedMessage:
+    """How pipelines ask a generator for a message: through the interceptor in force."""
+    interceptor = _interceptor.get()
+    if interceptor is None:
+        return await generator.generate_message(messages, params)
+    return await interceptor.message(
+        generator, messages, params, lambda: generator.generate_message(messages, params)
+    )
+
+
+async def generate_text(generator: Generator, text: str, params: GenerateParams) -> GeneratedText:
+    """How pipelines ask a generator for text: through the interceptor in force."""
+    interceptor = _interceptor.get()
+    if interceptor is None:
+        return await generator.generate_text(text, params)
+    return await interceptor.text(
+        generator, text, params, lambda: generator.generate_text(text, params)
+    )
 
 
 _CONFIG_FIELDS = ("model", "params", "api_key")

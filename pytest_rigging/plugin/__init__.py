@@ -27,6 +27,7 @@ if t.TYPE_CHECKING:
     from pytest_rigging.generator.base import GenerateParams, Generator
     from pytest_rigging.plugin.baseline import BaselineDocument, Comparison
     from pytest_rigging.plugin.budget import Budget
+    from pytest_rigging.plugin.cassettes import Tapes
     from pytest_rigging.plugin.execution import Engine
     from pytest_rigging.plugin.matrix import Cell, Checker, Settings, Verdict
     from pytest_rigging.plugin.records import ItemRecord
@@ -55,6 +56,7 @@ _SHARD = pytest.StashKey["Shard"]()
 _BASELINE = pytest.StashKey["BaselineDocument"]()
 _COMPARISON = pytest.StashKey["Comparison"]()
 _BUDGET = pytest.StashKey["Budget | None"]()
+_TAPES = pytest.StashKey["Tapes | None"]()
 _BUDGET_SKIPS = pytest.StashKey[int]()
 _SPLIT = pytest.StashKey[tuple[int, int, int, int]]()
 """The shard's (items, of items, test functions, of test functions)."""
@@ -96,6 +98,13 @@ OPTIONS: dict[str, tuple[str, str, bool]] = {
         for name, f in FIGURES.items()
     },
     "gate_mode": ("MODE", MODES_HELP, False),
+    "record": (
+        "MODE",
+        "record model calls in cassettes beside each test module and replay them: none "
+        "(replay only; a miss fails), once (record a missing cassette, else replay only), "
+        "new_episodes (replay, record misses), all (record again)",
+        False,
+    ),
     "max_tokens": (
         "N",
         "start no model call once the run has used N tokens (in and out; split across xdist "
@@ -182,6 +191,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if _asked(config):
         settings = _settings(config)
         _budget(config)  # checks the budget's values
+        _tapes(config)  # checks the recording mode
         if not _is_worker(config):
             _reporter(config)  # reads and checks the gates
             for note in settings.notes:
@@ -244,7 +254,7 @@ def _engine(config: pytest.Config) -> Engine:
 
         recorder = _recorder(config)
         concurrency = max(1, _settings(config).concurrency // worker_count(config))
-        config.stash[_ENGINE] = Engine(concurrency, recorder, Progress(config))
+        config.stash[_ENGINE] = Engine(concurrency, recorder, Progress(config), _tapes(config))
     return config.stash[_ENGINE]
 
 
@@ -255,6 +265,24 @@ def _recorder(config: pytest.Config) -> Recorder:
 
         config.stash[_RECORDER] = Recorder(worker_journal(config), _budget(config))
     return config.stash[_RECORDER]
+
+
+def _tapes(config: pytest.Config) -> Tapes | None:
+    """`--rig-record MODE`: the run's cassettes; None without it."""
+    if _TAPES not in config.stash:
+        mode = config.getoption("rig_record") or config.getini("rig_record").strip() or None
+        tapes = None
+        if mode is not None:
+            from pytest_rigging.plugin.cassettes import MODES, Tapes
+
+            if mode not in MODES:
+                where = "--rig-record" if config.getoption("rig_record") else "ini rig_record"
+                raise pytest.UsageError(
+                    f"{where}: expected one of {', '.join(MODES)}, got {mode!r}"
+                )
+            tapes = Tapes(mode, config.rootpath)
+        config.stash[_TAPES] = tapes
+    return config.stash[_TAPES]
 
 
 def _budget(config: pytest.Config) -> Budget | None:
@@ -445,6 +473,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     emptied = split is not None and split[0] == 0 and split[1] > 0
     if _is_worker(config):
         config.workeroutput[_EMPTY_SHARD] = emptied  # type: ignore[attr-defined]
+        tapes = config.stash.get(_TAPES, None)
+        if tapes is not None and tapes.recorded():
+            from pytest_rigging.plugin.cassettes import dump
+            from pytest_rigging.plugin.xdist import worker_folder
+
+            found = worker_folder(config)
+            if found is not None:
+                dump(found[0], found[1], tapes.recorded())
+            else:  # --dist each: every worker records the same; each writes it whole
+                _write_cassettes(config, [tapes.recorded()])
     elif exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and (
         emptied or config.stash.get(_WORKERS_EMPTIED, False)
     ):
@@ -475,6 +513,7 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
         return (yield)
     from pytest_rigging._pipeline import observe
     from pytest_rigging.plugin.budget import BudgetSpent
+    from pytest_rigging.plugin.cassettes import CassetteError
     from pytest_rigging.plugin.execution import RESULT_FIXTURES
 
     recorder = _recorder(item.config)
@@ -487,11 +526,13 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
         engine.remember(chats)
         recorder.add(item.nodeid, chats, parses, cell, generator, None)
 
-    with observe(heard), engine.gated():
+    with observe(heard), engine.around_calls(item.nodeid):
         try:
             return (yield)
         except BudgetSpent as error:  # a call the test made itself, once the budget is spent
             raise pytest.skip.Exception(str(error)) from None
+        except CassetteError as error:  # its message says it all
+            raise pytest.fail.Exception(str(error), pytrace=False) from None
 
 
 def _cell_of(item: pytest.Item) -> Cell | None:
@@ -572,6 +613,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _ENGINE in config.stash:
         config.stash[_ENGINE].stop()
+
+
+def _write_cassettes(config: pytest.Config, recorded: list[t.Any]) -> None:
+    from pytest_rigging.plugin.cassettes import write
+
+    for problem in write(recorded):
+        warnings.warn(RiggingWarning(problem), stacklevel=1)
 
 
 class ReportHooks:
@@ -664,6 +712,15 @@ class ReportHooks:
             warnings.warn(
                 RiggingWarning(f"cannot write --rig-report {path}: {error}"), stacklevel=1
             )
+        tapes = self.config.stash.get(_TAPES, None)
+        if tapes is not None:
+            from pytest_rigging.plugin.cassettes import dumped
+
+            recorded = [tapes.recorded()]
+            xdist_hooks = self.config.pluginmanager.get_plugin("rigging-xdist")
+            if xdist_hooks is not None and xdist_hooks.folder is not None:
+                recorded.extend(dumped(xdist_hooks.folder))
+            _write_cassettes(self.config, recorded)
         saved = self.config.getoption("rig_save_baseline")
         try:
             if saved and _REPORTER in self.config.stash:

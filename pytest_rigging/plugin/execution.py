@@ -28,14 +28,21 @@ from pytest_rigging._concurrency import calls_gated, calls_heard, shared_limit
 from pytest_rigging._pipeline import current_observer, observe
 from pytest_rigging.chat import Chat, ChatPipeline, new_chat
 from pytest_rigging.error import GenerationError
-from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
+from pytest_rigging.generator.base import (
+    GenerateParams,
+    Generator,
+    calls_intercepted,
+    get_generator,
+)
 from pytest_rigging.plugin.budget import BudgetSpent
+from pytest_rigging.plugin.cassettes import CassetteError, at
 from pytest_rigging.plugin.journal import Salvage, lost_message, salvage
 from pytest_rigging.plugin.matrix import Cell, Verdict
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
 from pytest_rigging.plugin.xdist import group_key
 
 if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.cassettes import Tapes
     from pytest_rigging.plugin.stats import Recorder
 
 RESULT_FIXTURES = ("rig_chat", "rig_chats")
@@ -114,10 +121,17 @@ class Engine:
     what finished there instead of calling again.
     """
 
-    def __init__(self, concurrency: int, recorder: Recorder, progress: Progress) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        recorder: Recorder,
+        progress: Progress,
+        tapes: Tapes | None = None,
+    ) -> None:
         self.concurrency = concurrency
         self.recorder = recorder
         self.progress = progress
+        self.tapes = tapes
         self.journal = recorder.journal
         self.loop = LoopThread()
         self.groups: dict[str, list[pytest.Item]] = {}
@@ -153,7 +167,7 @@ class Engine:
         async def limited(awaitable: t.Awaitable[T]) -> T:
             if self._semaphore is None:
                 self._semaphore = asyncio.Semaphore(self.concurrency)
-            with shared_limit(self._semaphore), observe(observer), self.gated():
+            with shared_limit(self._semaphore), observe(observer), self.around_calls():
                 return await awaitable
 
         def start() -> None:
@@ -173,11 +187,21 @@ class Engine:
         loop.call_soon_threadsafe(start)
         return futures
 
-    def gated(self) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def around_calls(
+        self, nodeid: str | None = None, sample: int | None = None
+    ) -> t.Iterator[None]:
         """Within this block, a model call that would start once the budget is spent raises
-        `BudgetSpent` instead."""
-        budget = self.recorder.budget
-        return calls_gated(budget.gate) if budget is not None else contextlib.nullcontext()
+        `BudgetSpent` instead, and calls go through the cassettes (as `nodeid`'s, for
+        `sample`, when given)."""
+        with contextlib.ExitStack() as stack:
+            if self.recorder.budget is not None:
+                stack.enter_context(calls_gated(self.recorder.budget.gate))
+            if self.tapes is not None:
+                stack.enter_context(calls_intercepted(self.tapes))
+                if nodeid is not None:
+                    stack.enter_context(at(nodeid, sample))
+            yield
 
     def _wait(self, future: concurrent.futures.Future[T], *, progress: bool) -> T:
         """The future's result; with `progress`, the status line meanwhile. Ctrl-C cancels
@@ -273,6 +297,8 @@ class Engine:
         outcome = self._results[item.nodeid]  # kept until teardown: rig_chat and rig_chats
         if isinstance(outcome, BudgetSpent):
             raise pytest.skip.Exception(str(outcome))
+        if isinstance(outcome, CassetteError):  # its message says it all
+            raise pytest.fail.Exception(str(outcome), pytrace=False)
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
@@ -311,7 +337,7 @@ class Engine:
                 if kept is not None:
                     self.progress.sample_done(kept.error_kind == "infrastructure")
                     return kept
-            with observe(heard), self._sending(nodeid, index):
+            with observe(heard), self._sending(nodeid, index), self.around_calls(nodeid, index):
                 return await pipeline.run(on_failed="include")
 
         async def samples(

@@ -98,13 +98,20 @@ def write_groups(config: pytest.Config, items: t.Sequence[pytest.Item], rig: set
     temporary.replace(path)
 
 
-def worker_journal(config: pytest.Config) -> Journal | None:
-    """This xdist worker's journal; None in a single process and under `--dist each`
-    (where every worker runs every item, so no item is any one worker's)."""
+def worker_folder(config: pytest.Config) -> tuple[Path, str] | None:
+    """On an xdist worker: the run's folder, which the controller reads, and the worker's
+    id; None in a single process and under `--dist each`."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None or workerinput.get(_FOLDER) is None:
         return None
-    return Journal(Path(workerinput[_FOLDER]), workerinput["workerid"])
+    return Path(workerinput[_FOLDER]), str(workerinput["workerid"])
+
+
+def worker_journal(config: pytest.Config) -> Journal | None:
+    """This xdist worker's journal; None in a single process and under `--dist each`
+    (where every worker runs every item, so no item is any one worker's)."""
+    found = worker_folder(config)
+    return Journal(*found) if found is not None else None
 
 
 def _group_names(item: pytest.Item) -> list[str]:

@@ -1,0 +1,368 @@
+"""Cassettes: `--rig-record none|once|new_episodes|all` records model calls and replays them.
+
+At the generator level, not HTTP: every call a pipeline makes goes through an interceptor
+(`generator.base.calls_intercepted`), whatever the provider, litellm's, native, offline or
+a user's. A recording is keyed by the generator's identity (no secret, no config), the
+conversation (or text), the params that shape the reply, the sample's index, and the call's
+rank among the sample's identical calls, so `runs=5` replays five recordings. It holds the
+reply, usage, stop reason and latency, so a replayed run reports the same table.
+
+One JSON file per test module (`cassettes/test_capitals.json` beside it), entries sorted
+by key, secrets masked, so that re-recording an unchanged suite changes nothing. New
+entries are written when the run ends, atomically; under xdist each worker hands its own to
+the controller through the run's folder, and the controller writes each file once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import difflib
+import json
+import threading
+import time
+import typing as t
+from pathlib import Path
+
+from typing_extensions import TypedDict
+
+from pytest_rigging._secrets import known_secrets, redact
+from pytest_rigging.generator.base import (
+    GeneratedMessage,
+    GeneratedText,
+    GenerateParams,
+    Generator,
+    Usage,
+)
+from pytest_rigging.message import Message
+
+MODES = ("none", "once", "new_episodes", "all")
+FORMAT = "pytest-rigging-cassette"
+VERSION = 1
+_UNKEYED = ("api_base", "timeout")
+"""Params that say how to reach a model, not what it answers."""
+
+
+class CassetteError(Exception):
+    """A call that can't be answered: a miss where only replay is allowed, or a cassette
+    that can't be read. It fails the item; nothing is recorded over it."""
+
+
+class Reply(TypedDict):
+    content: str
+    stop_reason: str | None
+    usage: list[int] | None
+    latency: float | None
+
+
+class Entry(TypedDict):
+    request: dict[str, t.Any]
+    reply: Reply
+
+
+class Where(t.NamedTuple):
+    """The item (and sample) making calls: which cassette (its module's, from the node id),
+    and how calls are told apart."""
+
+    nodeid: str
+    sample: int | None
+
+
+_where: contextvars.ContextVar[Where | None] = contextvars.ContextVar(
+    "pytest_rigging_cassette_where", default=None
+)
+
+
+@contextlib.contextmanager
+def at(nodeid: str, sample: int | None) -> t.Iterator[None]:
+    """Calls made within this block (and the tasks it starts) are the item's, for sample
+    `sample` (None: a free-form test's own calls)."""
+    token = _where.set(Where(nodeid, sample))
+    try:
+        yield
+    finally:
+        _where.reset(token)
+
+
+class Cassette:
+    """One module's recordings: those read from its file, and those made in this run."""
+
+    def __init__(self, path: Path, shown: str) -> None:
+        self.path = path
+        self.shown = shown
+        self.existed = path.exists()
+        self.error: str | None = None
+        self.recorded: dict[str, Entry] = {}
+        self.new: dict[str, Entry] = {}
+        if self.existed:
+            try:
+                self.recorded = _read(path, shown)
+            except CassetteError as error:
+                self.error = str(error)
+
+
+def _read(path: Path, shown: str) -> dict[str, Entry]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise CassetteError(f"cannot read cassette {shown}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise CassetteError(
+            f"cassette {shown} is not valid JSON at line {error.lineno}, column {error.colno}: "
+            f"{error.msg} (fix it, or delete it to record again)"
+        ) from None
+    except UnicodeDecodeError:
+        raise CassetteError(f"cassette {shown} is not UTF-8 text") from None
+    entries = doc.get("entries") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(entries, list):
+        raise CassetteError(f"{shown} is not a pytest-rigging cassette")
+    if doc.get("version") != VERSION:
+        raise CassetteError(
+            f"cassette {shown} is of version {doc.get('version')!r}; this version reads "
+            f"{VERSION} (record it again with --rig-record all)"
+        )
+    found: dict[str, Entry] = {}
+    for index, entry in enumerate(entries):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("request"), dict)
+            and isinstance(entry.get("reply"), dict)
+            and isinstance(entry["reply"].get("content"), str)
+        ):
+            raise CassetteError(f"cassette {shown}: entry {index} has no request or reply")
+        found[_key(entry["request"])] = t.cast(Entry, entry)
+    return found
+
+
+def _key(request: dict[str, t.Any]) -> str:
+    """JSON-semantic: key order and whitespace don't matter."""
+    return json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class Tapes:
+    """Every cassette of the run, and the interceptor that answers calls from them."""
+
+    def __init__(self, mode: str, rootdir: Path) -> None:
+        self.mode = mode
+        self.rootdir = rootdir
+        self._cassettes: dict[Path, Cassette] = {}
+        self._ranks: dict[tuple[str, int | None, str], int] = {}
+        self._lock = threading.Lock()
+
+    def cassette(self, module: Path) -> Cassette:
+        path = module.parent / "cassettes" / f"{module.stem}.json"
+        with self._lock:
+            if path not in self._cassettes:
+                try:
+                    shown = path.relative_to(self.rootdir).as_posix()
+                except ValueError:
+                    shown = str(path)
+                self._cassettes[path] = Cassette(path, shown)
+            return self._cassettes[path]
+
+    async def message(
+        self,
+        generator: Generator,
+        messages: list[Message],
+        params: GenerateParams,
+        call: t.Callable[[], t.Awaitable[GeneratedMessage]],
+    ) -> GeneratedMessage:
+        asked = {"messages": [{"role": m.role, "content": m.content} for m in messages]}
+        reply = await self._answer(generator, asked, params, call)
+        usage = (
+            Usage(input_tokens=reply["usage"][0], output_tokens=reply["usage"][1])
+            if reply["usage"]
+            else None
+        )
+        return GeneratedMessage(
+            message=Message(role="assistant", content=reply["content"]),
+            stop_reason=reply["stop_reason"],
+            usage=usage,
+            latency=reply["latency"],
+        )
+
+    async def text(
+        self,
+        generator: Generator,
+        text: str,
+        params: GenerateParams,
+        call: t.Callable[[], t.Awaitable[GeneratedText]],
+    ) -> GeneratedText:
+        reply = await self._answer(generator, {"text": text}, params, call)
+        usage = (
+            Usage(input_tokens=reply["usage"][0], output_tokens=reply["usage"][1])
+            if reply["usage"]
+            else None
+        )
+        return GeneratedText(
+            text=reply["content"],
+            stop_reason=reply["stop_reason"],
+            usage=usage,
+            latency=reply["latency"],
+        )
+
+    async def _answer(
+        self,
+        generator: Generator,
+        asked: dict[str, t.Any],
+        params: GenerateParams,
+        call: t.Callable[[], t.Awaitable[GeneratedMessage | GeneratedText]],
+    ) -> Reply:
+        where = _where.get()
+        if where is None:  # a call from outside any rig item: not the cassettes' business
+            return _reply(await call(), None)
+        cassette = self.cassette(self.rootdir / where.nodeid.split("::", 1)[0])
+        if cassette.error is not None:
+            raise CassetteError(cassette.error)
+        request = self._request(generator, asked, params, where)
+        key = _key(request)
+        replay_only = self.mode == "none" or (self.mode == "once" and cassette.existed)
+        if self.mode != "all":
+            found = cassette.new.get(key) or cassette.recorded.get(key)
+            if found is not None:
+                return found["reply"]
+            if replay_only:
+                raise CassetteError(_miss(cassette, request, self.mode))
+        started = time.perf_counter()
+        generated = await call()
+        reply = _reply(generated, time.perf_counter() - started)
+        with self._lock:
+            cassette.new[key] = {"request": request, "reply": _masked(reply)}
+        return reply
+
+    def _request(
+        self, generator: Generator, asked: dict[str, t.Any], params: GenerateParams, where: Where
+    ) -> dict[str, t.Any]:
+        """The call as it is keyed and stored: secrets masked everywhere."""
+        shaping = {k: v for k, v in params.to_dict().items() if k not in _UNKEYED}
+        request = {
+            "generator": generator.to_identifier(GenerateParams(), with_config=False),
+            **asked,
+            "params": shaping,
+            "sample": where.sample,
+        }
+        masked = json.loads(redact(_key(request), known_secrets()))
+        with self._lock:
+            rank_key = (where.nodeid, where.sample, _key(masked))
+            masked["call"] = self._ranks.get(rank_key, 0)
+            self._ranks[rank_key] = masked["call"] + 1
+        return t.cast(dict[str, t.Any], masked)
+
+    def recorded(self) -> dict[str, list[Entry]]:
+        """This run's new entries, per cassette file."""
+        return {str(path): list(c.new.values()) for path, c in self._cassettes.items() if c.new}
+
+
+def _reply(generated: GeneratedMessage | GeneratedText, timed: float | None) -> Reply:
+    """What is kept of a reply; its latency the provider's own count, else as timed here."""
+    content = (
+        generated.message.content if isinstance(generated, GeneratedMessage) else generated.text
+    )
+    usage = generated.usage
+    latency = generated.latency if generated.latency is not None else timed
+    return {
+        "content": content,
+        "stop_reason": generated.stop_reason,
+        "usage": [usage.input_tokens, usage.output_tokens] if usage is not None else None,
+        "latency": round(latency, 6) if latency is not None else None,
+    }
+
+
+def _masked(reply: Reply) -> Reply:
+    return {**reply, "content": redact(reply["content"], known_secrets())}
+
+
+def _miss(cassette: Cassette, request: dict[str, t.Any], mode: str) -> str:
+    """Which recording comes closest to `request`, and how they differ."""
+    head = f"no recording in {cassette.shown} for this call (--rig-record {mode} replays only)"
+    entries = [*cassette.recorded.values(), *cassette.new.values()]
+    if not entries:
+        return f"{head}; the cassette holds no recording (record with --rig-record once)"
+    wanted = dict(_leaves(request))
+    best = min(entries, key=lambda e: _distance(wanted, dict(_leaves(e["request"]))))
+    differences = _differences(wanted, dict(_leaves(best["request"])))
+    shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
+    return f"{head}; the closest recording differs in {shown}"
+
+
+def _leaves(value: t.Any, path: str = "") -> t.Iterator[tuple[str, t.Any]]:
+    if isinstance(value, dict):
+        for key in sorted(value):
+            yield from _leaves(value[key], f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{path}[{index}]")
+        if not value:
+            yield path, []
+    else:
+        yield path, value
+
+
+def _distance(one: dict[str, t.Any], other: dict[str, t.Any]) -> float:
+    differing = [k for k in one.keys() | other.keys() if one.get(k) != other.get(k)]
+    similarity = sum(
+        difflib.SequenceMatcher(None, str(one.get(k)), str(other.get(k))).ratio() for k in differing
+    )
+    return len(differing) - similarity
+
+
+def _differences(wanted: dict[str, t.Any], recorded: dict[str, t.Any]) -> list[str]:
+    out = []
+    for path in sorted(wanted.keys() | recorded.keys()):
+        if wanted.get(path) != recorded.get(path):
+            out.append(
+                f"{path}: {_short(wanted.get(path, '(absent)'))} here, "
+                f"{_short(recorded.get(path, '(absent)'))} recorded"
+            )
+    return out
+
+
+def _short(value: t.Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + '..."'
+
+
+def write(recorded: t.Iterable[dict[str, list[Entry]]]) -> list[str]:
+    """Add new entries (from every process that recorded) to their cassette files, each
+    written whole or not at all; a file that can't be read is left as it is. The problems,
+    as lines to show."""
+    by_path: dict[str, dict[str, Entry]] = {}
+    for part in recorded:
+        for path, entries in part.items():
+            by_path.setdefault(path, {}).update((_key(e["request"]), e) for e in entries)
+    problems = []
+    for path_text, entries in sorted(by_path.items()):
+        path = Path(path_text)
+        try:
+            existing = _read(path, path_text) if path.exists() else {}
+        except CassetteError as error:
+            problems.append(f"{error}: its new recordings were not written")
+            continue
+        merged = {**existing, **entries}
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "entries": [merged[key] for key in sorted(merged)],
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(path.name + ".tmp")
+            temporary.write_text(
+                json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                encoding="utf-8",
+            )
+            temporary.replace(path)
+        except OSError as error:
+            problems.append(f"cannot write cassette {path_text}: {error.strerror}")
+    return problems
+
+
+def dump(folder: Path, worker: str, recorded: dict[str, list[Entry]]) -> None:
+    """An xdist worker's new recordings, for the controller to write."""
+    (folder / f"cassettes-{worker}.json").write_text(json.dumps(recorded), encoding="utf-8")
+
+
+def dumped(folder: Path) -> list[dict[str, list[Entry]]]:
+    """What the workers dumped."""
+    files = sorted(folder.glob("cassettes-*.json"))
+    return [json.loads(path.read_text(encoding="utf-8")) for path in files]

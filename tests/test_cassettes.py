@@ -1,0 +1,200 @@
+"""Cassettes (`--rig-record`): recorded against the loopback server over real HTTP, on both
+routes, then replayed with the server refusing every call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ONE_ITEM, OPENAI_TEST_KEY, ini, on
+from tests.llm_server import LLMServer, Reply
+
+SUITE = """
+import pytest
+
+QUESTIONS = {"France": "Paris", "Japan": "Tokyo", "Peru": "Lima"}
+
+
+@pytest.fixture
+def rig_pipeline(rig_generator, country):
+    return rig_generator.chat(f"What is the capital of {country}?")
+
+
+@pytest.mark.parametrize("country", sorted(QUESTIONS))
+@pytest.mark.rig(runs=2)
+def test_capital(rig_chat, country):
+    assert QUESTIONS[country] in rig_chat.last.content
+"""
+
+
+def scripted(server: LLMServer) -> None:
+    for country, capital in {"France": "Paris", "Japan": "Tokyo", "Peru": "Lima"}.items():
+        server.add_rule(country, Reply(content=capital, prompt_tokens=9, completion_tokens=1))
+
+
+def cassette(pytester: pytest.Pytester) -> Path:
+    return pytester.path / "cassettes" / "test_capitals.json"
+
+
+def rows(pytester: pytest.Pytester, report: str) -> list[dict]:
+    return json.loads((pytester.path / report).read_text())["models"]
+
+
+def test_record_then_replay_with_no_server_gives_the_same_run(
+    pytester: pytest.Pytester, llm_server: LLMServer, route: str
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(test_capitals=SUITE)
+    scripted(llm_server)
+    models = ["--rig-models", on(route, "openai/m,max_retries=0"), "-p", "no:cacheprovider"]
+    recorded = pytester.runpytest(*models, "--rig-record", "once", "--rig-report", "a.json")
+    recorded.assert_outcomes(passed=3)
+    assert len(llm_server.requests) == 6  # 3 cases x 2 samples
+    doc = json.loads(cassette(pytester).read_text())
+    assert len(doc["entries"]) == 6
+    assert {e["request"]["sample"] for e in doc["entries"]} == {0, 1}  # runs=2: two recordings
+    llm_server.fail_next(100, status=500)  # the server "stops": any call that reaches it fails
+    replayed = pytester.runpytest(*models, "--rig-record", "none", "--rig-report", "b.json")
+    replayed.assert_outcomes(passed=3)
+    assert len(llm_server.requests) == 6  # not one more
+    assert rows(pytester, "a.json") == rows(pytester, "b.json")  # latency included
+    before = cassette(pytester).read_text()
+    again = pytester.runpytest(*models, "--rig-record", "all")  # re-recorded, unchanged
+    again.assert_outcomes(errors=3)  # the server fails now: `all` calls it
+    llm_server.reset()
+    scripted(llm_server)
+    pytester.runpytest(*models, "--rig-record", "all").assert_outcomes(passed=3)
+    after = json.loads(cassette(pytester).read_text())
+    assert [e["request"] for e in after["entries"]] == [
+        e["request"] for e in json.loads(before)["entries"]
+    ]
+
+
+def test_a_changed_prompt_misses_and_says_how(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(test_capitals=SUITE)
+    scripted(llm_server)
+    pytester.runpytest("--rig-models", "openai!m", "--rig-record", "once").assert_outcomes(passed=3)
+    pytester.makepyfile(
+        test_capitals=SUITE.replace(
+            'f"What is the capital of {country}?"',
+            'f"What is the capital of {country}?" if country != "Peru" else "Capital of Peru?"',
+        )
+    )
+    result = pytester.runpytest("--rig-models", "openai!m", "--rig-record", "none")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_capital*Peru*",
+            "no recording in cassettes/test_capitals.json for this call (--rig-record none "
+            'replays only); the closest recording differs in messages[0].content: "Capital of '
+            'Peru?" here, "What is the capital of Peru?" recorded',
+        ]
+    )
+    assert len(llm_server.requests) == 6  # the miss never reached the server
+
+
+def test_new_episodes_records_only_what_is_missing(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(test_capitals=SUITE)
+    scripted(llm_server)
+    pytester.runpytest("--rig-models", "openai!m", "--rig-record", "once").assert_outcomes(passed=3)
+    llm_server.add_rule("Chile", "Santiago")
+    pytester.makepyfile(
+        test_capitals=SUITE.replace('"Peru": "Lima"}', '"Peru": "Lima", "Chile": "Santiago"}')
+    )
+    result = pytester.runpytest("--rig-models", "openai!m", "--rig-record", "new_episodes")
+    result.assert_outcomes(passed=4)
+    assert len(llm_server.requests) == 8  # 6 recorded first, 2 for Chile's samples now
+    assert len(json.loads(cassette(pytester).read_text())["entries"]) == 8
+    once = pytester.runpytest("--rig-models", "openai!m", "--rig-record", "once")
+    once.assert_outcomes(passed=4)  # the cassette exists: `once` replays it
+    assert len(llm_server.requests) == 8
+
+
+def test_recording_under_xdist_writes_what_a_serial_run_writes(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(test_capitals=SUITE)
+    scripted(llm_server)
+    args = ["--rig-models", "openai!m,openai!n", "--rig-record", "all", "-p", "no:cacheprovider"]
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=6)
+    serial = json.loads(cassette(pytester).read_text())
+    cassette(pytester).unlink()
+    pytester.runpytest_subprocess(*args, "-n", "2").assert_outcomes(passed=6)
+    parallel = json.loads(cassette(pytester).read_text())
+    strip = (
+        [{**e, "reply": {**e["reply"], "latency": 0}} for e in serial["entries"]],
+        [{**e, "reply": {**e["reply"], "latency": 0}} for e in parallel["entries"]],
+    )
+    assert strip[0] == strip[1] and len(strip[0]) == 12
+
+
+def test_no_key_is_ever_written(
+    pytester: pytest.Pytester, llm_server: LLMServer, route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-cassette-key-5555555555555555"
+    monkeypatch.setenv("MY_SERVICE_API_KEY", "env-secret-value-66666666")
+    ini(pytester)
+    pytester.makepyfile(
+        test_capitals="""
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator):
+            return rig_generator.chat(
+                "keys: sk-cassette-key-5555555555555555 env-secret-value-66666666"
+            )
+
+        def test_a(rig_chat):
+            pass
+        """
+    )
+    model = on(route, f"openai/m,api_key={key}")
+    result = pytester.runpytest(
+        "--rig-models", model, "--rig-record", "once", "--rig-report", "r.json"
+    )
+    result.assert_outcomes(passed=1)
+    written = [p for p in pytester.path.rglob("*") if p.is_file() and p.suffix in (".json", ".xml")]
+    assert cassette(pytester) in written
+    for path in written:
+        text = path.read_text()
+        assert key not in text and "env-secret-value-66666666" not in text, path
+        assert OPENAI_TEST_KEY not in text, path
+
+
+def test_a_corrupt_cassette_is_an_error_naming_it_and_is_left_alone(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(test_capitals=ONE_ITEM)
+    cassette(pytester).parent.mkdir()
+    broken = '{"format": "pytest-rigging-cassette", "version": 1,\n "entries": [\n {"request": '
+    cassette(pytester).write_text(broken)
+    result = pytester.runpytest("--rig-models", "openai!m", "--rig-record", "new_episodes")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cassette cassettes/test_capitals.json is not valid JSON at line 3, column 14: "
+            "Expecting value (fix it, or delete it to record again)"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+    assert cassette(pytester).read_text() == broken and not llm_server.requests
+
+
+def test_a_bad_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(test_capitals=ONE_ITEM)
+    result = pytester.runpytest("--rig-record", "sometimes")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.stderr.lines if line] == [
+        "ERROR: --rig-record: expected one of none, once, new_episodes, all, got 'sometimes'"
+    ]
