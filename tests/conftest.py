@@ -4,6 +4,7 @@ generators that count what happens to them."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import textwrap
 import typing as t
@@ -87,6 +88,20 @@ pytest_plugins = ["pytester"]
 # litellm is imported once, up front: `pytester` removes the modules a test imported when
 # the test ends, and what litellm installs (finders, loggers) breaks once half-removed.
 _litellm()
+# So are the native providers, and every plugin module a test may import in-process:
+# a module pytester removes comes back as a second copy, with state (a loop's shared
+# session) of its own.
+for _module in (
+    "generator.openai_",
+    "generator.anthropic_",
+    "plugin.cassettes",
+    "plugin.budget",
+    "plugin.baseline",
+    "plugin.shards",
+    "plugin.execution",
+    "plugin.report",
+):
+    importlib.import_module(f"pytest_rigging.{_module}")
 
 # Shaped so that nothing mistakes them for real keys, but long enough to be redacted.
 OPENAI_TEST_KEY = "test-openai-key-do-not-leak-0001"

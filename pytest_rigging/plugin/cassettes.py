@@ -19,6 +19,7 @@ import contextlib
 import contextvars
 import difflib
 import json
+import os
 import threading
 import time
 import typing as t
@@ -236,7 +237,7 @@ class Tapes:
         """The call as it is keyed and stored: secrets masked everywhere."""
         shaping = {k: v for k, v in params.to_dict().items() if k not in _UNKEYED}
         request = {
-            "generator": generator.to_identifier(GenerateParams(), with_config=False),
+            "generator": self._identity(generator),
             **asked,
             "params": shaping,
             "sample": where.sample,
@@ -247,6 +248,17 @@ class Tapes:
             masked["call"] = self._ranks.get(rank_key, 0)
             self._ranks[rank_key] = masked["call"] + 1
         return t.cast(dict[str, t.Any], masked)
+
+    def _identity(self, generator: Generator) -> str:
+        """The generator's identifier without params, config or secret; a model that is a
+        file (a `scripted!` rules file) named by its path from the rootdir, so that a run
+        started from another directory finds its recordings."""
+        identity = generator.to_identifier(GenerateParams(), with_config=False)
+        provider, bang, rest = identity.partition("!")
+        model, comma, tail = rest.partition(",")
+        if bang and Path(model).is_file():
+            model = Path(os.path.relpath(Path(model).resolve(), self.rootdir)).as_posix()
+        return f"{provider}{bang}{model}{comma}{tail}"
 
     def recorded(self) -> dict[str, list[Entry]]:
         """This run's new entries, per cassette file."""
@@ -264,7 +276,8 @@ def _reply(generated: GeneratedMessage | GeneratedText, timed: float | None) -> 
         "content": content,
         "stop_reason": generated.stop_reason,
         "usage": [usage.input_tokens, usage.output_tokens] if usage is not None else None,
-        "latency": round(latency, 6) if latency is not None else None,
+        # to the millisecond: finer would change at every recording of an unchanged suite
+        "latency": round(latency, 3) if latency is not None else None,
     }
 
 
