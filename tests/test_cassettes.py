@@ -198,3 +198,18 @@ def test_a_bad_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
     assert [line for line in result.stderr.lines if line] == [
         "ERROR: --rig-record: expected one of none, once, new_episodes, all, got 'sometimes'"
     ]
+
+
+def test_all_replaces_what_the_items_it_runs_recorded_before(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """Re-recording with `all` after a prompt changed leaves no stale recording behind."""
+    ini(pytester)
+    pytester.makepyfile(test_capitals=SUITE)
+    scripted(llm_server)
+    pytester.runpytest("--rig-models", "openai!m", "--rig-record", "all").assert_outcomes(passed=3)
+    pytester.makepyfile(test_capitals=SUITE.replace("What is the capital", "Capital"))
+    pytester.runpytest("--rig-models", "openai!m", "--rig-record", "all").assert_outcomes(passed=3)
+    entries = json.loads(cassette(pytester).read_text())["entries"]
+    assert len(entries) == 6
+    assert all(e["request"]["messages"][0]["content"].startswith("Capital of") for e in entries)

@@ -469,7 +469,7 @@ def test_cost_per_model_from_litellms_prices(
     rows = {row["label"]: row for row in doc["models"]}
     assert rows["gpt-4o-mini"]["cost"] == pytest.approx(expected)
     assert rows["e"]["cost"] is None
-    shown = f"${expected:.4g}"
+    shown = f"${expected:,.4f}"
     assert any(shown in line and "gpt-4o-mini" in line for line in result.stdout.lines)
     echo_line = next(line for line in result.stdout.lines if line.startswith("e "))
     assert " - " in echo_line and "$" not in echo_line
@@ -538,6 +538,28 @@ def test_a_spent_budget_skips_free_form_tests_too(
     result = pytester.runpytest("--rig-models", "openai!m", "--rig-max-tokens", "50")
     result.assert_outcomes(passed=2, skipped=4)
     assert len(llm_server.requests) == 2 and result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_spent_budget_skips_a_free_form_item_with_several_runs(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """`rig(runs=3)` on a free-form test: a refused call ends the item (skipped), it doesn't
+    count as a failed sample."""
+    llm_server.add_rule(".", Reply(content="fine", prompt_tokens=20, completion_tokens=10))
+    ini(pytester)
+    pytester.makepyfile(
+        rig_module(
+            """
+            @pytest.mark.rig(runs=3)
+            def test_free(rig_pipeline, rig_run):
+                rig_run(rig_pipeline.run())
+            """
+        )
+    )
+    result = pytester.runpytest("--rig-models", "openai!m", "--rig-max-tokens", "50", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*rigging: budget spent (--rig-max-tokens 50*"])
+    assert len(llm_server.requests) == 2
 
 
 @pytest.mark.parametrize(

@@ -513,7 +513,7 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
         return (yield)
     from pytest_rigging._pipeline import observe
     from pytest_rigging.plugin.budget import BudgetSpent
-    from pytest_rigging.plugin.cassettes import CassetteError
+    from pytest_rigging.plugin.cassettes import CassetteError, Where
     from pytest_rigging.plugin.execution import RESULT_FIXTURES
 
     recorder = _recorder(item.config)
@@ -526,7 +526,9 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
         engine.remember(chats)
         recorder.add(item.nodeid, chats, parses, cell, generator, None)
 
-    with observe(heard), engine.around_calls(item.nodeid):
+    if engine.tapes is not None:
+        engine.tapes.begin(item.nodeid)
+    with observe(heard), engine.around_calls(Where(item.nodeid, item.path, None)):
         try:
             return (yield)
         except BudgetSpent as error:  # a call the test made itself, once the budget is spent
@@ -618,7 +620,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def _write_cassettes(config: pytest.Config, recorded: list[t.Any]) -> None:
     from pytest_rigging.plugin.cassettes import write
 
-    for problem in write(recorded):
+    tapes = config.stash[_TAPES]
+    for problem in write(recorded, tapes.mode if tapes is not None else "none"):
         warnings.warn(RiggingWarning(problem), stacklevel=1)
 
 
@@ -769,7 +772,7 @@ class ReportHooks:
             rows = reporter.rows(False) if reporter is not None else []
             tokens = sum(r["input_tokens"] + r["output_tokens"] for r in rows)
             costs = [r["cost"] for r in rows if r.get("cost") is not None]
-            spent = f"{tokens:,} tokens" + (f", ${sum(costs):.4g}" if costs else "")
+            spent = f"{tokens:,} tokens" + (f", ${sum(costs):,.4f}" if costs else "")
             budget = _budget(self.config)
             named = budget.names() if budget is not None else ""
             terminalreporter.write_line(

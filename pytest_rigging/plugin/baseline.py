@@ -7,6 +7,7 @@ overlap), which `--rig-fail-on-regression` fails the run on when the rate droppe
 from __future__ import annotations
 
 import json
+import os
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +84,9 @@ def from_report(doc: ReportDocument) -> BaselineDocument:
 def save(path: Path, baseline: BaselineDocument) -> None:
     """Sorted, so that saving an unchanged run changes nothing in version control."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(baseline, indent=2, sort_keys=True, ensure_ascii=False))
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    text = json.dumps(baseline, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    temporary.write_text(text, encoding="utf-8", newline="\n")
     temporary.replace(path)
 
 

@@ -13,6 +13,8 @@ import threading
 import typing as t
 from dataclasses import dataclass, field
 
+from pytest_rigging.plugin.samples import CallRefused
+
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.records import ChatRecord
 
@@ -20,7 +22,7 @@ SKIPPED = "rigging: budget spent"
 """How a skip for budget's reason begins: the controller counts those skips."""
 
 
-class BudgetSpent(Exception):
+class BudgetSpent(CallRefused):
     """Raised where a model call would start once the budget is spent."""
 
 
@@ -52,13 +54,14 @@ class Budget:
 
     def spent(self) -> str | None:
         """What this process spent, once its share is gone; None while some is left."""
-        tokens = self.max_tokens is not None and self.tokens >= self.max_tokens // self.workers
+        share = -(-self.max_tokens // self.workers) if self.max_tokens is not None else 0
+        tokens = self.max_tokens is not None and self.tokens >= share
         cost = self.max_cost is not None and self.cost >= self.max_cost / self.workers
         if not (tokens or cost):
             return None
-        share = f", this worker's share of {self.workers}" if self.workers > 1 else ""
-        used = f"{self.tokens:,} tokens" + (f", ${self.cost:.4g}" if cost or self.cost else "")
-        return f"{self.names()}{share}: {used} used"
+        whose = f", this worker's share of {self.workers}" if self.workers > 1 else ""
+        used = f"{self.tokens:,} tokens" + (f", ${self.cost:,.4f}" if cost or self.cost else "")
+        return f"{self.names()}{whose}: {used} used"
 
     def gate(self) -> None:
         """Called as each model call is about to start."""

@@ -25,7 +25,7 @@ import time
 import typing as t
 from pathlib import Path
 
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from pytest_rigging._secrets import known_secrets, redact
 from pytest_rigging.generator.base import (
@@ -36,15 +36,16 @@ from pytest_rigging.generator.base import (
     Usage,
 )
 from pytest_rigging.message import Message
+from pytest_rigging.plugin.samples import CallRefused
 
 MODES = ("none", "once", "new_episodes", "all")
 FORMAT = "pytest-rigging-cassette"
 VERSION = 1
-_UNKEYED = ("api_base", "timeout")
-"""Params that say how to reach a model, not what it answers."""
+_UNKEYED = ("api_base", "timeout", "extra_headers")
+"""Params that say how to reach a model, not what it answers (headers may hold a key)."""
 
 
-class CassetteError(Exception):
+class CassetteError(CallRefused):
     """A call that can't be answered: a miss where only replay is allowed, or a cassette
     that can't be read. It fails the item; nothing is recorded over it."""
 
@@ -59,13 +60,16 @@ class Reply(TypedDict):
 class Entry(TypedDict):
     request: dict[str, t.Any]
     reply: Reply
+    item: NotRequired[str]
+    """The test item that recorded it: `--rig-record all` replaces an item's recordings."""
 
 
 class Where(t.NamedTuple):
-    """The item (and sample) making calls: which cassette (its module's, from the node id),
-    and how calls are told apart."""
+    """The item (and sample) making calls: which cassette (its module's), and how calls
+    are told apart."""
 
     nodeid: str
+    module: Path
     sample: int | None
 
 
@@ -75,14 +79,19 @@ _where: contextvars.ContextVar[Where | None] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def at(nodeid: str, sample: int | None) -> t.Iterator[None]:
-    """Calls made within this block (and the tasks it starts) are the item's, for sample
-    `sample` (None: a free-form test's own calls)."""
-    token = _where.set(Where(nodeid, sample))
+def at(where: Where) -> t.Iterator[None]:
+    """Calls made within this block (and the tasks it starts) are the item's, for its
+    sample `where.sample` (None: a free-form test's own calls)."""
+    token = _where.set(where)
     try:
         yield
     finally:
         _where.reset(token)
+
+
+def current() -> Where | None:
+    """Whose calls are being made here (handed to the engine's loop with the work)."""
+    return _where.get()
 
 
 class Cassette:
@@ -146,9 +155,16 @@ class Tapes:
     def __init__(self, mode: str, rootdir: Path) -> None:
         self.mode = mode
         self.rootdir = rootdir
+        self.gate: t.Callable[[], None] | None = None
+        """Called before each call that is made for real (the budget's), not for replays."""
         self._cassettes: dict[Path, Cassette] = {}
-        self._ranks: dict[tuple[str, int | None, str], int] = {}
+        self._ranks: dict[str, dict[tuple[int | None, str], int]] = {}
         self._lock = threading.Lock()
+
+    def begin(self, nodeid: str) -> None:
+        """The item starts (again, if a rerun plugin runs it twice): its calls rank from 0."""
+        with self._lock:
+            self._ranks.pop(nodeid, None)
 
     def cassette(self, module: Path) -> Cassette:
         path = module.parent / "cassettes" / f"{module.stem}.json"
@@ -210,9 +226,14 @@ class Tapes:
         call: t.Callable[[], t.Awaitable[GeneratedMessage | GeneratedText]],
     ) -> Reply:
         where = _where.get()
-        if where is None:  # a call from outside any rig item: not the cassettes' business
+        if where is None:  # no item's: a fixture's, say
+            if self.mode == "none":
+                raise CassetteError(
+                    "a model call outside a rig test's samples or body (a fixture's?) has no "
+                    "cassette, and --rig-record none makes no call"
+                )
             return _reply(await call(), None)
-        cassette = self.cassette(self.rootdir / where.nodeid.split("::", 1)[0])
+        cassette = self.cassette(where.module)
         if cassette.error is not None:
             raise CassetteError(cassette.error)
         request = self._request(generator, asked, params, where)
@@ -224,11 +245,13 @@ class Tapes:
                 return found["reply"]
             if replay_only:
                 raise CassetteError(_miss(cassette, request, self.mode))
+        if self.gate is not None:
+            self.gate()
         started = time.perf_counter()
         generated = await call()
         reply = _reply(generated, time.perf_counter() - started)
         with self._lock:
-            cassette.new[key] = {"request": request, "reply": _masked(reply)}
+            cassette.new[key] = {"request": request, "reply": _masked(reply), "item": where.nodeid}
         return reply
 
     def _request(
@@ -244,9 +267,10 @@ class Tapes:
         }
         masked = json.loads(redact(_key(request), known_secrets()))
         with self._lock:
-            rank_key = (where.nodeid, where.sample, _key(masked))
-            masked["call"] = self._ranks.get(rank_key, 0)
-            self._ranks[rank_key] = masked["call"] + 1
+            ranks = self._ranks.setdefault(where.nodeid, {})
+            rank_key = (where.sample, _key(masked))
+            masked["call"] = ranks.get(rank_key, 0)
+            ranks[rank_key] = masked["call"] + 1
         return t.cast(dict[str, t.Any], masked)
 
     def _identity(self, generator: Generator) -> str:
@@ -257,7 +281,8 @@ class Tapes:
         provider, bang, rest = identity.partition("!")
         model, comma, tail = rest.partition(",")
         if bang and Path(model).is_file():
-            model = Path(os.path.relpath(Path(model).resolve(), self.rootdir)).as_posix()
+            with contextlib.suppress(ValueError):  # another drive: keep the path as it is
+                model = Path(os.path.relpath(Path(model).resolve(), self.rootdir)).as_posix()
         return f"{provider}{bang}{model}{comma}{tail}"
 
     def recorded(self) -> dict[str, list[Entry]]:
@@ -335,10 +360,10 @@ def _short(value: t.Any) -> str:
     return text if len(text) <= 60 else text[:57] + '..."'
 
 
-def write(recorded: t.Iterable[dict[str, list[Entry]]]) -> list[str]:
+def write(recorded: t.Iterable[dict[str, list[Entry]]], mode: str) -> list[str]:
     """Add new entries (from every process that recorded) to their cassette files, each
-    written whole or not at all; a file that can't be read is left as it is. The problems,
-    as lines to show."""
+    written whole or not at all; under `all`, an item that recorded replaces what it had
+    recorded before. A file that can't be read is left as it is. The problems, as lines."""
     by_path: dict[str, dict[str, Entry]] = {}
     for part in recorded:
         for path, entries in part.items():
@@ -351,6 +376,9 @@ def write(recorded: t.Iterable[dict[str, list[Entry]]]) -> list[str]:
         except CassetteError as error:
             problems.append(f"{error}: its new recordings were not written")
             continue
+        if mode == "all":
+            again = {e.get("item") for e in entries.values()}
+            existing = {k: e for k, e in existing.items() if e.get("item") not in again}
         merged = {**existing, **entries}
         doc = {
             "format": FORMAT,
@@ -359,10 +387,11 @@ def write(recorded: t.Iterable[dict[str, list[Entry]]]) -> list[str]:
         }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(path.name + ".tmp")
+            temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # writers never share
             temporary.write_text(
                 json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                 encoding="utf-8",
+                newline="\n",  # the same bytes on every system
             )
             temporary.replace(path)
         except OSError as error:

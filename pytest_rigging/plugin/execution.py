@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import threading
 import typing as t
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +36,7 @@ from pytest_rigging.generator.base import (
     get_generator,
 )
 from pytest_rigging.plugin.budget import BudgetSpent
-from pytest_rigging.plugin.cassettes import CassetteError, at
+from pytest_rigging.plugin.cassettes import CassetteError, Where, at, current
 from pytest_rigging.plugin.journal import Salvage, lost_message, salvage
 from pytest_rigging.plugin.matrix import Cell, Verdict
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
@@ -159,7 +160,7 @@ class Engine:
         limit and the caller's observer, waking the loop once for all of them (a group
         of thousands of items would otherwise cost a wake-up each); cancelling a future
         cancels its task."""
-        observer, loop = current_observer(), self.loop.loop
+        observer, where, loop = current_observer(), current(), self.loop.loop
         futures: list[concurrent.futures.Future[T]] = [
             concurrent.futures.Future() for _ in awaitables
         ]
@@ -167,7 +168,7 @@ class Engine:
         async def limited(awaitable: t.Awaitable[T]) -> T:
             if self._semaphore is None:
                 self._semaphore = asyncio.Semaphore(self.concurrency)
-            with shared_limit(self._semaphore), observe(observer), self.around_calls():
+            with shared_limit(self._semaphore), observe(observer), self.around_calls(where):
                 return await awaitable
 
         def start() -> None:
@@ -188,19 +189,19 @@ class Engine:
         return futures
 
     @contextlib.contextmanager
-    def around_calls(
-        self, nodeid: str | None = None, sample: int | None = None
-    ) -> t.Iterator[None]:
-        """Within this block, a model call that would start once the budget is spent raises
-        `BudgetSpent` instead, and calls go through the cassettes (as `nodeid`'s, for
-        `sample`, when given)."""
+    def around_calls(self, where: Where | None = None) -> t.Iterator[None]:
+        """Within this block, calls go through the cassettes (as `where`'s, when given), and
+        a model call that would start once the budget is spent raises `BudgetSpent`
+        instead (with cassettes, only a call made for real: a replay costs nothing)."""
+        budget = self.recorder.budget
         with contextlib.ExitStack() as stack:
-            if self.recorder.budget is not None:
-                stack.enter_context(calls_gated(self.recorder.budget.gate))
             if self.tapes is not None:
+                self.tapes.gate = budget.gate if budget is not None else None
                 stack.enter_context(calls_intercepted(self.tapes))
-                if nodeid is not None:
-                    stack.enter_context(at(nodeid, sample))
+                if where is not None:
+                    stack.enter_context(at(where))
+            elif budget is not None:
+                stack.enter_context(calls_gated(budget.gate))
             yield
 
     def _wait(self, future: concurrent.futures.Future[T], *, progress: bool) -> T:
@@ -313,19 +314,27 @@ class Engine:
         """Build every item's pipeline (here, on pytest's thread) and start all their
         samples at once on the engine's loop; each item later waits for its own. A
         sample `found` in a crashed worker's journal is taken from there."""
-        jobs: list[tuple[str, ChatPipeline, int, Cell, Generator]] = []
+        jobs: list[tuple[str, ChatPipeline, int, Cell, Generator, Path]] = []
         for item in items:
             try:
                 pipeline = _checked(known.get(item.nodeid) or self._pipeline_for(item, request))
                 cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
                 generator = self.generator(cell, item.nodeid)
-                jobs.append((item.nodeid, pipeline, verdict_of(item).runs, cell, generator))
+                runs = verdict_of(item).runs
+                jobs.append((item.nodeid, pipeline, runs, cell, generator, item.path))
+                if self.tapes is not None:
+                    self.tapes.begin(item.nodeid)
             except (Exception, pytest.skip.Exception, pytest.fail.Exception) as error:
                 # this case alone: a skip or failure building its pipeline is its own outcome
                 self._results[item.nodeid] = error
 
         async def sample(
-            nodeid: str, pipeline: ChatPipeline, index: int, cell: Cell, generator: Generator
+            nodeid: str,
+            pipeline: ChatPipeline,
+            index: int,
+            cell: Cell,
+            generator: Generator,
+            module: Path,
         ) -> Chat:
             def heard(chats: t.Sequence[Chat], parses: bool) -> None:
                 self.remember(chats)
@@ -337,20 +346,29 @@ class Engine:
                 if kept is not None:
                     self.progress.sample_done(kept.error_kind == "infrastructure")
                     return kept
-            with observe(heard), self._sending(nodeid, index), self.around_calls(nodeid, index):
+            where = Where(nodeid, module, index)
+            with observe(heard), self._sending(nodeid, index), self.around_calls(where):
                 return await pipeline.run(on_failed="include")
 
         async def samples(
-            nodeid: str, pipeline: ChatPipeline, runs: int, cell: Cell, generator: Generator
+            nodeid: str,
+            pipeline: ChatPipeline,
+            runs: int,
+            cell: Cell,
+            generator: Generator,
+            module: Path,
         ) -> list[Chat] | BaseException:
             try:
                 if runs == 1:  # most items: no gathering
-                    return [await sample(nodeid, pipeline, 0, cell, generator)]
-                return list(
-                    await asyncio.gather(
-                        *(sample(nodeid, pipeline, i, cell, generator) for i in range(runs))
-                    )
+                    return [await sample(nodeid, pipeline, 0, cell, generator, module)]
+                done = await asyncio.gather(
+                    *(sample(nodeid, pipeline, i, cell, generator, module) for i in range(runs)),
+                    return_exceptions=True,  # samples still in flight finish, and are counted
                 )
+                for outcome in done:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                return t.cast(list[Chat], done)
             except Exception as error:  # the item's outcome, raised when it asks
                 return error
 

@@ -46,7 +46,7 @@ def _latency(row: Row) -> str:
 
 def _cost(row: Row) -> str:
     cost = row.get("cost")
-    return "-" if cost is None else f"${cost:.4g}"
+    return "-" if cost is None else f"${cost:,.4f}"
 
 
 def table(

@@ -29,6 +29,11 @@ class InfrastructureError(Exception):
     """Too many samples failed for reasons outside the model's answer to judge the item."""
 
 
+class CallRefused(Exception):
+    """A model call the plugin would not make (a spent budget, a cassette miss): it ends
+    the item as it is, rather than counting as one sample's failure."""
+
+
 def judgeable(chats: list[Chat], verdict: Verdict) -> list[Chat]:
     """The chats a test may judge; raises when infrastructure errors leave too few."""
     usable = [c for c in chats if c.error_kind != "infrastructure"]
@@ -71,6 +76,8 @@ def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:
 def _outcome(function: t.Callable[..., t.Any], arguments: dict[str, t.Any]) -> BaseException | None:
     try:
         function(**arguments)
+    except CallRefused:
+        raise
     except _FAILURES as error:
         return error
     return None
@@ -81,6 +88,8 @@ async def _outcome_async(
 ) -> BaseException | None:
     try:
         await function(**arguments)
+    except CallRefused:
+        raise
     except _FAILURES as error:
         return error
     return None
