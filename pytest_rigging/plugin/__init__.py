@@ -467,7 +467,8 @@ def pytest_collection_modifyitems_for_shard(
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A shard that holds no test function of a suite that has some ran what it had to:
-    not pytest's "no tests collected" (exit 5), which would fail its CI job."""
+    not pytest's "no tests collected" (exit 5), which would fail its CI job. An xdist
+    worker also hands its new recordings to the controller here."""
     config = session.config
     split = config.stash.get(_SPLIT, None)
     emptied = split is not None and split[0] == 0 and split[1] > 0
