@@ -286,16 +286,17 @@ def _tapes(config: pytest.Config) -> Tapes | None:
 
 
 def _budget(config: pytest.Config) -> Budget | None:
-    """`--rig-max-tokens` / `--rig-max-cost`: this process's share, read once."""
+    """`--rig-max-tokens` / `--rig-max-cost`, read once."""
     if _BUDGET not in config.stash:
         from pytest_rigging.plugin.budget import read_budget
-        from pytest_rigging.plugin.xdist import worker_count
+        from pytest_rigging.plugin.xdist import worker_count, worker_folder
 
         try:
             config.stash[_BUDGET] = read_budget(
                 (config.getoption("rig_max_tokens"), config.getini("rig_max_tokens")),
                 (config.getoption("rig_max_cost"), config.getini("rig_max_cost")),
                 worker_count(config),
+                worker_folder(config),
             )
         except ValueError as error:
             raise pytest.UsageError(str(error)) from None

@@ -3,15 +3,19 @@ model call starts. Calls in flight finish and are counted; an item whose samples
 start is skipped for budget, and the run fails with a line naming the budget.
 
 Spending is counted as the table counts it (each finished chat's tokens, and its cost at its
-model's prices), as chats finish. Under xdist each worker holds its share of the budget, as
-of the concurrency limit: workers can't see each other's spending as it happens.
+model's prices), as chats finish. xdist workers count each other's spending through the
+run's folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
+import time
 import typing as t
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pytest_rigging.plugin.samples import CallRefused
 
@@ -26,17 +30,31 @@ class BudgetSpent(CallRefused):
     """Raised where a model call would start once the budget is spent."""
 
 
+_SHARE_EVERY = 0.02
+"""Seconds between an xdist worker's reports of its spending to the others, and between its
+readings of theirs."""
+
+
 @dataclass
 class Budget:
-    """What the run may spend, this process's share of it (`workers` share it evenly), and
-    what this process spent (guarded: chats finish on the engine's loop, free-form tests
-    report on pytest's thread)."""
+    """What the run may spend, and what was spent (guarded: chats finish on the engine's
+    loop, free-form tests report on pytest's thread).
+
+    xdist workers on one machine share the run's budget through the run's folder: each
+    writes what it spent there, and counts what the others wrote (as of a few ms ago).
+    Without the folder (`--dist each`, where every worker runs every item) each of the
+    `workers` holds an even share."""
 
     max_tokens: int | None
     max_cost: float | None
     workers: int = 1
+    shared: tuple[Path, str] | None = None
+    """The run's folder and this worker's id, under xdist."""
     tokens: int = 0
     cost: float = 0.0
+    _others: tuple[int, float] = (0, 0.0)
+    _read_at: float = -1.0
+    _written_at: float = -1.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, records: t.Iterable[ChatRecord]) -> None:
@@ -44,6 +62,14 @@ class Budget:
             for record in records:
                 self.tokens += record["input_tokens"] + record["output_tokens"]
                 self.cost += record.get("cost") or 0.0
+            if self.shared is not None and time.monotonic() - self._written_at >= _SHARE_EVERY:
+                self._written_at = time.monotonic()
+                folder, worker = self.shared
+                spend = folder / f"spend-{worker}.json"
+                temporary = spend.with_name(spend.name + ".tmp")
+                with contextlib.suppress(OSError):  # then the others see it a little later
+                    temporary.write_text(json.dumps([self.tokens, self.cost]))
+                    temporary.replace(spend)
 
     def names(self) -> str:
         """The budget as its options spell it."""
@@ -52,15 +78,32 @@ class Budget:
             parts.append(f"--rig-max-cost {self.max_cost:g}")
         return " and ".join(parts)
 
+    def _run_spent(self) -> tuple[int, float]:
+        """What the run spent: this process's, and the other workers' as they last said."""
+        if self.shared is not None and time.monotonic() - self._read_at >= _SHARE_EVERY:
+            self._read_at = time.monotonic()
+            folder, worker = self.shared
+            tokens, cost = 0, 0.0
+            for spend in folder.glob("spend-*.json"):
+                if spend.name != f"spend-{worker}.json":
+                    with contextlib.suppress(OSError, ValueError, TypeError):
+                        theirs = json.loads(spend.read_text())
+                        tokens, cost = tokens + int(theirs[0]), cost + float(theirs[1])
+            self._others = (tokens, cost)
+        return self.tokens + self._others[0], self.cost + self._others[1]
+
     def spent(self) -> str | None:
-        """What this process spent, once its share is gone; None while some is left."""
-        share = -(-self.max_tokens // self.workers) if self.max_tokens is not None else 0
-        tokens = self.max_tokens is not None and self.tokens >= share
-        cost = self.max_cost is not None and self.cost >= self.max_cost / self.workers
-        if not (tokens or cost):
+        """What was spent, once the budget (or this worker's share of it) is gone; None
+        while some is left."""
+        workers = 1 if self.shared is not None else self.workers
+        tokens, cost = self._run_spent()
+        share = -(-self.max_tokens // workers) if self.max_tokens is not None else 0
+        over_tokens = self.max_tokens is not None and tokens >= share
+        over_cost = self.max_cost is not None and cost >= self.max_cost / workers
+        if not (over_tokens or over_cost):
             return None
-        whose = f", this worker's share of {self.workers}" if self.workers > 1 else ""
-        used = f"{self.tokens:,} tokens" + (f", ${self.cost:,.4f}" if cost or self.cost else "")
+        whose = f", this worker's share of {workers}" if workers > 1 else ""
+        used = f"{tokens:,} tokens" + (f", ${cost:,.4f}" if over_cost or cost else "")
         return f"{self.names()}{whose}: {used} used"
 
     def gate(self) -> None:
@@ -71,15 +114,19 @@ class Budget:
 
 
 def read_budget(
-    tokens: tuple[str | None, str], cost: tuple[str | None, str], workers: int
+    tokens: tuple[str | None, str],
+    cost: tuple[str | None, str],
+    workers: int,
+    shared: tuple[Path, str] | None,
 ) -> Budget | None:
-    """The budget from (command line, ini) values, shared by `workers` xdist workers; None
-    when neither is set. A bad value is a `ValueError` naming it."""
+    """The budget from (command line, ini) values, for one of `workers` xdist workers that
+    share the run's folder `shared` (when given); None when neither value is set. A bad
+    value is a `ValueError` naming it."""
     max_tokens = _amount(*tokens, "max-tokens", int)
     max_cost = _amount(*cost, "max-cost", float)
     if max_tokens is None and max_cost is None:
         return None
-    return Budget(max_tokens, max_cost, workers)
+    return Budget(max_tokens, max_cost, workers, shared)
 
 
 def _amount(cli: str | None, ini: str, name: str, kind: type[int] | type[float]) -> t.Any:
