@@ -139,6 +139,10 @@ class Comparison:
     """Failed in the baseline, pass here."""
     known: list[str] = field(default_factory=list)
     """Failed in both."""
+    new: list[str] = field(default_factory=list)
+    """Not in the baseline."""
+    missing: int = 0
+    """In the baseline, not in this run (deselected, removed, or in another shard)."""
     drifts: list[Drift] = field(default_factory=list)
 
     @property
@@ -151,9 +155,12 @@ def compare(
 ) -> Comparison:
     """This run (`items`, and `now`: this run as a baseline) against `baseline`."""
     result = Comparison()
+    ran = {item["nodeid"] for item in items}
+    result.missing = sum(1 for nodeid in baseline["items"] if nodeid not in ran)
     for item in items:
         before = baseline["items"].get(item["nodeid"])
         if before is None:
+            result.new.append(item["nodeid"])
             continue
         failing = item["outcome"] in ("failed", "error")
         if before["outcome"] == "passed" and failing:
@@ -182,7 +189,8 @@ def lines(comparison: Comparison, path: str, labels: dict[str, str]) -> list[str
     out = [
         f"against {path}: {len(comparison.flipped)} flipped to failing, "
         f"{len(comparison.fixed)} fixed, {len(comparison.known)} known failures, "
-        f"{len(comparison.drifts)} rates moved beyond noise"
+        f"{len(comparison.drifts)} rates moved beyond noise; {len(comparison.new)} new items, "
+        f"{comparison.missing} of its items not run"
     ]
     for title, nodeids in (
         ("flipped (passed there, fail here)", comparison.flipped),
