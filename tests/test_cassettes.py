@@ -213,3 +213,38 @@ def test_all_replaces_what_the_items_it_runs_recorded_before(
     entries = json.loads(cassette(pytester).read_text())["entries"]
     assert len(entries) == 6
     assert all(e["request"]["messages"][0]["content"].startswith("Capital of") for e in entries)
+
+
+def test_calls_a_rig_items_fixture_makes_are_recorded_too(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """A fixture of a rig item that calls a model (a judge's warm-up, a reference answer)
+    records and replays as the item's own calls: `none` never reaches the server."""
+    ini(pytester)
+    pytester.makepyfile(
+        test_capitals="""
+        import pytest
+
+        @pytest.fixture
+        def reference(rig_generator, rig_run):
+            return rig_run(rig_generator.chat("reference answer").run()).last.content
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator):
+            return rig_generator.chat("the answer")
+
+        def test_a(rig_chat, reference):
+            assert reference == "reference answer"
+        """
+    )
+    args = ["--rig-models", "openai!m", "-p", "no:cacheprovider"]
+    pytester.runpytest(*args, "--rig-record", "once").assert_outcomes(passed=1)
+    assert len(llm_server.requests) == 2
+    contents = {
+        (e["request"]["sample"], e["request"]["messages"][0]["content"])
+        for e in json.loads(cassette(pytester).read_text())["entries"]
+    }
+    assert contents == {(0, "the answer"), (None, "reference answer")}
+    llm_server.fail_next(100, status=500)
+    pytester.runpytest(*args, "--rig-record", "none").assert_outcomes(passed=1)
+    assert len(llm_server.requests) == 2

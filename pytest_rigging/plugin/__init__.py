@@ -13,6 +13,7 @@ scheduling is left alone until a test asks for a rig fixture or a rig option is 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import typing as t
@@ -514,8 +515,6 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
     if cell is None:
         return (yield)
     from pytest_rigging._pipeline import observe
-    from pytest_rigging.plugin.budget import BudgetSpent
-    from pytest_rigging.plugin.cassettes import CassetteError, Where
     from pytest_rigging.plugin.execution import RESULT_FIXTURES
 
     recorder = _recorder(item.config)
@@ -528,12 +527,35 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
         engine.remember(chats)
         recorder.add(item.nodeid, chats, parses, cell, generator, None)
 
+    with observe(heard), _calls_of(item, engine):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> t.Generator[None, None, None]:
+    """Calls a rig item's fixtures make (through `rig_run`, say) are the item's too: its
+    cassette and its budget."""
+    if _cell_of(item) is None or _ENGINE not in item.config.stash:
+        return (yield)
+    engine = _engine(item.config)
     if engine.tapes is not None:
-        engine.tapes.begin(item.nodeid)
-    with observe(heard), engine.around_calls(Where(item.nodeid, item.path, None)):
+        engine.tapes.begin(item.nodeid)  # the item's calls rank from 0 at each run of it
+    with _calls_of(item, engine):
+        return (yield)
+
+
+@contextlib.contextmanager
+def _calls_of(item: pytest.Item, engine: Engine) -> t.Iterator[None]:
+    """Model calls made here are `item`'s own (not a sample's): through its cassette, under
+    the budget; a refused call ends it as such (a skip for budget, a failure that says
+    which cassette missed)."""
+    from pytest_rigging.plugin.budget import BudgetSpent
+    from pytest_rigging.plugin.cassettes import CassetteError, Where
+
+    with engine.around_calls(Where(item.nodeid, item.path, None)):
         try:
-            return (yield)
-        except BudgetSpent as error:  # a call the test made itself, once the budget is spent
+            yield
+        except BudgetSpent as error:
             raise pytest.skip.Exception(str(error)) from None
         except CassetteError as error:  # its message says it all
             raise pytest.fail.Exception(str(error), pytrace=False) from None
