@@ -82,16 +82,18 @@ import pytest
 def test_bare(case):
     assert case >= 0
 """
-FLOOR = f"""\
+
+
+def floor_script(jobs: str, threads: int) -> str:
+    """A fresh python sending requests with `http.client` from `threads` threads (keep-alive,
+    no JSON beyond the body): the transport floor. `jobs` is code that fills the queue
+    `jobs` with (model, params, prompt) tuples."""
+    return f"""\
 import http.client, json, os, queue, threading, urllib.parse
 
 base = urllib.parse.urlparse(os.environ["OPENAI_BASE_URL"])
 jobs = queue.Queue()
-for case in range({CASES}):
-    for model in {list(MODELS)!r}:
-        for temperature in {list(TEMPERATURES)!r}:
-            for _ in range({RUNS}):
-                jobs.put((model, temperature, f"Question {{case}}"))
+{jobs}
 right = []
 
 
@@ -99,10 +101,10 @@ def worker():
     connection = http.client.HTTPConnection(base.hostname, base.port)
     while True:
         try:
-            model, temperature, prompt = jobs.get_nowait()
+            model, params, prompt = jobs.get_nowait()
         except queue.Empty:
             return
-        body = json.dumps({{"model": model, "temperature": temperature,
+        body = json.dumps({{"model": model, **params,
                            "messages": [{{"role": "user", "content": prompt}}]}})
         connection.request("POST", base.path + "/chat/completions", body,
                            {{"content-type": "application/json", "authorization": "Bearer k"}})
@@ -110,13 +112,24 @@ def worker():
         right.append(reply["choices"][0]["message"]["content"] == prompt)
 
 
-threads = [threading.Thread(target=worker) for _ in range({LIMIT})]
+threads = [threading.Thread(target=worker) for _ in range({threads})]
 for thread in threads:
     thread.start()
 for thread in threads:
     thread.join()
 print(sum(right), "passed")
 """
+
+
+FLOOR = floor_script(
+    f"""\
+for case in range({CASES}):
+    for model in {list(MODELS)!r}:
+        for temperature in {list(TEMPERATURES)!r}:
+            for _ in range({RUNS}):
+                jobs.put((model, {{"temperature": temperature}}, f"Question {{case}}"))""",
+    LIMIT,
+)
 IMPORT = """\
 import asyncio, os, sys, time
 start = time.perf_counter()
@@ -340,38 +353,13 @@ def xdist_cost(root: Path, rounds: int) -> dict[str, float]:
     return {name: median([r.wall for r in runs]) for name, runs in results.items()}
 
 
-SCALE_FLOOR = f"""\
-import http.client, json, os, queue, threading, urllib.parse
-
-base = urllib.parse.urlparse(os.environ["OPENAI_BASE_URL"])
-jobs = queue.Queue()
+SCALE_FLOOR = floor_script(
+    f"""\
 for case in range({SCALE_CASES}):
     for model in range({SCALE_MODELS}):
-        jobs.put((f"s{{model}}", f"q{{case}}"))
-right = []
-
-
-def worker():
-    connection = http.client.HTTPConnection(base.hostname, base.port)
-    while True:
-        try:
-            model, prompt = jobs.get_nowait()
-        except queue.Empty:
-            return
-        body = json.dumps({{"model": model, "messages": [{{"role": "user", "content": prompt}}]}})
-        connection.request("POST", base.path + "/chat/completions", body,
-                           {{"content-type": "application/json", "authorization": "Bearer k"}})
-        reply = json.loads(connection.getresponse().read())
-        right.append(reply["choices"][0]["message"]["content"] == prompt)
-
-
-threads = [threading.Thread(target=worker) for _ in range({SCALE_LIMIT})]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-print(sum(right), "passed")
-"""
+        jobs.put((f"s{{model}}", {{}}, f"q{{case}}"))""",
+    SCALE_LIMIT,
+)
 FIXTURE_CHAIN = f"""\
 import pytest
 

@@ -34,6 +34,14 @@ def scripted(server: LLMServer) -> None:
         server.add_rule(country, Reply(content=capital, prompt_tokens=9, completion_tokens=1))
 
 
+def recorded_once(pytester: pytest.Pytester, llm_server: LLMServer) -> None:
+    """The suite, recorded with `once` on `openai!m` (6 calls: 3 cases x 2 samples)."""
+    ini(pytester)
+    pytester.makepyfile(test_capitals=SUITE)
+    scripted(llm_server)
+    pytester.runpytest("--rig-models", "openai!m", "--rig-record", "once").assert_outcomes(passed=3)
+
+
 def cassette(pytester: pytest.Pytester) -> Path:
     return pytester.path / "cassettes" / "test_capitals.json"
 
@@ -75,10 +83,7 @@ def test_record_then_replay_with_no_server_gives_the_same_run(
 def test_a_changed_prompt_misses_and_says_how(
     pytester: pytest.Pytester, llm_server: LLMServer
 ) -> None:
-    ini(pytester)
-    pytester.makepyfile(test_capitals=SUITE)
-    scripted(llm_server)
-    pytester.runpytest("--rig-models", "openai!m", "--rig-record", "once").assert_outcomes(passed=3)
+    recorded_once(pytester, llm_server)
     pytester.makepyfile(
         test_capitals=SUITE.replace(
             'f"What is the capital of {country}?"',
@@ -101,10 +106,7 @@ def test_a_changed_prompt_misses_and_says_how(
 def test_new_episodes_records_only_what_is_missing(
     pytester: pytest.Pytester, llm_server: LLMServer
 ) -> None:
-    ini(pytester)
-    pytester.makepyfile(test_capitals=SUITE)
-    scripted(llm_server)
-    pytester.runpytest("--rig-models", "openai!m", "--rig-record", "once").assert_outcomes(passed=3)
+    recorded_once(pytester, llm_server)
     llm_server.add_rule("Chile", "Santiago")
     pytester.makepyfile(
         test_capitals=SUITE.replace('"Peru": "Lima"}', '"Peru": "Lima", "Chile": "Santiago"}')

@@ -20,6 +20,7 @@ import typing as t
 
 from pytest_rigging._concurrency import LoopLocal
 from pytest_rigging._secrets import guard_loggers
+from pytest_rigging.generator._litellm_data import sent_name, token_prices
 from pytest_rigging.generator._retry import (
     DEFAULT_TIMEOUT,
     ResultT,
@@ -180,6 +181,8 @@ class HTTPGenerator(RetryingGenerator):
     litellm's route has them; the key comes from `api_key=` or the provider's usual
     environment variable, the base URL from `api_base=` or its usual variables."""
 
+    api: t.ClassVar[str]
+    """The API's provider name in litellm's data (`openai`, `anthropic`)."""
     key_variable: t.ClassVar[str]
     base_variables: t.ClassVar[tuple[str, ...]]
     default_base: t.ClassVar[str]
@@ -187,6 +190,16 @@ class HTTPGenerator(RetryingGenerator):
     def model_post_init(self, context: t.Any) -> None:
         super().model_post_init(context)
         guard_loggers("aiohttp.client", "aiohttp.internal")
+
+    @property
+    def sent_model(self) -> str:
+        """The model name requests carry: as litellm's route sends it (an alias in its data
+        as the model it names)."""
+        return sent_name(self.model, self.api)
+
+    def prices(self) -> tuple[float, float] | None:
+        """As litellm's route prices the same model: from its bundled data."""
+        return token_prices(self.sent_model, self.api)
 
     def key(self) -> str | None:
         return self.secret() or os.environ.get(self.key_variable) or None

@@ -39,15 +39,9 @@ def model_data() -> dict[str, t.Any]:
 def sent_name(model: str, provider: str) -> str:
     """The model name litellm sends for `model` of `provider`: another name for a model
     in its data (`claude-sonnet-latest`) is sent as that model's own name, whatever the
-    server; any other name as it is. A name the data never mentions (a local server's
-    model, usually) is known at once, without parsing the data (~20 ms)."""
+    server; any other name as it is."""
     names = (model, f"{provider}/{model}")
-    package = _package()
-    try:
-        text = (package / _DATA).read_text() if package is not None else ""
-    except OSError:
-        text = ""
-    if not any(json.dumps(name) in text for name in names):
+    if not _mentioned(names):
         return model
     owners = _bundled()[1]
     for name in names:
@@ -61,12 +55,14 @@ def token_prices(model: str, provider: str | None = None) -> tuple[float, float]
     """The USD price of an input and of an output token of `model` in litellm's data
     (`provider/model` too when a provider is given; `model`'s part after its provider's
     prefix when it has one); None when the data lists no price for it."""
-    data = model_data()
     names = [model]
     if provider is not None:
         names.append(f"{provider}/{model}")
     elif "/" in model:
         names.append(model.split("/", 1)[1])
+    if "litellm" not in sys.modules and not _mentioned(tuple(names)):
+        return None
+    data = model_data()
     for name in names:
         entry = data.get(name)
         if isinstance(entry, dict):
@@ -74,6 +70,18 @@ def token_prices(model: str, provider: str | None = None) -> tuple[float, float]
             if all(isinstance(p, int | float) and not isinstance(p, bool) for p in given):
                 return float(given[0]), float(given[1])
     return None
+
+
+@functools.cache
+def _mentioned(names: tuple[str, ...]) -> bool:
+    """Whether litellm's bundled data names any of `names`: a name it never mentions (a
+    local server's model, usually) is known at once, without parsing the data (~20 ms)."""
+    package = _package()
+    try:
+        text = (package / _DATA).read_text(encoding="utf-8") if package is not None else ""
+    except OSError:
+        return False
+    return any(json.dumps(name, ensure_ascii=False) in text for name in names)
 
 
 def _bundled_model_data() -> dict[str, t.Any]:

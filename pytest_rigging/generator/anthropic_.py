@@ -10,7 +10,7 @@ import os
 import typing as t
 
 from pytest_rigging.generator._http import HTTPGenerator, request_params
-from pytest_rigging.generator._litellm_data import model_data, sent_name, token_prices
+from pytest_rigging.generator._litellm_data import model_data
 from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
 from pytest_rigging.message import Message
@@ -45,13 +45,10 @@ class AnthropicGenerator(HTTPGenerator):
     """Anthropic's messages API (`/v1/messages`); the key from `api_key=` or
     `ANTHROPIC_API_KEY`. Text completion sends the text as one user message."""
 
+    api: t.ClassVar[str] = "anthropic"
     key_variable: t.ClassVar[str] = "ANTHROPIC_API_KEY"
     base_variables: t.ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")
     default_base: t.ClassVar[str] = "https://api.anthropic.com"
-
-    def prices(self) -> tuple[float, float] | None:
-        """As litellm's route prices the same model: from its bundled data."""
-        return token_prices(sent_name(self.model, "anthropic"), "anthropic")
 
     def headers(self, key: str | None) -> dict[str, str]:
         headers = {
@@ -98,7 +95,7 @@ class AnthropicGenerator(HTTPGenerator):
         if "stop" in sent:
             sent["stop_sequences"] = sent.pop("stop")
         sent.setdefault("max_tokens", default_max_tokens(self.model))
-        body: dict[str, t.Any] = {"model": sent_name(self.model, "anthropic"), "messages": turns}
+        body: dict[str, t.Any] = {"model": self.sent_model, "messages": turns}
         if system:
             body["system"] = system
         return {**body, **sent}

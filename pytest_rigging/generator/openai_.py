@@ -8,7 +8,6 @@ from __future__ import annotations
 import typing as t
 
 from pytest_rigging.generator._http import HTTPGenerator, request_params
-from pytest_rigging.generator._litellm_data import sent_name, token_prices
 from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
 from pytest_rigging.message import Message
@@ -18,13 +17,10 @@ class OpenAIGenerator(HTTPGenerator):
     """OpenAI's chat completions (`/chat/completions`) and text completions
     (`/completions`); the key from `api_key=` or `OPENAI_API_KEY` (none is sent without)."""
 
+    api: t.ClassVar[str] = "openai"
     key_variable: t.ClassVar[str] = "OPENAI_API_KEY"
     base_variables: t.ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
     default_base: t.ClassVar[str] = "https://api.openai.com/v1"
-
-    def prices(self) -> tuple[float, float] | None:
-        """As litellm's route prices the same model: from its bundled data."""
-        return token_prices(sent_name(self.model, "openai"), "openai")
 
     def headers(self, key: str | None) -> dict[str, str]:
         headers = {"content-type": "application/json", "accept": "application/json"}
@@ -36,7 +32,7 @@ class OpenAIGenerator(HTTPGenerator):
         self, messages: t.Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
         body = {
-            "model": sent_name(self.model, "openai"),
+            "model": self.sent_model,
             "messages": [m.to_dict() for m in messages],
             **request_params(params),
         }
@@ -45,7 +41,7 @@ class OpenAIGenerator(HTTPGenerator):
         )
 
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
-        body = {"model": sent_name(self.model, "openai"), "prompt": text, **request_params(params)}
+        body = {"model": self.sent_model, "prompt": text, **request_params(params)}
         return await self.post(f"{self.base_url(params)}/completions", body, params, _read_text)
 
 

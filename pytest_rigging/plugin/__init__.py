@@ -28,7 +28,7 @@ if t.TYPE_CHECKING:
     from pytest_rigging.generator.base import GenerateParams, Generator
     from pytest_rigging.plugin.baseline import BaselineDocument, Comparison
     from pytest_rigging.plugin.budget import Budget
-    from pytest_rigging.plugin.cassettes import Tapes
+    from pytest_rigging.plugin.cassettes import Entry, Tapes
     from pytest_rigging.plugin.execution import Engine
     from pytest_rigging.plugin.matrix import Cell, Checker, Settings, Verdict
     from pytest_rigging.plugin.records import ItemRecord
@@ -527,7 +527,7 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
         engine.remember(chats)
         recorder.add(item.nodeid, chats, parses, cell, generator, None)
 
-    with observe(heard), _calls_of(item, engine):
+    with observe(heard), _calls_of(item, engine) if engine.intercepts else contextlib.nullcontext():
         return (yield)
 
 
@@ -538,6 +538,8 @@ def pytest_runtest_setup(item: pytest.Item) -> t.Generator[None, None, None]:
     if _cell_of(item) is None or _ENGINE not in item.config.stash:
         return (yield)
     engine = _engine(item.config)
+    if not engine.intercepts:
+        return (yield)
     if engine.tapes is not None:
         engine.tapes.begin(item.nodeid)  # the item's calls rank from 0 at each run of it
     with _calls_of(item, engine):
@@ -641,7 +643,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.stash[_ENGINE].stop()
 
 
-def _write_cassettes(config: pytest.Config, recorded: list[t.Any]) -> None:
+def _write_cassettes(config: pytest.Config, recorded: list[dict[str, list[Entry]]]) -> None:
     from pytest_rigging.plugin.cassettes import write
 
     tapes = config.stash[_TAPES]

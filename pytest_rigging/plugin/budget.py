@@ -17,6 +17,7 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_rigging.plugin.matrix import setting
 from pytest_rigging.plugin.samples import CallRefused
 
 if t.TYPE_CHECKING:
@@ -122,20 +123,18 @@ def read_budget(
     """The budget from (command line, ini) values, for one of `workers` xdist workers that
     share the run's folder `shared` (when given); None when neither value is set. A bad
     value is a `ValueError` naming it."""
-    max_tokens = _amount(*tokens, "max-tokens", int)
-    max_cost = _amount(*cost, "max-cost", float)
+    max_tokens = _amount(*tokens, "max_tokens", int)
+    max_cost = _amount(*cost, "max_cost", float)
     if max_tokens is None and max_cost is None:
         return None
     return Budget(max_tokens, max_cost, workers, shared)
 
 
 def _amount(cli: str | None, ini: str, name: str, kind: type[int] | type[float]) -> t.Any:
-    if cli is not None:
-        value, where = cli, f"--rig-{name}"
-    elif ini.strip():
-        value, where = ini, f"ini rig_{name.replace('-', '_')}"
-    else:
+    given = setting(cli, ini, name)
+    if given is None:
         return None
+    value, where = given
     try:
         number = kind(value.strip())
     except ValueError:

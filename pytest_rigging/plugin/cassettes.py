@@ -186,15 +186,10 @@ class Tapes:
     ) -> GeneratedMessage:
         asked = {"messages": [{"role": m.role, "content": m.content} for m in messages]}
         reply = await self._answer(generator, asked, params, call)
-        usage = (
-            Usage(input_tokens=reply["usage"][0], output_tokens=reply["usage"][1])
-            if reply["usage"]
-            else None
-        )
         return GeneratedMessage(
             message=Message(role="assistant", content=reply["content"]),
             stop_reason=reply["stop_reason"],
-            usage=usage,
+            usage=_usage(reply),
             latency=reply["latency"],
         )
 
@@ -206,15 +201,10 @@ class Tapes:
         call: t.Callable[[], t.Awaitable[GeneratedText]],
     ) -> GeneratedText:
         reply = await self._answer(generator, {"text": text}, params, call)
-        usage = (
-            Usage(input_tokens=reply["usage"][0], output_tokens=reply["usage"][1])
-            if reply["usage"]
-            else None
-        )
         return GeneratedText(
             text=reply["content"],
             stop_reason=reply["stop_reason"],
-            usage=usage,
+            usage=_usage(reply),
             latency=reply["latency"],
         )
 
@@ -288,6 +278,11 @@ class Tapes:
     def recorded(self) -> dict[str, list[Entry]]:
         """This run's new entries, per cassette file."""
         return {str(path): list(c.new.values()) for path, c in self._cassettes.items() if c.new}
+
+
+def _usage(reply: Reply) -> Usage | None:
+    tokens = reply["usage"]
+    return Usage(input_tokens=tokens[0], output_tokens=tokens[1]) if tokens else None
 
 
 def _reply(generated: GeneratedMessage | GeneratedText, timed: float | None) -> Reply:

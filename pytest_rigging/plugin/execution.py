@@ -192,9 +192,14 @@ class Engine:
         """Within this block, calls go through the cassettes (as `where`'s, when given), and
         a model call that would start once the budget is spent raises `BudgetSpent`
         instead (with cassettes, only a call made for real: a replay costs nothing)."""
-        if self.tapes is None and self.recorder.budget is None:
+        if not self.intercepts:
             return contextlib.nullcontext()  # every sample passes here: keep it free
         return self._around_calls(where)
+
+    @property
+    def intercepts(self) -> bool:
+        """Whether model calls meet cassettes or a budget in this run."""
+        return self.tapes is not None or self.recorder.budget is not None
 
     @contextlib.contextmanager
     def _around_calls(self, where: Where | None) -> t.Iterator[None]:

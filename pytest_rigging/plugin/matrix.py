@@ -384,14 +384,22 @@ def read_settings(config: pytest.Config, check: Checker | None) -> Settings:
     )
 
 
+def setting(cli: str | None, ini: str, name: str) -> tuple[str, str] | None:
+    """A rig setting's raw value and where it came from (`--rig-max-tokens`, `ini
+    rig_max_tokens`): the command line over the ini file; None when neither sets it."""
+    if cli is not None:
+        return cli, f"--rig-{name.replace('_', '-')}"
+    if ini.strip():
+        return ini, f"ini rig_{name}"
+    return None
+
+
 def _positive(cli: str | None, ini: str, name: str) -> int | None:
     """A whole number >= 1 from the command line or the ini file; None when neither sets it."""
-    if cli is not None:
-        value, where = cli, f"--rig-{name}"
-    elif ini.strip():
-        value, where = ini, f"ini rig_{name}"
-    else:
+    given = setting(cli, ini, name)
+    if given is None:
         return None
+    value, where = given
     try:
         number = int(value.strip())
     except ValueError:
