@@ -11,16 +11,19 @@ generator first generates.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 import typing as t
 
 if t.TYPE_CHECKING:
-    from pytest_rigging import error, model
-    from pytest_rigging.chat import Chat, ChatPipeline
+    from pytest_rigging import completion, data, error, generator, message, model, watchers
+    from pytest_rigging.chat import Chat, ChatList, ChatPipeline
     from pytest_rigging.completion import Completion, CompletionPipeline
     from pytest_rigging.error import (
         ExhaustedMaxRoundsError,
         GenerationError,
         InvalidGeneratorError,
+        MaxDepthError,
         MissingModelError,
     )
     from pytest_rigging.generator import (
@@ -29,43 +32,76 @@ if t.TYPE_CHECKING:
         GenerateParams,
         Generator,
         Usage,
+        chat,
+        complete,
         get_generator,
+        get_identifier,
         register_generator,
     )
-    from pytest_rigging.message import Message, MessageDict
-    from pytest_rigging.model import Model
-    from pytest_rigging.prompt import Prompt, prompt
+    from pytest_rigging.message import (
+        ContentAudioInput,
+        ContentImageUrl,
+        ContentText,
+        Message,
+        MessageDict,
+        MessageSlice,
+    )
+    from pytest_rigging.model import Model, attr, element, wrapped
+    from pytest_rigging.prompt import Ctx, Prompt, prompt
 
 __version__ = "0.1.0"
 
 _WHERE = {
     "Chat": "chat",
+    "ChatList": "chat",
     "ChatPipeline": "chat",
     "Completion": "completion",
     "CompletionPipeline": "completion",
     "ExhaustedMaxRoundsError": "error",
     "GenerationError": "error",
     "InvalidGeneratorError": "error",
+    "MaxDepthError": "error",
     "MissingModelError": "error",
     "GenerateParams": "generator",
     "GeneratedMessage": "generator",
     "GeneratedText": "generator",
     "Generator": "generator",
     "Usage": "generator",
+    "chat": "generator",
+    "complete": "generator",
     "get_generator": "generator",
+    "get_identifier": "generator",
     "register_generator": "generator",
+    "ContentAudioInput": "message",
+    "ContentImageUrl": "message",
+    "ContentText": "message",
     "Message": "message",
     "MessageDict": "message",
+    "MessageSlice": "message",
     "Model": "model",
+    "attr": "model",
+    "element": "model",
+    "wrapped": "model",
+    "Ctx": "prompt",
     "Prompt": "prompt",
     "prompt": "prompt",
 }
 
+_MODULES = ("data", "error", "generator", "message", "model", "watchers", "completion")
+"""Submodules reachable as attributes (`rg.model.Answer`). `chat` and `prompt` are not:
+there, as in rigging, the names are the `rg.chat()` function and the `@rg.prompt`
+decorator."""
+
 __all__ = [
     "Chat",
+    "ChatList",
     "ChatPipeline",
     "Completion",
     "CompletionPipeline",
+    "ContentAudioInput",
+    "ContentImageUrl",
+    "ContentText",
+    "Ctx",
     "ExhaustedMaxRoundsError",
     "GenerateParams",
     "GeneratedMessage",
@@ -73,26 +109,53 @@ __all__ = [
     "GenerationError",
     "Generator",
     "InvalidGeneratorError",
+    "MaxDepthError",
     "Message",
     "MessageDict",
+    "MessageSlice",
     "MissingModelError",
     "Model",
     "Prompt",
     "Usage",
+    "attr",
+    "chat",
+    "complete",
+    "completion",
+    "data",
+    "element",
     "error",
+    "generator",
     "get_generator",
+    "get_identifier",
+    "message",
     "model",
     "prompt",
     "register_generator",
+    "watchers",
+    "wrapped",
 ]
 
 
 def __getattr__(name: str) -> t.Any:
     module = _WHERE.get(name)
     if module is None:
-        if name in ("error", "model", "message", "chat", "completion", "generator"):
+        if name in _MODULES:
             return importlib.import_module(f"pytest_rigging.{name}")
         raise AttributeError(f"module 'pytest_rigging' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"pytest_rigging.{module}"), name)
     globals()[name] = value
     return value
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule makes Python set it as an attribute of its package: for
+    `pytest_rigging.chat` and `pytest_rigging.prompt` that would hide the `rg.chat()`
+    function and the `@rg.prompt` decorator, so those names keep their function."""
+
+    def __setattr__(self, name: str, value: t.Any) -> None:
+        if name in ("chat", "prompt") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -21,6 +21,7 @@ from pytest_rigging._concurrency import bounded_map
 from pytest_rigging.error import (
     ExhaustedMaxRoundsError,
     GenerationError,
+    MaxDepthError,
     MissingModelError,
     ProcessingError,
 )
@@ -35,6 +36,8 @@ if t.TYPE_CHECKING:
 FailMode = t.Literal["raise", "skip", "include"]
 FAIL_MODES: tuple[FailMode, ...] = ("raise", "skip", "include")
 DEFAULT_MAX_ROUNDS = 5
+DEFAULT_MAX_DEPTH = 20
+"""How deep `then`/`map` callbacks may nest pipeline runs (rigging's default)."""
 
 DEFAULT_CAUGHT: tuple[type[BaseException], ...] = (
     ExhaustedMaxRoundsError,
@@ -54,6 +57,13 @@ _observer: contextvars.ContextVar[Observer | None] = contextvars.ContextVar(
 _nested: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "pytest_rigging_nested", default=False
 )
+_depth: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
+    "pytest_rigging_depth", default=(0, DEFAULT_MAX_DEPTH)
+)
+"""How deep the running callback is nested in pipeline runs, and how deep it may go."""
+
+WatchCallback = t.Callable[[list[t.Any]], t.Any]
+"""`watch` callbacks: called with every run's results (sync or async)."""
 
 
 def current_observer() -> Observer | None:
@@ -92,6 +102,7 @@ class ThenStep:
     """`then(callback)`: per result."""
 
     callback: t.Callable[[t.Any], t.Any]
+    max_depth: int = DEFAULT_MAX_DEPTH
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,7 @@ class MapStep:
     """`map(callback)`: once over all results of a run (a barrier between segments)."""
 
     callback: t.Callable[[list[t.Any]], t.Any]
+    max_depth: int = DEFAULT_MAX_DEPTH
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,7 @@ class ParseStep:
     models: tuple[type[Model], ...]
     max_rounds: int
     attempt_recovery: bool
+    catch: bool = True
 
 
 Step = ThenStep | MapStep | ParseStep
@@ -132,6 +145,39 @@ class _Tracker(t.Generic[ResultT]):
 
 async def maybe_await(value: t.Any) -> t.Any:
     return await value if inspect.isawaitable(value) else value
+
+
+def callable_name(callback: t.Any) -> str:
+    return getattr(callback, "__qualname__", None) or getattr(callback, "__name__", repr(callback))
+
+
+async def _nested_call(callback: t.Callable[[t.Any], t.Any], value: t.Any, max_depth: int) -> t.Any:
+    """`callback(value)` one level deeper: pipeline runs it starts (or returns, which are
+    run here) may nest at most `max_depth` levels."""
+    depth, _ = _depth.get()
+    token = _depth.set((depth + 1, max_depth))
+    try:
+        returned = await maybe_await(callback(value))
+        if isinstance(returned, Pipeline):
+            returned = await returned.run()
+        return returned
+    finally:
+        _depth.reset(token)
+
+
+def _add_callbacks(
+    steps: list[t.Any], callbacks: t.Sequence[t.Any], allow_duplicates: bool, kind: str
+) -> None:
+    registered = {id(getattr(step, "callback", None)) for step in steps}
+    for callback in callbacks:
+        if not callable(callback):
+            raise TypeError(f"{kind} takes callables, got {type(callback).__name__}")
+        if not allow_duplicates and id(callback) in registered:
+            raise ValueError(
+                f"{kind} callback {callable_name(callback)!r} is already registered: "
+                "pass allow_duplicates=True to run it again"
+            )
+        registered.add(id(callback))
 
 
 def fit_batch(
@@ -192,7 +238,9 @@ class Pipeline(t.Generic[ResultT, InputT]):
         self.metadata: dict[str, t.Any] = dict(metadata or {})
         self.steps: list[Step] = []
         self.caught: tuple[type[BaseException], ...] = DEFAULT_CAUGHT
+        self.excluded: tuple[type[BaseException], ...] = ()
         self.on_failed: FailMode = "raise"
+        self.watchers: list[WatchCallback] = list(generator.watchers)
 
     # Subclasses: how to generate, regenerate and fail one result.
 
@@ -222,66 +270,122 @@ class Pipeline(t.Generic[ResultT, InputT]):
     def _copy_into(self, other: Pipeline[ResultT, InputT]) -> None:
         other.steps = list(self.steps)
         other.caught = self.caught
+        other.excluded = self.excluded
         other.on_failed = self.on_failed
+        other.watchers = list(self.watchers)
 
     # Building
 
-    def then(self, callback: t.Callable[[ResultT], t.Any]) -> Self:
-        """Run `callback(result)` on each result (sync or async).
+    def then(
+        self,
+        *callbacks: t.Callable[[ResultT], t.Any],
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        allow_duplicates: bool = False,
+    ) -> Self:
+        """Run each `callback(result)` on each result, in order (sync or async).
 
-        It may return a new result (replacing it), None (keeping it), or a pipeline, which
-        is run and whose result replaces it.
+        A callback may return a new result (replacing it), None (keeping it), or a
+        pipeline, which is run and whose result replaces it. Pipeline runs a callback
+        starts may nest `max_depth` levels deep; deeper raises `MaxDepthError`.
         """
-        self.steps.append(ThenStep(callback))
+        _add_callbacks(self.steps, callbacks, allow_duplicates, "then")
+        self.steps.extend(ThenStep(callback, max_depth) for callback in callbacks)
         return self
 
-    def map(self, callback: t.Callable[[list[ResultT]], t.Any]) -> Self:
-        """Run `callback(results)` once over all (unfailed) results of a run.
+    def map(
+        self,
+        *callbacks: t.Callable[[list[ResultT]], t.Any],
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        allow_duplicates: bool = False,
+    ) -> Self:
+        """Run each `callback(results)` once over all (unfailed) results of a run.
 
         It must return as many results as it was given; this step waits for every result
-        of the run to reach it.
+        of the run to reach it. `max_depth` as for `then`.
         """
-        self.steps.append(MapStep(callback))
+        _add_callbacks(self.steps, callbacks, allow_duplicates, "map")
+        self.steps.extend(MapStep(callback, max_depth) for callback in callbacks)
+        return self
+
+    def watch(self, *callbacks: WatchCallback, allow_duplicates: bool = False) -> Self:
+        """Call each `callback(results)` with the results of every run of this pipeline
+        (sync or async), failed ones included, after the run's steps: to log or store
+        them (`pytest_rigging.watchers`)."""
+        for callback in callbacks:
+            if not allow_duplicates and callback in self.watchers:
+                raise ValueError(
+                    f"watch callback {callable_name(callback)!r} is already registered: "
+                    "pass allow_duplicates=True to call it again"
+                )
+            self.watchers.append(callback)
+        return self
+
+    def wrap(self, func: t.Callable[[t.Any], t.Any]) -> Self:
+        """Wrap this pipeline's generator calls in `func` (a retry or backoff decorator of
+        your own); see `Generator.wrap`."""
+        self.generator = self.generator.wrap(func)
         return self
 
     def until_parsed_as(
         self,
         *models: type[Model],
-        max_rounds: int = DEFAULT_MAX_ROUNDS,
+        max_rounds: int | None = None,
         attempt_recovery: bool = True,
         max_depth: int | None = None,
+        catch: bool = True,
     ) -> Self:
         """Require every model in `models` to parse from the reply.
 
-        The model gets at most `max_rounds` replies in all (`max_depth` is rigging 3's
-        name for it). With `attempt_recovery`, each retry first tells the model what
-        failed and asks for its whole message again; without it, the retry just asks
-        again. Exhaustion raises `ExhaustedMaxRoundsError` (absorbed by `skip` and
-        `include`). The final result holds the conversation without the failed tries.
+        The model gets at most `max_rounds` replies in all (default 5): the seed's
+        words; rigging 3 counts recoveries instead, `max_depth` (replies = max_depth + 1).
+        With `attempt_recovery`, each retry first tells the model what failed and asks
+        for its whole message again, and the result keeps that whole dialog (`chat.all`);
+        without it, the retry just asks again. Exhaustion raises `MaxDepthError` (an
+        `ExhaustedMaxRoundsError`; absorbed by `skip` and `include`). `catch=False`
+        raises the first parse error instead of retrying.
         """
         if not models:
             raise ValueError("until_parsed_as needs at least one model")
         for model in models:
             if not (isinstance(model, type) and issubclass(model, Model)):
                 raise TypeError(f"until_parsed_as takes Model subclasses, got {model!r}")
-        rounds = max_depth if max_depth is not None else max_rounds
-        if rounds < 1:
-            raise ValueError(f"max_rounds must be at least 1, got {rounds}")
-        self.steps.append(ParseStep(models, rounds, attempt_recovery))
+        if max_rounds is not None and max_depth is not None:
+            raise ValueError("give max_rounds (replies) or max_depth (recoveries), not both")
+        if max_depth is not None and max_depth < 0:
+            raise ValueError(f"max_depth must be at least 0, got {max_depth}")
+        rounds = max_depth + 1 if max_depth is not None else max_rounds or DEFAULT_MAX_ROUNDS
+        if max_rounds is not None and max_rounds < 1:
+            raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
+        self.steps.append(ParseStep(models, rounds, attempt_recovery, catch))
         return self
 
-    def catch(self, *errors: type[BaseException], on_failed: FailMode | None = None) -> Self:
-        """Also absorb `errors` (per result), and set the default `on_failed` mode."""
+    def catch(
+        self,
+        *errors: type[BaseException],
+        on_failed: FailMode | None = None,
+        exclude: t.Sequence[type[BaseException]] | None = None,
+    ) -> Self:
+        """Also absorb `errors` (per result), never absorb `exclude` (even the default
+        ones), and set the default `on_failed` mode."""
         self.caught = tuple(dict.fromkeys((*self.caught, *errors)))
+        self.excluded = tuple(dict.fromkeys((*self.excluded, *(exclude or ()))))
         if on_failed is not None:
             self.on_failed = check_fail_mode(on_failed)
         return self
 
     def with_(self, params: GenerateParams | None = None, **kwargs: t.Any) -> Self:
-        """Set generation params for every run of this pipeline (over the generator's)."""
+        """Generation params for every run of this pipeline (over the generator's).
+
+        As in rigging: the first call sets them on this pipeline; once params are set,
+        a call returns a new pipeline with them merged, so variants built from one base
+        never share params."""
         update = params if params is not None else GenerateParams(**kwargs)
-        self.params = (self.params or GenerateParams()).merge_with(update)
-        return self
+        if self.params is None:
+            self.params = update
+            return self
+        other = self.clone()
+        other.params = self.params.merge_with(update)
+        return other
 
     def meta(self, **kwargs: t.Any) -> Self:
         """Metadata given to every result of this pipeline."""
@@ -306,8 +410,18 @@ class Pipeline(t.Generic[ResultT, InputT]):
             jobs.append(Job(generator, input, merged[key]))
         return jobs
 
-    async def run(self, *, on_failed: FailMode | None = None) -> ResultT:
-        """One result. `on_failed="include"` returns a failed result instead of raising."""
+    async def run(
+        self,
+        *,
+        name: str | None = None,
+        on_failed: FailMode | None = None,
+        allow_failed: bool = False,
+    ) -> ResultT:
+        """One result. `on_failed="include"` (or rigging's `allow_failed=True`) returns a
+        failed result instead of raising. `name` is accepted as rigging's (which names
+        its tracing span with it; there is no tracing here)."""
+        if allow_failed:
+            on_failed = "include"
         if (on_failed or self.on_failed) == "skip":
             raise ValueError(
                 "on_failed='skip' has nothing to skip to in a single run: "
@@ -320,6 +434,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         count: int,
         *,
         params: GenerateParams | t.Sequence[GenerateParams | None] | None = None,
+        name: str | None = None,
         on_failed: FailMode | None = None,
     ) -> list[ResultT]:
         """`count` results from the same input (params: one set, or one per result)."""
@@ -333,6 +448,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         many: t.Any,
         params: GenerateParams | t.Sequence[GenerateParams | None] | None = None,
         *,
+        name: str | None = None,
         on_failed: FailMode | None = None,
     ) -> list[ResultT]:
         """One result per input/params pair, each input added after the pipeline's own.
@@ -347,6 +463,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         self,
         *generators: Generator | str,
         include_original: bool = True,
+        name: str | None = None,
         on_failed: FailMode | None = None,
     ) -> list[ResultT]:
         """One result per generator (identifiers or instances), the pipeline's own last."""
@@ -360,6 +477,11 @@ class Pipeline(t.Generic[ResultT, InputT]):
 
     async def _execute(self, jobs: list[Job[InputT]], on_failed: FailMode | None) -> list[ResultT]:
         mode = check_fail_mode(on_failed or self.on_failed)
+        depth, max_depth = _depth.get()
+        if depth > max_depth:
+            raise MaxDepthError.of_depth(
+                max_depth, f"a callback started a pipeline run {depth} levels deep"
+            )
         observer = _observer.get()
         if observer is None or _nested.get():
             results = await self._run_jobs(jobs, mode, [])
@@ -374,8 +496,14 @@ class Pipeline(t.Generic[ResultT, InputT]):
             finally:
                 _nested.reset(token)
             observer(results, self._parses)
+        for watcher in self.watchers:
+            await maybe_await(watcher(list(results)))
         if mode == "skip":
-            return [r for r in results if not r.failed]
+            results = [r for r in results if not r.failed]
+        return self._listed(results)
+
+    def _listed(self, results: list[ResultT]) -> list[ResultT]:
+        """The list type runs return (`ChatList` for chats)."""
         return results
 
     @property
@@ -390,7 +518,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         segments = self._segments()
 
         def fail(index: int, current: ResultT | None, error: Exception) -> ResultT:
-            if not isinstance(error, self.caught):
+            if not isinstance(error, self.caught) or isinstance(error, self.excluded):
                 raise error
             failed = self._failed(jobs[index], current, error)
             failed.latency += getattr(error, "latency", 0.0)  # the failed attempts' time
@@ -413,7 +541,9 @@ class Pipeline(t.Generic[ResultT, InputT]):
             assert segment.barrier is not None  # only the first segment has none
             callback = segment.barrier.callback
             live = [i for i, r in enumerate(results) if not r.failed]
-            mapped = await maybe_await(callback([results[i] for i in live]))
+            mapped = await _nested_call(
+                callback, [results[i] for i in live], segment.barrier.max_depth
+            )
             if not isinstance(mapped, list) or len(mapped) != len(live):
                 got = len(mapped) if isinstance(mapped, list) else type(mapped).__name__
                 raise ProcessingError(
@@ -451,9 +581,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
             if isinstance(step, ParseStep):
                 tracker.current = await self._until_parsed(tracker, step)
                 continue
-            returned = await maybe_await(step.callback(tracker.current))
-            if isinstance(returned, Pipeline):
-                returned = await returned.run()
+            returned = await _nested_call(step.callback, tracker.current, step.max_depth)
             if returned is not None:
                 if not hasattr(returned, "failed"):
                     name = getattr(step.callback, "__name__", step.callback)
@@ -480,10 +608,12 @@ class Pipeline(t.Generic[ResultT, InputT]):
             if error is None:
                 current.recovery_rounds = original.recovery_rounds + rounds
                 return current
+            if not step.catch:
+                raise error
             rounds += 1
             if rounds >= step.max_rounds:
                 current.recovery_rounds = original.recovery_rounds + rounds - 1
-                raise ExhaustedMaxRoundsError(step.max_rounds, str(error)) from error
+                raise MaxDepthError(step.max_rounds, str(error)) from error
             if step.attempt_recovery:
                 dialog.extend(self._recovery_dialog(current, recovery_message(step.models, error)))
             tracker.current = await self._regenerate(original, dialog)

@@ -6,16 +6,24 @@ import typing as t
 import uuid as _uuid
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field, model_validator
 
 from pytest_rigging._fast import construct
 from pytest_rigging.error import error_kind
-from pytest_rigging.generator.base import GenerateParams, Generator, Usage
+from pytest_rigging.generator.base import GenerateParams, Generator, Usage, get_generator
 
 if t.TYPE_CHECKING:
     from typing_extensions import Self
 
 ResultT = t.TypeVar("ResultT", bound="Result")
+
+ErrorField = t.Annotated[
+    BaseException | None,
+    PlainSerializer(
+        lambda e: None if e is None else str(e), return_type=str | None, when_used="json"
+    ),
+]
+"""An error: its message in JSON (an exception can't be read back, so loading drops it)."""
 
 
 def _now() -> datetime:
@@ -38,17 +46,34 @@ class Result(BaseModel):
     params: GenerateParams | None = Field(default=None, repr=False)
     stop_reason: str | None = None
     usage: Usage | None = None
+    extra: dict[str, t.Any] = Field(default_factory=dict, repr=False)
     failed: bool = False
-    error: BaseException | None = Field(default=None, exclude=True)
+    error: ErrorField = None
     recovery_rounds: int = 0
     latency: float = 0.0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def generator_id(self) -> str | None:
-        """What this ran with, params included: `litellm!gpt-4o,temperature=0.6`."""
+        """What this ran with, params included: `litellm!gpt-4o,temperature=0.6`.
+        Serialized, so a result loaded from JSON gets its generator back."""
         if self.generator is None:
             return None
         return self.generator.to_identifier(self.params, with_config=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _generator_from_id(cls, data: t.Any) -> t.Any:
+        """A serialized result names its generator by id; an error arrives as text only."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        identifier = data.pop("generator_id", None)
+        if identifier and data.get("generator") is None:
+            data["generator"] = get_generator(identifier)
+        if isinstance(data.get("error"), str):
+            del data["error"]
+        return data
 
     @property
     def error_kind(self) -> str | None:
@@ -70,6 +95,7 @@ def build(
     stop_reason: str | None = None,
     usage: Usage | None = None,
     latency: float = 0.0,
+    extra: dict[str, t.Any] | None = None,
 ) -> ResultT:
     """A result the pipeline built itself, `own` holding the subclass's fields (no
     validation: every part is already typed)."""
@@ -83,6 +109,7 @@ def build(
             "params": params,
             "stop_reason": stop_reason,
             "usage": usage,
+            "extra": extra if extra is not None else {},
             "failed": False,
             "error": None,
             "recovery_rounds": 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 import typing as t
 
@@ -10,7 +11,13 @@ from pydantic import Field
 from pytest_rigging._pipeline import Job, Pipeline
 from pytest_rigging._result import Result, build
 from pytest_rigging.generator.base import GenerateParams, Generator, generate_message
-from pytest_rigging.message import Message, MessageLike
+from pytest_rigging.message import (
+    Message,
+    MessageDict,
+    MessageLike,
+    inject_system_content,
+)
+from pytest_rigging.model import Model
 
 if t.TYPE_CHECKING:
     from pytest_rigging.prompt import Prompt
@@ -20,10 +27,28 @@ BatchInput = MessageLike | t.Sequence[MessageLike]
 
 
 class Chat(Result):
-    """A finished conversation: `messages` were sent, `generated` came back."""
+    """A finished conversation: `messages` were sent, `generated` came back.
+
+    After a parse recovery, `messages` also holds the failed replies and the requests to
+    rewrite them, so `all` is the whole exchange and `generated` the reply that parsed.
+    """
 
     messages: list[Message]
     generated: list[Message] = Field(default_factory=list)
+
+    def __init__(
+        self,
+        messages: BatchInput | None = None,
+        generated: BatchInput | None = None,
+        generator: Generator | None = None,
+        **kwargs: t.Any,
+    ) -> None:
+        super().__init__(
+            messages=Message.fit_as_list(messages),
+            generated=Message.fit_as_list(generated),
+            generator=generator,
+            **kwargs,
+        )
 
     @property
     def all(self) -> list[Message]:
@@ -36,7 +61,85 @@ class Chat(Result):
 
     @property
     def prev(self) -> list[Message]:
-        return self.all[:-1]
+        """What was sent (rigging's alias of `messages`)."""
+        return self.messages
+
+    @property
+    def next(self) -> list[Message]:
+        """What came back (rigging's alias of `generated`)."""
+        return self.generated
+
+    @property
+    def message_dicts(self) -> list[MessageDict]:
+        """The whole conversation as OpenAI's API takes it."""
+        return [m.to_openai() for m in self.all]
+
+    @property
+    def message_metadata(self) -> dict[str, t.Any]:
+        """Every message's metadata merged, later messages winning."""
+        merged: dict[str, t.Any] = {}
+        for message in self.all:
+            merged.update(message.metadata)
+        return merged
+
+    def to_openai(self) -> list[MessageDict]:
+        return self.message_dicts
+
+    def to_df(self) -> t.Any:
+        """This chat as a pandas DataFrame, one row per message (`rg.data.chats_to_df`)."""
+        from pytest_rigging.data import chats_to_df
+
+        return chats_to_df([self])
+
+    def clone(self, *, only_messages: bool = False) -> Chat:
+        """A deep copy of the messages, and (unless `only_messages`) of everything else;
+        the generator is shared."""
+        new = Chat(
+            [m.clone() for m in self.messages],
+            [m.clone() for m in self.generated],
+            self.generator,
+        )
+        if not only_messages:
+            new.metadata = copy.deepcopy(self.metadata)
+            new.params = self.params.model_copy() if self.params is not None else None
+            new.stop_reason, new.usage = self.stop_reason, self.usage
+            new.extra = copy.deepcopy(self.extra)
+            new.failed, new.error = self.failed, self.error
+            new.recovery_rounds, new.latency = self.recovery_rounds, self.latency
+        return new
+
+    def apply(self, **kwargs: t.Any) -> Chat:
+        """Fill `$name` placeholders in the last message (in place; returns the chat)."""
+        if self.generated:
+            self.generated[-1] = self.generated[-1].apply(**kwargs)
+        elif self.messages:
+            self.messages[-1] = self.messages[-1].apply(**kwargs)
+        return self
+
+    def apply_to_all(self, **kwargs: t.Any) -> Chat:
+        """Fill `$name` placeholders in every message (in place; returns the chat)."""
+        self.messages = Message.apply_to_list(self.messages, **kwargs)
+        self.generated = Message.apply_to_list(self.generated, **kwargs)
+        return self
+
+    def strip(self, model_type: type[Model], fail_on_missing: bool = False) -> Chat:
+        """A copy with every element of `model_type` cut out of every message's text.
+        With `fail_on_missing`, a chat holding none raises `MissingModelError`."""
+        new = self.clone()
+        removed = 0
+        for message in new.all:
+            message.try_parse_set(model_type)
+            removed += len(message.strip(model_type))
+        if fail_on_missing and not removed:
+            from pytest_rigging.error import MissingModelError
+
+            raise MissingModelError(f"Failed to find '{model_type.xml_tags()}' in the chat")
+        return new
+
+    def inject_system_content(self, content: str) -> Chat:
+        """Add `content` to the system message, creating one first if there is none."""
+        self.messages = inject_system_content(self.messages, content)
+        return self
 
     @property
     def conversation(self) -> str:
@@ -55,7 +158,10 @@ class Chat(Result):
     def _pipeline(self, messages: list[Message], generator: Generator | None) -> ChatPipeline:
         generator = generator or self.generator
         if generator is None:
-            raise ValueError("this chat has no generator: pass one")
+            raise ValueError(
+                "this chat has no generator: pass one, or build it with one "
+                "(a chat loaded from JSON gets it back from its generator_id)"
+            )
         return ChatPipeline(generator, messages, params=self.params, metadata=self.metadata)
 
     def continue_(self, messages: BatchInput | None = None) -> ChatPipeline:
@@ -74,6 +180,23 @@ class Chat(Result):
     ) -> ChatPipeline:
         """A pipeline that sends this chat's messages again, optionally to another generator."""
         return self._pipeline(list(self.all if include_all else self.messages), generator)
+
+
+class ChatList(list[Chat]):
+    """What a chat pipeline's runs return: a list of chats that also exports itself."""
+
+    def to_json(self) -> list[dict[str, t.Any]]:
+        """Every chat as JSON-ready data (`Chat.model_validate` reads each back)."""
+        return [chat.model_dump(mode="json") for chat in self]
+
+    def to_openai(self) -> list[list[MessageDict]]:
+        return [chat.to_openai() for chat in self]
+
+    def to_df(self) -> t.Any:
+        """One DataFrame row per message (`rg.data.chats_to_df`; needs pandas)."""
+        from pytest_rigging.data import chats_to_df
+
+        return chats_to_df(self)
 
 
 def new_chat(
@@ -133,11 +256,32 @@ class ChatPipeline(Pipeline[Chat, Messages]):
         """A copy of this pipeline with `messages` appended."""
         return self.clone().add(messages)
 
+    def apply(self, **kwargs: t.Any) -> ChatPipeline:
+        """A copy whose last message has its `$name` placeholders filled."""
+        new = self.clone()
+        if new.messages:
+            new.messages[-1] = new.messages[-1].apply(**kwargs)
+        return new
+
+    def apply_to_all(self, **kwargs: t.Any) -> ChatPipeline:
+        """A copy whose messages all have their `$name` placeholders filled."""
+        new = self.clone()
+        new.messages = Message.apply_to_list(new.messages, **kwargs)
+        return new
+
+    def inject_system_content(self, content: str) -> ChatPipeline:
+        """Add `content` to this pipeline's system message (creating one if needed)."""
+        self.messages = inject_system_content(self.messages, content)
+        return self
+
     def prompt(self, func: t.Callable[..., t.Any]) -> Prompt[t.Any, t.Any]:
         """Turn `func` into a Prompt that runs on (a copy of) this pipeline."""
         from pytest_rigging.prompt import Prompt
 
         return Prompt(func, pipeline=self)
+
+    def _listed(self, results: list[Chat]) -> ChatList:
+        return ChatList(results)
 
     # The engine's hooks
 
@@ -169,7 +313,7 @@ class ChatPipeline(Pipeline[Chat, Messages]):
         if generated.latency is not None:  # the provider's own count: its attempts only
             latency = generated.latency
         return new_chat(
-            messages,
+            messages + dialog if dialog else messages,
             generator,
             params,
             metadata,
@@ -177,13 +321,14 @@ class ChatPipeline(Pipeline[Chat, Messages]):
             stop_reason=generated.stop_reason,
             usage=generated.usage,
             latency=latency,
+            extra=generated.extra,
         )
 
     def _parse_text(self, result: Chat) -> str:
         return result.last.content
 
     def _recovery_dialog(self, result: Chat, message: str) -> list[Message]:
-        return [result.last, Message(role="user", content=message)]
+        return [result.last, Message.of("user", message)]
 
     def _failed(self, job: Job[Messages], result: Chat | None, error: BaseException) -> Chat:
         if result is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 import time
 import typing as t
 
@@ -16,6 +17,11 @@ class Completion(Result):
 
     text: str
     generated: str = ""
+
+    def __init__(
+        self, text: str, generated: str = "", generator: Generator | None = None, **kwargs: t.Any
+    ) -> None:
+        super().__init__(text=text, generated=generated, generator=generator, **kwargs)
 
     @property
     def all(self) -> str:
@@ -99,6 +105,14 @@ class CompletionPipeline(Pipeline[Completion, str]):
         other.text += text
         return other
 
+    def apply(self, **kwargs: t.Any) -> CompletionPipeline:
+        """A copy whose text has its `$name` placeholders filled (unknown ones stay)."""
+        other = self.clone()
+        other.text = string.Template(other.text).safe_substitute(**kwargs)
+        return other
+
+    apply_to_all = apply  # a completion has one text: rigging names both
+
     async def _generate(self, job: Job[str]) -> Completion:
         return await self._complete(
             job.generator, self.text + job.input, job.params, dict(self.metadata)
@@ -126,6 +140,7 @@ class CompletionPipeline(Pipeline[Completion, str]):
             stop_reason=generated.stop_reason,
             usage=generated.usage,
             latency=latency,
+            extra=generated.extra,
         )
 
     def _parse_text(self, result: Completion) -> str:

@@ -26,18 +26,47 @@ class MissingModelError(ValueError):
 
 
 class ExhaustedMaxRoundsError(Exception):
-    """A parse requirement was still unmet after the allowed number of replies."""
+    """A parse requirement was still unmet after the allowed number of replies (the
+    seed's name; what the library raises is its subclass `MaxDepthError`)."""
 
-    def __init__(self, max_rounds: int, message: str = "") -> None:
+    def __init__(self, max_rounds: int, message: str = "", *, nesting: bool = False) -> None:
         self.max_rounds = max_rounds
         self.detail = message
+        self.nesting = nesting
         detail = f": {message}" if message else ""
-        super().__init__(f"Exhausted max rounds ({max_rounds}) while parsing{detail}")
+        if nesting:
+            summary = f"Exceeded max depth ({self.max_depth}) of nested pipeline runs{detail}"
+        else:
+            summary = f"Exhausted max rounds ({max_rounds}) while parsing{detail}"
+        super().__init__(summary)
 
-    def __reduce__(self) -> tuple[type[ExhaustedMaxRoundsError], tuple[int, str]]:
+    @property
+    def max_depth(self) -> int:
+        """Recoveries allowed after the first reply (rigging 3 counts those): one less
+        than the replies; for nested runs, how deep they may go."""
+        return self.max_rounds - 1
+
+    def __reduce__(self) -> tuple[t.Any, ...]:
         """Pickled with its own arguments (the default would pass the formatted message
         back in as `max_rounds`): chats carrying it cross processes under xdist."""
-        return (type(self), (self.max_rounds, self.detail))
+        return (_rebuild, (type(self), self.max_rounds, self.detail, self.nesting))
+
+
+class MaxDepthError(ExhaustedMaxRoundsError):
+    """rigging 3's name for exhaustion, raised both when parsing ran out of replies and
+    when `then`/`map` callbacks nested pipeline runs deeper than their `max_depth`.
+    A subclass of the seed's `ExhaustedMaxRoundsError`, so either `except` catches it."""
+
+    @classmethod
+    def of_depth(cls, max_depth: int, message: str = "") -> MaxDepthError:
+        """Nested runs beyond `max_depth`."""
+        return cls(max_depth + 1, message, nesting=True)
+
+
+def _rebuild(
+    cls: type[ExhaustedMaxRoundsError], max_rounds: int, detail: str, nesting: bool
+) -> ExhaustedMaxRoundsError:
+    return cls(max_rounds, detail, nesting=nesting)
 
 
 class GenerationError(Exception):

@@ -1,52 +1,535 @@
-"""Messages: one turn of a conversation, and the parsing helpers that read models from it."""
+"""Messages: one turn of a conversation, its content parts, and the models parsed from it.
+
+Content is a list of parts (text, image, audio) because multimodal models take them; `content`
+stays the text, as most code reads it. Parsing records where each model was found
+(`slices`), so a message can show, replace or strip what was read from it.
+"""
 
 from __future__ import annotations
 
+import base64
+import copy
+import mimetypes
+import string
 import typing as t
+from pathlib import Path
+from textwrap import dedent
+from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    SerializeAsAny,
+    SerializerFunctionWrapHandler,
+    Tag,
+    model_serializer,
+    model_validator,
+)
 
+from pytest_rigging._fast import construct
 from pytest_rigging.error import MissingModelError
 from pytest_rigging.model import Model, ModelT
 
 Role = t.Literal["system", "user", "assistant", "tool"]
+Detail = t.Literal["auto", "low", "high"]
 
 
 class MessageDict(t.TypedDict):
+    """A message as plain data: `content` is the text, or the parts in OpenAI's shape."""
+
     role: Role
-    content: str
+    content: str | list[dict[str, t.Any]]
 
 
-MessageLike = t.Union["Message", MessageDict, str]
-"""What pipelines accept as one message: a Message, a `{"role", "content"}` dict, or a
-string (a user message)."""
+class ContentText(BaseModel):
+    """A text part."""
+
+    type: t.Literal["text"] = "text"
+    text: str
+    cache_control: dict[str, str] | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class ContentImageUrl(BaseModel):
+    """An image part: a URL, or the image itself as a `data:` URL."""
+
+    class ImageUrl(BaseModel):
+        url: str
+        detail: Detail = "auto"
+
+    type: t.Literal["image_url"] = "image_url"
+    image_url: ImageUrl
+    cache_control: dict[str, str] | None = None
+
+    def __str__(self) -> str:
+        return f"ContentImageUrl(url='{shorten(self.image_url.url, 50)}')"
+
+    @classmethod
+    def from_url(cls, url: str, *, detail: Detail = "auto") -> ContentImageUrl:
+        return cls(image_url=cls.ImageUrl(url=url, detail=detail))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, mimetype: str, *, detail: Detail = "auto") -> ContentImageUrl:
+        encoded = base64.b64encode(data).decode()
+        return cls.from_url(f"data:{mimetype};base64,{encoded}", detail=detail)
+
+    @classmethod
+    def from_file(
+        cls, file: Path | str, *, mimetype: str | None = None, detail: Detail = "auto"
+    ) -> ContentImageUrl:
+        """The image in `file`, embedded; its type guessed from the name unless given."""
+        path = Path(file)
+        if not path.is_file():
+            raise FileNotFoundError(f"image file '{path}' does not exist")
+        mimetype = mimetype or mimetypes.guess_type(path.name)[0]
+        if mimetype is None:
+            raise ValueError(f"cannot tell the image type of '{path}': pass mimetype=")
+        return cls.from_bytes(path.read_bytes(), mimetype, detail=detail)
+
+    @property
+    def mimetype(self) -> str | None:
+        """The type of an embedded image (None for a plain URL)."""
+        url = self.image_url.url
+        if not url.startswith("data:"):
+            return None
+        return url[len("data:") :].partition(";")[0] or None
+
+    def to_bytes(self) -> bytes:
+        url = self.image_url.url
+        if not url.startswith("data:") or ";base64," not in url:
+            raise ValueError("the image is a URL, not embedded base64 data")
+        return base64.b64decode(url.partition(";base64,")[2])
+
+    def save(self, path: Path | str) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(self.to_bytes())
+
+
+AudioFormat = t.Literal["wav", "mp3", "ogg", "flac"]
+
+
+class ContentAudioInput(BaseModel):
+    """An audio part, base64-encoded, with its transcript when known (never sent)."""
+
+    class Audio(BaseModel):
+        data: str
+        format: str
+        transcript: str | None = None
+
+    type: t.Literal["input_audio"] = "input_audio"
+    input_audio: Audio
+    cache_control: dict[str, str] | None = None
+
+    def __str__(self) -> str:
+        audio = self.input_audio
+        return f"<ContentAudioInput format='{audio.format}' transcript='{audio.transcript}'>"
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, format: str, transcript: str | None = None
+    ) -> ContentAudioInput:
+        encoded = base64.b64encode(data).decode()
+        return cls(input_audio=cls.Audio(data=encoded, format=format, transcript=transcript))
+
+    @classmethod
+    def from_file(
+        cls, file: Path | str, *, format: str | None = None, transcript: str | None = None
+    ) -> ContentAudioInput:
+        """The audio in `file`; its format guessed from the name unless given."""
+        path = Path(file)
+        if not path.is_file():
+            raise FileNotFoundError(f"audio file '{path}' does not exist")
+        if format is None:
+            mimetype = mimetypes.guess_type(path.name)[0]
+            if mimetype is None or not mimetype.startswith("audio/"):
+                raise ValueError(f"cannot tell the audio format of '{path}': pass format=")
+            format = mimetype.rpartition("/")[2].removeprefix("x-")
+            format = {"mpeg": "mp3", "wave": "wav"}.get(format, format)
+        return cls.from_bytes(path.read_bytes(), format=format, transcript=transcript)
+
+    @property
+    def transcript(self) -> str | None:
+        return self.input_audio.transcript
+
+    def to_bytes(self) -> bytes:
+        return base64.b64decode(self.input_audio.data)
+
+    def save(self, path: Path | str) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(self.to_bytes())
+
+
+def _part_type(value: t.Any) -> str | None:
+    """Which part a value is: by its `type`, or, for a dict without one, by its keys."""
+    if isinstance(value, dict):
+        found = value.get("type")
+        if found is None:
+            found = next((key for key in _PART_KEYS if key in value), None)
+        return found
+    return getattr(value, "type", None)
+
+
+_PART_KEYS = ("text", "image_url", "input_audio")
+
+Content = t.Annotated[
+    t.Annotated[ContentText, Tag("text")]
+    | t.Annotated[ContentImageUrl, Tag("image_url")]
+    | t.Annotated[ContentAudioInput, Tag("input_audio")],
+    Discriminator(_part_type),
+]
+CONTENT_TYPES = (ContentText, ContentImageUrl, ContentAudioInput)
+
+SliceType = t.Literal["model", "tool_call", "tool_response", "other"]
+
+
+class MessageSlice(BaseModel):
+    """A range of a message's text and what was read from it (a parsed model)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    type: SliceType
+    obj: SerializeAsAny[t.Any] | None = Field(default=None, repr=False)
+    start: int
+    stop: int
+    metadata: dict[str, t.Any] = Field(default_factory=dict)
+
+    _message: Message | None = PrivateAttr(default=None)
+
+    @property
+    def slice_(self) -> slice:
+        return slice(self.start, self.stop)
+
+    @property
+    def content(self) -> str:
+        """The text this slice covers ("[detached]" once its message let it go)."""
+        message = self._message
+        return "[detached]" if message is None else message.content[self.start : self.stop]
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+class ParsedMessagePart(t.NamedTuple):
+    """A model parsed from a message and where it was: rigging 2's `message.parts`."""
+
+    model: Model
+    slice_: slice
+
+
+MessageLike = t.Union["Message", MessageDict, str, ContentText, ContentImageUrl, ContentAudioInput]
+"""What pipelines accept as one message: a Message, a `{"role", "content"}` dict, a
+string or a content part (a user message)."""
 
 
 class Message(BaseModel):
-    """One turn: `str(message)` is `[role]: content`, as conversations print."""
+    """One turn: `Message("user", "hi")`; `str(message)` is `[role]: content`.
 
-    model_config = ConfigDict(frozen=False)
+    `content` is the text of the message; `content_parts` holds every part, images and
+    audio included. Serialized, the parts are `content`, as in OpenAI's API.
+    """
 
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    uuid: UUID = Field(default_factory=uuid4, repr=False)
     role: Role
-    content: str
+    content_parts: list[Content] = Field(default_factory=list, repr=False)
+    metadata: dict[str, t.Any] = Field(default_factory=dict, repr=False)
+    slices: list[MessageSlice] = Field(default_factory=list, repr=False)
+
+    def __init__(
+        self,
+        role: Role,
+        content: str | t.Sequence[str | ContentText | ContentImageUrl | ContentAudioInput] = "",
+        **kwargs: t.Any,
+    ) -> None:
+        if "content_parts" not in kwargs:
+            kwargs["content_parts"] = _parts(content)
+        super().__init__(role=role, **kwargs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _content_is_parts(cls, data: t.Any) -> t.Any:
+        """A serialized message, or a dict, names its parts (or its text) `content`."""
+        if isinstance(data, dict) and "content" in data:
+            data = dict(data)
+            data.setdefault("content_parts", _parts(data.pop("content")))
+        return data
+
+    @model_serializer(mode="wrap")
+    def _parts_as_content(self, handler: SerializerFunctionWrapHandler) -> t.Any:
+        dumped = handler(self)
+        if isinstance(dumped, dict) and "content_parts" in dumped:
+            dumped["content"] = dumped.pop("content_parts")
+        return dumped
+
+    def model_post_init(self, context: t.Any) -> None:
+        for part in self.slices:
+            part._message = self
+
+    @classmethod
+    def of(cls, role: Role, text: str) -> Message:
+        """A text message built without validation or dedenting, for text exactly as a
+        provider returned it (the pipelines' hot path)."""
+        return construct(
+            cls,
+            {
+                "uuid": uuid4(),
+                "role": role,
+                "content_parts": [
+                    construct(ContentText, {"type": "text", "text": text, "cache_control": None})
+                ],
+                "metadata": {},
+                "slices": [],
+            },
+        )
 
     def __str__(self) -> str:
-        return f"[{self.role}]: {self.content}"
+        parts = self.content_parts
+        if len(parts) == 1 and isinstance(parts[0], ContentText):
+            return f"[{self.role}]: {parts[0].text}"
+        return f"[{self.role}]:" + "".join(f"\n |- {part}" for part in parts)
+
+    def __len__(self) -> int:
+        return len(self.content)
+
+    def __repr_args__(self) -> t.Iterable[tuple[str | None, t.Any]]:
+        yield from super().__repr_args__()
+        yield "content", self.content
+
+    @property
+    def content(self) -> str:
+        """The text of the message: its non-empty text parts, one per line."""
+        parts = self.content_parts
+        if len(parts) == 1 and isinstance(parts[0], ContentText):
+            return parts[0].text
+        return "\n".join(p.text for p in parts if isinstance(p, ContentText) and p.text.strip())
+
+    @content.setter
+    def content(self, value: str) -> None:
+        """Replace the text (other parts stay); slices whose text is still there move
+        with it, the others are dropped."""
+        kept = []
+        for part in self.slices:
+            found = value.find(part.content)
+            if found != -1:
+                part.start, part.stop = found, found + (part.stop - part.start)
+                kept.append(part)
+        others = [p for p in self.content_parts if not isinstance(p, ContentText)]
+        self.content_parts = [*others, ContentText(text=value if value.strip() else "")]
+        self.slices = kept
+
+    @property
+    def models(self) -> list[Model]:
+        """Every model parsed from this message so far, in the order they were read."""
+        return [part.obj for part in self.slices if isinstance(part.obj, Model)]
+
+    @property
+    def parts(self) -> list[ParsedMessagePart]:
+        """The parsed models with their slices of `content`."""
+        return [
+            ParsedMessagePart(part.obj, part.slice_)
+            for part in self.slices
+            if isinstance(part.obj, Model)
+        ]
+
+    @property
+    def hash(self) -> int:
+        """Equal for messages that would be sent alike (uuid and metadata left out)."""
+        return hash(str(self.to_openai()))
 
     def to_dict(self) -> MessageDict:
-        return {"role": self.role, "content": self.content}
+        """Role and content as OpenAI's API takes them: the text, or the parts."""
+        return self.to_openai()
+
+    def to_openai(self) -> MessageDict:
+        """This message as OpenAI's chat API takes it: a single text part is a string;
+        consecutive text parts are kept apart by a newline; transcripts are not sent."""
+        parts = self.content_parts
+        if len(parts) == 1 and isinstance(parts[0], ContentText) and parts[0].cache_control is None:
+            return {"role": self.role, "content": parts[0].text}
+        dumped: list[dict[str, t.Any]] = []
+        for index, part in enumerate(parts):
+            item = part.model_dump(exclude_none=True)
+            following = parts[index + 1] if index + 1 < len(parts) else None
+            if (
+                isinstance(part, ContentText)
+                and isinstance(following, ContentText)
+                and not part.text.endswith("\n")
+            ):
+                item["text"] += "\n"
+            if isinstance(part, ContentAudioInput):
+                item["input_audio"].pop("transcript", None)
+            dumped.append(item)
+        return {"role": self.role, "content": dumped}
+
+    def meta(self, **kwargs: t.Any) -> Message:
+        """Add metadata (in place) and return this message."""
+        self.metadata.update(kwargs)
+        return self
+
+    def clone(self) -> Message:
+        """A deep copy with the same uuid, slices attached to the copy."""
+        cloned = Message(
+            self.role,
+            uuid=self.uuid,
+            content_parts=copy.deepcopy(self.content_parts),
+            metadata=copy.deepcopy(self.metadata),
+            slices=[s.model_copy(deep=True) for s in self.slices],
+        )
+        return cloned
+
+    def apply(self, **kwargs: t.Any) -> Message:
+        """A copy with `$name` placeholders in the text filled from `kwargs` (unknown
+        placeholders stay as they are)."""
+        new = self.clone()
+        new.content = string.Template(new.content).safe_substitute(**kwargs)
+        return new
+
+    def truncate(self, max_length: int, suffix: str = "\n[truncated]") -> Message:
+        """A copy whose text is cut to `max_length` characters, `suffix` marking the cut."""
+        new = self.clone()
+        text = new.content
+        if len(text) > max_length:
+            new.content = text[: max(max_length - len(suffix), 0)] + suffix
+        return new
+
+    def shorten(self, max_length: int, sep: str = "...") -> Message:
+        """A copy whose text keeps its start and end, `sep` standing for the middle."""
+        new = self.clone()
+        new.content = shorten(new.content, max_length, sep)
+        return new
+
+    def strip(self, obj: SliceType | type[t.Any]) -> list[MessageSlice]:
+        """Remove the text of every slice of this type (a slice type, or a model class)
+        from the message, and return those slices."""
+        matched = [
+            part
+            for part in self.slices
+            if (isinstance(obj, str) and part.type == obj)
+            or (isinstance(obj, type) and isinstance(part.obj, obj))
+        ]
+        text = self.content
+        for part in sorted(matched, key=lambda s: s.start, reverse=True):
+            text = text[: part.start] + text[part.stop :]
+            self.slices.remove(part)
+        self.content = text.strip()
+        for part in matched:
+            part._message = None
+        return matched
+
+    # Parsing: every method records what it read in `slices`.
+
+    def try_parse_many(self, *types: type[ModelT], fail_on_missing: bool = False) -> list[ModelT]:
+        """Every valid element of each of `types`, in order of position. A type that is
+        missing (or has no valid element) raises with `fail_on_missing`, else is skipped."""
+        found: list[tuple[ModelT, slice]] = []
+        text = self.content
+        for model_type in types:
+            try:
+                found.extend(model_type.from_text(text))
+            except Exception:
+                if fail_on_missing:
+                    raise
+        found.sort(key=lambda pair: pair[1].start)
+        for model, span in found:
+            self._record(model, span)
+        return [model for model, _ in found]
+
+    def _record(self, model: Model, span: slice) -> None:
+        for part in self.slices:
+            if part.start == span.start and part.stop == span.stop and part.type == "model":
+                return
+        part = MessageSlice(
+            type="model",
+            obj=model,
+            start=span.start,
+            stop=span.stop,
+            metadata={"model_type": type(model).__name__},
+        )
+        part._message = self
+        self.slices.append(part)
+
+    def parse(self, model_type: type[ModelT]) -> ModelT:
+        """The first valid element of `model_type`, by position."""
+        return self.try_parse_many(model_type, fail_on_missing=True)[0]
+
+    def try_parse(self, model_type: type[ModelT]) -> ModelT | None:
+        """Like `parse`, but None when nothing valid is there."""
+        return next(iter(self.try_parse_many(model_type)), None)
+
+    def parse_set(self, model_type: type[ModelT], minimum: int | None = None) -> list[ModelT]:
+        """Every valid element of `model_type`; at least `minimum` of them."""
+        return self.try_parse_set(model_type, minimum, fail_on_missing=True)
+
+    def try_parse_set(
+        self, model_type: type[ModelT], minimum: int | None = None, fail_on_missing: bool = False
+    ) -> list[ModelT]:
+        """Like `parse_set`; a missing model gives [] unless `fail_on_missing`. Fewer than
+        `minimum` raises either way."""
+        found = self.try_parse_many(model_type, fail_on_missing=fail_on_missing)
+        if minimum is not None and len(found) < minimum:
+            raise MissingModelError(
+                f"Expected at least {minimum} {model_type.xml_tags()} elements, found {len(found)}"
+            )
+        return found
+
+    def parse_many(self, *types: type[ModelT]) -> list[ModelT]:
+        """Every element of any of `types`, in order of position; each must appear."""
+        return self.try_parse_many(*types, fail_on_missing=True)
+
+    # Building
+
+    @classmethod
+    def from_model(
+        cls,
+        models: Model | t.Sequence[Model],
+        role: Role = "user",
+        suffix: str | None = None,
+        metadata: dict[str, t.Any] | None = None,
+    ) -> Message:
+        """A message holding `models` as XML, one per line, each recorded as a slice."""
+        listed = [models] if isinstance(models, Model) else list(models)
+        text = ""
+        slices = []
+        for model in listed:
+            xml = model.to_pretty_xml()
+            slices.append(
+                MessageSlice(
+                    type="model",
+                    obj=model,
+                    start=len(text),
+                    stop=len(text) + len(xml),
+                    metadata={"model_type": type(model).__name__},
+                )
+            )
+            text += xml + "\n"
+        if suffix is not None:
+            text += f"\n{suffix}"
+        from pytest_rigging.model import ErrorModel
+
+        if isinstance(models, ErrorModel):
+            metadata = {"error": models.content, **(metadata or {})}
+        return cls(role, [ContentText(text=text)], slices=slices, metadata=metadata or {})
 
     @classmethod
     def fit(cls, value: MessageLike) -> Message:
         """One message from anything a pipeline accepts as a message."""
         if isinstance(value, Message):
             return value
-        if isinstance(value, str):
-            return cls(role="user", content=value)
+        if isinstance(value, str | ContentText | ContentImageUrl | ContentAudioInput):
+            return cls("user", [value])
         if isinstance(value, dict):
             return cls.model_validate(value)
         raise TypeError(
-            f"expected a Message, a {{'role', 'content'}} dict or a str, got {type(value).__name__}"
+            "expected a Message, a {'role', 'content'} dict, a str or a content part, "
+            f"got {type(value).__name__}"
         )
 
     @classmethod
@@ -54,46 +537,61 @@ class Message(BaseModel):
         """A conversation from one message-like value or a sequence of them."""
         if value is None:
             return []
-        if isinstance(value, Message | str | dict):
+        if isinstance(
+            value, Message | str | dict | ContentText | ContentImageUrl | ContentAudioInput
+        ):
             return [cls.fit(value)]
         return [cls.fit(v) for v in value]
 
-    def parse(self, model: type[ModelT]) -> ModelT:
-        """The first valid element of `model` in this message, by position."""
-        return model.one_from_text(self.content)[0]
+    @classmethod
+    def apply_to_list(cls, messages: t.Sequence[Message], **kwargs: t.Any) -> list[Message]:
+        """`apply(**kwargs)` on each message."""
+        return [message.apply(**kwargs) for message in messages]
 
-    def try_parse(self, model: type[ModelT]) -> ModelT | None:
-        """Like `parse`, but None instead of an error when nothing valid is there."""
-        try:
-            return self.parse(model)
-        except Exception:
-            return None
 
-    def parse_set(self, model: type[ModelT], minimum: int | None = None) -> list[ModelT]:
-        """Every valid element of `model`; at least `minimum` of them."""
-        found = [m for m, _ in model.from_text(self.content)]
-        if minimum is not None and len(found) < minimum:
-            raise MissingModelError(
-                f"Expected at least {minimum} {model.xml_tags()} elements, found {len(found)}"
-            )
-        return found
+def _parts(content: t.Any) -> list[t.Any]:
+    """Content parts from a string (dedented, as a triple-quoted prompt wants), a list of
+    strings and parts, or parts already serialized."""
+    if content is None:
+        return [ContentText(text="")]
+    if isinstance(content, str):
+        return [ContentText(text=dedent(content))]
+    if isinstance(content, CONTENT_TYPES):
+        return [content]
+    if isinstance(content, t.Sequence):
+        return [ContentText(text=dedent(p)) if isinstance(p, str) else p for p in content]
+    raise TypeError(
+        f"message content must be a str or a list of content parts, got {type(content).__name__}"
+    )
 
-    def try_parse_set(self, model: type[ModelT], minimum: int | None = None) -> list[ModelT]:
-        try:
-            return self.parse_set(model, minimum)
-        except Exception:
-            return []
 
-    def parse_many(self, *models: type[Model]) -> list[Model]:
-        """Every element of any of `models`, in order of position; each must appear."""
-        found: list[tuple[int, Model]] = []
-        for model in models:
-            found.extend((span.start, m) for m, span in model.from_text(self.content))
-        found.sort(key=lambda pair: pair[0])
-        return [m for _, m in found]
+def shorten(text: str, max_length: int, sep: str = "...") -> str:
+    """`text` cut to `max_length` characters by dropping its middle."""
+    if len(text) <= max_length:
+        return text
+    keep = max(max_length - len(sep), 0)
+    head = (keep + 1) // 2
+    return text[:head] + sep + (text[len(text) - (keep - head) :] if keep - head else "")
 
-    def try_parse_many(self, *models: type[Model]) -> list[Model]:
-        try:
-            return self.parse_many(*models)
-        except Exception:
-            return []
+
+def inject_system_content(messages: list[Message], content: str) -> list[Message]:
+    """Add `content` to the conversation's system message, creating one first in line
+    if there is none (in place; returns the list). Content already there is not added
+    twice."""
+    if not content.strip():
+        return messages
+    if not messages or messages[0].role != "system":
+        messages.insert(0, Message("system", content))
+    elif content not in messages[0].content:
+        messages[0].content += "\n\n" + content
+    return messages
+
+
+def strip_system_content(messages: list[Message], content: str) -> list[Message]:
+    """Undo `inject_system_content`: remove `content` from the system message, and the
+    message itself once it is empty (returns the list)."""
+    if not content.strip() or not messages or messages[0].role != "system":
+        return messages
+    system = messages[0]
+    system.content = system.content.replace(content, "").strip()
+    return messages[1:] if not system.content else messages

@@ -1,48 +1,158 @@
-"""Parsing models: pydantic classes that read themselves out of XML-ish model output.
+"""Parsing models: pydantic-xml classes that read themselves out of model output.
 
-Each `Model` owns a tag, the class name in kebab case (`CommaDelimitedAnswer` ->
-`comma-delimited-answer`) unless `class Foo(Model, tag="x")` says otherwise. Model output
-is prose more often than XML, so parsing is tolerant: text around the tags, attributes on
-the opening tag, any letter case, and a tag named in prose before the real element (the
-real element wins). It is also hostile-input safe: every scan is one pass over the text
-with no backtracking across it, so cost is linear in the text's size.
+`Model` is a `pydantic_xml.BaseXmlModel`, so fields are declared as in rigging, with
+`element()`, `attr()` and `wrapped()`. Each model owns a tag, the class name in kebab case
+(`CommaDelimitedAnswer` -> `comma-delimited-answer`) unless `class Foo(Model, tag="x")`
+says otherwise.
+
+Model output is prose more often than XML, so finding elements is our own linear scan,
+tolerant of text around the tags, attributes on the opening tag, any letter case, and a
+tag named in prose before the real element (the real element wins). Once found, an
+element that needs XML structure is built by pydantic-xml; a model that only reads its
+element's text takes the text as written, raw `<` and `&` included. Every scan is one pass
+with no backtracking across the text, so hostile output costs time linear in its size.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
+import textwrap
 import types
 import typing as t
-from functools import cache, lru_cache
+import weakref
+from collections import abc
+from functools import lru_cache
 
-from pydantic import BaseModel, ValidationError, field_validator
+import typing_extensions as te
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PydanticUndefinedAnnotation,
+    ValidationError,
+    create_model,
+    field_serializer,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_xml import BaseXmlModel, attr, element, wrapped
+from pydantic_xml import create_model as create_xml_model
+from pydantic_xml.element import SearchMode
+from pydantic_xml.element.native import etree
+from pydantic_xml.errors import BaseError as XmlDeclarationError
+from pydantic_xml.errors import ModelFieldError, ParsingError
+from pydantic_xml.fields import XmlEntityInfo, extract_field_xml_entity_info
+from pydantic_xml.model import XmlModelMeta
+from pydantic_xml.typedefs import EntityLocation, NsMap
 
 from pytest_rigging.error import InvalidModelSpecifiedError, MissingModelError
 
 __all__ = [
+    "BASIC_TYPES",
+    "MAX_DEPTH",
     "Answer",
     "CommaDelimitedAnswer",
     "DelimitedAnswer",
     "Description",
+    "ErrorModel",
     "Instructions",
+    "JsonSchema",
     "Model",
+    "ModelT",
     "NewlineDelimitedAnswer",
+    "Primitive",
+    "PrimitiveT",
     "Question",
     "QuestionAnswer",
+    "SystemErrorModel",
     "Thinking",
+    "ValidationErrorModel",
     "YesNoAnswer",
+    "attr",
+    "element",
+    "escape",
+    "find_elements",
+    "kebab",
+    "make_from_schema",
+    "make_from_signature",
+    "make_primitive",
+    "wrapped",
 ]
 
-_UNESCAPE = re.compile(r"&(lt|gt|amp|quot|apos);")
-_ENTITY_CHARS = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-
 ModelT = t.TypeVar("ModelT", bound="Model")
+PrimitiveT = t.TypeVar("PrimitiveT", int, str, float, bool)
+JsonSchema = t.Mapping[str, t.Any]
+"""A JSON schema as `json.loads` returns it: a format of its own, not one of our records."""
+
+BASIC_TYPES: tuple[type, ...] = (int, str, float, bool)
+"""Field types that make a one-field model "simple" (`Model.is_simple`)."""
+
+Span = tuple[int, int, int, int]
+MAX_DEPTH = 64
+"""How deep an element's children may nest before it is rejected as invalid."""
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_ENTITY = re.compile(r"&(lt|gt|amp|quot|apos);")
+_ENTITY_CHARS = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+_STRAY_AMP = re.compile(r"&(?!(?:lt|gt|amp|quot|apos|#[0-9]+|#x[0-9A-Fa-f]+);)")
+_STRAY_LT = re.compile(r"<(?![A-Za-z_/!?])")
+# The lookbehind lets a name start only after whitespace, so a long run of name
+# characters with no `=` is tried once, not once per character.
+_ATTRIBUTE = re.compile(
+    r"""(?:(?<=\s)|^)([^\s=/<>"']+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'<>]+))"""
+)
+_CDATA_OPEN, _CDATA_CLOSE = "<![CDATA[", "]]>"
+_STD_BACKEND = etree.__name__ == "xml.etree.ElementTree"
 
 
 def kebab(name: str) -> str:
     """`CommaDelimitedAnswer` -> `comma-delimited-answer`, `user_name` -> `user-name`."""
     return _CAMEL.sub("-", name).replace("_", "-").lower()
+
+
+def escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _escape_attribute(text: str) -> str:
+    return escape(text).replace('"', "&quot;")
+
+
+def _unescape(text: str) -> str:
+    # One pass, so `&amp;lt;` stays `&lt;` (rigging's chained replaces turn it into `<`).
+    return _ENTITY.sub(lambda m: _ENTITY_CHARS[m.group(1)], text) if "&" in text else text
+
+
+def _decode(raw: str) -> str:
+    """Raw element content to the characters it stands for: CDATA sections verbatim,
+    entities decoded outside them. A scan with `find`, so an unclosed section costs one
+    pass, where a regex would rescan the rest of the text from every opener."""
+    if _CDATA_OPEN not in raw:
+        return _unescape(raw)
+    parts: list[str] = []
+    position = 0
+    while (start := raw.find(_CDATA_OPEN, position)) >= 0:
+        stop = raw.find(_CDATA_CLOSE, start + len(_CDATA_OPEN))
+        if stop < 0:
+            break
+        parts += [_unescape(raw[position:start]), raw[start + len(_CDATA_OPEN) : stop]]
+        position = stop + len(_CDATA_CLOSE)
+    parts.append(_unescape(raw[position:]))
+    return "".join(parts)
+
+
+def _text(raw: str) -> str:
+    """An element's content as the text it stands for, without layout whitespace."""
+    return _layout(_decode(raw)) if "&" in raw or "<" in raw else _layout(raw)
+
+
+def _layout(text: str) -> str:
+    """Indentation and surrounding whitespace are how models lay out XML, not content."""
+    return textwrap.dedent(text).strip() if "\n" in text else text.strip()
 
 
 @lru_cache(maxsize=512)
@@ -59,7 +169,7 @@ def _simple_pattern(tag: str) -> re.Pattern[str]:
     )
 
 
-def find_elements(tag: str, text: str) -> list[tuple[int, int, int, int]]:
+def find_elements(tag: str, text: str) -> list[Span]:
     """Every complete `<tag ...>...</tag>` in `text`, ordered by start position.
 
     Returns (start, inner_start, inner_end, end) tuples. A closing tag pairs with the
@@ -67,7 +177,7 @@ def find_elements(tag: str, text: str) -> list[tuple[int, int, int, int]]:
     swallows the real element that follows it.
     """
     opened: list[tuple[int, int]] = []
-    found: list[tuple[int, int, int, int]] = []
+    found: list[Span] = []
     inside_another = False
     for match in _tag_pattern(tag).finditer(text):
         if not match.group(1):
@@ -82,60 +192,231 @@ def find_elements(tag: str, text: str) -> list[tuple[int, int, int, int]]:
     return found
 
 
-def _clean(text: str) -> str:
-    if "&" in text:
-        text = _UNESCAPE.sub(lambda m: _ENTITY_CHARS[m.group(1)], text)
-    return text.strip()
+def _outermost_and_innermost(spans: list[Span]) -> list[Span]:
+    """Drop the middle levels of same-tag nesting.
+
+    Outermost elements are disjoint, and so are innermost ones, so what is left totals at
+    most twice the text: parsing `<a>` nested n deep reads O(n) characters, not O(n^2).
+    """
+    kept: list[Span] = []
+    reach = -1
+    for index, span in enumerate(spans):
+        outermost = span[0] >= reach
+        innermost = index + 1 == len(spans) or spans[index + 1][0] >= span[3]
+        if outermost or innermost:
+            kept.append(span)
+        reach = max(reach, span[3])
+    return kept
 
 
-def escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _attributes(tag: str, opening: str) -> dict[str, str]:
+    """Attributes of an opening tag as models write them: quoted either way or unquoted."""
+    return {
+        m.group(1): _unescape(next(v for v in m.group(2, 3, 4) if v is not None))
+        for m in _ATTRIBUTE.finditer(opening[len(tag) + 1 : -1])
+    }
 
 
-class _FieldPlan(t.NamedTuple):
-    name: str
-    tag: str
-    model: type[Model] | None
-    many: bool
+def _invalid(cls: type[BaseModel], kind: str, reason: str, value: str) -> ValidationError:
+    """A parse failure of one element as a `ValidationError`, so callers treat a broken
+    element like an invalid one (both are the model's fault, both are retried)."""
+    error = PydanticCustomError(kind, "{reason}", {"reason": reason})
+    return ValidationError.from_exception_data(
+        cls.__name__, [InitErrorDetails(type=error, loc=(), input=value)]
+    )
 
 
-def _unwrap(annotation: t.Any) -> tuple[t.Any, bool]:
-    """Strip Optional/Annotated and report whether the field holds a list."""
-    many = False
-    while True:
-        origin = t.get_origin(annotation)
-        if origin is t.Annotated:
-            annotation = t.get_args(annotation)[0]
-        elif origin in (t.Union, types.UnionType):
-            args = [a for a in t.get_args(annotation) if a is not type(None)]
-            if len(args) != 1:
-                return annotation, many
-            annotation = args[0]
-        elif origin in (list, tuple, set, t.Sequence):
-            many = True
-            annotation = (t.get_args(annotation) or (str,))[0]
-        else:
-            return annotation, many
+#
+# What parsing needs to know about a model, worked out once per class
+#
 
 
-class Model(BaseModel):
+def _entity(info: FieldInfo) -> XmlEntityInfo | None:
+    entity = extract_field_xml_entity_info(info)
+    return entity if isinstance(entity, XmlEntityInfo) else None
+
+
+def _alternatives(annotation: t.Any) -> t.Iterator[t.Any]:
+    """The types a field may hold: Annotated and Optional/Union taken apart."""
+    origin = t.get_origin(annotation)
+    if origin is t.Annotated:
+        yield from _alternatives(t.get_args(annotation)[0])
+    elif origin in (t.Union, types.UnionType):
+        for arg in t.get_args(annotation):
+            if arg is not type(None):
+                yield from _alternatives(arg)
+    else:
+        yield annotation
+
+
+def _is_subclass(value: t.Any, parent: type | tuple[type, ...]) -> bool:
+    return isinstance(value, type) and issubclass(value, parent)
+
+
+def _is_model(annotation: t.Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseXmlModel)
+
+
+def _models_in(annotation: t.Any) -> list[type[Model]]:
+    """Parsing models a field holds, directly or in a collection."""
+    found: list[type[Model]] = []
+    for option in _alternatives(annotation):
+        if _is_model(option):
+            found.append(option)
+        elif t.get_origin(option) is not None:
+            for arg in t.get_args(option):
+                found.extend(_models_in(arg))
+    return found
+
+
+def _reads_text(info: FieldInfo) -> bool:
+    """Whether pydantic-xml fills this field from its element's own text (an unmarked
+    scalar). Unresolved forward references count as not, rather than guessing."""
+    entity = _entity(info)
+    if entity is not None and entity.location is not None:
+        return False
+    for option in _alternatives(info.annotation):
+        origin = t.get_origin(option) or option
+        if isinstance(option, str | t.ForwardRef) or _is_model(origin):
+            return False
+        if _is_subclass(origin, (abc.Collection, abc.Iterator)) and not _is_subclass(
+            origin, (str, bytes)
+        ):
+            return False
+    return True
+
+
+def _is_attribute(info: FieldInfo) -> bool:
+    entity = _entity(info)
+    return entity is not None and entity.location == EntityLocation.ATTRIBUTE
+
+
+class _Plan(t.NamedTuple):
+    text_key: str | None
+    """For a model that reads only its element's text (plus attributes): the key to
+    validate that text under. None for models built from child elements."""
+    direct: bool
+    """The text can be validated without building an element: no attributes, no
+    pydantic-xml field validators."""
+    leaf_tags: tuple[str, ...]
+    """Tags (in this model and its nested models) holding plain text, escaped when an
+    element is not well-formed XML."""
+
+
+_PLANS: weakref.WeakKeyDictionary[type[Model], _Plan] = weakref.WeakKeyDictionary()
+
+
+def _plan(cls: type[Model]) -> _Plan:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        cls.ensure_valid()
+        plan = _PLANS[cls] = _make_plan(cls)
+    return plan
+
+
+def _text_field(cls: type[Model]) -> str | None:
+    """The one field a text-only model (its text, and attributes at most) reads."""
+    fields = cls.model_fields
+    text = [name for name, info in fields.items() if _reads_text(info)]
+    others = [info for name, info in fields.items() if name not in text]
+    if len(text) == 1 and all(_is_attribute(info) for info in others):
+        return text[0]
+    return None
+
+
+def _make_plan(cls: type[Model]) -> _Plan:
+    name = _text_field(cls)
+    if name is None:
+        return _Plan(None, False, tuple(sorted(_leaf_tags(cls, set()))))
+    info = cls.model_fields[name]
+    key = info.validation_alias if isinstance(info.validation_alias, str) else name
+    direct = len(cls.model_fields) == 1 and not cls.__xml_field_validators__
+    return _Plan(key, direct, ())
+
+
+def _leaf_tags(cls: type[Model], seen: set[type[Model]]) -> set[str]:
+    seen.add(cls)
+    tags: set[str] = set()
+    for name, info in cls.model_fields.items():
+        entity = _entity(info)
+        location = entity.location if entity is not None else None
+        if location == EntityLocation.ATTRIBUTE or _reads_text(info):
+            continue
+        nested = _models_in(info.annotation)
+        for model in nested:
+            if model in seen or not issubclass(model, Model):
+                continue
+            model.ensure_valid()
+            if _text_field(model) is not None:
+                tags.add(model.__xml_tag__)
+            else:
+                tags |= _leaf_tags(model, seen)
+        if not nested and entity is not None:
+            inner = entity.wrapped if location == EntityLocation.WRAPPED else entity
+            path = inner.path if inner is not None and inner.path else info.alias or name
+            tags.add(path.rsplit("/", 1)[-1])
+    return tags
+
+
+class _ModelMeta(XmlModelMeta):
+    """Reports declarations pydantic-xml cannot use, or that cannot parse, as
+    `InvalidModelSpecifiedError` where the class is defined."""
+
+    def __new__(
+        mcls,
+        name: str,
+        bases: tuple[type, ...],
+        namespace: dict[str, t.Any],
+        **kwargs: t.Any,
+    ) -> type:
+        try:
+            cls = super().__new__(mcls, name, bases, namespace, **kwargs)
+        except ModelFieldError as error:
+            raise InvalidModelSpecifiedError(
+                f"{name}.{error.field_name}: {error.message}; "
+                "declare the field with element(), attr() or wrapped()"
+            ) from error
+        except XmlDeclarationError as error:
+            raise InvalidModelSpecifiedError(f"{name} is not a usable model: {error}") from error
+        text = [field for field, info in cls.model_fields.items() if _reads_text(info)]
+        if len(text) > 1:
+            raise InvalidModelSpecifiedError(
+                f"{name}: fields {', '.join(map(repr, text))} would all read the text of "
+                f"<{cls.__xml_tag__}>; declare all but one with element() or attr()"
+            )
+        return cls
+
+
+class Model(BaseXmlModel, metaclass=_ModelMeta, __xml_abstract__=True):
     """Base class of every parsing model.
 
-    A model with one scalar field takes the element's text (`Answer.content`); a model
-    with several fields, or nested models, reads each field from a child element named
-    after it (`user_name` -> `<user-name>`) or after the nested model's tag.
+    An unmarked scalar field reads the element's text (`Answer.content`); `attr()` fields
+    read attributes of the opening tag, `element()` and `wrapped()` fields and nested
+    models read child elements, all as pydantic-xml defines them.
     """
 
-    __xml_tag__: t.ClassVar[str] = "model"
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
-    def __init_subclass__(cls, tag: str | None = None, **kwargs: t.Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.__xml_tag__ = tag or kebab(cls.__name__)
+    def __init_subclass__(
+        cls,
+        tag: str | None = None,
+        ns: str | None = None,
+        nsmap: NsMap | None = None,
+        ns_attrs: bool | None = None,
+        skip_empty: bool | None = None,
+        search_mode: SearchMode | None = None,
+        **kwargs: t.Any,
+    ) -> None:
+        super().__init_subclass__(tag, ns, nsmap, ns_attrs, skip_empty, search_mode, **kwargs)
+        # A parametrized generic (`Primitive[int]`) keeps its parent's tag: its name
+        # is pydantic's, not the user's.
+        if tag is None and "[" not in cls.__name__:
+            cls.__xml_tag__ = kebab(cls.__name__)
 
     @classmethod
     def xml_tags(cls) -> str:
         """The empty element, as a prompt would show it: `<answer></answer>`."""
-        return f"<{cls.__xml_tag__}></{cls.__xml_tag__}>"
+        return cls.xml_start_tag() + cls.xml_end_tag()
 
     @classmethod
     def xml_start_tag(cls) -> str:
@@ -146,150 +427,551 @@ class Model(BaseModel):
         return f"</{cls.__xml_tag__}>"
 
     @classmethod
-    def xml_example(cls) -> str:
-        """An example of the expected shape, for prompts and recovery messages."""
-        plans = _plan(cls)
-        if plans is None:
-            return cls.xml_tags()
-        lines = [cls.xml_start_tag()]
-        for plan in plans:
-            inner = (
-                plan.model.xml_example()
-                if plan.model is not None
-                else f"<{plan.tag}>...</{plan.tag}>"
-            )
-            lines.extend("  " + line for line in inner.splitlines())
-        lines.append(cls.xml_end_tag())
-        return "\n".join(lines)
-
-    def to_pretty_xml(self) -> str:
-        """This instance as XML, in the shape `from_text` reads back."""
-        plans = _plan(type(self))
-        tag = self.__xml_tag__
-        if plans is None:
-            value = next(iter(self.__dict__.values()), "")
-            return f"<{tag}>{escape(str(value))}</{tag}>"
-        lines = [f"<{tag}>"]
-        for plan in plans:
-            value = getattr(self, plan.name)
-            for item in (value if plan.many else [value]) if value is not None else []:
-                inner = (
-                    item.to_pretty_xml()
-                    if isinstance(item, Model)
-                    else f"<{plan.tag}>{escape(str(item))}</{plan.tag}>"
-                )
-                lines.extend("  " + line for line in inner.splitlines())
-        lines.append(f"</{tag}>")
-        return "\n".join(lines)
+    def is_simple(cls) -> bool:
+        """One unmarked field of a basic type: rigging's test for its plain-text path."""
+        fields = list(cls.model_fields.values())
+        return (
+            len(fields) == 1
+            and _entity(fields[0]) is None
+            and _basic(fields[0].annotation) in BASIC_TYPES
+        )
 
     @classmethod
-    def from_text(cls: type[ModelT], content: str | bytes) -> list[tuple[ModelT, slice]]:
-        """Every valid element of this model in `content`, with its position, in order.
+    def is_simple_with_attrs(cls) -> bool:
+        """Simple but for extra `attr()` fields: the element's text still fills one field."""
+        fields = list(cls.model_fields.values())
+        plain = [info for info in fields if _entity(info) is None]
+        return (
+            len(plain) == 1
+            and len(fields) > 1
+            and all(_is_attribute(info) for info in fields if info is not plain[0])
+            and _basic(plain[0].annotation) in BASIC_TYPES
+        )
 
-        Raises `MissingModelError` when there is no element at all, and the first
-        element's `ValidationError` when elements exist but none is valid.
+    @classmethod
+    def ensure_valid(cls) -> None:
+        """Raise `InvalidModelSpecifiedError` if `cls` cannot parse: it has no fields (a
+        base class can be declared so, but not parsed), or names a type that is still
+        undefined (a forward reference pydantic could not resolve)."""
+        if not cls.model_fields:
+            raise InvalidModelSpecifiedError(f"{cls.__name__} has no fields to parse into")
+        if cls.__xml_serializer__ is None and not cls.__pydantic_generic_metadata__["parameters"]:
+            try:
+                cls.model_rebuild()
+            except PydanticUndefinedAnnotation as error:
+                raise InvalidModelSpecifiedError(
+                    f"{cls.__name__} is not fully defined ({error.message}); "
+                    f"define the type, then call {cls.__name__}.model_rebuild()"
+                ) from error
+
+    @classmethod
+    def xml_example(cls) -> str:
+        """The expected shape for prompts and recovery messages: field examples as
+        values, field descriptions (or docstrings) as comments, nested models expanded."""
+        return _example(cls, frozenset({cls}))
+
+    def to_xml(
+        self,
+        *,
+        skip_empty: bool = False,
+        exclude_none: bool = False,
+        exclude_unset: bool = False,
+        **kwargs: t.Any,
+    ) -> str:
+        """pydantic-xml's serialization, always as `str` (rigging's type), and with empty
+        elements written out in full: `<answer></answer>` is what `from_text` finds."""
+        kwargs.setdefault("encoding", "unicode")
+        if _STD_BACKEND:
+            kwargs.setdefault("short_empty_elements", False)
+        xml = super().to_xml(
+            skip_empty=skip_empty, exclude_none=exclude_none, exclude_unset=exclude_unset, **kwargs
+        )
+        return xml if isinstance(xml, str) else xml.decode(kwargs["encoding"])
+
+    def to_pretty_xml(
+        self,
+        *,
+        skip_empty: bool = False,
+        exclude_none: bool = False,
+        exclude_unset: bool = False,
+        **_: t.Any,
+    ) -> str:
+        """Indented XML for prompts and logs; multi-line text sits indented on its own
+        lines. Unknown options are ignored, as rigging ignores them. Reads back with
+        `from_text` to an equal model."""
+        tree = self.to_xml_tree(
+            skip_empty=skip_empty, exclude_none=exclude_none, exclude_unset=exclude_unset
+        )
+        return "\n".join(_pretty(tree, 0))
+
+    def __str__(self) -> str:
+        return self.to_pretty_xml()
+
+    @t.overload
+    @classmethod
+    def from_text(
+        cls, content: str | bytes, *, return_errors: t.Literal[False] = False
+    ) -> list[tuple[te.Self, slice]]: ...
+
+    @t.overload
+    @classmethod
+    def from_text(
+        cls, content: str | bytes, *, return_errors: t.Literal[True]
+    ) -> list[tuple[te.Self | ValidationError, slice]]: ...
+
+    @classmethod
+    def from_text(
+        cls, content: str | bytes, *, return_errors: bool = False
+    ) -> list[tuple[te.Self, slice]] | list[tuple[te.Self | ValidationError, slice]]:
+        """Every element of this model in `content`, in order, with its position.
+
+        Invalid elements are skipped, or with `return_errors` listed as their
+        `ValidationError`. Raises `MissingModelError` when there is no element at all,
+        and the first element's `ValidationError` when none is valid.
         """
         if isinstance(content, bytes):
             content = content.decode("utf-8", errors="replace")
-        results: list[tuple[ModelT, slice]] = []
-        first_error: ValidationError | None = None
-        tag = cls.__xml_tag__
-        read = _reader(cls)
-
-        def collect(elements: t.Iterable[tuple[str, int, int]]) -> int:
-            nonlocal first_error
-            seen = 0
-            for inner, start, end in elements:
-                seen += 1
-                try:
-                    results.append((read(inner), slice(start, end)))
-                except ValidationError as error:
-                    first_error = first_error or error
-            return seen
-
-        # Usually each closing tag directly follows its element's text: one regex
-        # finds them all. When as many elements were found as there are closing
-        # tags, each paired with the nearest opening tag before it, just as the
-        # general pairing would; otherwise that pairing decides.
-        simple = _simple_pattern(tag).finditer(content)
-        if collect((m.group(1), m.start(), m.end()) for m in simple) != content.lower().count(
-            f"</{tag}"
-        ):
-            results.clear()
-            first_error = None
-            spans = find_elements(tag, content)
-            collect((content[a:b], start, end) for start, a, b, end in spans)
-        if not results and first_error is None:
+        plan = _plan(cls)
+        spans = _locate(cls.__xml_tag__, content, simple=plan.text_key is not None)
+        if not spans:
             raise MissingModelError(f"Failed to find '{cls.xml_tags()}' in text")
-        if not results and first_error is not None:
-            raise first_error
-        return results
+        read = _reader(cls, plan, content)
+        found: list[tuple[te.Self | ValidationError, slice]] = []
+        failed = 0
+        for span in spans:
+            where = slice(span[0], span[3])
+            try:
+                found.append((read(span), where))
+            except ValidationError as error:
+                found.append((error, where))
+                failed += 1
+        if return_errors or not failed:
+            return found
+        if failed == len(found):
+            raise t.cast(ValidationError, found[0][0])
+        return [(m, s) for m, s in found if not isinstance(m, ValidationError)]
 
     @classmethod
-    def one_from_text(cls: type[ModelT], content: str | bytes) -> tuple[ModelT, slice]:
-        """The first valid element by position."""
-        return cls.from_text(content)[0]
+    def one_from_text(
+        cls, content: str | bytes, *, fail_on_many: bool = False
+    ) -> tuple[te.Self, slice]:
+        """The first valid element by position; with `fail_on_many`, a `ValidationError`
+        if there is more than one."""
+        found = cls.from_text(content)
+        if fail_on_many and len(found) > 1:
+            raise _invalid(
+                cls,
+                "multiple_elements",
+                f"found {len(found)} valid {cls.xml_tags()} elements where one was expected "
+                "(fail_on_many=True)",
+                content if isinstance(content, str) else content.decode("utf-8", "replace"),
+            )
+        return found[0]
 
 
-@cache
-def _reader(cls: type[ModelT]) -> t.Callable[[str], ModelT]:
-    """A function from an element's inner text to a validated `cls`, built once per class
-    (parsing calls it once per element, so everything it can look up early, it does)."""
+def _basic(annotation: t.Any) -> t.Any:
+    return t.get_args(annotation)[0] if t.get_origin(annotation) is t.Annotated else annotation
+
+
+def _first_example(info: FieldInfo) -> str:
+    return str(next(iter(info.examples or []), ""))
+
+
+def _entity_name(name: str, info: FieldInfo) -> str:
+    entity = _entity(info)
+    return (entity.path if entity is not None and entity.path else None) or info.alias or name
+
+
+def _example(cls: type[Model], seen: frozenset[type[Model]]) -> str:
+    fields = cls.model_fields
+    attributes = "".join(
+        f' {_entity_name(name, info)}="{_escape_attribute(_first_example(info))}"'
+        for name, info in fields.items()
+        if _is_attribute(info)
+    )
+    tag = cls.__xml_tag__
+    text = [info for info in fields.values() if _reads_text(info)]
+    children = [(n, i) for n, i in fields.items() if not _is_attribute(i) and not _reads_text(i)]
+    if not children:
+        example = escape(_first_example(text[0])) if text else ""
+        return f"<{tag}{attributes}>{example}</{tag}>"
+    lines = [f"<{tag}{attributes}>"]
+    for info in text:
+        if example := _first_example(info):
+            lines.append(f"  {escape(example)}")
+    for name, info in children:
+        if info.description:
+            lines.append(f"  <!-- {escape(info.description.strip())} -->")
+        lines.extend("  " + line for line in _child_example(name, info, seen))
+    lines.append(f"</{tag}>")
+    return "\n".join(lines)
+
+
+def _child_example(name: str, info: FieldInfo, seen: frozenset[type[Model]]) -> list[str]:
+    nested = [m for m in _models_in(info.annotation) if issubclass(m, Model)]
+    entity = _entity(info)
+    wrapper = entity is not None and entity.location == EntityLocation.WRAPPED
+    inner = entity.wrapped if entity is not None and wrapper else entity
+    path = inner.path if inner is not None else None
+    if nested:
+        body = _model_example(nested[0], path, seen).splitlines()
+    else:
+        body = _leaf_example(path or info.alias or name, info)
+    if entity is not None and wrapper:
+        for tag in reversed((entity.path or name).split("/")):
+            body = [f"<{tag}>", *("  " + line for line in body), f"</{tag}>"]
+    return body
+
+
+def _model_example(model: type[Model], tag: str | None, seen: frozenset[type[Model]]) -> str:
+    """A nested model's example (its own override if it has one; a model already being
+    shown, as an empty element), under the tag its field gives it, if any."""
+    old = model.__xml_tag__
+    if model in seen:
+        return f"<{tag or old}/>"
+    if model.xml_example.__func__ is not Model.xml_example.__func__:  # type: ignore[attr-defined]
+        example = model.xml_example()
+    else:
+        example = _example(model, seen | {model})
+    if not tag or tag == old:
+        return example
+    return f"<{tag}{example[len(old) + 1 : -len(old) - 3]}</{tag}>"
+
+
+def _leaf_example(tag: str, info: FieldInfo) -> list[str]:
+    example = _first_example(info)
+    return [f"<{tag}>{escape(example)}</{tag}>" if example else f"<{tag}/>"]
+
+
+def _pretty(node: t.Any, depth: int) -> list[str]:
+    pad = "  " * depth
+    attributes = "".join(f' {k}="{_escape_attribute(v)}"' for k, v in node.attrib.items())
+    opening = f"{node.tag}{attributes}"
+    text = escape(_layout(node.text or ""))
+    children = list(node)
+    if not children and "\n" not in text:
+        if text:
+            return [f"{pad}<{opening}>{text}</{node.tag}>"]
+        return [f"<{opening}></{node.tag}>" if depth == 0 else f"{pad}<{opening} />"]
+    lines = [f"{pad}<{opening}>"]
+    lines.extend(f"{pad}  {line}" if line.strip() else "" for line in text.splitlines())
+    for child in children:
+        lines.extend(_pretty(child, depth + 1))
+    lines.append(f"{pad}</{node.tag}>")
+    return lines
+
+
+#
+# Parsing
+#
+
+
+def _locate(tag: str, content: str, *, simple: bool) -> list[Span]:
+    """Elements to parse, in order. Usually each closing tag directly follows its
+    element's text and one regex finds them all; when it finds as many elements as
+    there are closing tags, they are exactly what the general pairing would find."""
+    if simple:
+        matches = _simple_pattern(tag).finditer(content)
+        found = [(m.start(), m.start(1), m.end(1), m.end()) for m in matches]
+        if len(found) == content.lower().count(f"</{tag.lower()}"):
+            return found
+    return _outermost_and_innermost(find_elements(tag, content))
+
+
+def _reader(cls: type[ModelT], plan: _Plan, content: str) -> t.Callable[[Span], ModelT]:
+    """How to build one element of `content`. A text-only model without attributes is
+    validated straight from the text: what pydantic-xml would build, without the tree."""
+    if not plan.direct or plan.text_key is None:
+        return lambda span: _build(cls, plan, content, span)
     validate = cls.__pydantic_validator__.validate_python
-    plans = _plan(cls)
-    if plans is None:
-        name, info = next(iter(cls.model_fields.items()))
-        child_tag = kebab(info.alias or name)
-
-        def read_text(inner: str) -> ModelT:
-            if "<" in inner:
-                child = find_elements(child_tag, inner)
-                if child:
-                    inner = inner[child[0][1] : child[0][2]]
-            return t.cast(ModelT, validate({name: _clean(inner)}))
-
-        return read_text
-
-    def read_fields(inner: str) -> ModelT:
-        values: dict[str, t.Any] = {}
-        for plan in plans:
-            if plan.model is not None:
-                read = _reader(plan.model)
-                tag = plan.model.__xml_tag__
-                found = [read(inner[s:e]) for _, s, e, _ in find_elements(tag, inner)]
-            else:
-                found = [_clean(inner[s:e]) for _, s, e, _ in find_elements(plan.tag, inner)]
-            if plan.many:
-                values[plan.name] = found
-            elif found:
-                values[plan.name] = found[0]
-        return t.cast(ModelT, validate(values))
-
-    return read_fields
+    key = plan.text_key
+    return lambda span: validate({key: _text(content[span[1] : span[2]])})
 
 
-@cache
-def _plan(cls: type[Model]) -> tuple[_FieldPlan, ...] | None:
-    """How to read each field of `cls`; None for a one-scalar-field (text) model."""
-    plans = []
-    for name, info in cls.model_fields.items():
-        inner, many = _unwrap(info.annotation)
-        nested = inner if isinstance(inner, type) and issubclass(inner, Model) else None
-        alias = info.alias or name
-        plans.append(_FieldPlan(name, nested.__xml_tag__ if nested else kebab(alias), nested, many))
-    if not plans:
-        raise InvalidModelSpecifiedError(f"{cls.__name__} has no fields to parse into")
-    if len(plans) == 1 and plans[0].model is None and not plans[0].many:
-        return None
-    return tuple(plans)
+def _build(cls: type[ModelT], plan: _Plan, content: str, span: Span) -> ModelT:
+    start, inner_start, inner_end, _ = span
+    opening = content[start:inner_start]
+    inner = content[inner_start:inner_end]
+    name = cls.__xml_serializer__.element_name if cls.__xml_serializer__ else cls.__xml_tag__
+    if plan.text_key is not None:
+        # The text is taken as written (raw `<` and `&` are prose), so only the opening
+        # tag's attributes go through XML.
+        root = etree.Element(name, _attributes(cls.__xml_tag__, opening))
+        root.text = _text(inner)
+        return _from_tree(cls, root, content[start : span[3]], empty_as_string=True)
+    root = _parse_element(cls, inner, plan.leaf_tags)
+    root.tag = name
+    root.attrib.update(_attributes(cls.__xml_tag__, opening))
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            # pydantic-xml recurses per level: deeper than this, Python's stack would end
+            # the parse with a RecursionError instead of an answer.
+            raise _invalid(
+                cls,
+                "too_deep",
+                f"<{cls.__xml_tag__}> nests elements more than {MAX_DEPTH} levels deep",
+                content[start : span[3]],
+            )
+        if node.text:
+            node.text = _layout(node.text)
+        stack.extend((child, depth + 1) for child in node)
+    return _from_tree(cls, root, content[start : span[3]], empty_as_string=False)
+
+
+def _parse_element(cls: type[Model], inner: str, leaf_tags: tuple[str, ...]) -> t.Any:
+    """The element as a tree; if it is not well-formed, once more after escaping the
+    text fields' content and stray `&`/`<`, as models write prose into XML."""
+    tag = cls.__xml_tag__
+    xml = f"<{tag}>{inner}</{tag}>"
+    try:
+        return etree.fromstring(xml)
+    except SyntaxError:  # ElementTree's ParseError and lxml's XMLSyntaxError
+        pass
+    try:
+        return etree.fromstring(_repair(xml, leaf_tags))
+    except SyntaxError as error:
+        raise _invalid(
+            cls, "invalid_xml", f"<{tag}> is not well-formed XML ({error})", xml
+        ) from None
+
+
+def _repair(xml: str, leaf_tags: tuple[str, ...]) -> str:
+    spans = sorted(span for tag in leaf_tags for span in find_elements(tag, xml))
+    parts: list[str] = []
+    position = 0
+    for _, inner_start, inner_end, _ in spans:
+        if inner_start < position:  # inside text already escaped
+            continue
+        parts += [xml[position:inner_start], escape(_decode(xml[inner_start:inner_end]))]
+        position = inner_end
+    parts.append(xml[position:])
+    return _STRAY_LT.sub("&lt;", _STRAY_AMP.sub("&amp;", "".join(parts)))
+
+
+def _from_tree(cls: type[ModelT], root: t.Any, source: str, *, empty_as_string: bool) -> ModelT:
+    try:
+        return cls.from_xml_tree(root, empty_as_string=empty_as_string)
+    except ParsingError as error:
+        raise _invalid(cls, "invalid_xml", str(error), source) from None
+
+
+#
+# Built at runtime: primitives, JSON schemas, signatures
+#
+
+
+def _strip_text(value: t.Any) -> t.Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class Primitive(Model, t.Generic[PrimitiveT]):
+    """One scalar read from the element's text; `make_primitive` builds named subclasses."""
+
+    content: t.Annotated[PrimitiveT, BeforeValidator(_strip_text)]
+
+
+def make_primitive(
+    name: str,
+    type_: type[PrimitiveT] = str,  # type: ignore[assignment]
+    *,
+    tag: str | None = None,
+    doc: str | None = None,
+    validator: t.Callable[[str], str | None] | None = None,
+    strip_content: bool = True,
+) -> type[Primitive[PrimitiveT]]:
+    """A one-field model without a class statement, for output types built at runtime.
+
+    `validator` gets the content and may return a replacement (None keeps it).
+    """
+    annotation: t.Any = t.Annotated[type_, BeforeValidator(_strip_text)] if strip_content else type_
+    validators: dict[str, t.Any] = {}
+    if validator is not None:
+        check = validator
+
+        def _validate(value: t.Any) -> t.Any:
+            return check(value) or value
+
+        validators["content_validator"] = field_validator("content")(_validate)
+    return create_model(  # type: ignore[no-any-return]
+        name,
+        __base__=Primitive[type_],  # type: ignore[valid-type]
+        __doc__=doc,
+        __cls_kwargs__={"tag": tag},
+        __validators__=validators,
+        content=(annotation, ...),
+    )
+
+
+_JSON_TYPES: dict[str, t.Any] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "null": type(None),
+    "object": dict,
+    "array": list,
+}
+
+
+def _schema_type(name: str, schema: JsonSchema) -> t.Any:
+    if "$ref" in schema:
+        raise InvalidModelSpecifiedError(
+            f"property {name!r} is a $ref: dereference the schema before building a model"
+        )
+    if "enum" in schema:
+        return t.Literal[tuple(schema["enum"])]
+    kind = schema.get("type", "string")
+    if kind == "array":
+        return list[_schema_type(f"{name}_item", schema.get("items", {}))]  # type: ignore[misc]
+    if kind == "object":
+        values = schema.get("additionalProperties")
+        if isinstance(values, abc.Mapping):
+            return dict[str, _schema_type(f"{name}_item", values)]  # type: ignore[misc]
+        return make_from_schema(schema, schema.get("title") or name, allow_primitive=True)
+    for union in ("anyOf", "oneOf", "allOf"):
+        if union in schema:
+            return t.Union[tuple(_schema_type(name, option) for option in schema[union])]  # noqa: UP007
+    if isinstance(kind, list):
+        return t.Union[tuple(_JSON_TYPES.get(k, t.Any) for k in kind)]  # noqa: UP007
+    return _JSON_TYPES.get(kind, t.Any)
+
+
+def make_from_schema(
+    schema: JsonSchema, name: str | None = None, *, allow_primitive: bool = False
+) -> type[Model]:
+    """A model from a (dereferenced) JSON object schema, each property a child element;
+    arrays are a wrapper element of `<item>` elements (or of the items' model elements).
+
+    With `allow_primitive`, a one-property schema becomes a text-only model instead.
+    """
+    properties: JsonSchema = schema.get("properties") or {}
+    model_name = name or schema.get("title") or "SchemaModel"
+    if not properties:
+        raise InvalidModelSpecifiedError(
+            f"schema for {model_name!r} has no properties to build fields from"
+        )
+    required = set(schema.get("required", []))
+    as_text = allow_primitive and len(properties) == 1
+    fields: dict[str, t.Any] = {}
+    for key, sub_schema in properties.items():
+        field_name = re.sub(r"\W", "_", key)
+        if not field_name.isidentifier() or field_name.startswith("_") or field_name in fields:
+            raise InvalidModelSpecifiedError(
+                f"schema property {key!r} of {model_name!r} cannot be a field name"
+            )
+        options: dict[str, t.Any] = {
+            "default": ... if key in required else None,
+            "description": sub_schema.get("description", ""),
+            "title": sub_schema.get("title", ""),
+            "alias": key if key != field_name else None,
+        }
+        if sub_schema.get("type") == "array":
+            of_models = sub_schema.get("items", {}).get("type") == "object"
+            field = wrapped(key, None if of_models else element("item"), **options)
+        else:
+            field = (Field if as_text else element)(**options)
+        fields[field_name] = (_schema_type(key, sub_schema), field)
+    return create_xml_model(model_name, __base__=Model, **fields)
+
+
+def make_from_signature(signature: inspect.Signature, name: str | None = None) -> type[Model]:
+    """A model of a function's parameters, each a child element, so a model can write a
+    call as XML. Lists become a wrapper element of `<item>` (or singular-name) elements;
+    `Annotated[T, "text"]` gives the field its description."""
+    model_name = name or "SignatureModel"
+    fields: dict[str, t.Any] = {}
+    for param_name, param in signature.parameters.items():
+        where = f"parameter {param_name!r} of {model_name}"
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise InvalidModelSpecifiedError(f"{where}: *args and **kwargs cannot be fields")
+        annotation = param.annotation
+        if annotation is inspect.Parameter.empty:
+            raise InvalidModelSpecifiedError(f"{where} has no type annotation")
+        if isinstance(annotation, str):
+            raise InvalidModelSpecifiedError(
+                f"{where} is annotated with the string {annotation!r}: pass "
+                "inspect.signature(function, eval_str=True)"
+            )
+        description = ""
+        if t.get_origin(annotation) is t.Annotated:
+            annotation, *extra = t.get_args(annotation)
+            description = next((x for x in extra if isinstance(x, str)), "")
+        for part in (annotation, t.get_origin(annotation), *t.get_args(annotation)):
+            if _is_subclass(part, BaseModel) and not _is_subclass(part, BaseXmlModel):
+                raise InvalidModelSpecifiedError(
+                    f"{where}: pydantic models must inherit from BaseXmlModel (use Model)"
+                )
+            if dataclasses.is_dataclass(part):
+                raise InvalidModelSpecifiedError(f"{where}: dataclasses are not supported")
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        listed = next((a for a in _alternatives(annotation) if t.get_origin(a) is list), None)
+        if listed is not None:
+            item = t.get_args(listed)[0]
+            scalar = _is_subclass(item, (str, int, float, bool, bytes)) or item is t.Any
+            plural = len(param_name) > 1 and param_name.endswith("s")
+            item_tag = param_name[:-1] if plural and not scalar else "item"
+            field = wrapped(
+                param_name, element(tag=item_tag, default=default, description=description)
+            )
+        else:
+            field = element(default=default, description=description)
+        fields[param_name] = (annotation, field)
+    return create_xml_model(model_name, __base__=Model, **fields)
+
+
+#
+# Structured errors to show a model
+#
+
+
+class ErrorModel(Model, tag="error"):
+    """An exception as XML, so a model can be shown what went wrong."""
+
+    type: str = attr(default="Exception")
+    content: str
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _exception_text(cls, value: t.Any) -> t.Any:
+        return str(value) if isinstance(value, Exception) else value
+
+    @classmethod
+    def from_exception(cls, exception: Exception) -> te.Self:
+        return cls(content=str(exception), type=type(exception).__name__)
+
+
+class SystemErrorModel(ErrorModel, tag="system-error"):
+    content: str
+
+
+class ValidationErrorModel(ErrorModel, tag="validation-error"):
+    content: str
+
+
+#
+# Common models
+#
+
+
+class Thinking(Model):
+    content: str
+
+
+class Question(Model):
+    content: str
 
 
 class Answer(Model):
     content: str
 
 
-class Question(Model):
-    content: str
+class QuestionAnswer(Model):
+    question: Question = element()
+    """The question"""
+    answer: Answer = element()
+    """The answer"""
 
 
 class Description(Model):
@@ -298,15 +980,6 @@ class Description(Model):
 
 class Instructions(Model):
     content: str
-
-
-class Thinking(Model):
-    content: str
-
-
-class QuestionAnswer(Model):
-    question: Question
-    answer: Answer
 
 
 class YesNoAnswer(Model):
@@ -325,6 +998,11 @@ class YesNoAnswer(Model):
         if text.startswith(("no", "false")):
             return False
         raise ValueError(f"expected yes/no/true/false, got {str(value)[:40]!r}")
+
+    @field_serializer("boolean", when_used="json")
+    def _write_yes_no(self, value: bool) -> str:
+        # XML is what a model reads back: "yes"/"no", as rigging writes it.
+        return "yes" if value else "no"
 
     @classmethod
     def xml_example(cls) -> str:

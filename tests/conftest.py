@@ -161,6 +161,16 @@ class FakeGenerator(Generator):
         return GeneratedText(text=message.message.content, usage=message.usage)
 
 
+def replying(*contents: str) -> FakeGenerator:
+    """A fake whose n-th call answers contents[n] (the last one repeats)."""
+    answers = list(contents)
+
+    def reply(messages: list[Message]) -> str:
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    return FakeGenerator(model="replying", reply=reply)
+
+
 @pytest.fixture
 def fake() -> FakeGenerator:
     return FakeGenerator(model="fake", max_connections=4)

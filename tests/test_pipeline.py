@@ -15,17 +15,7 @@ from pytest_rigging._pipeline import observe
 from pytest_rigging.error import ProcessingError
 from pytest_rigging.message import Message
 from pytest_rigging.model import Answer, YesNoAnswer
-from tests.conftest import FakeGenerator
-
-
-def replying(*contents: str) -> FakeGenerator:
-    """A fake whose n-th call answers contents[n] (the last one repeats)."""
-    answers = list(contents)
-
-    def reply(messages: list[Message]) -> str:
-        return answers.pop(0) if len(answers) > 1 else answers[0]
-
-    return FakeGenerator(model="scripted-fake", reply=reply)
+from tests.conftest import FakeGenerator, replying
 
 
 async def test_run_gives_one_chat_with_the_whole_conversation(fake: FakeGenerator) -> None:
@@ -155,11 +145,14 @@ async def test_until_parsed_as_recovers_with_a_clear_message() -> None:
     )
     assert chat.last.parse(Answer).content == "Paris"
     assert chat.recovery_rounds == 1
-    # The final chat holds the clean conversation; the failed try went to the model only.
-    assert [m.content for m in chat.all] == ["Capital of France?", "<answer>Paris</answer>"]
+    # As in rigging 3, the final chat holds the whole exchange: what was sent the second
+    # time, and the reply that parsed.
     retried = generator.calls[1][0]
     assert [m.role for m in retried] == ["user", "assistant", "user"]
-    assert retried[1].content == "Paris"
+    assert chat.messages == retried and [m.content for m in chat.generated] == [
+        "<answer>Paris</answer>"
+    ]
+    assert [m.content for m in chat.all[:2]] == ["Capital of France?", "Paris"]
     recovery = retried[2].content
     assert "<system-error>\nFailed to find '<answer></answer>' in text\n</system-error>" in recovery
     assert "Rewrite your whole message" in recovery and "<answer></answer>" in recovery
@@ -198,13 +191,27 @@ async def test_exhaustion_raises_or_is_absorbed() -> None:
         "[assistant]: never\n\n[error]: Exhausted max rounds (3) while parsing: "
         "Failed to find '<answer></answer>' in text"
     )
-    # rigging 3 spells max_rounds as max_depth
+    # the failed chat shows each of the three replies and both requests to rewrite
+    assert [m.role for m in failed.all] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    assert [m.content for m in failed.all if m.role == "assistant"] == ["never"] * 3
+    # either name catches it: rigging 3's MaxDepthError is a subclass of the seed's
+    assert isinstance(failed.error, rg.MaxDepthError)
+    with pytest.raises(rg.MaxDepthError, match=r"Exhausted max rounds \(3\)"):
+        await pipeline.run()
+    # rigging 3 counts recoveries, max_depth: 2 recoveries are 3 replies
     generator.calls.clear()
     assert (
         await generator.chat("q").until_parsed_as(Answer, max_depth=2).run_many(1, on_failed="skip")
         == []
     )
-    assert len(generator.calls) == 2
+    assert len(generator.calls) == 3
 
 
 def test_until_parsed_as_argument_errors(fake: FakeGenerator) -> None:
@@ -290,7 +297,7 @@ async def test_run_batch_inputs(fake: FakeGenerator) -> None:
         ["sys", "first", "second"],
     ]
     assert await pipeline.run_batch([]) == []
-    assert pipeline.messages == [Message(role="system", content="sys")]
+    assert [m.to_dict() for m in pipeline.messages] == [{"role": "system", "content": "sys"}]
 
 
 async def test_run_batch_broadcasts_either_side(fake: FakeGenerator) -> None:

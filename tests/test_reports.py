@@ -143,10 +143,12 @@ def test_every_count_and_rate_exactly(
     assert one["samples"] == [3, 3] and one["outcome"] == "passed"
     assert [c["sample"] for c in one["chats"]] == [0, 1, 2]
     assert [c["outcome"] for c in one["chats"]] == ["recovered"] * 3
-    assert one["chats"][0]["conversation"] == [
-        {"role": "user", "content": "case a"},
-        {"role": "assistant", "content": "<answer>ok</answer>"},
-    ]
+    conversation = one["chats"][0]["conversation"]
+    assert [m["role"] for m in conversation] == ["user", "assistant", "user", "assistant"]
+    assert conversation[0] == {"role": "user", "content": "case a"}
+    assert conversation[1]["content"] != "<answer>ok</answer>"  # the reply that failed
+    assert "Rewrite your whole message" in conversation[2]["content"]
+    assert conversation[3] == {"role": "assistant", "content": "<answer>ok</answer>"}
     broken = items["test_suite.py::test_result_style[a-broken]"]
     assert broken["outcome"] == "error" and broken["chats"][0]["error_kind"] == "infrastructure"
     assert doc["settings"]["models"][-1] == "openai!broken,max_retries=0"

@@ -10,7 +10,10 @@ from pytest_rigging.generator.base import (
     GenerateParams,
     Generator,
     Usage,
+    chat,
+    complete,
     get_generator,
+    get_identifier,
     register_generator,
 )
 
@@ -20,6 +23,9 @@ __all__ = [
     "GeneratedText",
     "Generator",
     "Usage",
+    "chat",
+    "complete",
     "get_generator",
+    "get_identifier",
     "register_generator",
 ]

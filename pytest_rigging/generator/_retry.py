@@ -53,6 +53,8 @@ class RetryingGenerator(Generator):
     max_retries: int = Field(default=3, ge=0)
     backoff: float = Field(default=0.5, ge=0)
 
+    wraps_attempts: t.ClassVar[bool] = True
+
     async def retrying(
         self,
         attempt: t.Callable[[], t.Awaitable[ResultT]],
@@ -68,6 +70,7 @@ class RetryingGenerator(Generator):
         is bounded by `timeout` plus a margin, whatever the transport does.
         """
         __tracebackhide__ = True  # the attempt's closure holds the API key
+        attempt = self.wrapped(attempt)
         tries, spent = 0, 0.0
         while True:
             tries += 1

@@ -13,7 +13,7 @@ from pytest_rigging.generator._http import HTTPGenerator, request_params
 from pytest_rigging.generator._litellm_data import model_data
 from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
-from pytest_rigging.message import Message
+from pytest_rigging.message import ContentImageUrl, ContentText, Message
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 128000
@@ -73,7 +73,7 @@ class AnthropicGenerator(HTTPGenerator):
         return await self.post(self.messages_url(params), body, params, _read_message)
 
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
-        body = self.body([Message(role="user", content=text)], params)
+        body = self.body([Message.of("user", text)], params)
         reply = await self.post(self.messages_url(params), body, params, _read_message)
         return GeneratedText(
             text=reply.message.content, stop_reason=reply.stop_reason, usage=reply.usage
@@ -88,9 +88,9 @@ class AnthropicGenerator(HTTPGenerator):
             if message.role == "system":
                 continue
             if turns and turns[-1]["role"] == message.role:
-                turns[-1]["content"].append(_block(message.content))
+                turns[-1]["content"].extend(_blocks(message))
             else:
-                turns.append({"role": message.role, "content": [_block(message.content)]})
+                turns.append({"role": message.role, "content": _blocks(message)})
         sent = request_params(params, dropped=_UNSUPPORTED)
         if "stop" in sent:
             sent["stop_sequences"] = sent.pop("stop")
@@ -105,6 +105,28 @@ def _block(text: str) -> dict[str, str]:
     return {"type": "text", "text": text}
 
 
+def _blocks(message: Message) -> list[dict[str, t.Any]]:
+    """A message's parts as Anthropic's content blocks: text, and images (embedded or
+    by URL). Anthropic's messages API takes no audio."""
+    blocks: list[dict[str, t.Any]] = []
+    for part in message.content_parts:
+        if isinstance(part, ContentText):
+            blocks.append(_block(part.text))
+        elif isinstance(part, ContentImageUrl):
+            url = part.image_url.url
+            if url.startswith("data:"):
+                media, _, data = url[len("data:") :].partition(";base64,")
+                source = {"type": "base64", "media_type": media, "data": data}
+            else:
+                source = {"type": "url", "url": url}
+            blocks.append({"type": "image", "source": source})
+        else:
+            raise ValueError(
+                f"anthropic! cannot send a {part.type} part: its messages API takes text and images"
+            )
+    return blocks
+
+
 def _read_message(data: dict[str, t.Any]) -> GeneratedMessage:
     blocks = data.get("content")
     if not isinstance(blocks, list):
@@ -115,7 +137,7 @@ def _read_message(data: dict[str, t.Any]) -> GeneratedMessage:
     if not text:  # litellm's route reads no text, or only empty text, as null content
         raise UnusableReply("the reply's message has no text (content is null)")
     return GeneratedMessage(
-        message=Message(role="assistant", content=text),
+        message=Message.of("assistant", text),
         stop_reason=_STOP_REASONS.get(str(data.get("stop_reason")), "stop"),
         usage=_usage(data),
     )

@@ -25,9 +25,13 @@ from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.message import Message, MessageLike
 
 if t.TYPE_CHECKING:
+    from typing_extensions import Self
+
     from pytest_rigging.chat import ChatPipeline
     from pytest_rigging.completion import CompletionPipeline
     from pytest_rigging.prompt import Prompt
+
+CallT = t.TypeVar("CallT", bound=t.Callable[..., t.Any])
 
 DEFAULT_PROVIDER = "litellm"
 DEFAULT_MAX_CONNECTIONS = 10
@@ -91,6 +95,10 @@ class GenerateParams(BaseModel):
         """Keyword arguments for a provider call: set fields plus `extra` flattened."""
         return {**self.set_values(), **self.extra}
 
+    def clone(self) -> GenerateParams:
+        """A deep copy."""
+        return self.model_copy(deep=True)
+
 
 class Usage(BaseModel):
     input_tokens: int = 0
@@ -109,21 +117,48 @@ class Usage(BaseModel):
 
 class GeneratedMessage(BaseModel):
     """What one chat generation returned. `latency`: the seconds the provider spent on it
-    (its attempts, not its waits), when it measured them; else the pipeline times the call."""
+    (its attempts, not its waits), when it measured them; else the pipeline times the call.
+    `extra`: anything else the provider reports, carried to the chat's `extra`."""
 
     message: Message
     stop_reason: str | None = None
     usage: Usage | None = None
+    extra: dict[str, t.Any] = Field(default_factory=dict)
     latency: float | None = None
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+    @classmethod
+    def from_text(cls, text: str, stop_reason: str | None = None) -> GeneratedMessage:
+        """An assistant reply of `text`, exactly as given."""
+        return cls(message=Message.of("assistant", text), stop_reason=stop_reason)
 
 
 class GeneratedText(BaseModel):
-    """What one text generation returned (`latency` as for `GeneratedMessage`)."""
+    """What one text generation returned (`latency` and `extra` as for `GeneratedMessage`)."""
 
     text: str
     stop_reason: str | None = None
     usage: Usage | None = None
+    extra: dict[str, t.Any] = Field(default_factory=dict)
     latency: float | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+    @classmethod
+    def from_text(cls, text: str, stop_reason: str | None = None) -> GeneratedText:
+        return cls(text=text, stop_reason=stop_reason)
+
+    def to_generated_message(self) -> GeneratedMessage:
+        return GeneratedMessage(
+            message=Message.of("assistant", self.text),
+            stop_reason=self.stop_reason,
+            usage=self.usage,
+            extra=self.extra,
+            latency=self.latency,
+        )
 
 
 class Interceptor(t.Protocol):
@@ -166,23 +201,40 @@ def calls_intercepted(interceptor: Interceptor) -> t.Iterator[None]:
 async def generate_message(
     generator: Generator, messages: list[Message], params: GenerateParams
 ) -> GeneratedMessage:
-    """How pipelines ask a generator for a message: through the interceptor in force."""
+    """How pipelines ask a generator for a message: through the interceptor in force, and
+    the user's `wrap` when the provider doesn't apply it to its own attempts."""
+    call = generator.generate_message
+    if not generator.wraps_attempts:
+        call = generator.wrapped(call)
     interceptor = _interceptor.get()
     if interceptor is None:
-        return await generator.generate_message(messages, params)
-    return await interceptor.message(
-        generator, messages, params, lambda: generator.generate_message(messages, params)
-    )
+        return await call(messages, params)
+    return await interceptor.message(generator, messages, params, lambda: call(messages, params))
 
 
 async def generate_text(generator: Generator, text: str, params: GenerateParams) -> GeneratedText:
-    """How pipelines ask a generator for text: through the interceptor in force."""
+    """How pipelines ask a generator for text (as `generate_message`)."""
+    call = generator.generate_text
+    if not generator.wraps_attempts:
+        call = generator.wrapped(call)
     interceptor = _interceptor.get()
     if interceptor is None:
-        return await generator.generate_text(text, params)
-    return await interceptor.text(
-        generator, text, params, lambda: generator.generate_text(text, params)
-    )
+        return await call(text, params)
+    return await interceptor.text(generator, text, params, lambda: call(text, params))
+
+
+def _first(results: t.Sequence[ResultT | BaseException]) -> ResultT:
+    """The single result of a batch call of one (rigging's batch methods may return an
+    error in place of a result)."""
+    if len(results) != 1:
+        raise TypeError(f"a batch call of one returned {len(results)} results")
+    result = results[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+ResultT = t.TypeVar("ResultT")
 
 
 _CONFIG_FIELDS = ("model", "params", "api_key")
@@ -191,10 +243,12 @@ _CONFIG_FIELDS = ("model", "params", "api_key")
 class Generator(BaseModel):
     """A model behind one async contract.
 
-    Providers implement `generate_message` (one reply to one conversation) and, when they
-    can, `generate_text` (one continuation of one text). Everything batched or concurrent
-    is built on those two by the pipelines, under this generator's `max_connections`.
-    `api_key` is write-only: it is never dumped, printed or put in an identifier.
+    A provider implements either rigging's batch methods, `generate_messages(messages,
+    params)` and `generate_texts(texts, params)` (so a rigging custom generator works
+    unchanged), or the per-call `generate_message` / `generate_text`; each side has a
+    default built on the other. Pipelines call one conversation at a time, concurrently,
+    under this generator's `max_connections`. `api_key` is write-only: it is never dumped,
+    printed or put in an identifier.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -205,10 +259,54 @@ class Generator(BaseModel):
     max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1)
 
     _slots: LoopLocal[asyncio.Semaphore] = PrivateAttr()
+    _watchers: list[t.Callable[[list[t.Any]], t.Any]] = PrivateAttr(default_factory=list)
+    _wrap: t.Callable[[t.Any], t.Any] | None = PrivateAttr(default=None)
+
+    wraps_attempts: t.ClassVar[bool] = False
+    """Whether the provider applies `wrap` to each of its own attempts (so the user's
+    decorator sees the provider's raw errors); otherwise pipelines wrap each call."""
 
     def model_post_init(self, context: t.Any) -> None:
         self._slots = LoopLocal(lambda: asyncio.Semaphore(self.max_connections))
         register_secret(self.secret())
+
+    @property
+    def watchers(self) -> list[t.Callable[[list[t.Any]], t.Any]]:
+        """The `watch` callbacks every pipeline built on this generator starts with."""
+        return self.__pydantic_private__["_watchers"]  # type: ignore[index]
+
+    def watch(
+        self, *callbacks: t.Callable[[list[t.Any]], t.Any], allow_duplicates: bool = False
+    ) -> Self:
+        """Give every pipeline created from now on from this generator these `watch`
+        callbacks (see `ChatPipeline.watch`)."""
+        for callback in callbacks:
+            if allow_duplicates or callback not in self.watchers:
+                self.watchers.append(callback)
+        return self
+
+    def wrap(self, func: t.Callable[[t.Any], t.Any] | None) -> Self:
+        """Wrap each call this generator makes in `func`, a decorator of async functions
+        (a backoff or rate limit of your own); None removes it. Providers with their own
+        retries (litellm, `openai!`, `anthropic!`) wrap each attempt, so `func` sees
+        their raw errors; others wrap each call."""
+        if func is not None and not callable(func):
+            raise TypeError(f"wrap takes a decorator (a callable), got {type(func).__name__}")
+        self._wrap = func
+        return self
+
+    def wrapped(self, call: CallT) -> CallT:
+        """`call` under the decorator given to `wrap`, if any."""
+        wrap = self.__pydantic_private__["_wrap"]  # type: ignore[index]
+        return call if wrap is None else wrap(call)
+
+    def load(self) -> Self:
+        """Prepare the model (rigging's hook for local models); remote APIs need nothing."""
+        return self
+
+    def unload(self) -> Self:
+        """Release what `load` prepared."""
+        return self
 
     @property
     def provider(self) -> str:
@@ -224,12 +322,23 @@ class Generator(BaseModel):
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
-        """The next assistant message for `messages`. Must be implemented by providers."""
-        raise NotImplementedError(f"provider '{self.provider}' does not generate messages")
+        """The next assistant message for `messages`: by default, a batch of one through
+        `generate_messages`."""
+        if type(self).generate_messages is Generator.generate_messages:
+            raise NotImplementedError(
+                f"provider '{self.provider}' does not generate messages: "
+                "implement generate_messages (or generate_message)"
+            )
+        return _first(await self.generate_messages([messages], [params]))
 
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
-        """A continuation of `text`, for providers that support text completion."""
-        raise NotImplementedError(f"provider '{self.provider}' does not generate text")
+        """A continuation of `text`: by default, a batch of one through `generate_texts`."""
+        if type(self).generate_texts is Generator.generate_texts:
+            raise NotImplementedError(
+                f"provider '{self.provider}' does not generate text: "
+                "implement generate_texts (or generate_text)"
+            )
+        return _first(await self.generate_texts([text], [params]))
 
     def prices(self) -> tuple[float, float] | None:
         """The USD price of an input and of an output token, where known (the plugin's
@@ -255,8 +364,14 @@ class Generator(BaseModel):
         self,
         messages: t.Sequence[t.Sequence[Message]],
         params: t.Sequence[GenerateParams],
-    ) -> list[GeneratedMessage]:
-        """Batch form of `generate_message`, for rigging compatibility."""
+    ) -> t.Sequence[GeneratedMessage | BaseException]:
+        """A reply to each conversation, with the matching params over this generator's
+        (rigging's batch contract; by default `generate_message` on each, concurrently)."""
+        if type(self).generate_message is Generator.generate_message:
+            raise NotImplementedError(
+                f"provider '{self.provider}' does not generate messages: "
+                "implement generate_messages (or generate_message)"
+            )
         pairs = list(zip(messages, params, strict=True))
         return await bounded_map(
             lambda pair: self.generate_message(pair[0], self.params.merge_with(pair[1])),
@@ -266,8 +381,14 @@ class Generator(BaseModel):
 
     async def generate_texts(
         self, texts: t.Sequence[str], params: t.Sequence[GenerateParams]
-    ) -> list[GeneratedText]:
-        """Batch form of `generate_text`, for rigging compatibility."""
+    ) -> t.Sequence[GeneratedText | BaseException]:
+        """A continuation of each text (rigging's batch contract; by default
+        `generate_text` on each, concurrently)."""
+        if type(self).generate_text is Generator.generate_text:
+            raise NotImplementedError(
+                f"provider '{self.provider}' does not generate text: "
+                "implement generate_texts (or generate_text)"
+            )
         pairs = list(zip(texts, params, strict=True))
         return await bounded_map(
             lambda pair: self.generate_text(pair[0], self.params.merge_with(pair[1])),
@@ -276,17 +397,24 @@ class Generator(BaseModel):
         )
 
     def to_identifier(
-        self, params: GenerateParams | None = None, *, with_config: bool = True
+        self,
+        params: GenerateParams | None = None,
+        *,
+        short: bool = False,
+        with_config: bool = True,
     ) -> str:
         """`provider!model[,key=value,...]`, re-creating this generator (no secrets).
 
         `params`, when given, replace this generator's own params in the identifier (a
         chat passes the merged params it actually ran with). `with_config=False` leaves
         out settings that are not params (`max_connections`, `max_retries`, ...), giving
-        the identity of what was generated rather than how it was called. Settings that
-        an identifier cannot spell (objects, functions) are left out.
+        the identity of what was generated rather than how it was called; `short` gives
+        `provider!model` alone. Settings that an identifier cannot spell (objects,
+        functions) are left out.
         """
         parts = [f"{self.provider}!{self.model}"]
+        if short:
+            return parts[0]
         for name, info in type(self).model_fields.items():
             value = getattr(self, name)
             if (
@@ -316,7 +444,7 @@ class Generator(BaseModel):
         """A chat pipeline on this generator, starting with `messages`."""
         from pytest_rigging.chat import ChatPipeline
 
-        return ChatPipeline(self, Message.fit_as_list(messages), params=params)
+        return ChatPipeline(self, messages, params=params)
 
     def complete(self, text: str = "", params: GenerateParams | None = None) -> CompletionPipeline:
         """A text-completion pipeline on this generator."""
@@ -329,6 +457,30 @@ class Generator(BaseModel):
         from pytest_rigging.prompt import Prompt
 
         return Prompt(func, generator=self)
+
+
+def get_identifier(
+    generator: Generator, params: GenerateParams | None = None, *, short: bool = False
+) -> str:
+    """The identifier that re-creates `generator`, with `params` merged over its own
+    (rigging's module function; `Generator.to_identifier` is the method)."""
+    return generator.to_identifier(generator.params.merge_with(params), short=short)
+
+
+def chat(
+    generator: Generator,
+    messages: MessageLike | t.Sequence[MessageLike] | None = None,
+    params: GenerateParams | None = None,
+) -> ChatPipeline:
+    """`generator.chat(messages, params)`, as rigging's module function `rg.chat`."""
+    return generator.chat(messages, params)
+
+
+def complete(
+    generator: Generator, text: str = "", params: GenerateParams | None = None
+) -> CompletionPipeline:
+    """`generator.complete(text, params)`, as rigging's module function `rg.complete`."""
+    return generator.complete(text, params)
 
 
 def _format_value(value: t.Any) -> str:
@@ -373,7 +525,9 @@ def provider_name(cls: type[Generator]) -> str:
     return cls.__name__.lower()
 
 
-def get_generator(identifier: str, *, params: GenerateParams | None = None) -> Generator:
+def get_generator(
+    identifier: str, *, params: GenerateParams | dict[str, t.Any] | None = None
+) -> Generator:
     """Build a generator from `[provider!]model[,key=value,...]`.
 
     Keys the generator's class declares (`api_key`, `max_connections`, ...) configure it;
@@ -400,6 +554,8 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
             f"unknown provider {provider!r} in {shown!r}; known providers: "
             + ", ".join(sorted(_REGISTRY))
         )
+    if isinstance(params, dict):
+        params = GenerateParams.model_validate(params)
     generator_cls = _resolve(provider)
     settable = set(generator_cls.model_fields) - {"model", "params"}
     config, param_values, extra = _split_pairs(tail, settable, shown) if comma else ({}, {}, {})

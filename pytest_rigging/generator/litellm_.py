@@ -260,9 +260,7 @@ def _message_of(response: t.Any) -> GeneratedMessage:
     if content is None:
         raise UnusableReply("the reply's message has no text (content is null)")
     return GeneratedMessage(
-        message=Message(
-            role="assistant", content=content if isinstance(content, str) else str(content)
-        ),
+        message=Message.of("assistant", content if isinstance(content, str) else str(content)),
         stop_reason=choice.finish_reason,
         usage=_usage(response),
     )

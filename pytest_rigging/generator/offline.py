@@ -60,7 +60,7 @@ class _OfflineGenerator(Generator):
         conversation = "\n\n".join(str(m) for m in messages)
         reply = await self._reply(prompt, conversation, params)
         return GeneratedMessage(
-            message=Message(role="assistant", content=reply),
+            message=Message.of("assistant", reply),
             stop_reason="stop",
             usage=_usage(conversation, reply),
         )

@@ -63,7 +63,7 @@ def _read_message(data: dict[str, t.Any]) -> GeneratedMessage:
     if content is None:
         raise UnusableReply("the reply's message has no text (content is null)")
     return GeneratedMessage(
-        message=Message(role="assistant", content=str(content)),
+        message=Message.of("assistant", str(content)),
         stop_reason=_stop_reason(choice),
         usage=_usage(data),
     )

@@ -24,7 +24,7 @@ import pytest
 from pytest_rigging.plugin.gates import FIGURES, MODES_HELP
 
 if t.TYPE_CHECKING:
-    from pytest_rigging.chat import Chat, ChatPipeline
+    from pytest_rigging.chat import Chat, ChatList, ChatPipeline
     from pytest_rigging.generator.base import GenerateParams, Generator
     from pytest_rigging.plugin.baseline import BaselineDocument, Comparison
     from pytest_rigging.plugin.budget import Budget
@@ -841,8 +841,10 @@ def rig_pipeline(rig_generator: Generator) -> ChatPipeline:
 
 
 @pytest.fixture
-def rig_chats(request: pytest.FixtureRequest, rig_pipeline: ChatPipeline) -> list[Chat]:
-    """All of the cell's sample chats (failed ones included, marked)."""
+def rig_chats(request: pytest.FixtureRequest, rig_pipeline: ChatPipeline) -> ChatList:
+    """All of the cell's sample chats (failed ones included, marked), as a `ChatList`:
+    `rig_chats.to_json()`, `.to_df()`, `.to_openai()`."""
+    from pytest_rigging.chat import ChatList
     from pytest_rigging.plugin.samples import InfrastructureError
 
     chats = _engine(request.config).samples(request, rig_pipeline)
@@ -850,7 +852,7 @@ def rig_chats(request: pytest.FixtureRequest, rig_pipeline: ChatPipeline) -> lis
         raise InfrastructureError(
             f"every sample failed with an infrastructure error: {chats[0].error}"
         )
-    return chats
+    return ChatList(chats)
 
 
 @pytest.fixture

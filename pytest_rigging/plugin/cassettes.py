@@ -184,10 +184,10 @@ class Tapes:
         params: GenerateParams,
         call: t.Callable[[], t.Awaitable[GeneratedMessage]],
     ) -> GeneratedMessage:
-        asked = {"messages": [{"role": m.role, "content": m.content} for m in messages]}
+        asked = {"messages": [m.to_dict() for m in messages]}
         reply = await self._answer(generator, asked, params, call)
         return GeneratedMessage(
-            message=Message(role="assistant", content=reply["content"]),
+            message=Message.of("assistant", reply["content"]),
             stop_reason=reply["stop_reason"],
             usage=_usage(reply),
             latency=reply["latency"],

@@ -112,7 +112,7 @@ def _judge(
     index, (chat, error) = next((i, o) for i, o in enumerate(outcomes) if o[1] is not None)
     lines.append(f"\nfirst failing sample (#{index + 1}):\n{excerpt(_describe(error))}")
     if chat is not None:
-        lines.append(f"\nits conversation ({chat.generator_id}):\n{excerpt(chat.conversation)}")
+        lines.append(f"\nits conversation ({chat.generator_id}):\n{dialog(chat)}")
     pytest.fail("\n".join(lines), pytrace=False)
 
 
@@ -124,19 +124,29 @@ def _describe(error: BaseException | None) -> str:
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 EXCERPT = 2000
+MESSAGE_EXCERPT = 400
+"""Each message of a failing chat shows at most about three times this many characters."""
 """Characters kept from each end of a long text in a failure message."""
 
 
-def excerpt(text: str) -> str:
+def excerpt(text: str, keep: int = EXCERPT) -> str:
     """`text` fit for a terminal and a JUnit file, whatever a model said: lone surrogates and
-    control characters escaped, and a long text cut to its first and last few KB with its
-    size between."""
+    control characters escaped, and a long text cut to its first and last `keep`
+    characters with its size between."""
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     text = _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
-    if len(text) <= 3 * EXCERPT:
+    if len(text) <= 3 * keep:
         return text
-    left_out = len(text) - 2 * EXCERPT
+    left_out = len(text) - 2 * keep
     return (
-        f"{text[:EXCERPT]}\n... [{len(text):,} characters; {left_out:,} left out] ...\n"
-        f"{text[-EXCERPT:]}"
+        f"{text[:keep]}\n... [{len(text):,} characters; {left_out:,} left out] ...\n{text[-keep:]}"
     )
+
+
+def dialog(chat: Chat) -> str:
+    """A failing chat's whole exchange, every message cut on its own: after a recovery,
+    each reply the model gave shows, however long the others were."""
+    shown = [f"[{m.role}]: {excerpt(m.content, MESSAGE_EXCERPT)}" for m in chat.all]
+    if chat.failed and chat.error is not None:
+        shown.append(f"[error]: {excerpt(str(chat.error), MESSAGE_EXCERPT)}")
+    return "\n\n".join(shown)
