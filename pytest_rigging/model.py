@@ -22,6 +22,7 @@ import textwrap
 import types
 import typing as t
 import weakref
+from array import array
 from collections import abc
 from functools import lru_cache
 
@@ -538,7 +539,8 @@ class Model(BaseXmlModel, metaclass=_ModelMeta, __xml_abstract__=True):
         read = _reader(cls, plan, content)
         found: list[tuple[te.Self | ValidationError, slice]] = []
         failed = 0
-        for span in spans:
+        for index in range(0, len(spans), 4):
+            span = spans[index : index + 4]
             where = slice(span[0], span[3])
             try:
                 found.append((read(span), where))
@@ -666,29 +668,45 @@ def _pretty(node: t.Any, depth: int) -> list[str]:
 #
 
 
-def _locate(tag: str, content: str, *, simple: bool) -> list[Span]:
-    """Elements to parse, in order. Usually each closing tag directly follows its
-    element's text and one regex finds them all; when it finds as many elements as
-    there are closing tags, they are exactly what the general pairing would find."""
+def _locate(tag: str, content: str, *, simple: bool) -> array[int]:
+    """Elements to parse, in order, as a flat array of spans (four ints each: arrays hold
+    no objects the garbage collector must walk, and a large text has 100,000s of spans).
+    Usually each closing tag directly follows its element's text and one regex finds
+    them all; when it finds as many elements as there are closing tags, they are exactly
+    what the general pairing would find."""
+    found = array("q")
     if simple:
-        matches = _simple_pattern(tag).finditer(content)
-        found = [(m.start(), m.start(1), m.end(1), m.end()) for m in matches]
-        if len(found) == content.lower().count(f"</{tag.lower()}"):
+        add = found.extend
+        for m in _simple_pattern(tag).finditer(content):
+            add((m.start(), m.start(1), m.end(1), m.end()))
+        if len(found) // 4 == content.lower().count(f"</{tag.lower()}"):
             return found
-    return _outermost_and_innermost(find_elements(tag, content))
+        del found[:]
+    for span in _outermost_and_innermost(find_elements(tag, content)):
+        found.extend(span)
+    return found
 
 
-def _reader(cls: type[ModelT], plan: _Plan, content: str) -> t.Callable[[Span], ModelT]:
+def _reader(cls: type[ModelT], plan: _Plan, content: str) -> t.Callable[[t.Sequence[int]], ModelT]:
     """How to build one element of `content`. A text-only model without attributes is
     validated straight from the text: what pydantic-xml would build, without the tree."""
     if not plan.direct or plan.text_key is None:
         return lambda span: _build(cls, plan, content, span)
     validate = cls.__pydantic_validator__.validate_python
     key = plan.text_key
-    return lambda span: validate({key: _text(content[span[1] : span[2]])})
+    # Every such model has set exactly its one field: one shared set instead of one per
+    # element (setting that field again adds nothing to it; copies copy it).
+    fields_set = {key}
+
+    def read(span: t.Sequence[int]) -> ModelT:
+        model = validate({key: _text(content[span[1] : span[2]])})
+        object.__setattr__(model, "__pydantic_fields_set__", fields_set)
+        return t.cast(ModelT, model)
+
+    return read
 
 
-def _build(cls: type[ModelT], plan: _Plan, content: str, span: Span) -> ModelT:
+def _build(cls: type[ModelT], plan: _Plan, content: str, span: t.Sequence[int]) -> ModelT:
     start, inner_start, inner_end, _ = span
     opening = content[start:inner_start]
     inner = content[inner_start:inner_end]

@@ -170,7 +170,7 @@ def models(requests: list[RecordedRequest]) -> Counter[str]:
 
 
 def check_readme(run: DocRun) -> None:
-    first_test, generators, pipelines, prompts = run.blocks
+    first_test, generators, pipelines, prompts, models_block = run.blocks
     namespace = run.namespace
 
     # The first eval test is a test module: running it defines its fixture and test.
@@ -204,6 +204,10 @@ def check_readme(run: DocRun) -> None:
     assert [a.content for a in namespace["answers"]] == ["Paris", "Tokyo"]
     assert len(prompts.requests) == 3
     assert all("<answer>" in r.last_user for r in prompts.requests)
+
+    # A model declared with attr/element reads an attribute, a child and a list of children.
+    assert not models_block.requests
+    assert namespace["finding"].title == "XSS"
 
 
 def chat_paragraphs(output: str) -> list[str]:

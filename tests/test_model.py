@@ -242,3 +242,12 @@ def test_fast_and_general_pairing_agree(text: str, expected: list[str]) -> None:
     assert [m.content for m, _ in Answer.from_text(text)] == expected
     general = [text[a:b].strip() for _, a, b, _ in find_elements("answer", text)]
     assert general == expected
+
+
+def test_models_read_in_bulk_stay_independent() -> None:
+    first, second = (m for m, _ in Answer.from_text("<answer>a</answer> <answer>b</answer>"))
+    first.content = "changed"
+    assert (first.content, second.content) == ("changed", "b")
+    assert first.model_fields_set == second.model_fields_set == {"content"}
+    copied = second.model_copy(update={"content": "c"})
+    assert (copied.content, second.content) == ("c", "b")
