@@ -185,6 +185,8 @@ Content = t.Annotated[
     Discriminator(_part_type),
 ]
 CONTENT_TYPES = (ContentText, ContentImageUrl, ContentAudioInput)
+ContentTypes = CONTENT_TYPES  # rigging's names
+ContentAudioFormat = AudioFormat
 
 SliceType = t.Literal["model", "tool_call", "tool_response", "other"]
 

@@ -13,8 +13,10 @@ shown to readers, never run. This is an ordinary test module, not a root conftes
 from __future__ import annotations
 
 import ast
+import builtins
 import asyncio
 import contextlib
+import importlib
 import inspect
 import io
 import re
@@ -287,6 +289,56 @@ def check_reliability(run: DocRun) -> None:
 
 INGREDIENTS = "<comma-delimited-answer>{}</comma-delimited-answer>"
 
+
+def check_compatibility(run: DocRun) -> None:
+    """The compatibility page runs nothing; every name it calls `supported` or `differs`
+    exists here, under the module its table is for (`Class.name`, and the bare or dotted
+    names after it in the same row, are the class's)."""
+    assert run.blocks == []
+    checked = 0
+    for module_name, rows in re.findall(
+        r"^## `(rigging[\w.]*)`.*?\n(.*?)(?=^## |\Z)", run.document.text, flags=re.M | re.S
+    ):
+        for names, status in re.findall(r"^\| (`.+?) \| (\w[\w ]*?) \|", rows, flags=re.M):
+            if status not in ("supported", "differs"):
+                continue
+            ours = importlib.import_module(module_name.replace("rigging", "pytest_rigging", 1))
+            owner: t.Any = None
+            for name in re.findall(r"`([^`]+)`", names):
+                name = name.split("(")[0]
+                if not re.fullmatch(r"[\w.]+", name) or name.startswith("__"):
+                    continue  # not a name to look up: `a | b`, a dunder
+                if hasattr(builtins, name):
+                    continue  # `len(chat)`, `str(chat)`
+                head, _, attribute = name.lstrip(".").rpartition(".")
+                if head:
+                    owner = getattr(ours, head)
+                elif not name.startswith(".") and hasattr(ours, attribute):
+                    owner = None  # a name of the module (a class's members may follow it)
+                target = owner if owner is not None else ours
+                assert _has(target, attribute), (
+                    f"{module_name}: {name} is marked {status} but doesn't exist"
+                )
+                if target is ours and isinstance(getattr(ours, attribute), type):
+                    owner = getattr(ours, attribute)
+                checked += 1
+    assert checked >= 300, checked
+
+
+def _has(target: t.Any, name: str) -> bool:
+    """A module or class attribute, a pydantic field, or an attribute the class's own code
+    sets on its instances."""
+    if hasattr(target, name) or name in getattr(target, "model_fields", {}):
+        return True
+    if not isinstance(target, type):
+        return False
+    return any(
+        re.search(rf"\bself\.{name}\b[^=\n]*=", inspect.getsource(cls))
+        for cls in target.__mro__
+        if cls.__module__.startswith("pytest_rigging")
+    )
+
+
 SCRIPTS: dict[str, Script] = {
     "README.md": Script(
         rules=(
@@ -326,6 +378,7 @@ SCRIPTS: dict[str, Script] = {
         check=check_iterating_and_batching,
     ),
     "docs/reliability.md": Script(rules=(), check=check_reliability),
+    "docs/rigging-compatibility.md": Script(rules=(), check=check_compatibility),
 }
 
 

@@ -29,3 +29,20 @@ __all__ = [
     "get_identifier",
     "register_generator",
 ]
+
+_PROVIDERS = {
+    "LiteLLMGenerator": "litellm_",
+    "OpenAIGenerator": "openai_",
+    "AnthropicGenerator": "anthropic_",
+}
+
+
+def __getattr__(name: str) -> type[Generator]:
+    """The provider classes, as rigging exports `LiteLLMGenerator`: loaded on first use, so
+    importing this package loads no provider."""
+    module = _PROVIDERS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_rigging.generator' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"pytest_rigging.generator.{module}"), name)
