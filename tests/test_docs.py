@@ -13,8 +13,8 @@ shown to readers, never run. This is an ordinary test module, not a root conftes
 from __future__ import annotations
 
 import ast
-import builtins
 import asyncio
+import builtins
 import contextlib
 import importlib
 import inspect
