@@ -151,6 +151,25 @@ def callable_name(callback: t.Any) -> str:
     return getattr(callback, "__qualname__", None) or getattr(callback, "__name__", repr(callback))
 
 
+class PipelineStepContextManager:
+    """What `pipeline.step()` gives. A `then` callback may return it, as rigging 3 code
+    does to run the pipeline for another round: its pipeline is run, as a returned
+    pipeline would be. Stepping through a run with `async with pipeline.step()` is not
+    supported: the engine runs per-chat steps concurrently, with no point to pause at."""
+
+    def __init__(self, pipeline: Pipeline[t.Any, t.Any]) -> None:
+        self.pipeline = pipeline
+
+    async def __aenter__(self) -> t.NoReturn:
+        raise NotImplementedError(
+            "stepping through a pipeline run is not supported: return pipeline.step() (or "
+            "the pipeline) from a then callback to run it, and watch chats with then/watch"
+        )
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
 async def _nested_call(callback: t.Callable[[t.Any], t.Any], value: t.Any, max_depth: int) -> t.Any:
     """`callback(value)` one level deeper: pipeline runs it starts (or returns, which are
     run here) may nest at most `max_depth` levels."""
@@ -158,6 +177,8 @@ async def _nested_call(callback: t.Callable[[t.Any], t.Any], value: t.Any, max_d
     token = _depth.set((depth + 1, max_depth))
     try:
         returned = await maybe_await(callback(value))
+        if isinstance(returned, PipelineStepContextManager):
+            returned = returned.pipeline
         if isinstance(returned, Pipeline):
             returned = await returned.run()
         return returned
@@ -386,6 +407,11 @@ class Pipeline(t.Generic[ResultT, InputT]):
         other = self.clone()
         other.params = self.params.merge_with(update)
         return other
+
+    def step(self) -> PipelineStepContextManager:
+        """For rigging 3 code whose `then` callbacks return `pipeline.step()` to run
+        another round; see `PipelineStepContextManager`."""
+        return PipelineStepContextManager(self)
 
     def meta(self, **kwargs: t.Any) -> Self:
         """Metadata given to every result of this pipeline."""

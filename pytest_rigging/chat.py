@@ -8,19 +8,23 @@ import typing as t
 
 from pydantic import Field
 
-from pytest_rigging._pipeline import Job, Pipeline
+from pytest_rigging._pipeline import Job, Pipeline, PipelineStepContextManager
 from pytest_rigging._result import Result, build
 from pytest_rigging.generator.base import GenerateParams, Generator, generate_message
 from pytest_rigging.message import (
     Message,
     MessageDict,
     MessageLike,
+    MessageSlice,
+    SliceType,
     inject_system_content,
 )
 from pytest_rigging.model import Model
 
 if t.TYPE_CHECKING:
     from pytest_rigging.prompt import Prompt
+
+__all__ = ["Chat", "ChatList", "ChatPipeline", "PipelineStepContextManager"]
 
 Messages = list[Message]
 BatchInput = MessageLike | t.Sequence[MessageLike]
@@ -81,6 +85,21 @@ class Chat(Result):
         for message in self.all:
             merged.update(message.metadata)
         return merged
+
+    def message_slices(
+        self,
+        slice_type: SliceType | None = None,
+        filter_fn: t.Callable[[MessageSlice], bool] | None = None,
+        *,
+        reverse: bool = False,
+    ) -> list[MessageSlice]:
+        """Every message's slices (of a type, accepted by `filter_fn`), message by message."""
+        messages = reversed(self.all) if reverse else self.all
+        return [
+            part
+            for message in messages
+            for part in message.find_slices(slice_type, filter_fn, reverse=reverse)
+        ]
 
     def to_openai(self) -> list[MessageDict]:
         return self.message_dicts

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import copy
 import mimetypes
+import re
 import string
 import typing as t
+import warnings
 from pathlib import Path
 from textwrap import dedent
 from uuid import UUID, uuid4
@@ -25,6 +27,7 @@ from pydantic import (
     SerializeAsAny,
     SerializerFunctionWrapHandler,
     Tag,
+    ValidationError,
     model_serializer,
     model_validator,
 )
@@ -214,8 +217,33 @@ class MessageSlice(BaseModel):
         message = self._message
         return "[detached]" if message is None else message.content[self.start : self.stop]
 
+    @content.setter
+    def content(self, value: str) -> None:
+        """Replace the covered text in the message; the slice then covers `value`."""
+        message = self._message
+        if message is None:
+            warnings.warn("this slice left its message: nothing to change", MessageWarning, 2)
+            return
+        message._replace_range(self, self.start, self.stop, value)
+
     def __len__(self) -> int:
         return self.stop - self.start
+
+    def __str__(self) -> str:
+        shown = shorten(self.content, 50)
+        kind = type(self.obj).__name__ if self.obj is not None else None
+        return (
+            f"MessageSlice(type={self.type!r}, start={self.start}, stop={self.stop}, "
+            f"obj={kind}, content={shown!r})"
+        )
+
+    def clone(self) -> MessageSlice:
+        """A detached deep copy."""
+        return self.model_copy(deep=True)
+
+
+class MessageWarning(UserWarning):
+    """Something asked of a message could not be done (a range outside its text, ...)."""
 
 
 class ParsedMessagePart(t.NamedTuple):
@@ -327,6 +355,29 @@ class Message(BaseModel):
         self.content_parts = [*others, ContentText(text=value if value.strip() else "")]
         self.slices = kept
 
+    def _replace_range(
+        self, edited: MessageSlice | None, start: int, stop: int, value: str
+    ) -> None:
+        """Put `value` in place of the text in [start, stop): later slices move with their
+        text, slices overlapping the range lose theirs and are dropped (`edited`, the
+        slice being rewritten, then covers `value`)."""
+        text = self.content
+        shift = len(value) - (stop - start)
+        kept = []
+        for part in self.slices:
+            if part is edited or part.stop <= start:
+                kept.append(part)
+            elif part.start >= stop:
+                part.start, part.stop = part.start + shift, part.stop + shift
+                kept.append(part)
+            else:
+                part._message = None
+        others = [p for p in self.content_parts if not isinstance(p, ContentText)]
+        self.content_parts = [*others, ContentText(text=text[:start] + value + text[stop:])]
+        if edited is not None:
+            edited.stop = start + len(value)
+        self.slices = kept
+
     @property
     def models(self) -> list[Model]:
         """Every model parsed from this message so far, in the order they were read."""
@@ -409,22 +460,169 @@ class Message(BaseModel):
         return new
 
     def strip(self, obj: SliceType | type[t.Any]) -> list[MessageSlice]:
-        """Remove the text of every slice of this type (a slice type, or a model class)
-        from the message, and return those slices."""
+        """Remove the slices of this type (a slice type, or a model class) and their text
+        (rigging's older name for `remove_slices`)."""
+        return self.remove_slices(obj)
+
+    def remove_slices(self, *targets: MessageSlice | str | type[t.Any]) -> list[MessageSlice]:
+        """Cut out, and return, the slices matching any target: a slice itself, a slice
+        type (`"model"`), a model class (slices holding one), or a text (slices covering
+        exactly that text, any case). The message's text loses what they covered."""
+        kinds = t.get_args(SliceType)
         matched = [
             part
             for part in self.slices
-            if (isinstance(obj, str) and part.type == obj)
-            or (isinstance(obj, type) and isinstance(part.obj, obj))
+            if any(
+                part is target
+                or (isinstance(target, str) and target in kinds and part.type == target)
+                or (
+                    isinstance(target, str)
+                    and target not in kinds
+                    and part.content.lower() == target.lower()
+                )
+                or (isinstance(target, type) and isinstance(part.obj, target))
+                for target in targets
+            )
         ]
-        text = self.content
         for part in sorted(matched, key=lambda s: s.start, reverse=True):
-            text = text[: part.start] + text[part.stop :]
-            self.slices.remove(part)
-        self.content = text.strip()
-        for part in matched:
-            part._message = None
+            if part._message is self:  # not already dropped inside a wider match
+                self._replace_range(None, part.start, part.stop, "")
+        text = self.content
+        lead = len(text) - len(text.lstrip())
+        self._replace_range(None, len(text.rstrip()), len(text), "")
+        self._replace_range(None, 0, lead, "")
         return matched
+
+    def iter_slices(
+        self, slice_type: SliceType | t.Iterable[SliceType] | None = None, *, reverse: bool = False
+    ) -> t.Iterator[MessageSlice]:
+        """The slices by position (of one type or several)."""
+        wanted = {slice_type} if isinstance(slice_type, str) else slice_type
+        ordered = sorted(self.slices, key=lambda s: s.start, reverse=reverse)
+        return iter([s for s in ordered if wanted is None or s.type in wanted])
+
+    def find_slices(
+        self,
+        slice_type: SliceType | None = None,
+        filter_fn: t.Callable[[MessageSlice], bool] | None = None,
+        *,
+        reverse: bool = False,
+    ) -> list[MessageSlice]:
+        """The slices of a type that `filter_fn` accepts, by position."""
+        found = self.iter_slices(slice_type, reverse=reverse)
+        return [s for s in found if filter_fn is None or filter_fn(s)]
+
+    def get_slice(
+        self, slice_type: SliceType | None = None, *, select: t.Literal["first", "last"] = "first"
+    ) -> MessageSlice | None:
+        """The first (or last) slice by position, of a type if given."""
+        return next(self.iter_slices(slice_type, reverse=select == "last"), None)
+
+    def mark_slice(
+        self,
+        target: str | tuple[int, int] | int | re.Pattern[str] | type[Model],
+        slice_type: SliceType | None = None,
+        *,
+        obj: t.Any = None,
+        metadata: dict[str, t.Any] | None = None,
+        select: t.Literal["first", "last", "all"] = "first",
+        case_sensitive: bool = True,
+    ) -> t.Any:
+        """Record slices over text already in the message: every occurrence of a string, a
+        `(start, stop)` range, the whole text (`"*"` or -1), every match of a pattern, or
+        every element of a model class (each slice holding its model). Returns the first,
+        the last, or all of them (None / [] when nothing matched)."""
+        text = self.content
+        spans: list[tuple[int, int, t.Any]] = []
+        is_model = isinstance(target, type) and issubclass(target, Model)
+        if target in ("*", -1):
+            spans = [(0, len(text), obj)] if text else []
+        elif isinstance(target, tuple):
+            start, stop = target
+            if 0 <= start < stop <= len(text):
+                spans = [(start, stop, obj)]
+            else:
+                warnings.warn(
+                    f"range ({start}, {stop}) is outside the text (length {len(text)})",
+                    MessageWarning,
+                    2,
+                )
+        elif isinstance(target, str):
+            if not target:
+                warnings.warn("an empty string marks nothing", MessageWarning, 2)
+            haystack, needle = (text, target) if case_sensitive else (text.lower(), target.lower())
+            found = haystack.find(needle) if needle else -1
+            while found != -1:
+                spans.append((found, found + len(needle), obj))
+                found = haystack.find(needle, found + 1)
+        elif isinstance(target, re.Pattern):
+            spans = [(m.start(), m.end(), obj) for m in target.finditer(text)]
+        elif is_model:
+            try:
+                parsed = t.cast(type[Model], target).from_text(text)
+            except (MissingModelError, ValidationError):
+                parsed = []  # nothing valid to mark: like a string that isn't there
+            spans = [(span.start, span.stop, model) for model, span in parsed]
+        else:
+            raise TypeError(
+                "mark_slice takes a string, a (start, stop) range, '*' or -1, a compiled "
+                f"pattern or a Model class, got {type(target).__name__}"
+            )
+        kind: SliceType = slice_type or ("model" if is_model else "other")
+        made = [self._add_slice(kind, start, stop, found, metadata) for start, stop, found in spans]
+        if select == "all":
+            return made
+        return (made[0] if select == "first" else made[-1]) if made else None
+
+    def append_slice(
+        self,
+        content: str | Model,
+        slice_type: SliceType | None = None,
+        *,
+        obj: t.Any = None,
+        metadata: dict[str, t.Any] | None = None,
+    ) -> MessageSlice:
+        """Add `content` (a text, or a model as XML) as a new text part, on a line of its
+        own, and a slice over it."""
+        if isinstance(content, Model):
+            text, kind, obj = content.to_pretty_xml(), slice_type or "model", obj or content
+        else:
+            text, kind = content, slice_type or "other"
+        start = len(self.content) + (1 if self.content else 0)
+        self.content_parts.append(ContentText(text=text))
+        return self._add_slice(kind, start, start + len(text), obj, metadata)
+
+    def replace_with_slice(
+        self,
+        content: str | Model,
+        slice_type: SliceType | None = None,
+        *,
+        obj: t.Any = None,
+        metadata: dict[str, t.Any] | None = None,
+    ) -> MessageSlice:
+        """Replace the whole content (and slices) with `content` and a slice over it."""
+        self.content_parts = []
+        for part in self.slices:
+            part._message = None
+        self.slices = []
+        return self.append_slice(content, slice_type, obj=obj, metadata=metadata)
+
+    def _add_slice(
+        self,
+        kind: SliceType,
+        start: int,
+        stop: int,
+        obj: t.Any,
+        metadata: dict[str, t.Any] | None,
+    ) -> MessageSlice:
+        """A slice over [start, stop), or the one already there of that type and range."""
+        for part in self.slices:
+            if (part.start, part.stop, part.type) == (start, stop, kind):
+                return part
+        part = MessageSlice(type=kind, obj=obj, start=start, stop=stop, metadata=metadata or {})
+        part._message = self
+        self.slices.append(part)
+        return part
 
     # Parsing: every method records what it read in `slices`.
 
@@ -441,22 +639,10 @@ class Message(BaseModel):
                     raise
         found.sort(key=lambda pair: pair[1].start)
         for model, span in found:
-            self._record(model, span)
+            self._add_slice(
+                "model", span.start, span.stop, model, {"model_type": type(model).__name__}
+            )
         return [model for model, _ in found]
-
-    def _record(self, model: Model, span: slice) -> None:
-        for part in self.slices:
-            if part.start == span.start and part.stop == span.stop and part.type == "model":
-                return
-        part = MessageSlice(
-            type="model",
-            obj=model,
-            start=span.start,
-            stop=span.stop,
-            metadata={"model_type": type(model).__name__},
-        )
-        part._message = self
-        self.slices.append(part)
 
     def parse(self, model_type: type[ModelT]) -> ModelT:
         """The first valid element of `model_type`, by position."""

@@ -39,7 +39,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticUndefined
 from pydantic_xml import BaseXmlModel, attr, element, wrapped
 from pydantic_xml import create_model as create_xml_model
 from pydantic_xml.element import SearchMode
@@ -361,7 +361,11 @@ def _leaf_tags(cls: type[Model], seen: set[type[Model]]) -> set[str]:
 
 class _ModelMeta(XmlModelMeta):
     """Reports declarations pydantic-xml cannot use, or that cannot parse, as
-    `InvalidModelSpecifiedError` where the class is defined."""
+    `InvalidModelSpecifiedError` where the class is defined.
+
+    A model with several unmarked scalar fields (`name: str; age: int`) would have them all
+    read its element's text; rigging's users write such models expecting one child element
+    per field, so those fields are declared `element()` for them."""
 
     def __new__(
         mcls,
@@ -370,8 +374,28 @@ class _ModelMeta(XmlModelMeta):
         namespace: dict[str, t.Any],
         **kwargs: t.Any,
     ) -> type:
+        declared = dict(namespace)
+        cls = mcls._create(name, bases, namespace, **kwargs)
+        text = [field for field, info in cls.model_fields.items() if _reads_text(info)]
+        if len(text) <= 1:
+            return cls
+        annotated = declared.get("__annotations__", {})
+        for field in text:
+            given = declared.get(field, PydanticUndefined)
+            if field not in annotated or isinstance(given, FieldInfo):
+                raise InvalidModelSpecifiedError(
+                    f"{name}: fields {', '.join(map(repr, text))} would all read the text of "
+                    f"<{cls.__xml_tag__}>; declare all but one with element() or attr()"
+                )
+            declared[field] = element() if given is PydanticUndefined else element(default=given)
+        return mcls._create(name, bases, declared, **kwargs)
+
+    @classmethod
+    def _create(
+        mcls, name: str, bases: tuple[type, ...], namespace: dict[str, t.Any], **kwargs: t.Any
+    ) -> type:
         try:
-            cls = super().__new__(mcls, name, bases, namespace, **kwargs)
+            return super().__new__(mcls, name, bases, namespace, **kwargs)
         except ModelFieldError as error:
             raise InvalidModelSpecifiedError(
                 f"{name}.{error.field_name}: {error.message}; "
@@ -379,13 +403,6 @@ class _ModelMeta(XmlModelMeta):
             ) from error
         except XmlDeclarationError as error:
             raise InvalidModelSpecifiedError(f"{name} is not a usable model: {error}") from error
-        text = [field for field, info in cls.model_fields.items() if _reads_text(info)]
-        if len(text) > 1:
-            raise InvalidModelSpecifiedError(
-                f"{name}: fields {', '.join(map(repr, text))} would all read the text of "
-                f"<{cls.__xml_tag__}>; declare all but one with element() or attr()"
-            )
-        return cls
 
 
 class Model(BaseXmlModel, metaclass=_ModelMeta, __xml_abstract__=True):

@@ -93,7 +93,7 @@ def test_flatten_gives_one_row_per_message_with_the_chat_repeated() -> None:
         "max_tokens": 20,
         "extra": {"top_logprobs": 2},
     }
-    assert reply["chat_usage"] == {"input_tokens": 12, "output_tokens": 3}
+    assert reply["chat_usage"] == {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15}
     assert reply["chat_error"] == "no <answer> found"
     assert (reply["chat_failed"], reply["chat_recovery_rounds"]) == (True, 2)
     assert reply["message_id"] == str(chat.generated[0].uuid)
@@ -180,7 +180,11 @@ def test_chats_to_df_has_a_typed_column_per_row_key() -> None:
     assert df["role"].dtype == "category"
     assert df["generated"].dtype == bool
     assert df["content"].dtype == "string"
-    assert json.loads(df["chat_usage"].iloc[0]) == {"input_tokens": 12, "output_tokens": 3}
+    assert json.loads(df["chat_usage"].iloc[0]) == {
+        "input_tokens": 12,
+        "output_tokens": 3,
+        "total_tokens": 15,
+    }
     assert df["chat_usage"].isna().iloc[-1]
     assert list(df[df["generated"]]["content"]) == ["a cat", "hi"]
 

@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from textwrap import dedent
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from pytest_rigging.error import InvalidModelSpecifiedError, MissingModelError
 from pytest_rigging.message import Message
@@ -532,7 +532,21 @@ def test_is_simple(model: type[Model], simple: bool, with_attrs: bool) -> None:
     assert model.is_simple_with_attrs() is with_attrs
 
 
-def test_two_text_fields_are_rejected_where_declared() -> None:
+def test_several_plain_fields_read_child_elements() -> None:
+    """rigging's users write `name: str; age: int` and expect a child element per field:
+    unmarked scalar fields of a model with several of them are declared element()."""
+
+    class Person(Model):
+        name: str
+        age: int = 0
+
+    found = Person.one_from_text("<person><name>Ada</name><age>36</age></person>")[0]
+    assert found == Person(name="Ada", age=36)
+    assert Person.one_from_text("<person><name>Bo</name></person>")[0].age == 0
+    assert Person.from_text(Person(name="Cy", age=2).to_pretty_xml())[0][0].name == "Cy"
+
+
+def test_plain_fields_that_cannot_become_elements_are_rejected_where_declared() -> None:
     with pytest.raises(
         InvalidModelSpecifiedError,
         match=r"Pair: fields 'a', 'b' would all read the text of <pair>; "
@@ -540,7 +554,7 @@ def test_two_text_fields_are_rejected_where_declared() -> None:
     ):
 
         class Pair(Model):
-            a: str
+            a: str = Field(default="x", description="a")
             b: str
 
 

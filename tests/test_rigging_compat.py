@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import typing as t
 from pathlib import Path
 
@@ -500,3 +501,98 @@ async def test_anthropic_gets_image_blocks_and_refuses_audio(llm_server: LLMServ
     audio = ContentAudioInput.from_bytes(b"RIFF", format="wav")
     with pytest.raises(ValueError, match="anthropic! cannot send a input_audio part"):
         await generator.chat(Message("user", ["Hear:", audio])).run()
+
+
+# Slices, saved chats and step() as rigging 3 code uses them
+
+
+def test_marking_finding_and_removing_slices() -> None:
+    message = Message("assistant", "I think 42. Maybe 42? <answer>42</answer>")
+    first = message.mark_slice("42")
+    assert (first.start, first.stop, first.type) == (8, 10, "other")
+    every = message.mark_slice("42", select="all", metadata={"n": 1})
+    assert [s.start for s in every] == [8, 18, 30] and every[0] is first
+    assert message.mark_slice("nowhere") is None
+    [answer] = message.mark_slice(Answer, select="all")
+    assert answer.type == "model" and answer.obj == Answer(content="42")
+    assert message.mark_slice(re.compile(r"I \w+")).content == "I think"
+    with pytest.warns(rg.message.MessageWarning, match=r"range \(5, 500\) is outside the text"):
+        assert message.mark_slice((5, 500)) is None
+    with pytest.raises(TypeError, match=r"mark_slice takes a string, a .start, stop. range"):
+        message.mark_slice(3.5)  # type: ignore[arg-type]
+    assert [s.start for s in message.find_slices("other")] == [0, 8, 18, 30]
+    assert message.get_slice("model") is answer
+    assert message.get_slice(select="last").start == 30  # type: ignore[union-attr]
+    assert [s.type for s in message.iter_slices(["model"])] == ["model"]
+    removed = message.remove_slices(Answer)
+    assert removed == [answer] and message.content == "I think 42. Maybe 42?"
+    assert [s.content for s in message.find_slices()] == ["I think", "42", "42"]
+    assert every[2].content == "[detached]"  # it was inside the removed answer
+
+
+def test_editing_a_slice_moves_the_ones_after_it() -> None:
+    message = Message("user", "alpha beta gamma")
+    alpha, beta, _ = (message.mark_slice(word) for word in ("alpha", "beta", "gamma"))
+    beta.content = "BETA!!"  # type: ignore[union-attr]
+    assert message.content == "alpha BETA!! gamma"
+    assert [s.content for s in message.slices] == ["alpha", "BETA!!", "gamma"]
+    appended = message.append_slice(Answer(content="x"))
+    assert message.content == "alpha BETA!! gamma\n<answer>x</answer>"
+    assert appended.content == "<answer>x</answer>" and appended.type == "model"
+    replaced = message.replace_with_slice("fresh")
+    assert message.content == "fresh" and message.slices == [replaced]
+    assert alpha.content == "[detached]"  # type: ignore[union-attr]
+
+
+async def test_chats_gather_their_messages_slices(fake: FakeGenerator) -> None:
+    chat = await fake.chat("<answer>a</answer>").run()
+    for message in chat.all:
+        message.parse(Answer)
+    assert [s.content for s in chat.message_slices("model")] == ["<answer>a</answer>"] * 2
+    assert chat.message_slices(filter_fn=lambda s: s.start > 0) == []
+
+
+def test_a_chat_rigging_saved_loads() -> None:
+    """The shape rigging 3.3.5 writes (its tool fields unset, usage with a total)."""
+    saved = {
+        "uuid": "86b741e2-2bce-4d68-a10c-74daaa57f451",
+        "timestamp": "2026-11-27T08:54:59.571944",
+        "messages": [
+            {
+                "role": "user",
+                "tool_calls": None,
+                "tool_call_id": None,
+                "metadata": {},
+                "compatibility_flags": [],
+                "slices": [],
+                "content": [{"type": "text", "text": "Hi", "cache_control": None}],
+            }
+        ],
+        "generated": [{"role": "assistant", "content": [{"type": "text", "text": "Hello"}]}],
+        "stop_reason": "stop",
+        "usage": {"input_tokens": 7, "output_tokens": 5, "total_tokens": 12},
+        "params": {"temperature": 1.25, "tools": None, "modalities": None, "extra": {}},
+        "error": None,
+        "failed": False,
+        "generator_id": "gpt-3.5-turbo",
+    }
+    chat = Chat.model_validate(saved)
+    assert chat.last.content == "Hello"
+    assert chat.generator_id == "litellm!gpt-3.5-turbo,temperature=1.25"
+    assert json.loads(chat.model_dump_json())["usage"]["total_tokens"] == 12
+    with pytest.raises(ValueError, match="'tools' is a rigging param for tool calling"):
+        GenerateParams.model_validate({"tools": [{"type": "function"}]})
+
+
+async def test_a_then_callback_may_return_a_step_to_run_again(fake: FakeGenerator) -> None:
+    async def until_long(chat: Chat) -> t.Any:
+        if len(chat.all) >= 6:
+            return None
+        # a continued chat starts a fresh pipeline: its steps are added again
+        return chat.continue_("again").then(until_long, max_depth=5).step()
+
+    chat = await fake.chat("x").then(until_long, max_depth=5).run()
+    assert [m.content for m in chat.all] == ["x", "x", "again", "again", "again", "again"]
+    with pytest.raises(NotImplementedError, match="stepping through a pipeline run"):
+        async with fake.chat("x").step():
+            pass

@@ -15,7 +15,9 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    computed_field,
     field_validator,
+    model_validator,
 )
 
 from pytest_rigging._concurrency import LoopLocal, Slot, bounded_map
@@ -69,6 +71,22 @@ class GenerateParams(BaseModel):
     def _split_stop(cls, value: t.Any) -> t.Any:
         return value.split(";") if isinstance(value, str) else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_tool_params(cls, data: t.Any) -> t.Any:
+        """rigging's tool and audio params: params rigging saved (all unset) load; a
+        value is refused by name, as tool calling is not supported."""
+        if not isinstance(data, dict) or not _UNSUPPORTED_PARAMS.intersection(data):
+            return data
+        data = dict(data)
+        for name in _UNSUPPORTED_PARAMS.intersection(data):
+            if data.pop(name) is not None:
+                raise ValueError(
+                    f"{name!r} is a rigging param for tool calling or audio output, "
+                    "which pytest-rigging does not support yet"
+                )
+        return data
+
     def __repr_args__(self) -> t.Iterable[tuple[str | None, t.Any]]:
         shown = self.set_values()
         if self.extra:
@@ -100,13 +118,23 @@ class GenerateParams(BaseModel):
         return self.model_copy(deep=True)
 
 
+_UNSUPPORTED_PARAMS = frozenset(
+    ("tools", "tool_choice", "parallel_tool_calls", "modalities", "audio")
+)
+
+
 class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def total_tokens(self) -> int:
+        """Serialized too, as rigging writes and reads it."""
         return self.input_tokens + self.output_tokens
+
+    def __str__(self) -> str:
+        return f"in: {self.input_tokens} | out: {self.output_tokens} | total: {self.total_tokens}"
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
