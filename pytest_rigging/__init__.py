@@ -17,8 +17,19 @@ import typing as t
 
 if t.TYPE_CHECKING:
     from pytest_rigging import completion, data, error, generator, message, model, watchers
-    from pytest_rigging.chat import Chat, ChatList, ChatPipeline
-    from pytest_rigging.completion import Completion, CompletionPipeline
+    from pytest_rigging.chat import (
+        Chat,
+        ChatList,
+        ChatPipeline,
+        MapChatCallback,
+        ThenChatCallback,
+    )
+    from pytest_rigging.completion import (
+        Completion,
+        CompletionPipeline,
+        MapCompletionCallback,
+        ThenCompletionCallback,
+    )
     from pytest_rigging.error import (
         ExhaustedMaxRoundsError,
         GenerationError,
@@ -55,6 +66,10 @@ _WHERE = {
     "Chat": "chat",
     "ChatList": "chat",
     "ChatPipeline": "chat",
+    "MapChatCallback": "chat",
+    "ThenChatCallback": "chat",
+    "MapCompletionCallback": "completion",
+    "ThenCompletionCallback": "completion",
     "Completion": "completion",
     "CompletionPipeline": "completion",
     "ExhaustedMaxRoundsError": "error",
@@ -109,6 +124,8 @@ __all__ = [
     "GenerationError",
     "Generator",
     "InvalidGeneratorError",
+    "MapChatCallback",
+    "MapCompletionCallback",
     "MaxDepthError",
     "Message",
     "MessageDict",
@@ -116,6 +133,8 @@ __all__ = [
     "MissingModelError",
     "Model",
     "Prompt",
+    "ThenChatCallback",
+    "ThenCompletionCallback",
     "Usage",
     "attr",
     "chat",

@@ -24,10 +24,26 @@ from pytest_rigging.model import Model
 if t.TYPE_CHECKING:
     from pytest_rigging.prompt import Prompt
 
-__all__ = ["Chat", "ChatList", "ChatPipeline", "PipelineStepContextManager"]
+__all__ = [
+    "Chat",
+    "ChatList",
+    "ChatPipeline",
+    "MapChatCallback",
+    "PipelineStepContextManager",
+    "ThenChatCallback",
+    "WatchChatCallback",
+]
 
 Messages = list[Message]
 BatchInput = MessageLike | t.Sequence[MessageLike]
+
+ThenChatCallback = t.Callable[["Chat"], t.Any]
+"""What `then` takes: chat in; a chat, None, a pipeline or `pipeline.step()` out (or an
+awaitable of one)."""
+MapChatCallback = t.Callable[[list["Chat"]], t.Any]
+"""What `map` takes: chats in, as many chats out (or an awaitable of them)."""
+WatchChatCallback = t.Callable[[list["Chat"]], t.Any]
+"""What `watch` takes: a run's chats in, nothing out."""
 
 
 class Chat(Result):

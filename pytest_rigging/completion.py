@@ -11,6 +11,11 @@ from pytest_rigging._result import Result, build
 from pytest_rigging.generator.base import GenerateParams, Generator, generate_text
 from pytest_rigging.model import ModelT
 
+ThenCompletionCallback = t.Callable[["Completion"], t.Any]
+"""What `then` takes: a completion in; a completion, None or a pipeline out."""
+MapCompletionCallback = t.Callable[[list["Completion"]], t.Any]
+"""What `map` takes: completions in, as many completions out."""
+
 
 class Completion(Result):
     """`text` was sent, `generated` came back; `all` is both together."""
