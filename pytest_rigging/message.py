@@ -238,8 +238,14 @@ class MessageSlice(BaseModel):
         )
 
     def clone(self) -> MessageSlice:
-        """A detached deep copy."""
-        return self.model_copy(deep=True)
+        """A deep copy, detached (it covers no message until one takes it)."""
+        return MessageSlice(
+            type=self.type,
+            obj=copy.deepcopy(self.obj),
+            start=self.start,
+            stop=self.stop,
+            metadata=copy.deepcopy(self.metadata),
+        )
 
 
 class MessageWarning(UserWarning):
@@ -434,7 +440,7 @@ class Message(BaseModel):
             uuid=self.uuid,
             content_parts=copy.deepcopy(self.content_parts),
             metadata=copy.deepcopy(self.metadata),
-            slices=[s.model_copy(deep=True) for s in self.slices],
+            slices=[s.clone() for s in self.slices],
         )
         return cloned
 
