@@ -57,10 +57,11 @@ _observer: contextvars.ContextVar[Observer | None] = contextvars.ContextVar(
 _nested: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "pytest_rigging_nested", default=False
 )
-_depth: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
-    "pytest_rigging_depth", default=(0, DEFAULT_MAX_DEPTH)
+_depth: contextvars.ContextVar[tuple[int, int | None]] = contextvars.ContextVar(
+    "pytest_rigging_depth", default=(0, None)
 )
-"""How deep the running callback is nested in pipeline runs, and how deep it may go."""
+"""How deep the running callback is nested in pipeline runs, and how deep it may go (the
+tightest `max_depth` of the callbacks it runs inside)."""
 
 WatchCallback = t.Callable[[list[t.Any]], t.Any]
 """`watch` callbacks: called with every run's results (sync or async)."""
@@ -173,8 +174,8 @@ class PipelineStepContextManager:
 async def _nested_call(callback: t.Callable[[t.Any], t.Any], value: t.Any, max_depth: int) -> t.Any:
     """`callback(value)` one level deeper: pipeline runs it starts (or returns, which are
     run here) may nest at most `max_depth` levels."""
-    depth, _ = _depth.get()
-    token = _depth.set((depth + 1, max_depth))
+    depth, outer = _depth.get()
+    token = _depth.set((depth + 1, max_depth if outer is None else min(max_depth, outer)))
     try:
         returned = await maybe_await(callback(value))
         if isinstance(returned, PipelineStepContextManager):
@@ -186,19 +187,28 @@ async def _nested_call(callback: t.Callable[[t.Any], t.Any], value: t.Any, max_d
         _depth.reset(token)
 
 
-def _add_callbacks(
-    steps: list[t.Any], callbacks: t.Sequence[t.Any], allow_duplicates: bool, kind: str
+def check_callbacks(
+    registered: t.Sequence[t.Any],
+    callbacks: t.Sequence[t.Any],
+    *,
+    allow_duplicates: bool,
+    kind: str,
+    need_async: bool = False,
 ) -> None:
-    registered = {id(getattr(step, "callback", None)) for step in steps}
+    """Refuse what `then`/`map`/`watch` can't take: a non-callable, a sync function where
+    only async ones are run, and (unless allowed) a callback already `registered`."""
+    seen = list(registered)
     for callback in callbacks:
         if not callable(callback):
             raise TypeError(f"{kind} takes callables, got {type(callback).__name__}")
-        if not allow_duplicates and id(callback) in registered:
+        if need_async and not inspect.iscoroutinefunction(callback):
+            raise TypeError(f"{kind} callback {callable_name(callback)!r} must be async")
+        if not allow_duplicates and callback in seen:
             raise ValueError(
                 f"{kind} callback {callable_name(callback)!r} is already registered: "
                 "pass allow_duplicates=True to run it again"
             )
-        registered.add(id(callback))
+        seen.append(callback)
 
 
 def fit_batch(
@@ -309,7 +319,8 @@ class Pipeline(t.Generic[ResultT, InputT]):
         pipeline, which is run and whose result replaces it. Pipeline runs a callback
         starts may nest `max_depth` levels deep; deeper raises `MaxDepthError`.
         """
-        _add_callbacks(self.steps, callbacks, allow_duplicates, "then")
+        registered = [s.callback for s in self.steps if isinstance(s, ThenStep)]
+        check_callbacks(registered, callbacks, allow_duplicates=allow_duplicates, kind="then")
         self.steps.extend(ThenStep(callback, max_depth) for callback in callbacks)
         return self
 
@@ -324,7 +335,8 @@ class Pipeline(t.Generic[ResultT, InputT]):
         It must return as many results as it was given; this step waits for every result
         of the run to reach it. `max_depth` as for `then`.
         """
-        _add_callbacks(self.steps, callbacks, allow_duplicates, "map")
+        registered = [s.callback for s in self.steps if isinstance(s, MapStep)]
+        check_callbacks(registered, callbacks, allow_duplicates=allow_duplicates, kind="map")
         self.steps.extend(MapStep(callback, max_depth) for callback in callbacks)
         return self
 
@@ -332,19 +344,15 @@ class Pipeline(t.Generic[ResultT, InputT]):
         """Call each `callback(results)` with the results of every run of this pipeline
         (sync or async), failed ones included, after the run's steps: to log or store
         them (`pytest_rigging.watchers`)."""
-        for callback in callbacks:
-            if not allow_duplicates and callback in self.watchers:
-                raise ValueError(
-                    f"watch callback {callable_name(callback)!r} is already registered: "
-                    "pass allow_duplicates=True to call it again"
-                )
-            self.watchers.append(callback)
+        check_callbacks(self.watchers, callbacks, allow_duplicates=allow_duplicates, kind="watch")
+        self.watchers.extend(callbacks)
         return self
 
     def wrap(self, func: t.Callable[[t.Any], t.Any]) -> Self:
         """Wrap this pipeline's generator calls in `func` (a retry or backoff decorator of
-        your own); see `Generator.wrap`."""
-        self.generator = self.generator.wrap(func)
+        your own); see `Generator.wrap`. Other pipelines on the same generator (the
+        plugin shares one per model) are left unwrapped, unlike rigging's."""
+        self.generator = self.generator.with_wrap(func)
         return self
 
     def until_parsed_as(
@@ -504,7 +512,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
     async def _execute(self, jobs: list[Job[InputT]], on_failed: FailMode | None) -> list[ResultT]:
         mode = check_fail_mode(on_failed or self.on_failed)
         depth, max_depth = _depth.get()
-        if depth > max_depth:
+        if max_depth is not None and depth > max_depth:
             raise MaxDepthError.of_depth(
                 max_depth, f"a callback started a pipeline run {depth} levels deep"
             )

@@ -6,10 +6,19 @@ import typing as t
 import uuid as _uuid
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    ValidatorFunctionWrapHandler,
+    computed_field,
+    model_validator,
+)
 
 from pytest_rigging._fast import construct
-from pytest_rigging.error import error_kind
+from pytest_rigging.error import InvalidGeneratorError, error_kind
 from pytest_rigging.generator.base import GenerateParams, Generator, Usage, get_generator
 
 if t.TYPE_CHECKING:
@@ -52,28 +61,57 @@ class Result(BaseModel):
     recovery_rounds: int = 0
     latency: float = 0.0
 
+    _unbuilt: tuple[str, str] | None = PrivateAttr(default=None)
+    """A loaded result's generator id that names no registered provider here, and why."""
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def generator_id(self) -> str | None:
         """What this ran with, params included: `litellm!gpt-4o,temperature=0.6`.
         Serialized, so a result loaded from JSON gets its generator back."""
         if self.generator is None:
-            return None
+            unbuilt = (self.__pydantic_private__ or {}).get("_unbuilt")
+            return unbuilt[0] if unbuilt else None
         return self.generator.to_identifier(self.params, with_config=False)
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _generator_from_id(cls, data: t.Any) -> t.Any:
-        """A serialized result names its generator by id; an error arrives as text only."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        identifier = data.pop("generator_id", None)
-        if identifier and data.get("generator") is None:
-            data["generator"] = get_generator(identifier)
-        if isinstance(data.get("error"), str):
-            del data["error"]
-        return data
+    def _generator_from_id(cls, data: t.Any, handler: ValidatorFunctionWrapHandler) -> t.Any:
+        """A serialized result names its generator by id (one whose provider isn't
+        registered here still loads, for reading; it can't run again until it is); an
+        error arrives as text only."""
+        unbuilt = None
+        if isinstance(data, dict):
+            data = dict(data)
+            identifier = data.pop("generator_id", None)
+            if identifier and data.get("generator") is None:
+                try:
+                    data["generator"] = get_generator(identifier)
+                except InvalidGeneratorError as error:
+                    unbuilt = (identifier, str(error))
+            if isinstance(data.get("error"), str):
+                del data["error"]
+        result = handler(data)
+        if unbuilt is not None:
+            result._unbuilt = unbuilt
+        return result
+
+    def generator_for_more(self, generator: Generator | None = None) -> Generator:
+        """The generator a follow-up pipeline runs on: `generator`, else this result's,
+        else an error saying why there is none."""
+        generator = generator or self.generator
+        if generator is not None:
+            return generator
+        unbuilt = (self.__pydantic_private__ or {}).get("_unbuilt")
+        if unbuilt is not None:
+            raise ValueError(
+                f"this result's generator {unbuilt[0]!r} can't be rebuilt here ({unbuilt[1]}): "
+                "register its provider first, or pass a generator"
+            )
+        raise ValueError(
+            "this result has no generator: pass one, or build it with one "
+            "(a result loaded from JSON gets it back from its generator_id)"
+        )
 
     @property
     def error_kind(self) -> str | None:

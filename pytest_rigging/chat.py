@@ -12,6 +12,7 @@ from pytest_rigging._pipeline import Job, Pipeline, PipelineStepContextManager
 from pytest_rigging._result import Result, build
 from pytest_rigging.generator.base import GenerateParams, Generator, generate_message
 from pytest_rigging.message import (
+    CONTENT_TYPES,
     Message,
     MessageDict,
     MessageLike,
@@ -191,13 +192,9 @@ class Chat(Result):
         return self.conversation
 
     def _pipeline(self, messages: list[Message], generator: Generator | None) -> ChatPipeline:
-        generator = generator or self.generator
-        if generator is None:
-            raise ValueError(
-                "this chat has no generator: pass one, or build it with one "
-                "(a chat loaded from JSON gets it back from its generator_id)"
-            )
-        return ChatPipeline(generator, messages, params=self.params, metadata=self.metadata)
+        return ChatPipeline(
+            self.generator_for_more(generator), messages, params=self.params, metadata=self.metadata
+        )
 
     def continue_(self, messages: BatchInput | None = None) -> ChatPipeline:
         """A pipeline holding this whole conversation plus `messages`."""
@@ -375,5 +372,6 @@ class ChatPipeline(Pipeline[Chat, Messages]):
         return result
 
     def _fit_inputs(self, many: t.Any) -> list[Messages]:
-        inputs = [many] if isinstance(many, str | dict | Message) else list(many)
+        one = isinstance(many, (str, dict, Message, *CONTENT_TYPES))
+        inputs = [many] if one else list(many)
         return [Message.fit_as_list(i) for i in inputs]

@@ -40,10 +40,9 @@ class Completion(Result):
         return model.one_from_text(self.generated)[0]
 
     def _pipeline(self, text: str, generator: Generator | None) -> CompletionPipeline:
-        generator = generator or self.generator
-        if generator is None:
-            raise ValueError("this completion has no generator: pass one")
-        return CompletionPipeline(generator, text, params=self.params, metadata=self.metadata)
+        return CompletionPipeline(
+            self.generator_for_more(generator), text, params=self.params, metadata=self.metadata
+        )
 
     def continue_(self, text: str = "") -> CompletionPipeline:
         """A pipeline that continues from the whole text so far, plus `text`."""

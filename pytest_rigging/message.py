@@ -58,7 +58,19 @@ class ContentText(BaseModel):
         return self.text
 
 
-class ContentImageUrl(BaseModel):
+class _Media(BaseModel):
+    """What image and audio parts share: their data as bytes, and saving it."""
+
+    def to_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def save(self, path: Path | str) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(self.to_bytes())
+
+
+class ContentImageUrl(_Media):
     """An image part: a URL, or the image itself as a `data:` URL."""
 
     class ImageUrl(BaseModel):
@@ -108,16 +120,11 @@ class ContentImageUrl(BaseModel):
             raise ValueError("the image is a URL, not embedded base64 data")
         return base64.b64decode(url.partition(";base64,")[2])
 
-    def save(self, path: Path | str) -> None:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(self.to_bytes())
-
 
 AudioFormat = t.Literal["wav", "mp3", "ogg", "flac"]
 
 
-class ContentAudioInput(BaseModel):
+class ContentAudioInput(_Media):
     """An audio part, base64-encoded, with its transcript when known (never sent)."""
 
     class Audio(BaseModel):
@@ -162,11 +169,6 @@ class ContentAudioInput(BaseModel):
 
     def to_bytes(self) -> bytes:
         return base64.b64decode(self.input_audio.data)
-
-    def save(self, path: Path | str) -> None:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(self.to_bytes())
 
 
 def _part_type(value: t.Any) -> str | None:
@@ -271,8 +273,6 @@ class Message(BaseModel):
     audio included. Serialized, the parts are `content`, as in OpenAI's API.
     """
 
-    model_config = ConfigDict(serialize_by_alias=True)
-
     uuid: UUID = Field(default_factory=uuid4, repr=False)
     role: Role
     content_parts: list[Content] = Field(default_factory=list, repr=False)
@@ -353,13 +353,33 @@ class Message(BaseModel):
         with it, the others are dropped."""
         kept = []
         for part in self.slices:
-            found = value.find(part.content)
-            if found != -1:
-                part.start, part.stop = found, found + (part.stop - part.start)
-                kept.append(part)
-        others = [p for p in self.content_parts if not isinstance(p, ContentText)]
-        self.content_parts = [*others, ContentText(text=value if value.strip() else "")]
+            covered = part.content
+            # the occurrence at or after its old place first: repeated text stays apart
+            found = value.find(covered, min(part.start, len(value)))
+            if found == -1:
+                found = value.find(covered)
+            if found == -1:
+                part._message = None
+                continue
+            part.start, part.stop = found, found + len(covered)
+            kept.append(part)
+        self._set_text(value if value.strip() else "")
         self.slices = kept
+
+    def _set_text(self, text: str) -> None:
+        """One text part holding `text`, where the first text part was (images and audio
+        keep their place around it)."""
+        parts: list[t.Any] = []
+        placed = False
+        for part in self.content_parts:
+            if not isinstance(part, ContentText):
+                parts.append(part)
+            elif not placed:
+                parts.append(ContentText(text=text))
+                placed = True
+        if not placed:
+            parts.append(ContentText(text=text))
+        self.content_parts = parts
 
     def _replace_range(
         self, edited: MessageSlice | None, start: int, stop: int, value: str
@@ -378,8 +398,7 @@ class Message(BaseModel):
                 kept.append(part)
             else:
                 part._message = None
-        others = [p for p in self.content_parts if not isinstance(p, ContentText)]
-        self.content_parts = [*others, ContentText(text=text[:start] + value + text[stop:])]
+        self._set_text(text[:start] + value + text[stop:])
         if edited is not None:
             edited.stop = start + len(value)
         self.slices = kept
@@ -490,6 +509,8 @@ class Message(BaseModel):
                 for target in targets
             )
         ]
+        if not matched:
+            return []
         for part in sorted(matched, key=lambda s: s.start, reverse=True):
             if part._message is self:  # not already dropped inside a wider match
                 self._replace_range(None, part.start, part.stop, "")
@@ -575,7 +596,9 @@ class Message(BaseModel):
                 f"pattern or a Model class, got {type(target).__name__}"
             )
         kind: SliceType = slice_type or ("model" if is_model else "other")
-        made = [self._add_slice(kind, start, stop, found, metadata) for start, stop, found in spans]
+        made = self._add_slices(
+            kind, [(start, stop, found, metadata) for start, stop, found in spans]
+        )
         if select == "all":
             return made
         return (made[0] if select == "first" else made[-1]) if made else None
@@ -596,7 +619,7 @@ class Message(BaseModel):
             text, kind = content, slice_type or "other"
         start = len(self.content) + (1 if self.content else 0)
         self.content_parts.append(ContentText(text=text))
-        return self._add_slice(kind, start, start + len(text), obj, metadata)
+        return self._add_slices(kind, [(start, start + len(text), obj, metadata)])[0]
 
     def replace_with_slice(
         self,
@@ -613,22 +636,27 @@ class Message(BaseModel):
         self.slices = []
         return self.append_slice(content, slice_type, obj=obj, metadata=metadata)
 
-    def _add_slice(
+    def _add_slices(
         self,
         kind: SliceType,
-        start: int,
-        stop: int,
-        obj: t.Any,
-        metadata: dict[str, t.Any] | None,
-    ) -> MessageSlice:
-        """A slice over [start, stop), or the one already there of that type and range."""
-        for part in self.slices:
-            if (part.start, part.stop, part.type) == (start, stop, kind):
-                return part
-        part = MessageSlice(type=kind, obj=obj, start=start, stop=stop, metadata=metadata or {})
-        part._message = self
-        self.slices.append(part)
-        return part
+        spans: t.Sequence[tuple[int, int, t.Any, dict[str, t.Any] | None]],
+    ) -> list[MessageSlice]:
+        """A slice of this type over each (start, stop, obj, metadata) span, or the one
+        already there (parsing twice records once); one lookup table per call, so
+        recording n slices costs O(n), not O(n^2)."""
+        existing = {(p.start, p.stop, p.type): p for p in self.slices}
+        made = []
+        for start, stop, obj, metadata in spans:
+            part = existing.get((start, stop, kind))
+            if part is None:
+                part = MessageSlice(
+                    type=kind, obj=obj, start=start, stop=stop, metadata=metadata or {}
+                )
+                part._message = self
+                self.slices.append(part)
+                existing[(start, stop, kind)] = part
+            made.append(part)
+        return made
 
     # Parsing: every method records what it read in `slices`.
 
@@ -644,10 +672,10 @@ class Message(BaseModel):
                 if fail_on_missing:
                     raise
         found.sort(key=lambda pair: pair[1].start)
-        for model, span in found:
-            self._add_slice(
-                "model", span.start, span.stop, model, {"model_type": type(model).__name__}
-            )
+        self._add_slices(
+            "model",
+            [(s.start, s.stop, m, {"model_type": type(m).__name__}) for m, s in found],
+        )
         return [model for model, _ in found]
 
     def parse(self, model_type: type[ModelT]) -> ModelT:
@@ -777,6 +805,8 @@ def inject_system_content(messages: list[Message], content: str) -> list[Message
     if not messages or messages[0].role != "system":
         messages.insert(0, Message("system", content))
     elif content not in messages[0].content:
+        # a copy: the message may be shared (a pipeline's, in every chat of a run)
+        messages[0] = messages[0].clone()
         messages[0].content += "\n\n" + content
     return messages
 
@@ -786,6 +816,6 @@ def strip_system_content(messages: list[Message], content: str) -> list[Message]
     message itself once it is empty (returns the list)."""
     if not content.strip() or not messages or messages[0].role != "system":
         return messages
-    system = messages[0]
+    system = messages[0] = messages[0].clone()  # it may be shared, as above
     system.content = system.content.replace(content, "").strip()
     return messages[1:] if not system.content else messages

@@ -254,15 +254,20 @@ def _is_subclass(value: t.Any, parent: type | tuple[type, ...]) -> bool:
     return isinstance(value, type) and issubclass(value, parent)
 
 
-def _is_model(annotation: t.Any) -> bool:
+def _is_xml_model(annotation: t.Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseXmlModel)
+
+
+def is_model(value: t.Any) -> t.TypeGuard[type[Model]]:
+    """Whether `value` is a parsing model class (a `Model` subclass)."""
+    return isinstance(value, type) and issubclass(value, Model)
 
 
 def _models_in(annotation: t.Any) -> list[type[Model]]:
     """Parsing models a field holds, directly or in a collection."""
     found: list[type[Model]] = []
     for option in _alternatives(annotation):
-        if _is_model(option):
+        if _is_xml_model(option):
             found.append(option)
         elif t.get_origin(option) is not None:
             for arg in t.get_args(option):
@@ -278,7 +283,7 @@ def _reads_text(info: FieldInfo) -> bool:
         return False
     for option in _alternatives(info.annotation):
         origin = t.get_origin(option) or option
-        if isinstance(option, str | t.ForwardRef) or _is_model(origin):
+        if isinstance(option, str | t.ForwardRef) or _is_xml_model(origin):
             return False
         if _is_subclass(origin, (abc.Collection, abc.Iterator)) and not _is_subclass(
             origin, (str, bytes)
@@ -379,7 +384,8 @@ class _ModelMeta(XmlModelMeta):
         text = [field for field, info in cls.model_fields.items() if _reads_text(info)]
         if len(text) <= 1:
             return cls
-        annotated = declared.get("__annotations__", {})
+        # the class's own annotations, as Python gives them (3.14 evaluates them lazily)
+        annotated = dict(inspect.get_annotations(cls))
         for field in text:
             given = declared.get(field, PydanticUndefined)
             if field not in annotated or isinstance(given, FieldInfo):
@@ -388,6 +394,8 @@ class _ModelMeta(XmlModelMeta):
                     f"<{cls.__xml_tag__}>; declare all but one with element() or attr()"
                 )
             declared[field] = element() if given is PydanticUndefined else element(default=given)
+        declared["__annotations__"] = annotated
+        declared.pop("__annotate__", None)
         return mcls._create(name, bases, declared, **kwargs)
 
     @classmethod
@@ -711,6 +719,8 @@ def _reader(cls: type[ModelT], plan: _Plan, content: str) -> t.Callable[[t.Seque
         return lambda span: _build(cls, plan, content, span)
     validate = cls.__pydantic_validator__.validate_python
     key = plan.text_key
+    if cls.model_config.get("extra") == "allow":  # new attributes join the set: not shared
+        return lambda span: t.cast(ModelT, validate({key: _text(content[span[1] : span[2]])}))
     # Every such model has set exactly its one field: one shared set instead of one per
     # element (setting that field again adds nothing to it; copies copy it).
     fields_set = {key}

@@ -27,10 +27,10 @@ import typing as t
 
 from pydantic.alias_generators import to_snake
 
-from pytest_rigging._pipeline import FailMode, as_params_list
-from pytest_rigging.chat import Chat, ChatPipeline
+from pytest_rigging._pipeline import FailMode, as_params_list, check_callbacks
+from pytest_rigging.chat import Chat, ChatPipeline, WatchChatCallback
 from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
-from pytest_rigging.model import Model, make_primitive
+from pytest_rigging.model import Model, escape, is_model, make_primitive
 
 if t.TYPE_CHECKING:
     import jinja2
@@ -47,7 +47,6 @@ DEFAULT_MAX_PARSE_ROUNDS = 3
 
 ThenCallback = t.Callable[[Chat], t.Awaitable[Chat | ChatPipeline | None]]
 MapCallback = t.Callable[[list[Chat]], t.Awaitable[list[Chat]]]
-WatchCallback = t.Callable[[list[Chat]], t.Awaitable[None]]
 
 _BASIC: tuple[type[t.Any], ...] = (str, int, float, bool)
 _ASK_ONE = "Reply with the following output, in xml tags:"
@@ -56,7 +55,7 @@ _ASK_MANY = "Reply with the following outputs, in xml tags:"
 
 # A run of spaces after a word (not starting a new line) reads as one space: docstrings
 # hard-wrapped or aligned with extra spaces become prose, as rigging sends them.
-_SPACE_RUN = re.compile(r"(?<=\w)(?![\r\n])\s+")
+_SPACE_RUN = re.compile(r"(?<=\w)[ \t]{2,}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,16 +77,8 @@ def _xml_tag(name: str) -> str:
     return _snake(name).replace("_", "-").strip("-")
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _prefixed(prefix: str | None, text: str) -> str:
     return f"{prefix}\n{text}" if prefix else text
-
-
-def _is_model(value: t.Any) -> t.TypeGuard[type[Model]]:
-    return isinstance(value, type) and issubclass(value, Model)
 
 
 def _split(annotation: t.Any) -> tuple[t.Any, Ctx | None]:
@@ -135,7 +126,7 @@ def _basic_text(where: str) -> Formatter:
     def text(value: t.Any) -> str:
         if not isinstance(value, _BASIC):
             raise TypeError(f"{where} takes a str, int, float or bool, got {type(value).__name__}")
-        return _escape(str(value))
+        return escape(str(value))
 
     return text
 
@@ -153,7 +144,7 @@ def _item_text(annotation: t.Any, where: str) -> Formatter:
     """How one item of a list or dict argument reads: a basic value or a Model."""
     if annotation in _BASIC:
         return _basic_text(where)
-    if _is_model(annotation):
+    if is_model(annotation):
         return _model_text(annotation, where)
     if t.get_origin(annotation) in (list, dict):
         raise TypeError(f"{where}: lists and dicts inside lists or dicts are not supported")
@@ -172,7 +163,7 @@ def _input(param: inspect.Parameter, prompt_name: str) -> Input:
     context = context or Ctx()
     if annotation in _BASIC:
         return Input(param.name, context, _basic_text(where))
-    if _is_model(annotation):
+    if is_model(annotation):
         return Input(param.name, context, _model_text(annotation, where), wraps=False)
     origin, args = t.get_origin(annotation) or annotation, t.get_args(annotation)
     if origin is list:
@@ -250,12 +241,12 @@ class ValueOutput(Output):
         return _ASK_EACH if self.many else _ASK_ONE
 
     def format(self) -> str:
-        return _prefixed(self.prefix, f"<{self.tag}>{_escape(self.example)}</{self.tag}>")
+        return _prefixed(self.prefix, f"<{self.tag}>{escape(self.example)}</{self.tag}>")
 
     def read(self, chat: Chat) -> t.Any:
         if self.many:
-            return [m.content for m in chat.last.parse_set(self.model)]
-        return chat.last.parse(self.model).content
+            return [m.content for m, _ in self.model.from_text(chat.last.content)]
+        return self.model.one_from_text(chat.last.content)[0].content
 
 
 class ModelOutput(Output):
@@ -336,7 +327,7 @@ def _output(annotation: t.Any, where: str, *, nested: bool = False) -> Output:
         context = item_context or context
         if item in _BASIC:
             return ValueOutput(item, context, many=True, where=where)
-        if _is_model(item):
+        if is_model(item):
             return ModelOutput(item, context, many=True)
         raise TypeError(
             f"{where}: unsupported list item {item!r}: use str, int, float, bool or a Model"
@@ -350,7 +341,7 @@ def _output(annotation: t.Any, where: str, *, nested: bool = False) -> Output:
         return GroupOutput("tuple", context, parts, tuple, where)
     if dataclasses.is_dataclass(base) and isinstance(base, type):
         return _dataclass_output(base, context, where)
-    if _is_model(base):
+    if is_model(base):
         return ModelOutput(base, context, many=False)
     raise TypeError(
         f"{where}: unsupported return type {base!r}: use str, int, float, bool, Chat, a Model, "
@@ -407,7 +398,7 @@ class Prompt(t.Generic[P, R]):
         self.params = params
         self.system_prompt = system_prompt
         self.max_parsing_rounds = _check_rounds(max_parsing_rounds)
-        self.watch_callbacks: list[WatchCallback] = []
+        self.watch_callbacks: list[WatchChatCallback] = []
         self.then_callbacks: list[ThenCallback] = []
         self.map_callbacks: list[MapCallback] = []
         self._pipeline = pipeline
@@ -525,19 +516,36 @@ class Prompt(t.Generic[P, R]):
             self.max_parsing_rounds = _check_rounds(max_parsing_rounds)
         return self
 
-    def watch(self, *callbacks: WatchCallback, allow_duplicates: bool = False) -> Prompt[P, R]:
+    def watch(self, *callbacks: WatchChatCallback, allow_duplicates: bool = False) -> Prompt[P, R]:
         """Callbacks given every list of chats this prompt's runs produce."""
-        _add_callbacks(self.watch_callbacks, callbacks, allow_duplicates, need_async=False)
+        check_callbacks(
+            self.watch_callbacks, callbacks, allow_duplicates=allow_duplicates, kind="watch"
+        )
+        self.watch_callbacks.extend(callbacks)
         return self
 
     def then(self, *callbacks: ThenCallback, allow_duplicates: bool = False) -> Prompt[P, R]:
         """Async callbacks run on each chat once its output parsed (`ChatPipeline.then`)."""
-        _add_callbacks(self.then_callbacks, callbacks, allow_duplicates, need_async=True)
+        check_callbacks(
+            self.then_callbacks,
+            callbacks,
+            allow_duplicates=allow_duplicates,
+            kind="then",
+            need_async=True,
+        )
+        self.then_callbacks.extend(callbacks)
         return self
 
     def map(self, *callbacks: MapCallback, allow_duplicates: bool = False) -> Prompt[P, R]:
         """Async callbacks run over all chats of a run at once (`ChatPipeline.map`)."""
-        _add_callbacks(self.map_callbacks, callbacks, allow_duplicates, need_async=True)
+        check_callbacks(
+            self.map_callbacks,
+            callbacks,
+            allow_duplicates=allow_duplicates,
+            kind="map",
+            need_async=True,
+        )
+        self.map_callbacks.extend(callbacks)
         return self
 
     # Running
@@ -720,18 +728,6 @@ def _check_rounds(rounds: int) -> int:
     if rounds < 0:
         raise ValueError(f"max_parsing_rounds must be at least 0, got {rounds}")
     return rounds
-
-
-def _add_callbacks(
-    registered: list[t.Any], callbacks: t.Sequence[t.Any], allow_duplicates: bool, need_async: bool
-) -> None:
-    for callback in callbacks:
-        name = getattr(callback, "__qualname__", repr(callback))
-        if need_async and not inspect.iscoroutinefunction(callback):
-            raise TypeError(f"callback {name!r} must be an async function")
-        if not allow_duplicates and callback in registered:
-            raise ValueError(f"callback {name!r} is already registered")
-    registered.extend(callbacks)
 
 
 # The decorator

@@ -14,13 +14,11 @@ import typing as t
 from pathlib import Path
 
 from pytest_rigging._secrets import known_secrets, redact
+from pytest_rigging.chat import WatchChatCallback
 from pytest_rigging.data import flatten_chats
 
 if t.TYPE_CHECKING:
     from pytest_rigging.chat import Chat
-
-WatchChatCallback = t.Callable[["list[Chat]"], t.Awaitable[None]]
-"""What `ChatPipeline.watch` takes: called with each run's finished chats."""
 
 
 class _JsonlFile:

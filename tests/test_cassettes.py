@@ -250,3 +250,43 @@ def test_calls_a_rig_items_fixture_makes_are_recorded_too(
     llm_server.fail_next(100, status=500)
     pytester.runpytest(*args, "--rig-record", "none").assert_outcomes(passed=1)
     assert len(llm_server.requests) == 2
+
+
+def test_images_are_recorded_by_digest_and_replay(
+    pytester: pytest.Pytester, llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A multimodal call is keyed by its image's SHA-256: the cassette holds no image, a
+    replay matches, and a different image misses."""
+    ini(pytester)
+    pytester.makepyfile(
+        test_capitals="""
+        import os
+
+        import pytest
+
+        import pytest_rigging as rg
+
+        IMAGE = os.environ.get("RIG_TEST_IMAGE", "aGVsbG8=")
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator):
+            image = rg.ContentImageUrl.from_url(f"data:image/png;base64,{IMAGE}")
+            return rig_generator.chat(rg.Message("user", ["What is this?", image]))
+
+        def test_a(rig_chat):
+            assert rig_chat.last.content == "a picture"
+        """
+    )
+    llm_server.add_rule(".", "a picture")
+    args = ["--rig-models", "openai!m", "-p", "no:cacheprovider"]
+    pytester.runpytest(*args, "--rig-record", "once").assert_outcomes(passed=1)
+    written = cassette(pytester).read_text()
+    assert "aGVsbG8=" not in written and '"url": "sha256:' in written
+    llm_server.fail_next(100, status=500)
+    pytester.runpytest(*args, "--rig-record", "none").assert_outcomes(passed=1)
+    assert len(llm_server.requests) == 1
+    monkeypatch.setenv("RIG_TEST_IMAGE", "b3RoZXI=")
+    missed = pytester.runpytest(*args, "--rig-record", "none")
+    missed.assert_outcomes(errors=1)  # a miss is an error, as any other
+    missed.stdout.fnmatch_lines(["no recording in cassettes/test_capitals.json for this call*"])
+    assert len(llm_server.requests) == 1

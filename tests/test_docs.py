@@ -333,7 +333,7 @@ def _has(target: t.Any, name: str) -> bool:
     if not isinstance(target, type):
         return False
     return any(
-        re.search(rf"\bself\.{name}\b[^=\n]*=", inspect.getsource(cls))
+        re.search(rf"\bself\.{name}\s*(?::[^=\n]*)?=(?!=)", inspect.getsource(cls))
         for cls in target.__mro__
         if cls.__module__.startswith("pytest_rigging")
     )

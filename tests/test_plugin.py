@@ -426,3 +426,55 @@ def test_header_only_when_rig_tests_or_options(pytester: pytest.Pytester) -> Non
         == "rigging: models echo!echo (default); params {} (default); runs 1; concurrency 64"
     )
     assert result.stdout.lines.count(DEFAULT_SETTINGS.header()) == 1
+
+
+def test_an_exhausted_sample_shows_every_reply_of_its_dialog(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The failure of a sample that ran out of parse rounds shows what the model said each
+    time and what it was asked, each message cut on its own and a long dialog by its ends;
+    `rig_chats` is a ChatList."""
+    rules = tmp_path / "stubborn.toml"
+    rules.write_text(
+        'default = "no tags, attempt ' + "x" * 3000 + '"\n'
+        "[[rules]]\n"
+        'match = "second"\n'
+        'replies = ["still none", "nope"]\n'
+    )
+    ini(pytester, f"rig_models = scripted!{rules}")
+    pytester.makepyfile(
+        test_dialog="""
+        import pytest
+        from pytest_rigging.chat import ChatList
+        from pytest_rigging.model import Answer
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, question):
+            return rig_generator.chat(question).until_parsed_as(Answer, max_rounds=3)
+
+        @pytest.mark.parametrize("question", ["first"])
+        def test_short(rig_chat, question):
+            assert rig_chat.last.parse(Answer)
+
+        @pytest.mark.parametrize("question", ["first"])
+        def test_chats(rig_chats, question):
+            assert isinstance(rig_chats, ChatList) and rig_chats.to_openai()
+
+        def test_long(rig_generator, rig_run):
+            from pytest_rigging.plugin.samples import dialog
+
+            pipeline = rig_generator.chat("second").until_parsed_as(Answer, max_rounds=8)
+            chat = rig_run(pipeline.run(on_failed="include"))
+            shown = dialog(chat)
+            # 16 messages: the first 2 and the last 8 show (5 of the 8 replies)
+            assert shown.count("[assistant]: ") == 5 and "... [6 messages left out] ..." in shown
+        """
+    )
+    pytester.runpytest("-k", "chats or long").assert_outcomes(passed=2)
+    result = pytester.runpytest("-k", "short")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert text.count("[assistant]: no tags, attempt xxx") == 3
+    assert text.count("Rewrite your whole message") == 2
+    assert "[error]: Exhausted max rounds (3) while parsing" in text
+    assert text.count("[3,017 characters; 2,217 left out] ...") == 3  # each reply cut alone

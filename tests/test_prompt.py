@@ -316,9 +316,9 @@ def test_callback_and_rounds_errors() -> None:
 
     async def step(chat: rg.Chat) -> None: ...
 
-    with pytest.raises(TypeError, match=r"callback '.*sync' must be an async function"):
+    with pytest.raises(TypeError, match=r"then callback '.*sync' must be async"):
         greet.then(sync)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="must be an async function"):
+    with pytest.raises(TypeError, match=r"map callback .* must be async"):
         greet.map(sync)  # type: ignore[arg-type]
     greet.then(step)
     with pytest.raises(ValueError, match=r"callback '.*step' is already registered"):

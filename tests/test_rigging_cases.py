@@ -118,7 +118,8 @@ def test_a_triple_quoted_prompt_is_dedented() -> None:
 def test_setting_the_text_keeps_other_parts_and_drops_stale_slices() -> None:
     message = Message("user", ["Describe", ContentImageUrl.from_url("https://h/p.png")])
     message.content = "Describe it again"
-    assert [type(p).__name__ for p in message.content_parts] == ["ContentImageUrl", "ContentText"]
+    # the text stays where it was (rigging moves it after the other parts)
+    assert [type(p).__name__ for p in message.content_parts] == ["ContentText", "ContentImageUrl"]
     assert message.content == "Describe it again"
 
     parsed = Message("assistant", "<note>first</note>")
@@ -494,9 +495,9 @@ async def test_restart_fork_and_continue_build_the_right_conversation() -> None:
     continued = await chat.continue_("Next?").run()
     assert [m.content for m in continued.all] == ["Hello", "Hi", "Extra", "Next?", "Next?"]
     chat.generator = None
-    with pytest.raises(ValueError, match="this chat has no generator: pass one"):
+    with pytest.raises(ValueError, match="this result has no generator: pass one"):
         chat.restart()
-    with pytest.raises(ValueError, match="this chat has no generator: pass one"):
+    with pytest.raises(ValueError, match="this result has no generator: pass one"):
         chat.fork("x")
 
 
@@ -688,7 +689,7 @@ def test_completion_restart_fork_and_continue_texts() -> None:
     assert completion.fork("baz").text == "foobaz"
     assert completion.continue_("baz").text == "foobarbaz"
     completion.generator = None
-    with pytest.raises(ValueError, match="this completion has no generator: pass one"):
+    with pytest.raises(ValueError, match="this result has no generator: pass one"):
         completion.restart()
 
 

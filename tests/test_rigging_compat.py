@@ -215,10 +215,19 @@ async def test_a_chat_loaded_from_json_can_continue(fake: FakeGenerator) -> None
     assert follow_up.params is not None and follow_up.params.temperature == 0.5
 
 
-def test_a_chat_naming_an_unknown_provider_fails_to_load_clearly() -> None:
-    with pytest.raises(ValueError, match="unknown provider 'nowhere'"):
-        Chat.model_validate({"messages": [], "generator_id": "nowhere!x"})
-    with pytest.raises(ValueError, match="this chat has no generator: pass one"):
+def test_a_chat_naming_an_unknown_provider_loads_but_cannot_run() -> None:
+    chat = Chat.model_validate(
+        {"messages": [{"role": "user", "content": "hi"}], "generator_id": "nowhere!x"}
+    )
+    assert (chat.generator, chat.generator_id) == (None, "nowhere!x")
+    assert json.loads(chat.model_dump_json())["generator_id"] == "nowhere!x"
+    with pytest.raises(
+        ValueError,
+        match=r"generator 'nowhere!x' can't be rebuilt here \(unknown provider 'nowhere'.*\): "
+        "register its provider first",
+    ):
+        chat.continue_("more")
+    with pytest.raises(ValueError, match="this result has no generator: pass one"):
         Chat([Message("user", "x")]).continue_("y")
 
 
@@ -596,3 +605,53 @@ async def test_a_then_callback_may_return_a_step_to_run_again(fake: FakeGenerato
     with pytest.raises(NotImplementedError, match="stepping through a pipeline run"):
         async with fake.chat("x").step():
             pass
+
+
+async def test_an_outer_max_depth_bounds_the_levels_inside_it(fake: FakeGenerator) -> None:
+    async def deeper(chat: Chat) -> t.Any:
+        return chat.continue_("more").then(deeper)  # its own default would allow 20
+
+    chat = await fake.chat("x").then(deeper, max_depth=1).run(on_failed="include")
+    assert isinstance(chat.error, rg.MaxDepthError) and len(fake.calls) == 2
+
+
+async def test_wrapping_one_pipeline_leaves_the_generators_other_pipelines_alone(
+    fake: FakeGenerator,
+) -> None:
+    seen: list[str] = []
+
+    def marking(call: t.Callable[..., t.Awaitable[t.Any]]) -> t.Callable[..., t.Any]:
+        async def inner(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            seen.append("wrapped")
+            return await call(*args, **kwargs)
+
+        return inner
+
+    wrapped = fake.chat("a").wrap(marking)
+    await fake.chat("b").run()
+    await wrapped.run()
+    assert seen == ["wrapped"] and len(fake.calls) == 2  # one generator, one limit
+
+
+async def test_sibling_chats_keep_their_own_system_message(fake: FakeGenerator) -> None:
+    first, second = await fake.chat([Message("system", "Be brief."), "hi"]).run_many(2)
+    first.inject_system_content("Be kind.")
+    assert first.messages[0].content == "Be brief.\n\nBe kind."
+    assert second.messages[0].content == "Be brief."
+
+
+async def test_a_content_part_is_one_batch_input(fake: FakeGenerator) -> None:
+    image = ContentImageUrl.from_url("https://x/y.png")
+    [chat] = await fake.chat().run_batch(image)
+    assert chat.messages[0].content_parts == [image]
+
+
+def test_stripping_nothing_changes_nothing() -> None:
+    parts = ["look:", ContentImageUrl.from_url("https://x/y.png"), "then this"]
+    message = Message("user", parts)
+    assert message.strip("model") == []
+    assert [p.type for p in message.content_parts] == ["text", "image_url", "text"]
+    templated = Message("user", ["Describe $thing", ContentImageUrl.from_url("https://x/y.png")])
+    filled = templated.apply(thing="this")
+    assert [p.type for p in filled.content_parts] == ["text", "image_url"]
+    assert filled.content == "Describe this"

@@ -251,11 +251,15 @@ async def generate_text(generator: Generator, text: str, params: GenerateParams)
     return await interceptor.text(generator, text, params, lambda: call(text, params))
 
 
-def _first(results: t.Sequence[ResultT | BaseException]) -> ResultT:
+def _first(
+    results: t.Sequence[ResultT | BaseException], generator: Generator, method: str
+) -> ResultT:
     """The single result of a batch call of one (rigging's batch methods may return an
     error in place of a result)."""
     if len(results) != 1:
-        raise TypeError(f"a batch call of one returned {len(results)} results")
+        raise TypeError(
+            f"{type(generator).__name__}.{method} returned {len(results)} results for 1 input"
+        )
     result = results[0]
     if isinstance(result, BaseException):
         raise result
@@ -323,6 +327,15 @@ class Generator(BaseModel):
         self._wrap = func
         return self
 
+    def with_wrap(self, func: t.Callable[[t.Any], t.Any] | None) -> Self:
+        """A copy of this generator wrapped in `func`, sharing its concurrency slots: how a
+        pipeline wraps its calls without wrapping everyone else's on this generator."""
+        other = self.model_copy()
+        private = dict(self.__pydantic_private__ or {})
+        private["_watchers"] = list(self.watchers)
+        object.__setattr__(other, "__pydantic_private__", private)
+        return other.wrap(func)
+
     def wrapped(self, call: CallT) -> CallT:
         """`call` under the decorator given to `wrap`, if any."""
         wrap = self.__pydantic_private__["_wrap"]  # type: ignore[index]
@@ -357,7 +370,7 @@ class Generator(BaseModel):
                 f"provider '{self.provider}' does not generate messages: "
                 "implement generate_messages (or generate_message)"
             )
-        return _first(await self.generate_messages([messages], [params]))
+        return _first(await self.generate_messages([messages], [params]), self, "generate_messages")
 
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
         """A continuation of `text`: by default, a batch of one through `generate_texts`."""
@@ -366,7 +379,7 @@ class Generator(BaseModel):
                 f"provider '{self.provider}' does not generate text: "
                 "implement generate_texts (or generate_text)"
             )
-        return _first(await self.generate_texts([text], [params]))
+        return _first(await self.generate_texts([text], [params]), self, "generate_texts")
 
     def prices(self) -> tuple[float, float] | None:
         """The USD price of an input and of an output token, where known (the plugin's

@@ -583,6 +583,8 @@ def pytest_runtest_makereport(
 
     chats = _recorder(item.config).take(item.nodeid)
     record = item_record(item, cell, report, call.excinfo, chats)
+    if report.failed and call.when == "call":
+        _show_dialog(item, report)
     report.rig = record  # type: ignore[attr-defined]
     baseline: BaselineDocument | None = item.config.stash.get(_BASELINE, None)
     if baseline is not None and record["outcome"] == "failed" and report.when == "call":
@@ -596,6 +598,19 @@ def pytest_runtest_makereport(
     # JUnit reads properties from the teardown report, which copies the item's.
     item.user_properties.extend(_junit_properties(record))
     return report
+
+
+def _show_dialog(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A failed one-sample item whose chat needed recovery, or ran out of it, shows the
+    whole exchange under its failure (several samples show it in the failure itself)."""
+    from pytest_rigging.plugin.samples import SAMPLES_KEY, dialog
+
+    samples = item.stash.get(SAMPLES_KEY, None)
+    if samples is None or len(samples) != 1:
+        return
+    chat = samples[0]
+    if chat.recovery_rounds or chat.failed:
+        report.sections.append((f"rigging: its conversation ({chat.generator_id})", dialog(chat)))
 
 
 def _junit_properties(record: ItemRecord) -> list[tuple[str, object]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import difflib
+import hashlib
 import json
 import os
 import threading
@@ -35,7 +36,7 @@ from pytest_rigging.generator.base import (
     Generator,
     Usage,
 )
-from pytest_rigging.message import Message
+from pytest_rigging.message import Message, MessageDict
 from pytest_rigging.plugin.samples import CallRefused
 
 MODES = ("none", "once", "new_episodes", "all")
@@ -144,6 +145,33 @@ def _read(path: Path, shown: str) -> dict[str, Entry]:
     return found
 
 
+def _recorded(message: Message) -> MessageDict:
+    """A message as a cassette keys and stores it: images and audio by the SHA-256 of their
+    data, so a cassette holds no media and a key stays short."""
+    sent = message.to_dict()
+    if isinstance(sent["content"], str):
+        return sent
+    parts = []
+    for part in sent["content"]:
+        if part.get("type") == "image_url" and part["image_url"]["url"].startswith("data:"):
+            url = part["image_url"]["url"]
+            part = {**part, "image_url": {**part["image_url"], "url": _digest(url)}}
+        elif part.get("type") == "input_audio":
+            part = {
+                **part,
+                "input_audio": {
+                    **part["input_audio"],
+                    "data": _digest(part["input_audio"]["data"]),
+                },
+            }
+        parts.append(part)
+    return {"role": sent["role"], "content": parts}
+
+
+def _digest(data: str) -> str:
+    return "sha256:" + hashlib.sha256(data.encode()).hexdigest()
+
+
 def _key(request: dict[str, t.Any]) -> str:
     """JSON-semantic: key order and whitespace don't matter."""
     return json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -184,7 +212,7 @@ class Tapes:
         params: GenerateParams,
         call: t.Callable[[], t.Awaitable[GeneratedMessage]],
     ) -> GeneratedMessage:
-        asked = {"messages": [m.to_dict() for m in messages]}
+        asked = {"messages": [_recorded(m) for m in messages]}
         reply = await self._answer(generator, asked, params, call)
         return GeneratedMessage(
             message=Message.of("assistant", reply["content"]),

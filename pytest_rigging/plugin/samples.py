@@ -17,6 +17,7 @@ import pytest
 
 from pytest_rigging.chat import Chat
 from pytest_rigging.error import GenerationError
+from pytest_rigging.message import Message
 from pytest_rigging.plugin.matrix import Verdict
 
 SAMPLES_KEY = pytest.StashKey[list[Chat]]()
@@ -126,6 +127,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 EXCERPT = 2000
 MESSAGE_EXCERPT = 400
 """Each message of a failing chat shows at most about three times this many characters."""
+DIALOG_HEAD, DIALOG_TAIL = 2, 8
+"""A failing chat shows its first and last messages; those between are counted."""
 """Characters kept from each end of a long text in a failure message."""
 
 
@@ -144,9 +147,20 @@ def excerpt(text: str, keep: int = EXCERPT) -> str:
 
 
 def dialog(chat: Chat) -> str:
-    """A failing chat's whole exchange, every message cut on its own: after a recovery,
-    each reply the model gave shows, however long the others were."""
-    shown = [f"[{m.role}]: {excerpt(m.content, MESSAGE_EXCERPT)}" for m in chat.all]
+    """A failing chat's exchange, every message cut on its own: after a recovery, each
+    reply the model gave shows, however long the others were. Images and audio show as
+    what they are; a dialog longer than DIALOG_HEAD + DIALOG_TAIL messages, by its ends."""
+    messages = chat.all
+    shown = [_shown(m) for m in messages[:DIALOG_HEAD]]
+    left_out = len(messages) - DIALOG_HEAD - DIALOG_TAIL
+    if left_out > 0:
+        shown.append(f"... [{left_out} messages left out] ...")
+    shown.extend(_shown(m) for m in messages[max(DIALOG_HEAD, len(messages) - DIALOG_TAIL) :])
     if chat.failed and chat.error is not None:
         shown.append(f"[error]: {excerpt(str(chat.error), MESSAGE_EXCERPT)}")
     return "\n\n".join(shown)
+
+
+def _shown(message: Message) -> str:
+    media = "".join(f"\n |- {part}" for part in message.content_parts if part.type != "text")
+    return f"[{message.role}]: {excerpt(message.content, MESSAGE_EXCERPT)}{media}"
