@@ -34,7 +34,20 @@ from pydantic import (
 
 from pytest_rigging._fast import construct
 from pytest_rigging.error import MissingModelError
-from pytest_rigging.model import Model, ModelT
+
+if t.TYPE_CHECKING:
+    from pytest_rigging.model import Model
+
+ModelT = t.TypeVar("ModelT", bound="Model")
+
+
+def _model_class() -> type[Model]:
+    """`Model`, imported where a message first needs it: building the models module
+    imports pydantic-xml, which a provider that only sends and receives text never needs."""
+    from pytest_rigging.model import Model
+
+    return Model
+
 
 Role = t.Literal["system", "user", "assistant", "tool"]
 Detail = t.Literal["auto", "low", "high"]
@@ -406,15 +419,19 @@ class Message(BaseModel):
     @property
     def models(self) -> list[Model]:
         """Every model parsed from this message so far, in the order they were read."""
-        return [part.obj for part in self.slices if isinstance(part.obj, Model)]
+        if not self.slices:
+            return []
+        model = _model_class()
+        return [part.obj for part in self.slices if isinstance(part.obj, model)]
 
     @property
     def parts(self) -> list[ParsedMessagePart]:
         """The parsed models with their slices of `content`."""
+        models = self.models
         return [
             ParsedMessagePart(part.obj, part.slice_)
             for part in self.slices
-            if isinstance(part.obj, Model)
+            if any(part.obj is m for m in models)
         ]
 
     @property
@@ -561,7 +578,7 @@ class Message(BaseModel):
         the last, or all of them (None / [] when nothing matched)."""
         text = self.content
         spans: list[tuple[int, int, t.Any]] = []
-        is_model = isinstance(target, type) and issubclass(target, Model)
+        is_model = isinstance(target, type) and issubclass(target, _model_class())
         if target in ("*", -1):
             spans = [(0, len(text), obj)] if text else []
         elif isinstance(target, tuple):
@@ -586,7 +603,7 @@ class Message(BaseModel):
             spans = [(m.start(), m.end(), obj) for m in target.finditer(text)]
         elif is_model:
             try:
-                parsed = t.cast(type[Model], target).from_text(text)
+                parsed = t.cast("type[Model]", target).from_text(text)
             except (MissingModelError, ValidationError):
                 parsed = []  # nothing valid to mark: like a string that isn't there
             spans = [(span.start, span.stop, model) for model, span in parsed]
@@ -613,7 +630,7 @@ class Message(BaseModel):
     ) -> MessageSlice:
         """Add `content` (a text, or a model as XML) as a new text part, on a line of its
         own, and a slice over it."""
-        if isinstance(content, Model):
+        if isinstance(content, _model_class()):
             text, kind, obj = content.to_pretty_xml(), slice_type or "model", obj or content
         else:
             text, kind = content, slice_type or "other"
@@ -717,7 +734,7 @@ class Message(BaseModel):
         metadata: dict[str, t.Any] | None = None,
     ) -> Message:
         """A message holding `models` as XML, one per line, each recorded as a slice."""
-        listed = [models] if isinstance(models, Model) else list(models)
+        listed = [models] if isinstance(models, _model_class()) else list(models)
         text = ""
         slices = []
         for model in listed:

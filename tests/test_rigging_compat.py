@@ -655,3 +655,19 @@ def test_stripping_nothing_changes_nothing() -> None:
     filled = templated.apply(thing="this")
     assert [p.type for p in filled.content_parts] == ["text", "image_url"]
     assert filled.content == "Describe this"
+
+
+def test_a_text_only_provider_never_imports_pydantic_xml() -> None:
+    """Parsing models load pydantic-xml; a run that only sends and receives text (the native
+    providers' import, a first message) does without it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pytest_rigging as rg\n"
+        "from pytest_rigging.generator import openai_, anthropic_\n"
+        "m = rg.Message('user', 'hi'); m.to_openai(); m.models\n"
+        "assert 'pydantic_xml' not in sys.modules, 'pydantic_xml imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
