@@ -26,12 +26,12 @@ from pytest_rigging.error import (
     ProcessingError,
 )
 from pytest_rigging.generator.base import GenerateParams, Generator, Usage, get_generator
-from pytest_rigging.model import Model
 
 if t.TYPE_CHECKING:
     from typing_extensions import Self
 
     from pytest_rigging._result import Result
+    from pytest_rigging.model import Model
 
 FailMode = t.Literal["raise", "skip", "include"]
 FAIL_MODES: tuple[FailMode, ...] = ("raise", "skip", "include")
@@ -373,10 +373,12 @@ class Pipeline(t.Generic[ResultT, InputT]):
         `ExhaustedMaxRoundsError`; absorbed by `skip` and `include`). `catch=False`
         raises the first parse error instead of retrying.
         """
+        from pytest_rigging.model import is_model
+
         if not models:
             raise ValueError("until_parsed_as needs at least one model")
         for model in models:
-            if not (isinstance(model, type) and issubclass(model, Model)):
+            if not is_model(model):
                 raise TypeError(f"until_parsed_as takes Model subclasses, got {model!r}")
         if max_rounds is not None and max_depth is not None:
             raise ValueError("give max_rounds (replies) or max_depth (recoveries), not both")

@@ -20,9 +20,9 @@ from pytest_rigging.message import (
     SliceType,
     inject_system_content,
 )
-from pytest_rigging.model import Model
 
 if t.TYPE_CHECKING:
+    from pytest_rigging.model import Model
     from pytest_rigging.prompt import Prompt
 
 __all__ = [

@@ -9,7 +9,7 @@ import typing as t
 from pytest_rigging._pipeline import Job, Pipeline
 from pytest_rigging._result import Result, build
 from pytest_rigging.generator.base import GenerateParams, Generator, generate_text
-from pytest_rigging.model import ModelT
+from pytest_rigging.message import ModelT
 
 ThenCompletionCallback = t.Callable[["Completion"], t.Any]
 """What `then` takes: a completion in; a completion, None or a pipeline out."""

@@ -762,7 +762,9 @@ class Message(BaseModel):
         """One message from anything a pipeline accepts as a message."""
         if isinstance(value, Message):
             return value
-        if isinstance(value, str | ContentText | ContentImageUrl | ContentAudioInput):
+        if isinstance(value, str):  # always valid: no need to validate it
+            return cls.of("user", dedent(value))
+        if isinstance(value, ContentText | ContentImageUrl | ContentAudioInput):
             return cls("user", [value])
         if isinstance(value, dict):
             return cls.model_validate(value)

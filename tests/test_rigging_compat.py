@@ -667,6 +667,9 @@ def test_a_text_only_provider_never_imports_pydantic_xml() -> None:
         "import sys, pytest_rigging as rg\n"
         "from pytest_rigging.generator import openai_, anthropic_\n"
         "m = rg.Message('user', 'hi'); m.to_openai(); m.models\n"
+        "import asyncio\n"
+        "asyncio.run(rg.get_generator('echo!x').chat(m).run())\n"
+        "asyncio.run(rg.get_generator('echo!x').complete('x').run())\n"
         "assert 'pydantic_xml' not in sys.modules, 'pydantic_xml imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
