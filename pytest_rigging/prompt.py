@@ -603,9 +603,7 @@ class Prompt(t.Generic[P, R]):
         if self.params is not None:
             run = run.with_(self.params)
         if self.system_prompt:
-            if run.messages and run.messages[0].role == "system":
-                run.messages[0] = run.messages[0].clone()  # the pipeline's own stays as it is
-            run.inject_system_content(self.system_prompt)
+            run.inject_system_content(self.system_prompt)  # edits a copy of a system message
         return run
 
     def _named(self, function: t.Callable[..., t.Any]) -> None:
