@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import typing as t
 import uuid as _uuid
 from datetime import datetime, timezone
@@ -112,6 +113,16 @@ class Result(BaseModel):
             "this result has no generator: pass one, or build it with one "
             "(a result loaded from JSON gets it back from its generator_id)"
         )
+
+    def _copy_into(self, new: ResultT) -> ResultT:
+        """`new` with (copies of) everything of this result but what the subclass holds."""
+        new.metadata = copy.deepcopy(self.metadata)
+        new.params = self.params.model_copy() if self.params is not None else None
+        new.stop_reason, new.usage = self.stop_reason, self.usage
+        new.extra = copy.deepcopy(self.extra)
+        new.failed, new.error = self.failed, self.error
+        new.recovery_rounds, new.latency = self.recovery_rounds, self.latency
+        return new
 
     @property
     def error_kind(self) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 import typing as t
 
@@ -135,14 +134,7 @@ class Chat(Result):
             [m.clone() for m in self.generated],
             self.generator,
         )
-        if not only_messages:
-            new.metadata = copy.deepcopy(self.metadata)
-            new.params = self.params.model_copy() if self.params is not None else None
-            new.stop_reason, new.usage = self.stop_reason, self.usage
-            new.extra = copy.deepcopy(self.extra)
-            new.failed, new.error = self.failed, self.error
-            new.recovery_rounds, new.latency = self.recovery_rounds, self.latency
-        return new
+        return new if only_messages else self._copy_into(new)
 
     def apply(self, **kwargs: t.Any) -> Chat:
         """Fill `$name` placeholders in the last message (in place; returns the chat)."""

@@ -39,6 +39,11 @@ class Completion(Result):
         """The first valid element of `model` in the generated text."""
         return model.one_from_text(self.generated)[0]
 
+    def clone(self, *, only_messages: bool = False) -> Completion:
+        """A copy, and (unless `only_messages`) of everything else; the generator is shared."""
+        new = Completion(self.text, self.generated, self.generator)
+        return new if only_messages else self._copy_into(new)
+
     def _pipeline(self, text: str, generator: Generator | None) -> CompletionPipeline:
         return CompletionPipeline(
             self.generator_for_more(generator), text, params=self.params, metadata=self.metadata
@@ -104,10 +109,14 @@ class CompletionPipeline(Pipeline[Completion, str]):
         self._copy_into(other)
         return other
 
+    def add(self, text: str) -> CompletionPipeline:
+        """Append `text` to this pipeline's text."""
+        self.text += text
+        return self
+
     def fork(self, text: str) -> CompletionPipeline:
-        other = self.clone()
-        other.text += text
-        return other
+        """A copy of this pipeline with `text` appended."""
+        return self.clone().add(text)
 
     def apply(self, **kwargs: t.Any) -> CompletionPipeline:
         """A copy whose text has its `$name` placeholders filled (unknown ones stay)."""

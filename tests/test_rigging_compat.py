@@ -674,3 +674,18 @@ def test_a_text_only_provider_never_imports_pydantic_xml() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+async def test_completions_clone_and_their_pipelines_add(fake: FakeGenerator) -> None:
+    pipeline = fake.complete("Dear").add(" Ada,")
+    assert pipeline.text == "Dear Ada,"
+    assert pipeline.fork(" hi").text == "Dear Ada, hi" and pipeline.text == "Dear Ada,"
+    completion = (await pipeline.run()).meta(k=[1])
+    copy = completion.clone()
+    copy.metadata["k"].append(2)
+    assert (copy.text, copy.generated, copy.generator) == (
+        completion.text,
+        completion.generated,
+        completion.generator,
+    )
+    assert completion.metadata == {"k": [1]} and completion.clone(only_messages=True).metadata == {}
