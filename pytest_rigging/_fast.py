@@ -19,5 +19,10 @@ def construct(cls: type[ModelT], values: dict[str, t.Any]) -> ModelT:
     object.__setattr__(instance, "__dict__", values)
     object.__setattr__(instance, "__pydantic_fields_set__", set(values))
     object.__setattr__(instance, "__pydantic_extra__", None)
-    object.__setattr__(instance, "__pydantic_private__", None)
+    private = cls.__private_attributes__
+    object.__setattr__(
+        instance,
+        "__pydantic_private__",
+        {name: attribute.get_default() for name, attribute in private.items()} if private else None,
+    )
     return instance

@@ -272,6 +272,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         self.excluded: tuple[type[BaseException], ...] = ()
         self.on_failed: FailMode = "raise"
         self.watchers: list[WatchCallback] = list(generator.watchers)
+        self.wrapper: t.Callable[[t.Any], t.Any] | None = None
 
     # Subclasses: how to generate, regenerate and fail one result.
 
@@ -304,6 +305,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         other.excluded = self.excluded
         other.on_failed = self.on_failed
         other.watchers = list(self.watchers)
+        other.wrapper = self.wrapper
 
     # Building
 
@@ -350,9 +352,12 @@ class Pipeline(t.Generic[ResultT, InputT]):
 
     def wrap(self, func: t.Callable[[t.Any], t.Any]) -> Self:
         """Wrap this pipeline's generator calls in `func` (a retry or backoff decorator of
-        your own); see `Generator.wrap`. Other pipelines on the same generator (the
-        plugin shares one per model) are left unwrapped, unlike rigging's."""
-        self.generator = self.generator.with_wrap(func)
+        your own), around each attempt as `Generator.wrap` does. Unlike rigging's, the
+        generator is left as it is: other pipelines on it (the plugin shares one per
+        model) stay unwrapped, and chats still name it as their generator."""
+        if not callable(func):
+            raise TypeError(f"wrap takes a decorator (a callable), got {type(func).__name__}")
+        self.wrapper = func
         return self
 
     def until_parsed_as(

@@ -122,6 +122,9 @@ class Result(BaseModel):
         new.extra = copy.deepcopy(self.extra)
         new.failed, new.error = self.failed, self.error
         new.recovery_rounds, new.latency = self.recovery_rounds, self.latency
+        unbuilt = (self.__pydantic_private__ or {}).get("_unbuilt")
+        if unbuilt is not None:
+            new._unbuilt = unbuilt
         return new
 
     @property

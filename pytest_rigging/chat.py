@@ -331,7 +331,7 @@ class ChatPipeline(Pipeline[Chat, Messages]):
         async with generator.slots():
             started = time.perf_counter()
             generated = await generate_message(
-                generator, messages + dialog if dialog else messages, params
+                generator, messages + dialog if dialog else messages, params, self.wrapper
             )
             latency = time.perf_counter() - started
         if generated.latency is not None:  # the provider's own count: its attempts only

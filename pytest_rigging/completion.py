@@ -140,7 +140,7 @@ class CompletionPipeline(Pipeline[Completion, str]):
     ) -> Completion:
         async with generator.slots():
             started = time.perf_counter()
-            generated = await generate_text(generator, text, params)
+            generated = await generate_text(generator, text, params, self.wrapper)
             latency = time.perf_counter() - started
         if generated.latency is not None:  # the provider's own count: its attempts only
             latency = generated.latency

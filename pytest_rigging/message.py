@@ -364,13 +364,11 @@ class Message(BaseModel):
     def content(self, value: str) -> None:
         """Replace the text (other parts stay); slices whose text is still there move
         with it, the others are dropped."""
+        old = self.content
         kept = []
         for part in self.slices:
-            covered = part.content
-            # the occurrence at or after its old place first: repeated text stays apart
-            found = value.find(covered, min(part.start, len(value)))
-            if found == -1:
-                found = value.find(covered)
+            covered = old[part.start : part.stop]
+            found = _same_occurrence(old, part.start, covered, value)
             if found == -1:
                 part._message = None
                 continue
@@ -388,10 +386,13 @@ class Message(BaseModel):
             if not isinstance(part, ContentText):
                 parts.append(part)
             elif not placed:
-                parts.append(ContentText(text=text))
+                # the first text part's cache marker stays with the text
+                parts.append(ContentText(text=text, cache_control=part.cache_control))
                 placed = True
         if not placed:
             parts.append(ContentText(text=text))
+        if not text and len(parts) > 1:  # no empty text beside images or audio
+            parts = [p for p in parts if not isinstance(p, ContentText)]
         self.content_parts = parts
 
     def _replace_range(
@@ -427,11 +428,13 @@ class Message(BaseModel):
     @property
     def parts(self) -> list[ParsedMessagePart]:
         """The parsed models with their slices of `content`."""
-        models = self.models
+        if not self.slices:
+            return []
+        model = _model_class()
         return [
             ParsedMessagePart(part.obj, part.slice_)
             for part in self.slices
-            if any(part.obj is m for m in models)
+            if isinstance(part.obj, model)
         ]
 
     @property
@@ -804,6 +807,23 @@ def _parts(content: t.Any) -> list[t.Any]:
     raise TypeError(
         f"message content must be a str or a list of content parts, got {type(content).__name__}"
     )
+
+
+def _same_occurrence(old: str, start: int, covered: str, new: str) -> int:
+    """Where `covered`, found at `start` in `old` as its k-th occurrence, is in `new`: its
+    k-th occurrence there, else the last one (-1: gone)."""
+    if not covered:
+        return min(start, len(new))
+    rank = old.count(covered, 0, start)
+    found = -1
+    position = new.find(covered)
+    while position != -1:
+        found = position
+        if rank == 0:
+            break
+        rank -= 1
+        position = new.find(covered, position + len(covered))
+    return found
 
 
 def shorten(text: str, max_length: int, sep: str = "...") -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import sys
 import textwrap
 import types
 import typing as t
@@ -364,6 +365,16 @@ def _leaf_tags(cls: type[Model], seen: set[type[Model]]) -> set[str]:
     return tags
 
 
+def _own_annotations(cls: type) -> dict[str, t.Any]:
+    """A class's own annotations, unevaluated where they can't be yet (Python 3.14
+    evaluates them lazily, so a model naming itself would fail while being defined)."""
+    if sys.version_info >= (3, 14):
+        import annotationlib
+
+        return dict(annotationlib.get_annotations(cls, format=annotationlib.Format.FORWARDREF))
+    return dict(inspect.get_annotations(cls))
+
+
 class _ModelMeta(XmlModelMeta):
     """Reports declarations pydantic-xml cannot use, or that cannot parse, as
     `InvalidModelSpecifiedError` where the class is defined.
@@ -384,8 +395,7 @@ class _ModelMeta(XmlModelMeta):
         text = [field for field, info in cls.model_fields.items() if _reads_text(info)]
         if len(text) <= 1:
             return cls
-        # the class's own annotations, as Python gives them (3.14 evaluates them lazily)
-        annotated = dict(inspect.get_annotations(cls))
+        annotated = _own_annotations(cls)
         for field in text:
             given = declared.get(field, PydanticUndefined)
             if field not in annotated or isinstance(given, FieldInfo):

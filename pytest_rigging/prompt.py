@@ -55,7 +55,7 @@ _ASK_MANY = "Reply with the following outputs, in xml tags:"
 
 # A run of spaces after a word (not starting a new line) reads as one space: docstrings
 # hard-wrapped or aligned with extra spaces become prose, as rigging sends them.
-_SPACE_RUN = re.compile(r"(?<=\w)[ \t]{2,}")
+_SPACE_RUN = re.compile(r"(?<=\w)(?![\r\n])\s+")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -689,3 +689,47 @@ async def test_completions_clone_and_their_pipelines_add(fake: FakeGenerator) ->
         completion.generator,
     )
     assert completion.metadata == {"k": [1]} and completion.clone(only_messages=True).metadata == {}
+
+
+async def test_a_wrapped_pipelines_chats_still_name_the_shared_generator(
+    fake: FakeGenerator,
+) -> None:
+    def passthrough(call: t.Callable[..., t.Awaitable[t.Any]]) -> t.Callable[..., t.Any]:
+        return call
+
+    chat = await fake.chat("a").wrap(passthrough).run()
+    assert chat.generator is fake  # the plugin attributes chats to models by identity
+
+
+def test_slices_over_repeated_text_keep_their_own_occurrence() -> None:
+    message = Message("assistant", "$intro <answer>x</answer> <answer>x</answer>")
+    assert len(message.try_parse_set(Answer)) == 2
+    filled = message.apply(intro="")
+    spans = [(s.start, s.stop) for s in filled.slices]
+    assert [filled.content[a:b] for a, b in spans] == ["<answer>x</answer>"] * 2
+    assert spans[0] < spans[1]  # the first slice still covers the first element
+
+
+def test_a_clone_keeps_an_unregistered_generator_id() -> None:
+    chat = Chat.model_validate({"messages": [], "generator_id": "nowhere!x"})
+    assert chat.clone().generator_id == "nowhere!x"
+    assert json.loads(chat.clone().model_dump_json())["generator_id"] == "nowhere!x"
+
+
+async def test_a_built_chat_has_the_private_state_of_a_loaded_one(fake: FakeGenerator) -> None:
+    register_generator("fakegenerator", FakeGenerator)
+    chat = await fake.chat("x").run()
+    loaded = Chat.model_validate(chat.model_dump())
+    assert chat.__pydantic_private__ == loaded.__pydantic_private__ == {"_unbuilt": None}
+    assert loaded.model_dump() == chat.model_dump()
+
+
+def test_setting_text_keeps_its_cache_marker_and_adds_no_empty_part() -> None:
+    system = Message("system", [ContentText(text="Be brief.", cache_control={"type": "x"})])
+    system.content += " Really."
+    assert system.content_parts == [
+        ContentText(text="Be brief. Really.", cache_control={"type": "x"})
+    ]
+    image = ContentImageUrl.from_url("https://x/y.png")
+    only_image = Message("user", ["$gone", image]).apply(gone="")
+    assert only_image.content_parts == [image]

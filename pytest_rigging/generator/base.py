@@ -213,6 +213,24 @@ class Interceptor(t.Protocol):
 _interceptor: contextvars.ContextVar[Interceptor | None] = contextvars.ContextVar(
     "pytest_rigging_interceptor", default=None
 )
+_pipeline_wrap: contextvars.ContextVar[t.Callable[[t.Any], t.Any] | None] = contextvars.ContextVar(
+    "pytest_rigging_pipeline_wrap", default=None
+)
+
+
+@contextlib.contextmanager
+def calls_wrapped(func: t.Callable[[t.Any], t.Any] | None) -> t.Iterator[None]:
+    """Within this block, generator calls (each attempt, for providers that retry) go
+    through `func` too: a pipeline's `wrap`, which leaves the generator itself, shared with
+    other pipelines, as it is."""
+    if func is None:
+        yield
+        return
+    token = _pipeline_wrap.set(func)
+    try:
+        yield
+    finally:
+        _pipeline_wrap.reset(token)
 
 
 @contextlib.contextmanager
@@ -227,28 +245,41 @@ def calls_intercepted(interceptor: Interceptor) -> t.Iterator[None]:
 
 
 async def generate_message(
-    generator: Generator, messages: list[Message], params: GenerateParams
+    generator: Generator,
+    messages: list[Message],
+    params: GenerateParams,
+    wrap: t.Callable[[t.Any], t.Any] | None = None,
 ) -> GeneratedMessage:
     """How pipelines ask a generator for a message: through the interceptor in force, and
-    the user's `wrap` when the provider doesn't apply it to its own attempts."""
-    call = generator.generate_message
-    if not generator.wraps_attempts:
-        call = generator.wrapped(call)
-    interceptor = _interceptor.get()
-    if interceptor is None:
-        return await call(messages, params)
-    return await interceptor.message(generator, messages, params, lambda: call(messages, params))
+    the generator's and the pipeline's (`wrap`) decorators, around the call when the
+    provider doesn't apply them to each of its attempts."""
+    with calls_wrapped(wrap):
+        call = generator.generate_message
+        if not generator.wraps_attempts:
+            call = generator.wrapped(call)
+        interceptor = _interceptor.get()
+        if interceptor is None:
+            return await call(messages, params)
+        return await interceptor.message(
+            generator, messages, params, lambda: call(messages, params)
+        )
 
 
-async def generate_text(generator: Generator, text: str, params: GenerateParams) -> GeneratedText:
+async def generate_text(
+    generator: Generator,
+    text: str,
+    params: GenerateParams,
+    wrap: t.Callable[[t.Any], t.Any] | None = None,
+) -> GeneratedText:
     """How pipelines ask a generator for text (as `generate_message`)."""
-    call = generator.generate_text
-    if not generator.wraps_attempts:
-        call = generator.wrapped(call)
-    interceptor = _interceptor.get()
-    if interceptor is None:
-        return await call(text, params)
-    return await interceptor.text(generator, text, params, lambda: call(text, params))
+    with calls_wrapped(wrap):
+        call = generator.generate_text
+        if not generator.wraps_attempts:
+            call = generator.wrapped(call)
+        interceptor = _interceptor.get()
+        if interceptor is None:
+            return await call(text, params)
+        return await interceptor.text(generator, text, params, lambda: call(text, params))
 
 
 def _first(
@@ -327,19 +358,13 @@ class Generator(BaseModel):
         self._wrap = func
         return self
 
-    def with_wrap(self, func: t.Callable[[t.Any], t.Any] | None) -> Self:
-        """A copy of this generator wrapped in `func`, sharing its concurrency slots: how a
-        pipeline wraps its calls without wrapping everyone else's on this generator."""
-        other = self.model_copy()
-        private = dict(self.__pydantic_private__ or {})
-        private["_watchers"] = list(self.watchers)
-        object.__setattr__(other, "__pydantic_private__", private)
-        return other.wrap(func)
-
     def wrapped(self, call: CallT) -> CallT:
-        """`call` under the decorator given to `wrap`, if any."""
+        """`call` under the decorator given to `wrap`, and the running pipeline's, if any."""
         wrap = self.__pydantic_private__["_wrap"]  # type: ignore[index]
-        return call if wrap is None else wrap(call)
+        if wrap is not None:
+            call = wrap(call)
+        outer = _pipeline_wrap.get()
+        return call if outer is None else outer(call)
 
     def load(self) -> Self:
         """Prepare the model (rigging's hook for local models); remote APIs need nothing."""

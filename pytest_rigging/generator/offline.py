@@ -63,11 +63,19 @@ class _OfflineGenerator(Generator):
             message=Message.of("assistant", reply),
             stop_reason="stop",
             usage=_usage(conversation, reply),
+            latency=self._delay(),
         )
 
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
         reply = await self._reply(text, text, params)
-        return GeneratedText(text=reply, stop_reason="stop", usage=_usage(text, reply))
+        return GeneratedText(
+            text=reply, stop_reason="stop", usage=_usage(text, reply), latency=self._delay()
+        )
+
+    def _delay(self) -> float:
+        """The simulated model's time per reply: its latency, reported as its own count
+        (so a recorded run's latency doesn't depend on how busy the machine was)."""
+        return self.latency
 
 
 class EchoGenerator(_OfflineGenerator):
@@ -204,9 +212,12 @@ class ScriptedGenerator(_OfflineGenerator):
             return replies[count % len(replies)]
         return random.Random(f"{params.seed or 0}|{key}|{count}").choice(replies)
 
-    async def _reply(self, prompt: str, conversation: str, params: GenerateParams) -> str:
+    def _delay(self) -> float:
         assert self.script is not None
-        delay = self.latency or self.script.latency
+        return self.latency or self.script.latency
+
+    async def _reply(self, prompt: str, conversation: str, params: GenerateParams) -> str:
+        delay = self._delay()
         if delay:
             await asyncio.sleep(delay)
         return self._pick(prompt, conversation, params)

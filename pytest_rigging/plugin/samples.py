@@ -125,11 +125,11 @@ def _describe(error: BaseException | None) -> str:
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 EXCERPT = 2000
+"""Characters kept from each end of a long text in a failure message."""
 MESSAGE_EXCERPT = 400
 """Each message of a failing chat shows at most about three times this many characters."""
 DIALOG_HEAD, DIALOG_TAIL = 2, 8
 """A failing chat shows its first and last messages; those between are counted."""
-"""Characters kept from each end of a long text in a failure message."""
 
 
 def excerpt(text: str, keep: int = EXCERPT) -> str:
@@ -162,5 +162,9 @@ def dialog(chat: Chat) -> str:
 
 
 def _shown(message: Message) -> str:
-    media = "".join(f"\n |- {part}" for part in message.content_parts if part.type != "text")
+    media = "".join(
+        f"\n |- {excerpt(str(part), MESSAGE_EXCERPT)}"
+        for part in message.content_parts
+        if part.type != "text"
+    )
     return f"[{message.role}]: {excerpt(message.content, MESSAGE_EXCERPT)}{media}"
