@@ -73,23 +73,33 @@ class LoopLocal(t.Generic[T]):
         return self._values.pop(asyncio.get_running_loop(), None)
 
 
+V = t.TypeVar("V")
+
+
+@contextlib.contextmanager
+def in_force(var: contextvars.ContextVar[V], value: V) -> t.Iterator[V]:
+    """`var` set to `value` within this block (and the tasks it starts), then as it was."""
+    token = var.set(value)
+    try:
+        yield value
+    finally:
+        var.reset(token)
+
+
 _shared_limit: contextvars.ContextVar[asyncio.Semaphore | None] = contextvars.ContextVar(
     "pytest_rigging_shared_limit", default=None
 )
 
 
-@contextlib.contextmanager
-def shared_limit(limit: int | asyncio.Semaphore) -> t.Iterator[asyncio.Semaphore]:
+def shared_limit(
+    limit: int | asyncio.Semaphore,
+) -> contextlib.AbstractContextManager[asyncio.Semaphore | None]:
     """Within this block (and the tasks it starts), every generator call also takes a slot
     of one semaphore (`limit` slots, or the one given): a bound across all generators,
     on top of each generator's own `max_connections`. Use it on the loop that will run
     the calls."""
     semaphore = limit if isinstance(limit, asyncio.Semaphore) else asyncio.Semaphore(limit)
-    token = _shared_limit.set(semaphore)
-    try:
-        yield semaphore
-    finally:
-        _shared_limit.reset(token)
+    return in_force(_shared_limit, semaphore)
 
 
 class Slot:
@@ -165,25 +175,19 @@ _call_gate: contextvars.ContextVar[t.Callable[[], None] | None] = contextvars.Co
 )
 
 
-@contextlib.contextmanager
-def calls_gated(gate: t.Callable[[], None]) -> t.Iterator[None]:
+def calls_gated(
+    gate: t.Callable[[], None],
+) -> contextlib.AbstractContextManager[t.Callable[[], None] | None]:
     """Within this block (and the tasks it starts), `gate()` runs as each generator call
     takes its slot, before the request goes out; what it raises, the call raises instead
     of starting (a budget that is spent)."""
-    token = _call_gate.set(gate)
-    try:
-        yield
-    finally:
-        _call_gate.reset(token)
+    return in_force(_call_gate, gate)
 
 
-@contextlib.contextmanager
-def calls_heard(listener: t.Callable[[], None]) -> t.Iterator[None]:
+def calls_heard(
+    listener: t.Callable[[], None],
+) -> contextlib.AbstractContextManager[t.Callable[[], None] | None]:
     """Within this block (and the tasks it starts), `listener()` runs as each generator
     call takes its slot, just before the request goes out: how a caller learns that a
     call was sent, and so was paid for, even if its answer never arrives."""
-    token = _call_listener.set(listener)
-    try:
-        yield
-    finally:
-        _call_listener.reset(token)
+    return in_force(_call_listener, listener)

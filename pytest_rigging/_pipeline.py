@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from pytest_rigging._concurrency import bounded_map
+from pytest_rigging._concurrency import bounded_map, in_force
 from pytest_rigging.error import (
     ExhaustedMaxRoundsError,
     GenerationError,
@@ -72,18 +72,13 @@ def current_observer() -> Observer | None:
     return _observer.get()
 
 
-@contextlib.contextmanager
-def observe(callback: Observer | None) -> t.Iterator[None]:
+def observe(callback: Observer | None) -> contextlib.AbstractContextManager[Observer | None]:
     """Within this block, each outermost pipeline run reports what it finished to
     `callback(results, parse_required)`: every final result, failed ones included, also
     the one whose failure a `raise` run raises. Runs nested inside a run's callbacks
     (a `continue_` in a map step) are part of that run and are not reported. None
     stops observing."""
-    token = _observer.set(callback)
-    try:
-        yield
-    finally:
-        _observer.reset(token)
+    return in_force(_observer, callback)
 
 
 InputT = t.TypeVar("InputT")
@@ -209,6 +204,21 @@ def check_callbacks(
                 "pass allow_duplicates=True to run it again"
             )
         seen.append(callback)
+
+
+def add_callbacks(
+    registered: list[t.Any],
+    callbacks: t.Sequence[t.Any],
+    *,
+    allow_duplicates: bool,
+    kind: str,
+    need_async: bool = False,
+) -> None:
+    """`check_callbacks`, then add them to `registered`."""
+    check_callbacks(
+        registered, callbacks, allow_duplicates=allow_duplicates, kind=kind, need_async=need_async
+    )
+    registered.extend(callbacks)
 
 
 def fit_batch(
@@ -346,8 +356,7 @@ class Pipeline(t.Generic[ResultT, InputT]):
         """Call each `callback(results)` with the results of every run of this pipeline
         (sync or async), failed ones included, after the run's steps: to log or store
         them (`pytest_rigging.watchers`)."""
-        check_callbacks(self.watchers, callbacks, allow_duplicates=allow_duplicates, kind="watch")
-        self.watchers.extend(callbacks)
+        add_callbacks(self.watchers, callbacks, allow_duplicates=allow_duplicates, kind="watch")
         return self
 
     def wrap(self, func: t.Callable[[t.Any], t.Any]) -> Self:

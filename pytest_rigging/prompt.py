@@ -27,7 +27,7 @@ import typing as t
 
 from pydantic.alias_generators import to_snake
 
-from pytest_rigging._pipeline import FailMode, as_params_list, check_callbacks
+from pytest_rigging._pipeline import FailMode, add_callbacks, as_params_list
 from pytest_rigging.chat import Chat, ChatPipeline, WatchChatCallback
 from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
 from pytest_rigging.model import Model, escape, is_model, make_primitive
@@ -518,34 +518,31 @@ class Prompt(t.Generic[P, R]):
 
     def watch(self, *callbacks: WatchChatCallback, allow_duplicates: bool = False) -> Prompt[P, R]:
         """Callbacks given every list of chats this prompt's runs produce."""
-        check_callbacks(
+        add_callbacks(
             self.watch_callbacks, callbacks, allow_duplicates=allow_duplicates, kind="watch"
         )
-        self.watch_callbacks.extend(callbacks)
         return self
 
     def then(self, *callbacks: ThenCallback, allow_duplicates: bool = False) -> Prompt[P, R]:
         """Async callbacks run on each chat once its output parsed (`ChatPipeline.then`)."""
-        check_callbacks(
+        add_callbacks(
             self.then_callbacks,
             callbacks,
             allow_duplicates=allow_duplicates,
             kind="then",
             need_async=True,
         )
-        self.then_callbacks.extend(callbacks)
         return self
 
     def map(self, *callbacks: MapCallback, allow_duplicates: bool = False) -> Prompt[P, R]:
         """Async callbacks run over all chats of a run at once (`ChatPipeline.map`)."""
-        check_callbacks(
+        add_callbacks(
             self.map_callbacks,
             callbacks,
             allow_duplicates=allow_duplicates,
             kind="map",
             need_async=True,
         )
-        self.map_callbacks.extend(callbacks)
         return self
 
     # Running

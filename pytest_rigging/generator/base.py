@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from pytest_rigging._concurrency import LoopLocal, Slot, bounded_map
+from pytest_rigging._concurrency import LoopLocal, Slot, bounded_map, in_force
 from pytest_rigging._fast import construct
 from pytest_rigging._secrets import is_secret_name, mask_identifier, redact, register_secret
 from pytest_rigging.error import InvalidGeneratorError
@@ -218,30 +218,21 @@ _pipeline_wrap: contextvars.ContextVar[t.Callable[[t.Any], t.Any] | None] = cont
 )
 
 
-@contextlib.contextmanager
-def calls_wrapped(func: t.Callable[[t.Any], t.Any] | None) -> t.Iterator[None]:
+def calls_wrapped(
+    func: t.Callable[[t.Any], t.Any],
+) -> contextlib.AbstractContextManager[t.Callable[[t.Any], t.Any] | None]:
     """Within this block, generator calls (each attempt, for providers that retry) go
     through `func` too: a pipeline's `wrap`, which leaves the generator itself, shared with
     other pipelines, as it is."""
-    if func is None:
-        yield
-        return
-    token = _pipeline_wrap.set(func)
-    try:
-        yield
-    finally:
-        _pipeline_wrap.reset(token)
+    return in_force(_pipeline_wrap, func)
 
 
-@contextlib.contextmanager
-def calls_intercepted(interceptor: Interceptor) -> t.Iterator[None]:
+def calls_intercepted(
+    interceptor: Interceptor,
+) -> contextlib.AbstractContextManager[Interceptor | None]:
     """Within this block (and the tasks it starts), pipelines' generator calls go through
     `interceptor`."""
-    token = _interceptor.set(interceptor)
-    try:
-        yield
-    finally:
-        _interceptor.reset(token)
+    return in_force(_interceptor, interceptor)
 
 
 async def generate_message(
@@ -253,16 +244,10 @@ async def generate_message(
     """How pipelines ask a generator for a message: through the interceptor in force, and
     the generator's and the pipeline's (`wrap`) decorators, around the call when the
     provider doesn't apply them to each of its attempts."""
+    if wrap is None:
+        return t.cast(GeneratedMessage, await _generate(generator, "message", messages, params))
     with calls_wrapped(wrap):
-        call = generator.generate_message
-        if not generator.wraps_attempts:
-            call = generator.wrapped(call)
-        interceptor = _interceptor.get()
-        if interceptor is None:
-            return await call(messages, params)
-        return await interceptor.message(
-            generator, messages, params, lambda: call(messages, params)
-        )
+        return t.cast(GeneratedMessage, await _generate(generator, "message", messages, params))
 
 
 async def generate_text(
@@ -272,14 +257,26 @@ async def generate_text(
     wrap: t.Callable[[t.Any], t.Any] | None = None,
 ) -> GeneratedText:
     """How pipelines ask a generator for text (as `generate_message`)."""
+    if wrap is None:
+        return t.cast(GeneratedText, await _generate(generator, "text", text, params))
     with calls_wrapped(wrap):
-        call = generator.generate_text
-        if not generator.wraps_attempts:
-            call = generator.wrapped(call)
-        interceptor = _interceptor.get()
-        if interceptor is None:
-            return await call(text, params)
-        return await interceptor.text(generator, text, params, lambda: call(text, params))
+        return t.cast(GeneratedText, await _generate(generator, "text", text, params))
+
+
+async def _generate(
+    generator: Generator,
+    kind: t.Literal["message", "text"],
+    asked: t.Any,
+    params: GenerateParams,
+) -> GeneratedMessage | GeneratedText:
+    """`generator.generate_<kind>(asked, params)`, wrapped and intercepted as in force."""
+    call = getattr(generator, f"generate_{kind}")
+    if not generator.wraps_attempts:
+        call = generator.wrapped(call)
+    interceptor = _interceptor.get()
+    if interceptor is None:
+        return await call(asked, params)
+    return await getattr(interceptor, kind)(generator, asked, params, lambda: call(asked, params))
 
 
 def _first(
@@ -390,21 +387,23 @@ class Generator(BaseModel):
     ) -> GeneratedMessage:
         """The next assistant message for `messages`: by default, a batch of one through
         `generate_messages`."""
-        if type(self).generate_messages is Generator.generate_messages:
-            raise NotImplementedError(
-                f"provider '{self.provider}' does not generate messages: "
-                "implement generate_messages (or generate_message)"
-            )
+        self._implements("generate_message", "generate_messages")
         return _first(await self.generate_messages([messages], [params]), self, "generate_messages")
 
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
         """A continuation of `text`: by default, a batch of one through `generate_texts`."""
-        if type(self).generate_texts is Generator.generate_texts:
-            raise NotImplementedError(
-                f"provider '{self.provider}' does not generate text: "
-                "implement generate_texts (or generate_text)"
-            )
+        self._implements("generate_text", "generate_texts")
         return _first(await self.generate_texts([text], [params]), self, "generate_texts")
+
+    def _implements(self, single: str, batch: str) -> None:
+        """Each of the two methods has a default built on the other: one of them must be
+        the provider's own."""
+        if all(getattr(type(self), name) is getattr(Generator, name) for name in (single, batch)):
+            what = "messages" if single == "generate_message" else "text"
+            raise NotImplementedError(
+                f"provider '{self.provider}' does not generate {what}: "
+                f"implement {batch} (or {single})"
+            )
 
     def prices(self) -> tuple[float, float] | None:
         """The USD price of an input and of an output token, where known (the plugin's
@@ -433,11 +432,7 @@ class Generator(BaseModel):
     ) -> t.Sequence[GeneratedMessage | BaseException]:
         """A reply to each conversation, with the matching params over this generator's
         (rigging's batch contract; by default `generate_message` on each, concurrently)."""
-        if type(self).generate_message is Generator.generate_message:
-            raise NotImplementedError(
-                f"provider '{self.provider}' does not generate messages: "
-                "implement generate_messages (or generate_message)"
-            )
+        self._implements("generate_message", "generate_messages")
         pairs = list(zip(messages, params, strict=True))
         return await bounded_map(
             lambda pair: self.generate_message(pair[0], self.params.merge_with(pair[1])),
@@ -450,11 +445,7 @@ class Generator(BaseModel):
     ) -> t.Sequence[GeneratedText | BaseException]:
         """A continuation of each text (rigging's batch contract; by default
         `generate_text` on each, concurrently)."""
-        if type(self).generate_text is Generator.generate_text:
-            raise NotImplementedError(
-                f"provider '{self.provider}' does not generate text: "
-                "implement generate_texts (or generate_text)"
-            )
+        self._implements("generate_text", "generate_texts")
         pairs = list(zip(texts, params, strict=True))
         return await bounded_map(
             lambda pair: self.generate_text(pair[0], self.params.merge_with(pair[1])),

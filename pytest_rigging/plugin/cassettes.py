@@ -214,12 +214,7 @@ class Tapes:
     ) -> GeneratedMessage:
         asked = {"messages": [_recorded(m) for m in messages]}
         reply = await self._answer(generator, asked, params, call)
-        return GeneratedMessage(
-            message=Message.of("assistant", reply["content"]),
-            stop_reason=reply["stop_reason"],
-            usage=_usage(reply),
-            latency=reply["latency"],
-        )
+        return _generated(reply).to_generated_message()
 
     async def text(
         self,
@@ -228,13 +223,7 @@ class Tapes:
         params: GenerateParams,
         call: t.Callable[[], t.Awaitable[GeneratedText]],
     ) -> GeneratedText:
-        reply = await self._answer(generator, {"text": text}, params, call)
-        return GeneratedText(
-            text=reply["content"],
-            stop_reason=reply["stop_reason"],
-            usage=_usage(reply),
-            latency=reply["latency"],
-        )
+        return _generated(await self._answer(generator, {"text": text}, params, call))
 
     async def _answer(
         self,
@@ -308,9 +297,15 @@ class Tapes:
         return {str(path): list(c.new.values()) for path, c in self._cassettes.items() if c.new}
 
 
-def _usage(reply: Reply) -> Usage | None:
+def _generated(reply: Reply) -> GeneratedText:
+    """A recorded reply as the generator gave it (as text: a chat takes it as a message)."""
     tokens = reply["usage"]
-    return Usage(input_tokens=tokens[0], output_tokens=tokens[1]) if tokens else None
+    return GeneratedText(
+        text=reply["content"],
+        stop_reason=reply["stop_reason"],
+        usage=Usage(input_tokens=tokens[0], output_tokens=tokens[1]) if tokens else None,
+        latency=reply["latency"],
+    )
 
 
 def _reply(generated: GeneratedMessage | GeneratedText, timed: float | None) -> Reply:
