@@ -244,10 +244,11 @@ async def generate_message(
     """How pipelines ask a generator for a message: through the interceptor in force, and
     the generator's and the pipeline's (`wrap`) decorators, around the call when the
     provider doesn't apply them to each of its attempts."""
+    generating = _generate(generator, "generate_message", "message", messages, params)
     if wrap is None:
-        return t.cast(GeneratedMessage, await _generate(generator, "message", messages, params))
-    with calls_wrapped(wrap):
-        return t.cast(GeneratedMessage, await _generate(generator, "message", messages, params))
+        return t.cast(GeneratedMessage, await generating)
+    with calls_wrapped(wrap):  # in force when `generating` runs, at its await
+        return t.cast(GeneratedMessage, await generating)
 
 
 async def generate_text(
@@ -257,20 +258,23 @@ async def generate_text(
     wrap: t.Callable[[t.Any], t.Any] | None = None,
 ) -> GeneratedText:
     """How pipelines ask a generator for text (as `generate_message`)."""
+    generating = _generate(generator, "generate_text", "text", text, params)
     if wrap is None:
-        return t.cast(GeneratedText, await _generate(generator, "text", text, params))
-    with calls_wrapped(wrap):
-        return t.cast(GeneratedText, await _generate(generator, "text", text, params))
+        return t.cast(GeneratedText, await generating)
+    with calls_wrapped(wrap):  # in force when `generating` runs, at its await
+        return t.cast(GeneratedText, await generating)
 
 
 async def _generate(
     generator: Generator,
+    method: t.Literal["generate_message", "generate_text"],
     kind: t.Literal["message", "text"],
     asked: t.Any,
     params: GenerateParams,
 ) -> GeneratedMessage | GeneratedText:
-    """`generator.generate_<kind>(asked, params)`, wrapped and intercepted as in force."""
-    call = getattr(generator, f"generate_{kind}")
+    """`generator.<method>(asked, params)`, wrapped and intercepted (as the interceptor's
+    `kind`) as in force."""
+    call = getattr(generator, method)
     if not generator.wraps_attempts:
         call = generator.wrapped(call)
     interceptor = _interceptor.get()
