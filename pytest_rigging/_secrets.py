@@ -1,8 +1,9 @@
 """Keeping API keys out of everything we print, log or store.
 
-Secrets come from two places: `api_key=` values given to generators (registered when the
-generator is built) and the environment's `*_API_KEY`/`*_TOKEN`/`*_SECRET`/... variables.
-Settings are judged by their whole name, never by a substring of it.
+Secrets come from two places: `api_key=` values given to generators and params whose name
+says secret (registered when they are built), and the environment's `*_API_KEY`/`*_TOKEN`/
+`*_SECRET`/... variables. Names are judged by their whole name or its last word, never by a
+substring of it: `max_tokens` is no secret.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import logging
 import os
 import typing as t
 
-_SECRET_NAMES = frozenset({"api_key", "token", "auth_token", "access_token", "password", "secret"})
-"""Setting names whose values are secrets (any case; `*_api_key` too), matched whole: a
-name that merely contains one (`max_tokens`, `sort_key`) is not a secret."""
+_SECRET_NAMES = frozenset({"api_key", "apikey", "token", "password", "secret"})
+"""Setting names whose values are secrets (any case), matched whole."""
+_SECRET_SUFFIXES = ("_token", "_secret", "_password", "_key", "_apikey")
+"""A setting whose name ends in one of these (`custom_token`, `extra.auth_token`,
+`x-api-key`) holds a secret; one that merely contains it (`max_tokens`) does not."""
 _SECRET_ENV_SUFFIXES = (
     "_API_KEY",
     "_APIKEY",
@@ -24,8 +27,10 @@ _SECRET_ENV_SUFFIXES = (
     "_SECRET_KEY",
     "_PRIVATE_KEY",
 )
-"""Environment variables whose values are secrets (`OPENAI_API_KEY`, `HF_TOKEN`, ...);
-`MY_SORT_KEY=assistant` is not one, so `[assistant]` stays as it is."""
+"""Environment variables whose values are secrets (`OPENAI_API_KEY`, `HF_TOKEN`, ...): the
+settings' rule, but of the `*_KEY` names only those that say which key. The environment
+holds many `*_KEY` settings that are not secrets, and a secret's value is hidden wherever it
+appears: `MY_SORT_KEY=assistant` is not one, so `[assistant]` stays as it is."""
 _MIN_SECRET_LEN = 8
 _registered: set[str] = set()
 
@@ -59,12 +64,30 @@ def known_secrets() -> tuple[str, ...]:
     values = set(_registered)
     values.update(
         value
-        for name, value in os.environ.items()
-        if name.upper().endswith(_SECRET_ENV_SUFFIXES) and len(value) >= _MIN_SECRET_LEN
+        for name, value in _environment(seen)
+        if _is_secret_variable(name) and len(value) >= _MIN_SECRET_LEN
     )
     secrets = tuple(sorted(values, key=len, reverse=True))
     _known = (count, seen, secrets)
     return secrets
+
+
+def _environment(raw: dict[t.Any, t.Any] | None) -> list[tuple[str, str]]:
+    """The environment's variables, from `raw` (a copy of its store, taken in one step)
+    when there is one. Iterating `os.environ` itself reads each name, then its value: a
+    variable another thread deletes meanwhile (pytest's `PYTEST_CURRENT_TEST`, between the
+    engine's loop thread and pytest's) raises `KeyError` there."""
+    if raw is None:
+        return list(os.environ.copy().items())
+    decode_key, decode_value = os.environ.decodekey, os.environ.decodevalue  # type: ignore[attr-defined]
+    return [(decode_key(name), decode_value(value)) for name, value in raw.items()]
+
+
+def _is_secret_variable(name: str) -> bool:
+    upper = name.upper()
+    return upper in ("TOKEN", "SECRET", "PASSWORD", "API_KEY") or upper.endswith(
+        _SECRET_ENV_SUFFIXES
+    )
 
 
 def redact(text: str, secrets: t.Sequence[str] | None = None) -> str:
@@ -77,10 +100,10 @@ def redact(text: str, secrets: t.Sequence[str] | None = None) -> str:
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a setting called `name` (`api_key`, `extra.auth_token`, `openai_api_key`)
-    holds a secret; `max_tokens` does not."""
+    """Whether a setting called `name` (`api_key`, `extra.custom_token`, `x-api-key`) holds a
+    secret; `max_tokens` does not."""
     key = name.strip().lower().removeprefix("extra.").replace("-", "_")
-    return key in _SECRET_NAMES or key.endswith("_api_key")
+    return key in _SECRET_NAMES or key.endswith(_SECRET_SUFFIXES)
 
 
 def mask_identifier(identifier: str, secrets: t.Sequence[str] | None = None) -> str:

@@ -20,7 +20,7 @@ import pytest
 
 import pytest_rigging
 from pytest_rigging.plugin import progress
-from tests.conftest import ONE_ITEM, ini, rig_module
+from tests.conftest import ONE_ITEM, ini, on, rig_module
 from tests.llm_server import LLMServer
 
 PARAMETRIZED = """
@@ -518,26 +518,39 @@ def test_ini_models_may_end_lines_with_commas(pytester: pytest.Pytester) -> None
 
 
 def test_secrets_are_judged_by_whole_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A setting is a secret when its whole name, or its last word, says so: `*_token`,
+    `*_secret`, `*_password`, `*_key`, or exactly `token`, `secret`, `password`, `api_key`;
+    generation params (`max_tokens`) are not. The environment's `*_KEY` names must say which
+    key (its `MY_SORT_KEY=assistant` would hide every `[assistant]`)."""
     from pytest_rigging._secrets import is_secret_name, mask_identifier, redact
 
     monkeypatch.setenv("MY_SORT_KEY", "assistant")
     monkeypatch.setenv("SERVICE_API_KEY", "svc-secret-12345678")
-    assert redact("[assistant]: svc-secret-12345678") == "[assistant]: ***"
-    assert [
-        n
-        for n in (
-            "max_tokens",
-            "sort_key",
-            "tokens",
-            "Api_Key",
-            "x-api-key",
-            "extra.auth_token",
-            "access_token",
-            "password",
-            "secret",
-        )
-        if is_secret_name(n)
-    ] == ["Api_Key", "x-api-key", "extra.auth_token", "access_token", "password", "secret"]
+    monkeypatch.setenv("PASSWORD", "bare-password-12345678")
+    assert redact("[assistant]: svc-secret-12345678 bare-password-12345678") == (
+        "[assistant]: *** ***"
+    )
+    names = (
+        "max_tokens",
+        "tokens",
+        "top_k",
+        "keys",
+        "monkey",
+        "token_count",
+        "sort_key",
+        "Api_Key",
+        "x-api-key",
+        "extra.auth_token",
+        "extra.custom_token",
+        "access_token",
+        "client_secret",
+        "db_password",
+        "password",
+        "secret",
+        "token",
+        "apikey",
+    )
+    assert [n for n in names if is_secret_name(n)] == list(names[6:])
     assert mask_identifier("gpt-4o,max_tokens=100,api_key=abc,extra.token=t") == (
         "gpt-4o,max_tokens=100,api_key=***,extra.token=***"
     )
@@ -568,19 +581,58 @@ def test_secrets_that_arrive_while_they_are_read_are_not_missed(
     environment while `known_secrets` reads them: the answer kept must not hide it."""
     from pytest_rigging import _secrets
 
-    reading = os.environ.items
+    reading = _secrets._environment
 
-    def racing() -> t.Any:
-        monkeypatch.setattr(os.environ, "items", reading)
+    def racing(raw: t.Any) -> t.Any:
+        monkeypatch.setattr(_secrets, "_environment", reading)
         monkeypatch.setenv("RACING_API_KEY", "racing-env-12345678")
         _secrets.register_secret("racing-registered-12345678")
-        return reading()
+        return reading(raw)
 
     monkeypatch.setenv("TRIGGER_API_KEY", "trigger-12345678")  # a change: read again
-    monkeypatch.setattr(os.environ, "items", racing)
+    monkeypatch.setattr(_secrets, "_environment", racing)
     _secrets.known_secrets()  # read while both arrive
     shown = _secrets.redact("racing-env-12345678 racing-registered-12345678")
     assert shown == "*** ***"
+
+
+def test_secrets_are_read_safely_while_another_thread_edits_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pytest sets and deletes `PYTEST_CURRENT_TEST` on its thread while the engine's loop
+    thread reads the environment's secrets for every chat: with thousands of variables,
+    reading name by name meets a name deleted meanwhile (`KeyError`)."""
+    import threading
+
+    from pytest_rigging import _secrets
+
+    for index in range(3000):
+        monkeypatch.setenv(f"RIG_FILLER_{index}", "x")
+    monkeypatch.setenv("RACE_API_KEY", "race-key-12345678")
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            os.environ["RIG_CHURNING"] = "1"
+            del os.environ["RIG_CHURNING"]
+
+    churner = threading.Thread(target=churn)
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often: the race shows within a second
+    churner.start()
+    errors: list[BaseException] = []
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                assert "race-key-12345678" in _secrets.known_secrets()
+            except (KeyError, RuntimeError) as error:
+                errors.append(error)
+    finally:
+        stop.set()
+        churner.join()
+        sys.setswitchinterval(switching)
+    assert errors == []
 
 
 def test_finished_items_hold_no_chats_and_share_their_cells_marks(
@@ -727,6 +779,48 @@ def test_secrets_stay_masked_in_failures_tracebacks_and_junit(
     base = llm_server.openai_base
     assert f"its conversation (litellm!openai/up,api_base={base},extra.auth_token=***)" in shown
     assert key not in shown and token not in shown
+
+
+def test_secret_params_authenticate_alike_and_show_nowhere(
+    pytester: pytest.Pytester, llm_server: LLMServer, route: str
+) -> None:
+    """`extra.api_key` authenticates on both routes (as `api_key=` does) and is never sent
+    in the body; it and any param named like a secret (`extra.custom_token`) stay out of the
+    ids, the terminal (`--showlocals`, a provider failing), JUnit and the JSON report."""
+    key, token = "sk-extra-never-shown-5151", "tok-custom-never-shown-5252"
+    llm_server.add_rule(".", "wrong")
+    llm_server.fail_next(100, status=500, model="down")
+    ini(pytester)
+    pytester.makepyfile(
+        rig_module(
+            """
+            def test_judged(rig_chat):
+                assert rig_chat.last.content == "right"
+
+            async def test_free(rig_generator):
+                await rig_generator.chat("hi").run()
+            """
+        )
+    )
+    base = f"api_base={llm_server.openai_base},max_retries=0"
+    models = f"{on(route, 'openai/up')},{base},{on(route, 'openai/down')},{base}"
+    params = f"extra.api_key={key},extra.custom_token={token},temperature=0.5"
+    result = pytester.runpytest(
+        *("--rig-models", models, "--rig-params", params, "--showlocals", "--tb=long"),
+        *("--junitxml", "j.xml", "--rig-report", "r.json", "-v"),
+    )
+    result.assert_outcomes(passed=1, failed=1, errors=2)
+    assert "test_judged[up-t0.5] FAILED" in result.stdout.str()
+    shown = "".join(
+        [result.stdout.str(), result.stderr.str()]
+        + [(pytester.path / name).read_text() for name in ("j.xml", "r.json")]
+    )
+    assert key not in shown and token not in shown
+    ids = [line for line in result.stdout.lines if "::test_" in line]
+    assert ids and not any("custom_token" in line for line in ids)
+    sent = [r for r in llm_server.requests if r.model == "up"]
+    assert [r.headers["authorization"] for r in sent] == [f"Bearer {key}"] * 2
+    assert all("api_key" not in r.body and r.body["custom_token"] == token for r in sent)
 
 
 def test_the_report_survives_anything_a_model_says(pytester: pytest.Pytester) -> None:

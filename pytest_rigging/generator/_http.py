@@ -201,8 +201,16 @@ class HTTPGenerator(RetryingGenerator):
         """As litellm's route prices the same model: from its bundled data."""
         return token_prices(self.sent_model, self.api)
 
-    def key(self) -> str | None:
-        return self.secret() or os.environ.get(self.key_variable) or None
+    def key(self, params: GenerateParams) -> str | None:
+        """The key requests authenticate with: `api_key=`, else `extra.api_key`, else the
+        provider's variable; as litellm's route takes them (it never goes in the body)."""
+        given = params.extra.get("api_key")
+        return (
+            self.secret()
+            or (str(given) if given else None)
+            or os.environ.get(self.key_variable)
+            or None
+        )
 
     def base_url(self, params: GenerateParams) -> str:
         found = params.api_base or next(
@@ -223,7 +231,7 @@ class HTTPGenerator(RetryingGenerator):
         """POST `body` as JSON to `url`, the reply read by `read`, retried as a whole."""
         __tracebackhide__ = True  # its locals hold the API key: keep them out of tracebacks
         timeout = float(params.timeout or DEFAULT_TIMEOUT)
-        headers = _Headers(self.headers(self.key()))
+        headers = _Headers(self.headers(self.key(params)))
         sent = dict(body)
         headers.update(sent.pop("extra_headers", None) or {})  # as litellm sends them
         content = json.dumps(sent).encode()
@@ -261,9 +269,10 @@ def _timeout(seconds: float) -> aiohttp.ClientTimeout:
 
 def request_params(params: GenerateParams, dropped: t.Collection[str] = ()) -> dict[str, t.Any]:
     """The params a request body carries (`extra` flattened), as litellm sends them: the
-    client's own settings (`timeout`, `api_base`) and the API's unsupported ones left out."""
+    client's own settings (`timeout`, `api_base`, `extra.api_key`, which authenticates) and
+    the API's unsupported ones left out."""
     return {
         k: v
         for k, v in params.to_dict().items()
-        if k not in ("timeout", "api_base") and k not in dropped
+        if k not in ("timeout", "api_base", "api_key") and k not in dropped
     }

@@ -69,10 +69,12 @@ class AnthropicGenerator(HTTPGenerator):
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
+        __tracebackhide__ = True  # its body may hold secret `extra.*` params
         body = self.body(messages, params)
         return await self.post(self.messages_url(params), body, params, _read_message)
 
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
+        __tracebackhide__ = True  # its body may hold secret `extra.*` params
         body = self.body([Message.of("user", text)], params)
         reply = await self.post(self.messages_url(params), body, params, _read_message)
         return GeneratedText(

@@ -31,6 +31,7 @@ class OpenAIGenerator(HTTPGenerator):
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
+        __tracebackhide__ = True  # its body may hold secret `extra.*` params
         body = {
             "model": self.sent_model,
             "messages": [m.to_dict() for m in messages],
@@ -41,6 +42,7 @@ class OpenAIGenerator(HTTPGenerator):
         )
 
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
+        __tracebackhide__ = True  # its body may hold secret `extra.*` params
         body = {"model": self.sent_model, "prompt": text, **request_params(params)}
         return await self.post(f"{self.base_url(params)}/completions", body, params, _read_text)
 
