@@ -862,6 +862,61 @@ def test_the_report_survives_anything_a_model_says(pytester: pytest.Pytester) ->
     assert "lone \\ud800 surrogate" in shown
 
 
+HOSTILE = {
+    "surrogate": "lone \udc80 and \ud800 surrogates",
+    "controls": "rtl \u202e c1 \x9b31m esc \x1b[31m red \x07 bell \r cr",
+}
+"""Replies that must reach the JSON report as they are and terminals escaped."""
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_what_a_model_writes_reaches_the_report_intact_and_the_terminal_escaped(
+    pytester: pytest.Pytester, xdist: list[str]
+) -> None:
+    """Lone surrogates cross from xdist workers to the controller (execnet refuses what UTF-8
+    can't hold), and no raw control, C1 or bidi character reaches the terminal or JUnit,
+    pytest's own assertion diff and a raised exception's message included."""
+    ini(pytester)
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, text):
+            return rig_generator.chat(text)
+
+        cases = pytest.mark.parametrize("text", {list(HOSTILE.values())!r}, ids={list(HOSTILE)!r})
+
+        @cases
+        def test_diffed(rig_chat, text):
+            assert rig_chat.last.content == "something else"
+
+        @cases
+        def test_raised(rig_chat, text):
+            raise ValueError(rig_chat.last.content)
+
+        @cases
+        def test_passes(rig_chat, text):
+            assert rig_chat.last.content == text
+        """
+    )
+    run = pytester.runpytest_subprocess if xdist else pytester.runpytest
+    options = ("--rig-models", "echo!m", "--rig-report", "r.json", "--junitxml", "j.xml", *xdist)
+    for record in ("once", "none"):  # recorded in a cassette, then replayed from it
+        result = run(*options, "--rig-record", record)
+        result.assert_outcomes(passed=2, failed=4)
+        doc = json.loads((pytester.path / "r.json").read_text())
+        said = sorted(i["chats"][0]["conversation"][-1]["content"] for i in doc["items"])
+        assert said == sorted([*HOSTILE.values()] * 3)
+    junit = (pytester.path / "j.xml").read_text()
+    xml.dom.minidom.parseString(junit)
+    shown = result.stdout.str() + result.stderr.str()
+    for raw in "\udc80\ud800\u202e\x9b\x1b\x07\r":
+        assert raw not in shown and raw not in junit, repr(raw)
+    assert "+ rtl \\u202e c1 \\x9b31m esc \\x1b[31m red \\x07 bell" in shown  # the diff
+    assert "ValueError: lone \\udc80 and \\ud800 surrogates" in shown
+
+
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_an_infrastructure_error_is_an_error_everywhere(
     pytester: pytest.Pytester, llm_server: LLMServer, xdist: list[str]

@@ -573,12 +573,17 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> t.Generator[None, pytest.TestReport, pytest.TestReport]:
     """Put the item's figures on its final report, as plain data, so that they reach
-    the xdist controller (and survive a worker that crashes later)."""
+    the xdist controller (and survive a worker that crashes later); and show every report
+    of a rig item with what the model wrote escaped."""
     report = yield
     cell = _cell_of(item)
-    final = call.when == "call" or (call.when == "setup" and report.outcome != "passed")
-    if cell is None or not final:
+    if cell is None:
         return report
+    from pytest_rigging.plugin.samples import escaped
+
+    final = call.when == "call" or (call.when == "setup" and report.outcome != "passed")
+    if not final:
+        return escaped(item.config, report)
     from pytest_rigging.plugin.report import item_record
 
     chats = _recorder(item.config).take(item.nodeid)
@@ -597,7 +602,31 @@ def pytest_runtest_makereport(
             )
     # JUnit reads properties from the teardown report, which copies the item's.
     item.user_properties.extend(_junit_properties(record))
-    return report
+    return escaped(item.config, report)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_to_serializable(
+    config: pytest.Config, report: pytest.CollectReport | pytest.TestReport
+) -> t.Generator[None, dict[str, t.Any] | None, dict[str, t.Any] | None]:
+    """On an xdist worker, a rig item's record crosses to the controller packed
+    (`records.packed`): whatever the model wrote arrives as it was."""
+    data = yield
+    if data is not None and "rig" in data and _is_worker(config):
+        from pytest_rigging.plugin.records import packed
+
+        data["rig"] = packed(data["rig"])
+    return data
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_from_serializable(data: dict[str, t.Any]) -> None:
+    """On the controller: a worker's packed record unpacked, before pytest rebuilds the
+    report."""
+    if isinstance(data.get("rig"), str):
+        from pytest_rigging.plugin.records import unpacked
+
+        data["rig"] = unpacked(data["rig"])
 
 
 def _show_dialog(item: pytest.Item, report: pytest.TestReport) -> None:

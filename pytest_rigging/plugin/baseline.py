@@ -7,14 +7,13 @@ overlap), which `--rig-fail-on-regression` fails the run on when the rate droppe
 from __future__ import annotations
 
 import json
-import os
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from typing_extensions import TypedDict
 
-from pytest_rigging.plugin.records import ItemRecord, ReportDocument
+from pytest_rigging.plugin.records import ItemRecord, ReportDocument, write_json
 
 FORMAT = "pytest-rigging-baseline"
 VERSION = 1
@@ -83,11 +82,7 @@ def from_report(doc: ReportDocument) -> BaselineDocument:
 
 def save(path: Path, baseline: BaselineDocument) -> None:
     """Sorted, so that saving an unchanged run changes nothing in version control."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    text = json.dumps(baseline, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    temporary.write_text(text, encoding="utf-8", newline="\n")
-    temporary.replace(path)
+    write_json(path, baseline, sort_keys=True)
 
 
 def load(path: Path) -> BaselineDocument:

@@ -37,6 +37,7 @@ from pytest_rigging.generator.base import (
     Usage,
 )
 from pytest_rigging.message import Message, MessageDict
+from pytest_rigging.plugin.records import write_json
 from pytest_rigging.plugin.samples import CallRefused
 
 MODES = ("none", "once", "new_episodes", "all")
@@ -404,14 +405,7 @@ def write(recorded: t.Iterable[dict[str, list[Entry]]], mode: str) -> list[str]:
             "entries": [merged[key] for key in sorted(merged)],
         }
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # writers never share
-            temporary.write_text(
-                json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                encoding="utf-8",
-                newline="\n",  # the same bytes on every system
-            )
-            temporary.replace(path)
+            write_json(path, doc, sort_keys=True)  # the same bytes on every system
         except OSError as error:
             problems.append(f"cannot write cassette {path_text}: {error.strerror}")
     return problems

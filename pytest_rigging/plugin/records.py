@@ -5,7 +5,10 @@ use it at start-up."""
 
 from __future__ import annotations
 
+import json
+import os
 import typing as t
+from pathlib import Path
 
 from typing_extensions import NotRequired, TypedDict  # pydantic needs these before 3.12
 
@@ -162,3 +165,26 @@ def unreported(
     if lost is not None:
         record["lost"] = lost
     return record
+
+
+def packed(record: ItemRecord) -> str:
+    """An item's record as it crosses from an xdist worker to the controller: JSON in
+    ASCII. execnet sends text as UTF-8 and refuses what UTF-8 can't hold (a lone surrogate
+    a model wrote); JSON escapes it, and `unpacked` gives it back as it was."""
+    return json.dumps(record)
+
+
+def unpacked(text: str) -> ItemRecord:
+    return t.cast(ItemRecord, json.loads(text))
+
+
+def write_json(path: Path, value: object, *, sort_keys: bool = False) -> None:
+    """`value` as readable JSON in `path`, written whole or not at all (through a temporary
+    file of this process's), with LF line ends, whatever text it holds: a lone surrogate,
+    which UTF-8 can't hold, is written as its `\\udXXX` escape, which JSON reads back as
+    it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(value, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n"
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(text.encode("utf-8", "backslashreplace"))
+    temporary.replace(path)

@@ -22,6 +22,7 @@ from pytest_rigging.plugin.records import (
     ReportDocument,
     Row,
     RunSettings,
+    write_json,
 )
 from pytest_rigging.plugin.stats import tabulate_items
 
@@ -182,13 +183,9 @@ def item_record(
 
 
 def write(path: Path, doc: ReportDocument) -> None:
-    """Written whole or not at all; whatever a model said, it stays valid JSON (a lone
-    surrogate, which UTF-8 can't hold, becomes its `\\udXXX` escape)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    text = json.dumps(doc, indent=2, ensure_ascii=False)
-    temporary.write_bytes(text.encode("utf-8", "backslashreplace"))
-    temporary.replace(path)
+    """Written whole or not at all; whatever a model said, it stays valid JSON
+    (`records.write_json`)."""
+    write_json(path, doc)
 
 
 def load(path: Path) -> ReportDocument:

@@ -123,7 +123,13 @@ def _describe(error: BaseException | None) -> str:
     return f"{name}: {text}" if text else name
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_HOSTILE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+"""What a terminal, a CI log or a JUnit file must not get raw from a model: control
+characters (C0 but tab and newline, DEL, C1: ESC and CSI recolour and move the cursor, CR
+rewrites a line), the marks that reorder text (bidi overrides and isolates), and lone
+surrogates (which UTF-8 can't hold)."""
 EXCERPT = 2000
 """Characters kept from each end of a long text in a failure message."""
 MESSAGE_EXCERPT = 400
@@ -133,17 +139,53 @@ DIALOG_HEAD, DIALOG_TAIL = 2, 8
 
 
 def excerpt(text: str, keep: int = EXCERPT) -> str:
-    """`text` fit for a terminal and a JUnit file, whatever a model said: lone surrogates and
-    control characters escaped, and a long text cut to its first and last `keep`
+    """`text` fit for a terminal and a JUnit file, whatever a model said: escaped (`escape`),
+    and a long text cut to its first and last `keep`
     characters with its size between."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    text = _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+    text = escape(text)
     if len(text) <= 3 * keep:
         return text
     left_out = len(text) - 2 * keep
     return (
         f"{text[:keep]}\n... [{len(text):,} characters; {left_out:,} left out] ...\n{text[-keep:]}"
     )
+
+
+def escape(text: str) -> str:
+    """`text` with each hostile character (`_HOSTILE`) written as its Python escape
+    (`\\x1b`, `\\u202e`, `\\udc80`): seen for what it is, and unable to act."""
+    return _HOSTILE.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+def escaped(config: pytest.Config, report: pytest.TestReport) -> pytest.TestReport:
+    """A rig item's report as the terminal and JUnit may show it: the failure text (pytest's
+    own assertion diff and traceback included) and the sections escaped (`escape`); the
+    item's record (`report.rig`) keeps what the model said, for the JSON report.
+
+    The report goes through pytest's own serialization hooks (as xdist sends it) to reach
+    every text it holds; only when one holds something hostile, so most reports pass as
+    they are."""
+    texts = [report.longreprtext, *(content for _, content in report.sections)]
+    if not any(_HOSTILE.search(text) for text in texts):
+        return report
+    record = report.__dict__.pop("rig", None)
+    data = config.hook.pytest_report_to_serializable(config=config, report=report)
+    for key in ("longrepr", "sections"):
+        data[key] = _escaped_texts(data.get(key))
+    shown: pytest.TestReport = config.hook.pytest_report_from_serializable(config=config, data=data)
+    if record is not None:
+        shown.rig = record  # type: ignore[attr-defined]
+    return shown
+
+
+def _escaped_texts(value: object) -> object:
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, dict):
+        return {key: _escaped_texts(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped_texts(item) for item in value]
+    return value
 
 
 def dialog(chat: Chat) -> str:
