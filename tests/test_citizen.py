@@ -1091,6 +1091,69 @@ def test_ctrl_c_keeps_the_samples_that_finished(
     assert doc["models"][0]["chats"] == 1
 
 
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_no_call_starts_after_ctrl_c_wherever_it_lands(
+    pytester: pytest.Pytester, llm_server: LLMServer, xdist: list[str]
+) -> None:
+    """Ctrl-C in a test body (its function's other samples still being computed), with a
+    session fixture that takes 3 s to tear down: the server hears no request started after
+    the signal (the calls in flight then are cancelled), not until the plugin unconfigures."""
+    llm_server.latency = 0.5
+    ini(pytester)
+    pytester.makeconftest(
+        """
+        import time
+        import pytest
+
+        @pytest.fixture(scope="session", autouse=True)
+        def slow_teardown():
+            yield
+            time.sleep(3)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import time
+        from pathlib import Path
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, n):
+            return rig_generator.chat(f"q{n}")
+
+        @pytest.mark.parametrize("n", range(40))
+        def test_q(rig_chat, n):
+            if n == 0:
+                Path("sleeping").touch()
+                time.sleep(5)
+        """
+    )
+    model = f"openai!m,api_base={llm_server.openai_base}"
+    command = [sys.executable, "-m", "pytest", "--rig-models", model, "--rig-concurrency", "2"]
+    process = subprocess.Popen(
+        [*command, "-p", "no:cacheprovider", *xdist],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 60  # a hang guard, not a threshold
+    while not (pytester.path / "sleeping").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    signalled = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to workers too
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert time.monotonic() - signalled >= 3  # the session's teardown ran
+    before = [r for r in llm_server.requests if r.start < signalled]
+    assert 2 <= len(before) < 40
+    # a request on its way as the signal lands arrives a few milliseconds later
+    late = [round(r.start - signalled, 2) for r in llm_server.requests if r.start > signalled + 0.1]
+    assert late == []  # seconds after the signal
+
+
 def test_the_xdist_hooks_import_nothing_heavy() -> None:
     """The controller registers them at start-up for every `-n` run, rig tests or not: no
     pydantic, no engine (what the journal's records need is plain data)."""

@@ -197,6 +197,7 @@ def pytest_configure(config: pytest.Config) -> None:
             _reporter(config)  # reads and checks the gates
             for note in settings.notes:
                 config.issue_config_time_warning(RiggingWarning(note), stacklevel=2)
+    config.pluginmanager.register(Interrupts(config), "rigging-interrupts")
     if not _is_worker(config):
         config.pluginmanager.register(ReportHooks(config), "rigging-report")
         if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no":
@@ -468,10 +469,13 @@ def pytest_collection_modifyitems_for_shard(
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A shard that holds no test function of a suite that has some ran what it had to:
+    """Samples that no item will ask for are no longer computed. A shard that holds no
+    test function of a suite that has some ran what it had to:
     not pytest's "no tests collected" (exit 5), which would fail its CI job. An xdist
     worker also hands its new recordings to the controller here."""
     config = session.config
+    if _ENGINE in config.stash:  # no item asks for samples from now on
+        config.stash[_ENGINE].settle()
     split = config.stash.get(_SPLIT, None)
     emptied = split is not None and split[0] == 0 and split[1] > 0
     if _is_worker(config):
@@ -693,6 +697,20 @@ def _write_cassettes(config: pytest.Config, recorded: list[dict[str, list[Entry]
     tapes = config.stash[_TAPES]
     for problem in write(recorded, tapes.mode if tapes is not None else "none"):
         warnings.warn(RiggingWarning(problem), stacklevel=1)
+
+
+class Interrupts:
+    """Every process's: Ctrl-C (or `pytest.exit`) stops the model calls at once, wherever
+    pytest was (a test body, between items, a teardown), not when the plugin unconfigures.
+    An object of the run's, since pytest's hook gets no config."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(tryfirst=True)  # before the terminal renders the traceback (0.2 s)
+    def pytest_keyboard_interrupt(self) -> None:
+        if _ENGINE in self.config.stash:
+            self.config.stash[_ENGINE].interrupt()
 
 
 class ReportHooks:

@@ -78,6 +78,14 @@ class LoopThread:
                 self._thread.start()
             return self._loop
 
+    def cancel_all(self) -> None:
+        """Cancel every task on the loop, if it was started: whatever it was computing,
+        and the calls it was making or waiting to make."""
+        with self._lock:
+            loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(_cancel_tasks)
+
     def stop(self, release: t.Callable[[], t.Awaitable[None]] | None = None) -> None:
         """Run `release` on the loop, cancel what is left, and close the loop."""
         with self._lock:
@@ -96,6 +104,11 @@ class LoopThread:
             loop.run_until_complete(asyncio.wait(late, timeout=5))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def _cancel_tasks() -> None:
+    for task in asyncio.all_tasks():
+        task.cancel()
 
 
 async def _shutdown(release: t.Callable[[], t.Awaitable[None]] | None) -> None:
@@ -493,6 +506,19 @@ class Engine:
         if definitions and _varies(item, name, params, set()):
             return self._call_fixture(item, definitions, len(definitions) - 1, cell, request)
         return request.getfixturevalue(name)
+
+    def settle(self) -> None:
+        """No item will ask for its samples any more (the session is finishing): stop
+        computing those still running."""
+        for future in self._running.values():
+            future.cancel()
+
+    def interrupt(self) -> None:
+        """Ctrl-C (or `pytest.exit`), wherever it landed: in a test body, between items, in
+        a teardown. The calls in flight are cancelled and no other starts: the loop's tasks
+        are cancelled, the samples of items not yet run with them."""
+        self.settle()
+        self.loop.cancel_all()
 
     def discard(self, nodeid: str) -> None:
         """The item is done: drop its samples, and never compute it with a group again (an
