@@ -254,10 +254,10 @@ def run_rigging(args: t.Sequence[str], timeout: float) -> RiggingResult:
 
 
 @contextlib.contextmanager
-def llm_server_process(latency: float) -> Iterator[str]:
-    """Run `tests.llm_server.LLMServer` (with `latency`) in a child process; yield its
-    OpenAI base URL (`http://127.0.0.1:PORT/v1`)."""
-    with counting_llm_server_process(latency) as server:
+def llm_server_process(latency: float, failing: t.Sequence[str] = ()) -> Iterator[str]:
+    """Run `tests.llm_server.LLMServer` (with `latency`; the `failing` models answer 500
+    at once) in a child process; yield its OpenAI base URL (`http://127.0.0.1:PORT/v1`)."""
+    with counting_llm_server_process(latency, failing) as server:
         yield server.base
 
 
@@ -267,11 +267,18 @@ _COUNTING_SERVER_CODE = """
 import json
 import sys
 from tests.llm_server import LLMServer
+
+def fail(server):
+    for model in sys.argv[2:]:  # these models answer 500, at once
+        server.fail_next(10**9, status=500, model=model, delay=0)
+
 with LLMServer(latency=float(sys.argv[1])) as server:
+    fail(server)
     print(server.openai_base, flush=True)
     for _ in sys.stdin:
         counts = {"requests": len(server.requests), "max_in_flight": server.max_in_flight}
         server.reset()
+        fail(server)
         print(json.dumps(counts), flush=True)
 """
 
@@ -301,11 +308,13 @@ class CountingServer:
 
 
 @contextlib.contextmanager
-def counting_llm_server_process(latency: float) -> Iterator[CountingServer]:
+def counting_llm_server_process(
+    latency: float, failing: t.Sequence[str] = ()
+) -> Iterator[CountingServer]:
     """`llm_server_process` for when other processes are the clients: the counts let a
     benchmark check that every call reached the server, and how many ran at once."""
     child = subprocess.Popen(
-        [sys.executable, "-c", _COUNTING_SERVER_CODE, str(latency)],
+        [sys.executable, "-c", _COUNTING_SERVER_CODE, str(latency), *failing],
         cwd=REPO_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -6,6 +6,11 @@
     at a time: ideally 12 x 200 ms = 2.4 s, but litellm's own per-call cost adds to that,
     so the baseline is a plain asyncio script making the same `litellm.acompletion`
     calls under `asyncio.Semaphore(50)`, alternated with ours in the same process.
+(c) Lending idle slots: 40 chats of a healthy model (native route, 240 ms per reply) under
+    a shared limit of 4, alone and beside a model that answers 500 and waits out its
+    backoff. The healthy model should keep its pace alone (within 1.3x); for context, the
+    same beside the failing model when each is held to an even share (2), as the plugin
+    did before it lent idle slots.
 
 Run: .venv/bin/python bench/bench_concurrency.py [--profile]
 """
@@ -30,6 +35,7 @@ from _common import (
 )
 
 import pytest_rigging as rg
+from pytest_rigging._concurrency import FairLimit, shared_limit
 
 ECHO_COUNT = 1_000
 ECHO_LATENCY = 0.1
@@ -42,6 +48,12 @@ LLM_LATENCY = 0.2
 LLM_CONNECTIONS = 50
 LLM_ROUNDS = 4  # each round runs both sides, order alternating
 LLM_TARGET = 1.15
+
+LEND_COUNT = 40
+LEND_LATENCY = 0.24
+LEND_LIMIT = 4
+LEND_ROUNDS = 3
+LEND_TARGET = 1.3
 
 
 async def echo_side() -> tuple[list[float], list[float]]:
@@ -130,6 +142,44 @@ async def litellm_side(base: str, profile: bool) -> tuple[list[float], list[floa
     return ours_s, plain_s, (await profile_top_async(ours, top=25) if profile else "")
 
 
+async def lending_side(base: str) -> tuple[list[float], list[float], list[float]]:
+    """Seconds for the healthy model's batch: alone, beside the failing model, and beside it
+    with an even share each (the failing model's retries keep it busy throughout)."""
+    inputs = [f"question {i}" for i in range(LEND_COUNT)]
+    common = f"api_base={base},api_key=test-key"
+
+    def healthy(connections: int) -> rg.Generator:
+        return rg.get_generator(f"openai!healthy,{common},max_connections={connections}")
+
+    failing = rg.get_generator(
+        f"openai!failing,{common},max_retries=6,backoff=0.5,max_connections={LEND_LIMIT}"
+    )
+
+    async def batch(generator: rg.Generator, beside: bool) -> float:
+        with shared_limit(FairLimit(LEND_LIMIT)):
+            other = (
+                asyncio.ensure_future(failing.chat().run_batch(inputs, on_failed="include"))
+                if beside
+                else None
+            )
+            seconds = (await time_async(lambda: generator.chat().run_batch(inputs), 1))[0]
+            if other is not None:
+                other.cancel()
+                await asyncio.gather(other, return_exceptions=True)
+        return seconds
+
+    await healthy(LEND_LIMIT).chat("warm-up").run()
+    alone: list[float] = []
+    lent: list[float] = []
+    even: list[float] = []
+    for index in range(LEND_ROUNDS):
+        progress(f"lending round {index + 1}/{LEND_ROUNDS}")
+        alone.append(await batch(healthy(LEND_LIMIT), beside=False))
+        lent.append(await batch(healthy(LEND_LIMIT), beside=True))
+        even.append(await batch(healthy(LEND_LIMIT // 2), beside=True))
+    return alone, lent, even
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Batch wall time against ideal concurrency.")
     parser.add_argument("--profile", action="store_true", help="cProfile our litellm batch")
@@ -146,6 +196,11 @@ def main() -> None:
         llm_ours, llm_plain, profile = asyncio.run(litellm_side(base, args.profile))
     llm_ideal = LLM_COUNT / LLM_CONNECTIONS * LLM_LATENCY
     llm_ratio = median(llm_ours) / median(llm_plain)
+
+    progress(f"lending: {LEND_ROUNDS} rounds of {LEND_COUNT} chats, alone and beside")
+    with llm_server_process(LEND_LATENCY, failing=["failing"]) as base:
+        alone, lent, even = asyncio.run(lending_side(base))
+    lend_ratio = median(lent) / median(alone)
 
     rows = [
         Row(
@@ -180,13 +235,29 @@ def main() -> None:
             "",
             None,
         ),
+        Row(
+            f"(c) healthy {LEND_COUNT} chats beside a failing model, limit {LEND_LIMIT}",
+            spread(lent, unit=" s"),
+            f"alone {spread(alone, unit=' s')}",
+            f"{lend_ratio:.2f}x",
+            f"<= {LEND_TARGET}x alone",
+            lend_ratio <= LEND_TARGET,
+        ),
+        Row(
+            f"    context: held to an even share ({LEND_LIMIT // 2}) beside it",
+            spread(even, unit=" s"),
+            f"alone {spread(alone, unit=' s')}",
+            f"{median(even) / median(alone):.2f}x",
+            "",
+            None,
+        ),
     ]
     print_table(
         "concurrency: batch wall time",
         rows,
         [
-            f"median (min-max) of {ECHO_REPEATS} (a) and {LLM_ROUNDS} (b) runs; (b) alternates "
-            "which side goes first, after one warm-up call each",
+            f"median (min-max) of {ECHO_REPEATS} (a), {LLM_ROUNDS} (b) and {LEND_ROUNDS} (c) "
+            "runs; (b) alternates which side goes first, after one warm-up call each",
             "(b) server: tests.llm_server.LLMServer in a child process (its threads do not "
             "share our GIL); both sides send the same acompletion kwargs",
         ],

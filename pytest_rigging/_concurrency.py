@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import typing as t
@@ -86,32 +87,103 @@ def in_force(var: contextvars.ContextVar[V], value: V) -> t.Iterator[V]:
         var.reset(token)
 
 
-_shared_limit: contextvars.ContextVar[asyncio.Semaphore | None] = contextvars.ContextVar(
+class FairLimit:
+    """`size` slots shared by several callers, each under a key (a generator): a free slot
+    goes to the waiting key that holds the fewest. So a key holds more than an even share
+    only while no other key waits: slots left idle by a model waiting out a backoff are
+    lent to the others (work-conserving), and a hanging model never keeps more than its
+    share while another waits.
+
+    A slot is handed out one loop iteration after it is asked for, so that the calls a
+    batch starts together are served by fairness, not by which task ran first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._used = 0
+        self._held: dict[int, int] = {}
+        self._waiting: dict[int, collections.deque[asyncio.Future[None]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._granting = False
+
+    def locked(self) -> bool:
+        """Whether every slot is taken."""
+        return self._used >= self.size
+
+    async def acquire(self, key: int = 0) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiting.setdefault(key, collections.deque()).append(waiter)
+        self._grant_soon()
+        try:
+            await waiter
+        except BaseException:  # cancelled while waiting, or as the slot was handed over
+            if waiter.done() and not waiter.cancelled():
+                self.release(key)
+            else:
+                self._forget(key, waiter)
+            raise
+
+    def release(self, key: int = 0) -> None:
+        self._used -= 1
+        held = self._held[key] - 1
+        if held:
+            self._held[key] = held
+        else:
+            del self._held[key]
+        self._grant_soon()
+
+    def _forget(self, key: int, waiter: asyncio.Future[None]) -> None:
+        queue = self._waiting.get(key)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            if not queue:
+                del self._waiting[key]
+
+    def _grant_soon(self) -> None:
+        if not self._granting and self._waiting and self._used < self.size:
+            assert self._loop is not None
+            self._granting = True
+            self._loop.call_soon(self._grant)
+
+    def _grant(self) -> None:
+        self._granting = False
+        while self._used < self.size and self._waiting:
+            key = min(self._waiting, key=lambda k: self._held.get(k, 0))  # ties: first come
+            queue = self._waiting[key]
+            waiter = queue.popleft()
+            if not queue:
+                del self._waiting[key]
+            if waiter.done():  # cancelled meanwhile
+                continue
+            waiter.set_result(None)
+            self._used += 1
+            self._held[key] = self._held.get(key, 0) + 1
+
+
+_shared_limit: contextvars.ContextVar[FairLimit | None] = contextvars.ContextVar(
     "pytest_rigging_shared_limit", default=None
 )
 
 
-def shared_limit(
-    limit: int | asyncio.Semaphore,
-) -> contextlib.AbstractContextManager[asyncio.Semaphore | None]:
+def shared_limit(limit: int | FairLimit) -> contextlib.AbstractContextManager[FairLimit | None]:
     """Within this block (and the tasks it starts), every generator call also takes a slot
-    of one semaphore (`limit` slots, or the one given): a bound across all generators,
-    on top of each generator's own `max_connections`. Use it on the loop that will run
-    the calls."""
-    semaphore = limit if isinstance(limit, asyncio.Semaphore) else asyncio.Semaphore(limit)
-    return in_force(_shared_limit, semaphore)
+    of one `FairLimit` (`limit` slots, or the one given): a bound across all generators,
+    shared fairly between them, on top of each generator's own `max_connections`."""
+    return in_force(_shared_limit, limit if isinstance(limit, FairLimit) else FairLimit(limit))
 
 
 class Slot:
-    """A generator's own slot, plus a slot of the shared limit when one is in force.
+    """A generator's own slot, plus a slot of the shared limit when one is in force (under
+    the generator's key: `key`).
 
     While held, it is the current slot of the task (and what it awaits), so that a
     provider waiting to retry can give it back for the wait (`slot_released`)."""
 
-    __slots__ = ("own", "shared", "token")
+    __slots__ = ("key", "own", "shared", "token")
 
-    def __init__(self, own: asyncio.Semaphore) -> None:
+    def __init__(self, own: asyncio.Semaphore, key: int) -> None:
         self.own = own
+        self.key = key
         self.shared = _shared_limit.get()
         self.token: contextvars.Token[Slot | None] | None = None
 
@@ -119,14 +191,14 @@ class Slot:
         await self.own.acquire()
         if self.shared is not None:
             try:
-                await self.shared.acquire()
+                await self.shared.acquire(self.key)
             except BaseException:
                 self.own.release()
                 raise
 
     def release(self) -> None:
         if self.shared is not None:
-            self.shared.release()
+            self.shared.release(self.key)
         self.own.release()
 
     async def __aenter__(self) -> None:

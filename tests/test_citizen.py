@@ -20,7 +20,7 @@ import pytest
 
 import pytest_rigging
 from pytest_rigging.plugin import progress
-from tests.conftest import ONE_ITEM, ini, on, rig_module
+from tests.conftest import ONE_ITEM, ini, on, peak_overlap, rig_module
 from tests.llm_server import LLMServer
 
 PARAMETRIZED = """
@@ -1010,6 +1010,36 @@ def test_no_starvation_by_a_failing_or_hanging_model(
     healthy = [r for r in llm_server.requests if r.model == "healthy"]
     assert len(healthy) == 4 and len(hanging) == 4
     assert all(h.start < min(r.end for r in hanging) for h in healthy)
+
+
+def test_slots_a_model_leaves_idle_are_lent_to_the_others(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """Four slots, two models: while the failing one waits out its backoff, the healthy one
+    uses all four (not only its even share of two), and the failing one still gets its
+    retries in."""
+    llm_server.latency = 0.2
+    llm_server.add_rule(".", "fine")
+    llm_server.fail_next(1000, status=500, model="failing", delay=0)  # answers at once
+    ini(pytester)
+    pytester.makepyfile(
+        rig_module(
+            """
+            @pytest.mark.rig(runs=20)
+            def test_a(rig_chat):
+                pass
+            """
+        )
+    )
+    base = f"api_base={llm_server.openai_base}"
+    models = f"openai!failing,{base},max_retries=2,backoff=1,openai!healthy,{base}"
+    result = pytester.runpytest("--rig-models", models, "--rig-concurrency", "4")
+    result.assert_outcomes(passed=1, errors=1)
+    healthy = [r for r in llm_server.requests if r.model == "healthy"]
+    failing = [r for r in llm_server.requests if r.model == "failing"]
+    assert len(healthy) == 20 and len(failing) == 60  # every attempt made
+    assert peak_overlap(healthy) == 4
+    assert peak_overlap(llm_server.requests) == 4  # and never more than the limit
 
 
 CTRL_C_CONFTEST = """

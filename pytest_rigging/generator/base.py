@@ -384,7 +384,7 @@ class Generator(BaseModel):
         running loop, and of the shared limit when one is in force."""
         # Read from pydantic's store directly: `self._slots` goes through
         # `BaseModel.__getattr__`, which costs a raised AttributeError on every call.
-        return Slot(self.__pydantic_private__["_slots"].get())  # type: ignore[index]
+        return Slot(self.__pydantic_private__["_slots"].get(), id(self))  # type: ignore[index]
 
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams

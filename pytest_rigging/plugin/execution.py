@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rigging._concurrency import calls_gated, calls_heard, shared_limit
+from pytest_rigging._concurrency import FairLimit, calls_gated, calls_heard, shared_limit
 from pytest_rigging._pipeline import current_observer, observe
 from pytest_rigging.chat import Chat, ChatPipeline, new_chat
 from pytest_rigging.error import GenerationError
@@ -151,12 +151,11 @@ class Engine:
         self.groups: dict[str, list[pytest.Item]] = {}
         self._results: dict[str, list[Chat] | BaseException] = {}
         self._spent: set[str] = set()
-        self._cells: dict[str, int] = {}
         self._units: dict[str, str] = {}
         self._running: dict[str, concurrent.futures.Future[list[Chat] | BaseException]] = {}
         self._seen: dict[int, Generator] = {}
         self._generators: dict[tuple[str, str], Generator] = {}
-        self._semaphore: asyncio.Semaphore | None = None
+        self._limit = FairLimit(concurrency)
 
     def run(self, awaitable: t.Awaitable[T]) -> T:
         """Await `awaitable` on the engine's loop, under the process-wide limit, seen by
@@ -179,9 +178,7 @@ class Engine:
         ]
 
         async def limited(awaitable: t.Awaitable[T]) -> T:
-            if self._semaphore is None:
-                self._semaphore = asyncio.Semaphore(self.concurrency)
-            with shared_limit(self._semaphore), observe(observer), self.around_calls(where):
+            with shared_limit(self._limit), observe(observer), self.around_calls(where):
                 return await awaitable
 
         def start() -> None:
@@ -253,15 +250,11 @@ class Engine:
         (`units`: a test function, or under xdist a slice of one, `xdist.unit_keys`)."""
         self.groups.clear()
         self._units = units
-        cells: dict[str, set[str]] = {}
         for item in rig:
-            unit = self._units[item.nodeid]
-            cells.setdefault(unit, set()).add(item.callspec.params["rig_cell"].id)  # type: ignore[attr-defined]
             if _skipped(item):
                 continue  # will never ask for its results: spend no call on it
             if any(name in item.fixturenames for name in RESULT_FIXTURES):  # type: ignore[attr-defined]
-                self.groups.setdefault(unit, []).append(item)
-        self._cells = {unit: len(ids) for unit, ids in cells.items()}
+                self.groups.setdefault(self._units[item.nodeid], []).append(item)
 
     def unit_of(self, nodeid: str) -> str:
         return self._units.get(nodeid) or group_key(nodeid)
@@ -271,18 +264,16 @@ class Engine:
 
         Per unit, not per process: a generator with state (the scripted model counts what
         it was asked) then answers the same whichever worker runs the unit. Unless the
-        identifier sets `max_connections`, each of the unit's cells gets a fair share of
-        the process-wide limit (rounded up), so a hanging or failing model can't hold every
-        slot while the others wait.
+        identifier sets `max_connections`, a generator may use the whole process-wide limit,
+        which the generators share fairly (`FairLimit`): a hanging or failing model can't
+        hold more than its share while the others wait, and lends what it leaves idle.
         """
-        unit = self.unit_of(nodeid)
-        key = (unit, cell.model, cell.params.model_dump_json())
+        key = (self.unit_of(nodeid), cell.model, cell.params.model_dump_json())
         generator = self._generators.get(key)
         if generator is None:
             generator = get_generator(cell.model, params=cell.params)
             if "max_connections=" not in cell.model:
-                cells = self._cells.get(unit, 1)
-                generator.max_connections = max(1, -(-self.concurrency // cells))
+                generator.max_connections = self.concurrency
             self._generators[key] = generator
         return generator
 
