@@ -174,16 +174,18 @@ def shared_limit(limit: int | FairLimit) -> contextlib.AbstractContextManager[Fa
 
 class Slot:
     """A generator's own slot, plus a slot of the shared limit when one is in force (under
-    the generator's key: `key`).
+    the generator's key: `key`). Taking it is when a call is heard (`calls_heard`), unless
+    the provider `announces` its requests itself as they go out (`call_sent`).
 
     While held, it is the current slot of the task (and what it awaits), so that a
     provider waiting to retry can give it back for the wait (`slot_released`)."""
 
-    __slots__ = ("key", "own", "shared", "token")
+    __slots__ = ("announces", "key", "own", "shared", "token")
 
-    def __init__(self, own: asyncio.Semaphore, key: int) -> None:
+    def __init__(self, own: asyncio.Semaphore, key: int, announces: bool = False) -> None:
         self.own = own
         self.key = key
+        self.announces = announces
         self.shared = _shared_limit.get()
         self.token: contextvars.Token[Slot | None] | None = None
 
@@ -204,7 +206,8 @@ class Slot:
     async def __aenter__(self) -> None:
         await self.acquire()
         self.token = _current_slot.set(self)
-        for hook in (_call_gate.get(), _call_listener.get()):
+        listener = None if self.announces else _call_listener.get()
+        for hook in (_call_gate.get(), listener):
             if hook is not None:
                 try:
                     hook()
@@ -260,6 +263,15 @@ def calls_heard(
     listener: t.Callable[[], None],
 ) -> contextlib.AbstractContextManager[t.Callable[[], None] | None]:
     """Within this block (and the tasks it starts), `listener()` runs as each generator
-    call takes its slot, just before the request goes out: how a caller learns that a
-    call was sent, and so was paid for, even if its answer never arrives."""
+    call goes out (as its request is written, for providers that say so with `call_sent`;
+    else as it takes its slot, just before): how a caller learns that a call was sent, and
+    so may be paid for, even if its answer never arrives."""
     return in_force(_call_listener, listener)
+
+
+def call_sent() -> None:
+    """A provider's word that the current call's request has gone out (its headers
+    written): what `calls_heard` listeners hear, for providers whose slots `announce`."""
+    listener = _call_listener.get()
+    if listener is not None:
+        listener()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import pytest_rigging as rg
+from pytest_rigging._concurrency import calls_heard
 from pytest_rigging.generator.litellm_ import litellm_model
 from tests.conftest import ONE_ITEM, OPENAI_TEST_KEY, ini, named, on, peak_overlap
 from tests.llm_server import LLMServer, Reply
@@ -186,6 +187,27 @@ async def test_refused_connection(llm_server: LLMServer, route: str) -> None:
     )
     assert isinstance(chat.error, rg.GenerationError)
     assert (chat.error.reason, chat.error.attempts) == ("connection", 3)
+
+
+@pytest.mark.parametrize("model", ["openai!gpt-4o", "anthropic!claude-3-haiku-20240307"])
+async def test_native_calls_are_heard_as_their_requests_go_out(
+    llm_server: LLMServer, model: str
+) -> None:
+    """A journal hears of a call when its request leaves (its headers written), not when it
+    takes its slot: a call that never reached the server (a refused connection, or a worker
+    killed before it went out) is not a call in flight, and is made again elsewhere."""
+    heard: list[str] = []
+    refused = f"http://127.0.0.1:{free_port()}"
+    with calls_heard(lambda: heard.append("sent")):
+        chat = (
+            await rg.get_generator(f"{model},{FAST},api_base={refused}")
+            .chat("x")
+            .run(on_failed="include")
+        )
+        assert isinstance(chat.error, rg.GenerationError) and chat.error.reason == "connection"
+        assert heard == []
+        await rg.get_generator(f"{model},{FAST}").chat("x").run()
+    assert heard == ["sent"] and len(llm_server.requests) == 1
 
 
 @pytest.mark.parametrize("model", ["gpt-4o", "claude-3-haiku-20240307"])

@@ -18,7 +18,7 @@ import json
 import os
 import typing as t
 
-from pytest_rigging._concurrency import LoopLocal
+from pytest_rigging._concurrency import LoopLocal, call_sent
 from pytest_rigging._secrets import guard_loggers
 from pytest_rigging.generator._litellm_data import sent_name, token_prices
 from pytest_rigging.generator._retry import (
@@ -112,7 +112,16 @@ def _session() -> aiohttp.ClientSession:
     # aiohttp reads the environment's proxies on every request when trusting it: only
     # when one is set
     proxied = any(name.lower().endswith("_proxy") for name in os.environ)
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=proxied)
+    sent = aiohttp.TraceConfig()
+    sent.on_request_headers_sent.append(_announce)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), trust_env=proxied, trace_configs=[sent]
+    )
+
+
+async def _announce(*_: object) -> None:
+    """A request's headers were written: the call went out (`call_sent`)."""
+    call_sent()
 
 
 @functools.lru_cache(maxsize=4)
@@ -181,6 +190,7 @@ class HTTPGenerator(RetryingGenerator):
     litellm's route has them; the key comes from `api_key=` or the provider's usual
     environment variable, the base URL from `api_base=` or its usual variables."""
 
+    announces_sends: t.ClassVar[bool] = True
     api: t.ClassVar[str]
     """The API's provider name in litellm's data (`openai`, `anthropic`)."""
     key_variable: t.ClassVar[str]

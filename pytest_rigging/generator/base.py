@@ -326,6 +326,10 @@ class Generator(BaseModel):
     _watchers: list[t.Callable[[list[t.Any]], t.Any]] = PrivateAttr(default_factory=list)
     _wrap: t.Callable[[t.Any], t.Any] | None = PrivateAttr(default=None)
 
+    announces_sends: t.ClassVar[bool] = False
+    """Whether the provider calls `_concurrency.call_sent` as each request goes out (a
+    journal then knows which calls left before a crash); otherwise a call counts as sent
+    once it takes its slot."""
     wraps_attempts: t.ClassVar[bool] = False
     """Whether the provider applies `wrap` to each of its own attempts (so the user's
     decorator sees the provider's raw errors); otherwise pipelines wrap each call."""
@@ -384,7 +388,8 @@ class Generator(BaseModel):
         running loop, and of the shared limit when one is in force."""
         # Read from pydantic's store directly: `self._slots` goes through
         # `BaseModel.__getattr__`, which costs a raised AttributeError on every call.
-        return Slot(self.__pydantic_private__["_slots"].get(), id(self))  # type: ignore[index]
+        private = self.__pydantic_private__
+        return Slot(private["_slots"].get(), id(self), self.announces_sends)  # type: ignore[index]
 
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams

@@ -165,7 +165,9 @@ def escaped(config: pytest.Config, report: pytest.TestReport) -> pytest.TestRepo
     The report goes through pytest's own serialization hooks (as xdist sends it) to reach
     every text it holds; only when one holds something hostile, so most reports pass as
     they are."""
-    texts = [report.longreprtext, *(content for _, content in report.sections)]
+    texts = [content for _, content in report.sections]
+    if report.longrepr is not None:  # rendered only then: most reports of a run have none
+        texts.append(report.longreprtext)
     if not any(_HOSTILE.search(text) for text in texts):
         return report
     record = report.__dict__.pop("rig", None)
