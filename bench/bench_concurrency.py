@@ -7,10 +7,10 @@
     so the baseline is a plain asyncio script making the same `litellm.acompletion`
     calls under `asyncio.Semaphore(50)`, alternated with ours in the same process.
 (c) Lending idle slots: 40 chats of a healthy model (native route, 240 ms per reply) under
-    a shared limit of 4, alone and beside a model that answers 500 and waits out its
-    backoff. The healthy model should keep its pace alone (within 1.3x); for context, the
-    same beside the failing model when each is held to an even share (2), as the plugin
-    did before it lent idle slots.
+    a shared limit of 4 with an even share (2) for each model, as the plugin sets it, alone
+    and beside a model that answers 500 and waits out its backoff. The healthy model should
+    keep its pace alone (within 1.3x); for context, the same beside the failing model when
+    it can't borrow (its own `max_connections=2`), as before the limit lent idle slots.
 
 Run: .venv/bin/python bench/bench_concurrency.py [--profile]
 """
@@ -156,7 +156,11 @@ async def lending_side(base: str) -> tuple[list[float], list[float], list[float]
     )
 
     async def batch(generator: rg.Generator, beside: bool) -> float:
-        with shared_limit(FairLimit(LEND_LIMIT)):
+        limit = FairLimit(LEND_LIMIT)
+        if beside:  # an even share each, as the plugin gives the cells of a test (alone: all)
+            for each in (generator, failing):
+                limit.set_share(id(each), LEND_LIMIT // 2)
+        with shared_limit(limit):
             other = (
                 asyncio.ensure_future(failing.chat().run_batch(inputs, on_failed="include"))
                 if beside

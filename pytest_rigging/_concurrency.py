@@ -88,31 +88,48 @@ def in_force(var: contextvars.ContextVar[V], value: V) -> t.Iterator[V]:
 
 
 class FairLimit:
-    """`size` slots shared by several callers, each under a key (a generator): a free slot
-    goes to the waiting key that holds the fewest. So a key holds more than an even share
-    only while no other key waits: slots left idle by a model waiting out a backoff are
-    lent to the others (work-conserving), and a hanging model never keeps more than its
-    share while another waits.
+    """`size` slots shared by several callers, each under a key (a generator).
+
+    A key may be given a share (`set_share`): it holds at most that many slots, so a hanging
+    or failing model can't keep the others waiting, however late their calls come; a key
+    without one may hold them all. Beyond its share a key may borrow only slots that others
+    gave back while they wait out a backoff (`release(stepping_away=True)`): those would
+    sit idle, so they are lent (work-conserving), and each returns to its owner, which is
+    under its share, at the next slot freed. Among the keys that may take a slot, the one
+    holding the fewest goes first.
 
     A slot is handed out one loop iteration after it is asked for, so that the calls a
-    batch starts together are served by fairness, not by which task ran first."""
+    batch starts together are served by fairness, not by which task ran first. One loop
+    only: the first to use it."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._used = 0
         self._held: dict[int, int] = {}
-        self._waiting: dict[int, collections.deque[asyncio.Future[None]]] = {}
+        self._shares: dict[int, int] = {}
+        self._away = 0
+        """Slots given back by calls waiting out a backoff, not yet taken back."""
+        self._waiting: dict[int, collections.deque[tuple[asyncio.Future[None], bool]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._granting = False
+
+    def set_share(self, key: int, share: int) -> None:
+        """Hold `key` to `share` slots, but for what it borrows."""
+        self._shares[key] = share
 
     def locked(self) -> bool:
         """Whether every slot is taken."""
         return self._used >= self.size
 
-    async def acquire(self, key: int = 0) -> None:
-        loop = self._loop = asyncio.get_running_loop()
+    async def acquire(self, key: int = 0, *, returning: bool = False) -> None:
+        """Take a slot for `key`; `returning`: one it gave back for a backoff."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError("a FairLimit serves the event loop that first used it")
         waiter: asyncio.Future[None] = loop.create_future()
-        self._waiting.setdefault(key, collections.deque()).append(waiter)
+        self._waiting.setdefault(key, collections.deque()).append((waiter, returning))
         self._grant_soon()
         try:
             await waiter
@@ -121,23 +138,38 @@ class FairLimit:
                 self.release(key)
             else:
                 self._forget(key, waiter)
+                if returning:
+                    self.stay_away()
             raise
 
-    def release(self, key: int = 0) -> None:
-        self._used -= 1
-        held = self._held[key] - 1
-        if held:
-            self._held[key] = held
+    def release(self, key: int = 0, *, stepping_away: bool = False) -> None:
+        """Give `key`'s slot back; `stepping_away`: to take it again after a backoff."""
+        held = self._held.get(key, 0)
+        if not held:
+            raise RuntimeError(f"FairLimit.release: key {key} holds no slot")
+        if held > 1:
+            self._held[key] = held - 1
         else:
             del self._held[key]
+        self._used -= 1
+        if stepping_away:
+            self._away += 1
         self._grant_soon()
+
+    def stay_away(self) -> None:
+        """A call that gave its slot back for a backoff won't take it again (cancelled)."""
+        self._away -= 1
 
     def _forget(self, key: int, waiter: asyncio.Future[None]) -> None:
         queue = self._waiting.get(key)
-        if queue is not None and waiter in queue:
-            queue.remove(waiter)
-            if not queue:
-                del self._waiting[key]
+        if queue is None:
+            return
+        for entry in queue:
+            if entry[0] is waiter:
+                queue.remove(entry)
+                break
+        if not queue:
+            del self._waiting[key]
 
     def _grant_soon(self) -> None:
         if not self._granting and self._waiting and self._used < self.size:
@@ -145,12 +177,22 @@ class FairLimit:
             self._granting = True
             self._loop.call_soon(self._grant)
 
+    def _share(self, key: int) -> int:
+        return self._shares.get(key, self.size)
+
+    def _borrowed(self) -> int:
+        return sum(max(0, held - self._share(key)) for key, held in self._held.items())
+
     def _grant(self) -> None:
         self._granting = False
         while self._used < self.size and self._waiting:
-            key = min(self._waiting, key=lambda k: self._held.get(k, 0))  # ties: first come
+            within = [k for k in self._waiting if self._held.get(k, 0) < self._share(k)]
+            if not within and self._away <= self._borrowed():
+                return  # the rest wait for a slot within their share, or one to borrow
+            # the fewest held first; ties: first come
+            key = min(within or self._waiting, key=lambda k: self._held.get(k, 0))
             queue = self._waiting[key]
-            waiter = queue.popleft()
+            waiter, returning = queue.popleft()
             if not queue:
                 del self._waiting[key]
             if waiter.done():  # cancelled meanwhile
@@ -158,6 +200,8 @@ class FairLimit:
             waiter.set_result(None)
             self._used += 1
             self._held[key] = self._held.get(key, 0) + 1
+            if returning:
+                self._away -= 1
 
 
 _shared_limit: contextvars.ContextVar[FairLimit | None] = contextvars.ContextVar(
@@ -180,27 +224,30 @@ class Slot:
     While held, it is the current slot of the task (and what it awaits), so that a
     provider waiting to retry can give it back for the wait (`slot_released`)."""
 
-    __slots__ = ("announces", "key", "own", "shared", "token")
+    __slots__ = ("announces", "held", "key", "own", "shared", "token")
 
     def __init__(self, own: asyncio.Semaphore, key: int, announces: bool = False) -> None:
         self.own = own
         self.key = key
         self.announces = announces
         self.shared = _shared_limit.get()
+        self.held = False
         self.token: contextvars.Token[Slot | None] | None = None
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, returning: bool = False) -> None:
         await self.own.acquire()
         if self.shared is not None:
             try:
-                await self.shared.acquire(self.key)
+                await self.shared.acquire(self.key, returning=returning)
             except BaseException:
                 self.own.release()
                 raise
+        self.held = True
 
-    def release(self) -> None:
+    def release(self, *, stepping_away: bool = False) -> None:
+        self.held = False
         if self.shared is not None:
-            self.shared.release(self.key)
+            self.shared.release(self.key, stepping_away=stepping_away)
         self.own.release()
 
     async def __aenter__(self) -> None:
@@ -218,7 +265,8 @@ class Slot:
     async def __aexit__(self, *exc: object) -> None:
         if self.token is not None:
             _current_slot.reset(self.token)
-        self.release()
+        if self.held:  # not when cancelled while taking it back after a backoff
+            self.release()
 
 
 _current_slot: contextvars.ContextVar[Slot | None] = contextvars.ContextVar(
@@ -229,17 +277,21 @@ _current_slot: contextvars.ContextVar[Slot | None] = contextvars.ContextVar(
 @contextlib.asynccontextmanager
 async def slot_released() -> t.AsyncIterator[None]:
     """Give the current call's slot back for the length of this block: a provider waiting
-    to retry (backoff, `Retry-After`) must not hold a place that another call could use.
-    The slot is taken again before the block's caller goes on."""
+    to retry (backoff, `Retry-After`) must not hold a place that another call could use
+    (a `FairLimit` lends it meanwhile). The slot is taken again before the block's caller
+    goes on, unless the wait is cancelled."""
     slot = _current_slot.get()
     if slot is None:
         yield
         return
-    slot.release()
+    slot.release(stepping_away=True)
     try:
         yield
-    finally:
-        await slot.acquire()
+    except BaseException:  # cancelled during the wait: the call won't take it again
+        if slot.shared is not None:
+            slot.shared.stay_away()
+        raise
+    await slot.acquire(returning=True)
 
 
 _call_listener: contextvars.ContextVar[t.Callable[[], None] | None] = contextvars.ContextVar(

@@ -41,7 +41,7 @@ def register_secret(value: str | None) -> None:
         _registered.add(value)
 
 
-_known: tuple[int, dict[t.Any, t.Any] | None, tuple[str, ...]] = (-1, None, ())
+_known: tuple[int, dict[t.Any, t.Any], tuple[str, ...]] = (-1, {}, ())
 """The last answer of `known_secrets`: the count of registered secrets and the raw
 environment it was computed from, and the secrets."""
 
@@ -52,15 +52,17 @@ def known_secrets() -> tuple[str, ...]:
 
     Asked for every chat recorded, so the answer is kept until a secret is registered or
     the environment changes: comparing the environment's raw store costs microseconds,
-    decoding every variable tens of them."""
+    decoding every variable tens of them. The store is read whole, in one step: reading
+    `os.environ` name by name meets names another thread deletes meanwhile (pytest's
+    `PYTEST_CURRENT_TEST`, between the engine's loop thread and pytest's: `KeyError`)."""
     global _known
-    raw: dict[t.Any, t.Any] | None = getattr(os.environ, "_data", None)
+    raw: dict[t.Any, t.Any] = os.environ._data  # type: ignore[attr-defined]
     count, seen, secrets = _known
-    if raw is not None and count == len(_registered) and seen == raw:
+    if count == len(_registered) and seen == raw:
         return secrets
     # What this answer is computed from, taken first: a key registered or set by another
     # thread meanwhile makes the next call compute again instead of being missed.
-    count, seen = len(_registered), dict(raw) if raw is not None else None
+    count, seen = len(_registered), dict(raw)
     values = set(_registered)
     values.update(
         value
@@ -72,14 +74,9 @@ def known_secrets() -> tuple[str, ...]:
     return secrets
 
 
-def _environment(raw: dict[t.Any, t.Any] | None) -> list[tuple[str, str]]:
-    """The environment's variables, from `raw` (a copy of its store, taken in one step)
-    when there is one. Iterating `os.environ` itself reads each name, then its value: a
-    variable another thread deletes meanwhile (pytest's `PYTEST_CURRENT_TEST`, between the
-    engine's loop thread and pytest's) raises `KeyError` there."""
-    if raw is None:
-        return list(os.environ.copy().items())
-    decode_key, decode_value = os.environ.decodekey, os.environ.decodevalue  # type: ignore[attr-defined]
+def _environment(raw: dict[t.Any, t.Any]) -> list[tuple[str, str]]:
+    """The environment's variables, decoded from `raw`, a copy of its store."""
+    decode_key, decode_value = os.environ.decodekey, os.environ.decodevalue
     return [(decode_key(name), decode_value(value)) for name, value in raw.items()]
 
 

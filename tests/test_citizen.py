@@ -806,7 +806,7 @@ def test_secret_params_authenticate_alike_and_show_nowhere(
     models = f"{on(route, 'openai/up')},{base},{on(route, 'openai/down')},{base}"
     params = f"extra.api_key={key},extra.custom_token={token},temperature=0.5"
     result = pytester.runpytest(
-        *("--rig-models", models, "--rig-params", params, "--showlocals", "--tb=long"),
+        *("--rig-models", models, "--rig-params", params, "--showlocals", "--full-trace"),
         *("--junitxml", "j.xml", "--rig-report", "r.json", "-v"),
     )
     result.assert_outcomes(passed=1, failed=1, errors=2)
@@ -874,11 +874,13 @@ def test_what_a_model_writes_reaches_the_report_intact_and_the_terminal_escaped(
     pytester: pytest.Pytester, xdist: list[str]
 ) -> None:
     """Lone surrogates cross from xdist workers to the controller (execnet refuses what UTF-8
-    can't hold), and no raw control, C1 or bidi character reaches the terminal or JUnit,
-    pytest's own assertion diff and a raised exception's message included."""
+    can't hold), a captured log's included, and no raw control, C1 or bidi character
+    reaches the terminal or JUnit from a failure: pytest's own assertion diff, a raised
+    exception's message, a skip's reason (which must stay pytest's tuple)."""
     ini(pytester)
     pytester.makepyfile(
         f"""
+        import logging
         import pytest
 
         @pytest.fixture
@@ -898,21 +900,35 @@ def test_what_a_model_writes_reaches_the_report_intact_and_the_terminal_escaped(
         @cases
         def test_passes(rig_chat, text):
             assert rig_chat.last.content == text
+
+        @cases
+        def test_skipped(rig_chat, text):
+            pytest.skip(rig_chat.last.content)
+
+        @cases
+        def test_logged(rig_chat, text):
+            if "surrogate" in text:  # captured output is the user's: shown as it is, but
+                logging.getLogger("eval").warning(rig_chat.last.content)  # for surrogates
+            assert False, "logged"
         """
     )
-    run = pytester.runpytest_subprocess if xdist else pytester.runpytest
-    options = ("--rig-models", "echo!m", "--rig-report", "r.json", "--junitxml", "j.xml", *xdist)
+    run = pytester.runpytest_subprocess  # a record it logs would reach this suite's own log
+    options = ("--rig-models", "echo!m", "--rig-report", "r.json", "--junitxml", "j.xml", "-rs")
     for record in ("once", "none"):  # recorded in a cassette, then replayed from it
-        result = run(*options, "--rig-record", record)
-        result.assert_outcomes(passed=2, failed=4)
+        result = run(*options, *xdist, "--rig-record", record)
+        result.assert_outcomes(passed=2, failed=6, skipped=2)
         doc = json.loads((pytester.path / "r.json").read_text())
         said = sorted(i["chats"][0]["conversation"][-1]["content"] for i in doc["items"])
-        assert said == sorted([*HOSTILE.values()] * 3)
+        assert said == sorted([*HOSTILE.values()] * 5)
     junit = (pytester.path / "j.xml").read_text()
     xml.dom.minidom.parseString(junit)
+    assert "\u202e" not in junit and "\x9b" not in junit  # XML allows both: escaped by us
     shown = result.stdout.str() + result.stderr.str()
-    for raw in "\udc80\ud800\u202e\x9b\x1b\x07\r":
-        assert raw not in shown and raw not in junit, repr(raw)
+    for raw in "\udc80\ud800\u202e\x9b\x1b\x07":
+        assert raw not in shown, repr(raw)
+    assert "SKIPPED [1] test_what_a_model_writes" in shown  # a skip's reason, escaped
+    assert re.search(r"SKIPPED .*: lone \\udc80 and \\ud800 surrogates", shown)
+    assert "WARNING  eval" in shown and "lone \\udc80" in shown  # a captured log
     assert "+ rtl \\u202e c1 \\x9b31m esc \\x1b[31m red \\x07 bell" in shown  # the diff
     assert "ValueError: lone \\udc80 and \\ud800 surrogates" in shown
 
@@ -1121,13 +1137,18 @@ def test_ctrl_c_keeps_the_samples_that_finished(
     assert doc["models"][0]["chats"] == 1
 
 
-@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+@pytest.mark.parametrize(
+    ("where", "xdist"),
+    [("body", []), ("body", ["-n", "2"]), ("teardown", [])],
+    ids=["body-serial", "body-xdist", "teardown-serial"],
+)
 def test_no_call_starts_after_ctrl_c_wherever_it_lands(
-    pytester: pytest.Pytester, llm_server: LLMServer, xdist: list[str]
+    pytester: pytest.Pytester, llm_server: LLMServer, where: str, xdist: list[str]
 ) -> None:
-    """Ctrl-C in a test body (its function's other samples still being computed), with a
-    session fixture that takes 2 s to tear down: the server hears no request started after
-    the signal (the calls in flight then are cancelled), not until the plugin unconfigures."""
+    """Ctrl-C in a test body or a fixture's teardown (the function's other samples still
+    being computed), with a session fixture that takes 2 s to tear down: the server hears
+    no request started after the signal (the calls in flight then are cancelled), not
+    until the plugin unconfigures."""
     llm_server.latency = 0.5
     ini(pytester)
     pytester.makeconftest(
@@ -1151,12 +1172,21 @@ def test_no_call_starts_after_ctrl_c_wherever_it_lands(
         def rig_pipeline(rig_generator, n):
             return rig_generator.chat(f"q{n}")
 
+        def sleep_until_ctrl_c():
+            Path("sleeping").touch()
+            time.sleep(30)
+
+        @pytest.fixture
+        def tearing_down(n):
+            yield
+            if n == 0 and WHERE == "teardown":
+                sleep_until_ctrl_c()
+
         @pytest.mark.parametrize("n", range(40))
-        def test_q(rig_chat, n):
-            if n == 0:
-                Path("sleeping").touch()
-                time.sleep(30)  # until Ctrl-C
-        """
+        def test_q(rig_chat, n, tearing_down):
+            if n == 0 and WHERE == "body":
+                sleep_until_ctrl_c()
+        """.replace("WHERE", repr(where))
     )
     model = f"openai!m,api_base={llm_server.openai_base}"
     command = [sys.executable, "-m", "pytest", "--rig-models", model, "--rig-concurrency", "2"]

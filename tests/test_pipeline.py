@@ -10,7 +10,7 @@ import typing as t
 import pytest
 
 import pytest_rigging as rg
-from pytest_rigging._concurrency import shared_limit
+from pytest_rigging._concurrency import FairLimit, Slot, shared_limit, slot_released
 from pytest_rigging._pipeline import observe
 from pytest_rigging.error import ProcessingError
 from pytest_rigging.message import Message
@@ -487,6 +487,79 @@ async def test_shared_limit_bounds_calls_across_generators() -> None:
     state["peak"] = 0
     await asyncio.gather(*(g.chat("x").run_many(10) for g in generators))
     assert state["peak"] == 30
+
+
+async def _turns() -> None:
+    """Long enough for a limit to hand out its slots and their takers to wake."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def _granted(limit: FairLimit, key: int, **kwargs: bool) -> asyncio.Task[None]:
+    """A task taking a slot of `limit` for `key`, once the limit has had its turn."""
+    task = asyncio.ensure_future(limit.acquire(key, **kwargs))
+    await _turns()
+    return task
+
+
+async def test_fair_limit_holds_keys_to_their_shares_and_lends_backoff_slots() -> None:
+    """A hanging key holds its share and no more, however late the other's calls come; a
+    slot given back for a backoff is lent, and returns to its key at the next one freed."""
+    limit = FairLimit(4)
+    hanging, healthy = 1, 2
+    limit.set_share(hanging, 2)
+    limit.set_share(healthy, 2)
+    held = [await _granted(limit, hanging) for _ in range(2)]
+    third = await _granted(limit, hanging)
+    assert all(t.done() for t in held) and not third.done()  # two idle slots, not its share
+    late = [await _granted(limit, healthy) for _ in range(2)]
+    assert all(t.done() for t in late)  # at once, though they came last
+    limit.release(healthy, stepping_away=True)  # waiting out a backoff: lent meanwhile
+    await _turns()
+    assert third.done()
+    back = await _granted(limit, healthy, returning=True)
+    also = await _granted(limit, hanging)
+    assert not back.done()  # every slot is taken
+    limit.release(hanging)
+    await _turns()
+    assert back.done() and not also.done()  # its own slot back, before the borrower's next
+    also.cancel()
+    await asyncio.gather(also, return_exceptions=True)
+    for key in (hanging, hanging, healthy, healthy):
+        limit.release(key)
+    assert not limit.locked()
+    with pytest.raises(RuntimeError, match=r"FairLimit\.release: key 2 holds no slot"):
+        limit.release(healthy)
+
+
+async def test_a_call_cancelled_while_taking_its_slot_back_gives_nothing_back_twice() -> None:
+    """Cancelled during its backoff, then again while it waits for its slot back: the call
+    ends cancelled, and the limit and the generator's own semaphore count true."""
+    limit, own = FairLimit(1), asyncio.Semaphore(5)
+    started = asyncio.Event()
+
+    async def backing_off() -> None:
+        async with Slot(own, key=1):
+            started.set()
+            async with slot_released():
+                await asyncio.sleep(10)
+
+    with shared_limit(limit):
+        task = asyncio.ensure_future(backing_off())
+        await started.wait()
+        other = Slot(own, key=2)
+        await other.acquire()  # takes the slot given back
+        task.cancel()  # the first cancel lands in the backoff...
+        for _ in range(3):
+            await _turns()
+        task.cancel()  # ...a second one while it waits to take its slot back
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        other.release()
+    assert (limit.locked(), own._value) == (False, 5)
+    again = await _granted(limit, 1)
+    assert again.done()
+    limit.release(1)
 
 
 async def test_observe_reports_outermost_runs_failures_included() -> None:

@@ -120,7 +120,8 @@ def _session() -> aiohttp.ClientSession:
 
 
 async def _announce(*_: object) -> None:
-    """A request's headers were written: the call went out (`call_sent`)."""
+    """A request's headers were written: the call went out (`call_sent`), for providers
+    that say they announce their calls (`announces_sends`)."""
     call_sent()
 
 
@@ -190,7 +191,6 @@ class HTTPGenerator(RetryingGenerator):
     litellm's route has them; the key comes from `api_key=` or the provider's usual
     environment variable, the base URL from `api_base=` or its usual variables."""
 
-    announces_sends: t.ClassVar[bool] = True
     api: t.ClassVar[str]
     """The API's provider name in litellm's data (`openai`, `anthropic`)."""
     key_variable: t.ClassVar[str]

@@ -45,6 +45,7 @@ class AnthropicGenerator(HTTPGenerator):
     """Anthropic's messages API (`/v1/messages`); the key from `api_key=` or
     `ANTHROPIC_API_KEY`. Text completion sends the text as one user message."""
 
+    announces_sends: t.ClassVar[bool] = True  # through the session's trace
     api: t.ClassVar[str] = "anthropic"
     key_variable: t.ClassVar[str] = "ANTHROPIC_API_KEY"
     base_variables: t.ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")

@@ -17,6 +17,7 @@ class OpenAIGenerator(HTTPGenerator):
     """OpenAI's chat completions (`/chat/completions`) and text completions
     (`/completions`); the key from `api_key=` or `OPENAI_API_KEY` (none is sent without)."""
 
+    announces_sends: t.ClassVar[bool] = True  # through the session's trace
     api: t.ClassVar[str] = "openai"
     key_variable: t.ClassVar[str] = "OPENAI_API_KEY"
     base_variables: t.ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL", "OPENAI_API_BASE")

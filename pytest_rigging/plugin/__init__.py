@@ -577,17 +577,17 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> t.Generator[None, pytest.TestReport, pytest.TestReport]:
     """Put the item's figures on its final report, as plain data, so that they reach
-    the xdist controller (and survive a worker that crashes later); and show every report
-    of a rig item with what the model wrote escaped."""
+    the xdist controller (and survive a worker that crashes later); and give every report
+    of a rig item as it may be shown (`samples.showable`)."""
     report = yield
     cell = _cell_of(item)
     if cell is None:
         return report
-    from pytest_rigging.plugin.samples import escaped
+    from pytest_rigging.plugin.samples import showable
 
     final = call.when == "call" or (call.when == "setup" and report.outcome != "passed")
     if not final:
-        return escaped(item.config, report)
+        return showable(item.config, report)
     from pytest_rigging.plugin.report import item_record
 
     chats = _recorder(item.config).take(item.nodeid)
@@ -606,7 +606,7 @@ def pytest_runtest_makereport(
             )
     # JUnit reads properties from the teardown report, which copies the item's.
     item.user_properties.extend(_junit_properties(record))
-    return escaped(item.config, report)
+    return showable(item.config, report)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -155,6 +155,7 @@ class Engine:
         self._running: dict[str, concurrent.futures.Future[list[Chat] | BaseException]] = {}
         self._seen: dict[int, Generator] = {}
         self._generators: dict[tuple[str, str], Generator] = {}
+        self._cells: dict[str, int] = {}
         self._limit = FairLimit(concurrency)
 
     def run(self, awaitable: t.Awaitable[T]) -> T:
@@ -238,8 +239,7 @@ class Engine:
             if not future.done():  # Ctrl-C while waiting: stop the calls, not just the wait
                 future.cancel()
                 if progress:
-                    for other in self._running.values():
-                        other.cancel()
+                    self.settle()
             raise
         finally:
             if progress:
@@ -250,11 +250,15 @@ class Engine:
         (`units`: a test function, or under xdist a slice of one, `xdist.unit_keys`)."""
         self.groups.clear()
         self._units = units
+        cells: dict[str, set[str]] = {}
         for item in rig:
+            unit = self._units[item.nodeid]
+            cells.setdefault(unit, set()).add(item.callspec.params["rig_cell"].id)  # type: ignore[attr-defined]
             if _skipped(item):
                 continue  # will never ask for its results: spend no call on it
             if any(name in item.fixturenames for name in RESULT_FIXTURES):  # type: ignore[attr-defined]
-                self.groups.setdefault(self._units[item.nodeid], []).append(item)
+                self.groups.setdefault(unit, []).append(item)
+        self._cells = {unit: len(ids) for unit, ids in cells.items()}
 
     def unit_of(self, nodeid: str) -> str:
         return self._units.get(nodeid) or group_key(nodeid)
@@ -264,16 +268,20 @@ class Engine:
 
         Per unit, not per process: a generator with state (the scripted model counts what
         it was asked) then answers the same whichever worker runs the unit. Unless the
-        identifier sets `max_connections`, a generator may use the whole process-wide limit,
-        which the generators share fairly (`FairLimit`): a hanging or failing model can't
-        hold more than its share while the others wait, and lends what it leaves idle.
+        identifier sets `max_connections`, each of the unit's cells gets a fair share of
+        the process-wide limit (rounded up), so a hanging or failing model can't hold every
+        slot while the others wait; beyond it, a cell borrows the slots others give back
+        while they wait out a backoff (`FairLimit`).
         """
-        key = (self.unit_of(nodeid), cell.model, cell.params.model_dump_json())
+        unit = self.unit_of(nodeid)
+        key = (unit, cell.model, cell.params.model_dump_json())
         generator = self._generators.get(key)
         if generator is None:
             generator = get_generator(cell.model, params=cell.params)
             if "max_connections=" not in cell.model:
-                generator.max_connections = self.concurrency
+                generator.max_connections = self.concurrency  # the share is the limit's
+                share = -(-self.concurrency // self._cells.get(unit, 1))
+                self._limit.set_share(id(generator), max(1, share))
             self._generators[key] = generator
         return generator
 

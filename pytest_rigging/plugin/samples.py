@@ -15,6 +15,7 @@ import typing as t
 
 import pytest
 
+from pytest_rigging._secrets import known_secrets, redact
 from pytest_rigging.chat import Chat
 from pytest_rigging.error import GenerationError
 from pytest_rigging.message import Message
@@ -157,36 +158,63 @@ def escape(text: str) -> str:
     return _HOSTILE.sub(lambda match: repr(match.group())[1:-1], text)
 
 
-def escaped(config: pytest.Config, report: pytest.TestReport) -> pytest.TestReport:
-    """A rig item's report as the terminal and JUnit may show it: the failure text (pytest's
-    own assertion diff and traceback included) and the sections escaped (`escape`); the
-    item's record (`report.rig`) keeps what the model said, for the JSON report.
+def showable(config: pytest.Config, report: pytest.TestReport) -> pytest.TestReport:
+    """A rig item's report as the terminal, JUnit and the xdist controller may get it: its
+    failure text (pytest's own assertion diff and traceback included) escaped (`escape`),
+    lone surrogates in its sections (captured output and logs, which are the user's
+    otherwise) escaped so that execnet can send them, and no known secret anywhere (frames
+    `--full-trace` shows, a library's own included). The item's record (`report.rig`)
+    keeps what the model said, for the JSON report.
 
     The report goes through pytest's own serialization hooks (as xdist sends it) to reach
-    every text it holds; only when one holds something hostile, so most reports pass as
-    they are."""
-    texts = [content for _, content in report.sections]
-    if report.longrepr is not None:  # rendered only then: most reports of a run have none
-        texts.append(report.longreprtext)
-    if not any(_HOSTILE.search(text) for text in texts):
+    every text it holds; only when one needs it, so most reports pass as they are."""
+    failure = _failure_text(report.longrepr) if report.longrepr is not None else ""
+    sections = [content for _, content in report.sections]
+    secrets = known_secrets() if failure or sections else ()
+    if not (
+        _HOSTILE.search(failure)
+        or any(_SURROGATE.search(text) for text in sections)
+        or any(secret in text for text in (failure, *sections) for secret in secrets)
+    ):
         return report
     record = report.__dict__.pop("rig", None)
     data = config.hook.pytest_report_to_serializable(config=config, report=report)
-    for key in ("longrepr", "sections"):
-        data[key] = _escaped_texts(data.get(key))
-    shown: pytest.TestReport = config.hook.pytest_report_from_serializable(config=config, data=data)
+    data["longrepr"] = _each_text(data.get("longrepr"), lambda text: redact(escape(text), secrets))
+    data["sections"] = _each_text(
+        data.get("sections"), lambda text: redact(_unsurrogate(text), secrets)
+    )
+    safe: pytest.TestReport = config.hook.pytest_report_from_serializable(config=config, data=data)
     if record is not None:
-        shown.rig = record  # type: ignore[attr-defined]
-    return shown
+        safe.rig = record  # type: ignore[attr-defined]
+    return safe
 
 
-def _escaped_texts(value: object) -> object:
+def _failure_text(longrepr: object) -> str:
+    """A report's failure as text: a skip's `(path, line, reason)` as it is (pytest's
+    `longreprtext` shows it as a tuple's repr, where nothing raw would be found)."""
+    if isinstance(longrepr, tuple):
+        return "\n".join(map(str, longrepr))
+    return str(longrepr)
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _unsurrogate(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _each_text(value: object, change: t.Callable[[str], str]) -> object:
+    """`value` (serialized report data) with `change` applied to every text in it, and its
+    shape kept: pytest requires a skip's `(path, line, reason)` to stay a tuple."""
     if isinstance(value, str):
-        return escape(value)
+        return change(value)
     if isinstance(value, dict):
-        return {key: _escaped_texts(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_escaped_texts(item) for item in value]
+        return {key: _each_text(item, change) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_each_text(item, change) for item in value)
+    if isinstance(value, list):
+        return [_each_text(item, change) for item in value]
     return value
 
 
