@@ -95,12 +95,9 @@ class FairLimit:
     without one may hold them all. Beyond its share a key may borrow only slots that others
     gave back while they wait out a backoff (`release(stepping_away=True)`): those would
     sit idle, so they are lent (work-conserving), and each returns to its owner, which is
-    under its share, at the next slot freed. Among the keys that may take a slot, the one
-    holding the fewest goes first.
-
-    A slot is handed out one loop iteration after it is asked for, so that the calls a
-    batch starts together are served by fairness, not by which task ran first. One loop
-    only: the first to use it."""
+    under its share, at the next slot freed. Among the keys waiting that may take a slot,
+    the one holding the fewest goes first. A slot free for the asking is taken at once, as
+    an `asyncio.Semaphore`'s is: a call suspends only when it must wait."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -110,8 +107,6 @@ class FairLimit:
         self._away = 0
         """Slots given back by calls waiting out a backoff, not yet taken back."""
         self._waiting: dict[int, collections.deque[tuple[asyncio.Future[None], bool]]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._granting = False
 
     def set_share(self, key: int, share: int) -> None:
         """Hold `key` to `share` slots, but for what it borrows."""
@@ -123,14 +118,12 @@ class FairLimit:
 
     async def acquire(self, key: int = 0, *, returning: bool = False) -> None:
         """Take a slot for `key`; `returning`: one it gave back for a backoff."""
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif loop is not self._loop:
-            raise RuntimeError("a FairLimit serves the event loop that first used it")
-        waiter: asyncio.Future[None] = loop.create_future()
+        if not self._waiting and self._used < self.size and self._within(key):
+            self._take(key, returning)
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, collections.deque()).append((waiter, returning))
-        self._grant_soon()
+        self._grant()
         try:
             await waiter
         except BaseException:  # cancelled while waiting, or as the slot was handed over
@@ -154,11 +147,20 @@ class FairLimit:
         self._used -= 1
         if stepping_away:
             self._away += 1
-        self._grant_soon()
+        self._grant()
 
     def stay_away(self) -> None:
         """A call that gave its slot back for a backoff won't take it again (cancelled)."""
         self._away -= 1
+
+    def _within(self, key: int) -> bool:
+        return self._held.get(key, 0) < self._shares.get(key, self.size)
+
+    def _take(self, key: int, returning: bool) -> None:
+        self._used += 1
+        self._held[key] = self._held.get(key, 0) + 1
+        if returning:
+            self._away -= 1
 
     def _forget(self, key: int, waiter: asyncio.Future[None]) -> None:
         queue = self._waiting.get(key)
@@ -171,22 +173,14 @@ class FairLimit:
         if not queue:
             del self._waiting[key]
 
-    def _grant_soon(self) -> None:
-        if not self._granting and self._waiting and self._used < self.size:
-            assert self._loop is not None
-            self._granting = True
-            self._loop.call_soon(self._grant)
-
-    def _share(self, key: int) -> int:
-        return self._shares.get(key, self.size)
-
     def _borrowed(self) -> int:
-        return sum(max(0, held - self._share(key)) for key, held in self._held.items())
+        return sum(
+            max(0, held - self._shares.get(key, self.size)) for key, held in self._held.items()
+        )
 
     def _grant(self) -> None:
-        self._granting = False
         while self._used < self.size and self._waiting:
-            within = [k for k in self._waiting if self._held.get(k, 0) < self._share(k)]
+            within = [k for k in self._waiting if self._within(k)]
             if not within and self._away <= self._borrowed():
                 return  # the rest wait for a slot within their share, or one to borrow
             # the fewest held first; ties: first come
@@ -198,10 +192,7 @@ class FairLimit:
             if waiter.done():  # cancelled meanwhile
                 continue
             waiter.set_result(None)
-            self._used += 1
-            self._held[key] = self._held.get(key, 0) + 1
-            if returning:
-                self._away -= 1
+            self._take(key, returning)
 
 
 _shared_limit: contextvars.ContextVar[FairLimit | None] = contextvars.ContextVar(

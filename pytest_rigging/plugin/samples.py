@@ -168,9 +168,11 @@ def showable(config: pytest.Config, report: pytest.TestReport) -> pytest.TestRep
 
     The report goes through pytest's own serialization hooks (as xdist sends it) to reach
     every text it holds; only when one needs it, so most reports pass as they are."""
+    if report.longrepr is None and not report.sections:  # most reports of a run
+        return report
     failure = _failure_text(report.longrepr) if report.longrepr is not None else ""
     sections = [content for _, content in report.sections]
-    secrets = known_secrets() if failure or sections else ()
+    secrets = known_secrets()
     if not (
         _HOSTILE.search(failure)
         or any(_SURROGATE.search(text) for text in sections)
