@@ -1048,7 +1048,7 @@ def test_slots_a_model_leaves_idle_are_lent_to_the_others(
         )
     )
     base = f"api_base={llm_server.openai_base}"
-    models = f"openai!failing,{base},max_retries=2,backoff=1,openai!healthy,{base}"
+    models = f"openai!failing,{base},max_retries=2,backoff=0.5,openai!healthy,{base}"
     result = pytester.runpytest("--rig-models", models, "--rig-concurrency", "4")
     result.assert_outcomes(passed=1, errors=1)
     healthy = [r for r in llm_server.requests if r.model == "healthy"]
@@ -1146,7 +1146,7 @@ def test_no_call_starts_after_ctrl_c_wherever_it_lands(
     pytester: pytest.Pytester, llm_server: LLMServer, where: str, xdist: list[str]
 ) -> None:
     """Ctrl-C in a test body or a fixture's teardown (the function's other samples still
-    being computed), with a session fixture that takes 2 s to tear down: the server hears
+    being computed), with a session fixture that takes 1 s to tear down: the server hears
     no request started after the signal (the calls in flight then are cancelled), not
     until the plugin unconfigures."""
     llm_server.latency = 0.5
@@ -1159,7 +1159,7 @@ def test_no_call_starts_after_ctrl_c_wherever_it_lands(
         @pytest.fixture(scope="session", autouse=True)
         def slow_teardown():
             yield
-            time.sleep(2)
+            time.sleep(1)
         """
     )
     pytester.makepyfile(
@@ -1206,7 +1206,7 @@ def test_no_call_starts_after_ctrl_c_wherever_it_lands(
     os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to workers too
     out, _ = process.communicate(timeout=60)
     assert process.returncode == pytest.ExitCode.INTERRUPTED, out
-    assert time.monotonic() - signalled >= 2  # the session's teardown ran
+    assert time.monotonic() - signalled >= 1  # the session's teardown ran
     before = [r for r in llm_server.requests if r.start < signalled]
     assert 2 <= len(before) < 40
     # a request on its way as the signal lands arrives a few milliseconds later
