@@ -1058,6 +1058,33 @@ def test_slots_a_model_leaves_idle_are_lent_to_the_others(
     assert peak_overlap(llm_server.requests) == 4  # and never more than the limit
 
 
+def interrupted(
+    pytester: pytest.Pytester, command: list[str], once: str, after: float
+) -> tuple[str, float]:
+    """Run `command` in the project, and `after` seconds after the file `once` appears send
+    it Ctrl-C as a terminal does (SIGINT to its process group: xdist workers too); what it
+    printed, and when the signal went. It must end interrupted."""
+    process = subprocess.Popen(
+        command,
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # A shell's background job inherits SIGINT ignored (CI runners may start us so):
+        # give the run the disposition a terminal's would have.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 60  # a hang guard, not a threshold
+    while not (pytester.path / once).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(after)
+    signalled = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, out
+    return out, signalled
+
+
 CTRL_C_CONFTEST = """
 import asyncio
 from pathlib import Path
@@ -1114,23 +1141,8 @@ def test_ctrl_c_keeps_the_samples_that_finished(
         "no:cacheprovider",
         *xdist,
     ]
-    process = subprocess.Popen(
-        command,
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        # A shell's background job inherits SIGINT ignored (CI runners may start us so):
-        # give the run the disposition a terminal's would have.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 60  # a hang guard, not a threshold
-    while not (pytester.path / "first-done").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # the first sample is recorded once its call returns
-    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to workers too
-    out, _ = process.communicate(timeout=30)
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, out
+    # the first sample is recorded once its call returns
+    interrupted(pytester, command, once="first-done", after=0.5)
     doc = json.loads((pytester.path / "r.json").read_text())
     assert doc["settings"]["interrupted"] is True
     assert [(i["outcome"], len(i["chats"])) for i in doc["items"]] == [("interrupted", 1)]
@@ -1190,22 +1202,9 @@ def test_no_call_starts_after_ctrl_c_wherever_it_lands(
     )
     model = f"openai!m,api_base={llm_server.openai_base}"
     command = [sys.executable, "-m", "pytest", "--rig-models", model, "--rig-concurrency", "2"]
-    process = subprocess.Popen(
-        [*command, "-p", "no:cacheprovider", *xdist],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    _, signalled = interrupted(
+        pytester, [*command, "-p", "no:cacheprovider", *xdist], once="sleeping", after=0.2
     )
-    deadline = time.monotonic() + 60  # a hang guard, not a threshold
-    while not (pytester.path / "sleeping").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)
-    signalled = time.monotonic()
-    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to workers too
-    out, _ = process.communicate(timeout=60)
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, out
     assert time.monotonic() - signalled >= 1  # the session's teardown ran
     before = [r for r in llm_server.requests if r.start < signalled]
     assert 2 <= len(before) < 40
