@@ -81,10 +81,7 @@ def _environment(raw: dict[t.Any, t.Any]) -> list[tuple[str, str]]:
 
 
 def _is_secret_variable(name: str) -> bool:
-    upper = name.upper()
-    return upper in ("TOKEN", "SECRET", "PASSWORD", "API_KEY") or upper.endswith(
-        _SECRET_ENV_SUFFIXES
-    )
+    return name.lower() in _SECRET_NAMES or name.upper().endswith(_SECRET_ENV_SUFFIXES)
 
 
 def redact(text: str, secrets: t.Sequence[str] | None = None) -> str:

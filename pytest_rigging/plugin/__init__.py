@@ -198,7 +198,11 @@ def pytest_configure(config: pytest.Config) -> None:
             for note in settings.notes:
                 config.issue_config_time_warning(RiggingWarning(note), stacklevel=2)
     config.pluginmanager.register(Interrupts(config), "rigging-interrupts")
-    if not _is_worker(config):
+    if _is_worker(config):
+        from pytest_rigging.plugin.xdist import WorkerHooks
+
+        config.pluginmanager.register(WorkerHooks(), "rigging-worker")
+    else:
         config.pluginmanager.register(ReportHooks(config), "rigging-report")
         if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no":
             from pytest_rigging.plugin.xdist import XdistHooks
@@ -607,30 +611,6 @@ def pytest_runtest_makereport(
     # JUnit reads properties from the teardown report, which copies the item's.
     item.user_properties.extend(_junit_properties(record))
     return showable(item.config, report)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_report_to_serializable(
-    config: pytest.Config, report: pytest.CollectReport | pytest.TestReport
-) -> t.Generator[None, dict[str, t.Any] | None, dict[str, t.Any] | None]:
-    """On an xdist worker, a rig item's record crosses to the controller packed
-    (`records.packed`): whatever the model wrote arrives as it was."""
-    data = yield
-    if data is not None and "rig" in data and _is_worker(config):
-        from pytest_rigging.plugin.records import packed
-
-        data["rig"] = packed(data["rig"])
-    return data
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_report_from_serializable(data: dict[str, t.Any]) -> None:
-    """On the controller: a worker's packed record unpacked, before pytest rebuilds the
-    report."""
-    if isinstance(data.get("rig"), str):
-        from pytest_rigging.plugin.records import unpacked
-
-        data["rig"] = unpacked(data["rig"])
 
 
 def _show_dialog(item: pytest.Item, report: pytest.TestReport) -> None:

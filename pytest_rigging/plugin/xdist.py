@@ -34,7 +34,14 @@ from xdist.scheduler import (
 )
 
 from pytest_rigging.plugin.journal import Journal, salvage, write_requeued
-from pytest_rigging.plugin.records import CellRecord, GroupFacts, ItemRecord, unreported
+from pytest_rigging.plugin.records import (
+    CellRecord,
+    GroupFacts,
+    ItemRecord,
+    packed,
+    unpacked,
+    unreported,
+)
 
 GROUPED_MODES = ("load", "worksteal", "loadgroup")
 _FOLDER = "rig_groups_dir"
@@ -122,12 +129,33 @@ def _group_name(mark: pytest.Mark) -> str:
     return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
 
 
+class WorkerHooks:
+    """A worker's side of the records' crossing."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_to_serializable(
+        self,
+    ) -> t.Generator[None, dict[str, t.Any] | None, dict[str, t.Any] | None]:
+        """A rig item's record crosses to the controller packed (`records.packed`):
+        whatever the model wrote arrives as it was."""
+        data = yield
+        if data is not None and "rig" in data:
+            data["rig"] = packed(data["rig"])
+        return data
+
+
 class XdistHooks:
     """The controller's side; registered only when pytest-xdist is active."""
 
     def __init__(self) -> None:
         self.folder: Path | None = None
         self.facts: GroupFacts | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_from_serializable(self, data: dict[str, t.Any]) -> None:
+        """A worker's packed record unpacked, before pytest rebuilds the report."""
+        if isinstance(data.get("rig"), str):
+            data["rig"] = unpacked(data["rig"])
 
     def read_facts(self, worker: str | None = None) -> GroupFacts:
         """What worker `worker` (or any) wrote of its items (every worker collects the same,
