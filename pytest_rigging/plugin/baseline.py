@@ -11,9 +11,15 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from typing_extensions import TypedDict
 
-from pytest_rigging.plugin.records import ItemRecord, ReportDocument, write_json
+from pytest_rigging.plugin._compat import mark_known_failure
+from pytest_rigging.plugin.records import ItemRecord, ReportDocument, Row, write_json
+from pytest_rigging.plugin.state import warned
+
+if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.report import Reporter
 
 FORMAT = "pytest-rigging-baseline"
 VERSION = 1
@@ -115,6 +121,20 @@ def known_failure(baseline: BaselineDocument, nodeid: str) -> bool:
     return item is not None and item["outcome"] == "failed"
 
 
+def mark_if_known(
+    baseline: BaselineDocument, config: pytest.Config, record: ItemRecord, report: pytest.TestReport
+) -> None:
+    """An item whose test failed here and in the baseline is reported as a known failure
+    (xfail): it doesn't fail the run."""
+    if (
+        record["outcome"] == "failed"
+        and report.when == "call"
+        and known_failure(baseline, record["nodeid"])
+    ):
+        where = config.getoption("rig_baseline")
+        mark_known_failure(report, f"rigging: known failure (it failed in {where} too)")
+
+
 class Drift(t.NamedTuple):
     model: str
     rate: str
@@ -206,3 +226,32 @@ def _shown(rate: BaselineRate) -> str:
     low, high = rate["interval"] or (0.0, 0.0)
     value = rate["value"] or 0.0
     return f"{value:.1%} [{low:.1%}-{high:.1%}]"
+
+
+def save_run(config: pytest.Config, reporter: Reporter) -> None:
+    """`--rig-save-baseline PATH`: this run as a baseline; a file that can't be written
+    is a warning."""
+    saved = config.getoption("rig_save_baseline")
+    if saved:
+        with warned(f"write --rig-save-baseline {saved}"):
+            save(Path(saved), from_report(reporter.document()))
+
+
+def terminal(
+    config: pytest.Config, comparison: Comparison, rows: t.Sequence[Row], terminal: t.Any
+) -> None:
+    """The comparison at the end of the run, and, with `--rig-fail-on-regression`, a FAIL
+    line per rate that dropped beyond noise."""
+    labels = {r["model"]: r["label"] or r["model"] for r in rows}
+    terminal.write_sep("=", "rigging: against the baseline")
+    for line in lines(comparison, config.getoption("rig_baseline"), labels):
+        terminal.write_line(line)
+    if config.getoption("rig_fail_on_regression"):
+        for drift in comparison.regressions:
+            terminal.write_line(
+                f"FAIL {labels.get(drift.model, drift.model)}: "
+                f"{drift.rate.replace('_', ' ')} dropped beyond noise since the "
+                "baseline (--rig-fail-on-regression)",
+                red=True,
+                bold=True,
+            )

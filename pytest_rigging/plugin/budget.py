@@ -17,11 +17,14 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from pytest_rigging.plugin.matrix import setting
 from pytest_rigging.plugin.samples import CallRefused
 
 if t.TYPE_CHECKING:
-    from pytest_rigging.plugin.records import ChatRecord
+    from pytest_rigging.plugin.records import ChatRecord, Row
+    from pytest_rigging.plugin.state import Place
 
 SKIPPED = "rigging: budget spent"
 """How a skip for budget's reason begins: the controller counts those skips."""
@@ -49,8 +52,9 @@ class Budget:
     max_tokens: int | None
     max_cost: float | None
     workers: int = 1
-    shared: tuple[Path, str] | None = None
-    """The run's folder and this worker's id, under xdist."""
+    folder: Path | None = None
+    """The run's folder, under xdist, where each worker says what it spent."""
+    worker: str = ""
     tokens: int = 0
     cost: float = 0.0
     _others: tuple[int, float] = (0, 0.0)
@@ -63,10 +67,9 @@ class Budget:
             for record in records:
                 self.tokens += record["input_tokens"] + record["output_tokens"]
                 self.cost += record.get("cost") or 0.0
-            if self.shared is not None and time.monotonic() - self._written_at >= _SHARE_EVERY:
+            if self.folder is not None and time.monotonic() - self._written_at >= _SHARE_EVERY:
                 self._written_at = time.monotonic()
-                folder, worker = self.shared
-                spend = folder / f"spend-{worker}.json"
+                spend = self.folder / f"spend-{self.worker}.json"
                 temporary = spend.with_name(spend.name + ".tmp")
                 with contextlib.suppress(OSError):  # then the others see it a little later
                     temporary.write_text(json.dumps([self.tokens, self.cost]))
@@ -81,12 +84,11 @@ class Budget:
 
     def _run_spent(self) -> tuple[int, float]:
         """What the run spent: this process's, and the other workers' as they last said."""
-        if self.shared is not None and time.monotonic() - self._read_at >= _SHARE_EVERY:
+        if self.folder is not None and time.monotonic() - self._read_at >= _SHARE_EVERY:
             self._read_at = time.monotonic()
-            folder, worker = self.shared
             tokens, cost = 0, 0.0
-            for spend in folder.glob("spend-*.json"):
-                if spend.name != f"spend-{worker}.json":
+            for spend in self.folder.glob("spend-*.json"):
+                if spend.name != f"spend-{self.worker}.json":
                     with contextlib.suppress(OSError, ValueError, TypeError):
                         theirs = json.loads(spend.read_text())
                         tokens, cost = tokens + int(theirs[0]), cost + float(theirs[1])
@@ -96,7 +98,7 @@ class Budget:
     def spent(self) -> str | None:
         """What was spent, once the budget (or this worker's share of it) is gone; None
         while some is left."""
-        workers = 1 if self.shared is not None else self.workers
+        workers = 1 if self.folder is not None else self.workers
         tokens, cost = self._run_spent()
         share = -(-self.max_tokens // workers) if self.max_tokens is not None else 0
         over_tokens = self.max_tokens is not None and tokens >= share
@@ -114,24 +116,29 @@ class Budget:
             raise BudgetSpent(f"{SKIPPED} ({spent}): no new model call starts")
 
 
-def read_budget(
-    tokens: tuple[str | None, str],
-    cost: tuple[str | None, str],
-    workers: int,
-    shared: tuple[Path, str] | None,
-) -> Budget | None:
-    """The budget from (command line, ini) values, for one of `workers` xdist workers that
-    share the run's folder `shared` (when given); None when neither value is set. A bad
-    value is a `ValueError` naming it."""
-    max_tokens = _amount(*tokens, "max_tokens", int)
-    max_cost = _amount(*cost, "max_cost", float)
+def read_budget(config: pytest.Config, place: Place) -> Budget | None:
+    """The budget from the command line over the ini file, for this process's `place` in
+    the run; None when neither value is set. A bad value is a `ValueError` naming it."""
+    max_tokens = _amount(config, "max_tokens", int)
+    max_cost = _amount(config, "max_cost", float)
     if max_tokens is None and max_cost is None:
         return None
-    return Budget(max_tokens, max_cost, workers, shared)
+    return Budget(max_tokens, max_cost, place.processes, place.folder, place.worker)
 
 
-def _amount(cli: str | None, ini: str, name: str, kind: type[int] | type[float]) -> t.Any:
-    given = setting(cli, ini, name)
+def spent_line(budget: Budget, rows: t.Sequence[Row], skipped: int) -> str:
+    """The line that fails a run whose budget ran out, with what the table counted."""
+    tokens = sum(r["input_tokens"] + r["output_tokens"] for r in rows)
+    costs = [r["cost"] for r in rows if r["cost"] is not None]
+    spent = f"{tokens:,} tokens" + (f", ${sum(costs):,.4f}" if costs else "")
+    return (
+        f"FAIL rigging budget {budget.names()} spent: the run used {spent}; "
+        f"{skipped} item{'s' if skipped != 1 else ''} skipped for budget"
+    )
+
+
+def _amount(config: pytest.Config, name: str, kind: type[int] | type[float]) -> t.Any:
+    given = setting(config.getoption(f"rig_{name}"), config.getini(f"rig_{name}"), name)
     if given is None:
         return None
     value, where = given

@@ -26,6 +26,7 @@ import time
 import typing as t
 from pathlib import Path
 
+import pytest
 from typing_extensions import NotRequired, TypedDict
 
 from pytest_rigging._secrets import known_secrets, redact
@@ -409,6 +410,17 @@ def write(recorded: t.Iterable[dict[str, list[Entry]]], mode: str) -> list[str]:
         except OSError as error:
             problems.append(f"cannot write cassette {path_text}: {error.strerror}")
     return problems
+
+
+def read_tapes(config: pytest.Config) -> Tapes | None:
+    """`--rig-record MODE` (or ini `rig_record`): the run's cassettes; None without it."""
+    mode = config.getoption("rig_record") or config.getini("rig_record").strip() or None
+    if mode is None:
+        return None
+    if mode not in MODES:
+        where = "--rig-record" if config.getoption("rig_record") else "ini rig_record"
+        raise pytest.UsageError(f"{where}: expected one of {', '.join(MODES)}, got {mode!r}")
+    return Tapes(mode, config.rootpath)
 
 
 def dump(folder: Path, worker: str, recorded: dict[str, list[Entry]]) -> None:

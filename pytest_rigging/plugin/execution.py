@@ -35,18 +35,26 @@ from pytest_rigging.generator.base import (
     calls_intercepted,
     get_generator,
 )
+from pytest_rigging.plugin._compat import (
+    Fixture,
+    call_params,
+    fixture_definitions,
+    fixture_function,
+    is_direct_parameter,
+    will_skip,
+)
 from pytest_rigging.plugin.budget import BudgetSpent
 from pytest_rigging.plugin.cassettes import CassetteError, Where, at, current
 from pytest_rigging.plugin.journal import Salvage, lost_message, salvage
-from pytest_rigging.plugin.matrix import Cell, Verdict
+from pytest_rigging.plugin.matrix import Cell, cell_of
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
-from pytest_rigging.plugin.xdist import group_key
+from pytest_rigging.plugin.records import group_key
+from pytest_rigging.plugin.samples import RESULT_FIXTURES, verdict_of
 
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.cassettes import Tapes
     from pytest_rigging.plugin.stats import Recorder
 
-RESULT_FIXTURES = ("rig_chat", "rig_chats")
 CELL_FIXTURES: dict[str, t.Callable[[Engine, Cell, str], t.Any]] = {
     "rig_cell": lambda engine, cell, nodeid: cell,
     "rig_params": lambda engine, cell, nodeid: cell.params,
@@ -225,6 +233,48 @@ class Engine:
                 stack.enter_context(calls_gated(budget.gate))
             yield
 
+    @contextlib.contextmanager
+    def setting_up(self, item: pytest.Item) -> t.Iterator[None]:
+        """Calls a rig item's fixtures make (through `rig_run`, say) are the item's too: its
+        cassette (whose calls rank from 0 at each run of the item) and its budget."""
+        if self.tapes is not None:
+            self.tapes.begin(item.nodeid)
+        with self.calls_of(item):
+            yield
+
+    @contextlib.contextmanager
+    def free_form(self, item: pytest.Item, cell: Cell) -> t.Iterator[None]:
+        """A test body's own pipeline runs are the item's: recorded as they finish, through
+        its cassette, under the budget."""
+        generator = self.generator(cell, item.nodeid)
+        if self.journal is not None and not any(
+            name in _fixturenames(item) for name in RESULT_FIXTURES
+        ):
+            self.journal.start(item.nodeid)  # a free-form attempt: its chats come now
+
+        def heard(chats: t.Sequence[Chat], parses: bool) -> None:
+            self.remember(chats)
+            self.recorder.add(item.nodeid, chats, parses, cell, generator, None)
+
+        with observe(heard), self.calls_of(item):
+            yield
+
+    @contextlib.contextmanager
+    def calls_of(self, item: pytest.Item) -> t.Iterator[None]:
+        """Model calls made here are `item`'s own (not a sample's): through its cassette,
+        under the budget; a refused call ends it as such (a skip for budget, a failure that
+        says which cassette missed)."""
+        if not self.intercepts:
+            yield
+            return
+        with self.around_calls(Where(item.nodeid, item.path, None)):
+            try:
+                yield
+            except BudgetSpent as error:
+                raise pytest.skip.Exception(str(error)) from None
+            except CassetteError as error:  # its message says it all
+                raise pytest.fail.Exception(str(error), pytrace=False) from None
+
     def _wait(self, future: concurrent.futures.Future[T], *, progress: bool) -> T:
         """The future's result; with `progress`, the status line meanwhile. Ctrl-C cancels
         it, and with `progress` every other item's samples still running too."""
@@ -253,10 +303,10 @@ class Engine:
         cells: dict[str, set[str]] = {}
         for item in rig:
             unit = self._units[item.nodeid]
-            cells.setdefault(unit, set()).add(item.callspec.params["rig_cell"].id)  # type: ignore[attr-defined]
-            if _skipped(item):
+            cells.setdefault(unit, set()).add(_cell(item).id)
+            if will_skip(item):
                 continue  # will never ask for its results: spend no call on it
-            if any(name in item.fixturenames for name in RESULT_FIXTURES):  # type: ignore[attr-defined]
+            if any(name in _fixturenames(item) for name in RESULT_FIXTURES):
                 self.groups.setdefault(unit, []).append(item)
         self._cells = {unit: len(ids) for unit, ids in cells.items()}
 
@@ -340,7 +390,7 @@ class Engine:
         for item in items:
             try:
                 pipeline = _checked(known.get(item.nodeid) or self._pipeline_for(item, request))
-                cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
+                cell = _cell(item)
                 generator = self.generator(cell, item.nodeid)
                 runs = verdict_of(item).runs
                 jobs.append((item.nodeid, pipeline, runs, cell, generator, item.path))
@@ -458,16 +508,16 @@ class Engine:
         return lost
 
     def _pipeline_for(self, item: pytest.Item, request: pytest.FixtureRequest) -> ChatPipeline:
-        definitions = _definitions(item, "rig_pipeline")
+        definitions = fixture_definitions(item, "rig_pipeline")
         if not definitions:
             raise RuntimeError("no rig_pipeline fixture is visible to this test")
-        cell: Cell = item.callspec.params["rig_cell"]  # type: ignore[attr-defined]
+        cell = _cell(item)
         return _checked(self._call_fixture(item, definitions, len(definitions) - 1, cell, request))
 
     def _call_fixture(
         self,
         item: pytest.Item,
-        definitions: t.Sequence[t.Any],
+        definitions: t.Sequence[Fixture],
         index: int,
         cell: Cell,
         request: pytest.FixtureRequest,
@@ -483,7 +533,7 @@ class Engine:
                 kwargs[arg] = self._call_fixture(item, definitions, index - 1, cell, request)
             else:
                 kwargs[arg] = self._argument(item, arg, cell, request)
-        value = definition.func(**kwargs)
+        value = fixture_function(definition)(**kwargs)
         if inspect.isgenerator(value) or inspect.isasyncgen(value):
             raise TypeError(
                 f"{name!r} yields: fixtures that rig_pipeline depends on per case must "
@@ -498,10 +548,10 @@ class Engine:
     ) -> t.Any:
         if name in CELL_FIXTURES:
             return CELL_FIXTURES[name](self, cell, item.nodeid)
-        if name in item.callspec.params:  # type: ignore[attr-defined]
+        params = call_params(item)
+        if name in params:
             return _direct_param(item, name)
-        definitions = _definitions(item, name)
-        params = item.callspec.params  # type: ignore[attr-defined]
+        definitions = fixture_definitions(item, name)
         if definitions and _varies(item, name, params, set()):
             return self._call_fixture(item, definitions, len(definitions) - 1, cell, request)
         return request.getfixturevalue(name)
@@ -565,7 +615,7 @@ def _varies(node: pytest.Item, name: str, arguments: t.Container[str], seen: set
     if name in CELL_FIXTURES or name in arguments:
         return True
     seen.add(name)
-    found = _definitions(node, name)
+    found = fixture_definitions(node, name)
     return any(
         _varies(node, arg, arguments, seen)
         for arg in (found[-1].argnames if found else ())
@@ -586,34 +636,24 @@ def _checked(pipeline: t.Any) -> ChatPipeline:
 
 def _direct_param(item: pytest.Item, name: str) -> t.Any:
     """The value of a `parametrize` argument of `item`; indirect ones can't be rebuilt."""
-    definitions = _definitions(item, name)
-    if (
-        definitions
-        and getattr(definitions[-1].func, "__name__", "") != "get_direct_param_fixture_func"
-    ):
+    definitions = fixture_definitions(item, name)
+    if definitions and not is_direct_parameter(definitions[-1]):
         raise TypeError(
             f"rig_pipeline depends on {name!r}, which is parametrized indirectly; "
             "result fixtures can only rebuild pipelines from direct parametrize arguments"
         )
-    return item.callspec.params[name]  # type: ignore[attr-defined]
+    return call_params(item)[name]
 
 
-def _skipped(item: pytest.Item) -> bool:
-    """Whether pytest will skip `item` by its `skip`/`skipif` marks (pytest's own reading of
-    them; a condition that can't be evaluated here is left for pytest to report)."""
-    from _pytest.skipping import evaluate_skip_marks
-
-    try:
-        return evaluate_skip_marks(item) is not None
-    except Exception:
-        return False
+def _cell(item: pytest.Item) -> Cell:
+    cell = cell_of(item)
+    if cell is None:
+        raise TypeError(f"{item.nodeid} is not an item of the rig matrix")
+    return cell
 
 
-def _definitions(node: pytest.Item, name: str) -> t.Sequence[t.Any]:
-    """The fixture definitions `node` sees for `name`, innermost last. pytest has no public
-    way to ask; this is the one place that reaches into its private fixture info."""
-    info = getattr(node, "_fixtureinfo", None)
-    return tuple(info.name2fixturedefs.get(name) or ()) if info is not None else ()
+def _fixturenames(item: pytest.Item) -> t.Sequence[str]:
+    return t.cast("t.Sequence[str]", getattr(item, "fixturenames", ()))
 
 
 def check_pipeline(definition: pytest.Item, parametrized: dict[str, bool]) -> str | None:
@@ -625,10 +665,10 @@ def check_pipeline(definition: pytest.Item, parametrized: dict[str, bool]) -> st
     arguments, and function fixtures built from those that return their value; anything
     that is the same for every case is taken as it is.
     """
-    pipelines = _definitions(definition, "rig_pipeline")
+    pipelines = fixture_definitions(definition, "rig_pipeline")
     if not pipelines:
         return None
-    qualname = getattr(pipelines[-1].func, "__qualname__", "")
+    qualname = getattr(fixture_function(pipelines[-1]), "__qualname__", "")
     if "." in qualname and "<locals>" not in qualname:
         return (
             f"rig_pipeline is defined in a class ({qualname}): result fixtures rebuild it per "
@@ -644,10 +684,10 @@ def check_pipeline(definition: pytest.Item, parametrized: dict[str, bool]) -> st
                 "fixtures can only rebuild pipelines from direct parametrize arguments"
             )
         seen.add(name)
-        found = _definitions(definition, name)
+        found = fixture_definitions(definition, name)
         if not found or not _varies(definition, name, parametrized, set()):
             return None
-        func = found[-1].func
+        func = fixture_function(found[-1])
         if name != "rig_pipeline" and (
             inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
         ):
@@ -661,10 +701,3 @@ def check_pipeline(definition: pytest.Item, parametrized: dict[str, bool]) -> st
         )
 
     return problem("rig_pipeline", set())
-
-
-VERDICT_KEY = pytest.StashKey[Verdict]()
-
-
-def verdict_of(item: pytest.Item) -> Verdict:
-    return item.stash.get(VERDICT_KEY, Verdict(runs=1, min_pass=1))

@@ -194,7 +194,7 @@ class Journal:
                     view = view[os.write(self._fd, view) :]
             except OSError as error:
                 self._broken = True
-                from pytest_rigging.plugin import RiggingWarning
+                from pytest_rigging.plugin.state import RiggingWarning
 
                 warnings.warn(
                     RiggingWarning(

@@ -24,7 +24,11 @@ from pytest_rigging.generator.base import (
     get_generator,
     parse_params,
 )
+from pytest_rigging.plugin._compat import call_params
 from pytest_rigging.plugin.records import CellRecord
+
+if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.state import Run
 
 DEFAULT_MODELS = ("echo!echo",)
 DEFAULT_RUNS = 1
@@ -442,3 +446,55 @@ def params_for(
         )
     label = f"{where}: @pytest.mark.rig_params"
     return unique_params([to_params(p, label) for p in marker.args], marker.args, label)
+
+
+def cell_of(item: pytest.Item) -> Cell | None:
+    """A matrix item's cell; None for any other item."""
+    cell = call_params(item).get("rig_cell")
+    return cell if isinstance(cell, Cell) else None
+
+
+def generate(metafunc: pytest.Metafunc, run: Run) -> None:
+    """Parametrize a matrix test over its cells; what its marks or pipeline get wrong is a
+    collection error naming the test."""
+    from pytest_rigging.plugin.state import RiggingWarning
+
+    settings = run.settings
+    definition = metafunc.definition
+    where = definition.nodeid
+    try:
+        models, notes = models_for(
+            definition.get_closest_marker("rig_models"),
+            settings,
+            where,
+            run.checker(on_workers=True),
+        )
+        params, more = params_for(definition.get_closest_marker("rig_params"), settings, where)
+        read_verdict(definition.get_closest_marker("rig"), settings.runs, where)
+    except InvalidGeneratorError as error:
+        raise pytest.Collector.CollectError(str(error)) from None
+    if "rig_chat" in metafunc.fixturenames or "rig_chats" in metafunc.fixturenames:
+        from pytest_rigging.plugin.execution import check_pipeline
+
+        problem = check_pipeline(definition, _parametrized(definition))
+        if problem:
+            raise pytest.Collector.CollectError(f"{where}: {problem}")
+    for note in [*notes, *more]:
+        definition.warn(RiggingWarning(note))
+    cells = build_cells(models, params)
+    metafunc.parametrize("rig_cell", cells, ids=[c.id for c in cells], indirect=True)
+
+
+def _parametrized(definition: pytest.Item) -> dict[str, bool]:
+    """The test's `parametrize` arguments, each with whether it is indirect."""
+    names: dict[str, bool] = {}
+    for mark in definition.iter_markers("parametrize"):
+        argnames = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if isinstance(argnames, str):
+            argnames = [n.strip() for n in argnames.split(",") if n.strip()]
+        indirect = mark.kwargs.get("indirect", False)
+        for name in argnames:
+            names[name] = indirect is True or (
+                isinstance(indirect, list | tuple) and name in indirect
+            )
+    return names

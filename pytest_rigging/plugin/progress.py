@@ -10,12 +10,13 @@ written every few seconds at most. Groups quicker than that show nothing. Nothin
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 import typing as t
 
 import pytest
+
+from pytest_rigging.plugin._compat import output_shown, restart_line
 
 TTY_INTERVAL = 0.2
 LOG_INTERVAL = 10.0
@@ -25,8 +26,10 @@ class Progress:
     """Counts one group's samples (from the engine's loop thread) and shows them (from the
     main thread, while it waits for an item's samples)."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, *, shown: bool = True) -> None:
         self.config = config
+        self.shown = shown
+        """False where output never reaches a screen (an xdist worker)."""
         self.nodeid = self.name = ""
         self.total = 0
         self.done = 0
@@ -78,7 +81,7 @@ class Progress:
             self._write(terminal, bool(terminal.isatty), time.monotonic())
             # pytest re-prints the item it was writing a result for (at -v), or the file
             # whose results (at the default verbosity) go on one line.
-            terminal.currentfspath = None
+            restart_line(terminal)
             if self.config.get_verbosity() <= 0:
                 terminal.write_fspath_result(self.nodeid, "")
 
@@ -90,14 +93,11 @@ class Progress:
             terminal.write_line(self.line(now))
 
     def _terminal(self) -> t.Any:
-        if self.config.get_verbosity() < 0 or hasattr(self.config, "workerinput"):
+        if self.config.get_verbosity() < 0 or not self.shown:
             return None
         return self.config.pluginmanager.get_plugin("terminalreporter")
 
     def _uncaptured(self) -> t.ContextManager[None]:
         """pytest captures output while an item is set up: step aside for the status line,
         as pytest's own live logging does."""
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        if capture is None:
-            return contextlib.nullcontext()
-        return t.cast("t.ContextManager[None]", capture.global_and_fixture_disabled())
+        return output_shown(self.config)

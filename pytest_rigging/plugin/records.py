@@ -149,6 +149,11 @@ class ReportDocument(TypedDict):
     items: list[ItemRecord]
 
 
+def group_key(nodeid: str) -> str:
+    """Items of one test function share this key: the node id without the `[...]` part."""
+    return nodeid.split("[", 1)[0]
+
+
 def unreported(
     nodeid: str, cell: CellRecord, outcome: str, chats: list[ChatRecord], lost: str | None = None
 ) -> ItemRecord:

@@ -13,8 +13,8 @@ from pydantic import TypeAdapter, ValidationError
 from tabulate import tabulate
 
 from pytest_rigging.error import GenerationError
-from pytest_rigging.plugin.gates import Gate, GateResult, evaluate
-from pytest_rigging.plugin.matrix import Cell
+from pytest_rigging.plugin.gates import Gate, GateError, GateResult, evaluate, read_gates
+from pytest_rigging.plugin.matrix import Cell, Settings, params_text
 from pytest_rigging.plugin.records import (
     ChatRecord,
     GateRecord,
@@ -25,6 +25,9 @@ from pytest_rigging.plugin.records import (
     write_json,
 )
 from pytest_rigging.plugin.stats import tabulate_items
+
+if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.state import Run
 
 REPORT_VERSION = 1
 
@@ -182,6 +185,52 @@ def item_record(
     }
 
 
+def finish_item(
+    run: Run, item: pytest.Item, cell: Cell, call: pytest.CallInfo[None], report: pytest.TestReport
+) -> None:
+    """Put the item's figures on its final report, as plain data, so that they reach the
+    xdist controller (and survive a worker that crashes later); a failure shows the
+    dialog, a failure the baseline knows is reported as known, and JUnit gets the item's
+    properties."""
+    from pytest_rigging.plugin.samples import show_dialog
+
+    record = item_record(item, cell, report, call.excinfo, run.recorder.take(item.nodeid))
+    if report.failed and call.when == "call":
+        show_dialog(item, report)
+    report.rig = record  # type: ignore[attr-defined]  # crosses xdist in the report's dict
+    if run.baseline is not None:
+        from pytest_rigging.plugin.baseline import mark_if_known
+
+        mark_if_known(run.baseline, run.config, record, report)
+    # JUnit reads properties from the teardown report, which copies the item's.
+    item.user_properties.extend(junit_properties(record))
+
+
+def junit_properties(record: ItemRecord) -> list[tuple[str, object]]:
+    """An item's samples and parse buckets, as JUnit properties."""
+    outcomes = [chat["outcome"] for chat in record["chats"]]
+    properties: list[tuple[str, object]] = []
+    if record["samples"]:
+        properties.append(("rig_samples", "{}/{}".format(*record["samples"])))
+    properties.extend(
+        (f"rig_{name}", outcomes.count(name))
+        for name in ("first_try", "recovered", "exhausted", "error")
+    )
+    return properties
+
+
+def errored_call(report: pytest.TestReport) -> bool:
+    """A call that ended in an infrastructure error, or an item lost with its xdist worker
+    (`when` is "???"): an error, not a failure of the test."""
+    record: ItemRecord | None = getattr(report, "rig", None)
+    return (
+        report.when in ("call", "???")
+        and report.failed
+        and record is not None
+        and (record["outcome"] == "error" or "lost" in record)
+    )
+
+
 def write(path: Path, doc: ReportDocument) -> None:
     """Written whole or not at all; whatever a model said, it stays valid JSON
     (`records.write_json`)."""
@@ -248,6 +297,23 @@ class Reporter:
     """The controller's side (or the only process's): collects item records from test
     reports, judges the gates, and writes the table, the JSON and the step summary."""
 
+    @classmethod
+    def configured(cls, config: pytest.Config, settings: Settings) -> Reporter:
+        """The reporter for the run's settings and gates; a bad gate is a usage error."""
+        from pytest_rigging._secrets import mask_identifier
+
+        try:
+            gates, mode = read_gates(config.getoption, config.getini)
+        except GateError as error:
+            raise pytest.UsageError(str(error)) from None
+        described = RunSettings(
+            models=[mask_identifier(m) for m in settings.models],
+            params=[params_text(p) for p in settings.params],
+            runs=settings.runs,
+            concurrency=settings.concurrency,
+        )
+        return cls(described, gates, mode)
+
     def __init__(self, settings: RunSettings, gates: t.Sequence[Gate], mode: str) -> None:
         self.settings = settings
         self.gates = list(gates)
@@ -297,11 +363,3 @@ class Reporter:
         if self.interrupted:
             settings["interrupted"] = True
         return document(settings, self.items, self.gates, self.mode)
-
-    def step_summary(self, path: Path) -> None:
-        """Append the table, in GitHub's markdown, to `$GITHUB_STEP_SUMMARY`."""
-        lines = ["## pytest-rigging: parse success per model", ""]
-        lines.append(table(self.rows(False), failing=self.failing, tablefmt="github"))
-        lines.extend(f"\n**FAIL** {r.describe()}" for r in self.results if not r.passed)
-        with path.open("a", encoding="utf-8") as summary:
-            summary.write("\n".join(lines) + "\n\n")

@@ -19,10 +19,15 @@ from pytest_rigging._secrets import known_secrets, redact
 from pytest_rigging.chat import Chat
 from pytest_rigging.error import GenerationError
 from pytest_rigging.message import Message
-from pytest_rigging.plugin.matrix import Verdict
+from pytest_rigging.plugin.matrix import Cell, Verdict, read_verdict
 
 SAMPLES_KEY = pytest.StashKey[list[Chat]]()
 OUTCOME_KEY = pytest.StashKey[tuple[int, int]]()
+VERDICT_KEY = pytest.StashKey[Verdict]()
+RESULT_FIXTURES = ("rig_chat", "rig_chats")
+
+Verdicts = dict[int, tuple["pytest.Mark | None", Verdict]]
+"""Verdicts read so far, by the `rig` mark they were read from."""
 
 _FAILURES = (Exception, pytest.fail.Exception)
 
@@ -47,6 +52,41 @@ def judgeable(chats: list[Chat], verdict: Verdict) -> list[Chat]:
             f"too many to reach {verdict.min_pass}: {first.error}"
         )
     return usable
+
+
+def verdict_of(item: pytest.Item) -> Verdict:
+    return item.stash.get(VERDICT_KEY, Verdict(runs=1, min_pass=1))
+
+
+def prepare(item: pytest.Function, cell: Cell, runs: int, verdicts: Verdicts) -> None:
+    """A matrix item before `-k`/`-m` select among them: its cell's marks and JUnit
+    properties, its verdict (`runs` by default), and, for several samples, a test function
+    that judges each."""
+    for mark in cell.marks:
+        item.add_marker(mark)
+    item.user_properties.extend([("rig_model", cell.shown_model), ("rig_params", cell.params_text)])
+    marker = item.get_closest_marker("rig")
+    known = verdicts.get(id(marker))  # a function's items share its mark, and so its verdict
+    if known is None or known[0] is not marker:
+        known = (marker, read_verdict(marker, runs, item.nodeid))
+        verdicts[id(marker)] = known
+    verdict = item.stash[VERDICT_KEY] = known[1]
+    if verdict.runs > 1:
+        if "rig_chat" in item.fixturenames:
+            wrap(item, verdict, per_chat=True)
+        elif "rig_chats" not in item.fixturenames:
+            wrap(item, verdict, per_chat=False)
+
+
+def show_dialog(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A failed one-sample item whose chat needed recovery, or ran out of it, shows the
+    whole exchange under its failure (several samples show it in the failure itself)."""
+    samples = item.stash.get(SAMPLES_KEY, None)
+    if samples is None or len(samples) != 1:
+        return
+    chat = samples[0]
+    if chat.recovery_rounds or chat.failed:
+        report.sections.append((f"rigging: its conversation ({chat.generator_id})", dialog(chat)))
 
 
 def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import re
 import typing as t
+from dataclasses import dataclass
 
 import pytest
 
-from pytest_rigging.plugin.xdist import group_key
+from pytest_rigging.plugin.records import group_key
 
 _SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 
 
-class Shard(t.NamedTuple):
+@dataclass(frozen=True)
+class Shard:
     index: int
     """1-based, as written."""
     count: int
@@ -28,13 +30,37 @@ class Shard(t.NamedTuple):
         return f"{self.index}/{self.count}"
 
 
-class Split(t.NamedTuple):
+@dataclass(frozen=True)
+class Split:
     """What a shard keeps of the selected items."""
 
     kept: list[pytest.Item]
     dropped: list[pytest.Item]
-    functions: tuple[int, int]
-    """The shard's test functions, and how many there are in all."""
+    functions: int
+    """The shard's test functions."""
+    of_functions: int
+    """How many test functions were selected in all."""
+
+    @property
+    def emptied(self) -> bool:
+        """Whether the shard holds none of the items selected (and there were some)."""
+        return not self.kept and bool(self.dropped)
+
+    def describe(self, shard: Shard) -> str:
+        return (
+            f"rigging: shard {shard}: {self.functions} of {self.of_functions} test functions, "
+            f"{len(self.kept)} of {len(self.kept) + len(self.dropped)} items"
+        )
+
+
+def select(config: pytest.Config, shard: Shard, items: list[pytest.Item]) -> Split:
+    """Keep the shard's test functions of `items` (what `-k`/`-m` selected); the others are
+    deselected, as pytest reports deselection."""
+    cut = split(items, shard)
+    if cut.dropped:
+        config.hook.pytest_deselected(items=cut.dropped)
+        items[:] = cut.kept
+    return cut
 
 
 def parse_shard(text: str) -> Shard:
@@ -64,4 +90,4 @@ def split(items: t.Sequence[pytest.Item], shard: Shard) -> Split:
     mine = shard.index - 1
     kept = [i for i in items if owner[group_key(i.nodeid)] == mine]
     dropped = [i for i in items if owner[group_key(i.nodeid)] != mine]
-    return Split(kept, dropped, (sum(1 for o in owner.values() if o == mine), len(functions)))
+    return Split(kept, dropped, sum(1 for o in owner.values() if o == mine), len(functions))

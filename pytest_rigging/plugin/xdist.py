@@ -26,48 +26,46 @@ import typing as t
 from pathlib import Path
 
 import pytest
-from xdist.scheduler import (
-    LoadGroupScheduling,
-    LoadScheduling,
-    LoadScopeScheduling,
-    WorkStealingScheduling,
-)
+from xdist.scheduler import LoadGroupScheduling, LoadScheduling, WorkStealingScheduling
 
-from pytest_rigging.plugin.journal import Journal, salvage, write_requeued
+from pytest_rigging.plugin._compat import PosingScheduler, UnitScheduling
+from pytest_rigging.plugin.journal import salvage, write_requeued
+from pytest_rigging.plugin.options import in_matrix
 from pytest_rigging.plugin.records import (
     CellRecord,
     GroupFacts,
     ItemRecord,
+    group_key,
     packed,
     unpacked,
     unreported,
 )
+from pytest_rigging.plugin.roles import Central, Role
+from pytest_rigging.plugin.state import Place
+
+if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.cassettes import Entry
 
 GROUPED_MODES = ("load", "worksteal", "loadgroup")
 _FOLDER = "rig_groups_dir"
 _DIST = "rig_dist"
+_EMPTY_SHARD = "rig_shard_empty"
 
 
-def group_key(nodeid: str) -> str:
-    """Items of one test function share this key: the node id without the `[...]` part."""
-    return nodeid.split("[", 1)[0]
-
-
-def unit_keys(config: pytest.Config, items: t.Sequence[pytest.Item]) -> dict[str, str]:
+def unit_keys(place: Place, items: t.Sequence[pytest.Item]) -> dict[str, str]:
     """Each rig item's unit of work (its node id: a key), given in collection order: its
     test function, or, under the plugin's scheduler with `-n N`, a slice of it
     (`function#k`, N slices at most), so that one big function keeps every worker busy with
     its share of the limit while each item's samples stay together. The same on every
     worker, which collect alike. A function that `xdist_group` marks under `--dist
     loadgroup` stays whole: its group decides where it runs."""
-    dist = (getattr(config, "workerinput", None) or {}).get(_DIST)
-    workers = worker_count(config) if dist in GROUPED_MODES else 1
+    workers = place.processes if place.dist in GROUPED_MODES else 1
     by_function: dict[str, list[str]] = {}
     whole: set[str] = set()
     for item in items:
         function = group_key(item.nodeid)
         by_function.setdefault(function, []).append(item.nodeid)
-        if dist == "loadgroup" and _group_names(item):
+        if place.dist == "loadgroup" and _group_names(item):
             whole.add(function)
     keys: dict[str, str] = {}
     for function, nodeids in by_function.items():
@@ -79,48 +77,6 @@ def unit_keys(config: pytest.Config, items: t.Sequence[pytest.Item]) -> dict[str
     return keys
 
 
-def write_groups(config: pytest.Config, items: t.Sequence[pytest.Item], rig: set[str]) -> None:
-    """On a worker: which items must share a worker (`rig` holds the rig items' ids)."""
-    folder = config.workerinput.get(_FOLDER)  # type: ignore[attr-defined]
-    if folder is None:
-        return
-    scopes: dict[str, str] = {}
-    cells: dict[str, CellRecord] = {}
-    loadgroup = config.workerinput.get(_DIST) == "loadgroup"  # type: ignore[attr-defined]
-    if rig:
-        units = unit_keys(config, [item for item in items if item.nodeid in rig])
-        for item in items:
-            # xdist_group marks work where xdist documents them, on rig items too
-            names = _group_names(item) if loadgroup else []
-            group = "group:" + "_".join(names) if names else None
-            if item.nodeid in rig:
-                scopes[item.nodeid] = group or f"rig:{units[item.nodeid]}"
-                cells[item.nodeid] = item.callspec.params["rig_cell"].record  # type: ignore[attr-defined]
-            elif group:
-                scopes[item.nodeid] = group
-    facts: GroupFacts = {"rig": bool(rig), "scopes": scopes, "cells": cells}
-    path = Path(folder) / f"{config.workerinput['workerid']}.json"  # type: ignore[attr-defined]
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(facts))
-    temporary.replace(path)
-
-
-def worker_folder(config: pytest.Config) -> tuple[Path, str] | None:
-    """On an xdist worker: the run's folder, which the controller reads, and the worker's
-    id; None in a single process and under `--dist each`."""
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is None or workerinput.get(_FOLDER) is None:
-        return None
-    return Path(workerinput[_FOLDER]), str(workerinput["workerid"])
-
-
-def worker_journal(config: pytest.Config) -> Journal | None:
-    """This xdist worker's journal; None in a single process and under `--dist each`
-    (where every worker runs every item, so no item is any one worker's)."""
-    found = worker_folder(config)
-    return Journal(*found) if found is not None else None
-
-
 def _group_names(item: pytest.Item) -> list[str]:
     return sorted({_group_name(m) for m in item.iter_markers("xdist_group")})
 
@@ -129,8 +85,52 @@ def _group_name(mark: pytest.Mark) -> str:
     return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
 
 
-class WorkerHooks:
-    """A worker's side of the records' crossing."""
+class DistWorker(Role):
+    """An xdist worker: runs its items and hands the controller what it needs (which
+    items must share a worker, the records, its recordings, whether its shard was empty)."""
+
+    def __init__(self, config: pytest.Config, workerinput: dict[str, t.Any]) -> None:
+        folder = workerinput.get(_FOLDER)
+        place = Place(
+            processes=int(workerinput.get("workercount", 1)),  # not the environment's:
+            folder=Path(folder) if folder is not None else None,  # an enclosing run's
+            worker=str(workerinput.get("workerid", "")),
+            dist=workerinput.get(_DIST),
+            controls=False,
+        )
+        super().__init__(config, place)
+        self.workeroutput: dict[str, t.Any] = getattr(config, "workeroutput", {})
+
+    @pytest.hookimpl(tryfirst=True)  # before the worker reports its collection
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Which items must share a worker, for the controller's scheduler."""
+        folder = self.run.place.folder
+        if folder is None:
+            return
+        rig = {}
+        if any(in_matrix(item) for item in session.items):
+            from pytest_rigging.plugin.matrix import cell_of
+
+            rig = {item.nodeid: cell for item in session.items if (cell := cell_of(item))}
+        loadgroup = self.run.place.dist == "loadgroup"
+        scopes: dict[str, str] = {}
+        cells: dict[str, CellRecord] = {}
+        if rig:
+            units = unit_keys(self.run.place, [i for i in session.items if i.nodeid in rig])
+            for item in session.items:
+                # xdist_group marks work where xdist documents them, on rig items too
+                names = _group_names(item) if loadgroup else []
+                group = "group:" + "_".join(names) if names else None
+                if item.nodeid in rig:
+                    scopes[item.nodeid] = group or f"rig:{units[item.nodeid]}"
+                    cells[item.nodeid] = rig[item.nodeid].record
+                elif group:
+                    scopes[item.nodeid] = group
+        facts: GroupFacts = {"rig": bool(rig), "scopes": scopes, "cells": cells}
+        path = folder / f"{self.run.place.worker}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(facts))
+        temporary.replace(path)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_report_to_serializable(
@@ -143,11 +143,29 @@ class WorkerHooks:
             data["rig"] = packed(data["rig"])
         return data
 
+    def pytest_sessionfinish(self) -> None:
+        """Tell the controller whether this worker's shard was empty, and hand it the new
+        recordings."""
+        split = self.run.split
+        self.workeroutput[_EMPTY_SHARD] = split is not None and split.emptied
+        tapes = self.run.tapes
+        if tapes is None or not tapes.recorded():
+            return
+        if self.run.place.folder is not None:
+            from pytest_rigging.plugin.cassettes import dump
 
-class XdistHooks:
-    """The controller's side; registered only when pytest-xdist is active."""
+            dump(self.run.place.folder, self.run.place.worker, tapes.recorded())
+        else:  # --dist each: every worker records the same; each writes it whole
+            self.write_cassettes([tapes.recorded()])
 
-    def __init__(self) -> None:
+
+class DistController(Central):
+    """The controller of an xdist run: reports as `Central` does, with what crosses from
+    the workers (records, recordings, journals of crashed workers) and the scheduling that
+    keeps a unit of rig items on one worker."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        super().__init__(config)
         self.folder: Path | None = None
         self.facts: GroupFacts | None = None
 
@@ -191,7 +209,7 @@ class XdistHooks:
         if found is not None and not interrupted:
             chats += found.in_flight(cell)
         how = "was interrupted" if interrupted else "crashed"
-        report.rig = unreported(  # type: ignore[attr-defined]
+        report.rig = unreported(  # type: ignore[attr-defined]  # the record pytest carries
             crashitem,
             cell,
             "interrupted" if interrupted else "error",
@@ -199,17 +217,34 @@ class XdistHooks:
             lost=f"lost with xdist worker {worker}, which {how}",
         )
 
-    def leftovers(self, reported: t.Container[str]) -> list[ItemRecord]:
-        """After an interrupted run: what the workers' journals hold of rig items that
-        never reported, under the outcome `interrupted`."""
+    def leftovers(self) -> list[ItemRecord]:
+        """After an interrupted run: what finished for items that never reported, the
+        workers' journals included."""
+        leftovers = super().leftovers()
         if self.folder is None:
-            return []
+            return leftovers
+        known = self.run.reported
+        reported = {r["nodeid"] for r in known.items} if known is not None else set()
         cells = self.read_facts()["cells"]
-        return [
+        leftovers.extend(
             unreported(nodeid, cells[nodeid], "interrupted", found.records)
             for nodeid, found in salvage(self.folder).items()
             if nodeid not in reported and nodeid in cells and found.records
-        ]
+        )
+        return leftovers
+
+    def recordings(self) -> list[dict[str, list[Entry]]]:
+        if self.folder is None:
+            return super().recordings()
+        from pytest_rigging.plugin.cassettes import dumped
+
+        return [*super().recordings(), *dumped(self.folder)]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: t.Any, error: object) -> None:
+        """An xdist worker whose shard held nothing says so as it ends."""
+        if getattr(node, "workeroutput", {}).get(_EMPTY_SHARD):
+            self.workers_emptied = True
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: t.Any) -> None:
@@ -228,19 +263,21 @@ class XdistHooks:
         return DeferredScheduling(config, log, dist, self)
 
     def pytest_unconfigure(self) -> None:
+        super().pytest_unconfigure()
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class DeferredScheduling:
+class DeferredScheduling(PosingScheduler):
     """xdist's scheduling protocol, answered by the scheduler chosen once the first worker
     has collected: xdist's own for the mode when there are no rig items, else one that
     keeps each unit of rig items (a function or a slice of it) on one worker. Until then it
     only remembers the workers."""
 
-    def __init__(self, config: pytest.Config, log: t.Any, dist: str, hooks: XdistHooks) -> None:
+    def __init__(
+        self, config: pytest.Config, log: t.Any, dist: str, hooks: DistController
+    ) -> None:
         self.config, self.log, self.dist, self.hooks = config, log, dist, hooks
-        self.chosen: t.Any = None
         self._waiting: list[t.Any] = []
 
     def _choose(self, node: t.Any) -> t.Any:
@@ -253,13 +290,6 @@ class DeferredScheduling:
             "loadgroup": LoadGroupScheduling,
         }[self.dist]
         return own(self.config, self.log)
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        """The chosen scheduler's class, once chosen: xdist names it at `-v` ("scheduling
-        tests via LoadScheduling"), and a run without rig items should read as without
-        the plugin."""
-        return type(self.chosen) if self.chosen is not None else DeferredScheduling
 
     @property
     def nodes(self) -> list[t.Any]:
@@ -311,7 +341,7 @@ class DeferredScheduling:
         self.chosen.schedule()
 
 
-class FunctionScheduling(LoadScopeScheduling):
+class FunctionScheduling(UnitScheduling):
     """Units of work: a rig test function or a slice of it (`unit_keys`), an `xdist_group`
     (under loadgroup), or a single item; as xdist's loadgroup scheduler does with its
     groups."""
@@ -322,39 +352,13 @@ class FunctionScheduling(LoadScopeScheduling):
         self.rig = set(facts["cells"])
         self.folder = folder
 
-    def _split_scope(self, nodeid: str) -> str:
+    def unit_of(self, nodeid: str) -> str:
         return self.scopes.get(nodeid, nodeid)
 
-    def remove_node(self, node: t.Any) -> str | None:
-        """As xdist's, but the item that crashed the worker is marked done before its unit
-        goes back in the queue (it is reported failed already): put back as it was, it
-        would be handed to the next worker and crash that one too. The rig items going
-        back are listed for the workers, so that whichever takes them uses what finished
-        on the crashed one instead of calling again."""
-        workload = self.assigned_work.pop(node)
-        pending = [
-            (scope, nodeid)
-            for scope, unit in workload.items()
-            for nodeid, done in unit.items()
-            if not done
-        ]
-        if not pending:
-            return None
-        scope, crashed = pending[0]
-        workload[scope][crashed] = True
-        requeued = [nodeid for _, nodeid in pending[1:] if nodeid in self.rig]
-        if requeued:
-            write_requeued(self.folder, requeued)
-        self.workqueue.update(
-            (scope, unit) for scope, unit in workload.items() if not all(unit.values())
-        )
-        for other in self.assigned_work:
-            self._reschedule(other)
-        return crashed
-
-
-def worker_count(config: pytest.Config) -> int:
-    """How many processes share the run's concurrency limit: this xdist worker's count
-    (from its own input: the environment may be an enclosing run's), else 1."""
-    workerinput = getattr(config, "workerinput", None)
-    return int(workerinput.get("workercount", 1)) if workerinput is not None else 1
+    def requeued(self, nodeids: list[str]) -> None:
+        """The rig items going back in the queue after their worker crashed are listed for
+        the workers, so that whichever takes them uses what finished on the crashed one
+        instead of calling again."""
+        mine = [nodeid for nodeid in nodeids if nodeid in self.rig]
+        if mine:
+            write_requeued(self.folder, mine)

@@ -1,0 +1,187 @@
+"""Each process's part in a run, as one plugin object registered at configure.
+
+pytest-cov's model: `Central` is the process that reports (the only one, or the xdist
+controller, whose `xdist.DistController` adds the scheduling and what crosses from the
+workers); `xdist.DistWorker` runs items and hands what the controller needs over. Each
+makes the run's state (`state.Run`) with its `Place`, so that no hook asks where it runs.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+
+from pytest_rigging.plugin.state import Place, RiggingWarning, Run, warned
+
+if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.cassettes import Entry
+    from pytest_rigging.plugin.records import ItemRecord
+
+
+def role_for(config: pytest.Config) -> Role:
+    """This process's role: an xdist worker (xdist gives it `workerinput`), the controller
+    of an xdist run, or the only process."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        from pytest_rigging.plugin.xdist import DistWorker
+
+        return DistWorker(config, workerinput)
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no":
+        from pytest_rigging.plugin.xdist import DistController
+
+        return DistController(config)
+    return Central(config)
+
+
+class Role:
+    """What every process does: stop the model calls at Ctrl-C, release them at the end."""
+
+    def __init__(self, config: pytest.Config, place: Place) -> None:
+        self.config = config
+        self.run = Run.start(config, place)
+
+    @pytest.hookimpl(tryfirst=True)  # before the terminal renders the traceback (0.2 s)
+    def pytest_keyboard_interrupt(self) -> None:
+        """Ctrl-C (or `pytest.exit`) stops the model calls at once, wherever pytest was (a
+        test body, between items, a teardown), not when the plugin unconfigures."""
+        if self.run.started is not None:
+            self.run.started.interrupt()
+
+    def pytest_unconfigure(self) -> None:
+        if self.run.started is not None:
+            self.run.started.stop()
+
+    def write_cassettes(self, recorded: list[dict[str, list[Entry]]]) -> None:
+        """New recordings into their cassette files; a problem is a warning."""
+        import warnings
+
+        from pytest_rigging.plugin.cassettes import write
+
+        tapes = self.run.tapes
+        for problem in write(recorded, tapes.mode if tapes is not None else "none"):
+            warnings.warn(RiggingWarning(problem), stacklevel=1)
+
+
+class Central(Role):
+    """The reporting process: figures in from every item's report; the gates, the table,
+    the JSON report, cassettes, the baseline and the step summary out."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        super().__init__(config, Place())
+        self.workers_emptied = False
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record: ItemRecord | None = getattr(report, "rig", None)
+        if record is None:
+            return
+        self.run.reporter().add(record)
+        if report.skipped and self.run.budget is not None:
+            from pytest_rigging.plugin.budget import SKIPPED
+
+            if SKIPPED in str(report.longrepr):
+                self.run.budget_skips += 1
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_logreport")
+    def pytest_runtest_logreport_errored(
+        self, report: pytest.TestReport
+    ) -> t.Generator[None, None, None]:
+        """A call that ended in an infrastructure error is shown to JUnit's writer as a
+        setup's, so that it writes an `<error>` (its message then reads "failed on setup
+        with ...")."""
+        from pytest_rigging.plugin._compat import reported_as_setup
+        from pytest_rigging.plugin.report import errored_call
+
+        if not errored_call(report):
+            return (yield)
+        with reported_as_setup(report):
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> t.Generator[None, object, object]:
+        """After the run, the run-level checks: gates, budget, regressions."""
+        outcome = yield
+        run = self.run
+        if run.reported is not None and run.reported.judge():
+            run.failed_checks.append("gates")
+        if run.budget_skips:
+            run.failed_checks.append("budget")
+        if run.baseline is not None and run.reported is not None:
+            from pytest_rigging.plugin.baseline import compare, from_report
+
+            now = from_report(run.reported.document())
+            run.comparison = compare(run.baseline, run.reported.items, now)
+            if self.config.getoption("rig_fail_on_regression") and run.comparison.regressions:
+                run.failed_checks.append("regressions")
+        return outcome
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """A failed run-level check fails the run as a failed test would. A shard that
+        holds no test function of a suite that has some ran what it had to: not pytest's
+        "no tests collected" (exit 5), which would fail its CI job."""
+        finished = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+        if self.run.failed_checks and finished:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        elif exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and (
+            self.workers_emptied or (self.run.split is not None and self.run.split.emptied)
+        ):
+            session.exitstatus = pytest.ExitCode.OK
+
+    def leftovers(self) -> list[ItemRecord]:
+        """After an interrupted run: what finished for items that never reported."""
+        recorder = self.run.recorded
+        return recorder.leftovers() if recorder is not None else []
+
+    def recordings(self) -> list[dict[str, list[Entry]]]:
+        tapes = self.run.tapes
+        return [tapes.recorded()] if tapes is not None else []
+
+    @pytest.hookimpl(wrapper=True, trylast=True, specname="pytest_sessionfinish")
+    def pytest_sessionfinish_writers(self, exitstatus: int) -> t.Generator[None, None, None]:
+        """Write the JSON report, cassettes, baseline and step summary, also after Ctrl-C:
+        with every sample that finished, those of items that never reported included. Done
+        once xdist has stopped its workers (its own hook) and before the terminal summary
+        (an outer wrapper), so that what the workers' journals hold is final."""
+        outcome = yield
+        run = self.run
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            leftovers = self.leftovers()
+            if leftovers or run.reported is not None:
+                reporter = run.reporter()
+                reporter.interrupted = True
+                for record in leftovers:
+                    reporter.add(record)
+        path = self.config.getoption("rig_report")
+        if path:
+            from pathlib import Path
+
+            from pytest_rigging.plugin.report import write
+
+            with warned(f"write --rig-report {path}"):
+                write(Path(path), run.reporter().document())
+        if run.tapes is not None:
+            self.write_cassettes(self.recordings())
+        if run.reported is not None:
+            from pytest_rigging.plugin.baseline import save_run
+            from pytest_rigging.plugin.summary import append_step_summary
+
+            save_run(self.config, run.reported)
+            append_step_summary(run.reported)
+        return outcome
+
+    def pytest_terminal_summary(self, terminalreporter: t.Any) -> None:
+        run = self.run
+        reporter = run.reported
+        if reporter is not None and reporter.items:
+            reporter.terminal(terminalreporter, self.config.get_verbosity())
+        if run.comparison is not None and reporter is not None:
+            from pytest_rigging.plugin.baseline import terminal
+
+            terminal(self.config, run.comparison, reporter.rows(False), terminalreporter)
+        if run.budget_skips and run.budget is not None:
+            from pytest_rigging.plugin.budget import spent_line
+
+            rows = reporter.rows(False) if reporter is not None else []
+            line = spent_line(run.budget, rows, run.budget_skips)
+            terminalreporter.write_line(line, red=True, bold=True)

@@ -1,0 +1,225 @@
+"""The run's state: one typed object per process, made at configure, kept in one stash key.
+
+What a run needs is made when first needed (nothing heavy is imported for a suite that
+never asks for a rig fixture or option), and only here: the settings, the budget, the
+cassettes, the recorder of chats, the engine that runs samples and, on the process that
+reports, the reporter. Where the process stands in an xdist run (`Place`) is told by its
+role object (`roles`), which made the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import typing as t
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pytest_rigging.plugin.options import asked, read_file_option
+
+if t.TYPE_CHECKING:
+    from pytest_rigging.generator.base import Generator
+    from pytest_rigging.plugin.baseline import BaselineDocument, Comparison
+    from pytest_rigging.plugin.budget import Budget
+    from pytest_rigging.plugin.cassettes import Tapes
+    from pytest_rigging.plugin.execution import Engine
+    from pytest_rigging.plugin.journal import Journal
+    from pytest_rigging.plugin.matrix import Checker, Settings
+    from pytest_rigging.plugin.report import Reporter
+    from pytest_rigging.plugin.shards import Shard, Split
+    from pytest_rigging.plugin.stats import Recorder
+
+
+class RiggingWarning(UserWarning):
+    """Something in the rig settings looks wrong but may work (an unknown model, a repeat)."""
+
+
+@contextlib.contextmanager
+def warned(doing: str) -> t.Iterator[None]:
+    """A file the run writes at its end that can't be written is a warning saying what it
+    was `doing`, not an error hiding the run's results."""
+    try:
+        yield
+    except OSError as error:
+        warnings.warn(RiggingWarning(f"cannot {doing}: {error}"), stacklevel=3)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where this process stands in the run, as its role object knows it."""
+
+    processes: int = 1
+    """How many processes share the run's concurrency limit and budget."""
+    folder: Path | None = None
+    """The xdist run's shared folder (journals, spending, recordings), on a worker."""
+    worker: str = ""
+    """This xdist worker's id."""
+    dist: str | None = None
+    """The xdist mode the controller runs, as told to this worker."""
+    controls: bool = True
+    """Whether this process checks the run's settings, shows progress and reports."""
+
+    def journal(self) -> Journal | None:
+        """The worker's journal; None in a single process and under `--dist each` (where
+        every worker runs every item, so no item is any one worker's)."""
+        if self.folder is None:
+            return None
+        from pytest_rigging.plugin.journal import Journal
+
+        return Journal(self.folder, self.worker)
+
+
+@dataclass
+class Run:
+    """Everything the plugin keeps for one pytest run, in one process."""
+
+    config: pytest.Config
+    place: Place
+    asked: bool
+    """Whether any rig option or ini key is set: a suite that sets none sees no trace of
+    the plugin until a test asks for a rig fixture."""
+    baseline: BaselineDocument | None = None
+    shard: Shard | None = None
+    split: Split | None = None
+    """What the shard kept of the selected items, once collected."""
+    comparison: Comparison | None = None
+    failed_checks: list[str] = field(default_factory=list)
+    """Run-level checks that failed (gates, budget, regressions): each fails the run."""
+    budget_skips: int = 0
+    _checks: dict[str, str | None] = field(default_factory=dict)
+    _settings: Settings | None = None
+    _budget: Budget | None = None
+    _budget_read: bool = False
+    _tapes: Tapes | None = None
+    _tapes_read: bool = False
+    _recorder: Recorder | None = None
+    _engine: Engine | None = None
+    _reporter: Reporter | None = None
+
+    @classmethod
+    def start(cls, config: pytest.Config, place: Place) -> Run:
+        """The run, with every rig setting given checked now, so that a bad value ends the
+        run before it spends a call, in one line."""
+        for option in ("rig_report", "rig_save_baseline"):
+            read_file_option(config, option)
+        run = cls(config, place, asked(config))
+        baseline = config.getoption("rig_baseline")
+        if baseline is not None:
+            from pytest_rigging.plugin.baseline import load
+
+            try:
+                run.baseline = load(Path(baseline))
+            except ValueError as error:
+                raise pytest.UsageError(f"--rig-baseline: {error}") from None
+        elif config.getoption("rig_fail_on_regression"):
+            raise pytest.UsageError("--rig-fail-on-regression needs --rig-baseline PATH")
+        if config.getoption("rig_shard") is not None:
+            from pytest_rigging.plugin.shards import parse_shard
+
+            run.shard = parse_shard(config.getoption("rig_shard"))
+        if run.asked:
+            run.settings  # noqa: B018  # read now: checks the models and params
+            run.budget  # noqa: B018  # checks the budget's values
+            run.tapes  # noqa: B018  # checks the recording mode
+            if place.controls:
+                run.reporter()  # reads and checks the gates
+                for note in run.settings.notes:
+                    config.issue_config_time_warning(RiggingWarning(note), stacklevel=2)
+        return run
+
+    def checker(self, on_workers: bool) -> Checker | None:
+        """Asks providers whether models can work (the litellm one reads litellm's files),
+        once per identifier in the run; None when only collecting, and on xdist workers for
+        the run's settings (the controller checked those)."""
+        if self.config.getoption("collectonly") or not (self.place.controls or on_workers):
+            return None
+        notes = self._checks
+
+        def check(identifier: str, generator: Generator) -> str | None:
+            if identifier not in notes:
+                notes[identifier] = generator.check()
+            return notes[identifier]
+
+        return check
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from pytest_rigging.plugin.matrix import DEFAULT_SETTINGS, read_settings
+
+            self._settings = (
+                read_settings(self.config, self.checker(on_workers=False))
+                if self.asked
+                else DEFAULT_SETTINGS
+            )
+        return self._settings
+
+    @property
+    def budget(self) -> Budget | None:
+        """`--rig-max-tokens` / `--rig-max-cost`; None without them."""
+        if not self._budget_read:
+            from pytest_rigging.plugin.budget import read_budget
+
+            try:
+                self._budget = read_budget(self.config, self.place)
+            except ValueError as error:
+                raise pytest.UsageError(str(error)) from None
+            self._budget_read = True
+        return self._budget
+
+    @property
+    def tapes(self) -> Tapes | None:
+        """`--rig-record MODE`: the run's cassettes; None without it."""
+        if not self._tapes_read:
+            from pytest_rigging.plugin.cassettes import read_tapes
+
+            self._tapes = read_tapes(self.config)
+            self._tapes_read = True
+        return self._tapes
+
+    @property
+    def recorder(self) -> Recorder:
+        if self._recorder is None:
+            from pytest_rigging.plugin.stats import Recorder
+
+            self._recorder = Recorder(self.place.journal(), self.budget)
+        return self._recorder
+
+    @property
+    def recorded(self) -> Recorder | None:
+        """The recorder, if anything was recorded."""
+        return self._recorder
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from pytest_rigging.plugin.execution import Engine
+            from pytest_rigging.plugin.progress import Progress
+
+            concurrency = max(1, self.settings.concurrency // self.place.processes)
+            progress = Progress(self.config, shown=self.place.controls)
+            self._engine = Engine(concurrency, self.recorder, progress, self.tapes)
+        return self._engine
+
+    @property
+    def started(self) -> Engine | None:
+        """The engine, if a rig item needed it."""
+        return self._engine
+
+    def reporter(self) -> Reporter:
+        """The reporting process's collector of figures."""
+        if self._reporter is None:
+            from pytest_rigging.plugin.report import Reporter
+
+            self._reporter = Reporter.configured(self.config, self.settings)
+        return self._reporter
+
+    @property
+    def reported(self) -> Reporter | None:
+        """The reporter, if anything made it."""
+        return self._reporter
+
+
+RUN = pytest.StashKey[Run]()
+"""The run's state, in `config.stash`."""
