@@ -9,6 +9,7 @@ order. Failures are caught per job according to `on_failed`.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import contextvars
 import inspect
@@ -144,7 +145,9 @@ async def maybe_await(value: t.Any) -> t.Any:
 
 
 def callable_name(callback: t.Any) -> str:
-    return getattr(callback, "__qualname__", None) or getattr(callback, "__name__", repr(callback))
+    return str(
+        getattr(callback, "__qualname__", None) or getattr(callback, "__name__", repr(callback))
+    )
 
 
 class PipelineStepContextManager:
@@ -250,7 +253,7 @@ def as_params_list(
 def check_fail_mode(on_failed: str) -> FailMode:
     if on_failed not in FAIL_MODES:
         raise ValueError(f"on_failed must be one of {', '.join(FAIL_MODES)}, got {on_failed!r}")
-    return t.cast(FailMode, on_failed)
+    return on_failed
 
 
 def recovery_message(models: t.Sequence[type[Model]], error: BaseException) -> str:
@@ -264,7 +267,7 @@ def recovery_message(models: t.Sequence[type[Model]], error: BaseException) -> s
     )
 
 
-class Pipeline(t.Generic[ResultT, InputT]):
+class Pipeline(abc.ABC, t.Generic[ResultT, InputT]):
     """What chat and completion pipelines share: steps, params, metadata, failure modes."""
 
     def __init__(
@@ -286,28 +289,38 @@ class Pipeline(t.Generic[ResultT, InputT]):
 
     # Subclasses: how to generate, regenerate and fail one result.
 
+    @abc.abstractmethod
     async def _generate(self, job: Job[InputT]) -> ResultT:
-        raise NotImplementedError
+        """The first result of `job`."""
 
+    @abc.abstractmethod
     async def _regenerate(self, result: ResultT, dialog: list[t.Any]) -> ResultT:
-        raise NotImplementedError
+        """Another try at what `result` was asked, `dialog` (the failed replies and the
+        requests to rewrite them) following what was sent."""
 
+    @abc.abstractmethod
     def _parse_text(self, result: ResultT) -> str:
-        raise NotImplementedError
+        """The text `until_parsed_as` parses."""
 
+    @abc.abstractmethod
     def _recovery_dialog(self, result: ResultT, message: str) -> list[t.Any]:
-        raise NotImplementedError
+        """What a regeneration adds to its dialog after `result` failed to parse."""
 
+    @abc.abstractmethod
     def _failed(self, job: Job[InputT], result: ResultT | None, error: BaseException) -> ResultT:
-        raise NotImplementedError
+        """`result` (or, when the job failed before it had one, a new result) marked
+        failed with `error`."""
 
+    @abc.abstractmethod
     def _fit_inputs(self, many: t.Any) -> list[InputT]:
-        raise NotImplementedError
+        """`run_batch`'s inputs, one per result."""
 
     _blank: InputT
+    """The input of a run that adds nothing to the pipeline's own."""
 
+    @abc.abstractmethod
     def clone(self) -> Self:
-        raise NotImplementedError
+        """A copy to configure apart: steps and callbacks copied, the generator shared."""
 
     def _copy_into(self, other: Pipeline[ResultT, InputT]) -> None:
         other.steps = list(self.steps)

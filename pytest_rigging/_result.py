@@ -65,7 +65,7 @@ class Result(BaseModel):
     _unbuilt: tuple[str, str] | None = PrivateAttr(default=None)
     """A loaded result's generator id that names no registered provider here, and why."""
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorators over @property
     @property
     def generator_id(self) -> str | None:
         """What this ran with, params included: `litellm!gpt-4o,temperature=0.6`.

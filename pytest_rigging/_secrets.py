@@ -56,7 +56,7 @@ def known_secrets() -> tuple[str, ...]:
     `os.environ` name by name meets names another thread deletes meanwhile (pytest's
     `PYTEST_CURRENT_TEST`, between the engine's loop thread and pytest's: `KeyError`)."""
     global _known
-    raw: dict[t.Any, t.Any] = os.environ._data  # type: ignore[attr-defined]
+    raw: dict[t.Any, t.Any] = os.environ._data  # type: ignore[attr-defined]  # not in typeshed
     count, seen, secrets = _known
     if count == len(_registered) and seen == raw:
         return secrets

@@ -63,12 +63,12 @@ class Chat(Result):
         generator: Generator | None = None,
         **kwargs: t.Any,
     ) -> None:
-        super().__init__(
-            messages=Message.fit_as_list(messages),
-            generated=Message.fit_as_list(generated),
-            generator=generator,
-            **kwargs,
-        )
+        # a type checker knows only `Result`'s fields: pydantic validates this class's too
+        own: dict[str, t.Any] = {
+            "messages": Message.fit_as_list(messages),
+            "generated": Message.fit_as_list(generated),
+        }
+        super().__init__(generator=generator, **own, **kwargs)
 
     @property
     def all(self) -> list[Message]:

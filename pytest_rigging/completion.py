@@ -26,7 +26,9 @@ class Completion(Result):
     def __init__(
         self, text: str, generated: str = "", generator: Generator | None = None, **kwargs: t.Any
     ) -> None:
-        super().__init__(text=text, generated=generated, generator=generator, **kwargs)
+        # a type checker knows only `Result`'s fields: pydantic validates this class's too
+        own: dict[str, t.Any] = {"text": text, "generated": generated}
+        super().__init__(generator=generator, **own, **kwargs)
 
     @property
     def all(self) -> str:

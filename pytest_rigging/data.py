@@ -19,8 +19,6 @@ from pytest_rigging.chat import Chat
 from pytest_rigging.message import Message, Role
 
 if t.TYPE_CHECKING:
-    import types
-
     import pandas as pd
 
 JsonObject = dict[str, JsonValue]
@@ -77,14 +75,15 @@ _DTYPES = {
 _ROWS: TypeAdapter[list[MessageRow]] = TypeAdapter(list[MessageRow])
 
 
-def _pandas() -> types.ModuleType:
+def _dataframe() -> type[pd.DataFrame]:
+    """pandas' DataFrame, imported on first use: the rows need no pandas."""
     try:
-        import pandas
+        from pandas import DataFrame
     except ImportError as error:
         raise ImportError(
             "chats_to_df and df_to_chats need pandas: pip install 'pytest-rigging[data]'"
         ) from error
-    return pandas
+    return DataFrame
 
 
 def flatten_chats(chats: Chat | t.Sequence[Chat]) -> list[MessageRow]:
@@ -176,8 +175,7 @@ def unflatten_chats(rows: t.Sequence[MessageRow]) -> list[Chat]:
 
 def chats_to_df(chats: Chat | t.Sequence[Chat]) -> pd.DataFrame:
     """The rows of `flatten_chats` as a DataFrame, nested values as JSON text."""
-    pd = _pandas()
-    df = pd.DataFrame(flatten_chats(chats), columns=list(COLUMNS))
+    df = _dataframe()(flatten_chats(chats), columns=list(COLUMNS))
     for column in _JSON_COLUMNS:
         df[column] = df[column].map(lambda v: None if v is None else json.dumps(v))
     return df.astype(_DTYPES)
@@ -197,8 +195,7 @@ def _decoded(value: object, column: str, index: object) -> JsonValue:
 def df_to_chats(df: pd.DataFrame) -> list[Chat]:
     """The chats of a `chats_to_df` DataFrame (every column of it needed), in order of
     first appearance."""
-    pd = _pandas()
-    if not isinstance(df, pd.DataFrame):
+    if not isinstance(df, _dataframe()):
         raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
     missing = [column for column in COLUMNS if column not in df.columns]
     if missing:

@@ -7,6 +7,7 @@ stays the text, as most code reads it. Parsing records where each model was foun
 
 from __future__ import annotations
 
+import abc
 import base64
 import copy
 import mimetypes
@@ -74,8 +75,9 @@ class ContentText(BaseModel):
 class _Media(BaseModel):
     """What image and audio parts share: their data as bytes, and saving it."""
 
+    @abc.abstractmethod
     def to_bytes(self) -> bytes:
-        raise NotImplementedError
+        """The media itself, decoded."""
 
     def save(self, path: Path | str) -> None:
         target = Path(path)
@@ -633,10 +635,10 @@ class Message(BaseModel):
     ) -> MessageSlice:
         """Add `content` (a text, or a model as XML) as a new text part, on a line of its
         own, and a slice over it."""
-        if isinstance(content, _model_class()):
-            text, kind, obj = content.to_pretty_xml(), slice_type or "model", obj or content
-        else:
+        if isinstance(content, str):
             text, kind = content, slice_type or "other"
+        else:
+            text, kind, obj = content.to_pretty_xml(), slice_type or "model", obj or content
         start = len(self.content) + (1 if self.content else 0)
         self.content_parts.append(ContentText(text=text))
         return self._add_slices(kind, [(start, start + len(text), obj, metadata)])[0]
@@ -737,7 +739,7 @@ class Message(BaseModel):
         metadata: dict[str, t.Any] | None = None,
     ) -> Message:
         """A message holding `models` as XML, one per line, each recorded as a slice."""
-        listed = [models] if isinstance(models, _model_class()) else list(models)
+        listed = [models] if isinstance(models, BaseModel) else list(models)
         text = ""
         slices = []
         for model in listed:

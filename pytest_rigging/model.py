@@ -43,7 +43,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticUndefined
 from pydantic_xml import BaseXmlModel, attr, element, wrapped
 from pydantic_xml import create_model as create_xml_model
-from pydantic_xml.element import SearchMode
+from pydantic_xml.element.element import SearchMode
 from pydantic_xml.element.native import etree
 from pydantic_xml.errors import BaseError as XmlDeclarationError
 from pydantic_xml.errors import ModelFieldError, ParsingError
@@ -375,6 +375,7 @@ def _own_annotations(cls: type) -> dict[str, t.Any]:
     return dict(inspect.get_annotations(cls))
 
 
+@te.dataclass_transform(kw_only_default=True, field_specifiers=(attr, element, wrapped, Field))
 class _ModelMeta(XmlModelMeta):
     """Reports declarations pydantic-xml cannot use, or that cannot parse, as
     `InvalidModelSpecifiedError` where the class is defined.
@@ -411,9 +412,15 @@ class _ModelMeta(XmlModelMeta):
     @classmethod
     def _create(
         mcls, name: str, bases: tuple[type, ...], namespace: dict[str, t.Any], **kwargs: t.Any
-    ) -> type:
+    ) -> type[BaseXmlModel]:
         try:
-            return super().__new__(mcls, name, bases, namespace, **kwargs)
+            return super().__new__(
+                mcls,
+                name,
+                bases,  # type: ignore[arg-type]  # pydantic-xml says `Tuple[type]`: any count works
+                namespace,
+                **kwargs,
+            )
         except ModelFieldError as error:
             raise InvalidModelSpecifiedError(
                 f"{name}.{error.field_name}: {error.message}; "
@@ -432,6 +439,9 @@ class Model(BaseXmlModel, metaclass=_ModelMeta, __xml_abstract__=True):
     """
 
     model_config = ConfigDict(use_attribute_docstrings=True)
+
+    __xml_tag__: t.ClassVar[str]
+    """Every subclass has one (`__init_subclass__`); pydantic-xml's may be None."""
 
     def __init_subclass__(
         cls,
@@ -666,7 +676,7 @@ def _model_example(model: type[Model], tag: str | None, seen: frozenset[type[Mod
     old = model.__xml_tag__
     if model in seen:
         return f"<{tag or old}/>"
-    if model.xml_example.__func__ is not Model.xml_example.__func__:  # type: ignore[attr-defined]
+    if inspect.getattr_static(model, "xml_example") is not vars(Model)["xml_example"]:
         example = model.xml_example()
     else:
         example = _example(model, seen | {model})
@@ -827,15 +837,38 @@ class Primitive(Model, t.Generic[PrimitiveT]):
     content: t.Annotated[PrimitiveT, BeforeValidator(_strip_text)]
 
 
+@t.overload
 def make_primitive(
     name: str,
-    type_: type[PrimitiveT] = str,  # type: ignore[assignment]
+    type_: type[PrimitiveT],
     *,
     tag: str | None = None,
     doc: str | None = None,
     validator: t.Callable[[str], str | None] | None = None,
     strip_content: bool = True,
-) -> type[Primitive[PrimitiveT]]:
+) -> type[Primitive[PrimitiveT]]: ...
+
+
+@t.overload
+def make_primitive(
+    name: str,
+    *,
+    tag: str | None = None,
+    doc: str | None = None,
+    validator: t.Callable[[str], str | None] | None = None,
+    strip_content: bool = True,
+) -> type[Primitive[str]]: ...
+
+
+def make_primitive(
+    name: str,
+    type_: type[t.Any] = str,
+    *,
+    tag: str | None = None,
+    doc: str | None = None,
+    validator: t.Callable[[str], str | None] | None = None,
+    strip_content: bool = True,
+) -> type[Primitive[t.Any]]:
     """A one-field model without a class statement, for output types built at runtime.
 
     `validator` gets the content and may return a replacement (None keeps it).
@@ -849,9 +882,12 @@ def make_primitive(
             return check(value) or value
 
         validators["content_validator"] = field_validator("content")(_validate)
-    return create_model(  # type: ignore[no-any-return]
+    base: type[Primitive[t.Any]] = (
+        Primitive[type_]  # type: ignore[valid-type]  # `type_` is a value, parametrized at run time
+    )
+    return create_model(
         name,
-        __base__=Primitive[type_],  # type: ignore[valid-type]
+        __base__=base,
         __doc__=doc,
         __cls_kwargs__={"tag": tag},
         __validators__=validators,
@@ -879,15 +915,16 @@ def _schema_type(name: str, schema: JsonSchema) -> t.Any:
         return t.Literal[tuple(schema["enum"])]
     kind = schema.get("type", "string")
     if kind == "array":
-        return list[_schema_type(f"{name}_item", schema.get("items", {}))]  # type: ignore[misc]
+        return types.GenericAlias(list, _schema_type(f"{name}_item", schema.get("items", {})))
     if kind == "object":
         values = schema.get("additionalProperties")
         if isinstance(values, abc.Mapping):
-            return dict[str, _schema_type(f"{name}_item", values)]  # type: ignore[misc]
+            return types.GenericAlias(dict, (str, _schema_type(f"{name}_item", values)))
         return make_from_schema(schema, schema.get("title") or name, allow_primitive=True)
     for union in ("anyOf", "oneOf", "allOf"):
         if union in schema:
-            return t.Union[tuple(_schema_type(name, option) for option in schema[union])]  # noqa: UP007
+            options = tuple(_schema_type(name, option) for option in schema[union])
+            return t.Union[options]  # noqa: UP007
     if isinstance(kind, list):
         return t.Union[tuple(_JSON_TYPES.get(k, t.Any) for k in kind)]  # noqa: UP007
     return _JSON_TYPES.get(kind, t.Any)

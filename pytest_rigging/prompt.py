@@ -19,6 +19,7 @@ does, at most `max_parsing_rounds` times.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 import inspect
@@ -198,7 +199,7 @@ def _input(param: inspect.Parameter, prompt_name: str) -> Input:
 # Outputs
 
 
-class Output:
+class Output(abc.ABC):
     """What the reply must hold: how it is asked for, checked while generating, and read."""
 
     tag: str
@@ -209,16 +210,21 @@ class Output:
     def guidance(self) -> str:
         return _ASK_ONE
 
+    @abc.abstractmethod
     def format(self) -> str:
-        raise NotImplementedError
+        """The shape of the output, as the prompt shows it to the model."""
 
+    @abc.abstractmethod
     def read(self, chat: Chat) -> t.Any:
-        raise NotImplementedError
+        """The output, from the chat whose reply parsed."""
 
 
 class ChatOutput(Output):
     def __init__(self, tag: str) -> None:
         self.tag = tag
+
+    def format(self) -> str:
+        return ""  # a chat is returned as it is: nothing to ask for
 
     def read(self, chat: Chat) -> Chat:
         return chat
@@ -462,6 +468,10 @@ class Prompt(t.Generic[P, R]):
 
     def render(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The user message these arguments produce."""
+        return self._render(args, kwargs)
+
+    def _render(self, args: t.Sequence[t.Any], kwargs: t.Mapping[str, t.Any]) -> str:
+        """`render` for arguments known only at run time (`run_batch`'s)."""
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as error:
@@ -706,10 +716,10 @@ class Prompt(t.Generic[P, R]):
 
     def _render_item(self, item: t.Any) -> str:
         if isinstance(item, dict):
-            return self.render(**item)
+            return self._render((), item)
         if isinstance(item, tuple):
-            return self.render(*item)
-        return self.render(item)
+            return self._render(item, {})
+        return self._render((item,), {})
 
 
 def _template_variables(template: str) -> set[str]:

@@ -45,4 +45,7 @@ def __getattr__(name: str) -> type[Generator]:
         raise AttributeError(f"module 'pytest_rigging.generator' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(f"pytest_rigging.generator.{module}"), name)
+    provider: type[Generator] = getattr(
+        importlib.import_module(f"pytest_rigging.generator.{module}"), name
+    )
+    return provider

@@ -11,6 +11,7 @@ aiohttp speaks HTTP/1.1 only. Retries, timeouts and errors are the same as litel
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import functools
 import io
@@ -23,6 +24,7 @@ from pytest_rigging._secrets import guard_loggers
 from pytest_rigging.generator._litellm_data import sent_name, token_prices
 from pytest_rigging.generator._retry import (
     DEFAULT_TIMEOUT,
+    Fault,
     ResultT,
     RetryingGenerator,
     UnusableReply,
@@ -56,25 +58,26 @@ def _error_text(body: bytes) -> str:
     return str(message) if message else text[:300]
 
 
-def classify(error: BaseException) -> tuple[str, bool]:
-    """(reason, retryable), as the litellm route classifies the same faults."""
+def classify(error: BaseException) -> Fault:
+    """As the litellm route classifies the same faults."""
     import aiohttp
 
     if isinstance(error, StatusError):
         if error.status == 429:
-            return "rate_limit", True
+            return Fault("rate_limit", retryable=True)
         if error.status == 408:
-            return "timeout", True
+            return Fault("timeout", retryable=True)
         if error.status >= 500:
-            return "server", True
-        return "client", False
+            return Fault("server", retryable=True)
+        return Fault("client", retryable=False)
     if isinstance(error, TimeoutError | asyncio.TimeoutError):
-        return "timeout", True
+        return Fault("timeout", retryable=True)
     if isinstance(error, aiohttp.ClientPayloadError):
-        return "bad_response", True
+        return Fault("bad_response", retryable=True)
     if isinstance(error, aiohttp.ClientError | ConnectionError):
-        return "connection", True
-    return "bad_response", True  # unreadable or unusable replies, and the unexpected
+        return Fault("connection", retryable=True)
+    # unreadable or unusable replies, and the unexpected
+    return Fault("bad_response", retryable=True)
 
 
 def _wait_hint(error: BaseException) -> float | None:
@@ -142,7 +145,7 @@ def _tls(cafile: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
-async def _closing_at_shutdown(session: aiohttp.ClientSession) -> t.AsyncIterator[None]:
+async def _closing_at_shutdown(session: aiohttp.ClientSession) -> t.AsyncGenerator[None, None]:
     """Alive while its loop runs; the loop closes every live async generator as it shuts
     down (`asyncio.run`, pytest-asyncio, the plugin's own loop), which closes the session
     and forgets it, so no loop is kept alive by its session."""
@@ -228,8 +231,9 @@ class HTTPGenerator(RetryingGenerator):
         )
         return (found or self.default_base).rstrip("/")
 
+    @abc.abstractmethod
     def headers(self, key: str | None) -> dict[str, str]:
-        raise NotImplementedError
+        """The API's request headers, authenticated with `key` when there is one."""
 
     async def post(
         self,

@@ -66,10 +66,16 @@ def token_prices(model: str, provider: str | None = None) -> tuple[float, float]
     for name in names:
         entry = data.get(name)
         if isinstance(entry, dict):
-            given = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
-            if all(isinstance(p, int | float) and not isinstance(p, bool) for p in given):
-                return float(given[0]), float(given[1])
+            input_price = _price(entry.get("input_cost_per_token"))
+            output_price = _price(entry.get("output_cost_per_token"))
+            if input_price is not None and output_price is not None:
+                return input_price, output_price
     return None
+
+
+def _price(value: object) -> float | None:
+    """A price as the data gives it: a number (a bool is a flag, not a price)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @functools.cache

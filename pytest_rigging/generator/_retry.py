@@ -12,6 +12,7 @@ import asyncio
 import random
 import time
 import typing as t
+from dataclasses import dataclass
 
 from pydantic import Field
 
@@ -24,8 +25,19 @@ DEFAULT_TIMEOUT = 60.0
 MAX_RETRY_AFTER = 60.0
 
 ResultT = t.TypeVar("ResultT", GeneratedMessage, GeneratedText)
-Classify = t.Callable[[BaseException], tuple[str, bool]]
-"""(reason, retryable) for an exception an attempt raised."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How an attempt failed: the `reason` a `GenerationError` reports, and whether
+    another attempt may go better."""
+
+    reason: str
+    retryable: bool
+
+
+Classify = t.Callable[[BaseException], Fault]
+"""Reads the exception an attempt raised."""
 
 
 class UnusableReply(Exception):
@@ -85,13 +97,13 @@ class RetryingGenerator(Generator):
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                reason, retryable = classify(error)
-                if not retryable or tries > self.max_retries:
+                fault = classify(error)
+                if not fault.retryable or tries > self.max_retries:
                     detail = redact(str(error) or type(error).__name__)[:500]
                     raise GenerationError(
-                        f"{reason} error from {self.provider}!{self.model} after {tries} "
+                        f"{fault.reason} error from {self.provider}!{self.model} after {tries} "
                         f"attempt{'s' if tries > 1 else ''}: {detail}",
-                        reason=reason,
+                        reason=fault.reason,
                         attempts=tries,
                         latency=spent,
                     ) from None

@@ -127,7 +127,7 @@ class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorators over @property
     @property
     def total_tokens(self) -> int:
         """Serialized too, as rigging writes and reads it."""
@@ -244,11 +244,14 @@ async def generate_message(
     """How pipelines ask a generator for a message: through the interceptor in force, and
     the generator's and the pipeline's (`wrap`) decorators, around the call when the
     provider doesn't apply them to each of its attempts."""
-    generating = _generate(generator, "generate_message", "message", messages, params)
-    if wrap is None:
-        return t.cast(GeneratedMessage, await generating)
-    with calls_wrapped(wrap):  # in force when `generating` runs, at its await
-        return t.cast(GeneratedMessage, await generating)
+    if wrap is not None:
+        with calls_wrapped(wrap):
+            return await generate_message(generator, messages, params)
+    call = _attempted(generator, generator.generate_message)
+    interceptor = _interceptor.get()
+    if interceptor is None:
+        return await call(messages, params)
+    return await interceptor.message(generator, messages, params, lambda: call(messages, params))
 
 
 async def generate_text(
@@ -258,29 +261,20 @@ async def generate_text(
     wrap: t.Callable[[t.Any], t.Any] | None = None,
 ) -> GeneratedText:
     """How pipelines ask a generator for text (as `generate_message`)."""
-    generating = _generate(generator, "generate_text", "text", text, params)
-    if wrap is None:
-        return t.cast(GeneratedText, await generating)
-    with calls_wrapped(wrap):  # in force when `generating` runs, at its await
-        return t.cast(GeneratedText, await generating)
-
-
-async def _generate(
-    generator: Generator,
-    method: t.Literal["generate_message", "generate_text"],
-    kind: t.Literal["message", "text"],
-    asked: t.Any,
-    params: GenerateParams,
-) -> GeneratedMessage | GeneratedText:
-    """`generator.<method>(asked, params)`, wrapped and intercepted (as the interceptor's
-    `kind`) as in force."""
-    call = getattr(generator, method)
-    if not generator.wraps_attempts:
-        call = generator.wrapped(call)
+    if wrap is not None:
+        with calls_wrapped(wrap):
+            return await generate_text(generator, text, params)
+    call = _attempted(generator, generator.generate_text)
     interceptor = _interceptor.get()
     if interceptor is None:
-        return await call(asked, params)
-    return await getattr(interceptor, kind)(generator, asked, params, lambda: call(asked, params))
+        return await call(text, params)
+    return await interceptor.text(generator, text, params, lambda: call(text, params))
+
+
+def _attempted(generator: Generator, call: CallT) -> CallT:
+    """`call` as one attempt: under the decorators in force, unless the provider applies
+    them to each of its own attempts."""
+    return call if generator.wraps_attempts else generator.wrapped(call)
 
 
 def _first(
@@ -341,7 +335,8 @@ class Generator(BaseModel):
     @property
     def watchers(self) -> list[t.Callable[[list[t.Any]], t.Any]]:
         """The `watch` callbacks every pipeline built on this generator starts with."""
-        return self.__pydantic_private__["_watchers"]  # type: ignore[index]
+        watchers: list[t.Callable[[list[t.Any]], t.Any]] = _private(self)["_watchers"]
+        return watchers
 
     def watch(
         self, *callbacks: t.Callable[[list[t.Any]], t.Any], allow_duplicates: bool = False
@@ -365,7 +360,7 @@ class Generator(BaseModel):
 
     def wrapped(self, call: CallT) -> CallT:
         """`call` under the decorator given to `wrap`, and the running pipeline's, if any."""
-        wrap = self.__pydantic_private__["_wrap"]  # type: ignore[index]
+        wrap = _private(self)["_wrap"]
         if wrap is not None:
             call = wrap(call)
         outer = _pipeline_wrap.get()
@@ -386,10 +381,7 @@ class Generator(BaseModel):
     def slots(self) -> Slot:
         """What one call must hold: a slot of this generator's `max_connections` on the
         running loop, and of the shared limit when one is in force."""
-        # Read from pydantic's store directly: `self._slots` goes through
-        # `BaseModel.__getattr__`, which costs a raised AttributeError on every call.
-        private = self.__pydantic_private__
-        return Slot(private["_slots"].get(), id(self), self.announces_sends)  # type: ignore[index]
+        return Slot(_private(self)["_slots"].get(), id(self), self.announces_sends)
 
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams
@@ -525,6 +517,14 @@ class Generator(BaseModel):
         return Prompt(func, generator=self)
 
 
+def _private(generator: Generator) -> dict[str, t.Any]:
+    """pydantic's store of private attributes, read directly: `generator._slots` goes
+    through `BaseModel.__getattr__`, which costs a raised AttributeError on every call."""
+    private = generator.__pydantic_private__
+    assert private is not None  # a model with private attributes always has the store
+    return private
+
+
 def get_identifier(
     generator: Generator, params: GenerateParams | None = None, *, short: bool = False
 ) -> str:
@@ -629,8 +629,9 @@ def get_generator(
         id_params = GenerateParams.model_validate({**param_values, "extra": extra})
     except ValidationError as error:
         raise InvalidGeneratorError(_describe(error, shown, param_values)) from None
+    settings: dict[str, t.Any] = config  # strings: pydantic converts each to its field's type
     try:
-        return generator_cls(model=model, params=id_params.merge_with(params), **config)
+        return generator_cls(model=model, params=id_params.merge_with(params), **settings)
     except ValidationError as error:
         cause = error.errors()[0].get("ctx", {}).get("error")
         if isinstance(cause, InvalidGeneratorError):  # raised by the provider itself

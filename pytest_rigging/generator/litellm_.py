@@ -22,6 +22,7 @@ from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.generator._litellm_data import model_data, provider_names, token_prices
 from pytest_rigging.generator._retry import (
     DEFAULT_TIMEOUT,
+    Fault,
     ResultT,
     RetryingGenerator,
     UnusableReply,
@@ -137,27 +138,27 @@ def _chain(error: BaseException) -> t.Iterator[BaseException]:
 _UNREADABLE = ("JSONDecodeError", "UnicodeDecodeError", "UnusableReply")
 
 
-def _classify(error: BaseException) -> tuple[str, bool]:
-    """(reason, retryable) for an exception raised by a litellm call."""
+def _classify(error: BaseException) -> Fault:
+    """Reads an exception raised by a litellm call."""
     chain = list(_chain(error))
     names = [type(e).__name__ for e in chain]
     # litellm reports a 200 whose body it can't convert as a 500 "Invalid response object"
     if any(name in _UNREADABLE for name in names) or any(
         str(e).startswith("Invalid response object") for e in chain
     ):
-        return "bad_response", True
+        return Fault("bad_response", retryable=True)
     if any("Timeout" in name for name in names):
-        return "timeout", True
+        return Fault("timeout", retryable=True)
     status = getattr(error, "status_code", None)
     if "RateLimitError" in names or status == 429:
-        return "rate_limit", True
+        return Fault("rate_limit", retryable=True)
     if any(name in _CONNECTION for name in names) or "Connection error" in str(error):
-        return "connection", True
+        return Fault("connection", retryable=True)
     if isinstance(status, int) and status >= 500:
-        return "server", True
+        return Fault("server", retryable=True)
     if isinstance(status, int) and 400 <= status < 500:
-        return "client", False
-    return "bad_response", True
+        return Fault("client", retryable=False)
+    return Fault("bad_response", retryable=True)
 
 
 class LiteLLMGenerator(RetryingGenerator):

@@ -9,6 +9,7 @@ Both take `latency=<seconds>` in the identifier to simulate a slow model.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import hashlib
 import json
@@ -50,8 +51,10 @@ def _last_user(messages: t.Sequence[Message]) -> str:
 class _OfflineGenerator(Generator):
     latency: float = Field(default=0.0, ge=0)
 
+    @abc.abstractmethod
     async def _reply(self, prompt: str, conversation: str, params: GenerateParams) -> str:
-        raise NotImplementedError
+        """The reply to `prompt` (the last user message, or the text to complete) within
+        `conversation` (all of it, as text)."""
 
     async def generate_message(
         self, messages: t.Sequence[Message], params: GenerateParams

@@ -109,7 +109,7 @@ def mark_known_failure(report: pytest.TestReport, reason: str) -> None:
     into one once the test ran. Since pytest 3.
     """
     report.outcome = "skipped"
-    report.wasxfail = reason  # type: ignore[attr-defined]  # an attribute pytest reads, not declares
+    report.wasxfail = reason
 
 
 @contextlib.contextmanager
@@ -124,10 +124,10 @@ def reported_as_setup(report: pytest.TestReport) -> t.Iterator[None]:
     try:
         yield
     finally:
-        report.when = when  # type: ignore[assignment]  # restores the value read above
+        report.when = when
 
 
-class UnitScheduling(LoadScopeScheduling):
+class UnitScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no types
     """xdist's load-scope scheduler, with units of work chosen by `unit_of` instead of
     module or class, and an item that crashed its worker kept from crashing the next.
 
@@ -150,7 +150,7 @@ class UnitScheduling(LoadScopeScheduling):
         """As xdist's, but the item that crashed the worker is marked done before its unit
         goes back in the queue (it is reported failed already): put back as it was, it
         would be handed to the next worker and crash that one too."""
-        workload = self.assigned_work.pop(node)
+        workload: dict[str, dict[str, bool]] = self.assigned_work.pop(node)
         pending = [
             (scope, nodeid)
             for scope, unit in workload.items()

@@ -15,7 +15,14 @@ import pytest
 from typing_extensions import TypedDict
 
 from pytest_rigging.plugin._compat import mark_known_failure
-from pytest_rigging.plugin.records import ItemRecord, ReportDocument, Row, write_json
+from pytest_rigging.plugin.records import (
+    ItemRecord,
+    RateFigures,
+    ReportDocument,
+    Row,
+    rate_of,
+    write_json,
+)
 from pytest_rigging.plugin.state import warned
 
 if t.TYPE_CHECKING:
@@ -23,7 +30,7 @@ if t.TYPE_CHECKING:
 
 FORMAT = "pytest-rigging-baseline"
 VERSION = 1
-RATES = ("parse_rate", "pass_rate")
+RATES: tuple[t.Literal["parse_rate", "pass_rate"], ...] = ("parse_rate", "pass_rate")
 
 
 class BaselineItem(TypedDict):
@@ -34,10 +41,7 @@ class BaselineItem(TypedDict):
     samples: list[int] | None
 
 
-class BaselineRate(TypedDict):
-    value: float | None
-    interval: list[float] | None
-    counts: list[int]
+BaselineRate = RateFigures
 
 
 class BaselineModel(TypedDict):
@@ -72,14 +76,8 @@ def from_report(doc: ReportDocument) -> BaselineDocument:
         "models": {
             row["model"]: {
                 "label": row["label"],
-                **{
-                    rate: {
-                        "value": row[rate],  # type: ignore[literal-required]
-                        "interval": row[f"{rate}_interval"],  # type: ignore[literal-required]
-                        "counts": row[f"{rate}_counts"],  # type: ignore[literal-required]
-                    }
-                    for rate in RATES
-                },
+                "parse_rate": rate_of(row, "parse_rate"),
+                "pass_rate": rate_of(row, "pass_rate"),
             }
             for row in doc["models"]
         },
@@ -189,7 +187,7 @@ def compare(
         if old is None:
             continue
         for rate in RATES:
-            was, is_ = old[rate], row[rate]  # type: ignore[literal-required]
+            was, is_ = old[rate], row[rate]
             if was["interval"] and is_["interval"] and _apart(was["interval"], is_["interval"]):
                 result.drifts.append(Drift(model, rate, was, is_))
     return result

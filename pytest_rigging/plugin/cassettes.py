@@ -386,8 +386,8 @@ def write(recorded: t.Iterable[dict[str, list[Entry]]], mode: str) -> list[str]:
     recorded before. A file that can't be read is left as it is. The problems, as lines."""
     by_path: dict[str, dict[str, Entry]] = {}
     for part in recorded:
-        for path, entries in part.items():
-            by_path.setdefault(path, {}).update((_key(e["request"]), e) for e in entries)
+        for name, made in part.items():
+            by_path.setdefault(name, {}).update((_key(e["request"]), e) for e in made)
     problems = []
     for path_text, entries in sorted(by_path.items()):
         path = Path(path_text)

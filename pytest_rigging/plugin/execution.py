@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import inspect
 import threading
 import typing as t
@@ -162,7 +163,8 @@ class Engine:
         self._units: dict[str, str] = {}
         self._running: dict[str, concurrent.futures.Future[list[Chat] | BaseException]] = {}
         self._seen: dict[int, Generator] = {}
-        self._generators: dict[tuple[str, str], Generator] = {}
+        self._generators: dict[tuple[str, str, str], Generator] = {}
+        """By unit of work, model and params."""
         self._cells: dict[str, int] = {}
         self._limit = FairLimit(concurrency)
 
@@ -197,12 +199,8 @@ class Engine:
                         awaitable.close()
                     continue
                 task = loop.create_task(limited(awaitable))
-                task.add_done_callback(lambda task, future=future: _settle(future, task))
-                future.add_done_callback(
-                    lambda done, task=task: (
-                        done.cancelled() and loop.call_soon_threadsafe(task.cancel)
-                    )
-                )
+                task.add_done_callback(functools.partial(_settle, future))
+                future.add_done_callback(functools.partial(_cancel_with, loop, task))
 
         loop.call_soon_threadsafe(start)
         return futures
@@ -452,7 +450,7 @@ class Engine:
         futures = self._submit_all([samples(*job) for job in jobs])
         self._running.update((job[0], future) for job, future in zip(jobs, futures, strict=True))
 
-    def _sending(self, nodeid: str, index: int) -> contextlib.AbstractContextManager[None]:
+    def _sending(self, nodeid: str, index: int) -> contextlib.AbstractContextManager[object]:
         """On an xdist worker: the journal hears of the sample's first call as it goes out."""
         journal = self.journal
         if journal is None:
@@ -594,6 +592,16 @@ class Engine:
         """Each generator made or seen here releases what it holds on the engine's loop."""
         generators = {id(g): g for g in self._generators.values()} | self._seen
         await asyncio.gather(*(g.aclose() for g in generators.values()), return_exceptions=True)
+
+
+def _cancel_with(
+    loop: asyncio.AbstractEventLoop,
+    task: asyncio.Task[t.Any],
+    done: concurrent.futures.Future[t.Any],
+) -> None:
+    """A future cancelled from pytest's thread cancels its task on the loop."""
+    if done.cancelled():
+        loop.call_soon_threadsafe(task.cancel)
 
 
 def _settle(future: concurrent.futures.Future[T], task: asyncio.Task[T]) -> None:

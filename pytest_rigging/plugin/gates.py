@@ -12,12 +12,15 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
+from pytest_rigging.plugin.records import RateName, Row, rate_of
 
-class Figure(t.NamedTuple):
+
+@dataclass(frozen=True)
+class Figure:
     """What a gate option judges: the row's figure, its name in messages, and which side
     of the threshold passes."""
 
-    column: str
+    column: RateName
     name: str
     direction: t.Literal["min", "max"]
     help: str
@@ -74,7 +77,8 @@ class GateResult:
     why: str = ""
 
     def describe(self) -> str:
-        _, name, direction, _ = FIGURES[self.gate.option]
+        figure = FIGURES[self.gate.option]
+        name, direction = figure.name, figure.direction
         relation = ">=" if direction == "min" else "<="
         needs = (
             f"needs {relation} {self.gate.threshold:.1%} "
@@ -115,18 +119,16 @@ def check_mode(mode: str, where: str) -> str:
     return mode
 
 
-def evaluate(
-    gates: t.Sequence[Gate], rows: t.Sequence[t.Mapping[str, t.Any]], mode: str
-) -> list[GateResult]:
+def evaluate(gates: t.Sequence[Gate], rows: t.Sequence[Row], mode: str) -> list[GateResult]:
     """Each model row against its gates (a per-model gate beats a global one); a per-model
     gate naming a model that never ran fails."""
     verdicts = []
-    known = {row["model"] for row in rows} | {row.get("label") for row in rows}
+    known = {row["model"] for row in rows} | {row["label"] for row in rows}
     for gate in gates:
         if gate.model is not None and gate.model not in known:
             verdicts.append(GateResult(gate, gate.model, None, None, False, mode, "it never ran"))
     for row in rows:
-        names = {row["model"], row.get("label")}
+        names = {row["model"], row["label"]}
         for option in FIGURES:
             chosen = [g for g in gates if g.option == option and g.model in names]
             chosen = chosen or [g for g in gates if g.option == option and g.model is None]
@@ -137,15 +139,17 @@ def evaluate(
     return verdicts
 
 
-def _judge(gate: Gate, row: t.Mapping[str, t.Any], mode: str) -> GateResult | None:
-    figure, _, direction, _ = FIGURES[gate.option]
-    value = row[figure]
+def _judge(gate: Gate, row: Row, mode: str) -> GateResult | None:
+    figure = FIGURES[gate.option]
+    figures = rate_of(row, figure.column)
+    value, direction = figures["value"], figure.direction
     if value is None:
         if row["chats"] and row["error"] == row["chats"]:
             why = f"all {row['chats']} of its chats errored"
             return GateResult(gate, row["model"], None, None, False, mode, why)
         return None  # nothing asked for it: no parse requirement, or no sample judged
-    interval = tuple(row[f"{figure}_interval"]) if row[f"{figure}_interval"] else None
+    bounds = figures["interval"]
+    interval = (bounds[0], bounds[1]) if bounds else None
     low, high = interval or (value, value)
     if direction == "min":
         judged = {"point": value, "interval": high, "strict": low}[mode]
@@ -153,7 +157,7 @@ def _judge(gate: Gate, row: t.Mapping[str, t.Any], mode: str) -> GateResult | No
     else:
         judged = {"point": value, "interval": low, "strict": high}[mode]
         passed = judged <= gate.threshold
-    return GateResult(gate, row["model"], value, interval, passed, mode)  # type: ignore[arg-type]
+    return GateResult(gate, row["model"], value, interval, passed, mode)
 
 
 def read_gates(

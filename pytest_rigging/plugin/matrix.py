@@ -293,7 +293,7 @@ def _rig_marker_signature(
 
 def read_verdict(marker: pytest.Mark | None, default_runs: int, where: str) -> Verdict:
     """`@pytest.mark.rig(runs=N, min_pass=K)`, checked like a call, so typos are errors."""
-    values = {"runs": None, "min_pass": None}
+    values: dict[str, int | None] = {"runs": None, "min_pass": None}
     if marker is not None:
         try:
             values = _rig_marker_signature(*marker.args, **marker.kwargs)

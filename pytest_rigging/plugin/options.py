@@ -111,9 +111,10 @@ def add_options(parser: pytest.Parser) -> None:
             metavar=setting.metavar,
             help=setting.help.replace("%", "%%") + ("; repeatable" if setting.appends else ""),
         )
-        parser.addini(
-            f"rig_{setting.name}", setting.help, type="linelist" if setting.appends else "string"
-        )
+        if setting.appends:
+            parser.addini(f"rig_{setting.name}", setting.help, type="linelist")
+        else:
+            parser.addini(f"rig_{setting.name}", setting.help, type="string")
     group.addoption(
         "--rig-report", metavar="PATH", help="write the run's figures and records as JSON"
     )

@@ -129,6 +129,40 @@ class Row(TypedDict):
     error_rate_counts: list[int]
 
 
+RateName = t.Literal["parse_rate", "pass_rate", "error_rate"]
+
+
+class RateFigures(TypedDict):
+    """One rate of a row: its value, 95% interval and (successes, total)."""
+
+    value: float | None
+    interval: list[float] | None
+    counts: list[int]
+
+
+def rate_of(row: Row, name: RateName) -> RateFigures:
+    """A row's figures for one rate (the row keeps them flat, as the JSON report has them)."""
+    if name == "parse_rate":
+        value, interval, counts = (
+            row["parse_rate"],
+            row["parse_rate_interval"],
+            row["parse_rate_counts"],
+        )
+    elif name == "pass_rate":
+        value, interval, counts = (
+            row["pass_rate"],
+            row["pass_rate_interval"],
+            row["pass_rate_counts"],
+        )
+    else:
+        value, interval, counts = (
+            row["error_rate"],
+            row["error_rate_interval"],
+            row["error_rate_counts"],
+        )
+    return {"value": value, "interval": interval, "counts": counts}
+
+
 class GateRecord(TypedDict):
     model: str
     option: str
@@ -154,19 +188,34 @@ def group_key(nodeid: str) -> str:
     return nodeid.split("[", 1)[0]
 
 
+def item_of(
+    nodeid: str,
+    cell: CellRecord,
+    outcome: str,
+    samples: list[int] | None,
+    duration: float,
+    chats: list[ChatRecord],
+) -> ItemRecord:
+    """An item's record, in the order the JSON report shows its fields."""
+    return {
+        "nodeid": nodeid,
+        "model": cell["model"],
+        "label": cell["label"],
+        "params": cell["params"],
+        "cell": cell["cell"],
+        "outcome": outcome,
+        "samples": samples,
+        "duration": duration,
+        "chats": chats,
+    }
+
+
 def unreported(
     nodeid: str, cell: CellRecord, outcome: str, chats: list[ChatRecord], lost: str | None = None
 ) -> ItemRecord:
     """The record of an item that never made its own report: interrupted, or lost with its
     xdist worker (`lost` says how)."""
-    record: ItemRecord = {
-        "nodeid": nodeid,
-        **cell,
-        "outcome": outcome,
-        "samples": None,
-        "duration": 0.0,
-        "chats": chats,
-    }
+    record = item_of(nodeid, cell, outcome, None, 0.0, chats)
     if lost is not None:
         record["lost"] = lost
     return record

@@ -19,9 +19,12 @@ from pytest_rigging.plugin.records import (
     ChatRecord,
     GateRecord,
     ItemRecord,
+    RateName,
     ReportDocument,
     Row,
     RunSettings,
+    item_of,
+    rate_of,
     write_json,
 )
 from pytest_rigging.plugin.stats import tabulate_items
@@ -32,12 +35,12 @@ if t.TYPE_CHECKING:
 REPORT_VERSION = 1
 
 
-def _rate(row: Row, name: str, interval: bool = True) -> str:
-    value = t.cast("float | None", row[name])  # type: ignore[literal-required]
+def _rate(row: Row, name: RateName, interval: bool = True) -> str:
+    figures = rate_of(row, name)
+    value, bounds = figures["value"], figures["interval"]
     if value is None:
         return "-"
     text = f"{value:.1%}"
-    bounds = t.cast("list[float] | None", row[f"{name}_interval"])  # type: ignore[literal-required]
     if interval and bounds:
         low, high = bounds
         text += f" [{low * 100:.1f}-{high * 100:.1f}]"
@@ -99,12 +102,12 @@ def table(
                 _latency(row),
             ]
         )
-    head = ["model"] + (["params"] if by_params else [])
+    columns = ["model", "params"] if by_params else ["model"]
     if verbosity < 0:
-        headers = [*head, "parse rate", "pass rate", "items ok/fail/err", "errors"]
+        headers = [*columns, "parse rate", "pass rate", "items ok/fail/err", "errors"]
     else:
         headers = [
-            *head,
+            *columns,
             "chats",
             "1st try",
             "recovered",
@@ -167,22 +170,17 @@ def item_record(
     """An item's outcome and its chats as plain data, for its report."""
     from pytest_rigging.plugin.samples import OUTCOME_KEY
 
-    outcome = report.outcome
+    outcome: str = report.outcome
     if report.when != "call" and outcome == "failed":
         outcome = "error"  # setup failed: for example too many infrastructure errors
     elif call_error is not None and call_error.errisinstance(GenerationError):
         outcome = "error"  # a free-form test's own call failed for infrastructure reasons
     samples = item.stash.get(OUTCOME_KEY, None)
-    if samples is None and report.when == "call" and "rig_chat" in item.fixturenames:
+    fixtures: t.Sequence[str] = getattr(item, "fixturenames", ())
+    if samples is None and report.when == "call" and "rig_chat" in fixtures:
         samples = (int(report.passed), 1)
-    return {
-        "nodeid": item.nodeid,
-        **cell.record,
-        "outcome": outcome,
-        "samples": list(samples) if samples else None,
-        "duration": round(report.duration, 6),
-        "chats": chats,
-    }
+    judged = list(samples) if samples else None
+    return item_of(item.nodeid, cell.record, outcome, judged, round(report.duration, 6), chats)
 
 
 def finish_item(
@@ -283,7 +281,8 @@ def merge(
     settings = t.cast(
         RunSettings, {k: v for k, v in first.items() if k not in ("gates", "gate_mode")}
     )
-    settings.update(models=models, merged_from=len(docs))
+    settings["models"] = models
+    settings["merged_from"] = len(docs)
     if any(doc["settings"].get("interrupted") for doc in docs):
         settings["interrupted"] = True
     return document(settings, list(items.values()), gates, mode or first.get("gate_mode", "point"))

@@ -149,7 +149,7 @@ def _judge(
     if passed >= verdict.min_pass:
         return
     if errored and passed + len(errored) >= verdict.min_pass:
-        raise errored[0][1]  # type: ignore[misc]
+        raise errored[0][1]
     lines = [f"{passed}/{len(outcomes)} samples passed, needed {verdict.min_pass}"]
     index, (chat, error) = next((i, o) for i, o in enumerate(outcomes) if o[1] is not None)
     lines.append(f"\nfirst failing sample (#{index + 1}):\n{excerpt(_describe(error))}")
@@ -227,7 +227,7 @@ def showable(config: pytest.Config, report: pytest.TestReport) -> pytest.TestRep
     )
     safe: pytest.TestReport = config.hook.pytest_report_from_serializable(config=config, data=data)
     if record is not None:
-        safe.rig = record  # type: ignore[attr-defined]
+        safe.rig = record  # type: ignore[attr-defined]  # crosses xdist in the report's dict
     return safe
 
 

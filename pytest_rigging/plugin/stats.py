@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 import typing as t
+from dataclasses import dataclass, field
 
 from pytest_rigging._result import Result
 from pytest_rigging._secrets import known_secrets, mask_identifier, redact
@@ -94,7 +95,8 @@ def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - margin), min(1.0, centre + margin))
 
 
-class Rate(t.NamedTuple):
+@dataclass(frozen=True)
+class Rate:
     successes: int
     total: int
 
@@ -103,87 +105,122 @@ class Rate(t.NamedTuple):
         return self.successes / self.total if self.total else None
 
     @property
-    def interval(self) -> tuple[float, float] | None:
-        return wilson(self.successes, self.total) if self.total else None
+    def interval(self) -> list[float] | None:
+        return list(wilson(self.successes, self.total)) if self.total else None
+
+    @property
+    def counts(self) -> list[int]:
+        return [self.successes, self.total]
 
 
-def new_row(model: str, params: str | None, label: str | None) -> dict[str, t.Any]:
-    """A row being counted (it becomes a `Row` once `_finish` adds the rates)."""
-    return {
-        "model": model,
-        "label": label,
-        "params": params,
-        "chats": 0,
-        **dict.fromkeys(BUCKETS, 0),
-        "samples_passed": 0,
-        "samples_total": 0,
-        "items_passed": 0,
-        "items_failed": 0,
-        "items_errored": 0,
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "cost": None,
-        "latencies": [],
-    }
+@dataclass(frozen=True)
+class _RowKey:
+    """A row's identity: a cell (by id, never its display text: two cells that print
+    alike stay two rows), a model, or a judge model (by identifier and params)."""
+
+    kind: t.Literal["cell", "model", "judge"]
+    name: str
+    params: str = ""
+
+
+@dataclass
+class _Tally:
+    """A row being counted; `row()` adds the rates."""
+
+    model: str
+    label: str | None
+    params: str | None
+    chats: int = 0
+    buckets: dict[Bucket, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
+    samples_passed: int = 0
+    samples_total: int = 0
+    items_passed: int = 0
+    items_failed: int = 0
+    items_errored: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = None
+    latencies: list[float] = field(default_factory=list)
+
+    def count_item(self, item: ItemRecord) -> None:
+        if item["outcome"] == "passed":
+            self.items_passed += 1
+        elif item["outcome"] == "failed":
+            self.items_failed += 1
+        elif item["outcome"] == "error":
+            self.items_errored += 1
+        if item["samples"]:
+            passed, total = item["samples"]
+            self.samples_passed += passed
+            self.samples_total += total
+
+    def count_chat(self, chat: ChatRecord) -> None:
+        self.chats += 1
+        if chat["outcome"]:
+            self.buckets[chat["outcome"]] += 1
+        self.input_tokens += chat["input_tokens"]
+        self.output_tokens += chat["output_tokens"]
+        cost = chat.get("cost")
+        if cost is not None:
+            self.cost = (self.cost or 0.0) + cost
+        self.latencies.append(chat["latency"])
+
+    def row(self) -> Row:
+        """The row, with rates and intervals; errors count in neither parse nor pass rates."""
+        parsed = self.buckets["first_try"] + self.buckets["recovered"]
+        parse = Rate(parsed, parsed + self.buckets["exhausted"])
+        passing = Rate(self.samples_passed, self.samples_total)
+        errors = Rate(self.buckets["error"], self.chats)
+        return {
+            "model": self.model,
+            "label": self.label,
+            "params": self.params,
+            "chats": self.chats,
+            "first_try": self.buckets["first_try"],
+            "recovered": self.buckets["recovered"],
+            "exhausted": self.buckets["exhausted"],
+            "error": self.buckets["error"],
+            "samples_passed": self.samples_passed,
+            "samples_total": self.samples_total,
+            "items_passed": self.items_passed,
+            "items_failed": self.items_failed,
+            "items_errored": self.items_errored,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost": self.cost,
+            "parse_rate": parse.value,
+            "parse_rate_interval": parse.interval,
+            "parse_rate_counts": parse.counts,
+            "pass_rate": passing.value,
+            "pass_rate_interval": passing.interval,
+            "pass_rate_counts": passing.counts,
+            "error_rate": errors.value,
+            "error_rate_interval": errors.interval,
+            "error_rate_counts": errors.counts,
+            "median_latency": statistics.median(self.latencies) if self.latencies else None,
+        }
 
 
 def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[Row]:
-    """Rows per model (or per model and params) from item records, in first-seen order.
+    """Rows per model (or per model and params) from item records, in first-seen order;
+    a chat from another model than its item's (a judge) counts in that model's row."""
+    tallies: dict[_RowKey, _Tally] = {}
 
-    A cell's row is keyed by the cell's id, never by its display text (two cells that
-    print alike stay two rows); a judge model's, by its identifier and params."""
-    rows: dict[tuple[str, ...], dict[str, t.Any]] = {}
-
-    def row(key: tuple[str, ...], model: str, params: str, label: str | None) -> dict[str, t.Any]:
-        if key not in rows:
-            rows[key] = new_row(model, params if by_params else None, label)
-        rows[key]["label"] = rows[key]["label"] or label
-        return rows[key]
+    def tally(key: _RowKey, model: str, params: str, label: str | None) -> _Tally:
+        if key not in tallies:
+            tallies[key] = _Tally(model, label, params if by_params else None)
+        tallies[key].label = tallies[key].label or label
+        return tallies[key]
 
     for item in items:
-        cell_key = ("cell", item["cell"]) if by_params else ("model", item["model"])
-        own = row(cell_key, item["model"], item["params"], item["label"])
-        outcome = item["outcome"]
-        if outcome in ("passed", "failed"):
-            own[f"items_{outcome}"] += 1
-        elif outcome == "error":
-            own["items_errored"] += 1
-        if item.get("samples"):
-            passed, total = item["samples"]
-            own["samples_passed"] += passed
-            own["samples_total"] += total
+        own_key = _RowKey("cell", item["cell"]) if by_params else _RowKey("model", item["model"])
+        tally(own_key, item["model"], item["params"], item["label"]).count_item(item)
         for chat in item["chats"]:
             mine = chat["model"] == item["model"] and chat["params"] == item["params"]
-            key = (
-                cell_key if mine else ("judge", chat["model"], chat["params"] if by_params else "")
-            )
-            target = row(key, chat["model"], chat["params"], chat.get("label"))
-            target["chats"] += 1
-            if chat["outcome"]:
-                target[chat["outcome"]] += 1
-            target["input_tokens"] += chat["input_tokens"]
-            target["output_tokens"] += chat["output_tokens"]
-            if chat.get("cost") is not None:
-                target["cost"] = (target["cost"] or 0.0) + chat["cost"]
-            target["latencies"].append(chat["latency"])
-    return [_finish(r) for r in rows.values()]
-
-
-def _finish(row: dict[str, t.Any]) -> Row:
-    """Add rates and intervals; errors count in neither parse nor pass rates."""
-    parsed = row["first_try"] + row["recovered"]
-    rates = {
-        "parse_rate": Rate(parsed, parsed + row["exhausted"]),
-        "pass_rate": Rate(row["samples_passed"], row["samples_total"]),
-        "error_rate": Rate(row["error"], row["chats"]),
-    }
-    for name, rate in rates.items():
-        row[name] = rate.value
-        row[f"{name}_interval"] = list(rate.interval) if rate.interval else None
-        row[f"{name}_counts"] = [rate.successes, rate.total]
-    latencies = row.pop("latencies")
-    row["median_latency"] = statistics.median(latencies) if latencies else None
-    return t.cast(Row, row)
+            judge = _RowKey("judge", chat["model"], chat["params"] if by_params else "")
+            key = own_key if mine else judge
+            tally(key, chat["model"], chat["params"], chat["label"]).count_chat(chat)
+    return [counted.row() for counted in tallies.values()]
 
 
 class Recorder:
