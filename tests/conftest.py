@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
 import textwrap
 import typing as t
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
 from pydantic import PrivateAttr
 
 from pytest_rigging.generator.base import (
@@ -85,8 +81,19 @@ def peak_overlap(requests: t.Sequence[RecordedRequest]) -> int:
 
 pytest_plugins = ["pytester"]
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that runs pytest through `pytester` tests the plugin with pytest and xdist
+    themselves: marked `plugin`, which CI also runs on the lowest and the newest pytest and
+    pytest-xdist supported (`.ci/run`)."""
+    for item in items:
+        if "pytester" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.plugin)
+
 # litellm is imported once, up front: `pytester` removes the modules a test imported when
 # the test ends, and what litellm installs (finders, loggers) breaks once half-removed.
+# `_litellm` keeps the import offline itself (LITELLM_LOCAL_MODEL_COST_MAP, set for the
+# import alone), as it does in every process the tests start: nothing to set here.
 _litellm()
 # So are the native providers, and every plugin module a test may import in-process:
 # a module pytester removes comes back as a second copy, with state (a loop's shared

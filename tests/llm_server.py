@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 import re
+import select
 import socket
 import ssl
 import threading
@@ -66,6 +67,7 @@ class Reply:
     body: bytes | None = None  # sent verbatim, for malformed-body faults
     prompt_tokens: int | None = None  # None -> word count of the conversation
     completion_tokens: int | None = None  # None -> word count of the content
+    until: threading.Event | None = None  # answer once set; a client hanging up first gets none
 
 
 @dataclass
@@ -82,6 +84,7 @@ class RecordedRequest:
     start: float  # time.monotonic() when the request was read
     end: float = 0.0  # time.monotonic() when the answer was sent (0.0 while in flight)
     status: int = 0  # 0 while in flight, or if stop() hung up on it
+    hung_up: bool = False  # the client hung up while the reply was held (`Reply.until`)
 
     @property
     def conversation(self) -> str:
@@ -413,11 +416,29 @@ class LLMServer:
             if delay > 0 and self._stopping.wait(delay):
                 h.close_connection = True  # server stopping: hang up unanswered
                 return
+            if reply.until is not None and not self._held(h, reply.until):
+                req.hung_up = not self._stopping.is_set()
+                h.close_connection = True
+                return
             payload, content_type = self._render(api or "openai-chat", req, reply)
             finish(reply.status)
             h.send(reply.status, payload, reply.headers, content_type)
         finally:
             finish(req.status)
+
+    def _held(self, h: _Handler, until: threading.Event) -> bool:
+        """Hold the reply until `until` is set: False if the client hangs up first (or the
+        server stops). A client waiting for its reply sends nothing, so the connection
+        turning readable means it was closed: end of stream, or a reset."""
+        while not until.wait(0.05):
+            if self._stopping.is_set():
+                return False
+            try:
+                if select.select([h.connection], [], [], 0)[0]:
+                    return False
+            except (OSError, ValueError):  # the socket is gone already
+                return False
+        return True
 
     def _render(self, api: str, req: RecordedRequest, reply: Reply) -> tuple[bytes, str]:
         if reply.body is not None:

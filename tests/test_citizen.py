@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import typing as t
 import xml.dom.minidom
@@ -21,7 +22,7 @@ import pytest
 import pytest_rigging
 from pytest_rigging.plugin import progress
 from tests.conftest import ONE_ITEM, ini, on, peak_overlap, rig_module
-from tests.llm_server import LLMServer
+from tests.llm_server import LLMServer, RecordedRequest, Reply
 
 PARAMETRIZED = """
 import pytest
@@ -114,6 +115,16 @@ def test_silent_when_unused_with_and_without_xdist(pytester: pytest.Pytester) ->
 SIDE_EFFECTS = """
 import asyncio, gc, os, sys, warnings
 environment, filters = dict(os.environ), list(warnings.filters)
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+elsewhere = []  # hosts other than loopback that something looked up or connected to
+
+def audit(event, args):
+    if event == "socket.getaddrinfo" and args[0] not in LOOPBACK:
+        elsewhere.append(args[0])
+    elif event == "socket.connect" and isinstance(args[1], tuple) and args[1][0] not in LOOPBACK:
+        elsewhere.append(args[1][0])
+
+sys.addaudithook(audit)
 collections, unraisable = [], []
 gc.callbacks.append(lambda phase, info: collections.append(phase))
 sys.unraisablehook = lambda hooked: unraisable.append(str(hooked.exc_value))
@@ -154,6 +165,8 @@ changed = {k for k in {*os.environ, *environment} if os.environ.get(k) != enviro
 assert changed <= {"TIKTOKEN_CACHE_DIR"}, changed
 assert warnings.filters == filters
 assert ("litellm" in sys.modules) != NATIVE
+# offline: litellm's price map is read from its own files, unasked (no variable set)
+assert elsewhere == [], elsewhere
 print("clean")
 """
 
@@ -163,8 +176,9 @@ def test_library_leaves_no_process_wide_trace(
 ) -> None:
     """Import, parse a large text, and generate over HTTP (chat on both APIs, and text),
     through litellm or the native providers, in a fresh process with every warning an
-    error: gc, warning filters and environment unchanged; the native route never imports
-    litellm, and closing its generators leaves no socket open."""
+    error and LITELLM_LOCAL_MODEL_COST_MAP unset: gc, warning filters and environment
+    unchanged, no host but loopback looked up or connected to; the native route never
+    imports litellm, and closing its generators leaves no socket open."""
     llm_server.add_rule("hi", "hello")
     script = tmp_path / "side_effects.py"
     script.write_text(SIDE_EFFECTS)
@@ -957,11 +971,52 @@ def test_an_infrastructure_error_is_an_error_everywhere(
     assert doc["models"][0]["items_errored"] == 1
 
 
-def test_each_item_waits_for_its_own_samples_only(pytester: pytest.Pytester) -> None:
+HELD_UNTIL_A_SLOW_ITEM_STARTS = """
+import asyncio
+import threading
+import time
+
+from pytest_rigging.generator import GeneratedMessage, register_generator
+from pytest_rigging.generator.offline import EchoGenerator
+from pytest_rigging.message import Message
+
+SLOW_ITEM_STARTED = threading.Event()
+
+
+class Held(EchoGenerator):
+    \"\"\"Answers only once an item of this model has started (a hang guard aside): the
+    items that run before that must do without its answers.\"\"\"
+
+    async def generate_message(self, messages, params):
+        deadline = time.monotonic() + 30  # a hang guard, not a threshold
+        while not SLOW_ITEM_STARTED.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        answer = "answered" if SLOW_ITEM_STARTED.is_set() else "held past the guard"
+        return GeneratedMessage(message=Message(role="assistant", content=answer))
+
+
+register_generator("held", Held)
+
+
+def pytest_runtest_logstart(nodeid, location):
+    if "slow" in nodeid:
+        SLOW_ITEM_STARTED.set()
+"""
+
+
+def test_each_item_waits_for_its_own_samples_only(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A test function's items start together, but each waits only for its own samples: the
-    fast model's item is done before the slow model's calls (2 s each) are, so neither its
-    setup nor its JSON duration carries the group's time (a generous bound: 2 s)."""
+    slow model answers only once one of its own items has started, and the fast model's
+    item before it still passes, its report (and JSON record) made before any slow answer,
+    so that neither its setup nor its JSON duration can carry the slow calls' time (an
+    item waiting for the group's samples would wait for the hang guard instead)."""
+    from pytest_rigging.generator import base
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # the run registers `held`
     ini(pytester)
+    pytester.makeconftest(HELD_UNTIL_A_SLOW_ITEM_STARTS)
     pytester.makepyfile(
         """
         import pytest
@@ -971,23 +1026,17 @@ def test_each_item_waits_for_its_own_samples_only(pytester: pytest.Pytester) -> 
             return rig_generator.chat(f"q{n}")
 
         @pytest.mark.parametrize("n", range(2))
-        @pytest.mark.rig_models("echo!fast", "echo!slow,latency=2")
+        @pytest.mark.rig_models("echo!fast", "held!slow")
         def test_q(rig_chat, n):
-            pass
+            assert rig_chat.last.content in (f"q{n}", "answered")
         """
     )
-    result = pytester.runpytest("--durations=0", "-vv", "--rig-report", "r.json")
+    result = pytester.runpytest("-v", "-p", "no:randomly", "--rig-report", "r.json")
     result.assert_outcomes(passed=4)
-    setups = {
-        case: float(seconds)
-        for seconds, case in re.findall(
-            r"^([\d.]+)s setup .*test_q\[(\d-\w+)\]", result.stdout.str(), re.M
-        )
-    }
-    assert setups["0-fast"] < 2.0 and setups["1-fast"] < 2.0, setups
-    assert max(setups["0-slow"], setups["1-slow"]) >= 2.0, setups  # the slow calls' time
+    ran = re.findall(r"test_q\[(\d-\w+)\] PASSED", result.stdout.str())
+    assert ran == ["0-fast", "0-slow", "1-fast", "1-slow"]  # a fast item first
     doc = json.loads((pytester.path / "r.json").read_text())
-    assert all(item["duration"] < 2.0 for item in doc["items"])
+    assert [i["outcome"] for i in doc["items"]] == ["passed"] * 4
 
 
 def test_no_starvation_by_a_failing_or_hanging_model(
@@ -1000,17 +1049,28 @@ def test_no_starvation_by_a_failing_or_hanging_model(
     ini(pytester)
     pytester.makepyfile(ONE_ITEM)
     base = f"api_base={llm_server.openai_base}"
-    # one slot in all: the failing model's backoff (2 s) is when the healthy one may call
+    # one slot in all: the failing model's backoff is when the healthy one may call (the
+    # slot is handed over as the backoff starts, so any length shows it)
     llm_server.fail_next(1, status=503, model="failing")
-    models = f"openai/failing,{base},max_retries=1,backoff=2,openai/healthy,{base}"
+    models = f"openai/failing,{base},max_retries=1,backoff=0.2,openai/healthy,{base}"
     result = pytester.runpytest("--rig-models", models, "--rig-concurrency", "1")
     result.assert_outcomes(passed=2)
     order = [(r.model, r.status) for r in llm_server.requests]
     assert order == [("failing", 503), ("healthy", 200), ("failing", 200)], order
-    # four slots, two models: the hanging one (3 s a call) holds two, the healthy one two
+    # four slots, two models: the hanging one holds two, the healthy one two. The server
+    # holds the hanging model's replies until all four healthy calls have come in, which
+    # they can't if it holds more than its share (its calls time out instead, at 10 s)
     llm_server.reset()
-    llm_server.add_rule(".", "fine")
-    llm_server.fail_next(4, status=200, model="hanging", delay=3, body=None)
+    healthy_in = threading.Event()
+
+    def respond(request: RecordedRequest) -> Reply:
+        if request.model == "hanging":
+            return Reply("", until=healthy_in)
+        if sum(r.model == "healthy" for r in llm_server.requests) == 4:
+            healthy_in.set()
+        return Reply("fine")
+
+    llm_server.responder = respond
     pytester.makepyfile(
         test_many=rig_module(
             """
@@ -1058,12 +1118,23 @@ def test_slots_a_model_leaves_idle_are_lent_to_the_others(
     assert peak_overlap(llm_server.requests) == 4  # and never more than the limit
 
 
+def wait_for(condition: t.Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60  # a hang guard, not a threshold
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what} after 60 s"
+        time.sleep(0.01)
+
+
 def interrupted(
-    pytester: pytest.Pytester, command: list[str], once: str, after: float
-) -> tuple[str, float]:
-    """Run `command` in the project, and `after` seconds after the file `once` appears send
-    it Ctrl-C as a terminal does (SIGINT to its process group: xdist workers too); what it
-    printed, and when the signal went. It must end interrupted."""
+    pytester: pytest.Pytester,
+    command: list[str],
+    ready: t.Callable[[], bool],
+    after: float = 0.0,
+    then: t.Callable[[], None] = lambda: None,
+) -> str:
+    """Run `command` in the project; once `ready()` (and `after` seconds more), send it
+    Ctrl-C as a terminal does (SIGINT to its process group: xdist workers too), then call
+    `then()` while it stops. What it printed; it must end interrupted."""
     process = subprocess.Popen(
         command,
         cwd=pytester.path,
@@ -1074,15 +1145,18 @@ def interrupted(
         # give the run the disposition a terminal's would have.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.monotonic() + 60  # a hang guard, not a threshold
-    while not (pytester.path / once).exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(after)
-    signalled = time.monotonic()
-    os.killpg(process.pid, signal.SIGINT)
-    out, _ = process.communicate(timeout=60)
+    try:
+        wait_for(ready, "the run to be ready for Ctrl-C")
+        time.sleep(after)
+        os.killpg(process.pid, signal.SIGINT)
+        then()
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # a failure above: leave no run behind
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
     assert process.returncode == pytest.ExitCode.INTERRUPTED, out
-    return out, signalled
+    return out
 
 
 CTRL_C_CONFTEST = """
@@ -1142,11 +1216,32 @@ def test_ctrl_c_keeps_the_samples_that_finished(
         *xdist,
     ]
     # the first sample is recorded once its call returns
-    interrupted(pytester, command, once="first-done", after=0.5)
+    interrupted(pytester, command, ready=(pytester.path / "first-done").exists, after=0.5)
     doc = json.loads((pytester.path / "r.json").read_text())
     assert doc["settings"]["interrupted"] is True
     assert [(i["outcome"], len(i["chats"])) for i in doc["items"]] == [("interrupted", 1)]
     assert doc["models"][0]["chats"] == 1
+
+
+TEARDOWN_AFTER_THE_CALLS_STOPPED = """
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def teardown_after_the_calls_stopped():
+    \"\"\"After Ctrl-C, the session's teardown waits (a hang guard aside) for the test to
+    see the calls in flight cancelled, and says whether it did: calls that go on until
+    the plugin unconfigures are still in flight when it ends.\"\"\"
+    yield
+    deadline = time.monotonic() + 30  # a hang guard, not a threshold
+    while not Path("calls-stopped").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    seen = Path("calls-stopped").exists()
+    Path("torn-down").write_text("after the calls stopped" if seen else "with calls in flight")
+"""
 
 
 @pytest.mark.parametrize(
@@ -1157,23 +1252,18 @@ def test_ctrl_c_keeps_the_samples_that_finished(
 def test_no_call_starts_after_ctrl_c_wherever_it_lands(
     pytester: pytest.Pytester, llm_server: LLMServer, where: str, xdist: list[str]
 ) -> None:
-    """Ctrl-C in a test body or a fixture's teardown (the function's other samples still
-    being computed), with a session fixture that takes 1 s to tear down: the server hears
-    no request started after the signal (the calls in flight then are cancelled), not
-    until the plugin unconfigures."""
-    llm_server.latency = 0.5
-    ini(pytester)
-    pytester.makeconftest(
-        """
-        import time
-        import pytest
-
-        @pytest.fixture(scope="session", autouse=True)
-        def slow_teardown():
-            yield
-            time.sleep(1)
-        """
+    """Ctrl-C in a test body or a fixture's teardown while the function's other samples are
+    computed, two at a time: the server answers the first item's call (`q0`) and holds
+    every other, so two calls are in flight when the signal lands, and no slot frees
+    before it. Those two are cancelled (the server sees their clients hang up) before the
+    session's teardown ends, not when the plugin unconfigures, and no call starts after
+    the signal: none but those three ever reaches the server."""
+    never = threading.Event()
+    llm_server.responder = lambda request: Reply(
+        request.last_user, until=None if request.last_user == "q0" else never
     )
+    ini(pytester)
+    pytester.makeconftest(TEARDOWN_AFTER_THE_CALLS_STOPPED)
     pytester.makepyfile(
         """
         import time
@@ -1200,17 +1290,27 @@ def test_no_call_starts_after_ctrl_c_wherever_it_lands(
                 sleep_until_ctrl_c()
         """.replace("WHERE", repr(where))
     )
+
+    def held() -> list[RecordedRequest]:
+        return [r for r in llm_server.requests if r.last_user != "q0"]
+
+    def calls_stopped() -> None:
+        wait_for(lambda: all(r.hung_up for r in held()), "the calls in flight to be cancelled")
+        (pytester.path / "calls-stopped").touch()
+
     model = f"openai!m,api_base={llm_server.openai_base}"
     command = [sys.executable, "-m", "pytest", "--rig-models", model, "--rig-concurrency", "2"]
-    _, signalled = interrupted(
-        pytester, [*command, "-p", "no:cacheprovider", *xdist], once="sleeping", after=0.2
+    interrupted(
+        pytester,
+        [*command, "-p", "no:cacheprovider", *xdist],
+        ready=lambda: (pytester.path / "sleeping").exists() and len(held()) >= 2,
+        then=calls_stopped,
     )
-    assert time.monotonic() - signalled >= 1  # the session's teardown ran
-    before = [r for r in llm_server.requests if r.start < signalled]
-    assert 2 <= len(before) < 40
-    # a request on its way as the signal lands arrives a few milliseconds later
-    late = [round(r.start - signalled, 2) for r in llm_server.requests if r.start > signalled + 0.1]
-    assert late == []  # seconds after the signal
+    assert (pytester.path / "torn-down").read_text() == "after the calls stopped"
+    assert [r.last_user for r in llm_server.requests if r.status == 200] == ["q0"]
+    assert all(r.hung_up for r in held())
+    late = [r.last_user for r in held()][2:]  # in the order they reached the server
+    assert late == [], "calls that started after Ctrl-C (the two in flight were held)"
 
 
 def test_the_xdist_hooks_import_nothing_heavy() -> None:

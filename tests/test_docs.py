@@ -287,6 +287,29 @@ def check_reliability(run: DocRun) -> None:
         assert f"def {test}(" in source, f"{module}::{test} is named but doesn't exist"
 
 
+def check_architecture(run: DocRun) -> None:
+    """The architecture page runs nothing; it names every module of the plugin, and every
+    name of the compat module, and nothing that doesn't exist."""
+    assert run.blocks == []
+    text = run.document.text
+    plugin = ROOT / "pytest_rigging" / "plugin"
+    modules = {path.name for path in plugin.glob("*.py")}
+    named = set(re.findall(r"^\| `(\w+\.py)` \|", text, flags=re.M))
+    assert named == modules, f"named but missing: {named - modules}, unnamed: {modules - named}"
+    compat = importlib.import_module("pytest_rigging.plugin._compat")
+    own = {
+        name
+        for name, value in vars(compat).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", "") == compat.__name__
+        and (inspect.isfunction(value) or inspect.isclass(value))
+    }
+    section = text.split("## pytest's and xdist's internals", 1)[1]
+    first_cells = re.findall(r"^\| ([^|]+) \|", section, flags=re.M)
+    listed = {n for cell in first_cells for n in re.findall(r"`(\w+)`", cell.split("(")[0])}
+    assert listed == own, f"listed but missing: {listed - own}, unlisted: {own - listed}"
+
+
 INGREDIENTS = "<comma-delimited-answer>{}</comma-delimited-answer>"
 
 
@@ -378,6 +401,7 @@ SCRIPTS: dict[str, Script] = {
         check=check_iterating_and_batching,
     ),
     "docs/reliability.md": Script(rules=(), check=check_reliability),
+    "docs/architecture.md": Script(rules=(), check=check_architecture),
     "docs/rigging-compatibility.md": Script(rules=(), check=check_compatibility),
 }
 

@@ -182,15 +182,18 @@ def test_responder_override_and_reset(server: LLMServer, client: httpx.Client) -
 
 
 def test_latency_honoured(client: httpx.Client) -> None:
+    """The server's latency delays a reply (checked from below: a wait can't be shorter),
+    and a reply's own delay wins over it: with a latency longer than the client's timeout
+    (5 s), a reply of delay 0 still arrives."""
     with LLMServer(latency=0.15) as server:
-        server.add_rule("fast", Reply("quick", delay=0))
         t0 = time.monotonic()
         chat(client, server, "slow")
         assert time.monotonic() - t0 >= 0.15
-        chat(client, server, "fast")
-        slow, fast = server.requests
+        [slow] = server.requests
         assert slow.end - slow.start >= 0.15
-        assert fast.end - fast.start < slow.end - slow.start  # its own delay (0) wins
+        server.latency = 60
+        server.add_rule("fast", Reply("quick", delay=0))
+        assert answer(chat(client, server, "fast")) == "quick"  # its own delay (0) wins
 
 
 def test_sequential_requests_are_not_concurrent(server: LLMServer, client: httpx.Client) -> None:
@@ -252,3 +255,30 @@ def test_stop_while_request_waits_does_not_hang() -> None:
     assert not t.is_alive()
     assert errors  # the client saw the hang-up instead of a reply
     server.stop()  # idempotent
+
+
+def test_a_held_reply_waits_for_its_event_and_notices_a_client_hanging_up(
+    server: LLMServer, client: httpx.Client
+) -> None:
+    """`Reply(until=event)`: answered once the event is set; a client that hangs up first
+    is recorded (`hung_up`) as soon as the server sees the connection closed."""
+    release, never = threading.Event(), threading.Event()
+    server.add_rule("wait", Reply("released", until=release))
+    server.add_rule("never", Reply("unsent", until=never))
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(chat, client, server, "wait")
+        deadline = time.monotonic() + 30  # a hang guard, not a threshold
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.requests[0].status == 0  # held
+        release.set()
+        assert answer(waiting.result(timeout=30)) == "released"
+    assert (server.requests[0].status, server.requests[0].hung_up) == (200, False)
+    with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=0.2) as impatient:
+        chat(impatient, server, "never")  # the client gives up, closing its connection
+    held = server.requests[1]
+    deadline = time.monotonic() + 30  # a hang guard, not a threshold
+    while not held.hung_up and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (held.hung_up, held.status) == (True, 0)
+    assert server.max_in_flight == 1 and held.end >= held.start

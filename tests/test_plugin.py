@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import collections
 import re
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ini, on, peak_overlap, rig_module
-from tests.llm_server import LLMServer
+from tests.llm_server import LLMServer, RecordedRequest, Reply
 
 RULES = """
 default = "I don't know."
@@ -297,7 +298,20 @@ def test_matrix(rig_chat):
 def test_whole_matrix_in_flight_at_once_and_no_call_twice(
     pytester: pytest.Pytester, llm_server: LLMServer, workers: str | None, route: str
 ) -> None:
-    llm_server.latency = 0.5
+    """Serially all 30 calls are in flight at once; under -n 2 each worker's slice (3 items,
+    15 calls). The server holds every reply until that many are in flight (or, should they
+    never be, for 30 s), so the overlap it sees doesn't depend on how fast calls go out."""
+    at_once = 15 if workers else 30
+    all_in = threading.Event()
+
+    def respond(request: RecordedRequest) -> Reply:
+        if sum(r.end == 0.0 for r in llm_server.requests) >= at_once:
+            all_in.set()
+        return Reply(request.last_user, until=all_in)
+
+    llm_server.responder = respond
+    guard = threading.Timer(30, all_in.set)  # a hang guard, not a threshold
+    guard.start()
     ini(pytester)
     pytester.makepyfile(test_matrix=MATRIX)
     args = [
@@ -312,12 +326,14 @@ def test_whole_matrix_in_flight_at_once_and_no_call_twice(
     ]
     if workers:
         args += ["-n", workers]
-    result = pytester.runpytest_subprocess(*args)
+    try:
+        result = pytester.runpytest_subprocess(*args)
+    finally:
+        guard.cancel()
     result.assert_outcomes(passed=6)
     requests = llm_server.requests
     assert len(requests) == 30
-    # serially all 30 at once; under -n 2 each worker's slice (3 items, 15 calls) at once
-    assert peak_overlap(requests) >= (15 if workers else 30)
+    assert peak_overlap(requests) >= at_once
     counts = collections.Counter((r.model, r.body["temperature"]) for r in requests)
     assert set(counts.values()) == {5} and len(counts) == 6
 

@@ -113,11 +113,18 @@ def without_timings(doc: dict) -> dict:
     return json.loads(re.sub(r'"(median_latency|latency|duration)": [0-9.e-]+', r'"\1": 0', text))
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_every_count_and_rate_exactly(
-    pytester: pytest.Pytester, suite: list[str], workers: list[str]
+def test_every_count_and_rate_exactly_and_the_same_with_and_without_xdist(
+    pytester: pytest.Pytester, suite: list[str]
 ) -> None:
-    result, doc = run(pytester, *suite, *workers)
+    """Every figure of a serial run and of a run under `-n 2`, and the two reports agree
+    but for timings (one run of each, checked both ways)."""
+    serial = every_count_and_rate_exactly(*run(pytester, *suite))
+    parallel = every_count_and_rate_exactly(*run(pytester, *suite, "-n", "2"))
+    assert without_timings(serial) == without_timings(parallel)
+
+
+def every_count_and_rate_exactly(result: pytest.RunResult, doc: dict) -> dict:
+    """Check a run of the suite, what pytest said and its report; the report."""
     # the broken model's items error, free-form ones included: pytest agrees with the figures
     result.assert_outcomes(passed=10, failed=5, errors=5)
     rows = by_label(doc)
@@ -157,12 +164,7 @@ def test_every_count_and_rate_exactly(
     assert re.search(r"^good\s+10\s+10\s+0\s+0\s+0\s+100\.0% \[72\.2-100\.0\]", text, re.M)
     assert re.search(r"^never\s+10\s+0\s+0\s+10\s+0\s+0\.0% \[0\.0-27\.8\]", text, re.M)
     assert re.search(r"^broken\s+10\s+0\s+0\s+0\s+10\s+-\s+-\s+0/0/5", text, re.M)
-
-
-def test_same_figures_with_and_without_xdist(pytester: pytest.Pytester, suite: list[str]) -> None:
-    _, serial = run(pytester, *suite)
-    _, parallel = run(pytester, *suite, "-n", "2")
-    assert without_timings(serial) == without_timings(parallel)
+    return doc
 
 
 def test_verbosity(pytester: pytest.Pytester, suite: list[str]) -> None:
@@ -315,8 +317,11 @@ def test_a_shard_with_nothing_to_run_passes(pytester: pytest.Pytester, workers: 
     result.assert_outcomes(deselected=1 if not workers else 0)
     if not workers:
         result.stdout.fnmatch_lines(["rigging: shard 2/3: 0 of 1 test functions, 0 of 1 items"])
-    empty = pytester.runpytest_subprocess("--rig-models", "echo!a", "--rig-shard", "1/3", "-k", "x")
-    assert empty.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+        # an empty selection (the same run with or without workers: made once)
+        empty = pytester.runpytest_subprocess(
+            "--rig-models", "echo!a", "--rig-shard", "1/3", "-k", "x"
+        )
+        assert empty.ret == pytest.ExitCode.NO_TESTS_COLLECTED
 
 
 @pytest.mark.parametrize("value", ["0/2", "3/2", "1", "a/b", "1/0"])

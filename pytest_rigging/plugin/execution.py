@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import inspect
 import threading
@@ -66,6 +67,19 @@ CELL_FIXTURES: dict[str, t.Callable[[Engine, Cell, str], t.Any]] = {
 fixtures in the plugin's front return the same for the item being set up."""
 
 T = t.TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """One item's samples to compute."""
+
+    nodeid: str
+    pipeline: ChatPipeline
+    runs: int
+    cell: Cell
+    generator: Generator
+    module: Path
+    """The test module, beside which its cassette lies."""
 
 
 class LoopThread:
@@ -384,55 +398,41 @@ class Engine:
         """Build every item's pipeline (here, on pytest's thread) and start all their
         samples at once on the engine's loop; each item later waits for its own. A
         sample `found` in a crashed worker's journal is taken from there."""
-        jobs: list[tuple[str, ChatPipeline, int, Cell, Generator, Path]] = []
+        jobs: list[_Job] = []
         for item in items:
             try:
                 pipeline = _checked(known.get(item.nodeid) or self._pipeline_for(item, request))
                 cell = _cell(item)
                 generator = self.generator(cell, item.nodeid)
                 runs = verdict_of(item).runs
-                jobs.append((item.nodeid, pipeline, runs, cell, generator, item.path))
+                jobs.append(_Job(item.nodeid, pipeline, runs, cell, generator, item.path))
                 if self.tapes is not None:
                     self.tapes.begin(item.nodeid)
             except (Exception, pytest.skip.Exception, pytest.fail.Exception) as error:
                 # this case alone: a skip or failure building its pipeline is its own outcome
                 self._results[item.nodeid] = error
 
-        async def sample(
-            nodeid: str,
-            pipeline: ChatPipeline,
-            index: int,
-            cell: Cell,
-            generator: Generator,
-            module: Path,
-        ) -> Chat:
+        async def sample(job: _Job, index: int) -> Chat:
             def heard(chats: t.Sequence[Chat], parses: bool) -> None:
                 self.remember(chats)
-                self.recorder.add(nodeid, chats, parses, cell, generator, index)
+                self.recorder.add(job.nodeid, chats, parses, job.cell, job.generator, index)
                 self.progress.sample_done(any(c.error_kind == "infrastructure" for c in chats))
 
-            if nodeid in found:
-                kept = self._salvaged(found[nodeid], nodeid, index, cell, pipeline, generator)
+            if job.nodeid in found:
+                kept = self._salvaged(found[job.nodeid], job, index)
                 if kept is not None:
                     self.progress.sample_done(kept.error_kind == "infrastructure")
                     return kept
-            where = Where(nodeid, module, index)
-            with observe(heard), self._sending(nodeid, index), self.around_calls(where):
-                return await pipeline.run(on_failed="include")
+            where = Where(job.nodeid, job.module, index)
+            with observe(heard), self._sending(job.nodeid, index), self.around_calls(where):
+                return await job.pipeline.run(on_failed="include")
 
-        async def samples(
-            nodeid: str,
-            pipeline: ChatPipeline,
-            runs: int,
-            cell: Cell,
-            generator: Generator,
-            module: Path,
-        ) -> list[Chat] | BaseException:
+        async def samples(job: _Job) -> list[Chat] | BaseException:
             try:
-                if runs == 1:  # most items: no gathering
-                    return [await sample(nodeid, pipeline, 0, cell, generator, module)]
+                if job.runs == 1:  # most items: no gathering
+                    return [await sample(job, 0)]
                 done = await asyncio.gather(
-                    *(sample(nodeid, pipeline, i, cell, generator, module) for i in range(runs)),
+                    *(sample(job, i) for i in range(job.runs)),
                     return_exceptions=True,  # samples still in flight finish, and are counted
                 )
                 for outcome in done:
@@ -443,12 +443,13 @@ class Engine:
                 return error
 
         name = group_key(request.node.nodeid).rsplit("::", 1)[-1]
-        self.progress.start(request.node.nodeid, name, sum(job[2] for job in jobs))
+        self.progress.start(request.node.nodeid, name, sum(job.runs for job in jobs))
         if self.journal is not None:
             for job in jobs:
-                self.journal.start(job[0])
-        futures = self._submit_all([samples(*job) for job in jobs])
-        self._running.update((job[0], future) for job, future in zip(jobs, futures, strict=True))
+                self.journal.start(job.nodeid)
+        futures = self._submit_all([samples(job) for job in jobs])
+        for job, future in zip(jobs, futures, strict=True):
+            self._running[job.nodeid] = future
 
     def _sending(self, nodeid: str, index: int) -> contextlib.AbstractContextManager[object]:
         """On an xdist worker: the journal hears of the sample's first call as it goes out."""
@@ -465,15 +466,7 @@ class Engine:
 
         return calls_heard(first_call)
 
-    def _salvaged(
-        self,
-        found: Salvage,
-        nodeid: str,
-        index: int,
-        cell: Cell,
-        pipeline: ChatPipeline,
-        generator: Generator,
-    ) -> Chat | None:
+    def _salvaged(self, found: Salvage, job: _Job, index: int) -> Chat | None:
         """Sample `index` as a crashed worker left it, recorded here: its chat if it
         finished there, a failed chat naming the loss if its call went out but the answer
         died with the worker (or its chats can't be rebuilt here); None if it was never
@@ -484,8 +477,8 @@ class Engine:
             if pairs:
                 for chat, own in pairs:
                     if own:
-                        chat.generator = generator
-                self.recorder.extend(nodeid, cell, done.records)
+                        chat.generator = job.generator
+                self.recorder.extend(job.nodeid, job.cell, done.records)
                 if self.journal is not None:
                     self.journal.replay(done)
                 return pairs[-1][0]
@@ -493,16 +486,16 @@ class Engine:
         if done is None and worker is None:
             return None
         lost = new_chat(
-            list(pipeline.messages),
-            generator,
-            pipeline.params or GenerateParams(),
-            dict(pipeline.metadata),
+            list(job.pipeline.messages),
+            job.generator,
+            job.pipeline.params or GenerateParams(),
+            dict(job.pipeline.metadata),
         )
         lost.failed = True
         lost.error = GenerationError(
             lost_message(index, worker or "?", in_flight=done is None), reason="lost"
         )
-        self.recorder.add(nodeid, [lost], False, cell, generator, index)
+        self.recorder.add(job.nodeid, [lost], False, job.cell, job.generator, index)
         return lost
 
     def _pipeline_for(self, item: pytest.Item, request: pytest.FixtureRequest) -> ChatPipeline:
@@ -563,9 +556,11 @@ class Engine:
     def interrupt(self) -> None:
         """Ctrl-C (or `pytest.exit`), wherever it landed: in a test body, between items, in
         a teardown. The calls in flight are cancelled and no other starts: the loop's tasks
-        are cancelled, the samples of items not yet run with them."""
-        self.settle()
+        are cancelled, the samples of items not yet run with them: all at once, on the
+        loop, first (cancelled one by one from here, a call's freed slot could start a
+        sample not yet cancelled)."""
         self.loop.cancel_all()
+        self.settle()
 
     def discard(self, nodeid: str) -> None:
         """The item is done: drop its samples, and never compute it with a group again (an

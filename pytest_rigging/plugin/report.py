@@ -1,5 +1,5 @@
-"""Reports: the terminal table, the markdown step summary, the JSON document, and the
-merge of several JSON reports (CI shards) into one."""
+"""Reports: an item's record and JUnit properties, the terminal table, the JSON document,
+and the merge of several JSON reports (CI shards) into one."""
 
 from __future__ import annotations
 
