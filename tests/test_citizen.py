@@ -103,13 +103,33 @@ def test_rig_grouped(rig_chat, n):
             assert len(grouped) == 1
 
 
+HEAVY = ("pydantic", "litellm", "pytest_rigging.plugin.cassettes", "pytest_rigging.plugin.stats")
+
+
 def test_silent_when_unused_with_and_without_xdist(pytester: pytest.Pytester) -> None:
+    """Nothing printed, and nothing heavy imported in any process, to its very end."""
     ini(pytester)
     pytester.makepyfile(PARAMETRIZED)
+    pytester.makeconftest(
+        f"""
+        import os, sys
+
+        def pytest_unconfigure(config):
+            process = os.environ.get("PYTEST_XDIST_WORKER", "controller")
+            heavy = [m for m in {HEAVY!r} if m in sys.modules]
+            with open(f"heavy-{{process}}.txt", "w") as file:
+                file.write(",".join(heavy))
+        """
+    )
     for args in ([], ["-n", "2"]):
         result = pytester.runpytest_subprocess(*args)
         result.assert_outcomes(passed=12)
         assert "rigging:" not in result.stdout.str() + result.stderr.str()
+        imported = {p.name: p.read_text() for p in pytester.path.glob("heavy-*.txt")}
+        expected = ["heavy-controller.txt", *(["heavy-gw0.txt", "heavy-gw1.txt"] if args else [])]
+        assert imported == dict.fromkeys(expected, "")
+        for path in pytester.path.glob("heavy-*.txt"):
+            path.unlink()
 
 
 SIDE_EFFECTS = """

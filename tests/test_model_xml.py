@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import sys
 import types
 import typing as t
@@ -13,6 +14,7 @@ from textwrap import dedent
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
+import pytest_rigging.model as model_module
 from pytest_rigging.error import InvalidModelSpecifiedError, MissingModelError
 from pytest_rigging.message import Message
 from pytest_rigging.model import (
@@ -808,38 +810,73 @@ def test_error_models() -> None:
 #
 
 
+class Scanned:
+    """A compiled pattern that adds to `work` the characters each call hands it (from
+    `pos` on): what the regular expression engine may scan, so that a parser running a
+    pattern over the text again per tag or per nesting level counts as the quadratic
+    thing it is, while one advancing `pos` through the text counts once."""
+
+    POSITIONED = ("search", "match", "fullmatch", "finditer", "findall")
+
+    def __init__(self, pattern: re.Pattern[str], work: list[int]) -> None:
+        self.pattern, self.work = pattern, work
+
+    def __getattr__(self, name: str) -> t.Any:
+        method = getattr(self.pattern, name)
+
+        def counted(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            strings = [a for a in (*args, *kwargs.values()) if isinstance(a, str)]
+            pos = kwargs.get("pos", 0)
+            if name in self.POSITIONED and len(args) > 1 and isinstance(args[1], int):
+                pos = args[1]
+            self.work[0] += max(map(len, strings), default=0) - pos
+            return method(*args, **kwargs)
+
+        return counted
+
+
 def parse_work(model: type[Model], text: str) -> int:
     """What `model.from_text(text)` costs, counted instead of timed: one per function call
-    (Python or builtin), plus the length of every string a Python function is handed and of
-    every string a builtin string method runs on. The same for every run and machine, and
-    it grows faster than the text when the parser reads the text again per tag or per
-    nesting level. (What one regular expression does inside one call is not counted: how
-    fast the patterns are on hostile text is `bench/bench_parse.py`'s to measure.)"""
-    work = 0
+    (Python or builtin), plus the length of every string a Python function is handed, of
+    every string a builtin string method runs on, and of the text each of the parser's
+    regular expressions is given to scan (`Scanned`). The same for every run and machine,
+    and it grows faster than the text when the parser reads the text again per tag or per
+    nesting level. (How fast one pattern is on hostile text, backtracking included, is
+    `bench/bench_parse.py`'s to measure.)"""
+    work = [0]
 
     def count(frame: types.FrameType, event: str, arg: object) -> None:
-        nonlocal work
         if event == "call":
-            work += 1
+            work[0] += 1
             code = frame.f_code
             for name in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]:
                 value = frame.f_locals.get(name)
                 if isinstance(value, str | bytes):
-                    work += len(value)
+                    work[0] += len(value)
         elif event == "c_call":
-            work += 1
+            work[0] += 1
             if isinstance(getattr(arg, "__self__", None), str | bytes):
-                work += len(arg.__self__)  # type: ignore[attr-defined]
+                work[0] += len(arg.__self__)  # type: ignore[attr-defined]
 
-    previous = sys.getprofile()
-    sys.setprofile(count)
-    try:
-        model.from_text(text)
-    except (MissingModelError, ValidationError):
-        pass
-    finally:
-        sys.setprofile(previous)
-    return work
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("_CAMEL", "_ENTITY", "_STRAY_AMP", "_STRAY_LT", "_ATTRIBUTE"):
+            patch.setattr(model_module, name, Scanned(getattr(model_module, name), work))
+        for name in ("_tag_pattern", "_simple_pattern"):
+            compile_for = getattr(model_module, name)
+            patch.setattr(
+                model_module,
+                name,
+                lambda tag, compile_for=compile_for: Scanned(compile_for(tag), work),
+            )
+        previous = sys.getprofile()
+        sys.setprofile(count)
+        try:
+            model.from_text(text)
+        except (MissingModelError, ValidationError):
+            pass
+        finally:
+            sys.setprofile(previous)
+    return work[0]
 
 
 HOSTILE: dict[str, tuple[type[Model], t.Callable[[int], str]]] = {

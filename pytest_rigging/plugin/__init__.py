@@ -176,9 +176,7 @@ def pytest_runtest_makereport(
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
     """ERROR in the terminal (`E`, counted with errors, "ERROR at call of ...")."""
-    if getattr(report, "rig", None) is None:
-        return None
-    from pytest_rigging.plugin.report import errored_call
+    from pytest_rigging.plugin.records import errored_call
 
     return ("error", "E", "ERROR") if errored_call(report) else None
 

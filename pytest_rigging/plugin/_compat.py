@@ -12,7 +12,12 @@ import contextlib
 import typing as t
 
 import pytest
-from xdist.scheduler import LoadScopeScheduling
+from xdist.scheduler import (
+    LoadGroupScheduling,
+    LoadScheduling,
+    LoadScopeScheduling,
+    WorkStealingScheduling,
+)
 
 if t.TYPE_CHECKING:
     from xdist.workermanage import WorkerController
@@ -91,7 +96,7 @@ def output_shown(config: pytest.Config) -> t.ContextManager[None]:
     return t.cast("t.ContextManager[None]", capture.global_and_fixture_disabled())
 
 
-def restart_line(terminal: t.Any) -> None:
+def restart_line(terminal: pytest.TerminalReporter) -> None:
     """Make the terminal reporter start its next result on a line of its own, naming
     its file again, after a line of ours.
 
@@ -112,6 +117,17 @@ def mark_known_failure(report: pytest.TestReport, reason: str) -> None:
     report.wasxfail = reason
 
 
+def fail_run(session: pytest.Session) -> None:
+    """Fail the run as a failed test would, after the test loop (a failed gate, say).
+
+    pytest turns a non-zero `session.testsfailed` into exit status 1 before it calls
+    `pytest_sessionfinish`, so every plugin's and conftest's `exitstatus` sees the failure;
+    setting `session.exitstatus` later would hide it from them. `testsfailed` is not
+    documented; present since pytest 2.
+    """
+    session.testsfailed += 1
+
+
 @contextlib.contextmanager
 def reported_as_setup(report: pytest.TestReport) -> t.Iterator[None]:
     """Within this, a call's report reads as a setup's, so that JUnit's writer, which
@@ -125,6 +141,30 @@ def reported_as_setup(report: pytest.TestReport) -> t.Iterator[None]:
         yield
     finally:
         report.when = when
+
+
+def own_scheduler(dist: str, config: pytest.Config, log: t.Any) -> t.Any:
+    """The scheduler xdist itself would run for `--dist load|worksteal|loadgroup`.
+
+    xdist documents `pytest_xdist_make_scheduler` (return a scheduler, or None for its
+    own), not how to make its own once the choice is deferred past the workers' collection:
+    its schedulers take `(config, log)` since xdist 1.19 (loadgroup since 3.0).
+    """
+    own = {
+        "load": LoadScheduling,
+        "worksteal": WorkStealingScheduling,
+        "loadgroup": LoadGroupScheduling,
+    }[dist]
+    return own(config, log)
+
+
+def worker_of(report: pytest.TestReport) -> str:
+    """The id (`gw0`, ...) of the xdist worker a report came from, "?" when unknown.
+
+    xdist sets `report.node` (the worker's controller) on reports it receives, which it
+    doesn't document; the id is execnet's `gateway.id`. Since xdist 1.x.
+    """
+    return str(getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "?"))
 
 
 class UnitScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no types

@@ -236,7 +236,10 @@ def save_run(config: pytest.Config, reporter: Reporter) -> None:
 
 
 def terminal(
-    config: pytest.Config, comparison: Comparison, rows: t.Sequence[Row], terminal: t.Any
+    config: pytest.Config,
+    comparison: Comparison,
+    rows: t.Sequence[Row],
+    terminal: pytest.TerminalReporter,
 ) -> None:
     """The comparison at the end of the run, and, with `--rig-fail-on-regression`, a FAIL
     line per rate that dropped beyond noise."""

@@ -1,7 +1,7 @@
 """The records that travel: from xdist workers to the controller on test reports, into the
 JSON report, and back out of it for `merge`. Plain data only (xdist drops anything else),
-so each is a TypedDict, defined here once. Light to import: the controller's xdist hooks
-use it at start-up."""
+so each is a TypedDict, defined here once. Light to import: the plugin's front and the
+xdist roles use it at start-up."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import typing as t
 from pathlib import Path
 
 from typing_extensions import NotRequired, TypedDict  # pydantic needs these before 3.12
+
+if t.TYPE_CHECKING:
+    import pytest
 
 Bucket = t.Literal["first_try", "recovered", "exhausted", "error"]
 BUCKETS: tuple[Bucket, ...] = ("first_try", "recovered", "exhausted", "error")
@@ -181,6 +184,19 @@ class ReportDocument(TypedDict):
     cells: list[Row]
     gates: list[GateRecord]
     items: list[ItemRecord]
+
+
+def errored_call(report: pytest.TestReport) -> bool:
+    """A rig item's call that ended in an infrastructure error, or an item lost with its
+    xdist worker (`when` is "???"): an error, not a failure of the test. Asked of every
+    report, so light: nothing is imported for a report that carries no record."""
+    record: ItemRecord | None = getattr(report, "rig", None)
+    return (
+        record is not None
+        and report.when in ("call", "???")
+        and report.failed
+        and (record["outcome"] == "error" or "lost" in record)
+    )
 
 
 def group_key(nodeid: str) -> str:

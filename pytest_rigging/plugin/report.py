@@ -217,18 +217,6 @@ def junit_properties(record: ItemRecord) -> list[tuple[str, object]]:
     return properties
 
 
-def errored_call(report: pytest.TestReport) -> bool:
-    """A call that ended in an infrastructure error, or an item lost with its xdist worker
-    (`when` is "???"): an error, not a failure of the test."""
-    record: ItemRecord | None = getattr(report, "rig", None)
-    return (
-        report.when in ("call", "???")
-        and report.failed
-        and record is not None
-        and (record["outcome"] == "error" or "lost" in record)
-    )
-
-
 def write(path: Path, doc: ReportDocument) -> None:
     """Written whole or not at all; whatever a model said, it stays valid JSON
     (`records.write_json`)."""
@@ -337,7 +325,7 @@ class Reporter:
     def rows(self, by_params: bool) -> list[Row]:
         return tabulate_items(self.items, by_params=by_params)
 
-    def terminal(self, terminal: t.Any, verbosity: int) -> None:
+    def terminal(self, terminal: pytest.TerminalReporter, verbosity: int) -> None:
         """The table (one row per model; per model and params at -v; compact at -q;
         nothing at -qq), then a line per gate: a red FAIL line at any verbosity, a short
         pass line unless at -qq, so that a CI log shows what was judged."""

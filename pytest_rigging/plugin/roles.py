@@ -69,7 +69,6 @@ class Central(Role):
 
     def __init__(self, config: pytest.Config) -> None:
         super().__init__(config, Place())
-        self.workers_emptied = False
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record: ItemRecord | None = getattr(report, "rig", None)
@@ -89,43 +88,45 @@ class Central(Role):
         """A call that ended in an infrastructure error is shown to JUnit's writer as a
         setup's, so that it writes an `<error>` (its message then reads "failed on setup
         with ...")."""
-        from pytest_rigging.plugin._compat import reported_as_setup
-        from pytest_rigging.plugin.report import errored_call
+        from pytest_rigging.plugin.records import errored_call
 
         if not errored_call(report):
             return (yield)
+        from pytest_rigging.plugin._compat import reported_as_setup
+
         with reported_as_setup(report):
             return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> t.Generator[None, object, object]:
-        """After the run, the run-level checks: gates, budget, regressions."""
+        """After the run, the run-level checks (gates, budget, regressions): each that
+        fails fails the run as a failed test would."""
         outcome = yield
         run = self.run
-        if run.reported is not None and run.reported.judge():
-            run.failed_checks.append("gates")
-        if run.budget_skips:
-            run.failed_checks.append("budget")
+        failed = run.reported is not None and bool(run.reported.judge())
+        failed |= run.budget_skips > 0
         if run.baseline is not None and run.reported is not None:
             from pytest_rigging.plugin.baseline import compare, from_report
 
             now = from_report(run.reported.document())
             run.comparison = compare(run.baseline, run.reported.items, now)
-            if self.config.getoption("rig_fail_on_regression") and run.comparison.regressions:
-                run.failed_checks.append("regressions")
+            regressed = bool(run.comparison.regressions)
+            failed |= regressed and bool(self.config.getoption("rig_fail_on_regression"))
+        if failed:
+            from pytest_rigging.plugin._compat import fail_run
+
+            fail_run(session)
         return outcome
+
+    def emptied(self) -> bool:
+        """Whether this run's shard held none of the items selected (and there were some)."""
+        return self.run.split is not None and self.run.split.emptied
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """A failed run-level check fails the run as a failed test would. A shard that
-        holds no test function of a suite that has some ran what it had to: not pytest's
-        "no tests collected" (exit 5), which would fail its CI job."""
-        finished = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
-        if self.run.failed_checks and finished:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        elif exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and (
-            self.workers_emptied or (self.run.split is not None and self.run.split.emptied)
-        ):
+        """A shard that holds no test function of a suite that has some ran what it had
+        to: not pytest's "no tests collected" (exit 5), which would fail its CI job."""
+        if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.emptied():
             session.exitstatus = pytest.ExitCode.OK
 
     def leftovers(self) -> list[ItemRecord]:
@@ -170,7 +171,7 @@ class Central(Role):
             append_step_summary(run.reported)
         return outcome
 
-    def pytest_terminal_summary(self, terminalreporter: t.Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         run = self.run
         reporter = run.reported
         if reporter is not None and reporter.items:

@@ -85,8 +85,6 @@ class Run:
     split: Split | None = None
     """What the shard kept of the selected items, once collected."""
     comparison: Comparison | None = None
-    failed_checks: list[str] = field(default_factory=list)
-    """Run-level checks that failed (gates, budget, regressions): each fails the run."""
     budget_skips: int = 0
     _checks: dict[str, str | None] = field(default_factory=dict)
     _settings: Settings | None = None
@@ -158,8 +156,9 @@ class Run:
 
     @property
     def budget(self) -> Budget | None:
-        """`--rig-max-tokens` / `--rig-max-cost`; None without them."""
-        if not self._budget_read:
+        """`--rig-max-tokens` / `--rig-max-cost`; None without them (and nothing imported
+        in a run that sets no rig option)."""
+        if not self._budget_read and self.asked:
             from pytest_rigging.plugin.budget import read_budget
 
             try:
@@ -171,8 +170,9 @@ class Run:
 
     @property
     def tapes(self) -> Tapes | None:
-        """`--rig-record MODE`: the run's cassettes; None without it."""
-        if not self._tapes_read:
+        """`--rig-record MODE`: the run's cassettes; None without it (and nothing imported
+        in a run that sets no rig option)."""
+        if not self._tapes_read and self.asked:
             from pytest_rigging.plugin.cassettes import read_tapes
 
             self._tapes = read_tapes(self.config)

@@ -26,9 +26,13 @@ import typing as t
 from pathlib import Path
 
 import pytest
-from xdist.scheduler import LoadGroupScheduling, LoadScheduling, WorkStealingScheduling
 
-from pytest_rigging.plugin._compat import PosingScheduler, UnitScheduling
+from pytest_rigging.plugin._compat import (
+    PosingScheduler,
+    UnitScheduling,
+    own_scheduler,
+    worker_of,
+)
 from pytest_rigging.plugin.journal import salvage, write_requeued
 from pytest_rigging.plugin.options import in_matrix
 from pytest_rigging.plugin.records import (
@@ -168,6 +172,7 @@ class DistController(Central):
         super().__init__(config)
         self.folder: Path | None = None
         self.facts: GroupFacts | None = None
+        self.workers_emptied = False
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_from_serializable(self, data: dict[str, t.Any]) -> None:
@@ -197,7 +202,7 @@ class DistController(Central):
         if not isinstance(getattr(sched, "chosen", None), FunctionScheduling):
             return
         node = getattr(report, "node", None)
-        worker = getattr(getattr(node, "gateway", None), "id", "?")
+        worker = worker_of(report)
         cell = self.read_facts(worker)["cells"].get(crashitem)
         if cell is None or self.folder is None:
             return
@@ -246,6 +251,9 @@ class DistController(Central):
         if getattr(node, "workeroutput", {}).get(_EMPTY_SHARD):
             self.workers_emptied = True
 
+    def emptied(self) -> bool:
+        return self.workers_emptied or super().emptied()
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: t.Any) -> None:
         dist = node.config.getoption("dist")
@@ -275,21 +283,16 @@ class DeferredScheduling(PosingScheduler):
     only remembers the workers."""
 
     def __init__(
-        self, config: pytest.Config, log: t.Any, dist: str, hooks: DistController
+        self, config: pytest.Config, log: t.Any, dist: str, controller: DistController
     ) -> None:
-        self.config, self.log, self.dist, self.hooks = config, log, dist, hooks
+        self.config, self.log, self.dist, self.controller = config, log, dist, controller
         self._waiting: list[t.Any] = []
 
     def _choose(self, node: t.Any) -> t.Any:
-        facts = self.hooks.read_facts(node.gateway.id)
-        if facts["rig"] and self.hooks.folder is not None:
-            return FunctionScheduling(self.config, self.log, facts, self.hooks.folder)
-        own = {
-            "load": LoadScheduling,
-            "worksteal": WorkStealingScheduling,
-            "loadgroup": LoadGroupScheduling,
-        }[self.dist]
-        return own(self.config, self.log)
+        facts = self.controller.read_facts(node.gateway.id)
+        if facts["rig"] and self.controller.folder is not None:
+            return FunctionScheduling(self.config, self.log, facts, self.controller.folder)
+        return own_scheduler(self.dist, self.config, self.log)
 
     @property
     def nodes(self) -> list[t.Any]:
