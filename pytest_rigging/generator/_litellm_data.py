@@ -6,11 +6,12 @@ Once litellm is imported, its own objects are used."""
 
 from __future__ import annotations
 
-import ast
 import functools
 import importlib.util
+import io
 import json
 import sys
+import tokenize
 import typing as t
 from pathlib import Path
 
@@ -159,21 +160,48 @@ def provider_names() -> frozenset[str]:
 
 @functools.cache
 def _enum_values() -> frozenset[str] | None:
+    """The values of litellm's `LlmProviders` enum, read from its source by tokens, not by
+    `ast.parse`: this may run on the engine's loop thread while pytest parses tracebacks
+    on its own, and CPython 3.11 builds AST objects on state the threads share (a
+    `SystemError: AST constructor recursion depth mismatch` in either)."""
     package = _package()
     if package is None:
         return None
     try:
-        tree = ast.parse((package / "types" / "utils.py").read_text())
-    except (OSError, SyntaxError, ValueError):
+        source = (package / "types" / "utils.py").read_text()
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (OSError, SyntaxError, ValueError, tokenize.TokenError):
         return None
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == "LlmProviders":
-            values: set[str] = set()
-            for statement in node.body:
-                if isinstance(statement, ast.Assign | ast.AnnAssign):
-                    value = statement.value
-                    if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
-                        return None  # a member this reading can't see: ask litellm instead
-                    values.add(value.value)
-            return frozenset(values) or None
+    for index, token in enumerate(tokens[:-1]):
+        if token.string == "class" and tokens[index + 1].string == "LlmProviders":
+            return _members(tokens[index + 2 :])
     return None
+
+
+def _members(tokens: list[tokenize.TokenInfo]) -> frozenset[str] | None:
+    """The string values assigned in the class body these tokens start in (after its
+    name); None when a member is anything but a plain string: ask litellm instead."""
+    values: set[str] = set()
+    depth, statement = 0, list[tokenize.TokenInfo]()
+    for token in tokens:
+        if token.type == tokenize.INDENT:
+            depth += 1
+        elif token.type == tokenize.DEDENT:
+            depth -= 1
+            if depth == 0:
+                break
+        elif token.type == tokenize.NEWLINE and depth == 1:
+            words = [part.string for part in statement]
+            if "=" in words:
+                value = words[words.index("=") + 1 :]
+                if len(value) != 1 or not _plain_string(value[0]):
+                    return None
+                values.add(value[0][1:-1])
+            statement = []
+        elif depth == 1 and token.type not in (tokenize.COMMENT, tokenize.NL):
+            statement.append(token)
+    return frozenset(values) or None
+
+
+def _plain_string(text: str) -> bool:
+    return len(text) >= 2 and text[0] in "\"'" and text[-1] == text[0] and "\\" not in text
