@@ -104,13 +104,14 @@ def pytest_pycollect_makeitem(
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Prepare matrix items before `-k`/`-m` select among them."""
-    verdicts: Verdicts = {}
-    for item in items:
-        cell = _cell(item)
-        if cell is not None and isinstance(item, pytest.Function):
-            from pytest_rigging.plugin.samples import prepare
+    matrix = [(i, c) for i in items if isinstance(i, pytest.Function) and (c := _cell(i))]
+    if matrix:
+        from pytest_rigging.plugin.samples import prepare
 
-            prepare(item, cell, _run(config).settings.runs, verdicts)
+        runs = _run(config).settings.runs
+        verdicts: Verdicts = {}
+        for item, cell in matrix:
+            prepare(item, cell, runs, verdicts)
 
 
 @pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")

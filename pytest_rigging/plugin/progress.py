@@ -28,8 +28,7 @@ class Progress:
 
     def __init__(self, config: pytest.Config, *, shown: bool = True) -> None:
         self.config = config
-        self.shown = shown
-        """False where output never reaches a screen (an xdist worker)."""
+        self.shown = shown  # False where output never reaches a screen (an xdist worker)
         self.nodeid = self.name = ""
         self.total = 0
         self.done = 0

@@ -9,6 +9,7 @@ makes the run's state (`state.Run`) with its `Place`, so that no hook asks where
 from __future__ import annotations
 
 import typing as t
+import warnings
 
 import pytest
 
@@ -54,8 +55,6 @@ class Role:
 
     def write_cassettes(self, recorded: list[dict[str, list[Entry]]]) -> None:
         """New recordings into their cassette files; a problem is a warning."""
-        import warnings
-
         from pytest_rigging.plugin.cassettes import write
 
         tapes = self.run.tapes

@@ -1,9 +1,9 @@
 """The run's state: one typed object per process, made at configure, kept in one stash key.
 
-What a run needs is made when first needed (nothing heavy is imported for a suite that
-never asks for a rig fixture or option), and only here: the settings, the budget, the
-cassettes, the recorder of chats, the engine that runs samples and, on the process that
-reports, the reporter. Where the process stands in an xdist run (`Place`) is told by its
+The settings, budget and cassettes are read at start when a rig option is set; the
+recorder of chats, the engine that runs samples and, on the process that reports, the
+reporter are made when first needed. A suite that never asks for a rig fixture or option
+imports nothing heavy. Where the process stands in an xdist run (`Place`) is told by its
 role object (`roles`), which made the run.
 """
 
@@ -85,13 +85,13 @@ class Run:
     split: Split | None = None
     """What the shard kept of the selected items, once collected."""
     comparison: Comparison | None = None
+    budget: Budget | None = None
+    """`--rig-max-tokens` / `--rig-max-cost`; None without them."""
+    tapes: Tapes | None = None
+    """`--rig-record MODE`: the run's cassettes; None without it."""
     budget_skips: int = 0
     _checks: dict[str, str | None] = field(default_factory=dict)
     _settings: Settings | None = None
-    _budget: Budget | None = None
-    _budget_read: bool = False
-    _tapes: Tapes | None = None
-    _tapes_read: bool = False
     _recorder: Recorder | None = None
     _engine: Engine | None = None
     _reporter: Reporter | None = None
@@ -117,10 +117,16 @@ class Run:
             from pytest_rigging.plugin.shards import parse_shard
 
             run.shard = parse_shard(config.getoption("rig_shard"))
-        if run.asked:
+        if run.asked:  # else neither can be set, and nothing is imported
+            from pytest_rigging.plugin.budget import read_budget
+            from pytest_rigging.plugin.cassettes import read_tapes
+
             run.settings  # noqa: B018  # read now: checks the models and params
-            run.budget  # noqa: B018  # checks the budget's values
-            run.tapes  # noqa: B018  # checks the recording mode
+            try:
+                run.budget = read_budget(config, place)
+            except ValueError as error:
+                raise pytest.UsageError(str(error)) from None
+            run.tapes = read_tapes(config)
             if place.controls:
                 run.reporter()  # reads and checks the gates
                 for note in run.settings.notes:
@@ -153,31 +159,6 @@ class Run:
                 else DEFAULT_SETTINGS
             )
         return self._settings
-
-    @property
-    def budget(self) -> Budget | None:
-        """`--rig-max-tokens` / `--rig-max-cost`; None without them (and nothing imported
-        in a run that sets no rig option)."""
-        if not self._budget_read and self.asked:
-            from pytest_rigging.plugin.budget import read_budget
-
-            try:
-                self._budget = read_budget(self.config, self.place)
-            except ValueError as error:
-                raise pytest.UsageError(str(error)) from None
-            self._budget_read = True
-        return self._budget
-
-    @property
-    def tapes(self) -> Tapes | None:
-        """`--rig-record MODE`: the run's cassettes; None without it (and nothing imported
-        in a run that sets no rig option)."""
-        if not self._tapes_read and self.asked:
-            from pytest_rigging.plugin.cassettes import read_tapes
-
-            self._tapes = read_tapes(self.config)
-            self._tapes_read = True
-        return self._tapes
 
     @property
     def recorder(self) -> Recorder:
