@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import re
+import select
+import subprocess
+import sys
 import textwrap
+import time
 import typing as t
 from collections.abc import AsyncIterator, Iterator
 
@@ -43,6 +49,103 @@ def rig_module(tests: str, prompt: str = "x") -> str:
 
 ONE_ITEM = rig_module("def test_a(rig_chat):\n    pass\n")
 """A pytester test module with one matrix item per model."""
+
+
+def run_on_terminal(pytester: pytest.Pytester, *args: str, columns: int = 80) -> bytes:
+    """Everything pytest writes when run on a terminal `columns` wide (a pseudo-terminal,
+    as a user's shell gives it), in pytester's project."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    ours, theirs = pty.openpty()
+    fcntl.ioctl(theirs, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    colours = ("PY_COLORS", "NO_COLOR", "FORCE_COLOR")  # pytester turns them off
+    env = {k: v for k, v in os.environ.items() if k not in colours}
+    env.update(TERM="xterm", COLUMNS=str(columns))
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    process = subprocess.Popen(
+        command, cwd=pytester.path, stdin=theirs, stdout=theirs, stderr=theirs, env=env
+    )
+    os.close(theirs)
+    written: list[bytes] = []
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([ours], [], [], 1)[0]:
+                continue
+            try:
+                data = os.read(ours, 65536)
+            except OSError:  # EIO: the terminal's other end is closed, pytest has ended
+                break
+            if not data:
+                break
+            written.append(data)
+    finally:
+        os.close(ours)
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    return b"".join(written)
+
+
+def screen(written: bytes, columns: int = 80) -> list[str]:
+    """The lines a terminal `columns` wide shows once `written` is written to it: carriage
+    returns, backspaces, erasing and cursor moves applied, colours dropped; no line
+    scrolls away."""
+    lines: list[list[str]] = []
+
+    def at(row: int) -> list[str]:
+        lines.extend([] for _ in range(row + 1 - len(lines)))
+        return lines[row]
+
+    row = column = 0
+    sequences = r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-9;]*[A-Za-z]|[\s\S]"
+    for token in re.findall(sequences, written.decode()):
+        code, argument = token[-1], token[2:-1]
+        count = int(argument) if argument.isdigit() else 1
+        if token.startswith("\x1b]"):
+            pass  # a message to the terminal itself (pytest's taskbar progress): not shown
+        elif not token.startswith("\x1b["):
+            if token == "\r":
+                column = 0
+            elif token == "\n":
+                row += 1
+            elif token == "\b":
+                column = max(column - 1, 0)
+            else:
+                if column == columns:  # past the last column: the terminal wraps first
+                    row, column = row + 1, 0
+                line = at(row)
+                line.extend(" " * (column + 1 - len(line)))
+                line[column] = token
+                column += 1
+        elif code == "m":
+            pass
+        elif code == "A":
+            row = max(row - count, 0)
+        elif code == "C":
+            column = min(column + count, columns - 1)
+        elif code == "D":
+            column = max(column - count, 0)
+        elif code == "K" and argument in ("", "0"):
+            del at(row)[column:]
+        elif code == "K" and argument == "2":
+            at(row).clear()
+        else:
+            raise AssertionError(f"a sequence this screen does not know: {token!r}")
+    return ["".join(line).rstrip() for line in lines]
+
+
+class Clock:
+    """A `time` module whose `monotonic()` reads `now`, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 @pytest.fixture(params=["litellm", "native"])
@@ -89,6 +192,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "pytester" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.plugin)
+
 
 # litellm is imported once, up front: `pytester` removes the modules a test imported when
 # the test ends, and what litellm installs (finders, loggers) breaks once half-removed.

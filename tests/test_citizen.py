@@ -21,7 +21,16 @@ import pytest
 
 import pytest_rigging
 from pytest_rigging.plugin import progress
-from tests.conftest import ONE_ITEM, ini, on, peak_overlap, rig_module
+from tests.conftest import (
+    ONE_ITEM,
+    Clock,
+    ini,
+    on,
+    peak_overlap,
+    rig_module,
+    run_on_terminal,
+    screen,
+)
 from tests.llm_server import LLMServer, RecordedRequest, Reply
 
 PARAMETRIZED = """
@@ -388,10 +397,108 @@ def test_progress_lines_in_logs_and_none_at_q(
     assert not [line for line in quiet.stdout.lines if line.startswith("rigging: test_slow")]
 
 
-def test_progress_line_reads_well() -> None:
-    shown = progress.Progress.__new__(progress.Progress)
-    shown.name, shown.total, shown.done, shown.errors, shown.started = "test_x", 40, 10, 1, 0.0
+SLOW_SUITE = {
+    "test_a": rig_module(
+        """
+        @pytest.fixture
+        def rig_pipeline(rig_generator, n):
+            return rig_generator.chat(f"q{n}")
+
+        @pytest.mark.rig(runs=2)
+        @pytest.mark.parametrize("n", range(4))
+        def test_slow(rig_chat, n):
+            pass
+
+        def test_plain():
+            pass
+        """
+    ),
+    "test_b": rig_module(
+        "@pytest.mark.parametrize('n', range(3))\ndef test_b(rig_chat, n):\n    pass\n"
+    ),
+}
+"""Two files whose rig items wait for their samples in turn (latency 0.3 s, 2 calls at once)."""
+SLOW = ["--rig-models", "echo!e,latency=0.3", "--rig-concurrency", "2"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX's")
+@pytest.mark.parametrize("verbosity", [[], ["-v"]], ids=["default", "verbose"])
+def test_progress_on_a_terminal_is_one_line_cleared_when_done(
+    pytester: pytest.Pytester, verbosity: list[str]
+) -> None:
+    """pytest's own lines stay whole, each with its [%] column, as the status line comes
+    and goes beneath them."""
+    ini(pytester)
+    pytester.makepyfile(**SLOW_SUITE)
+    written = run_on_terminal(pytester, *SLOW, *verbosity)
+    assert b"rigging: test_slow: " in written  # shown while samples ran
+    shown = screen(written)
+    assert "8 passed" in shown[-1]
+    assert not [line for line in shown if "rigging: test_" in line]
+    results = [line for line in shown if line.startswith("test_")]
+    if verbosity:
+        assert len(results) == 8
+        assert all(re.fullmatch(r"test_\S+ PASSED +\[ *\d+%\]", line) for line in results)
+    else:
+        assert [re.sub(r" +", " ", line) for line in results] == [
+            "test_a.py ..... [ 62%]",
+            "test_b.py ... [100%]",
+        ]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX's")
+@pytest.mark.parametrize("shared", [["-s"], ["-o", "log_cli=true"]], ids=["no-capture", "log-cli"])
+def test_no_status_line_where_others_write_to_the_terminal(
+    pytester: pytest.Pytester, shared: list[str]
+) -> None:
+    """Output not captured, or live logs, may come at any moment on any thread: a line
+    rewritten in place would be torn by them, so progress comes as log lines (every 10 s,
+    none in so short a run)."""
+    ini(pytester)
+    pytester.makepyfile(**SLOW_SUITE)
+    written = run_on_terminal(pytester, *SLOW, *shared)
+    assert b"8 passed" in written
+    assert b"rigging: test_slow" not in written
+
+
+def finishing(shown: progress.Progress, clock: Clock, times: t.Iterable[float]) -> None:
+    """Samples of `shown`'s group finish at `times` (the first one errored)."""
+    for n, now in enumerate(times):
+        clock.now = now
+        shown.sample_done(errored=n == 0)
+
+
+def test_progress_line_reads_well(
+    pytestconfig: pytest.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(progress, "time", clock)
+    shown = progress.Progress(pytestconfig)
+    shown.start("test_x.py::test_x[a]", "test_x", 40)
+    finishing(shown, clock, [0.5 * n for n in range(1, 11)])
     assert shown.line(5.0) == "rigging: test_x: 10/40 samples, 1 error, 5s elapsed, ~15s left"
+
+
+def test_time_left_follows_the_recent_pace_and_never_climbs_in_a_stall(
+    pytestconfig: pytest.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(progress, "time", clock)
+    shown = progress.Progress(pytestconfig)
+    shown.start("test_x.py::test_x[a]", "test_x", 100)
+    finishing(shown, clock, [0.5 * n for n in range(1, 11)])  # 2 a second, then nothing
+
+    def left(now: float) -> int | None:
+        found = re.search(r", ~(\d+)s left$", shown.line(now))
+        return int(found[1]) if found else None
+
+    assert [left(now) for now in (5, 6, 8, 12, 14)] == [44, 43, 41, 37, 35]  # counts down
+    assert shown.line(16.0).endswith(", 16s elapsed, stalled for 11s")
+    assert shown.line(30.0).endswith(", 30s elapsed, stalled for 25s")
+    # 40 more at 10 a second: the 50 left take ~34s at the run's average pace, ~5s at the
+    # latest, the stall still in recent memory
+    finishing(shown, clock, [30 + 0.1 * n for n in range(1, 41)])
+    assert left(34.0) == 15
 
 
 def test_the_library_never_imports_the_plugin() -> None:

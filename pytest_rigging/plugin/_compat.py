@@ -106,6 +106,33 @@ def restart_line(terminal: pytest.TerminalReporter) -> None:
     terminal.currentfspath = None
 
 
+def current_column(terminal: pytest.TerminalReporter) -> int:
+    """How far along its current line pytest's terminal reporter has written: where its
+    next result goes, and where a status line drawn beneath must leave the cursor.
+
+    The reporter keeps count on its terminal writer (`_tw.width_of_current_line`, which
+    places its own [%] column) and has no public way to ask. Since pytest 6.0.
+    """
+    return int(terminal._tw.width_of_current_line)
+
+
+def write_aside(terminal: pytest.TerminalReporter, text: str) -> None:
+    """Write `text` (cursor moves included) to pytest's terminal without the reporter
+    counting it towards its current line: a status line that puts the cursor back where
+    pytest left it must leave pytest's count, and so its [%] column, as they were.
+
+    `TerminalReporter.write` counts everything; its `write_raw`, which doesn't, only came
+    in pytest 9.0, so the writer's file (`_tw._file`, since pytest 6.0) is written directly,
+    escaped where the terminal can't encode it, as pytest's writer does.
+    """
+    file = terminal._tw._file
+    try:
+        file.write(text)
+    except UnicodeEncodeError:
+        file.write(text.encode("unicode-escape").decode("ascii"))
+    file.flush()
+
+
 def mark_known_failure(report: pytest.TestReport, reason: str) -> None:
     """Report a failed call as an expected failure (xfail), after the call.
 
