@@ -148,6 +148,16 @@ class Clock:
         return self.now
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The status line's clock (`plugin.progress`), moved by the test."""
+    from pytest_rigging.plugin import progress
+
+    found = Clock()
+    monkeypatch.setattr(progress, "time", found)
+    return found
+
+
 @pytest.fixture(params=["litellm", "native"])
 def route(request: pytest.FixtureRequest) -> str:
     """The route a provider test runs on: litellm's or the native providers'."""
