@@ -446,16 +446,38 @@ def test_progress_on_a_terminal_is_one_line_cleared_when_done(
         ]
 
 
+OTHER_REPORTER = """
+import sys
+
+import pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    class Sugared(pytest.TerminalReporter):
+        pass
+
+    config.pluginmanager.unregister(name="terminalreporter")
+    config.pluginmanager.register(Sugared(config, sys.stdout), "terminalreporter")
+"""
+"""A plugin that writes pytest's lines its own way (as pytest-sugar does)."""
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX's")
-@pytest.mark.parametrize("shared", [["-s"], ["-o", "log_cli=true"]], ids=["no-capture", "log-cli"])
+@pytest.mark.parametrize(
+    ("shared", "conftest"),
+    [(["-s"], ""), (["-o", "log_cli=true"], ""), ([], OTHER_REPORTER)],
+    ids=["no-capture", "log-cli", "another-reporter"],
+)
 def test_no_status_line_where_others_write_to_the_terminal(
-    pytester: pytest.Pytester, shared: list[str]
+    pytester: pytest.Pytester, shared: list[str], conftest: str
 ) -> None:
-    """Output not captured, or live logs, may come at any moment on any thread: a line
-    rewritten in place would be torn by them, so progress comes as log lines (every 10 s,
-    none in so short a run)."""
+    """Output not captured, live logs or another reporter may write at any moment, on any
+    thread or in their own way: a line rewritten in place would be torn by them, so
+    progress comes as log lines (every 10 s, none in so short a run)."""
     ini(pytester)
     pytester.makepyfile(**SLOW_SUITE)
+    pytester.makeconftest(conftest)
     written = run_on_terminal(pytester, *SLOW, *shared)
     assert b"8 passed" in written
     assert b"rigging: test_slow" not in written
