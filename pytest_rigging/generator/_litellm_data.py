@@ -143,6 +143,21 @@ def _expand_aliases(data: dict[str, t.Any]) -> dict[str, str]:
     return owners
 
 
+def routes(model: str) -> bool:
+    """Whether litellm picks a provider for `model` (named without one, and not in its
+    data): asked of litellm itself, which is imported for it. Besides its data, litellm
+    routes a few names by rules of its own that change between its versions (names listed
+    in code, patterns for model families); a name none of them routes is most likely a
+    typo, so this import is paid on the way to an error, almost always."""
+    from pytest_rigging.generator.litellm_ import _litellm
+
+    try:
+        _litellm().get_llm_provider(model=model)
+    except Exception:  # litellm's BadRequestError "LLM Provider NOT provided", or any
+        return False
+    return True
+
+
 def provider_names() -> frozenset[str]:
     """The provider prefixes litellm routes (`litellm.provider_list`), from the source of
     its `LlmProviders` enum; when that can't be read whole (litellm moved or reshaped it),
