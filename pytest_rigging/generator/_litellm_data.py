@@ -2,7 +2,8 @@
 importing it: the import costs seconds of CPU and ~200 MB, which the process checking a
 run's models (an xdist controller, which makes no call) or a native provider must not pay.
 
-Once litellm is imported, its own objects are used."""
+Once litellm is imported, its own objects are used; whether it routes a name its data
+doesn't list is asked of litellm itself (`routes`)."""
 
 from __future__ import annotations
 
