@@ -289,6 +289,56 @@ def test_the_engine_closes_the_generators_it_made(pytester: pytest.Pytester) -> 
             "",
             "--rig-models: litellm has no provider 'notaprovider' for model 'notaprovider/x'",
         ),
+        (
+            ["--rig-models", "echo!a,gtp-4o-mini"],
+            "",
+            "--rig-models: litellm cannot route the model 'gtp-4o-mini': it names no provider"
+            " ('provider/model') and litellm knows no model of that name;"
+            " closest known: gpt-4o-mini,",
+        ),
+        (
+            [],
+            "rig_models = gtp-4o-mini",
+            "ini rig_models: litellm cannot route the model 'gtp-4o-mini': it names no provider",
+        ),
+        (
+            ["--rig-params", "temperature=5"],
+            "",
+            "--rig-params: temperature=5 is out of range: no provider accepts temperature"
+            " outside 0 to 2 (Anthropic's range is 0 to 1)",
+        ),
+        (
+            ["--rig-params", "temperature=0.2", "--rig-params", "max_tokens=-1"],
+            "",
+            "--rig-params: max_tokens=-1 is out of range: no provider accepts max_tokens below 1",
+        ),
+        (
+            ["--rig-params", "top_p=1.5"],
+            "",
+            "--rig-params: top_p=1.5 is out of range: no provider accepts top_p outside 0 to 1",
+        ),
+        (
+            [],
+            "rig_params = extra.n=0",
+            "ini rig_params: extra.n=0 is out of range: no provider accepts n below 1",
+        ),
+        (
+            ["--rig-params", "frequency_penalty=-2.5"],
+            "",
+            "--rig-params: frequency_penalty=-2.5 is out of range: no provider accepts"
+            " frequency_penalty outside -2 to 2",
+        ),
+        (
+            ["--rig-params", "timeout=0"],
+            "",
+            "--rig-params: timeout=0 is out of range: no provider accepts timeout of 0 or below",
+        ),
+        (
+            ["--rig-models", "echo!a,temperature=-0.5"],
+            "",
+            "--rig-models: temperature=-0.5 is out of range: no provider accepts temperature"
+            " outside 0 to 2 (Anthropic's range is 0 to 1), in 'echo!a,temperature=-0.5'",
+        ),
     ],
 )
 def test_bad_settings_stop_the_run_at_start_up_in_one_line(
@@ -305,18 +355,173 @@ def test_bad_settings_stop_the_run_at_start_up_in_one_line(
 
 
 def test_unknown_model_warns_with_the_closest_known(pytester: pytest.Pytester) -> None:
+    """A provider litellm routes, with a model its data doesn't list: the server may know
+    it (a model newer than litellm's data), so it is a warning."""
     ini(pytester)
     pytester.makepyfile("def test_x(rig_model): pass")
-    result = pytester.runpytest("--rig-models", "gtp-4o-mini", "--collect-only", "-q")
-    assert "does not know" not in result.stdout.str()  # collecting only: nothing looked up
-    result = pytester.runpytest("--rig-models", "gtp-4o-mini")
+    for model in ("gtp-4o-mini", "openai/gtp-4o-mini"):
+        result = pytester.runpytest("--rig-models", model, "--collect-only", "-q")
+        result.assert_outcomes()  # collecting only: nothing looked up
+        assert "gtp-4o-mini" in result.stdout.str() and "litellm" not in result.stdout.str()
+    result = pytester.runpytest("--rig-models", "openai/gtp-4o-mini")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "*RiggingWarning: --rig-models: litellm does not know the model 'gtp-4o-mini'"
-            " (a typo?); closest known: gpt-4o-mini*"
+            "*RiggingWarning: --rig-models: litellm does not know the model"
+            " 'openai/gtp-4o-mini' (a typo?); closest known: gpt-4o-mini*"
         ]
     )
+
+
+def test_a_bare_model_litellm_cannot_route_stops_the_run_unless_another_route_is_named(
+    pytester: pytest.Pytester,
+) -> None:
+    """No call, no traceback: one line and exit 4. Behind an `api_base` or a native
+    provider the same name is the server's business: nothing is looked up."""
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
+    (pytester.path / "rules.toml").write_text('default = "x"\n')
+    result = pytester.runpytest("--rig-models", "gtp-4o-mini")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.stderr.lines if line] == [
+        "ERROR: --rig-models: litellm cannot route the model 'gtp-4o-mini': it names no provider"
+        " ('provider/model') and litellm knows no model of that name;"
+        " closest known: gpt-4o-mini, gpt-5.4-mini, gpt-4.1-mini"
+    ]
+    assert result.stdout.lines == []
+    pytester.makepyfile("def test_x(rig_model): pass")
+    routed = [
+        "gtp-4o-mini,api_base=http://127.0.0.1:9",
+        "openai!gtp-4o-mini",
+        "anthropic!gtp-4o-mini",
+        "echo!gtp-4o-mini",
+        "scripted!rules.toml",
+    ]
+    result = pytester.runpytest("--rig-models", ",".join(routed), "-W", "error::UserWarning")
+    result.assert_outcomes(passed=5)
+    shown = result.stdout.str() + result.stderr.str()
+    assert "cannot route" not in shown and "does not know" not in shown
+
+
+MARKED = """
+import pytest
+
+@pytest.mark.rig_models("echo!a", {models!r})
+@pytest.mark.rig_params({params})
+def test_marked(rig_model):
+    pass
+
+def test_plain():
+    pass
+"""
+
+
+MARKER_ERRORS = {
+    "models": (
+        "gtp-4o-mini",
+        "'temperature=0.2'",
+        "test_marks.py::test_marked: @pytest.mark.rig_models: litellm cannot route the model"
+        " 'gtp-4o-mini': it names no provider ('provider/model') and litellm knows no model"
+        " of that name; closest known: gpt-4o-mini, gpt-5.4-mini, gpt-4.1-mini",
+    ),
+    "params-dict": (
+        "echo!b",
+        "'temperature=0.2', {'max_tokens': 0}",
+        "test_marks.py::test_marked: @pytest.mark.rig_params: max_tokens=0 is out of range:"
+        " no provider accepts max_tokens below 1",
+    ),
+    "params-text": (
+        "echo!b",
+        "'temperature=2.5'",
+        "test_marks.py::test_marked: @pytest.mark.rig_params: temperature=2.5 is out of"
+        " range: no provider accepts temperature outside 0 to 2 (Anthropic's range is 0 to 1)",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "xdist"),
+    [
+        *((case, False) for case in MARKER_ERRORS),
+        # the same check on xdist's workers (a model's, too: each worker would import
+        # litellm to find that it can't route it, seconds each)
+        ("params-dict", True),
+    ],
+    ids=lambda value: {True: "xdist", False: "serial"}.get(value, value),
+)
+def test_a_marker_that_cannot_run_is_a_collection_error_naming_the_test(
+    pytester: pytest.Pytester, case: str, xdist: bool
+) -> None:
+    """A marker is the test's own code, read as pytest collects it: like a bad
+    `parametrize`, it is a collection error naming the test (the run stops before any
+    call), not a usage error."""
+    models, params, message = MARKER_ERRORS[case]
+    ini(pytester)
+    pytester.makepyfile(test_marks=MARKED.format(models=models, params=params))
+    if xdist:
+        result = pytester.runpytest_subprocess("-n", "2")
+        assert result.ret == pytest.ExitCode.TESTS_FAILED  # how xdist ends on collection errors
+    else:
+        result = pytester.runpytest()
+        assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.assert_outcomes(errors=1)
+    assert result.stdout.lines.count(message) == 1, result.stdout.str()
+    assert "Traceback" not in result.stdout.str()
+
+
+FAILS_ON_ECHO = rig_module(
+    """
+    import pytest
+
+    def test_capital(rig_chat):
+        assert rig_chat.last.content == "paris"
+
+    @pytest.mark.rig_models("echo!chosen")
+    def test_chosen(rig_chat):
+        assert rig_chat.last.content == "paris"
+    """,
+    prompt="The capital of France?",
+)
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_the_default_echo_model_is_named_in_the_header_and_under_each_failure(
+    pytester: pytest.Pytester, xdist: list[str]
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(FAILS_ON_ECHO)
+    note = (
+        "this test ran on echo!echo, the default model, which answers with the last user"
+        " message: no models were given (pick models with --rig-models, the ini key rig_models"
+        " or @pytest.mark.rig_models)"
+    )
+    header = (
+        "rigging: no models given: rig tests run on the default echo!echo, which answers with"
+        " the last user message; pick models with --rig-models, the ini key rig_models or"
+        " @pytest.mark.rig_models"
+    )
+    for options in ([], ["--rig-runs", "1"]):
+        result = pytester.runpytest_subprocess(*options, *xdist)
+        result.assert_outcomes(failed=2)
+        lines = result.stdout.lines
+        assert lines.count(note) == 1  # under test_capital's failure, not test_chosen's
+        section = lines.index(note) - 1
+        assert re.fullmatch(r"-+ rigging: the default model -+", lines[section])
+        failures = [
+            i for i, line in enumerate(lines) if re.fullmatch(r"_+ test_\w+\[.*\] _+", line)
+        ]
+        owner = max(i for i in failures if i < section)
+        assert "test_capital[echo]" in lines[owner]
+        # the controller of an xdist run collects nothing: with no option, no header there
+        assert lines.count(header) == (0 if xdist and not options else 1)
+    chosen = pytester.runpytest_subprocess("--rig-models", "echo!echo", *xdist)
+    marked = FAILS_ON_ECHO.replace("def test_capital(rig_chat):", "def test_capital():")
+    pytester.makepyfile(marked.replace("rig_chat.last.content ==", "'' =="))
+    only_marked = pytester.runpytest_subprocess(*xdist)  # the marked test is the rig test
+    for result in (chosen, only_marked):
+        result.assert_outcomes(failed=2)
+        assert "default model" not in result.stdout.str()
+        assert "no models given" not in result.stdout.str()
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])

@@ -521,6 +521,27 @@ def test_litellms_data_read_from_its_files_is_what_litellm_loads() -> None:
     assert [n for n in ours if any(ours[n].get(f) != theirs[n].get(f) for f in used)] == []
 
 
+def test_a_bare_name_is_checked_against_what_litellm_routes() -> None:
+    """A name without a provider is refused when litellm can't route it, with the closest
+    names it knows; one it routes by a rule of its own rather than its data (a fine-tuned
+    OpenAI id) is only a note; behind an `api_base` nothing is looked up."""
+    with pytest.raises(rg.InvalidGeneratorError) as caught:
+        rg.get_generator("gtp-4o-mini").check()
+    assert str(caught.value) == (
+        "litellm cannot route the model 'gtp-4o-mini': it names no provider ('provider/model')"
+        " and litellm knows no model of that name; closest known: gpt-4o-mini, gpt-5.4-mini,"
+        " gpt-4.1-mini"
+    )
+    with pytest.raises(
+        rg.InvalidGeneratorError, match=r"^litellm cannot route .*'qwertyuiop'.*name$"
+    ):
+        rg.get_generator("qwertyuiop").check()
+    assert rg.get_generator("gpt-4o-mini").check() is None
+    assert rg.get_generator("gtp-4o-mini,api_base=http://127.0.0.1:9").check() is None
+    fine_tuned = rg.get_generator("ft:gpt-4o-mini:acme::a1b2c3").check()
+    assert fine_tuned is not None and fine_tuned.startswith("litellm does not know the model")
+
+
 def test_an_xdist_controller_never_imports_litellm(
     pytester: pytest.Pytester, llm_server: LLMServer
 ) -> None:

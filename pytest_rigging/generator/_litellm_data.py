@@ -2,7 +2,8 @@
 importing it: the import costs seconds of CPU and ~200 MB, which the process checking a
 run's models (an xdist controller, which makes no call) or a native provider must not pay.
 
-Once litellm is imported, its own objects are used."""
+Once litellm is imported, its own objects are used; whether it routes a name its data
+doesn't list is asked of litellm itself (`routes`)."""
 
 from __future__ import annotations
 
@@ -141,6 +142,21 @@ def _expand_aliases(data: dict[str, t.Any]) -> dict[str, str]:
     for alias, owner in owners.items():
         data[alias] = data[owner]
     return owners
+
+
+def routes(model: str) -> bool:
+    """Whether litellm picks a provider for `model` (named without one, and not in its
+    data): asked of litellm itself, which is imported for it. Besides its data, litellm
+    routes a few names by rules of its own that change between its versions (names listed
+    in code, patterns for model families); a name none of them routes is most likely a
+    typo, so this import is paid on the way to an error, almost always."""
+    from pytest_rigging.generator.litellm_ import _litellm
+
+    try:
+        _litellm().get_llm_provider(model=model)
+    except Exception:  # litellm's BadRequestError "LLM Provider NOT provided", or any
+        return False
+    return True
 
 
 def provider_names() -> frozenset[str]:

@@ -19,7 +19,12 @@ import warnings
 
 from pytest_rigging._secrets import guard_loggers
 from pytest_rigging.error import InvalidGeneratorError
-from pytest_rigging.generator._litellm_data import model_data, provider_names, token_prices
+from pytest_rigging.generator._litellm_data import (
+    model_data,
+    provider_names,
+    routes,
+    token_prices,
+)
 from pytest_rigging.generator._retry import (
     DEFAULT_TIMEOUT,
     Fault,
@@ -180,10 +185,13 @@ class LiteLLMGenerator(RetryingGenerator):
         return token_prices(litellm_model(self.model))
 
     def check(self) -> str | None:
-        """An unknown provider prefix (`notaprovider/x`) is an error; a model that litellm's
-        bundled data doesn't list (`gtp-4o-mini`) is a note naming the closest it does.
-        Models behind an `api_base` are the server's business and pass unexamined.
-        litellm's data is read from its files: checking imports nothing."""
+        """An unknown provider prefix (`notaprovider/x`) is an error, and so is a name with
+        no prefix that litellm can't route (`gtp-4o-mini`), naming the closest it knows; a
+        model of a known provider that litellm's bundled data doesn't list
+        (`openai/gtp-4o-mini`) is a note naming them. Models behind an `api_base` are the
+        server's business and pass unexamined. litellm's data is read from its files:
+        checking imports nothing, unless a name without a prefix is missing from them
+        (`routes`)."""
         model = litellm_model(self.model)
         prefix, slash, name = model.partition("/")
         providers = provider_names()
@@ -204,6 +212,11 @@ class LiteLLMGenerator(RetryingGenerator):
         ]
         close = difflib.get_close_matches(name if slash else model, candidates, n=3, cutoff=0.75)
         hint = f"; closest known: {', '.join(close)}" if close else ""
+        if not slash and not routes(model):
+            raise InvalidGeneratorError(
+                f"litellm cannot route the model {self.model!r}: it names no provider "
+                f"('provider/model') and litellm knows no model of that name{hint}"
+            )
         return f"litellm does not know the model {self.model!r} (a typo?){hint}"
 
     async def aclose(self) -> None:

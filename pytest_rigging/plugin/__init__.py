@@ -55,21 +55,32 @@ def _cell(item: pytest.Item) -> Cell | None:
     return cell_of(item)
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
     """Which models and params this run uses, when the run sets any (else nothing: a suite
-    without rig tests sees no trace of the plugin)."""
+    without rig tests sees no trace of the plugin); that no models were given, if so."""
     run = _run(config)
-    return run.settings.header() if run.asked else None
+    if not run.asked:
+        return None
+    from pytest_rigging.plugin.matrix import DEFAULT_MODEL_HEADER
+
+    default = run.settings.models_from == "default"
+    return [run.settings.header(), *([DEFAULT_MODEL_HEADER] if default else [])]
 
 
 def pytest_report_collectionfinish(
     config: pytest.Config, items: t.Sequence[pytest.Item]
 ) -> list[str]:
-    """Rig tests on the defaults: say so once they are found; and what a shard holds."""
+    """Rig tests on the defaults: say so once they are found, and that they run on the
+    default model; and what a shard holds."""
     run = _run(config)
     lines = []
-    if not run.asked and any(_cell(i) is not None for i in items):
+    rig = [i for i in items if _cell(i) is not None] if not run.asked else []
+    if rig:
+        from pytest_rigging.plugin.matrix import DEFAULT_MODEL_HEADER
+
         lines.append(run.settings.header())
+        if any(run.settings.on_default_model(i) for i in rig):
+            lines.append(DEFAULT_MODEL_HEADER)
     if run.split is not None and run.shard is not None:
         lines.append(run.split.describe(run.shard))
     return lines

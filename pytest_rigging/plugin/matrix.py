@@ -108,6 +108,60 @@ class Verdict:
     min_pass: int
 
 
+@dataclass(frozen=True)
+class Range:
+    """A param's values that some provider accepts: every provider refuses the others."""
+
+    low: float
+    high: float | None = None
+    above: bool = False
+    """`low` itself is refused too (a timeout of 0)."""
+    note: str = ""
+
+    def holds(self, value: float) -> bool:
+        over_low = value > self.low if self.above else value >= self.low
+        return over_low and (self.high is None or value <= self.high)
+
+    def refused(self) -> str:
+        """The values outside it, as a message names them (`outside 0 to 2`)."""
+        low = format(self.low, "g")
+        if self.high is not None:
+            return f"outside {low} to {format(self.high, 'g')}{self.note}"
+        return f"of {low} or below" if self.above else f"below {low}"
+
+
+RANGES = {
+    "temperature": Range(0, 2, note=" (Anthropic's range is 0 to 1)"),
+    "top_p": Range(0, 1),
+    "max_tokens": Range(1),
+    "n": Range(1),
+    "presence_penalty": Range(-2, 2),
+    "frequency_penalty": Range(-2, 2),
+    "timeout": Range(0, above=True),
+}
+"""Where params must lie for any provider to take them; a value outside is refused at
+start-up. Only what is wrong everywhere: ranges that differ per provider are theirs to
+judge (a temperature of 1.5 is refused by Anthropic alone), and `top_k` (-1 is vLLM's
+"all") and `seed` have none."""
+
+
+def out_of_range(params: GenerateParams) -> str | None:
+    """The first param (an `extra.` one too: `extra.n=0`) outside its range, described."""
+    values = {**params.set_values(), **{f"extra.{k}": v for k, v in params.extra.items()}}
+    for name, value in values.items():
+        key = name.removeprefix("extra.")
+        known = RANGES.get(key)
+        if (
+            known is not None
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and not known.holds(value)
+        ):
+            shown = format(value, "g") if isinstance(value, float) else str(value)
+            return f"{name}={shown} is out of range: no provider accepts {key} {known.refused()}"
+    return None
+
+
 def split_identifiers(text: str) -> list[str]:
     """`gpt-4o,temperature=0.2,claude-3-5-haiku` -> `["gpt-4o,temperature=0.2",
     "claude-3-5-haiku"]`: identifiers carry their own commas, so a part that holds `=`
@@ -152,6 +206,9 @@ def validate_models(
     for identifier in identifiers:
         try:
             generator = get_generator(identifier)
+            problem = out_of_range(generator.params)
+            if problem:
+                raise InvalidGeneratorError(f"{problem}, in {mask_identifier(identifier)!r}")
             note = check(identifier, generator) if check is not None else None
         except InvalidGeneratorError as error:
             raise InvalidGeneratorError(f"{where}: {error}") from None
@@ -190,6 +247,15 @@ def unique_params(
 
 
 def to_params(value: ParamsLike, where: str) -> GenerateParams:
+    """A params set as given; a value no provider takes (`RANGES`) is an error naming it."""
+    params = _read_params(value, where)
+    problem = out_of_range(params)
+    if problem:
+        raise InvalidGeneratorError(f"{where}: {problem}")
+    return params
+
+
+def _read_params(value: ParamsLike, where: str) -> GenerateParams:
     if isinstance(value, GenerateParams):
         return value
     if isinstance(value, dict):
@@ -334,6 +400,24 @@ class Settings:
             f"params {params} ({self.params_from}); runs {self.runs}; "
             f"concurrency {self.concurrency}"
         )
+
+    def on_default_model(self, item: pytest.Item) -> bool:
+        """Whether `item` runs on the default model: no models given, and no marker."""
+        return self.models_from == "default" and item.get_closest_marker("rig_models") is None
+
+
+PICK_MODELS = "pick models with --rig-models, the ini key rig_models or @pytest.mark.rig_models"
+DEFAULT_MODEL_HEADER = (
+    f"rigging: no models given: rig tests run on the default {DEFAULT_MODELS[0]}, which "
+    f"answers with the last user message; {PICK_MODELS}"
+)
+"""Under the header when a rig test runs on the default model."""
+DEFAULT_MODEL_SECTION = (
+    "rigging: the default model",
+    f"this test ran on {DEFAULT_MODELS[0]}, the default model, which answers with the last "
+    f"user message: no models were given ({PICK_MODELS})",
+)
+"""Under the failure of an item that ran on the default model."""
 
 
 DEFAULT_SETTINGS = Settings(

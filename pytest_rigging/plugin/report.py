@@ -14,7 +14,7 @@ from tabulate import tabulate
 
 from pytest_rigging.error import GenerationError
 from pytest_rigging.plugin.gates import Gate, GateError, GateResult, evaluate, read_gates
-from pytest_rigging.plugin.matrix import Cell, Settings, params_text
+from pytest_rigging.plugin.matrix import DEFAULT_MODEL_SECTION, Cell, Settings, params_text
 from pytest_rigging.plugin.records import (
     ChatRecord,
     GateRecord,
@@ -188,13 +188,15 @@ def finish_item(
 ) -> None:
     """Put the item's figures on its final report, as plain data, so that they reach the
     xdist controller (and survive a worker that crashes later); a failure shows the
-    dialog, a failure the baseline knows is reported as known, and JUnit gets the item's
-    properties."""
+    dialog, and says that it ran on the default model if it did; a failure the baseline
+    knows is reported as known, and JUnit gets the item's properties."""
     from pytest_rigging.plugin.samples import show_dialog
 
     record = item_record(item, cell, report, call.excinfo, run.recorder.take(item.nodeid))
     if report.failed and call.when == "call":
         show_dialog(item, report)
+    if report.failed and run.settings.on_default_model(item):
+        report.sections.append(DEFAULT_MODEL_SECTION)
     report.rig = record  # type: ignore[attr-defined]  # crosses xdist in the report's dict
     if run.baseline is not None:
         from pytest_rigging.plugin.baseline import mark_if_known
