@@ -20,6 +20,7 @@ from pytest_rigging.chat import Chat
 from pytest_rigging.error import GenerationError
 from pytest_rigging.message import Message
 from pytest_rigging.plugin.matrix import Cell, Verdict, read_verdict
+from pytest_rigging.plugin.state import RUN
 
 SAMPLES_KEY = pytest.StashKey[list[Chat]]()
 OUTCOME_KEY = pytest.StashKey[tuple[int, int]]()
@@ -102,7 +103,14 @@ def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:
 
         @functools.wraps(function)
         async def judged_async(**kwargs: t.Any) -> None:
-            outcomes = [(c, await _outcome_async(function, a)) for c, a in calls(kwargs)]
+            if per_chat:  # the chats are drawn: each body only judges its own
+                outcomes = [(c, await _outcome_async(function, a)) for c, a in calls(kwargs)]
+            else:  # each body calls the model: the samples run together
+                engine = item.config.stash[RUN].engine()
+                ended = await engine.together(
+                    lambda _: _outcome_async(function, kwargs), verdict.runs
+                )
+                outcomes = [(None, error) for error in ended]
             _judge(item, verdict, outcomes)
 
         item.obj = judged_async
