@@ -5,7 +5,8 @@ test function asks for results, the samples of every selected item of that funct
 cases and cells) are started together, under one process-wide concurrency limit, and each
 item then waits for its own samples only. All model calls run on a long-lived loop in a
 background thread, so the limit, connection pools and litellm's clients live on one loop
-whatever loop (or none) the test itself runs on.
+whatever loop (or none) the test itself runs on. The samples of an async free-form test
+(`runs=N` on a test that calls the model itself) run there too, together.
 
 A group's pipelines are built by calling each item's `rig_pipeline` fixture function
 directly, with that item's values: the rig fixtures, its `parametrize` arguments, and any

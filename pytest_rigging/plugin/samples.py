@@ -1,7 +1,8 @@
 """Samples and verdicts: run a test's checks on each of N samples, pass when K pass.
 
 A test that takes `rig_chat` gets its body called once per sample chat; a free-form test
-with `runs=N` gets its body called N times. Samples whose chat failed for infrastructure
+with `runs=N` gets its body called N times (an async one's N bodies together, on the
+engine's loop: each calls the model itself). Samples whose chat failed for infrastructure
 reasons are never judged: they make the item an error (in setup) when too few judgeable
 samples remain, and are never counted as quality failures.
 """
@@ -117,7 +118,7 @@ def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:
     else:
 
         @functools.wraps(function)
-        def judged(**kwargs: t.Any) -> None:
+        def judged(**kwargs: t.Any) -> None:  # holding pytest's thread, one body at a time
             _judge(item, verdict, [(c, _outcome(function, a)) for c, a in calls(kwargs)])
 
         item.obj = judged
