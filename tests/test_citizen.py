@@ -1467,6 +1467,50 @@ def test_slots_a_model_leaves_idle_are_lent_to_the_others(
     assert peak_overlap(llm_server.requests) == 4  # and never more than the limit
 
 
+FREE_FORM_RUNS = """
+import pytest
+
+@pytest.fixture
+def per_item():
+    box = []
+    yield box
+    assert len(box) == 3, box  # set up once for the item: its three samples share it
+
+@pytest.mark.rig(runs=3, min_pass=2)
+async def test_free(rig_generator, per_item):
+    per_item.append(1)
+    chat = await rig_generator.chat("q").run()
+    assert chat.last.content == "fine"
+"""
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_an_async_free_form_tests_samples_run_together_under_the_limit(
+    pytester: pytest.Pytester, llm_server: LLMServer, xdist: list[str]
+) -> None:
+    """`runs=3` on an async test that calls the model itself: its three samples are in
+    flight together (on the engine's loop, under the run's limit: one at a time with
+    `--rig-concurrency 1`), each judged on its own, k of n as before."""
+    ini(pytester)
+    pytester.makepyfile(FREE_FORM_RUNS)
+    model = f"openai!m,api_base={llm_server.openai_base}"
+    run = pytester.runpytest_subprocess if xdist else pytester.runpytest
+    for concurrency, peak in (("64", 3), ("1", 1)):
+        llm_server.reset()
+        llm_server.latency = 0.5  # the three calls overlap if they go out together
+        llm_server.add_rule(".", "fine", "wrong", "fine")
+        result = run(
+            *("--rig-models", model, "--rig-concurrency", concurrency, "--rig-report", "r.json"),
+            *xdist,
+        )
+        result.assert_outcomes(passed=1)
+        assert len(llm_server.requests) == 3
+        assert peak_overlap(llm_server.requests) == peak, concurrency
+        doc = json.loads((pytester.path / "r.json").read_text())
+        [item] = doc["items"]
+        assert item["samples"] == [2, 3] and len(item["chats"]) == 3
+
+
 def wait_for(condition: t.Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + 60  # a hang guard, not a threshold
     while not condition():
@@ -1660,6 +1704,80 @@ def test_no_call_starts_after_ctrl_c_wherever_it_lands(
     assert all(r.hung_up for r in held())
     late = [r.last_user for r in held()][2:]  # in the order they reached the server
     assert late == [], "calls that started after Ctrl-C (the two in flight were held)"
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_ctrl_c_stops_an_async_free_form_tests_samples_in_flight(
+    pytester: pytest.Pytester, llm_server: LLMServer, xdist: list[str]
+) -> None:
+    """Ctrl-C while two of an async free-form test's three samples wait for the model (the
+    server answers the first call and holds the others): both calls are cancelled (the
+    server sees their clients hang up), and the report keeps the sample that finished,
+    under the interrupted item."""
+    never, lock, answered = threading.Event(), threading.Lock(), []
+
+    def respond(request: RecordedRequest) -> Reply:
+        with lock:
+            first = not answered
+            answered.append(request)
+        return Reply("fine") if first else Reply("", until=never)
+
+    llm_server.responder = respond
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.rig(runs=3)
+        async def test_free(rig_generator):
+            await rig_generator.chat("q").run()
+        """
+    )
+
+    def ready() -> bool:
+        requests = list(llm_server.requests)
+        return len(requests) == 3 and sum(r.status == 200 for r in requests) == 1
+
+    model = f"openai!m,api_base={llm_server.openai_base}"
+    command = [sys.executable, "-m", "pytest", "--rig-models", model, "--rig-report", "r.json"]
+    interrupted(pytester, [*command, "-p", "no:cacheprovider", *xdist], ready=ready, after=0.5)
+    held = [r for r in llm_server.requests if r.status != 200]
+    assert len(held) == 2 and all(r.hung_up for r in held)
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert [(i["outcome"], len(i["chats"])) for i in doc["items"]] == [("interrupted", 1)]
+
+
+def test_an_async_samples_body_runs_on_the_plugins_loop(pytester: pytest.Pytester) -> None:
+    """There, `rig_run` (which would wait on that loop forever) fails its sample saying
+    what to do instead, and a KeyboardInterrupt a body raises ends the run as anywhere
+    else, the report written."""
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.rig(runs=2)
+        async def test_blocks(rig_pipeline, rig_run):
+            rig_run(rig_pipeline.fork("hi").run())
+
+        @pytest.mark.rig(runs=2)
+        async def test_stops(rig_pipeline):
+            await rig_pipeline.fork("hi").run()
+            raise KeyboardInterrupt
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--rig-report", "r.json")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "*0/2 samples passed, needed 2",
+            "*RuntimeError: rig_run can't wait here: an async test with runs=N runs its "
+            "samples on the plugin's loop, which rig_run would wait on; await the pipeline "
+            "instead",
+        ]
+    )
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert [i["outcome"] for i in doc["items"]] == ["failed", "interrupted"]
 
 
 def test_the_xdist_hooks_import_nothing_heavy() -> None:

@@ -306,6 +306,72 @@ def test_shards_run_every_item_once_and_merge_into_the_whole_run(
     assert without_timings(json.loads(merged_path.read_text())) == without_timings(whole)
 
 
+MOSTLY_ONE_TEST = """
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator, case):
+    return rig_generator.chat(f"case {case}")
+
+@pytest.mark.parametrize("case", range(40))
+@pytest.mark.rig(runs=3, min_pass=2)
+def test_big(rig_chat, case):
+    assert rig_chat.last.content == f"case {case}"
+
+@pytest.mark.parametrize("case", range(8))
+def test_small(rig_chat, case):
+    pass
+"""
+
+SHUFFLING = """
+import os
+
+def pytest_collection_modifyitems(items):
+    if os.environ.get("SHUFFLE"):  # another order (a shuffling plugin's, say)
+        items.reverse()
+"""
+
+
+def test_a_suite_of_mostly_one_test_splits_evenly_by_cases(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One test of 40 cases and one of 8, on two models: the big test is cut between its
+    cases, so the two shards hold 48 items each (not 80 and 16); every item runs in one
+    shard only, with its three samples and the other model's item of its case, whatever
+    the order each job collects in (the second job's is reversed, under xdist); `merge`
+    gives the unsharded run's report."""
+    ini(pytester)
+    pytester.makeconftest(SHUFFLING)
+    pytester.makepyfile(MOSTLY_ONE_TEST)
+    suite = ["--rig-models", "echo!a,echo!b", "-p", "no:cacheprovider"]
+    _, whole = run(pytester, *suite)
+    first_result, first = run(pytester, *suite, "--rig-shard", "1/2")
+    monkeypatch.setenv("SHUFFLE", "1")
+    _, second = run(pytester, *suite, "--rig-shard", "2/2", "-n", "2")
+    first_result.stdout.fnmatch_lines(
+        [
+            "rigging: shard 1/2: 1 of 2 test functions (1 of them in part, cut by cases), "
+            "48 of 96 items"
+        ]
+    )
+    shards = [{item["nodeid"]: item for item in doc["items"]} for doc in (first, second)]
+    assert [len(shard) for shard in shards] == [48, 48]
+    assert shards[0].keys().isdisjoint(shards[1].keys())
+    assert shards[0].keys() | shards[1].keys() == {item["nodeid"] for item in whole["items"]}
+    for shard in shards:
+        cases = {nodeid.rsplit("-", 1)[0] for nodeid in shard}
+        assert {f"{case}-{m}]" for case in cases for m in "ab"} == shard.keys()
+        for nodeid, item in shard.items():
+            assert item["outcome"] == "passed"
+            assert len(item["chats"]) == (3 if "test_big" in nodeid else 1)
+    paths = [pytester.path / "report-1.json", pytester.path / "report-2.json"]
+    merged_path = pytester.path / "merged.json"
+    assert rigging_main(["merge", *map(str, paths), "-o", str(merged_path)]) == 0
+    assert without_timings(json.loads(merged_path.read_text())) == without_timings(whole)
+    shown = " ".join(pytester.runpytest("--help").stdout.str().split())
+    assert "one bigger than a slice's share is cut by cases" in shown
+
+
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_a_shard_with_nothing_to_run_passes(pytester: pytest.Pytester, workers: list[str]) -> None:
     """More shards than test functions: the extra jobs pass (pytest would exit 5, "no tests

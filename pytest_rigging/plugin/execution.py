@@ -5,7 +5,8 @@ test function asks for results, the samples of every selected item of that funct
 cases and cells) are started together, under one process-wide concurrency limit, and each
 item then waits for its own samples only. All model calls run on a long-lived loop in a
 background thread, so the limit, connection pools and litellm's clients live on one loop
-whatever loop (or none) the test itself runs on.
+whatever loop (or none) the test itself runs on. The samples of an async free-form test
+(`runs=N` on a test that calls the model itself) run there too, together.
 
 A group's pipelines are built by calling each item's `rig_pipeline` fixture function
 directly, with that item's values: the rig fixtures, its `parametrize` arguments, and any
@@ -27,7 +28,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rigging._concurrency import FairLimit, calls_gated, calls_heard, shared_limit
+from pytest_rigging._concurrency import (
+    FairLimit,
+    bounded_map,
+    calls_gated,
+    calls_heard,
+    shared_limit,
+)
 from pytest_rigging._pipeline import current_observer, observe
 from pytest_rigging.chat import Chat, ChatPipeline, new_chat
 from pytest_rigging.error import GenerationError
@@ -100,6 +107,11 @@ class LoopThread:
                 )
                 self._thread.start()
             return self._loop
+
+    def is_current(self) -> bool:
+        """Whether the caller runs on the loop's own thread, where waiting for the loop
+        would wait forever."""
+        return self._thread is not None and threading.current_thread() is self._thread
 
     def cancel_all(self) -> None:
         """Cancel every task on the loop, if it was started: whatever it was computing,
@@ -185,7 +197,33 @@ class Engine:
     def run(self, awaitable: t.Awaitable[T]) -> T:
         """Await `awaitable` on the engine's loop, under the process-wide limit, seen by
         the caller's observer (if any)."""
+        if self.loop.is_current():
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()
+            raise RuntimeError(
+                "rig_run can't wait here: an async test with runs=N runs its samples on the "
+                "plugin's loop, which rig_run would wait on; await the pipeline instead"
+            )
         return self._wait(self._submit(awaitable), progress=False)
+
+    async def together(self, sample: t.Callable[[int], t.Awaitable[T]], count: int) -> list[T]:
+        """`sample(0)` ... `sample(count - 1)` awaited together on the engine's loop (an
+        async test's samples), each its own task, under the process-wide limit, the cell's
+        share of it and the caller's observer and cassette, whichever loop the caller
+        awaits on: their results, in order. The first to raise ends the others (cancelled
+        and awaited), as the caller's cancellation (Ctrl-C) does."""
+
+        async def escaping(index: int) -> T:
+            try:
+                return await sample(index)
+            except (KeyboardInterrupt, SystemExit) as error:  # raised in a task, these
+                raise _Escaped(error) from None  # would stop the loop: raised by the caller
+
+        future = self._submit(bounded_map(escaping, range(count), count))
+        try:
+            return await asyncio.wrap_future(future)
+        except _Escaped as escaped:
+            raise escaped.error from None
 
     def _submit(self, awaitable: t.Awaitable[T]) -> concurrent.futures.Future[T]:
         return self._submit_all([awaitable])[0]
@@ -587,6 +625,15 @@ class Engine:
         """Each generator made or seen here releases what it holds on the engine's loop."""
         generators = {id(g): g for g in self._generators.values()} | self._seen
         await asyncio.gather(*(g.aclose() for g in generators.values()), return_exceptions=True)
+
+
+class _Escaped(Exception):
+    """A KeyboardInterrupt or SystemExit raised on the engine's loop, carried to the thread
+    that waits for it."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _cancel_with(

@@ -138,8 +138,10 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--rig-shard",
         metavar="K/N",
-        help="run the K-th of N slices of the suite (whole test functions, balanced by item "
-        "count), for a CI matrix of N jobs whose reports `python -m pytest_rigging merge` joins",
+        help="run the K-th of N slices of the suite, balanced by item count (whole test "
+        "functions; one bigger than a slice's share is cut by cases, each case with all its "
+        "cells and samples in one slice), for a CI matrix of N jobs whose reports "
+        "`python -m pytest_rigging merge` joins",
     )
 
 

@@ -1,7 +1,8 @@
 """Samples and verdicts: run a test's checks on each of N samples, pass when K pass.
 
 A test that takes `rig_chat` gets its body called once per sample chat; a free-form test
-with `runs=N` gets its body called N times. Samples whose chat failed for infrastructure
+with `runs=N` gets its body called N times (an async one's N bodies together, on the
+engine's loop: each calls the model itself). Samples whose chat failed for infrastructure
 reasons are never judged: they make the item an error (in setup) when too few judgeable
 samples remain, and are never counted as quality failures.
 """
@@ -20,6 +21,7 @@ from pytest_rigging.chat import Chat
 from pytest_rigging.error import GenerationError
 from pytest_rigging.message import Message
 from pytest_rigging.plugin.matrix import Cell, Verdict, read_verdict
+from pytest_rigging.plugin.state import RUN
 
 SAMPLES_KEY = pytest.StashKey[list[Chat]]()
 OUTCOME_KEY = pytest.StashKey[tuple[int, int]]()
@@ -102,14 +104,21 @@ def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:
 
         @functools.wraps(function)
         async def judged_async(**kwargs: t.Any) -> None:
-            outcomes = [(c, await _outcome_async(function, a)) for c, a in calls(kwargs)]
+            if per_chat:  # the chats are drawn: each body only judges its own
+                outcomes = [(c, await _outcome_async(function, a)) for c, a in calls(kwargs)]
+            else:  # each body calls the model: the samples run together
+                engine = item.config.stash[RUN].engine()
+                ended = await engine.together(
+                    lambda _: _outcome_async(function, kwargs), verdict.runs
+                )
+                outcomes = [(None, error) for error in ended]
             _judge(item, verdict, outcomes)
 
         item.obj = judged_async
     else:
 
         @functools.wraps(function)
-        def judged(**kwargs: t.Any) -> None:
+        def judged(**kwargs: t.Any) -> None:  # holding pytest's thread, one body at a time
             _judge(item, verdict, [(c, _outcome(function, a)) for c, a in calls(kwargs)])
 
         item.obj = judged

@@ -1,10 +1,15 @@
 """`--rig-shard K/N`: the K-th of N slices of the suite, for a CI matrix of N jobs whose
 reports `python -m pytest_rigging merge` joins into one verdict.
 
-A slice is a set of whole test functions (a function's items share a group, its samples a
-scripted model's answers, and its figures a row), balanced by item count: the biggest
-functions first, each to the slice with the fewest items so far. It depends only on the
-selected items, so every job (and every xdist worker of a job) cuts the suite alike.
+A slice is a set of test functions (a function's items share a group, a scripted model's
+answers, and a row's figures), balanced by item count: the biggest first, each to the slice
+with the fewest items so far. A function bigger than a slice's share (the selected items
+over N) is first cut by cases into pieces of at most that share, so that a suite that is
+mostly one parametrized test still splits evenly. A case (its inputs on every model and
+params set of the matrix) is never cut, nor an item with its samples: each runs, and is
+judged k of n, in one slice only. It depends only on the selected items' node ids (not
+their order: a plugin that shuffles them shuffles them differently in each job), so every
+job (and every xdist worker of a job) cuts the suite alike.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from pytest_rigging.plugin._compat import call_params
 from pytest_rigging.plugin.records import group_key
 
 _SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
@@ -37,9 +43,11 @@ class Split:
     kept: list[pytest.Item]
     dropped: list[pytest.Item]
     functions: int
-    """The shard's test functions."""
+    """The shard's test functions, whole or in part."""
     of_functions: int
     """How many test functions were selected in all."""
+    in_part: int
+    """The shard's test functions cut by cases, whose other cases run in other shards."""
 
     @property
     def emptied(self) -> bool:
@@ -47,9 +55,10 @@ class Split:
         return not self.kept and bool(self.dropped)
 
     def describe(self, shard: Shard) -> str:
+        cut = f" ({self.in_part} of them in part, cut by cases)" if self.in_part else ""
         return (
-            f"rigging: shard {shard}: {self.functions} of {self.of_functions} test functions, "
-            f"{len(self.kept)} of {len(self.kept) + len(self.dropped)} items"
+            f"rigging: shard {shard}: {self.functions} of {self.of_functions} test functions"
+            f"{cut}, {len(self.kept)} of {len(self.kept) + len(self.dropped)} items"
         )
 
 
@@ -76,18 +85,54 @@ def parse_shard(text: str) -> Shard:
 
 
 def split(items: t.Sequence[pytest.Item], shard: Shard) -> Split:
-    """The items of the shard's test functions, in their collection order."""
-    functions: dict[str, int] = {}
-    for item in items:
-        key = group_key(item.nodeid)
-        functions[key] = functions.get(key, 0) + 1
+    """The items of the shard's test functions and pieces of functions, in their collection
+    order."""
+    functions: dict[str, dict[str, list[int]]] = {}
+    for index, item in enumerate(items):
+        cases = functions.setdefault(group_key(item.nodeid), {})
+        cases.setdefault(_case(item), []).append(index)
+    share = -(-len(items) // shard.count)
+    pieces = [
+        (function, number, piece)
+        for function, cases in functions.items()
+        for number, piece in enumerate(_cut([cases[case] for case in sorted(cases)], share))
+    ]
     loads = [0] * shard.count
-    owner: dict[str, int] = {}
-    for key in sorted(functions, key=lambda k: (-functions[k], k)):
+    owner = [0] * len(items)
+    shards_of: dict[str, set[int]] = {}
+    for function, _, piece in sorted(pieces, key=lambda p: (-len(p[2]), p[0], p[1])):
         lightest = min(range(shard.count), key=lambda i: (loads[i], i))
-        owner[key] = lightest
-        loads[lightest] += functions[key]
+        loads[lightest] += len(piece)
+        for index in piece:
+            owner[index] = lightest
+        shards_of.setdefault(function, set()).add(lightest)
     mine = shard.index - 1
-    kept = [i for i in items if owner[group_key(i.nodeid)] == mine]
-    dropped = [i for i in items if owner[group_key(i.nodeid)] != mine]
-    return Split(kept, dropped, sum(1 for o in owner.values() if o == mine), len(functions))
+    kept = [item for index, item in enumerate(items) if owner[index] == mine]
+    dropped = [item for index, item in enumerate(items) if owner[index] != mine]
+    held = [shards for shards in shards_of.values() if mine in shards]
+    return Split(kept, dropped, len(held), len(functions), sum(len(s) > 1 for s in held))
+
+
+def _case(item: pytest.Item) -> str:
+    """The item's case: its node id without its cell's id, so that the case's cells (the
+    same inputs on each model and params set) stay in one shard. An item whose only
+    parameter is its cell (or that is no matrix item) is a case of its own."""
+    cell = call_params(item).get("rig_cell")
+    suffix = f"-{cell.id}]" if cell is not None else None
+    if suffix is not None and item.nodeid.endswith(suffix):
+        return item.nodeid[: -len(suffix)] + "]"
+    return item.nodeid
+
+
+def _cut(cases: list[list[int]], share: int) -> list[list[int]]:
+    """A function's items (by case, in node id order) whole when they fit in a shard's
+    `share`, else cut between cases into pieces of at most `share` items (a case bigger
+    than that is a piece of its own)."""
+    if sum(map(len, cases)) <= share:
+        return [[index for case in cases for index in case]]
+    pieces: list[list[int]] = [[]]
+    for case in cases:
+        if pieces[-1] and len(pieces[-1]) + len(case) > share:
+            pieces.append([])
+        pieces[-1].extend(case)
+    return pieces
