@@ -172,12 +172,14 @@ def models(requests: list[RecordedRequest]) -> Counter[str]:
 
 
 def check_readme(run: DocRun) -> None:
-    first_test, generators, pipelines, prompts, models_block = run.blocks
+    first_test, free_form, generators, pipelines, prompts, models_block = run.blocks
     namespace = run.namespace
 
-    # The first eval test is a test module: running it defines its fixture and test.
-    assert {"rig_pipeline", "test_capital"} <= set(namespace)
+    # The first eval test is a test module: running it defines its fixture and test; so
+    # does the free-form test beside its pipeline form.
+    assert {"rig_pipeline", "test_capital", "test_capital_free_form"} <= set(namespace)
     assert not first_test.requests
+    assert not free_form.requests
 
     # Identifiers build generators without calling anything, and never show the key.
     assert not generators.requests
