@@ -676,6 +676,75 @@ def test_a_baseline_tells_known_failures_from_flips(pytester: pytest.Pytester) -
     )
 
 
+def capitals(capital: str, extra: str = "") -> str:
+    """Twelve cases whose ids are made of their values (`c00-{capital}`...), and one other
+    test function."""
+    cases = ", ".join(f"('c{i:02}', '{capital}')" for i in range(12))
+    return f"""
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator, country):
+    return rig_generator.chat(f"case {{country}}")
+
+@pytest.mark.parametrize(("country", "capital"), [{cases}{extra}])
+def test_capital(rig_chat, country, capital):
+    assert rig_chat.last.content == "yes"
+
+@pytest.mark.parametrize("country", ["other"])
+def test_other(rig_chat, country):
+    pass
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_baseline_names_new_and_missing_items_and_pairs_edited_cases(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """Every case's expected value edited: the comparison names the first 10 new items and
+    the first 10 not run, counts the rest, and says that the new ones pair with those not
+    run by test and cell (an item of another test not run pairs with none), suggesting
+    stable ids. A case added while another test's item is deselected pairs with nothing."""
+    ini(pytester)
+    pytester.makepyfile(test_capitals=capitals("x"))
+    pytester.runpytest(*answering(pytester, "-"), "--rig-save-baseline", "base.json")
+    pytester.makepyfile(test_capitals=capitals("y"))
+    edited = pytester.runpytest(
+        *answering(pytester, "-"), "--rig-baseline", "base.json", "-k", "not test_other", *workers
+    )
+    edited.assert_outcomes(passed=12)
+    first_ten = [f"test_capitals.py::test_capital[c{i:02}" for i in range(10)]
+    edited.stdout.fnmatch_lines(
+        [
+            "against base.json: 0 flipped to failing, 0 fixed, 0 known failures, 0 rates moved "
+            "beyond noise; 12 new items, 13 of its items not run",
+            *(f"  new (not in the baseline): {node}-y-model]" for node in first_ten),
+            "  new (not in the baseline): ... and 2 more",
+            *(f"  not run (in the baseline, not here): {node}-x-model]" for node in first_ten),
+            "  not run (in the baseline, not here): ... and 3 more",
+            "  12 new items pair with 12 not run by test and cell: most likely their ids "
+            "changed (a parametrized case's id is made of its values, so an edited value "
+            "starts a new history)",
+            "  give each case a stable id to keep its history: pytest.param(..., id=...), "
+            "ids=..., or rig_cases(id=...)",
+        ],
+        consecutive=True,
+    )
+    pytester.makepyfile(test_capitals=capitals("x", ", ('c12', 'x')"))
+    added = pytester.runpytest(
+        *answering(pytester, "-"), "--rig-baseline", "base.json", "-k", "not test_other", *workers
+    )
+    added.stdout.fnmatch_lines(
+        [
+            "against base.json: *; 1 new items, 1 of its items not run",
+            "  new (not in the baseline): test_capitals.py::test_capital[c12-x-model]",
+            "  not run (in the baseline, not here): test_capitals.py::test_other[other-model]",
+        ],
+        consecutive=True,
+    )
+    assert "pair with" not in added.stdout.str()
+
+
 def test_fail_on_regression_judges_rates_beyond_noise(pytester: pytest.Pytester) -> None:
     """A pass rate that dropped beyond noise (95% intervals apart) fails the run with
     `--rig-fail-on-regression`, even with every item's failure known; without the flag it
