@@ -745,6 +745,84 @@ def test_a_baseline_names_new_and_missing_items_and_pairs_edited_cases(
     assert "pair with" not in added.stdout.str()
 
 
+CHECKED_SUITE = """
+import os
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator, case):
+    return rig_generator.chat(f"case {case}")
+
+@pytest.mark.rig(runs=5, min_pass=3)
+@pytest.mark.parametrize("case", ["a", "b"])
+def test_several(rig_chat, case):
+    said = rig_chat.last.content
+    assert said == "yes", f"case {case} said {said} to {os.environ['RIG_CHECK_TOKEN']}"
+
+@pytest.mark.parametrize("case", ["c"])
+def test_one(rig_chat, case):
+    assert rig_chat.last.content == "yes"
+
+@pytest.mark.parametrize("case", ["d"])
+def test_together(rig_chats, case):
+    assert len(rig_chats) == 1
+
+@pytest.mark.parametrize("case", ["e"])
+async def test_free(rig_pipeline, case):
+    chat = await rig_pipeline.run()
+    assert chat.last.content == "yes"
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_each_sample_records_its_check_and_samples_count_from_one(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
+) -> None:
+    """Each chat of the JSON report says what the test's checks made of its sample, and why
+    they failed (first lines, secrets masked); samples are numbered from 1 there as in the
+    terminal's "first failing sample (#n)"; a `rig_chats` test's chats have no check of
+    their own."""
+    monkeypatch.setenv("RIG_CHECK_TOKEN", "check-secret-value-4242")
+    ini(pytester, "asyncio_mode = auto")
+    pytester.makepyfile(test_checked=CHECKED_SUITE)
+    (pytester.path / "model.toml").write_text(
+        '[[rules]]\nmatch = "case a"\nreplies = ["yes", "no", "yes", "no", "yes"]\n\n'
+        '[[rules]]\nmatch = "case b"\nreplies = ["no", "yes", "no", "no", "yes"]\n\n'
+        '[[rules]]\nmatch = "case [ce]"\nreply = "no"\n\n'
+        '[[rules]]\nmatch = "."\nreply = "yes"\n'
+    )
+    result = pytester.runpytest(
+        "--rig-models", "scripted!model.toml", "--rig-report", "r.json", "-p", "no:randomly",
+        *workers,
+    )  # fmt: skip
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines(["*2/5 samples passed, needed 3", "*first failing sample (#1):"])
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert doc["version"] == 2
+    items = {item["nodeid"].split("::")[1].split("-")[0]: item for item in doc["items"]}
+    for case in "ab":
+        chats = sorted(items[f"test_several[{case}"]["chats"], key=lambda c: c["sample"])
+        assert [c["sample"] for c in chats] == [1, 2, 3, 4, 5]
+        for chat in chats:
+            said = chat["conversation"][-1]["content"]
+            if said == "yes":
+                assert (chat["check"], chat["check_message"]) == ("passed", None)
+                continue
+            assert chat["check"] == "failed"
+            assert chat["check_message"].splitlines()[:2] == [
+                f"AssertionError: case {case} said no to ***",
+                "assert 'no' == 'yes'",
+            ]
+    [one] = items["test_one[c"]["chats"]
+    assert (one["sample"], one["check"]) == (1, "failed")
+    assert one["check_message"].startswith("AssertionError: assert 'no' == 'yes'")
+    [together] = items["test_together[d"]["chats"]
+    assert (together["sample"], together["check"], together["check_message"]) == (1, None, None)
+    [free] = items["test_free[e"]["chats"]
+    assert (free["sample"], free["check"]) == (None, "failed")
+    assert "check-secret-value-4242" not in (pytester.path / "r.json").read_text()
+
+
 def test_fail_on_regression_judges_rates_beyond_noise(pytester: pytest.Pytester) -> None:
     """A pass rate that dropped beyond noise (95% intervals apart) fails the run with
     `--rig-fail-on-regression`, even with every item's failure known; without the flag it
