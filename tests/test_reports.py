@@ -148,7 +148,7 @@ def every_count_and_rate_exactly(result: pytest.RunResult, doc: dict) -> dict:
     assert len(items) == 20
     one = items["test_suite.py::test_result_style[a-recovering]"]
     assert one["samples"] == [3, 3] and one["outcome"] == "passed"
-    assert [c["sample"] for c in one["chats"]] == [0, 1, 2]
+    assert [c["sample"] for c in one["chats"]] == [1, 2, 3]
     assert [c["outcome"] for c in one["chats"]] == ["recovered"] * 3
     conversation = one["chats"][0]["conversation"]
     assert [m["role"] for m in conversation] == ["user", "assistant", "user", "assistant"]
@@ -286,6 +286,42 @@ def test_merge_of_shards_equals_one_run(pytester: pytest.Pytester, suite: list[s
     assert rigging_main(["merge", *map(str, shards), "--min-parse-rate", "0.9"]) == 1
 
 
+def test_merge_numbers_the_samples_of_a_version_1_report_from_1(pytester: pytest.Pytester) -> None:
+    """A shard's report from before samples were numbered from 1 (version 1, from 0, no
+    checks) merges with a new one into one numbering."""
+    ini(pytester)
+    pytester.makepyfile(
+        rig_module(
+            """
+            @pytest.mark.rig(runs=2)
+            def test_a(rig_chat):
+                pass
+
+            @pytest.mark.rig(runs=2)
+            def test_b(rig_chat):
+                pass
+            """
+        )
+    )
+    _, new = run(pytester, "--rig-models", "echo!e", "-k", "test_a")
+    _, old = run(pytester, "--rig-models", "echo!e", "-k", "test_b")
+    old["version"] = 1
+    for chat in old["items"][0]["chats"]:
+        chat["sample"] -= 1
+        del chat["check"], chat["check_message"]
+    (pytester.path / "old.json").write_text(json.dumps(old))
+    merged_path = pytester.path / "merged.json"
+    shards = [str(pytester.path / "report-0.json"), str(pytester.path / "old.json")]
+    assert rigging_main(["merge", *shards, "-o", str(merged_path)]) == 0
+    merged = json.loads(merged_path.read_text())
+    assert merged["version"] == 2
+    samples = {
+        i["nodeid"].split("::")[1]: sorted(c["sample"] for c in i["chats"]) for i in merged["items"]
+    }
+    assert samples == {"test_a[e]": [1, 2], "test_b[e]": [1, 2]}
+    assert [c["check"] for c in new["items"][0]["chats"]] == ["passed", "passed"]
+
+
 def test_shards_run_every_item_once_and_merge_into_the_whole_run(
     pytester: pytest.Pytester, suite: list[str]
 ) -> None:
@@ -340,7 +376,7 @@ def test_merge_rejects_what_is_not_a_report(
 ) -> None:
     (tmp_path / "other.json").write_text('{"hello": 1}')
     assert rigging_main(["merge", str(tmp_path / "other.json")]) == 2
-    assert "other.json is not a pytest-rigging report (version 1)" in capsys.readouterr().err
+    assert "other.json is not a pytest-rigging report (version 1 or 2)" in capsys.readouterr().err
     assert rigging_main(["merge", str(tmp_path / "missing.json")]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert rigging_main(["merge", str(tmp_path / "other.json"), "--min-pass-rate", "x"]) == 2
@@ -823,6 +859,33 @@ def test_each_sample_records_its_check_and_samples_count_from_one(
     assert "check-secret-value-4242" not in (pytester.path / "r.json").read_text()
 
 
+def test_a_failing_sample_is_named_by_its_number_past_an_errored_one(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """Sample 1's call fails (never judged, no check): the first failing sample is #2, in
+    the terminal as in the JSON."""
+    ini(pytester)
+    pytester.makepyfile(
+        rig_module(
+            """
+            @pytest.mark.rig(runs=3, min_pass=2)
+            def test_a(rig_chat):
+                assert rig_chat.last.content == "nope"
+            """
+        )
+    )
+    llm_server.fail_next(1, status=500, model="m")
+    result, doc = run(pytester, "--rig-models", "openai/m,max_retries=0", "--rig-concurrency", "1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*0/2 samples passed, needed 2", "*first failing sample (#2):"])
+    chats = sorted(doc["items"][0]["chats"], key=lambda c: c["sample"])
+    assert [(c["sample"], c["error_kind"], c["check"]) for c in chats] == [
+        (1, "infrastructure", None),
+        (2, None, "failed"),
+        (3, None, "failed"),
+    ]
+
+
 def test_fail_on_regression_judges_rates_beyond_noise(pytester: pytest.Pytester) -> None:
     """A pass rate that dropped beyond noise (95% intervals apart) fails the run with
     `--rig-fail-on-regression`, even with every item's failure known; without the flag it
@@ -1126,7 +1189,7 @@ def test_a_crashed_workers_finished_samples_are_kept_and_never_called_again(
     lost_in_flight = (
         r"sample {} lost with xdist worker gw\d, which crashed while its call was in flight"
     )
-    assert re.search("infrastructure error: " + lost_in_flight.format(0), result.stdout.str())
+    assert re.search("infrastructure error: " + lost_in_flight.format(1), result.stdout.str())
     doc = json.loads((pytester.path / "r.json").read_text())
     items = {item["nodeid"].split("[")[1][0]: item for item in doc["items"]}
     assert {case: item["outcome"] for case, item in items.items()} == {
@@ -1137,7 +1200,7 @@ def test_a_crashed_workers_finished_samples_are_kept_and_never_called_again(
     assert re.fullmatch(r"lost with xdist worker gw\d, which crashed", items["d"]["lost"])
     for case in "dg":
         assert [chat["error_kind"] for chat in items[case]["chats"]] == ["infrastructure"] * 2
-        for sample, chat in enumerate(sorted(items[case]["chats"], key=lambda c: c["sample"])):
+        for sample, chat in enumerate(sorted(items[case]["chats"], key=lambda c: c["sample"]), 1):
             assert re.fullmatch(lost_in_flight.format(sample), chat["error"])
     assert [chat["conversation"][-1]["content"] for chat in items["e"]["chats"]] == ["case e"] * 2
     model = doc["models"][0]
