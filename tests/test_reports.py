@@ -8,6 +8,7 @@ import json
 import re
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -829,16 +830,21 @@ def test_each_sample_records_its_check_and_samples_count_from_one(
     )
     result = pytester.runpytest(
         "--rig-models", "scripted!model.toml", "--rig-report", "r.json", "-p", "no:randomly",
-        *workers,
+        "--junitxml", "junit.xml", *workers,
     )  # fmt: skip
     result.assert_outcomes(passed=2, failed=3)
     result.stdout.fnmatch_lines(["*2/5 samples passed, needed 3", "*first failing sample (#1):"])
     doc = json.loads((pytester.path / "r.json").read_text())
     assert doc["version"] == 2
     items = {item["nodeid"].split("::")[1].split("-")[0]: item for item in doc["items"]}
+    junit = ET.parse(pytester.path / "junit.xml").getroot()
     for case in "ab":
         chats = sorted(items[f"test_several[{case}"]["chats"], key=lambda c: c["sample"])
         assert [c["sample"] for c in chats] == [1, 2, 3, 4, 5]
+        failed = ",".join(str(c["sample"]) for c in chats if c["check"] == "failed")
+        [testcase] = junit.findall(f".//testcase[@name='test_several[{case}-model]']")
+        properties = {p.get("name"): p.get("value") for p in testcase.iter("property")}
+        assert properties["rig_failed_samples"] == failed  # the same numbers as the JSON
         for chat in chats:
             said = chat["conversation"][-1]["content"]
             if said == "yes":

@@ -2,7 +2,9 @@
 compares a run with it. Items that flipped (passed there, fail here, and the reverse) and
 items failing in both (known failures, which then don't fail the run) are listed; so are
 models whose parse or pass rate moved beyond noise (95% Wilson intervals that don't
-overlap), which `--rig-fail-on-regression` fails the run on when the rate dropped."""
+overlap), which `--rig-fail-on-regression` fails the run on when the rate dropped. Items
+are matched by node id: new items and those not run are named, and new ones that pair
+with ones not run by test function and cell are pointed out as cases whose id changed."""
 
 from __future__ import annotations
 

@@ -211,11 +211,17 @@ def finish_item(
 
 
 def junit_properties(record: ItemRecord) -> list[tuple[str, object]]:
-    """An item's samples and parse buckets, as JUnit properties."""
+    """An item's samples, the numbers of those its checks failed, and its parse buckets,
+    as JUnit properties."""
     outcomes = [chat["outcome"] for chat in record["chats"]]
     properties: list[tuple[str, object]] = []
     if record["samples"]:
         properties.append(("rig_samples", "{}/{}".format(*record["samples"])))
+    failed = sorted(
+        {c["sample"] for c in record["chats"] if c.get("check") == "failed" and c["sample"]}
+    )
+    if failed:
+        properties.append(("rig_failed_samples", ",".join(map(str, failed))))
     properties.extend(
         (f"rig_{name}", outcomes.count(name))
         for name in ("first_try", "recovered", "exhausted", "error")
