@@ -808,6 +808,13 @@ def test_together(rig_chats, case):
 async def test_free(rig_pipeline, case):
     chat = await rig_pipeline.run()
     assert chat.last.content == "yes"
+
+@pytest.mark.rig(runs=2, min_pass=1)
+@pytest.mark.parametrize("case", ["f"])
+def test_judge_down(rig_chat, case):
+    from pytest_rigging.error import GenerationError
+
+    raise GenerationError("the judge model is down")
 """
 
 
@@ -832,7 +839,7 @@ def test_each_sample_records_its_check_and_samples_count_from_one(
         "--rig-models", "scripted!model.toml", "--rig-report", "r.json", "-p", "no:randomly",
         "--junitxml", "junit.xml", *workers,
     )  # fmt: skip
-    result.assert_outcomes(passed=2, failed=3)
+    result.assert_outcomes(passed=2, failed=3, errors=1)
     result.stdout.fnmatch_lines(["*2/5 samples passed, needed 3", "*first failing sample (#1):"])
     doc = json.loads((pytester.path / "r.json").read_text())
     assert doc["version"] == 2
@@ -862,6 +869,10 @@ def test_each_sample_records_its_check_and_samples_count_from_one(
     assert (together["sample"], together["check"], together["check_message"]) == (1, None, None)
     [free] = items["test_free[e"]["chats"]
     assert (free["sample"], free["check"]) == (None, "failed")
+    down = items["test_judge_down[f"]["chats"]
+    assert sorted((c["sample"], c["check"], c["check_message"]) for c in down) == [
+        (number, "error", "GenerationError: the judge model is down") for number in (1, 2)
+    ]
     assert "check-secret-value-4242" not in (pytester.path / "r.json").read_text()
 
 

@@ -183,12 +183,12 @@ def check_of(error: BaseException | None) -> SampleCheck:
     the failure's first lines, secrets removed."""
     if error is None:
         return SampleCheck("passed", None)
-    lines = [line for line in _describe(error).splitlines() if line.strip()][:CHECK_LINES]
-    message = "\n".join(lines)
+    described = redact(_describe(error), known_secrets())  # whole: no secret cut in two
+    message = "\n".join([line for line in described.splitlines() if line.strip()][:CHECK_LINES])
     if len(message) > CHECK_CHARACTERS:
         message = message[: CHECK_CHARACTERS - 3] + "..."
     outcome: CheckOutcome = "error" if isinstance(error, GenerationError) else "failed"
-    return SampleCheck(outcome, redact(message, known_secrets()))
+    return SampleCheck(outcome, message)
 
 
 def checks_of(
@@ -200,11 +200,11 @@ def checks_of(
     them together, nor for a call that skipped."""
     judged = item.stash.get(CHECKS_KEY, None)
     if judged is not None:
+        del item.stash[CHECKS_KEY]  # taken: an item run again (a rerun plugin) judges anew
         return judged
     fixtures: t.Sequence[str] = getattr(item, "fixturenames", ())
-    if call.when != "call" or report.skipped or "rig_chats" in fixtures:
-        return {}
-    if verdict_of(item).runs != 1:
+    one_sample = verdict_of(item).runs == 1 and "rig_chats" not in fixtures
+    if call.when != "call" or report.skipped or not one_sample:
         return {}
     check = check_of(call.excinfo.value if call.excinfo is not None else None)
     return dict.fromkeys([None, *item.stash.get(SAMPLES_KEY, {})], check)
