@@ -73,9 +73,10 @@ async def test_only_each_items_latest_attempt_counts(tmp_path: Path) -> None:
     found = salvage(tmp_path)["t::a"]
     assert (sorted(found.done), found.sent, len(found.records)) == ([0], {0: "gw0", 1: "gw0"}, 2)
     [lost] = found.in_flight({"model": "m", "label": "m", "params": "{}", "cell": "c"})
+    assert lost["sample"] == 2  # index 1: numbered from 1, as everywhere it is shown
     assert (
         lost["error"]
-        == "sample 1 lost with xdist worker gw0, which crashed while its call was in flight"
+        == "sample 2 lost with xdist worker gw0, which crashed while its call was in flight"
     )
     second.start("t::a")  # taken back by another worker, later
     second.close()

@@ -8,6 +8,7 @@ import json
 import re
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -148,7 +149,7 @@ def every_count_and_rate_exactly(result: pytest.RunResult, doc: dict) -> dict:
     assert len(items) == 20
     one = items["test_suite.py::test_result_style[a-recovering]"]
     assert one["samples"] == [3, 3] and one["outcome"] == "passed"
-    assert [c["sample"] for c in one["chats"]] == [0, 1, 2]
+    assert [c["sample"] for c in one["chats"]] == [1, 2, 3]
     assert [c["outcome"] for c in one["chats"]] == ["recovered"] * 3
     conversation = one["chats"][0]["conversation"]
     assert [m["role"] for m in conversation] == ["user", "assistant", "user", "assistant"]
@@ -286,6 +287,42 @@ def test_merge_of_shards_equals_one_run(pytester: pytest.Pytester, suite: list[s
     assert rigging_main(["merge", *map(str, shards), "--min-parse-rate", "0.9"]) == 1
 
 
+def test_merge_numbers_the_samples_of_a_version_1_report_from_1(pytester: pytest.Pytester) -> None:
+    """A shard's report from before samples were numbered from 1 (version 1, from 0, no
+    checks) merges with a new one into one numbering."""
+    ini(pytester)
+    pytester.makepyfile(
+        rig_module(
+            """
+            @pytest.mark.rig(runs=2)
+            def test_a(rig_chat):
+                pass
+
+            @pytest.mark.rig(runs=2)
+            def test_b(rig_chat):
+                pass
+            """
+        )
+    )
+    _, new = run(pytester, "--rig-models", "echo!e", "-k", "test_a")
+    _, old = run(pytester, "--rig-models", "echo!e", "-k", "test_b")
+    old["version"] = 1
+    for chat in old["items"][0]["chats"]:
+        chat["sample"] -= 1
+        del chat["check"], chat["check_message"]
+    (pytester.path / "old.json").write_text(json.dumps(old))
+    merged_path = pytester.path / "merged.json"
+    shards = [str(pytester.path / "report-0.json"), str(pytester.path / "old.json")]
+    assert rigging_main(["merge", *shards, "-o", str(merged_path)]) == 0
+    merged = json.loads(merged_path.read_text())
+    assert merged["version"] == 2
+    samples = {
+        i["nodeid"].split("::")[1]: sorted(c["sample"] for c in i["chats"]) for i in merged["items"]
+    }
+    assert samples == {"test_a[e]": [1, 2], "test_b[e]": [1, 2]}
+    assert [c["check"] for c in new["items"][0]["chats"]] == ["passed", "passed"]
+
+
 def test_shards_run_every_item_once_and_merge_into_the_whole_run(
     pytester: pytest.Pytester, suite: list[str]
 ) -> None:
@@ -406,7 +443,7 @@ def test_merge_rejects_what_is_not_a_report(
 ) -> None:
     (tmp_path / "other.json").write_text('{"hello": 1}')
     assert rigging_main(["merge", str(tmp_path / "other.json")]) == 2
-    assert "other.json is not a pytest-rigging report (version 1)" in capsys.readouterr().err
+    assert "other.json is not a pytest-rigging report (version 1 or 2)" in capsys.readouterr().err
     assert rigging_main(["merge", str(tmp_path / "missing.json")]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert rigging_main(["merge", str(tmp_path / "other.json"), "--min-pass-rate", "x"]) == 2
@@ -742,6 +779,196 @@ def test_a_baseline_tells_known_failures_from_flips(pytester: pytest.Pytester) -
     )
 
 
+def capitals(capital: str, extra: str = "") -> str:
+    """Twelve cases whose ids are made of their values (`c00-{capital}`...), and one other
+    test function."""
+    cases = ", ".join(f"('c{i:02}', '{capital}')" for i in range(12))
+    return f"""
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator, country):
+    return rig_generator.chat(f"case {{country}}")
+
+@pytest.mark.parametrize(("country", "capital"), [{cases}{extra}])
+def test_capital(rig_chat, country, capital):
+    assert rig_chat.last.content == "yes"
+
+@pytest.mark.parametrize("country", ["other"])
+def test_other(rig_chat, country):
+    pass
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_baseline_names_new_and_missing_items_and_pairs_edited_cases(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """Every case's expected value edited: the comparison names the first 10 new items and
+    the first 10 not run, counts the rest, and says that the new ones pair with those not
+    run by test and cell (an item of another test not run pairs with none), suggesting
+    stable ids. A case added while another test's item is deselected pairs with nothing."""
+    ini(pytester)
+    pytester.makepyfile(test_capitals=capitals("x"))
+    pytester.runpytest(*answering(pytester, "-"), "--rig-save-baseline", "base.json")
+    pytester.makepyfile(test_capitals=capitals("y"))
+    edited = pytester.runpytest(
+        *answering(pytester, "-"), "--rig-baseline", "base.json", "-k", "not test_other", *workers
+    )
+    edited.assert_outcomes(passed=12)
+    first_ten = [f"test_capitals.py::test_capital[c{i:02}" for i in range(10)]
+    edited.stdout.fnmatch_lines(
+        [
+            "against base.json: 0 flipped to failing, 0 fixed, 0 known failures, 0 rates moved "
+            "beyond noise; 12 new items, 13 of its items not run",
+            *(f"  new (not in the baseline): {node}-y-model]" for node in first_ten),
+            "  new (not in the baseline): ... and 2 more",
+            *(f"  not run (in the baseline, not here): {node}-x-model]" for node in first_ten),
+            "  not run (in the baseline, not here): ... and 3 more",
+            "  12 new items pair with 12 not run by test and cell: most likely their ids "
+            "changed (a parametrized case's id is made of its values, so an edited value "
+            "starts a new history)",
+            "  give each case a stable id to keep its history: pytest.param(..., id=...), "
+            "ids=..., or rig_cases(id=...)",
+        ],
+        consecutive=True,
+    )
+    pytester.makepyfile(test_capitals=capitals("x", ", ('c12', 'x')"))
+    added = pytester.runpytest(
+        *answering(pytester, "-"), "--rig-baseline", "base.json", "-k", "not test_other", *workers
+    )
+    added.stdout.fnmatch_lines(
+        [
+            "against base.json: *; 1 new items, 1 of its items not run",
+            "  new (not in the baseline): test_capitals.py::test_capital[c12-x-model]",
+            "  not run (in the baseline, not here): test_capitals.py::test_other[other-model]",
+        ],
+        consecutive=True,
+    )
+    assert "pair with" not in added.stdout.str()
+
+
+CHECKED_SUITE = """
+import os
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator, case):
+    return rig_generator.chat(f"case {case}")
+
+@pytest.mark.rig(runs=5, min_pass=3)
+@pytest.mark.parametrize("case", ["a", "b"])
+def test_several(rig_chat, case):
+    said = rig_chat.last.content
+    assert said == "yes", f"case {case} said {said} to {os.environ['RIG_CHECK_TOKEN']}"
+
+@pytest.mark.parametrize("case", ["c"])
+def test_one(rig_chat, case):
+    assert rig_chat.last.content == "yes"
+
+@pytest.mark.parametrize("case", ["d"])
+def test_together(rig_chats, case):
+    assert len(rig_chats) == 1
+
+@pytest.mark.parametrize("case", ["e"])
+async def test_free(rig_pipeline, case):
+    chat = await rig_pipeline.run()
+    assert chat.last.content == "yes"
+
+@pytest.mark.rig(runs=2, min_pass=1)
+@pytest.mark.parametrize("case", ["f"])
+def test_judge_down(rig_chat, case):
+    from pytest_rigging.error import GenerationError
+
+    raise GenerationError("the judge model is down")
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_each_sample_records_its_check_and_samples_count_from_one(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
+) -> None:
+    """Each chat of the JSON report says what the test's checks made of its sample, and why
+    they failed (first lines, secrets masked); samples are numbered from 1 there as in the
+    terminal's "first failing sample (#n)"; a `rig_chats` test's chats have no check of
+    their own."""
+    monkeypatch.setenv("RIG_CHECK_TOKEN", "check-secret-value-4242")
+    ini(pytester, "asyncio_mode = auto")
+    pytester.makepyfile(test_checked=CHECKED_SUITE)
+    (pytester.path / "model.toml").write_text(
+        '[[rules]]\nmatch = "case a"\nreplies = ["yes", "no", "yes", "no", "yes"]\n\n'
+        '[[rules]]\nmatch = "case b"\nreplies = ["no", "yes", "no", "no", "yes"]\n\n'
+        '[[rules]]\nmatch = "case [ce]"\nreply = "no"\n\n'
+        '[[rules]]\nmatch = "."\nreply = "yes"\n'
+    )
+    result = pytester.runpytest(
+        "--rig-models", "scripted!model.toml", "--rig-report", "r.json", "-p", "no:randomly",
+        "--junitxml", "junit.xml", *workers,
+    )  # fmt: skip
+    result.assert_outcomes(passed=2, failed=3, errors=1)
+    result.stdout.fnmatch_lines(["*2/5 samples passed, needed 3", "*first failing sample (#1):"])
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert doc["version"] == 2
+    items = {item["nodeid"].split("::")[1].split("-")[0]: item for item in doc["items"]}
+    junit = ET.parse(pytester.path / "junit.xml").getroot()
+    for case in "ab":
+        chats = sorted(items[f"test_several[{case}"]["chats"], key=lambda c: c["sample"])
+        assert [c["sample"] for c in chats] == [1, 2, 3, 4, 5]
+        failed = ",".join(str(c["sample"]) for c in chats if c["check"] == "failed")
+        [testcase] = junit.findall(f".//testcase[@name='test_several[{case}-model]']")
+        properties = {p.get("name"): p.get("value") for p in testcase.iter("property")}
+        assert properties["rig_failed_samples"] == failed  # the same numbers as the JSON
+        for chat in chats:
+            said = chat["conversation"][-1]["content"]
+            if said == "yes":
+                assert (chat["check"], chat["check_message"]) == ("passed", None)
+                continue
+            assert chat["check"] == "failed"
+            assert chat["check_message"].splitlines()[:2] == [
+                f"AssertionError: case {case} said no to ***",
+                "assert 'no' == 'yes'",
+            ]
+    [one] = items["test_one[c"]["chats"]
+    assert (one["sample"], one["check"]) == (1, "failed")
+    assert one["check_message"].startswith("AssertionError: assert 'no' == 'yes'")
+    [together] = items["test_together[d"]["chats"]
+    assert (together["sample"], together["check"], together["check_message"]) == (1, None, None)
+    [free] = items["test_free[e"]["chats"]
+    assert (free["sample"], free["check"]) == (None, "failed")
+    down = items["test_judge_down[f"]["chats"]
+    assert sorted((c["sample"], c["check"], c["check_message"]) for c in down) == [
+        (number, "error", "GenerationError: the judge model is down") for number in (1, 2)
+    ]
+    assert "check-secret-value-4242" not in (pytester.path / "r.json").read_text()
+
+
+def test_a_failing_sample_is_named_by_its_number_past_an_errored_one(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """Sample 1's call fails (never judged, no check): the first failing sample is #2, in
+    the terminal as in the JSON."""
+    ini(pytester)
+    pytester.makepyfile(
+        rig_module(
+            """
+            @pytest.mark.rig(runs=3, min_pass=2)
+            def test_a(rig_chat):
+                assert rig_chat.last.content == "nope"
+            """
+        )
+    )
+    llm_server.fail_next(1, status=500, model="m")
+    result, doc = run(pytester, "--rig-models", "openai/m,max_retries=0", "--rig-concurrency", "1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*0/2 samples passed, needed 2", "*first failing sample (#2):"])
+    chats = sorted(doc["items"][0]["chats"], key=lambda c: c["sample"])
+    assert [(c["sample"], c["error_kind"], c["check"]) for c in chats] == [
+        (1, "infrastructure", None),
+        (2, None, "failed"),
+        (3, None, "failed"),
+    ]
+
+
 def test_fail_on_regression_judges_rates_beyond_noise(pytester: pytest.Pytester) -> None:
     """A pass rate that dropped beyond noise (95% intervals apart) fails the run with
     `--rig-fail-on-regression`, even with every item's failure known; without the flag it
@@ -1045,7 +1272,7 @@ def test_a_crashed_workers_finished_samples_are_kept_and_never_called_again(
     lost_in_flight = (
         r"sample {} lost with xdist worker gw\d, which crashed while its call was in flight"
     )
-    assert re.search("infrastructure error: " + lost_in_flight.format(0), result.stdout.str())
+    assert re.search("infrastructure error: " + lost_in_flight.format(1), result.stdout.str())
     doc = json.loads((pytester.path / "r.json").read_text())
     items = {item["nodeid"].split("[")[1][0]: item for item in doc["items"]}
     assert {case: item["outcome"] for case, item in items.items()} == {
@@ -1056,7 +1283,7 @@ def test_a_crashed_workers_finished_samples_are_kept_and_never_called_again(
     assert re.fullmatch(r"lost with xdist worker gw\d, which crashed", items["d"]["lost"])
     for case in "dg":
         assert [chat["error_kind"] for chat in items[case]["chats"]] == ["infrastructure"] * 2
-        for sample, chat in enumerate(sorted(items[case]["chats"], key=lambda c: c["sample"])):
+        for sample, chat in enumerate(sorted(items[case]["chats"], key=lambda c: c["sample"]), 1):
             assert re.fullmatch(lost_in_flight.format(sample), chat["error"])
     assert [chat["conversation"][-1]["content"] for chat in items["e"]["chats"]] == ["case e"] * 2
     model = doc["models"][0]

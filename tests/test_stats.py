@@ -18,8 +18,8 @@ async def test_judge_chats_count_for_their_own_generator() -> None:
     recorder.add("t::a", [answer, verdict], True, cell, own, 0)
     chats = recorder.take("t::a")
     assert [(c["model"], c["label"], c["outcome"], c["sample"]) for c in chats] == [
-        ("echo!cell-id", "cell-id", "first_try", 0),
-        ("fakegenerator!openai/judge-model", "judge-model", "first_try", 0),
+        ("echo!cell-id", "cell-id", "first_try", 1),
+        ("fakegenerator!openai/judge-model", "judge-model", "first_try", 1),
     ]
     assert recorder.take("t::a") == []
     rows = tabulate_items(

@@ -266,7 +266,7 @@ def rig_chat(request: pytest.FixtureRequest, rig_pipeline: ChatPipeline) -> Chat
     engine = _run(request.config).engine()
     chats = judgeable(engine.samples(request, rig_pipeline), verdict_of(request.node))
     request.node.stash[SAMPLES_KEY] = chats
-    return chats[0]
+    return next(iter(chats.values()))
 
 
 @pytest.fixture

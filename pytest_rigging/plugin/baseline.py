@@ -2,7 +2,9 @@
 compares a run with it. Items that flipped (passed there, fail here, and the reverse) and
 items failing in both (known failures, which then don't fail the run) are listed; so are
 models whose parse or pass rate moved beyond noise (95% Wilson intervals that don't
-overlap), which `--rig-fail-on-regression` fails the run on when the rate dropped."""
+overlap), which `--rig-fail-on-regression` fails the run on when the rate dropped. Items
+are matched by node id: new items and those not run are named, and new ones that pair
+with ones not run by test function and cell are pointed out as cases whose id changed."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pytest_rigging.plugin.records import (
     RateFigures,
     ReportDocument,
     Row,
+    group_key,
     rate_of,
     write_json,
 )
@@ -31,6 +34,8 @@ if t.TYPE_CHECKING:
 FORMAT = "pytest-rigging-baseline"
 VERSION = 1
 RATES: tuple[t.Literal["parse_rate", "pass_rate"], ...] = ("parse_rate", "pass_rate")
+LISTED = 10
+"""New and missing items named at the end of a run; the rest are counted."""
 
 
 class BaselineItem(TypedDict):
@@ -154,8 +159,11 @@ class Comparison:
     """Failed in both."""
     new: list[str] = field(default_factory=list)
     """Not in the baseline."""
-    missing: int = 0
-    """In the baseline, not in this run (deselected, removed, or in another shard)."""
+    missing: list[str] = field(default_factory=list)
+    """In the baseline, not in this run (deselected, removed, renamed, or in another shard)."""
+    paired: int = 0
+    """New items that pair with missing ones by test function and cell: most likely cases
+    whose parameter id changed (an edited value), which lost their history."""
     drifts: list[Drift] = field(default_factory=list)
 
     @property
@@ -169,11 +177,19 @@ def compare(
     """This run (`items`, and `now`: this run as a baseline) against `baseline`."""
     result = Comparison()
     ran = {item["nodeid"] for item in items}
-    result.missing = sum(1 for nodeid in baseline["items"] if nodeid not in ran)
+    result.missing = [nodeid for nodeid in baseline["items"] if nodeid not in ran]
+    unmatched: dict[tuple[str, str], int] = {}
+    for nodeid in result.missing:
+        place = (group_key(nodeid), baseline["items"][nodeid]["cell"])
+        unmatched[place] = unmatched.get(place, 0) + 1
     for item in items:
         before = baseline["items"].get(item["nodeid"])
         if before is None:
             result.new.append(item["nodeid"])
+            place = (group_key(item["nodeid"]), item["cell"])
+            if unmatched.get(place):
+                unmatched[place] -= 1
+                result.paired += 1
             continue
         failing = item["outcome"] in ("failed", "error")
         if before["outcome"] == "passed" and failing:
@@ -182,6 +198,7 @@ def compare(
             result.fixed.append(item["nodeid"])
         elif before["outcome"] == "failed" and item["outcome"] == "failed":
             result.known.append(item["nodeid"])
+    result.new.sort()  # xdist reports items in no set order
     for model, row in now["models"].items():
         old = baseline["models"].get(model)
         if old is None:
@@ -203,7 +220,7 @@ def lines(comparison: Comparison, path: str, labels: dict[str, str]) -> list[str
         f"against {path}: {len(comparison.flipped)} flipped to failing, "
         f"{len(comparison.fixed)} fixed, {len(comparison.known)} known failures, "
         f"{len(comparison.drifts)} rates moved beyond noise; {len(comparison.new)} new items, "
-        f"{comparison.missing} of its items not run"
+        f"{len(comparison.missing)} of its items not run"
     ]
     for title, nodeids in (
         ("flipped (passed there, fail here)", comparison.flipped),
@@ -211,6 +228,23 @@ def lines(comparison: Comparison, path: str, labels: dict[str, str]) -> list[str
         ("known failures (fail in both)", comparison.known),
     ):
         out.extend(f"  {title}: {nodeid}" for nodeid in nodeids)
+    for title, nodeids in (
+        ("new (not in the baseline)", comparison.new),
+        ("not run (in the baseline, not here)", comparison.missing),
+    ):
+        out.extend(f"  {title}: {nodeid}" for nodeid in nodeids[:LISTED])
+        if len(nodeids) > LISTED:
+            out.append(f"  {title}: ... and {len(nodeids) - LISTED} more")
+    if comparison.paired:
+        out.append(
+            f"  {comparison.paired} new items pair with {comparison.paired} not run by test "
+            "and cell: most likely their ids changed (a parametrized case's id is made of its "
+            "values, so an edited value starts a new history)"
+        )
+        out.append(
+            "  give each case a stable id to keep its history: pytest.param(..., id=...), "
+            "ids=..., or rig_cases(id=...)"
+        )
     for drift in comparison.drifts:
         name = labels.get(drift.model, drift.model)
         out.append(

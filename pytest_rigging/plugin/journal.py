@@ -36,7 +36,7 @@ import typing as t
 import warnings
 from pathlib import Path
 
-from pytest_rigging.plugin.records import CellRecord, ChatRecord
+from pytest_rigging.plugin.records import CellRecord, ChatRecord, sample_number
 
 if t.TYPE_CHECKING:
     from pytest_rigging._result import Result
@@ -109,7 +109,7 @@ class Salvage:
                 "model": cell["model"],
                 "label": cell["label"],
                 "params": cell["params"],
-                "sample": sample,
+                "sample": sample_number(sample),
                 "outcome": "error",
                 "recovery_rounds": 0,
                 "error_kind": "infrastructure",
@@ -119,6 +119,8 @@ class Salvage:
                 "latency": 0.0,
                 "generator_id": cell["model"],
                 "conversation": [],
+                "check": None,
+                "check_message": None,
             }
             for sample, worker in sorted(self.sent.items())
             if sample not in self.done
@@ -126,13 +128,13 @@ class Salvage:
 
 
 def lost_message(sample: int, worker: str, *, in_flight: bool = True) -> str:
-    """Why a sample has no answer although its call went out."""
+    """Why sample `sample` (its index) has no answer although its call went out."""
     why = (
         "which crashed while its call was in flight"
         if in_flight
         else "which crashed; its chats could not be carried over"
     )
-    return f"sample {sample} lost with xdist worker {worker}, {why}"
+    return f"sample {sample_number(sample)} lost with xdist worker {worker}, {why}"
 
 
 class Journal:

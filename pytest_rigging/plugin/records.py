@@ -18,6 +18,9 @@ if t.TYPE_CHECKING:
 Bucket = t.Literal["first_try", "recovered", "exhausted", "error"]
 BUCKETS: tuple[Bucket, ...] = ("first_try", "recovered", "exhausted", "error")
 ItemOutcome = t.Literal["passed", "failed", "skipped", "error"]
+CheckOutcome = t.Literal["passed", "failed", "error"]
+"""What the test's checks made of one sample: passed, failed, or error (the body met an
+infrastructure error: never judged)."""
 
 
 class MessageRecord(TypedDict):
@@ -33,6 +36,8 @@ class ChatRecord(TypedDict):
     label: str
     params: str
     sample: int | None
+    """Its sample's number, from 1 as the terminal counts them (`sample_number`); None for
+    the chats a free-form test runs itself."""
     outcome: Bucket | None
     recovery_rounds: int
     error_kind: str | None
@@ -45,6 +50,41 @@ class ChatRecord(TypedDict):
     cost: NotRequired[float | None]
     """USD, from the generator's token prices; None (or absent, in older reports) where
     it has none."""
+    check: NotRequired[CheckOutcome | None]
+    """The test's checks on its sample; None where nothing judged that sample alone (a
+    `rig_chats` test judges them together; a sample whose call failed is never judged);
+    absent in older reports."""
+    check_message: NotRequired[str | None]
+    """Why the checks failed (or errored): the first lines of the failure, secrets
+    removed; None when they passed."""
+
+
+class SampleCheck(t.NamedTuple):
+    """The test's checks on one sample, as its chats record them."""
+
+    outcome: CheckOutcome
+    message: str | None
+
+
+def sample_number(index: int) -> int:
+    """Samples are numbered from 1 wherever they are shown (the terminal, the JSON report,
+    JUnit); the engine, journals and cassettes index them from 0."""
+    return index + 1
+
+
+def with_checks(
+    chats: t.Sequence[ChatRecord], checks: t.Mapping[int | None, SampleCheck]
+) -> list[ChatRecord]:
+    """`chats`, each with its sample's check (by the sample it records, None for a
+    free-form test's own chats)."""
+    checked = []
+    for chat in chats:
+        check = checks.get(chat["sample"])
+        if check is not None:
+            chat = chat.copy()
+            chat["check"], chat["check_message"] = check
+        checked.append(chat)
+    return checked
 
 
 class CellRecord(TypedDict):

@@ -25,6 +25,8 @@ from pytest_rigging.plugin.records import (
     RunSettings,
     item_of,
     rate_of,
+    sample_number,
+    with_checks,
     write_json,
 )
 from pytest_rigging.plugin.stats import tabulate_items
@@ -32,7 +34,10 @@ from pytest_rigging.plugin.stats import tabulate_items
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.state import Run
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
+"""Version 2 numbers samples from 1, as the terminal does (version 1 counted from 0), and
+gives each chat its sample's check."""
+READ_VERSIONS = (1, REPORT_VERSION)
 
 
 def _rate(row: Row, name: RateName, interval: bool = True) -> str:
@@ -189,10 +194,12 @@ def finish_item(
     """Put the item's figures on its final report, as plain data, so that they reach the
     xdist controller (and survive a worker that crashes later); a failure shows the
     dialog, and says that it ran on the default model if it did; a failure the baseline
-    knows is reported as known, and JUnit gets the item's properties."""
-    from pytest_rigging.plugin.samples import show_dialog
+    knows is reported as known, and JUnit gets the item's properties. Each chat carries its
+    sample's check."""
+    from pytest_rigging.plugin.samples import checks_of, show_dialog
 
-    record = item_record(item, cell, report, call.excinfo, run.recorder.take(item.nodeid))
+    chats = with_checks(run.recorder.take(item.nodeid), checks_of(item, call, report))
+    record = item_record(item, cell, report, call.excinfo, chats)
     if report.failed and call.when == "call":
         show_dialog(item, report)
     if report.failed and run.settings.on_default_model(item):
@@ -207,11 +214,17 @@ def finish_item(
 
 
 def junit_properties(record: ItemRecord) -> list[tuple[str, object]]:
-    """An item's samples and parse buckets, as JUnit properties."""
+    """An item's samples, the numbers of those its checks failed, and its parse buckets,
+    as JUnit properties."""
     outcomes = [chat["outcome"] for chat in record["chats"]]
     properties: list[tuple[str, object]] = []
     if record["samples"]:
         properties.append(("rig_samples", "{}/{}".format(*record["samples"])))
+    failed = sorted(
+        {c["sample"] for c in record["chats"] if c.get("check") == "failed" and c["sample"]}
+    )
+    if failed:
+        properties.append(("rig_failed_samples", ",".join(map(str, failed))))
     properties.extend(
         (f"rig_{name}", outcomes.count(name))
         for name in ("first_try", "recovered", "exhausted", "error")
@@ -226,15 +239,17 @@ def write(path: Path, doc: ReportDocument) -> None:
 
 
 def load(path: Path) -> ReportDocument:
-    """A report written by `--rig-report`; a clear ValueError for anything else."""
+    """A report written by `--rig-report` (an older version's as this version reads it); a
+    clear ValueError for anything else."""
     try:
         doc = json.loads(path.read_text())
     except OSError as error:
         raise ValueError(f"cannot read {path}: {error.strerror}") from None
     except ValueError as error:
         raise ValueError(f"{path} is not JSON: {error}") from None
-    if not isinstance(doc, dict) or doc.get("version") != REPORT_VERSION or "items" not in doc:
-        raise ValueError(f"{path} is not a pytest-rigging report (version {REPORT_VERSION})")
+    if not isinstance(doc, dict) or doc.get("version") not in READ_VERSIONS or "items" not in doc:
+        versions = " or ".join(map(str, READ_VERSIONS))
+        raise ValueError(f"{path} is not a pytest-rigging report (version {versions})")
     try:
         _document_shape().validate_python(doc)
     except ValidationError as error:
@@ -243,7 +258,19 @@ def load(path: Path) -> ReportDocument:
         raise ValueError(
             f"{path} is not a valid pytest-rigging report: {where}: {first['msg']}"
         ) from None
-    return t.cast(ReportDocument, doc)
+    return _upgraded(t.cast(ReportDocument, doc))
+
+
+def _upgraded(doc: ReportDocument) -> ReportDocument:
+    """A version 1 report as version 2: its samples numbered from 1 (its chats have no
+    check, which version 2 reads as unknown)."""
+    if doc["version"] == 1:
+        for item in doc["items"]:
+            for chat in item["chats"]:
+                if chat["sample"] is not None:
+                    chat["sample"] = sample_number(chat["sample"])
+        doc["version"] = REPORT_VERSION
+    return doc
 
 
 @functools.cache

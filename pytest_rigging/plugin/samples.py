@@ -21,10 +21,14 @@ from pytest_rigging.chat import Chat
 from pytest_rigging.error import GenerationError
 from pytest_rigging.message import Message
 from pytest_rigging.plugin.matrix import Cell, Verdict, read_verdict
+from pytest_rigging.plugin.records import CheckOutcome, SampleCheck, sample_number
 from pytest_rigging.plugin.state import RUN
 
-SAMPLES_KEY = pytest.StashKey[list[Chat]]()
+SAMPLES_KEY = pytest.StashKey[dict[int, Chat]]()
+"""The chats a `rig_chat` test judges, by sample number."""
 OUTCOME_KEY = pytest.StashKey[tuple[int, int]]()
+CHECKS_KEY = pytest.StashKey[dict[int | None, SampleCheck]]()
+"""What the test's checks made of each sample it judged one by one."""
 VERDICT_KEY = pytest.StashKey[Verdict]()
 RESULT_FIXTURES = ("rig_chat", "rig_chats")
 
@@ -43,9 +47,14 @@ class CallRefused(Exception):
     the item as it is, rather than counting as one sample's failure."""
 
 
-def judgeable(chats: list[Chat], verdict: Verdict) -> list[Chat]:
-    """The chats a test may judge; raises when infrastructure errors leave too few."""
-    usable = [c for c in chats if c.error_kind != "infrastructure"]
+def judgeable(chats: list[Chat], verdict: Verdict) -> dict[int, Chat]:
+    """The chats a test may judge, by sample number (`chats` are in sample order); raises
+    when infrastructure errors leave too few."""
+    usable = {
+        sample_number(index): chat
+        for index, chat in enumerate(chats)
+        if chat.error_kind != "infrastructure"
+    }
     errors = len(chats) - len(usable)
     if errors and len(usable) < max(verdict.min_pass, 1):
         first = next(c for c in chats if c.error_kind == "infrastructure")
@@ -86,7 +95,7 @@ def show_dialog(item: pytest.Item, report: pytest.TestReport) -> None:
     samples = item.stash.get(SAMPLES_KEY, None)
     if samples is None or len(samples) != 1:
         return
-    chat = samples[0]
+    [chat] = samples.values()
     if chat.recovery_rounds or chat.failed:
         report.sections.append((f"rigging: its conversation ({chat.generator_id})", dialog(chat)))
 
@@ -95,23 +104,26 @@ def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:
     """Replace the item's test function by one that judges every sample."""
     function = item.obj
 
-    def calls(kwargs: dict[str, t.Any]) -> list[tuple[Chat | None, dict[str, t.Any]]]:
+    def calls(kwargs: dict[str, t.Any]) -> list[tuple[int, Chat | None, dict[str, t.Any]]]:
         if not per_chat:
-            return [(None, kwargs)] * verdict.runs
-        return [(chat, {**kwargs, "rig_chat": chat}) for chat in item.stash[SAMPLES_KEY]]
+            return [(sample_number(i), None, kwargs) for i in range(verdict.runs)]
+        return [
+            (number, chat, {**kwargs, "rig_chat": chat})
+            for number, chat in item.stash[SAMPLES_KEY].items()
+        ]
 
     if inspect.iscoroutinefunction(function):
 
         @functools.wraps(function)
         async def judged_async(**kwargs: t.Any) -> None:
             if per_chat:  # the chats are drawn: each body only judges its own
-                outcomes = [(c, await _outcome_async(function, a)) for c, a in calls(kwargs)]
+                outcomes = [(n, c, await _outcome_async(function, a)) for n, c, a in calls(kwargs)]
             else:  # each body calls the model: the samples run together
                 engine = item.config.stash[RUN].engine()
                 ended = await engine.together(
                     lambda _: _outcome_async(function, kwargs), verdict.runs
                 )
-                outcomes = [(None, error) for error in ended]
+                outcomes = [(sample_number(i), None, error) for i, error in enumerate(ended)]
             _judge(item, verdict, outcomes)
 
         item.obj = judged_async
@@ -119,7 +131,7 @@ def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:
 
         @functools.wraps(function)
         def judged(**kwargs: t.Any) -> None:  # holding pytest's thread, one body at a time
-            _judge(item, verdict, [(c, _outcome(function, a)) for c, a in calls(kwargs)])
+            _judge(item, verdict, [(n, c, _outcome(function, a)) for n, c, a in calls(kwargs)])
 
         item.obj = judged
 
@@ -149,22 +161,62 @@ async def _outcome_async(
 def _judge(
     item: pytest.Function,
     verdict: Verdict,
-    outcomes: list[tuple[Chat | None, BaseException | None]],
+    outcomes: list[tuple[int, Chat | None, BaseException | None]],
 ) -> None:
-    errored = [(c, e) for c, e in outcomes if isinstance(e, GenerationError)]
-    judged = [(c, e) for c, e in outcomes if not isinstance(e, GenerationError)]
-    passed = sum(e is None for _, e in judged)
+    """Pass when `verdict.min_pass` of the samples (by number, with their chats) passed;
+    each sample's check is kept for its chats' records."""
+    checks: dict[int | None, SampleCheck] = {n: check_of(error) for n, _, error in outcomes}
+    item.stash[CHECKS_KEY] = checks
+    errored = [e for _, _, e in outcomes if isinstance(e, GenerationError)]
+    judged = [e for _, _, e in outcomes if not isinstance(e, GenerationError)]
+    passed = sum(e is None for e in judged)
     item.stash[OUTCOME_KEY] = (passed, len(judged))  # errored samples were never judged
     if passed >= verdict.min_pass:
         return
     if errored and passed + len(errored) >= verdict.min_pass:
-        raise errored[0][1]
+        raise errored[0]
     lines = [f"{passed}/{len(outcomes)} samples passed, needed {verdict.min_pass}"]
-    index, (chat, error) = next((i, o) for i, o in enumerate(outcomes) if o[1] is not None)
-    lines.append(f"\nfirst failing sample (#{index + 1}):\n{excerpt(_describe(error))}")
+    number, chat, error = next(o for o in outcomes if o[2] is not None)
+    lines.append(f"\nfirst failing sample (#{number}):\n{excerpt(_describe(error))}")
     if chat is not None:
         lines.append(f"\nits conversation ({chat.generator_id}):\n{dialog(chat)}")
     pytest.fail("\n".join(lines), pytrace=False)
+
+
+CHECK_LINES, CHECK_CHARACTERS = 5, 500
+"""A check's message in a sample's record: at most its first lines, and characters."""
+
+
+def check_of(error: BaseException | None) -> SampleCheck:
+    """A sample's check from what its test body raised (None: it passed); the message is
+    the failure's first lines, secrets removed."""
+    if error is None:
+        return SampleCheck("passed", None)
+    described = redact(_describe(error), known_secrets())  # whole: no secret cut in two
+    message = "\n".join([line for line in described.splitlines() if line.strip()][:CHECK_LINES])
+    if len(message) > CHECK_CHARACTERS:
+        message = message[: CHECK_CHARACTERS - 3] + "..."
+    outcome: CheckOutcome = "error" if isinstance(error, GenerationError) else "failed"
+    return SampleCheck(outcome, message)
+
+
+def checks_of(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport
+) -> dict[int | None, SampleCheck]:
+    """The test's check on each of the item's samples: as judged one by one (`runs=N`), or
+    the call's own outcome for an item with one sample (its chat, and every chat its body
+    ran itself: a free-form test's, a judge's); none for a `rig_chats` test, which judges
+    them together, nor for a call that skipped."""
+    judged = item.stash.get(CHECKS_KEY, None)
+    if judged is not None:
+        del item.stash[CHECKS_KEY]  # taken: an item run again (a rerun plugin) judges anew
+        return judged
+    fixtures: t.Sequence[str] = getattr(item, "fixturenames", ())
+    one_sample = verdict_of(item).runs == 1 and "rig_chats" not in fixtures
+    if call.when != "call" or report.skipped or not one_sample:
+        return {}
+    check = check_of(call.excinfo.value if call.excinfo is not None else None)
+    return dict.fromkeys([None, *item.stash.get(SAMPLES_KEY, {})], check)
 
 
 def _describe(error: BaseException | None) -> str:

@@ -24,6 +24,7 @@ from pytest_rigging.plugin.records import (
     ItemRecord,
     MessageRecord,
     Row,
+    sample_number,
     unreported,
 )
 
@@ -53,7 +54,9 @@ def chat_record(
     secrets: t.Sequence[str] | None = None,
 ) -> ChatRecord:
     """One chat (or completion) as plain data, secrets removed; `owner` is the (model,
-    label, params) of the row it counts for; `secrets` as `known_secrets()` gives them."""
+    label, params) of the row it counts for; `sample` its sample's index (numbered from 1
+    in the record); `secrets` as `known_secrets()` gives them. Its check comes when its
+    item reports (`records.with_checks`)."""
     secrets = known_secrets() if secrets is None else secrets
     model, label, params = owner
     usage = chat.usage
@@ -64,7 +67,7 @@ def chat_record(
         "model": mask_identifier(model, secrets),
         "label": label,
         "params": params,
-        "sample": sample,
+        "sample": None if sample is None else sample_number(sample),
         "outcome": bucket(chat, parses),
         "recovery_rounds": chat.recovery_rounds,
         "error_kind": chat.error_kind,
@@ -75,6 +78,8 @@ def chat_record(
         "generator_id": mask_identifier(chat.generator_id or "", secrets),
         "conversation": [_message(m, secrets) for m in messages],
         "cost": tokens[0] * prices[0] + tokens[1] * prices[1] if prices else None,
+        "check": None,
+        "check_message": None,
     }
 
 
