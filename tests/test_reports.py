@@ -829,7 +829,7 @@ def test_a_baseline_names_new_and_missing_items_and_pairs_edited_cases(
             "changed (a parametrized case's id is made of its values, so an edited value "
             "starts a new history)",
             "  give each case a stable id to keep its history: pytest.param(..., id=...), "
-            "ids=..., or rig_cases(id=...)",
+            "or ids=... on parametrize",
         ],
         consecutive=True,
     )

@@ -243,7 +243,7 @@ def lines(comparison: Comparison, path: str, labels: dict[str, str]) -> list[str
         )
         out.append(
             "  give each case a stable id to keep its history: pytest.param(..., id=...), "
-            "ids=..., or rig_cases(id=...)"
+            "or ids=... on parametrize"
         )
     for drift in comparison.drifts:
         name = labels.get(drift.model, drift.model)
