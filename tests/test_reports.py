@@ -8,6 +8,7 @@ import json
 import re
 import sys
 import threading
+from xml.etree import ElementTree
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,82 @@ def test_gates_from_ini_and_bad_values(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest()
     assert result.ret == 1  # the item passes; its model fails the per-model gate (by label)
     result.stdout.fnmatch_lines(["FAIL echo!echo: parse rate 0.0%*needs >= 90.0%*"])
+
+
+def junit_cases(path: Path) -> tuple[dict[str, str], dict[str, str | None]]:
+    """A JUnit file's suite counts, and its testcases (`classname::name`) with each one's
+    failure message (None for a pass)."""
+    suite = ElementTree.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    cases: dict[str, str | None] = {}
+    for case in suite.iter("testcase"):
+        failure = case.find("failure")
+        key = f"{case.get('classname')}::{case.get('name')}"
+        cases[key] = None if failure is None else failure.get("message")
+    return dict(suite.attrib), cases
+
+
+GATED = rig_module(
+    """
+    @pytest.mark.parametrize("case", ["a", "b"])
+    @pytest.mark.rig(runs=3)
+    def test_a(rig_chat, case):
+        pass
+    """
+)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_failed_gate_is_a_failing_testcase_and_counted_in_the_closing_line(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """Each gate judged is a JUnit testcase named after it (a failed one failing with its
+    FAIL line), the budget too; the closing line counts the failed gate apart from the
+    tests, and neither `-x`, `--lf` nor the short summary takes it for a failed test."""
+    ini(pytester)
+    pytester.makepyfile(test_gated=GATED)
+    gates = ["--rig-min-pass-rate", "0.5", "--rig-min-pass-rate", "careful=0.97"]
+    result = pytester.runpytest_subprocess(
+        *("--rig-models", "echo!careful,echo!bold", *gates, "--rig-gate-mode", "strict"),
+        *("--rig-max-tokens", "100000", "--junitxml", "out/gate.xml", "-x", "-rA", *workers),
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    fail = (
+        "FAIL echo!careful: sample pass rate 100.0% [61.0%-100.0%], needs >= 97.0% "
+        "(rig-min-pass-rate, strict)"
+    )
+    result.stdout.fnmatch_lines([fail, "*= 4 passed, 1 gate failed in *"])
+    assert "stopping after" not in result.stdout.str()
+    assert "rigging.gates" not in result.stdout.str()  # no FAILED line in the short summary
+    suite, cases = junit_cases(pytester.path / "out" / "gate.xml")
+    assert (suite["tests"], suite["failures"], suite["errors"]) == ("7", "1", "0")
+    assert {k: v for k, v in cases.items() if k.startswith("rigging.gates::")} == {
+        "rigging.gates::rig-min-pass-rate[echo!careful]": fail,
+        "rigging.gates::rig-min-pass-rate[echo!bold]": None,
+        "rigging.gates::rig-max-tokens": None,
+    }
+    lastfailed = pytester.path / ".pytest_cache" / "v" / "cache" / "lastfailed"
+    assert not lastfailed.exists() or "rigging" not in lastfailed.read_text()
+    again = pytester.runpytest_subprocess("--rig-models", "echo!careful,echo!bold", "--lf")
+    again.stdout.fnmatch_lines(["*= 4 passed in *"])
+
+
+def test_gates_that_pass_are_passing_testcases_and_a_failed_one_counts_without_junit(
+    pytester: pytest.Pytester,
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(test_gated=GATED)
+    models = ["--rig-models", "echo!careful,echo!bold"]
+    passing = pytester.runpytest(*models, "--rig-min-pass-rate", "0.5", "--junitxml", "j.xml")
+    assert passing.ret == pytest.ExitCode.OK
+    passing.stdout.fnmatch_lines(["*= 4 passed in *"])
+    suite, cases = junit_cases(pytester.path / "j.xml")
+    assert (suite["tests"], suite["failures"]) == ("6", "0")
+    assert cases["rigging.gates::rig-min-pass-rate[echo!bold]"] is None
+    strict = ["--rig-min-pass-rate", "1", "--rig-gate-mode", "strict"]
+    failing = pytester.runpytest(*models, *strict, "-p", "no:junitxml")
+    assert failing.ret == pytest.ExitCode.TESTS_FAILED
+    failing.stdout.fnmatch_lines(["*= 4 passed, 2 gates failed in *"])
 
 
 def test_merge_of_shards_equals_one_run(pytester: pytest.Pytester, suite: list[str]) -> None:

@@ -176,10 +176,12 @@ def pytest_runtest_makereport(
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
-    """ERROR in the terminal (`E`, counted with errors, "ERROR at call of ...")."""
+    """An errored call is an ERROR in the terminal (`E`, counted with errors, "ERROR at
+    call of ..."); a failed gate is counted as such (`gates.status`)."""
+    from pytest_rigging.plugin.gates import status
     from pytest_rigging.plugin.records import errored_call
 
-    return ("error", "E", "ERROR") if errored_call(report) else None
+    return ("error", "E", "ERROR") if errored_call(report) else status(report)
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
