@@ -8,8 +8,8 @@ import json
 import re
 import sys
 import threading
-from xml.etree import ElementTree
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -586,18 +586,27 @@ def test_a_spent_budget_starts_no_call_skips_the_rest_and_fails_the_run(
         )
     )
     args = ["--rig-models", "openai!m", "--rig-max-tokens", "70", "--rig-concurrency", "2"]
-    result = pytester.runpytest_subprocess(*args, "-rs", *(workers or ["--rig-concurrency=1"]))
+    result = pytester.runpytest_subprocess(
+        *args, "-rs", "--junitxml", "j.xml", *(workers or ["--rig-concurrency=1"])
+    )
     calls = len(llm_server.requests)
     assert calls == 3 if not workers else 3 <= calls <= 5
     result.assert_outcomes(passed=calls, skipped=10 - calls)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+    spent = (
+        f"FAIL rigging budget --rig-max-tokens 70 spent: the run used {30 * calls} tokens; "
+        f"{10 - calls} items skipped for budget"
+    )
     result.stdout.fnmatch_lines(
         [
-            f"FAIL rigging budget --rig-max-tokens 70 spent: the run used {30 * calls} tokens; "
-            f"{10 - calls} items skipped for budget",
+            spent,
             "*rigging: budget spent (--rig-max-tokens 70*tokens used): no new model call starts",
+            f"*= {calls} passed, {10 - calls} skipped, 1 gate failed in *",
         ]
     )
+    suite, cases = junit_cases(pytester.path / "j.xml")
+    assert (suite["tests"], suite["failures"]) == ("11", "1")
+    assert cases["rigging.gates::rig-max-tokens"] == spent
 
 
 def test_xdist_workers_share_the_runs_budget(
@@ -768,11 +777,15 @@ def test_fail_on_regression_judges_rates_beyond_noise(pytester: pytest.Pytester)
     listed = pytester.runpytest(*worse)
     assert listed.ret == pytest.ExitCode.OK
     listed.stdout.re_match_lines([r"  dropped: model pass rate 75\.0% \[.*\] -> 0\.0% \[0\.0%-"])
-    judged = pytester.runpytest(*worse, "--rig-fail-on-regression")
+    judged = pytester.runpytest(*worse, "--rig-fail-on-regression", "--junitxml", "j.xml")
     assert judged.ret == pytest.ExitCode.TESTS_FAILED
-    judged.stdout.fnmatch_lines(
-        ["FAIL model: pass rate dropped beyond noise since the baseline (--rig-fail-on-regression)"]
+    dropped = (
+        "FAIL model: pass rate dropped beyond noise since the baseline (--rig-fail-on-regression)"
     )
+    judged.stdout.fnmatch_lines([dropped, "*= 4 passed, 1 gate failed in *"])
+    suite, cases = junit_cases(pytester.path / "j.xml")
+    assert (suite["tests"], suite["failures"]) == ("5", "1")
+    assert cases["rigging.gates::rig-fail-on-regression[model]"] == dropped
 
 
 @pytest.mark.parametrize(

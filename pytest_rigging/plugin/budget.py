@@ -138,15 +138,11 @@ def spent_line(budget: Budget, rows: t.Sequence[Row], skipped: int) -> str:
 def check(budget: Budget, rows: t.Sequence[Row], skipped: int) -> Check:
     """The budget as one of the run's checks, named after its options: failed when an
     item was skipped for it."""
-    options = [
-        name
-        for name, value in (("rig-max-tokens", budget.max_tokens), ("rig-max-cost", budget.max_cost))
-        if value is not None
-    ]
+    limits = (("rig-max-tokens", budget.max_tokens), ("rig-max-cost", budget.max_cost))
+    name = "+".join(option for option, limit in limits if limit is not None)
     if skipped:
-        return Check("+".join(options), False, spent_line(budget, rows, skipped))
-    line = f"pass rigging budget {budget.names()}: the run used {_spent(rows)}"
-    return Check("+".join(options), True, line)
+        return Check(name, False, spent_line(budget, rows, skipped))
+    return Check(name, True, f"pass rigging budget {budget.names()}: the run used {_spent(rows)}")
 
 
 def _spent(rows: t.Sequence[Row]) -> str:

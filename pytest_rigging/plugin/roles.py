@@ -131,7 +131,8 @@ class Central(Role):
     def judge(self) -> list[Check]:
         """Judge the gates, the budget and, with `--rig-fail-on-regression`, the rates
         against the baseline; every check that was judged."""
-        run, checks = self.run, []
+        run = self.run
+        checks: list[Check] = []
         reporter = run.reported
         if reporter is not None:
             reporter.judge()
