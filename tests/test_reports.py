@@ -486,6 +486,41 @@ def test_junit_properties(pytester: pytest.Pytester, suite: list[str]) -> None:
         assert f'<property name="{name}" value="{value}" />' in xml
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_junit_gives_each_item_of_a_group_its_own_time(
+    pytester: pytest.Pytester, llm_server: LLMServer, workers: list[str]
+) -> None:
+    """A test function's samples start together; each item's JUnit time is its own
+    samples' (first call out to last answer in), not the group's on the first item to ask
+    and next to nothing on the rest: the slow case's time is on the slow case alone."""
+    llm_server.add_rule("slow", Reply(content="ok", delay=1.5))
+    llm_server.add_rule(".", Reply(content="ok", delay=0.2))
+    ini(pytester)
+    pytester.makepyfile(
+        test_timed="""
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, case):
+            return rig_generator.chat(f"case {case}")
+
+        @pytest.mark.parametrize("case", ["fast1", "fast2", "slow", "fast3"])
+        @pytest.mark.rig(runs=3, min_pass=2)
+        def test_a(rig_chat, case):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--rig-models", "openai!m", "--junitxml", "j.xml", "-p", "no:randomly", *workers
+    )
+    result.assert_outcomes(passed=4)
+    suite = ElementTree.parse(pytester.path / "j.xml").getroot()
+    times = {case.get("name"): float(case.get("time", "0")) for case in suite.iter("testcase")}
+    assert times["test_a[slow-m]"] >= 1.5, times
+    for name in ("test_a[fast1-m]", "test_a[fast2-m]", "test_a[fast3-m]"):
+        assert 0.2 <= times[name] < 1.0, times
+
+
 def test_step_summary(
     pytester: pytest.Pytester, suite: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

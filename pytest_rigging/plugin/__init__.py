@@ -160,12 +160,16 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> t.Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A rig item's final report carries its record (`report.finish_item`); every report
-    of a rig item is given as it may be shown (`samples.showable`)."""
+    """A rig item's final report carries its record (`report.finish_item`); its time is
+    its own (`Engine.own_duration`); every report of a rig item is given as it may be
+    shown (`samples.showable`)."""
     report = yield
     cell = _cell(item)
     if cell is None:
         return report
+    engine = _run(item.config).started
+    if engine is not None:
+        report.duration = engine.own_duration(item.nodeid, report.duration)
     from pytest_rigging.plugin.report import finish_item
     from pytest_rigging.plugin.samples import showable
 
