@@ -334,6 +334,8 @@ def test_a_failed_gate_is_a_failing_testcase_and_counted_in_the_closing_line(
 def test_gates_that_pass_are_passing_testcases_and_a_failed_one_counts_without_junit(
     pytester: pytest.Pytester,
 ) -> None:
+    """Passing gates are passing testcases, not counted in the closing line; failed ones
+    are counted with `-p no:junitxml` too; `--collect-only` judges none."""
     ini(pytester)
     pytester.makepyfile(test_gated=GATED)
     models = ["--rig-models", "echo!careful,echo!bold"]
@@ -347,6 +349,10 @@ def test_gates_that_pass_are_passing_testcases_and_a_failed_one_counts_without_j
     failing = pytester.runpytest(*models, *strict, "-p", "no:junitxml")
     assert failing.ret == pytest.ExitCode.TESTS_FAILED
     failing.stdout.fnmatch_lines(["*= 4 passed, 2 gates failed in *"])
+    never = ["--rig-min-pass-rate", "nope=0.5"]  # fails once judged: that model never runs
+    collected = pytester.runpytest(*models, *never, "--co", "--junitxml", "co.xml")
+    assert collected.ret == pytest.ExitCode.OK  # nothing ran: no gate is judged
+    assert junit_cases(pytester.path / "co.xml")[1] == {}
 
 
 def test_merge_of_shards_equals_one_run(pytester: pytest.Pytester, suite: list[str]) -> None:
