@@ -14,6 +14,7 @@ from xml.etree import ElementTree
 import pytest
 
 from pytest_rigging.plugin.cli import main as rigging_main
+from pytest_rigging.plugin.gates import Check, apart
 from pytest_rigging.plugin.stats import wilson
 from tests.conftest import ONE_ITEM, ini, on, rig_module
 from tests.llm_server import LLMServer, Reply
@@ -353,6 +354,23 @@ def test_gates_that_pass_are_passing_testcases_and_a_failed_one_counts_without_j
     collected = pytester.runpytest(*models, *never, "--co", "--junitxml", "co.xml")
     assert collected.ret == pytest.ExitCode.OK  # nothing ran: no gate is judged
     assert junit_cases(pytester.path / "co.xml")[1] == {}
+
+
+def test_checks_of_one_name_are_told_apart() -> None:
+    """Two rows of one model (a cell's, and a judge's at other params) are judged apart:
+    two testcases, since JUnit keeps one per name."""
+    checks = [
+        Check("rig-min-pass-rate[m]", True, "pass m"),
+        Check("rig-min-pass-rate[m]", False, "FAIL m"),
+        Check("rig-max-tokens", True, "pass"),
+        Check("rig-max-tokens", True, "pass"),
+    ]
+    assert [(c.name, c.line) for c in apart(checks)] == [
+        ("rig-min-pass-rate[m]", "pass m"),
+        ("rig-min-pass-rate[m#2]", "FAIL m"),
+        ("rig-max-tokens", "pass"),
+        ("rig-max-tokens#2", "pass"),
+    ]
 
 
 def test_merge_of_shards_equals_one_run(pytester: pytest.Pytester, suite: list[str]) -> None:
