@@ -10,10 +10,12 @@ import sys
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from pytest_rigging.plugin.cli import main as rigging_main
+from pytest_rigging.plugin.gates import Check, apart
 from pytest_rigging.plugin.stats import wilson
 from tests.conftest import ONE_ITEM, ini, on, rig_module
 from tests.llm_server import LLMServer, Reply
@@ -273,6 +275,105 @@ def test_gates_from_ini_and_bad_values(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["FAIL echo!echo: parse rate 0.0%*needs >= 90.0%*"])
 
 
+def junit_cases(path: Path) -> tuple[dict[str, str], dict[str, str | None]]:
+    """A JUnit file's suite counts, and its testcases (`classname::name`) with each one's
+    failure message (None for a pass)."""
+    suite = ElementTree.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    cases: dict[str, str | None] = {}
+    for case in suite.iter("testcase"):
+        failure = case.find("failure")
+        key = f"{case.get('classname')}::{case.get('name')}"
+        cases[key] = None if failure is None else failure.get("message")
+    return dict(suite.attrib), cases
+
+
+GATED = rig_module(
+    """
+    @pytest.mark.parametrize("case", ["a", "b"])
+    @pytest.mark.rig(runs=3)
+    def test_a(rig_chat, case):
+        pass
+    """
+)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_failed_gate_is_a_failing_testcase_and_counted_in_the_closing_line(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """Each gate judged is a JUnit testcase named after it (a failed one failing with its
+    FAIL line), the budget too; the closing line counts the failed gate apart from the
+    tests, and neither `-x`, `--lf` nor the short summary takes it for a failed test."""
+    ini(pytester)
+    pytester.makepyfile(test_gated=GATED)
+    gates = ["--rig-min-pass-rate", "0.5", "--rig-min-pass-rate", "careful=0.97"]
+    result = pytester.runpytest_subprocess(
+        *("--rig-models", "echo!careful,echo!bold", *gates, "--rig-gate-mode", "strict"),
+        *("--rig-max-tokens", "100000", "--junitxml", "out/gate.xml", "-x", "-rA", *workers),
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    fail = (
+        "FAIL echo!careful: sample pass rate 100.0% [61.0%-100.0%], needs >= 97.0% "
+        "(rig-min-pass-rate, strict)"
+    )
+    result.stdout.fnmatch_lines([fail, "*= 4 passed, 1 gate failed in *"])
+    assert "stopping after" not in result.stdout.str()
+    assert "rigging.gates" not in result.stdout.str()  # no FAILED line in the short summary
+    suite, cases = junit_cases(pytester.path / "out" / "gate.xml")
+    assert (suite["tests"], suite["failures"], suite["errors"]) == ("7", "1", "0")
+    assert {k: v for k, v in cases.items() if k.startswith("rigging.gates::")} == {
+        "rigging.gates::rig-min-pass-rate[echo!careful]": fail,
+        "rigging.gates::rig-min-pass-rate[echo!bold]": None,
+        "rigging.gates::rig-max-tokens": None,
+    }
+    lastfailed = pytester.path / ".pytest_cache" / "v" / "cache" / "lastfailed"
+    assert not lastfailed.exists() or "rigging" not in lastfailed.read_text()
+    again = pytester.runpytest_subprocess("--rig-models", "echo!careful,echo!bold", "--lf")
+    again.stdout.fnmatch_lines(["*= 4 passed in *"])
+
+
+def test_gates_that_pass_are_passing_testcases_and_a_failed_one_counts_without_junit(
+    pytester: pytest.Pytester,
+) -> None:
+    """Passing gates are passing testcases, not counted in the closing line; failed ones
+    are counted with `-p no:junitxml` too; `--collect-only` judges none."""
+    ini(pytester)
+    pytester.makepyfile(test_gated=GATED)
+    models = ["--rig-models", "echo!careful,echo!bold"]
+    passing = pytester.runpytest(*models, "--rig-min-pass-rate", "0.5", "--junitxml", "j.xml")
+    assert passing.ret == pytest.ExitCode.OK
+    passing.stdout.fnmatch_lines(["*= 4 passed in *"])
+    suite, cases = junit_cases(pytester.path / "j.xml")
+    assert (suite["tests"], suite["failures"]) == ("6", "0")
+    assert cases["rigging.gates::rig-min-pass-rate[echo!bold]"] is None
+    strict = ["--rig-min-pass-rate", "1", "--rig-gate-mode", "strict"]
+    failing = pytester.runpytest(*models, *strict, "-p", "no:junitxml")
+    assert failing.ret == pytest.ExitCode.TESTS_FAILED
+    failing.stdout.fnmatch_lines(["*= 4 passed, 2 gates failed in *"])
+    never = ["--rig-min-pass-rate", "nope=0.5"]  # fails once judged: that model never runs
+    collected = pytester.runpytest(*models, *never, "--co", "--junitxml", "co.xml")
+    assert collected.ret == pytest.ExitCode.OK  # nothing ran: no gate is judged
+    assert junit_cases(pytester.path / "co.xml")[1] == {}
+
+
+def test_checks_of_one_name_are_told_apart() -> None:
+    """Two rows of one model (a cell's, and a judge's at other params) are judged apart:
+    two testcases, since JUnit keeps one per name."""
+    checks = [
+        Check("rig-min-pass-rate[m]", True, "pass m"),
+        Check("rig-min-pass-rate[m]", False, "FAIL m"),
+        Check("rig-max-tokens", True, "pass"),
+        Check("rig-max-tokens", True, "pass"),
+    ]
+    assert [(c.name, c.line) for c in apart(checks)] == [
+        ("rig-min-pass-rate[m]", "pass m"),
+        ("rig-min-pass-rate[m#2]", "FAIL m"),
+        ("rig-max-tokens", "pass"),
+        ("rig-max-tokens#2", "pass"),
+    ]
+
+
 def test_merge_of_shards_equals_one_run(pytester: pytest.Pytester, suite: list[str]) -> None:
     _, whole = run(pytester, *suite)
     _, first = run(pytester, *suite, "-k", "result_style")
@@ -512,6 +613,41 @@ def test_junit_properties(pytester: pytest.Pytester, suite: list[str]) -> None:
         assert f'<property name="{name}" value="{value}" />' in xml
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_junit_gives_each_item_of_a_group_its_own_time(
+    pytester: pytest.Pytester, llm_server: LLMServer, workers: list[str]
+) -> None:
+    """A test function's samples start together; each item's JUnit time is its own
+    samples' (first call out to last answer in), not the group's on the first item to ask
+    and next to nothing on the rest: the slow case's time is on the slow case alone."""
+    llm_server.add_rule("slow", Reply(content="ok", delay=1.5))
+    llm_server.add_rule(".", Reply(content="ok", delay=0.2))
+    ini(pytester)
+    pytester.makepyfile(
+        test_timed="""
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, case):
+            return rig_generator.chat(f"case {case}")
+
+        @pytest.mark.parametrize("case", ["fast1", "fast2", "slow", "fast3"])
+        @pytest.mark.rig(runs=3, min_pass=2)
+        def test_a(rig_chat, case):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--rig-models", "openai!m", "--junitxml", "j.xml", "-p", "no:randomly", *workers
+    )
+    result.assert_outcomes(passed=4)
+    suite = ElementTree.parse(pytester.path / "j.xml").getroot()
+    times = {case.get("name"): float(case.get("time", "0")) for case in suite.iter("testcase")}
+    assert times["test_a[slow-m]"] >= 1.5, times
+    for name in ("test_a[fast1-m]", "test_a[fast2-m]", "test_a[fast3-m]"):
+        assert 0.2 <= times[name] < 1.0, times
+
+
 def test_step_summary(
     pytester: pytest.Pytester, suite: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -612,18 +748,27 @@ def test_a_spent_budget_starts_no_call_skips_the_rest_and_fails_the_run(
         )
     )
     args = ["--rig-models", "openai!m", "--rig-max-tokens", "70", "--rig-concurrency", "2"]
-    result = pytester.runpytest_subprocess(*args, "-rs", *(workers or ["--rig-concurrency=1"]))
+    result = pytester.runpytest_subprocess(
+        *args, "-rs", "--junitxml", "j.xml", *(workers or ["--rig-concurrency=1"])
+    )
     calls = len(llm_server.requests)
     assert calls == 3 if not workers else 3 <= calls <= 5
     result.assert_outcomes(passed=calls, skipped=10 - calls)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+    spent = (
+        f"FAIL rigging budget --rig-max-tokens 70 spent: the run used {30 * calls} tokens; "
+        f"{10 - calls} items skipped for budget"
+    )
     result.stdout.fnmatch_lines(
         [
-            f"FAIL rigging budget --rig-max-tokens 70 spent: the run used {30 * calls} tokens; "
-            f"{10 - calls} items skipped for budget",
+            spent,
             "*rigging: budget spent (--rig-max-tokens 70*tokens used): no new model call starts",
+            f"*= {calls} passed, {10 - calls} skipped, 1 gate failed in *",
         ]
     )
+    suite, cases = junit_cases(pytester.path / "j.xml")
+    assert (suite["tests"], suite["failures"]) == ("11", "1")
+    assert cases["rigging.gates::rig-max-tokens"] == spent
 
 
 def test_xdist_workers_share_the_runs_budget(
@@ -984,11 +1129,15 @@ def test_fail_on_regression_judges_rates_beyond_noise(pytester: pytest.Pytester)
     listed = pytester.runpytest(*worse)
     assert listed.ret == pytest.ExitCode.OK
     listed.stdout.re_match_lines([r"  dropped: model pass rate 75\.0% \[.*\] -> 0\.0% \[0\.0%-"])
-    judged = pytester.runpytest(*worse, "--rig-fail-on-regression")
+    judged = pytester.runpytest(*worse, "--rig-fail-on-regression", "--junitxml", "j.xml")
     assert judged.ret == pytest.ExitCode.TESTS_FAILED
-    judged.stdout.fnmatch_lines(
-        ["FAIL model: pass rate dropped beyond noise since the baseline (--rig-fail-on-regression)"]
+    dropped = (
+        "FAIL model: pass rate dropped beyond noise since the baseline (--rig-fail-on-regression)"
     )
+    judged.stdout.fnmatch_lines([dropped, "*= 4 passed, 1 gate failed in *"])
+    suite, cases = junit_cases(pytester.path / "j.xml")
+    assert (suite["tests"], suite["failures"]) == ("5", "1")
+    assert cases["rigging.gates::rig-fail-on-regression[model]"] == dropped
 
 
 @pytest.mark.parametrize(

@@ -171,12 +171,16 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> t.Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A rig item's final report carries its record (`report.finish_item`); every report
-    of a rig item is given as it may be shown (`samples.showable`)."""
+    """A rig item's final report carries its record (`report.finish_item`); its time is
+    its own (`Engine.own_duration`); every report of a rig item is given as it may be
+    shown (`samples.showable`)."""
     report = yield
     cell = _cell(item)
     if cell is None:
         return report
+    engine = _run(item.config).started
+    if engine is not None:
+        report.duration = engine.own_duration(item.nodeid, report.duration)
     from pytest_rigging.plugin.report import finish_item
     from pytest_rigging.plugin.samples import showable
 
@@ -187,10 +191,12 @@ def pytest_runtest_makereport(
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
-    """ERROR in the terminal (`E`, counted with errors, "ERROR at call of ...")."""
+    """An errored call is an ERROR in the terminal (`E`, counted with errors, "ERROR at
+    call of ..."); a failed gate is counted as such (`gates.status`)."""
+    from pytest_rigging.plugin.gates import status
     from pytest_rigging.plugin.records import errored_call
 
-    return ("error", "E", "ERROR") if errored_call(report) else None
+    return ("error", "E", "ERROR") if errored_call(report) else status(report)
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:

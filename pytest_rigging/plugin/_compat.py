@@ -155,6 +155,37 @@ def fail_run(session: pytest.Session) -> None:
     session.testsfailed += 1
 
 
+def log_beside_tests(config: pytest.Config, report: pytest.TestReport) -> None:
+    """Log a report that stands for no test (a run-level check) to every plugin but those
+    that would take a failed one for a test: pytest's session, which counts it towards
+    `--maxfail` (`-x` would then read "stopping after 1 failures" once every test ran), the
+    last-failed cache (`--lf` would look for it next time) and `--stepwise`.
+
+    pytest has no hook for results beside tests; a plugin's reports reach JUnit, the
+    terminal and other reporting plugins only through `pytest_runtest_logreport`.
+    `subset_hook_caller` is pluggy's public API; the names those plugins register under
+    ("session", "lfplugin", "stepwiseplugin") are not documented, the same since pytest 3.
+    """
+    manager = config.pluginmanager
+    counting = (manager.get_plugin(name) for name in ("session", "lfplugin", "stepwiseplugin"))
+    hook = manager.subset_hook_caller(
+        "pytest_runtest_logreport", [plugin for plugin in counting if plugin is not None]
+    )
+    hook(report=report)
+
+
+def shown_red(category: str) -> None:
+    """Count `category` red in pytest's closing summary line (as "failed" is), instead of
+    yellow, the colour of a category pytest doesn't know.
+
+    The colours are the module dict `_pytest.terminal._color_for_type`, which no option or
+    hook sets; since pytest 6.0.
+    """
+    from _pytest.terminal import _color_for_type
+
+    _color_for_type.setdefault(category, "red")
+
+
 @contextlib.contextmanager
 def reported_as_setup(report: pytest.TestReport) -> t.Iterator[None]:
     """Within this, a call's report reads as a setup's, so that JUnit's writer, which

@@ -17,6 +17,7 @@ import pytest
 from typing_extensions import TypedDict
 
 from pytest_rigging.plugin._compat import mark_known_failure
+from pytest_rigging.plugin.gates import Check
 from pytest_rigging.plugin.records import (
     ItemRecord,
     RateFigures,
@@ -165,6 +166,8 @@ class Comparison:
     """New items that pair with missing ones by test function and cell: most likely cases
     whose parameter id changed (an edited value), which lost their history."""
     drifts: list[Drift] = field(default_factory=list)
+    compared: list[str] = field(default_factory=list)
+    """The models whose rates were compared (in both runs)."""
 
     @property
     def regressions(self) -> list[Drift]:
@@ -203,6 +206,7 @@ def compare(
         old = baseline["models"].get(model)
         if old is None:
             continue
+        result.compared.append(model)
         for rate in RATES:
             was, is_ = old[rate], row[rate]
             if was["interval"] and is_["interval"] and _apart(was["interval"], is_["interval"]):
@@ -277,16 +281,34 @@ def terminal(
 ) -> None:
     """The comparison at the end of the run, and, with `--rig-fail-on-regression`, a FAIL
     line per rate that dropped beyond noise."""
-    labels = {r["model"]: r["label"] or r["model"] for r in rows}
+    labels = _labels(rows)
     terminal.write_sep("=", "rigging: against the baseline")
     for line in lines(comparison, config.getoption("rig_baseline"), labels):
         terminal.write_line(line)
     if config.getoption("rig_fail_on_regression"):
         for drift in comparison.regressions:
-            terminal.write_line(
-                f"FAIL {labels.get(drift.model, drift.model)}: "
-                f"{drift.rate.replace('_', ' ')} dropped beyond noise since the "
-                "baseline (--rig-fail-on-regression)",
-                red=True,
-                bold=True,
-            )
+            terminal.write_line(_dropped_line(drift, labels), red=True, bold=True)
+
+
+def checks(comparison: Comparison, rows: t.Sequence[Row]) -> list[Check]:
+    """`--rig-fail-on-regression` as the run's checks: one per model the baseline has too,
+    failed with a FAIL line per rate that dropped beyond noise."""
+    labels = _labels(rows)
+    made = []
+    for model in comparison.compared:
+        name = labels.get(model, model)
+        dropped = [_dropped_line(d, labels) for d in comparison.regressions if d.model == model]
+        line = "\n".join(dropped) or f"pass {name}: no rate dropped beyond noise since the baseline"
+        made.append(Check(f"rig-fail-on-regression[{name}]", not dropped, line))
+    return made
+
+
+def _labels(rows: t.Sequence[Row]) -> dict[str, str]:
+    return {r["model"]: r["label"] or r["model"] for r in rows}
+
+
+def _dropped_line(drift: Drift, labels: dict[str, str]) -> str:
+    return (
+        f"FAIL {labels.get(drift.model, drift.model)}: {drift.rate.replace('_', ' ')} "
+        "dropped beyond noise since the baseline (--rig-fail-on-regression)"
+    )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_rigging.plugin.gates import Check
 from pytest_rigging.plugin.matrix import setting
 from pytest_rigging.plugin.samples import CallRefused
 
@@ -128,13 +129,26 @@ def read_budget(config: pytest.Config, place: Place) -> Budget | None:
 
 def spent_line(budget: Budget, rows: t.Sequence[Row], skipped: int) -> str:
     """The line that fails a run whose budget ran out, with what the table counted."""
-    tokens = sum(r["input_tokens"] + r["output_tokens"] for r in rows)
-    costs = [r["cost"] for r in rows if r["cost"] is not None]
-    spent = f"{tokens:,} tokens" + (f", ${sum(costs):,.4f}" if costs else "")
     return (
-        f"FAIL rigging budget {budget.names()} spent: the run used {spent}; "
+        f"FAIL rigging budget {budget.names()} spent: the run used {_spent(rows)}; "
         f"{skipped} item{'s' if skipped != 1 else ''} skipped for budget"
     )
+
+
+def check(budget: Budget, rows: t.Sequence[Row], skipped: int) -> Check:
+    """The budget as one of the run's checks, named after its options: failed when an
+    item was skipped for it."""
+    limits = (("rig-max-tokens", budget.max_tokens), ("rig-max-cost", budget.max_cost))
+    name = "+".join(option for option, limit in limits if limit is not None)
+    if skipped:
+        return Check(name, False, spent_line(budget, rows, skipped))
+    return Check(name, True, f"pass rigging budget {budget.names()}: the run used {_spent(rows)}")
+
+
+def _spent(rows: t.Sequence[Row]) -> str:
+    tokens = sum(r["input_tokens"] + r["output_tokens"] for r in rows)
+    costs = [r["cost"] for r in rows if r["cost"] is not None]
+    return f"{tokens:,} tokens" + (f", ${sum(costs):,.4f}" if costs else "")
 
 
 def _amount(config: pytest.Config, name: str, kind: type[int] | type[float]) -> t.Any:

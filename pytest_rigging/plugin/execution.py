@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import inspect
 import threading
+import time
 import typing as t
 from pathlib import Path
 
@@ -87,6 +88,17 @@ class _Job:
     generator: Generator
     module: Path
     """The test module, beside which its cassette lies."""
+
+
+@dataclasses.dataclass
+class _Span:
+    """When an item's samples were at work: its first model call out, its last answer in."""
+
+    first: float | None = None
+    last: float = 0.0
+
+    def seconds(self) -> float:
+        return 0.0 if self.first is None else max(0.0, self.last - self.first)
 
 
 class LoopThread:
@@ -193,6 +205,8 @@ class Engine:
         """By unit of work, model and params."""
         self._cells: dict[str, int] = {}
         self._limit = FairLimit(concurrency)
+        self._spans: dict[str, _Span] = {}
+        self._waited: dict[str, float] = {}
 
     def run(self, awaitable: t.Awaitable[T]) -> T:
         """Await `awaitable` on the engine's loop, under the process-wide limit, seen by
@@ -415,7 +429,9 @@ class Engine:
             self._start(pending, request, {item.nodeid: pipeline}, found)
         if item.nodeid in self._running:  # wait for this item's own samples only
             future = self._running[item.nodeid]
+            began = time.perf_counter()
             self._results[item.nodeid] = self._wait(future, progress=True)
+            self._waited[item.nodeid] = time.perf_counter() - began
             del self._running[item.nodeid]
         outcome = self._results[item.nodeid]  # kept until teardown: rig_chat and rig_chats
         if isinstance(outcome, BudgetSpent):
@@ -462,8 +478,13 @@ class Engine:
                     self.progress.sample_done(kept.error_kind == "infrastructure")
                     return kept
             where = Where(job.nodeid, job.module, index)
-            with observe(heard), self._sending(job.nodeid, index), self.around_calls(where):
-                return await job.pipeline.run(on_failed="include")
+            span = self._spans.setdefault(job.nodeid, _Span())
+            sending = self._sending(span, job.nodeid, index)
+            try:
+                with observe(heard), sending, self.around_calls(where):
+                    return await job.pipeline.run(on_failed="include")
+            finally:
+                span.last = max(span.last, time.perf_counter())
 
         async def samples(job: _Job) -> list[Chat] | BaseException:
             try:
@@ -489,20 +510,38 @@ class Engine:
         for job, future in zip(jobs, futures, strict=True):
             self._running[job.nodeid] = future
 
-    def _sending(self, nodeid: str, index: int) -> contextlib.AbstractContextManager[object]:
-        """On an xdist worker: the journal hears of the sample's first call as it goes out."""
+    def _sending(
+        self, span: _Span, nodeid: str, index: int
+    ) -> contextlib.AbstractContextManager[object]:
+        """The sample's first call, as it goes out, starts its item's `span` (if none of
+        the item's went out earlier), and on an xdist worker the journal hears of it."""
         journal = self.journal
-        if journal is None:
-            return contextlib.nullcontext()
         sent = False
 
         def first_call() -> None:
             nonlocal sent
             if not sent:
                 sent = True
-                journal.sent(nodeid, index)
+                now = time.perf_counter()
+                span.first = now if span.first is None else min(span.first, now)
+                if journal is not None:
+                    journal.sent(nodeid, index)
 
         return calls_heard(first_call)
+
+    def own_duration(self, nodeid: str, duration: float) -> float:
+        """A phase's `duration` as the item's own, for the phase in which it waited for its
+        samples: the time it waited replaced by its samples' own wall time, from its first
+        model call out to its last answer in. The group's samples are started together
+        and run side by side; without this the first item to ask would carry the whole
+        group's time (JUnit's `time`, `--durations`) and the others none. Time a call
+        waited for a slot before the item's first went out is no item's; nothing sent (a
+        replay) is no time."""
+        waited = self._waited.pop(nodeid, None)
+        if waited is None:
+            return duration
+        span = self._spans.pop(nodeid, None)
+        return max(0.0, duration - waited) + (span.seconds() if span is not None else 0.0)
 
     def _salvaged(self, found: Salvage, job: _Job, index: int) -> Chat | None:
         """Sample `index` as a crashed worker left it, recorded here: its chat if it
@@ -604,6 +643,8 @@ class Engine:
         """The item is done: drop its samples, and never compute it with a group again (an
         item run again, by a rerun plugin, gets fresh samples of its own)."""
         self._results.pop(nodeid, None)
+        self._spans.pop(nodeid, None)
+        self._waited.pop(nodeid, None)
         self._spent.add(nodeid)
         running = self._running.pop(nodeid, None)
         if running is not None:  # it never asked for its samples (skipped, say)

@@ -10,7 +10,7 @@ interval on the right side.
 from __future__ import annotations
 
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pytest_rigging.plugin.records import RateName, Row, rate_of
 
@@ -52,8 +52,53 @@ MODES_HELP = (
 )
 
 
+CHECKS = "rigging.gates"
+"""The JUnit class name of the run's checks: `rigging.gates::rig-min-pass-rate[model]`."""
+
+
 class GateError(ValueError):
     """A gate option could not be read."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A run-level check (a gate on a model's figure, the budget, a model's rates against
+    the baseline) as CI's test view shows it: one testcase, named after the option that
+    asked for it, failing with its FAIL line."""
+
+    name: str
+    passed: bool
+    line: str
+    """Its line at the terminal: the FAIL line, or the pass line."""
+
+
+def status(report: object) -> tuple[str, str, str] | None:
+    """A check's report in pytest's terminal: counted under its own category ("gate
+    failed", not "failed", so that the short summary and `--lf` don't take it for a test),
+    shown on no test's line; a passing check is not counted (as a passing setup is not)."""
+    category: str | None = getattr(report, "rig_check", None)
+    return None if category is None else (category, "", "")
+
+
+def apart(checks: t.Iterable[Check]) -> list[Check]:
+    """The checks, a name given twice told apart (`[model#2]`): the table may have two rows
+    of one model (a cell's, and a judge's at other params), and JUnit keeps one testcase
+    per name."""
+    seen: dict[str, int] = {}
+    told = []
+    for check in checks:
+        count = seen[check.name] = seen.get(check.name, 0) + 1
+        if count > 1:
+            name = check.name.removesuffix("]")
+            check = replace(check, name=f"{name}#{count}" + ("]" if name != check.name else ""))
+        told.append(check)
+    return told
+
+
+def failed_category(checks: t.Sequence[Check]) -> str:
+    """The closing summary line's word for the failed checks: "1 gate failed", "2 gates
+    failed"."""
+    return "gate failed" if sum(not c.passed for c in checks) == 1 else "gates failed"
 
 
 @dataclass(frozen=True)
@@ -88,6 +133,13 @@ class GateResult:
             return f"{self.model}: no {name} to judge ({self.why}), {needs}"
         interval = f" [{self.interval[0]:.1%}-{self.interval[1]:.1%}]" if self.interval else ""
         return f"{self.model}: {name} {self.value:.1%}{interval}, {needs}"
+
+    def line(self) -> str:
+        return f"{'pass' if self.passed else 'FAIL'} {self.describe()}"
+
+    def check(self) -> Check:
+        option = f"rig-{self.gate.option.replace('_', '-')}"
+        return Check(f"{option}[{self.model}]", self.passed, self.line())
 
 
 def parse_gates(option: str, values: t.Iterable[str], where: str | None = None) -> list[Gate]:
@@ -124,9 +176,12 @@ def evaluate(gates: t.Sequence[Gate], rows: t.Sequence[Row], mode: str) -> list[
     gate naming a model that never ran fails."""
     verdicts = []
     known = {row["model"] for row in rows} | {row["label"] for row in rows}
+    never: dict[tuple[str, str], Gate] = {}
     for gate in gates:
         if gate.model is not None and gate.model not in known:
-            verdicts.append(GateResult(gate, gate.model, None, None, False, mode, "it never ran"))
+            never[(gate.option, gate.model)] = gate  # the last one given, as for a model that ran
+    for (_, model), gate in never.items():
+        verdicts.append(GateResult(gate, model, None, None, False, mode, "it never ran"))
     for row in rows:
         names = {row["model"], row["label"]}
         for option in FIGURES:

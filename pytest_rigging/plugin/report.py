@@ -366,9 +366,9 @@ class Reporter:
             terminal.write_line(table(rows, verbosity=verbosity, failing=self.failing))
             for result in self.results:
                 if result.passed:
-                    terminal.write_line(f"pass {result.describe()}", green=True)
+                    terminal.write_line(result.line(), green=True)
         for result in failed:
-            terminal.write_line(f"FAIL {result.describe()}", red=True, bold=True)
+            terminal.write_line(result.line(), red=True, bold=True)
         if self.interrupted:
             terminal.write_line(
                 "rigging: the run was interrupted: the figures hold what finished", yellow=True

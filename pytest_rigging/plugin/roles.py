@@ -17,6 +17,7 @@ from pytest_rigging.plugin.state import Place, RiggingWarning, Run, warned
 
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.cassettes import Entry
+    from pytest_rigging.plugin.gates import Check
     from pytest_rigging.plugin.records import ItemRecord
 
 
@@ -99,23 +100,59 @@ class Central(Role):
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> t.Generator[None, object, object]:
         """After the run, the run-level checks (gates, budget, regressions): each that
-        fails fails the run as a failed test would."""
+        fails fails the run as a failed test would, and each is logged as a test's result
+        would be (JUnit writes it, the closing line counts it) before any plugin's
+        `pytest_sessionfinish` writes its file."""
         outcome = yield
+        if self.config.getoption("collectonly"):  # nothing ran: nothing to judge
+            return outcome
+        checks = self.judge()
+        if not checks:
+            return outcome
+        from pytest_rigging.plugin._compat import fail_run, log_beside_tests, shown_red
+        from pytest_rigging.plugin.gates import CHECKS, apart, failed_category
+
+        if not all(check.passed for check in checks):
+            fail_run(session)
+        category = failed_category(checks)
+        shown_red(category)
+        for check in apart(checks):
+            passed = check.passed
+            report = pytest.TestReport(
+                f"{CHECKS}::{check.name}",
+                (CHECKS, None, check.name),
+                {},
+                "passed" if passed else "failed",
+                None if passed else check.line,
+                "call",
+                rig_check="" if passed else category,
+            )
+            log_beside_tests(self.config, report)
+        return outcome
+
+    def judge(self) -> list[Check]:
+        """Judge the gates, the budget and, with `--rig-fail-on-regression`, the rates
+        against the baseline; every check that was judged."""
         run = self.run
-        failed = run.reported is not None and bool(run.reported.judge())
-        failed |= run.budget_skips > 0
-        if run.baseline is not None and run.reported is not None:
+        checks: list[Check] = []
+        reporter = run.reported
+        if reporter is not None:
+            reporter.judge()
+            checks.extend(result.check() for result in reporter.results)
+        rows = reporter.rows(False) if reporter is not None else []
+        if run.budget is not None:
+            from pytest_rigging.plugin.budget import check
+
+            checks.append(check(run.budget, rows, run.budget_skips))
+        if run.baseline is not None and reporter is not None:
+            from pytest_rigging.plugin.baseline import checks as regressions
             from pytest_rigging.plugin.baseline import compare, from_report
 
-            now = from_report(run.reported.document())
-            run.comparison = compare(run.baseline, run.reported.items, now)
-            regressed = bool(run.comparison.regressions)
-            failed |= regressed and bool(self.config.getoption("rig_fail_on_regression"))
-        if failed:
-            from pytest_rigging.plugin._compat import fail_run
-
-            fail_run(session)
-        return outcome
+            now = from_report(reporter.document())
+            run.comparison = compare(run.baseline, reporter.items, now)
+            if self.config.getoption("rig_fail_on_regression"):
+                checks.extend(regressions(run.comparison, rows))
+        return checks
 
     def emptied(self) -> bool:
         """Whether this run's shard held none of the items selected (and there were some)."""
