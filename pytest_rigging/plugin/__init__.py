@@ -65,11 +65,20 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 def pytest_report_collectionfinish(
     config: pytest.Config, items: t.Sequence[pytest.Item]
 ) -> list[str]:
-    """Rig tests on the defaults: say so once they are found; and what a shard holds."""
+    """Rig tests on the defaults: say so once they are found; the runs rig marks set where
+    they differ from the header's (unless at -q, which hides the header); and what a shard
+    holds."""
     run = _run(config)
     lines = []
-    if not run.asked and any(_cell(i) is not None for i in items):
+    matrix = [i for i in items if _cell(i) is not None]
+    if not run.asked and matrix:
         lines.append(run.settings.header())
+    if matrix and config.get_verbosity() >= 0:
+        from pytest_rigging.plugin.samples import runs_line
+
+        marked = runs_line(matrix, run.settings.runs)
+        if marked is not None:
+            lines.append(marked)
     if run.split is not None and run.shard is not None:
         lines.append(run.split.describe(run.shard))
     return lines

@@ -26,7 +26,9 @@ from pytest_rigging.plugin.records import (
 from pytest_rigging.plugin.state import warned
 
 if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.options import FileSetting
     from pytest_rigging.plugin.report import Reporter
+    from pytest_rigging.plugin.state import Run
 
 FORMAT = "pytest-rigging-baseline"
 VERSION = 1
@@ -120,17 +122,16 @@ def known_failure(baseline: BaselineDocument, nodeid: str) -> bool:
 
 
 def mark_if_known(
-    baseline: BaselineDocument, config: pytest.Config, record: ItemRecord, report: pytest.TestReport
+    baseline: BaselineDocument, path: Path, record: ItemRecord, report: pytest.TestReport
 ) -> None:
-    """An item whose test failed here and in the baseline is reported as a known failure
-    (xfail): it doesn't fail the run."""
+    """An item whose test failed here and in the baseline (read from `path`) is reported
+    as a known failure (xfail): it doesn't fail the run."""
     if (
         record["outcome"] == "failed"
         and report.when == "call"
         and known_failure(baseline, record["nodeid"])
     ):
-        where = config.getoption("rig_baseline")
-        mark_known_failure(report, f"rigging: known failure (it failed in {where} too)")
+        mark_known_failure(report, f"rigging: known failure (it failed in {path} too)")
 
 
 class Drift(t.NamedTuple):
@@ -226,17 +227,15 @@ def _shown(rate: BaselineRate) -> str:
     return f"{value:.1%} [{low:.1%}-{high:.1%}]"
 
 
-def save_run(config: pytest.Config, reporter: Reporter) -> None:
-    """`--rig-save-baseline PATH`: this run as a baseline; a file that can't be written
-    is a warning."""
-    saved = config.getoption("rig_save_baseline")
-    if saved:
-        with warned(f"write --rig-save-baseline {saved}"):
-            save(Path(saved), from_report(reporter.document()))
+def save_run(saved: FileSetting, reporter: Reporter) -> None:
+    """`--rig-save-baseline PATH` (or ini `rig_save_baseline`): this run as a baseline; a
+    file that can't be written is a warning."""
+    with warned(f"write {saved.where} {saved.path}"):
+        save(saved.path, from_report(reporter.document()))
 
 
 def terminal(
-    config: pytest.Config,
+    run: Run,
     comparison: Comparison,
     rows: t.Sequence[Row],
     terminal: pytest.TerminalReporter,
@@ -245,9 +244,10 @@ def terminal(
     line per rate that dropped beyond noise."""
     labels = {r["model"]: r["label"] or r["model"] for r in rows}
     terminal.write_sep("=", "rigging: against the baseline")
-    for line in lines(comparison, config.getoption("rig_baseline"), labels):
+    against = str(run.baseline_file.path) if run.baseline_file is not None else ""
+    for line in lines(comparison, against, labels):
         terminal.write_line(line)
-    if config.getoption("rig_fail_on_regression"):
+    if run.fail_on_regression:
         for drift in comparison.regressions:
             terminal.write_line(
                 f"FAIL {labels.get(drift.model, drift.model)}: "

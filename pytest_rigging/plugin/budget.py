@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rigging.plugin.matrix import setting
+from pytest_rigging.plugin.options import setting
 from pytest_rigging.plugin.samples import CallRefused
 
 if t.TYPE_CHECKING:

@@ -196,10 +196,10 @@ def finish_item(
     if report.failed and call.when == "call":
         show_dialog(item, report)
     report.rig = record  # type: ignore[attr-defined]  # crosses xdist in the report's dict
-    if run.baseline is not None:
+    if run.baseline is not None and run.baseline_file is not None:
         from pytest_rigging.plugin.baseline import mark_if_known
 
-        mark_if_known(run.baseline, run.config, record, report)
+        mark_if_known(run.baseline, run.baseline_file.path, record, report)
     # JUnit reads properties from the teardown report, which copies the item's.
     item.user_properties.extend(junit_properties(record))
 

@@ -110,7 +110,7 @@ class Central(Role):
             now = from_report(run.reported.document())
             run.comparison = compare(run.baseline, run.reported.items, now)
             regressed = bool(run.comparison.regressions)
-            failed |= regressed and bool(self.config.getoption("rig_fail_on_regression"))
+            failed |= regressed and run.fail_on_regression
         if failed:
             from pytest_rigging.plugin._compat import fail_run
 
@@ -152,21 +152,19 @@ class Central(Role):
                 reporter.interrupted = True
                 for record in leftovers:
                     reporter.add(record)
-        path = self.config.getoption("rig_report")
-        if path:
-            from pathlib import Path
-
+        if run.report is not None:
             from pytest_rigging.plugin.report import write
 
-            with warned(f"write --rig-report {path}"):
-                write(Path(path), run.reporter().document())
+            with warned(f"write {run.report.where} {run.report.path}"):
+                write(run.report.path, run.reporter().document())
         if run.tapes is not None:
             self.write_cassettes(self.recordings())
         if run.reported is not None:
             from pytest_rigging.plugin.baseline import save_run
             from pytest_rigging.plugin.summary import append_step_summary
 
-            save_run(self.config, run.reported)
+            if run.save_baseline is not None:
+                save_run(run.save_baseline, run.reported)
             append_step_summary(run.reported)
         return outcome
 
@@ -178,7 +176,7 @@ class Central(Role):
         if run.comparison is not None and reporter is not None:
             from pytest_rigging.plugin.baseline import terminal
 
-            terminal(self.config, run.comparison, reporter.rows(False), terminalreporter)
+            terminal(run, run.comparison, reporter.rows(False), terminalreporter)
         if run.budget_skips and run.budget is not None:
             from pytest_rigging.plugin.budget import spent_line
 
