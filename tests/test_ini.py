@@ -117,7 +117,8 @@ def test_a_bad_ini_value_is_a_usage_error_naming_its_key(
 
 def test_the_runs_rig_marks_set_are_shown_beside_the_header(pytester: pytest.Pytester) -> None:
     """The header gives the run's runs; rig marks that set others are named after
-    collection (and nothing more when none differs, nor at -q, which hides the header)."""
+    collection, serially and under xdist (and nothing more when none differs, nor at -q,
+    which hides the header)."""
     ini(pytester, "rig_models = echo!e\n")
     pytester.makepyfile(
         test_runs="""
@@ -136,16 +137,16 @@ def test_the_runs_rig_marks_set_are_shown_beside_the_header(pytester: pytest.Pyt
         def test_plain(rig_model): pass
         """
     )
-    result = pytester.runpytest("--collect-only")
-    result.stdout.fnmatch_lines(
-        [
-            "rigging: models echo!e (ini); params {} (default); runs 1; concurrency 64",
-            "collected 5 items",
-            "rigging: runs per test from rig marks: 2 (test_runs.py::test_two), "
-            "5 (test_runs.py::test_five, test_runs.py::test_five_too); "
-            "runs 1 for the other test",
-        ]
+    header = "rigging: models echo!e (ini); params {} (default); runs 1; concurrency 64"
+    marked = (
+        "rigging: runs per test from rig marks: 2 (test_runs.py::test_two), "
+        "5 (test_runs.py::test_five, test_runs.py::test_five_too); runs 1 for the other test"
     )
+    result = pytester.runpytest("--collect-only")
+    result.stdout.fnmatch_lines([header, "collected 5 items", marked])
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines([header, "created: 2/2 workers", marked, "2 workers [5 items]"])
     result = pytester.runpytest("--collect-only", "--rig-runs", "5", "-k", "five")
     assert "runs per test" not in result.stdout.str()
     result = pytester.runpytest("--collect-only", "-q")  # as the header, not at -q
