@@ -44,6 +44,13 @@ def test_ini_report_and_baseline_are_written_beside_the_ini_file(
     assert baseline["format"] == "pytest-rigging-baseline"
     assert not list(elsewhere.iterdir())
     (pytester.path / "out" / "report.json").unlink()
+    parallel = pytester.runpytest_subprocess(
+        str(pytester.path), "-p", "no:cacheprovider", "-n", "2"
+    )
+    parallel.assert_outcomes(passed=1)
+    assert (pytester.path / "out" / "report.json").is_file()
+    assert not list(elsewhere.iterdir())
+    (pytester.path / "out" / "report.json").unlink()
     result = pytester.runpytest(
         str(pytester.path), "-p", "no:cacheprovider", "--rig-report=cli.json"
     )
@@ -72,6 +79,11 @@ def test_ini_baseline_and_fail_on_regression_judge_the_run(pytester: pytest.Pyte
             f"against {pytester.path / 'base.json'}: *",
             "FAIL model: pass rate dropped beyond noise since the baseline*",
         ]
+    )
+    parallel = pytester.runpytest_subprocess(*worse, "-n", "2")
+    assert parallel.ret == pytest.ExitCode.TESTS_FAILED
+    parallel.stdout.fnmatch_lines(
+        ["FAIL model: pass rate dropped beyond noise since the baseline*"]
     )
     listed = pytester.runpytest(*worse, "-o", "rig_fail_on_regression=false")
     assert listed.ret == pytest.ExitCode.OK
