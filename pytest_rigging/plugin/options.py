@@ -197,6 +197,8 @@ def ini_folder(config: pytest.Config) -> Path:
 
 
 class FileSetting(t.NamedTuple):
+    """A file a setting names, resolved, and where it was named, as messages say it."""
+
     path: Path
     where: str
 

@@ -158,6 +158,7 @@ def table(
             text = render(kept, wrapped)
             if _fits(text, width):
                 return text + _dropped(columns, kept, width)
+    # nothing left to leave out: the model (and params) columns wrap, as far as 8 wide
     longest = max((len(cell) for head in heads for cell in head), default=0)
     for head_width in range(longest - 1, 7, -1):
         text = render(kept, wrapped=True, head_width=head_width)
