@@ -77,7 +77,8 @@ def test_ini_baseline_and_fail_on_regression_judge_the_run(pytester: pytest.Pyte
     judged.stdout.fnmatch_lines(
         [
             f"against {pytester.path / 'base.json'}: *",
-            "FAIL model: pass rate dropped beyond noise since the baseline*",
+            "FAIL model: pass rate dropped beyond noise since the baseline "
+            "(ini rig_fail_on_regression)",
         ]
     )
     parallel = pytester.runpytest_subprocess(*worse, "-n", "2")

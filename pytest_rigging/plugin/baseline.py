@@ -247,12 +247,12 @@ def terminal(
     against = str(run.baseline_file.path) if run.baseline_file is not None else ""
     for line in lines(comparison, against, labels):
         terminal.write_line(line)
-    if run.fail_on_regression:
+    if run.fail_on_regression is not None:
         for drift in comparison.regressions:
             terminal.write_line(
                 f"FAIL {labels.get(drift.model, drift.model)}: "
                 f"{drift.rate.replace('_', ' ')} dropped beyond noise since the "
-                "baseline (--rig-fail-on-regression)",
+                f"baseline ({run.fail_on_regression})",
                 red=True,
                 bold=True,
             )

@@ -110,7 +110,7 @@ class Central(Role):
             now = from_report(run.reported.document())
             run.comparison = compare(run.baseline, run.reported.items, now)
             regressed = bool(run.comparison.regressions)
-            failed |= regressed and run.fail_on_regression
+            failed |= regressed and run.fail_on_regression is not None
         if failed:
             from pytest_rigging.plugin._compat import fail_run
 

@@ -87,7 +87,9 @@ class Run:
     baseline_file: FileSetting | None = None
     """`--rig-baseline PATH` (or ini `rig_baseline`); `baseline` holds what it says."""
     baseline: BaselineDocument | None = None
-    fail_on_regression: bool = False
+    fail_on_regression: str | None = None
+    """Where failing on a regression was asked (`--rig-fail-on-regression`, `ini
+    rig_fail_on_regression`); None when it wasn't."""
     shard: Shard | None = None
     split: Split | None = None
     """What the shard kept of the selected items, once collected."""
@@ -119,7 +121,7 @@ class Run:
                 run.baseline = load(run.baseline_file.path)
             except ValueError as error:
                 raise pytest.UsageError(f"{run.baseline_file.where}: {error}") from None
-            run.fail_on_regression = regressions is not None
+            run.fail_on_regression = regressions
         elif regressions is not None:
             raise pytest.UsageError(
                 f"{regressions} needs a baseline: --rig-baseline PATH or ini rig_baseline"
