@@ -77,13 +77,17 @@ EXPECTED = {
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester, llm_server: LLMServer) -> list[str]:
-    """The suite, the three scripted models, and `broken`, whose every call gets a 500.
+def suite(
+    pytester: pytest.Pytester, llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """The suite, the three scripted models, and `broken`, whose every call gets a 500; on
+    a terminal wide enough for the table's every column.
 
     `broken` is on the native route: litellm formats a traceback in the engine's thread
     for every failed call, and on CPython 3.11 two threads parsing source at once can
     break pytest's own traceback formatting in this process (a spurious "AST constructor
     recursion depth mismatch", CPython gh-106905)."""
+    monkeypatch.setenv("COLUMNS", "250")
     ini(pytester)
     pytester.makepyfile(test_suite=SUITE)
     models = []
@@ -178,7 +182,10 @@ def test_verbosity(pytester: pytest.Pytester, suite: list[str]) -> None:
     assert re.search(r"^good\s+temperature=0\.9\s+10\s+10\s", verbose.stdout.str(), re.M)
     quiet = pytester.runpytest(*suite, "-q")
     assert re.search(
-        r"^model\s+parse rate\s+pass rate\s+items ok/fail/err\s+errors$", quiet.stdout.str(), re.M
+        r"^model\s+errors\s+parse rate \[95% CI\]\s+pass rate \[95% CI\]\s+items ok/fail/err\s+"
+        r"tokens in/out\s+cost$",
+        quiet.stdout.str(),
+        re.M,
     )
     silent = pytester.runpytest(*suite, "-qq")
     assert "parse success per model" not in silent.stdout.str()
@@ -704,6 +711,7 @@ def test_cost_per_model_from_litellms_prices(
 
     summary = pytester.path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("COLUMNS", "250")  # the table's every column, the cost among them
     llm_server.add_rule(".", Reply(content="fine", prompt_tokens=1000, completion_tokens=200))
     ini(pytester)
     pytester.makepyfile(ONE_ITEM)

@@ -71,16 +71,23 @@ def pytest_report_collectionfinish(
     config: pytest.Config, items: t.Sequence[pytest.Item]
 ) -> list[str]:
     """Rig tests on the defaults: say so once they are found, and that they run on the
-    default model; and what a shard holds."""
+    default model; the runs rig marks set where they differ from the header's (unless at
+    -q, which hides the header); and what a shard holds."""
     run = _run(config)
     lines = []
-    rig = [i for i in items if _cell(i) is not None] if not run.asked else []
-    if rig:
+    matrix = [i for i in items if _cell(i) is not None]
+    if not run.asked and matrix:
         from pytest_rigging.plugin.matrix import DEFAULT_MODEL_HEADER
 
         lines.append(run.settings.header())
-        if any(run.settings.on_default_model(i) for i in rig):
+        if any(run.settings.on_default_model(i) for i in matrix):
             lines.append(DEFAULT_MODEL_HEADER)
+    if matrix and config.get_verbosity() >= 0:
+        from pytest_rigging.plugin.samples import runs_line
+
+        marked = runs_line(matrix, run.settings.runs)
+        if marked is not None:
+            lines.append(marked)
     if run.split is not None and run.shard is not None:
         lines.append(run.split.describe(run.shard))
     return lines

@@ -133,6 +133,17 @@ def write_aside(terminal: pytest.TerminalReporter, text: str) -> None:
     file.flush()
 
 
+def terminal_width(config: pytest.Config) -> int:
+    """The width pytest draws its own lines at (its separators, the progress column): the
+    terminal's, `COLUMNS` when set, 80 when output is no terminal.
+
+    `Config.get_terminal_writer()` is undocumented and its `TerminalWriter` is not
+    exported; `fullwidth` is what pytest's own reporter reads. Present in every pytest
+    this plugin admits (8.4 and later).
+    """
+    return int(config.get_terminal_writer().fullwidth)
+
+
 def mark_known_failure(report: pytest.TestReport, reason: str) -> None:
     """Report a failed call as an expected failure (xfail), after the call.
 

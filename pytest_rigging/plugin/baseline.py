@@ -30,7 +30,9 @@ from pytest_rigging.plugin.records import (
 from pytest_rigging.plugin.state import warned
 
 if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.options import FileSetting
     from pytest_rigging.plugin.report import Reporter
+    from pytest_rigging.plugin.state import Run
 
 FORMAT = "pytest-rigging-baseline"
 VERSION = 1
@@ -126,17 +128,16 @@ def known_failure(baseline: BaselineDocument, nodeid: str) -> bool:
 
 
 def mark_if_known(
-    baseline: BaselineDocument, config: pytest.Config, record: ItemRecord, report: pytest.TestReport
+    baseline: BaselineDocument, path: Path, record: ItemRecord, report: pytest.TestReport
 ) -> None:
-    """An item whose test failed here and in the baseline is reported as a known failure
-    (xfail): it doesn't fail the run."""
+    """An item whose test failed here and in the baseline (read from `path`) is reported
+    as a known failure (xfail): it doesn't fail the run."""
     if (
         record["outcome"] == "failed"
         and report.when == "call"
         and known_failure(baseline, record["nodeid"])
     ):
-        where = config.getoption("rig_baseline")
-        mark_known_failure(report, f"rigging: known failure (it failed in {where} too)")
+        mark_known_failure(report, f"rigging: known failure (it failed in {path} too)")
 
 
 class Drift(t.NamedTuple):
@@ -264,17 +265,15 @@ def _shown(rate: BaselineRate) -> str:
     return f"{value:.1%} [{low:.1%}-{high:.1%}]"
 
 
-def save_run(config: pytest.Config, reporter: Reporter) -> None:
-    """`--rig-save-baseline PATH`: this run as a baseline; a file that can't be written
-    is a warning."""
-    saved = config.getoption("rig_save_baseline")
-    if saved:
-        with warned(f"write --rig-save-baseline {saved}"):
-            save(Path(saved), from_report(reporter.document()))
+def save_run(saved: FileSetting, reporter: Reporter) -> None:
+    """`--rig-save-baseline PATH` (or ini `rig_save_baseline`): this run as a baseline; a
+    file that can't be written is a warning."""
+    with warned(f"write {saved.where} {saved.path}"):
+        save(saved.path, from_report(reporter.document()))
 
 
 def terminal(
-    config: pytest.Config,
+    run: Run,
     comparison: Comparison,
     rows: t.Sequence[Row],
     terminal: pytest.TerminalReporter,
@@ -283,21 +282,27 @@ def terminal(
     line per rate that dropped beyond noise."""
     labels = _labels(rows)
     terminal.write_sep("=", "rigging: against the baseline")
-    for line in lines(comparison, config.getoption("rig_baseline"), labels):
+    against = str(run.baseline_file.path) if run.baseline_file is not None else ""
+    for line in lines(comparison, against, labels):
         terminal.write_line(line)
-    if config.getoption("rig_fail_on_regression"):
+    if run.fail_on_regression is not None:
         for drift in comparison.regressions:
-            terminal.write_line(_dropped_line(drift, labels), red=True, bold=True)
+            terminal.write_line(
+                _dropped_line(drift, labels, run.fail_on_regression), red=True, bold=True
+            )
 
 
-def checks(comparison: Comparison, rows: t.Sequence[Row]) -> list[Check]:
+def checks(comparison: Comparison, rows: t.Sequence[Row], asked: str) -> list[Check]:
     """`--rig-fail-on-regression` as the run's checks: one per model the baseline has too,
-    failed with a FAIL line per rate that dropped beyond noise."""
+    failed with a FAIL line per rate that dropped beyond noise (naming where the
+    failing was `asked` for)."""
     labels = _labels(rows)
     made = []
     for model in comparison.compared:
         name = labels.get(model, model)
-        dropped = [_dropped_line(d, labels) for d in comparison.regressions if d.model == model]
+        dropped = [
+            _dropped_line(d, labels, asked) for d in comparison.regressions if d.model == model
+        ]
         line = "\n".join(dropped) or f"pass {name}: no rate dropped beyond noise since the baseline"
         made.append(Check(f"rig-fail-on-regression[{name}]", not dropped, line))
     return made
@@ -307,8 +312,8 @@ def _labels(rows: t.Sequence[Row]) -> dict[str, str]:
     return {r["model"]: r["label"] or r["model"] for r in rows}
 
 
-def _dropped_line(drift: Drift, labels: dict[str, str]) -> str:
+def _dropped_line(drift: Drift, labels: dict[str, str], asked: str) -> str:
     return (
         f"FAIL {labels.get(drift.model, drift.model)}: {drift.rate.replace('_', ' ')} "
-        "dropped beyond noise since the baseline (--rig-fail-on-regression)"
+        f"dropped beyond noise since the baseline ({asked})"
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pytest_rigging.plugin.gates import Check
-from pytest_rigging.plugin.matrix import setting
+from pytest_rigging.plugin.options import setting
 from pytest_rigging.plugin.samples import CallRefused
 
 if t.TYPE_CHECKING:

@@ -25,6 +25,7 @@ from pytest_rigging.generator.base import (
     parse_params,
 )
 from pytest_rigging.plugin._compat import call_params
+from pytest_rigging.plugin.options import ini_folder, setting
 from pytest_rigging.plugin.records import CellRecord
 
 if t.TYPE_CHECKING:
@@ -428,7 +429,7 @@ DEFAULT_SETTINGS = Settings(
 def read_settings(config: pytest.Config, check: Checker | None) -> Settings:
     """Command line over ini over defaults; any bad value is a usage error naming it.
     `check` asks each model's provider whether it can work (see `validate_models`)."""
-    base = config.inipath.parent if config.inipath else config.rootpath
+    base = ini_folder(config)
     notes: list[str] = []
     try:
         cli_models = config.getoption("rig_models")
@@ -470,16 +471,6 @@ def read_settings(config: pytest.Config, check: Checker | None) -> Settings:
         concurrency if concurrency is not None else DEFAULT_CONCURRENCY,
         tuple(notes),
     )
-
-
-def setting(cli: str | None, ini: str, name: str) -> tuple[str, str] | None:
-    """A rig setting's raw value and where it came from (`--rig-max-tokens`, `ini
-    rig_max_tokens`): the command line over the ini file; None when neither sets it."""
-    if cli is not None:
-        return cli, f"--rig-{name.replace('_', '-')}"
-    if ini.strip():
-        return ini, f"ini rig_{name}"
-    return None
 
 
 def _positive(cli: str | None, ini: str, name: str) -> int | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +19,10 @@ class Setting:
     name: str
     metavar: str
     help: str
-    appends: bool = False
-    """Repeatable: the option appends, the ini key is a list of lines."""
+    kind: t.Literal["text", "lines", "path", "flag"] = "text"
+    """`lines`: the option appends, the ini key is a list of lines; `path`: a file, which the
+    ini file names from its own folder; `flag`: the option takes no value, the ini key is a
+    boolean."""
 
 
 SETTINGS = (
@@ -29,13 +31,13 @@ SETTINGS = (
         "IDS",
         "models to run rig tests on: comma-separated identifiers "
         "(`gpt-4o,temperature=0.2,claude-haiku-4-5` is two); repeatable",
-        appends=True,
+        "lines",
     ),
     Setting(
         "params",
         "K=V,...",
         "a generation params set (`temperature=0.7,max_tokens=200`); repeat for more sets",
-        appends=True,
+        "lines",
     ),
     Setting("runs", "N", "samples per cell (default 1)"),
     Setting(
@@ -44,7 +46,7 @@ SETTINGS = (
         "model calls in flight at once, for the whole run (default 64; split across xdist workers)",
     ),
     *(
-        Setting(name, "[MODEL=]RATE", f"{f.help} (0-1 or N%; MODEL= for one model)", True)
+        Setting(name, "[MODEL=]RATE", f"{f.help} (0-1 or N%; MODEL= for one model)", "lines")
         for name, f in FIGURES.items()
     ),
     Setting("gate_mode", "MODE", MODES_HELP),
@@ -66,6 +68,35 @@ SETTINGS = (
         "USD",
         "start no model call once the run has spent USD at litellm's prices (split across "
         "xdist workers): items not yet run are skipped and the run fails",
+    ),
+    Setting("report", "PATH", "write the run's figures and records as JSON", "path"),
+    Setting(
+        "save_baseline",
+        "PATH",
+        "write this run's item outcomes and model rates as a baseline to commit",
+        "path",
+    ),
+    Setting(
+        "baseline",
+        "PATH",
+        "compare this run with a saved baseline: list flipped items and rates that moved "
+        "beyond noise; items failing in both are known failures (xfail) and don't fail the run",
+        "path",
+    ),
+    Setting(
+        "fail_on_regression",
+        "",
+        "with a baseline: also fail the run when a model's parse or pass rate dropped beyond "
+        "noise (95% intervals apart), even if every item passed",
+        "flag",
+    ),
+    Setting(
+        "shard",
+        "K/N",
+        "run the K-th of N slices of the suite, balanced by item count (whole test "
+        "functions; one bigger than a slice's share is cut by cases, each case with all its "
+        "cells and samples in one slice), for a CI matrix of N jobs whose reports "
+        "`python -m pytest_rigging merge` joins",
     ),
 )
 
@@ -102,62 +133,101 @@ MARKERS = (
 )
 
 
+INI_TYPES: dict[str, t.Literal["string", "linelist", "bool"]] = {
+    "text": "string",
+    "lines": "linelist",
+    "path": "string",
+    "flag": "bool",
+}
+"""pytest's ini type for each kind of setting (a path is read from the ini file's folder
+here: pytest's own path types are lists)."""
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("rigging", "pytest-rigging: LLM eval matrix")
     for setting in SETTINGS:
-        group.addoption(
-            f"--rig-{setting.name.replace('_', '-')}",
-            action="append" if setting.appends else "store",
-            metavar=setting.metavar,
-            help=setting.help.replace("%", "%%") + ("; repeatable" if setting.appends else ""),
-        )
-        if setting.appends:
-            parser.addini(f"rig_{setting.name}", setting.help, type="linelist")
+        option = f"--rig-{setting.name.replace('_', '-')}"
+        shown = setting.help.replace("%", "%%")
+        if setting.kind == "flag":  # None when not given: the ini key decides
+            group.addoption(option, action="store_true", default=None, help=shown)
         else:
-            parser.addini(f"rig_{setting.name}", setting.help, type="string")
-    group.addoption(
-        "--rig-report", metavar="PATH", help="write the run's figures and records as JSON"
-    )
-    group.addoption(
-        "--rig-save-baseline",
-        metavar="PATH",
-        help="write this run's item outcomes and model rates as a baseline to commit",
-    )
-    group.addoption(
-        "--rig-baseline",
-        metavar="PATH",
-        help="compare this run with a saved baseline: list flipped items and rates that moved "
-        "beyond noise; items failing in both are known failures (xfail) and don't fail the run",
-    )
-    group.addoption(
-        "--rig-fail-on-regression",
-        action="store_true",
-        help="with --rig-baseline: also fail the run when a model's parse or pass rate dropped "
-        "beyond noise (95%% intervals apart), even if every item passed",
-    )
-    group.addoption(
-        "--rig-shard",
-        metavar="K/N",
-        help="run the K-th of N slices of the suite, balanced by item count (whole test "
-        "functions; one bigger than a slice's share is cut by cases, each case with all its "
-        "cells and samples in one slice), for a CI matrix of N jobs whose reports "
-        "`python -m pytest_rigging merge` joins",
-    )
+            lines = setting.kind == "lines"
+            group.addoption(
+                option,
+                action="append" if lines else "store",
+                metavar=setting.metavar,
+                help=shown + ("; repeatable" if lines else ""),
+            )
+        relative = " (relative to the ini file's folder)" if setting.kind == "path" else ""
+        parser.addini(f"rig_{setting.name}", setting.help + relative, type=INI_TYPES[setting.kind])
 
 
 def asked(config: pytest.Config) -> bool:
-    """Whether any rig option or ini key is set (an empty or zero value counts)."""
-    names = [f"rig_{setting.name}" for setting in SETTINGS]
-    return any(config.getoption(n) is not None for n in [*names, "rig_report"]) or any(
+    """Whether any rig option or ini key is set (an empty or zero value counts), but for
+    the shard, which selects among a suite's items and sets nothing of a rig run."""
+    names = [f"rig_{setting.name}" for setting in SETTINGS if setting.name != "shard"]
+    return any(config.getoption(n) is not None for n in names) or any(
         config.getini(n) for n in names
     )
 
 
-def read_file_option(config: pytest.Config, option: str) -> Path | None:
-    """A file path option's value; a blank or a folder is a usage error naming it."""
-    path = config.getoption(option)
-    if path is None:
+class Given(t.NamedTuple):
+    """A setting's raw value and where it came from, as messages name it."""
+
+    value: str
+    where: str
+
+
+def setting(cli: str | None, ini: str, name: str) -> Given | None:
+    """A rig setting's raw value and where it came from (`--rig-max-tokens`, `ini
+    rig_max_tokens`): the command line over the ini file; None when neither sets it."""
+    if cli is not None:
+        return Given(cli, f"--rig-{name.replace('_', '-')}")
+    if ini.strip():
+        return Given(ini, f"ini rig_{name}")
+    return None
+
+
+def given(config: pytest.Config, name: str) -> Given | None:
+    """`setting` for rig setting `name`, read from `config`."""
+    return setting(config.getoption(f"rig_{name}"), config.getini(f"rig_{name}"), name)
+
+
+def ini_folder(config: pytest.Config) -> Path:
+    """The folder relative paths in the ini file start from: the ini file's own."""
+    return config.inipath.parent if config.inipath else config.rootpath
+
+
+class FileSetting(t.NamedTuple):
+    """A file a setting names, resolved, and where it was named, as messages say it."""
+
+    path: Path
+    where: str
+
+
+def file_setting(config: pytest.Config, name: str) -> FileSetting | None:
+    """A file path setting: the command line's from the working directory, the ini file's
+    from the ini file's folder (as `scripted!` paths in `rig_models`); a blank or a folder
+    is a usage error naming where it came from."""
+    value = given(config, name)
+    if value is None:
         return None
-    if not path.strip() or os.path.isdir(path):
-        raise pytest.UsageError(f"--{option.replace('_', '-')}: {path!r} is not a file path")
-    return Path(path)
+    text, where = value
+    if not text.strip():
+        raise pytest.UsageError(f"{where}: {text!r} is not a file path")
+    path = Path(text.strip())
+    if where.startswith("ini "):
+        path = ini_folder(config) / path
+    if path.is_dir():
+        raise pytest.UsageError(f"{where}: {text!r} is not a file path")
+    return FileSetting(path, where)
+
+
+def flag(config: pytest.Config, name: str) -> str | None:
+    """Where a flag setting was turned on: the command line, else the ini file (which
+    `-o rig_NAME=false` overrides); None when it is off."""
+    if config.getoption(f"rig_{name}"):
+        return f"--rig-{name.replace('_', '-')}"
+    if config.getini(f"rig_{name}"):
+        return f"ini rig_{name}"
+    return None

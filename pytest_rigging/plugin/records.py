@@ -98,12 +98,14 @@ class CellRecord(TypedDict):
 
 class GroupFacts(TypedDict):
     """What an xdist worker tells the controller of its collection: whether it has rig
-    items, the unit of work of each item that must share a worker, and each rig item's
-    cell."""
+    items, the unit of work of each item that must share a worker, each rig item's cell,
+    and what a single process would say of it after collection."""
 
     rig: bool
     scopes: dict[str, str]
     cells: dict[str, CellRecord]
+    runs: str | None
+    """The line naming the runs rig marks set (`samples.runs_line`), if any."""
 
 
 class ItemRecord(TypedDict):

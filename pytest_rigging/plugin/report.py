@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import json
+import textwrap
 import typing as t
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,16 +42,19 @@ gives each chat its sample's check."""
 READ_VERSIONS = (1, REPORT_VERSION)
 
 
-def _rate(row: Row, name: RateName, interval: bool = True) -> str:
-    figures = rate_of(row, name)
-    value, bounds = figures["value"], figures["interval"]
-    if value is None:
-        return "-"
-    text = f"{value:.1%}"
-    if interval and bounds:
-        low, high = bounds
-        text += f" [{low * 100:.1f}-{high * 100:.1f}]"
-    return text
+def _rate(name: RateName) -> t.Callable[[Row], str]:
+    def shown(row: Row) -> str:
+        figures = rate_of(row, name)
+        value, bounds = figures["value"], figures["interval"]
+        if value is None:
+            return "-"
+        text = f"{value:.1%}"
+        if bounds:
+            low, high = bounds
+            text += f" [{low * 100:.1f}-{high * 100:.1f}]"
+        return text
+
+    return shown
 
 
 def _latency(row: Row) -> str:
@@ -61,71 +66,126 @@ def _cost(row: Row) -> str:
     return "-" if cost is None else f"${cost:,.4f}"
 
 
+def _count(
+    key: t.Literal["chats", "first_try", "recovered", "exhausted", "error"],
+) -> t.Callable[[Row], str]:
+    return lambda row: str(row[key])
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the per-model table after the model (and params) columns."""
+
+    header: str
+    wrapped: str
+    """The header on two lines, for a table that doesn't fit on one."""
+    cell: t.Callable[[Row], str]
+    drops: int = 0
+    """When the column goes from a table too wide for the terminal: 1 first, then 2...;
+    0 never (the rates and their intervals)."""
+    quiet: bool = True
+    """Shown at -q."""
+
+
+COLUMNS = (
+    Column("chats", "chats", _count("chats"), drops=5, quiet=False),
+    Column("1st try", "1st\ntry", _count("first_try"), drops=4, quiet=False),
+    Column("recovered", "recov-\nered", _count("recovered"), drops=4, quiet=False),
+    Column("exhausted", "exhaus-\nted", _count("exhausted"), drops=4, quiet=False),
+    Column("errors", "errors", _count("error"), drops=6),
+    Column("parse rate [95% CI]", "parse rate\n[95% CI]", _rate("parse_rate")),
+    Column("pass rate [95% CI]", "pass rate\n[95% CI]", _rate("pass_rate")),
+    Column(
+        "items ok/fail/err",
+        "items\nok/fail/err",
+        lambda r: f"{r['items_passed']}/{r['items_failed']}/{r['items_errored']}",
+        drops=7,
+    ),
+    Column(
+        "tokens in/out",
+        "tokens\nin/out",
+        lambda r: f"{r['input_tokens']}/{r['output_tokens']}",
+        drops=3,
+    ),
+    Column("cost", "cost", _cost, drops=2),
+    Column("latency p50", "latency\np50", _latency, drops=1, quiet=False),
+)
+"""The table's columns: what the parse rate counts (its buckets, and the errors it leaves
+out), the rates, the items' outcomes, what the run spent and how long calls took. At -q,
+the buckets, the chats and the latency are left out; the rates keep their intervals."""
+
+
 def table(
     rows: t.Sequence[Row],
     *,
     verbosity: int = 0,
     failing: t.Collection[str] = (),
     tablefmt: str = "simple",
+    width: int | None = None,
 ) -> str:
-    """The per-model table: full by default, compact at -q; rows named in `failing`
-    (models that failed a gate) are marked."""
+    """The per-model table (per model and params when `verbosity` > 0; without the
+    parse buckets, chats and latency at -q); rows named in `failing` (models that failed
+    a gate) are marked. Given a `width`, the table fits it: headers on two lines, then
+    the columns that matter least left out, said in a line after the table; the model,
+    the params and the rates with their intervals always stay, the first two wrapped when
+    nothing else is left to give."""
     by_params = any(r["params"] is not None for r in rows)
     models = {r["model"]: r["label"] or r["model"] for r in rows}
     labels = list(models.values())
-    lines = []
+    heads = []
     for row in rows:
         label = models[row["model"]]
         shown = label if labels.count(label) == 1 else row["model"]
         name = ("FAIL " if row["model"] in failing else "") + shown
-        items = f"{row['items_passed']}/{row['items_failed']}/{row['items_errored']}"
-        head = [name] + ([row["params"]] if by_params else [])
-        if verbosity < 0:
-            lines.append(
-                [
-                    *head,
-                    _rate(row, "parse_rate", False),
-                    _rate(row, "pass_rate", False),
-                    items,
-                    row["error"],
-                ]
-            )
-            continue
-        lines.append(
-            [
-                *head,
-                row["chats"],
-                row["first_try"],
-                row["recovered"],
-                row["exhausted"],
-                row["error"],
-                _rate(row, "parse_rate"),
-                _rate(row, "pass_rate"),
-                items,
-                f"{row['input_tokens']}/{row['output_tokens']}",
-                _cost(row),
-                _latency(row),
-            ]
-        )
-    columns = ["model", "params"] if by_params else ["model"]
-    if verbosity < 0:
-        headers = [*columns, "parse rate", "pass rate", "items ok/fail/err", "errors"]
-    else:
-        headers = [
-            *columns,
-            "chats",
-            "1st try",
-            "recovered",
-            "exhausted",
-            "errors",
-            "parse rate [95% CI]",
-            "pass rate [95% CI]",
-            "items ok/fail/err",
-            "tokens in/out",
-            "cost",
-            "latency p50",
+        heads.append([name, row["params"] or ""] if by_params else [name])
+    head_names = ["model", "params"] if by_params else ["model"]
+    columns = [c for c in COLUMNS if verbosity >= 0 or c.quiet]
+
+    def render(kept: t.Sequence[Column], wrapped: bool, head_width: int | None = None) -> str:
+        lines = [
+            [*head, *(c.cell(row) for c in kept)] for head, row in zip(heads, rows, strict=True)
         ]
-    return tabulate(lines, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+        headers = [*head_names, *(c.wrapped if wrapped else c.header for c in kept)]
+        limits = [head_width] * len(head_names) + [None] * len(kept) if head_width else None
+        return tabulate(
+            lines,
+            headers=headers,
+            tablefmt=tablefmt,
+            disable_numparse=True,
+            maxcolwidths=limits,
+        )
+
+    if width is None:
+        return render(columns, wrapped=False)
+    for drops in range(max(c.drops for c in columns) + 1):
+        kept = [c for c in columns if not 0 < c.drops <= drops]
+        for wrapped in (False, True):
+            text = render(kept, wrapped)
+            if _fits(text, width):
+                return text + _dropped(columns, kept, width)
+    # nothing left to leave out: the model (and params) columns wrap, as far as 8 wide
+    longest = max((len(cell) for head in heads for cell in head), default=0)
+    for head_width in range(longest - 1, 7, -1):
+        text = render(kept, wrapped=True, head_width=head_width)
+        if _fits(text, width):
+            break
+    return text + _dropped(columns, kept, width)
+
+
+def _fits(text: str, width: int) -> bool:
+    return max(map(len, text.splitlines()), default=0) <= width
+
+
+def _dropped(columns: t.Sequence[Column], kept: t.Sequence[Column], width: int) -> str:
+    """The line after a table that left columns out: which, and where to find them."""
+    names = [c.header for c in columns if c not in kept]
+    if not names:
+        return ""
+    line = (
+        f"(left out to fit {width} columns: {', '.join(names)}; widen the terminal "
+        "or see --rig-report)"
+    )
+    return "\n" + textwrap.fill(line, width, break_on_hyphens=False)
 
 
 def document(
@@ -205,10 +265,10 @@ def finish_item(
     if report.failed and run.settings.on_default_model(item):
         report.sections.append(DEFAULT_MODEL_SECTION)
     report.rig = record  # type: ignore[attr-defined]  # crosses xdist in the report's dict
-    if run.baseline is not None:
+    if run.baseline is not None and run.baseline_file is not None:
         from pytest_rigging.plugin.baseline import mark_if_known
 
-        mark_if_known(run.baseline, run.config, record, report)
+        mark_if_known(run.baseline, run.baseline_file.path, record, report)
     # JUnit reads properties from the teardown report, which copies the item's.
     item.user_properties.extend(junit_properties(record))
 
@@ -356,14 +416,19 @@ class Reporter:
 
     def terminal(self, terminal: pytest.TerminalReporter, verbosity: int) -> None:
         """The table (one row per model; per model and params at -v; compact at -q;
-        nothing at -qq), then a line per gate: a red FAIL line at any verbosity, a short
-        pass line unless at -qq, so that a CI log shows what was judged."""
+        nothing at -qq), fitted to the terminal's width, then a line per gate: a red FAIL
+        line at any verbosity, a short pass line unless at -qq, so that a CI log shows what
+        was judged."""
         failed = [r for r in self.results if not r.passed]
         if verbosity > -2 or failed:
             terminal.write_sep("=", "rigging: parse success per model")
         if verbosity > -2:
+            from pytest_rigging.plugin._compat import terminal_width
+
             rows = self.rows(by_params=verbosity > 0)
-            terminal.write_line(table(rows, verbosity=verbosity, failing=self.failing))
+            width = terminal_width(terminal.config)
+            shown = table(rows, verbosity=verbosity, failing=self.failing, width=width)
+            terminal.write_line(shown)
             for result in self.results:
                 if result.passed:
                     terminal.write_line(result.line(), green=True)

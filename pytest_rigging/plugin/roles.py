@@ -150,8 +150,8 @@ class Central(Role):
 
             now = from_report(reporter.document())
             run.comparison = compare(run.baseline, reporter.items, now)
-            if self.config.getoption("rig_fail_on_regression"):
-                checks.extend(regressions(run.comparison, rows))
+            if run.fail_on_regression is not None:
+                checks.extend(regressions(run.comparison, rows, run.fail_on_regression))
         return checks
 
     def emptied(self) -> bool:
@@ -189,21 +189,19 @@ class Central(Role):
                 reporter.interrupted = True
                 for record in leftovers:
                     reporter.add(record)
-        path = self.config.getoption("rig_report")
-        if path:
-            from pathlib import Path
-
+        if run.report is not None:
             from pytest_rigging.plugin.report import write
 
-            with warned(f"write --rig-report {path}"):
-                write(Path(path), run.reporter().document())
+            with warned(f"write {run.report.where} {run.report.path}"):
+                write(run.report.path, run.reporter().document())
         if run.tapes is not None:
             self.write_cassettes(self.recordings())
         if run.reported is not None:
             from pytest_rigging.plugin.baseline import save_run
             from pytest_rigging.plugin.summary import append_step_summary
 
-            save_run(self.config, run.reported)
+            if run.save_baseline is not None:
+                save_run(run.save_baseline, run.reported)
             append_step_summary(run.reported)
         return outcome
 
@@ -215,7 +213,7 @@ class Central(Role):
         if run.comparison is not None and reporter is not None:
             from pytest_rigging.plugin.baseline import terminal
 
-            terminal(self.config, run.comparison, reporter.rows(False), terminalreporter)
+            terminal(run, run.comparison, reporter.rows(False), terminalreporter)
         if run.budget_skips and run.budget is not None:
             from pytest_rigging.plugin.budget import spent_line
 

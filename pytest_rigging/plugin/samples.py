@@ -21,7 +21,7 @@ from pytest_rigging.chat import Chat
 from pytest_rigging.error import GenerationError
 from pytest_rigging.message import Message
 from pytest_rigging.plugin.matrix import Cell, Verdict, read_verdict
-from pytest_rigging.plugin.records import CheckOutcome, SampleCheck, sample_number
+from pytest_rigging.plugin.records import CheckOutcome, SampleCheck, group_key, sample_number
 from pytest_rigging.plugin.state import RUN
 
 SAMPLES_KEY = pytest.StashKey[dict[int, Chat]]()
@@ -87,6 +87,31 @@ def prepare(item: pytest.Function, cell: Cell, runs: int, verdicts: Verdicts) ->
             wrap(item, verdict, per_chat=True)
         elif "rig_chats" not in item.fixturenames:
             wrap(item, verdict, per_chat=False)
+
+
+def runs_line(items: t.Iterable[pytest.Item], runs: int) -> str | None:
+    """What rig marks set instead of the run's `runs` (which the header shows), per test
+    function, the first few named; None when no selected test differs."""
+    by_test: dict[str, int] = {}
+    for item in items:
+        verdict = item.stash.get(VERDICT_KEY, None)
+        if verdict is not None:
+            by_test.setdefault(group_key(item.nodeid), verdict.runs)
+    marked: dict[int, list[str]] = {}
+    for test, count in by_test.items():
+        if count != runs:
+            marked.setdefault(count, []).append(test)
+    if not marked:
+        return None
+    parts = []
+    for count, tests in sorted(marked.items()):
+        more = f" and {len(tests) - 3} more" if len(tests) > 3 else ""
+        parts.append(f"{count} ({', '.join(tests[:3])}{more})")
+    others = len(by_test) - sum(len(tests) for tests in marked.values())
+    rest = {0: "", 1: f"; runs {runs} for the other test"}.get(
+        others, f"; runs {runs} for the other {others} tests"
+    )
+    return f"rigging: runs per test from rig marks: {', '.join(parts)}{rest}"
 
 
 def show_dialog(item: pytest.Item, report: pytest.TestReport) -> None:

@@ -72,15 +72,16 @@ def select(config: pytest.Config, shard: Shard, items: list[pytest.Item]) -> Spl
     return cut
 
 
-def parse_shard(text: str) -> Shard:
-    """`K/N` with 1 <= K <= N; anything else is a usage error naming it."""
+def parse_shard(text: str, where: str) -> Shard:
+    """`K/N` with 1 <= K <= N; anything else is a usage error naming it and `where` it was
+    given."""
     found = _SHARD.fullmatch(text)
     if found is not None:
         index, count = int(found[1]), int(found[2])
         if 1 <= index <= count:
             return Shard(index, count)
     raise pytest.UsageError(
-        f"--rig-shard: expected K/N with 1 <= K <= N (the K-th of N shards), got {text!r}"
+        f"{where}: expected K/N with 1 <= K <= N (the K-th of N shards), got {text!r}"
     )
 
 

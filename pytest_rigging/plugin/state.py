@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rigging.plugin.options import asked, read_file_option
+from pytest_rigging.plugin.options import FileSetting, asked, file_setting, flag, given
 
 if t.TYPE_CHECKING:
     from pytest_rigging.generator.base import Generator
@@ -80,7 +80,16 @@ class Run:
     asked: bool
     """Whether any rig option or ini key is set: a suite that sets none sees no trace of
     the plugin until a test asks for a rig fixture."""
+    report: FileSetting | None = None
+    """`--rig-report PATH` (or ini `rig_report`)."""
+    save_baseline: FileSetting | None = None
+    """`--rig-save-baseline PATH` (or ini `rig_save_baseline`)."""
+    baseline_file: FileSetting | None = None
+    """`--rig-baseline PATH` (or ini `rig_baseline`); `baseline` holds what it says."""
     baseline: BaselineDocument | None = None
+    fail_on_regression: str | None = None
+    """Where failing on a regression was asked (`--rig-fail-on-regression`, `ini
+    rig_fail_on_regression`); None when it wasn't."""
     shard: Shard | None = None
     split: Split | None = None
     """What the shard kept of the selected items, once collected."""
@@ -100,23 +109,28 @@ class Run:
     def start(cls, config: pytest.Config, place: Place) -> Run:
         """The run, with every rig setting given checked now, so that a bad value ends the
         run before it spends a call, in one line."""
-        for option in ("rig_report", "rig_save_baseline"):
-            read_file_option(config, option)
         run = cls(config, place, asked(config))
-        baseline = config.getoption("rig_baseline")
-        if baseline is not None:
+        run.report = file_setting(config, "report")
+        run.save_baseline = file_setting(config, "save_baseline")
+        run.baseline_file = file_setting(config, "baseline")
+        regressions = flag(config, "fail_on_regression")
+        if run.baseline_file is not None:
             from pytest_rigging.plugin.baseline import load
 
             try:
-                run.baseline = load(Path(baseline))
+                run.baseline = load(run.baseline_file.path)
             except ValueError as error:
-                raise pytest.UsageError(f"--rig-baseline: {error}") from None
-        elif config.getoption("rig_fail_on_regression"):
-            raise pytest.UsageError("--rig-fail-on-regression needs --rig-baseline PATH")
-        if config.getoption("rig_shard") is not None:
+                raise pytest.UsageError(f"{run.baseline_file.where}: {error}") from None
+            run.fail_on_regression = regressions
+        elif regressions is not None:
+            raise pytest.UsageError(
+                f"{regressions} needs a baseline: --rig-baseline PATH or ini rig_baseline"
+            )
+        shard = given(config, "shard")
+        if shard is not None:
             from pytest_rigging.plugin.shards import parse_shard
 
-            run.shard = parse_shard(config.getoption("rig_shard"))
+            run.shard = parse_shard(*shard)
         if run.asked:  # else neither can be set, and nothing is imported
             from pytest_rigging.plugin.budget import read_budget
             from pytest_rigging.plugin.cassettes import read_tapes
