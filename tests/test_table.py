@@ -1,6 +1,7 @@
 """The per-model table fits the terminal's width as pytest reads it (`COLUMNS` here):
 headers on two lines, then the columns that matter least left out, said in a line; the
-model, the params and the rates with their intervals always shown."""
+model, the params and the rates with their intervals always shown. A log (no terminal,
+no `COLUMNS`) gets the whole table."""
 
 from __future__ import annotations
 
@@ -35,14 +36,18 @@ def run_at(
     *args: str,
     models: dict[str, str] = MODELS,
 ) -> list[str]:
-    """The suite on scripted `models` at a terminal `width` wide; the table's lines (from
+    """The suite on scripted `models` at a terminal `width` wide (0: into a log, as in CI,
+    where nothing says how wide); the table's lines (from
     its header to the line before pytest's next one)."""
     ini(pytester)
     pytester.makepyfile(test_suite=SUITE)
     for name, rules in models.items():
         (pytester.path / f"{name}.toml").write_text(rules)
     given = ",".join(f"scripted!{name}.toml" for name in models)
-    monkeypatch.setenv("COLUMNS", str(width))
+    if width:
+        monkeypatch.setenv("COLUMNS", str(width))
+    else:
+        monkeypatch.delenv("COLUMNS", raising=False)
     result = pytester.runpytest("--rig-models", given, "-p", "no:cacheprovider", *args)
     result.assert_outcomes(passed=2 * len(models))
     lines = result.stdout.lines
@@ -108,3 +113,13 @@ def test_a_long_model_name_wraps_rather_than_losing_the_rates(
     assert all(len(line) <= 60 for line in table), "\n".join(table)
     assert long_name in "".join(line.split()[0] for line in table if line[0] != " ")
     assert sum(len(re.findall(RATE, line)) for line in table) == 2 * 4
+
+
+def test_a_log_with_no_width_gets_the_whole_table(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Output that is no terminal, with no `COLUMNS` (a CI log): pytest draws its lines 80
+    wide there, but nothing wraps a log, so every column stays."""
+    table = run_at(pytester, monkeypatch, 0)
+    assert re.sub(r"\s{2,}", "  ", table[0]).strip() == f"model  {EVERY_HEADER}"
+    assert not any("left out" in line for line in table)

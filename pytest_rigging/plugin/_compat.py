@@ -9,6 +9,7 @@ fails there first, not in a user's suite.
 from __future__ import annotations
 
 import contextlib
+import os
 import typing as t
 
 import pytest
@@ -133,15 +134,19 @@ def write_aside(terminal: pytest.TerminalReporter, text: str) -> None:
     file.flush()
 
 
-def terminal_width(config: pytest.Config) -> int:
-    """The width pytest draws its own lines at (its separators, the progress column): the
-    terminal's, `COLUMNS` when set, 80 when output is no terminal.
+def terminal_width(config: pytest.Config) -> int | None:
+    """The width of the terminal pytest writes to (`COLUMNS` when set, as pytest reads
+    it); None when output goes to no terminal and `COLUMNS` is unset: a CI log has no
+    width to fit, and pytest's 80 there would cut what the log should keep.
 
     `Config.get_terminal_writer()` is undocumented and its `TerminalWriter` is not
-    exported; `fullwidth` is what pytest's own reporter reads. Present in every pytest
-    this plugin admits (8.4 and later).
+    exported; `fullwidth` is what pytest's own reporter reads, and its file (`_file`) is
+    where it writes. Present in every pytest this plugin admits (8.4 and later).
     """
-    return int(config.get_terminal_writer().fullwidth)
+    writer = config.get_terminal_writer()
+    if "COLUMNS" not in os.environ and not writer._file.isatty():
+        return None
+    return int(writer.fullwidth)
 
 
 def mark_known_failure(report: pytest.TestReport, reason: str) -> None:
