@@ -4,6 +4,7 @@ routes, then replayed with the server refusing every call."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,73 @@ def test_a_changed_prompt_misses_and_says_how(
         ]
     )
     assert len(llm_server.requests) == 6  # the miss never reached the server
+
+
+SYSTEM_PROMPTED = """
+import pytest
+
+import pytest_rigging as rg
+
+SYSTEM = "Answer in one word."
+
+
+@pytest.fixture
+def rig_pipeline(rig_generator, case):
+    return rig_generator.chat([rg.Message("system", SYSTEM), rg.Message("user", f"Q{case}")])
+
+
+@pytest.mark.parametrize("case", range(8))
+@pytest.mark.rig(runs=2)
+def test_q(rig_chat, case):
+    pass
+"""
+
+
+def misses(output: str) -> dict[str, str]:
+    """Each errored item's id (within the module), and the miss message shown for it
+    (under xdist, after the line naming the worker)."""
+    return dict(
+        re.findall(r"_ ERROR at setup of (\S+) _+\n(?:\[gw\d+\] .*\n)?(no recording in .*)", output)
+    )
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_changed_system_prompt_explains_the_first_misses_and_names_the_rest(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """Every call of the module misses: the first 3 items that miss (in each process) say
+    how they differ; the others name the item's own recording, and that the differences
+    were shown above."""
+    ini(pytester)
+    pytester.makepyfile(test_capitals=SYSTEM_PROMPTED)
+    args = ["--rig-models", "echo!a,echo!b", "-p", "no:cacheprovider"]
+    pytester.runpytest(*args, "--rig-record", "once").assert_outcomes(passed=16)
+    pytester.makepyfile(test_capitals=SYSTEM_PROMPTED.replace("one word", "two words"))
+    result = pytester.runpytest_subprocess(*args, "--rig-record", "none", *workers)
+    result.assert_outcomes(errors=16)
+    shown = misses(result.stdout.str())
+    assert len(shown) == 16
+    head = (
+        "no recording in cassettes/test_capitals.json for this call (--rig-record none "
+        "replays only); "
+    )
+    explained = [item for item, message in shown.items() if "differs in" in message]
+    for item in explained:
+        assert shown[item] == (
+            f"{head}the closest recording differs in messages[0].content: "
+            '"Answer in two words." here, "Answer in one word." recorded'
+        )
+    for item in shown.keys() - set(explained):
+        assert re.fullmatch(
+            re.escape(f"{head}the closest recording is test_capitals.py::{item}'s sample ")
+            + r"[01]"
+            + re.escape(
+                ", call 0 (how calls differ from their closest recordings is shown for this "
+                "module's first 3 items that missed)"
+            ),
+            shown[item],
+        ), shown[item]
+    assert len(explained) == 3 if not workers else 3 <= len(explained) <= 6
 
 
 def test_new_episodes_records_only_what_is_missing(
