@@ -168,7 +168,10 @@ def test_a_changed_system_prompt_explains_the_first_misses_and_names_the_rest(
             ),
             shown[item],
         ), shown[item]
-    assert len(explained) == 3 if not workers else 3 <= len(explained) <= 6
+    if workers:  # each worker reads the cassette, and counts its own first 3
+        assert 3 <= len(explained) <= 6, explained
+    else:
+        assert len(explained) == 3, explained
 
 
 def test_new_episodes_records_only_what_is_missing(
