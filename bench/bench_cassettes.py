@@ -1,0 +1,288 @@
+"""Cassette misses: does a replay whose every call misses fail about as fast as a clean one?
+
+A suite of 100 cases x 2 `echo!` models x `rig(runs=5)` (200 items, 1,000 calls) is
+recorded once (`--rig-record once`), then replayed with `--rig-record none`: as it is (the
+clean replay, 200 passed) and with its system prompt edited (the miss run: each of the
+1,000 calls misses against the 1,000 recordings, 200 errors). Target: the miss run within
+2x of the clean replay. A smaller suite at the size the issue met (24 cases, 240
+recordings, the prompt edited for 20 cases: 200 misses, 40 errors) is timed too.
+
+Whole `pytest` processes, timed from spawn to exit, after one untimed warm-up of each
+(bytecode cache on), in rounds whose order alternates.
+
+With `--baseline-tree DIR` (a checkout of the code before: `git archive REV | tar -x -C
+DIR`), every run is made with a python that imports pytest_rigging from DIR too (a venv
+made in the temporary directory, whose .pth names DIR first), in the same rounds. The old
+code compared each miss with every recording through difflib: at 1,000 x 1,000 its miss
+run takes minutes, so it runs once, cut at `--baseline-timeout` seconds.
+
+Run: .venv/bin/python bench/bench_cassettes.py [--baseline-tree DIR] [--rounds N]
+(~1 minute; with a baseline tree ~4 more)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import Row, fmt, median, print_table, progress, python_seeing, spread, timed_process
+from bench_plugin import child_env, write_suite
+
+MODELS = "echo!m1,echo!m2"
+RUNS = 5
+TARGET = 2.0
+EXPLAINED = 3  # pytest_rigging.plugin.cassettes.EXPLAINED: items told how they differ
+ROUNDS = 3
+BASELINE_TIMEOUT = 120.0
+EDITED = {"BENCH_SYSTEM": "Answer in two words."}
+PYTEST = ("-m", "pytest", "-p", "no:cacheprovider", "-q", "--rig-models", MODELS, "--rig-record")
+
+SUITE = """\
+import os
+
+import pytest
+
+import pytest_rigging as rg
+
+RECORDED = "Answer in one word."
+SYSTEM = os.environ.get("BENCH_SYSTEM", RECORDED)
+
+
+@pytest.fixture
+def rig_pipeline(rig_generator, case):
+    system = SYSTEM if case < {edited} else RECORDED
+    return rig_generator.chat([rg.Message("system", system), rg.Message("user", f"Q{{case}}")])
+
+
+@pytest.mark.parametrize("case", range({cases}))
+@pytest.mark.rig(runs={runs})
+def test_answer(rig_chat, case):
+    assert rig_chat.last.content == f"Q{{case}}"
+"""
+
+
+@dataclass(frozen=True)
+class Size:
+    """A suite: `cases` x 2 models x `RUNS` recordings, of which `edited` cases miss."""
+
+    name: str
+    cases: int
+    edited: int
+
+    @property
+    def items(self) -> int:
+        return self.cases * 2
+
+    @property
+    def recordings(self) -> int:
+        return self.items * RUNS
+
+    @property
+    def misses(self) -> int:
+        return self.edited * 2 * RUNS
+
+
+BENCH = Size("bench", 100, 100)
+ISSUE = Size("issue", 24, 20)
+
+
+@dataclass
+class Side:
+    """The code measured: which python runs pytest, and the tree it imports us from."""
+
+    name: str
+    python: str
+    tree: str
+
+
+@dataclass
+class Run:
+    seconds: float
+    outcomes: dict[str, int]  # pytest's closing line: passed, errors, ...
+    explained: int  # items whose miss says how the call differs
+    named: int  # items whose miss names the closest recording only
+    timed_out: bool = False
+
+
+def pytest_run(side: Side, directory: Path, env: dict[str, str], timeout: float = 600) -> Run:
+    try:
+        seconds, done = timed_process([side.python, *PYTEST, "none"], directory, env, timeout)
+    except subprocess.TimeoutExpired:
+        return Run(timeout, {}, 0, 0, timed_out=True)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    closing = lines[-1] if lines else ""
+    outcomes = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|errors?)", closing)}
+    misses = [line for line in lines if line.startswith("no recording in")]
+    return Run(
+        seconds,
+        {("errors" if k == "error" else k): v for k, v in outcomes.items()},
+        sum("the closest recording differs in" in line for line in misses),
+        sum("the closest recording is " in line for line in misses),
+    )
+
+
+def which_tree(python: str) -> str:
+    """Where `python` imports pytest_rigging from: a baseline must not see our tree."""
+    done = subprocess.run(
+        [
+            python,
+            "-c",
+            "import pathlib, pytest_rigging as r; print(pathlib.Path(r.__file__).parent.parent)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    )
+    return done.stdout.strip()
+
+
+def record(root: Path, size: Size, env: dict[str, str]) -> Path:
+    suite = SUITE.format(cases=size.cases, edited=size.edited, runs=RUNS)
+    directory = write_suite(root, size.name, {"test_answers.py": suite})
+    done = subprocess.run(
+        [sys.executable, *PYTEST, "once"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if f"{size.items} passed" not in done.stdout:
+        raise SystemExit(f"recording the {size.name} suite failed:\n{done.stdout[-2000:]}")
+    return directory
+
+
+def measure(
+    sides: list[Side],
+    directory: Path,
+    env: dict[str, str],
+    rounds: int,
+    cut: dict[str, float],
+) -> dict[tuple[str, str], list[Run]]:
+    """Clean replays and miss runs of each side, `rounds` times, order alternating; a side
+    named in `cut` has its miss run made once, cut at that many seconds."""
+    runs: dict[tuple[str, str], list[Run]] = {}
+    envs = {"clean": env, "miss": {**env, **EDITED}}
+    plan = [(side, kind) for side in sides for kind in envs]
+    for side, kind in plan:  # warm-up: the bytecode cache, the cassette in the page cache
+        if kind == "clean" or side.name not in cut:
+            pytest_run(side, directory, envs[kind])
+    for index in range(rounds):
+        progress(f"{directory.name}: round {index + 1}/{rounds}")
+        for side, kind in plan if index % 2 == 0 else reversed(plan):
+            if kind == "miss" and side.name in cut:
+                if index:
+                    continue
+                progress(f"{side.name}: one miss run, cut at {cut[side.name]:.0f} s")
+            timeout = cut.get(side.name, 600.0) if kind == "miss" else 600.0
+            run = pytest_run(side, directory, envs[kind], timeout)
+            runs.setdefault((side.name, kind), []).append(run)
+    return runs
+
+
+def problems_of(runs: dict[tuple[str, str], list[Run]], size: Size, ours: str) -> list[str]:
+    """What a run got wrong: its outcomes, or (ours) how many misses were explained."""
+    found = []
+    for (name, kind), done in runs.items():
+        for run in done:
+            if run.timed_out:
+                continue
+            errors = size.edited * 2 if kind == "miss" else 0
+            want = {"passed": size.items - errors, "errors": errors}
+            got = {k: run.outcomes.get(k, 0) for k in ("passed", "failed", "errors")}
+            if got != {**want, "failed": 0}:
+                found.append(f"{size.name} {name} {kind}: {got}, want {want}")
+            if (
+                name == ours
+                and kind == "miss"
+                and (run.explained, run.named)
+                != (
+                    EXPLAINED,
+                    errors - EXPLAINED,
+                )
+            ):
+                found.append(
+                    f"{size.name} {name} miss: {run.explained} explained, {run.named} named "
+                    f"(want {EXPLAINED} and {errors - EXPLAINED})"
+                )
+    return found
+
+
+def rows_of(
+    runs: dict[tuple[str, str], list[Run]], size: Size, sides: list[Side], target: bool
+) -> list[Row]:
+    rows = []
+    for side in sides:
+        clean = [r.seconds for r in runs[(side.name, "clean")]]
+        miss = runs[(side.name, "miss")]
+        if any(r.timed_out for r in miss):
+            shown, ratio = f"> {fmt(miss[0].seconds)} s (cut)", miss[0].seconds / median(clean)
+            ratio_text = f"> {ratio:.1f}x"
+        else:
+            shown = spread([r.seconds for r in miss], unit=" s")
+            ratio = median([r.seconds for r in miss]) / median(clean)
+            ratio_text = f"{ratio:.2f}x"
+        rows.append(
+            Row(
+                f"{side.name}: {size.misses:,} misses / {size.recordings:,} recordings",
+                shown,
+                f"clean replay {spread(clean, unit=' s')}",
+                ratio_text,
+                f"<= {TARGET}x clean" if target else "",
+                (ratio <= TARGET and not any(r.timed_out for r in miss)) if target else None,
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Cassette misses against a clean replay.")
+    parser.add_argument("--baseline-tree", type=Path, help="a checkout of the code before")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of each run")
+    parser.add_argument(
+        "--baseline-timeout",
+        type=float,
+        default=BASELINE_TIMEOUT,
+        help="seconds after which the baseline's 1,000-miss run is cut",
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-cassettes-") as tmp:
+        root = Path(tmp)
+        env = child_env("http://127.0.0.1:9/v1", root)  # echo! models: nothing is called
+        env.pop("BENCH_SYSTEM", None)
+        sides = [Side("ours", sys.executable, which_tree(sys.executable))]
+        if args.baseline_tree is not None:
+            python = str(python_seeing(args.baseline_tree.resolve(), root / "baseline-venv"))
+            sides.append(Side("before", python, which_tree(python)))
+            if sides[1].tree == sides[0].tree:
+                raise SystemExit(f"the baseline python imports our tree ({sides[0].tree})")
+        notes = [f"{side.name}: pytest_rigging from {side.tree}" for side in sides]
+        rows: list[Row] = []
+        for size, cut in (
+            (BENCH, {"before": args.baseline_timeout}),
+            (ISSUE, {}),
+        ):
+            progress(f"recording the {size.name} suite ({size.recordings} calls)")
+            directory = record(root, size, env)
+            runs = measure(sides, directory, env, max(1, args.rounds), cut)
+            rows += rows_of(runs, size, sides, target=size is BENCH)
+            notes += problems_of(runs, size, "ours")
+        notes.insert(
+            0,
+            f"whole `pytest -q --rig-record none` processes, {MODELS}, rig(runs={RUNS}); "
+            f"median (min-max) of {max(1, args.rounds)} rounds after a warm-up, order "
+            "alternating; the baseline's 1,000-miss run once, cut at "
+            f"{fmt(args.baseline_timeout)} s",
+        )
+        print_table("cassettes: a replay whose calls miss, against a clean one", rows, notes)
+
+
+if __name__ == "__main__":
+    main()
