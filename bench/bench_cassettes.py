@@ -16,8 +16,8 @@ made in the temporary directory, whose .pth names DIR first), in the same rounds
 code compared each miss with every recording through difflib: at 1,000 x 1,000 its miss
 run takes minutes, so it runs once, cut at `--baseline-timeout` seconds.
 
-Run: .venv/bin/python bench/bench_cassettes.py [--baseline-tree DIR] [--rounds N]
-(~1 minute; with a baseline tree ~4 more)
+Run: .venv/bin/python bench/bench_cassettes.py [--baseline-tree DIR] [--rounds N] [--profile]
+(~1 minute; with a baseline tree ~4 more; --profile adds cProfile of our 1,000-miss run)
 """
 
 from __future__ import annotations
@@ -30,13 +30,24 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import Row, fmt, median, print_table, progress, python_seeing, spread, timed_process
+from _common import (
+    Row,
+    fmt,
+    median,
+    print_table,
+    profile_file_top,
+    progress,
+    python_seeing,
+    spread,
+    timed_process,
+)
 from bench_plugin import child_env, write_suite
+
+from pytest_rigging.plugin.cassettes import EXPLAINED  # items told how their calls differ
 
 MODELS = "echo!m1,echo!m2"
 RUNS = 5
 TARGET = 2.0
-EXPLAINED = 3  # pytest_rigging.plugin.cassettes.EXPLAINED: items told how they differ
 ROUNDS = 3
 BASELINE_TIMEOUT = 120.0
 EDITED = {"BENCH_SYSTEM": "Answer in two words."}
@@ -251,6 +262,7 @@ def main() -> None:
         default=BASELINE_TIMEOUT,
         help="seconds after which the baseline's 1,000-miss run is cut",
     )
+    parser.add_argument("--profile", action="store_true", help="cProfile our 1,000-miss run")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-cassettes-") as tmp:
@@ -282,6 +294,12 @@ def main() -> None:
             f"{fmt(args.baseline_timeout)} s",
         )
         print_table("cassettes: a replay whose calls miss, against a clean one", rows, notes)
+        if args.profile:
+            prof = root / "miss.prof"
+            argv = [sys.executable, "-m", "cProfile", "-o", str(prof), *PYTEST, "none"]
+            seconds, _ = timed_process(argv, root / BENCH.name, {**env, **EDITED})
+            print(f"\n-- cProfile of our 1,000-miss run ({fmt(seconds)} s; pytest's thread) --")
+            print(profile_file_top(prof, top=25))
 
 
 if __name__ == "__main__":
