@@ -174,6 +174,51 @@ def test_a_changed_system_prompt_explains_the_first_misses_and_names_the_rest(
         assert len(explained) == 3, explained
 
 
+def test_a_missed_case_whose_id_changed_names_the_recording_it_was(
+    pytester: pytest.Pytester,
+) -> None:
+    """The ids and the system prompt edited together: no recording shares a missed item's
+    id, so the closest is found by what the call says (the same country), not taken from
+    the first recording of the same model and sample."""
+    suite = """
+        import os
+
+        import pytest
+
+        import pytest_rigging as rg
+
+        COUNTRIES = ["France", "Japan", "Peru", "Chile", "Spain"]
+        SYSTEM = "Answer in one word."
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, country):
+            return rig_generator.chat(
+                [rg.Message("system", SYSTEM), rg.Message("user", f"Capital of {country}?")]
+            )
+
+        @pytest.mark.parametrize("country", COUNTRIES, ids=IDS)
+        def test_capital(rig_chat, country):
+            pass
+        """
+    ini(pytester)
+    pytester.makepyfile(test_capitals=suite.replace("IDS", "None"))
+    args = ["--rig-models", "echo!a", "-p", "no:cacheprovider"]
+    pytester.runpytest(*args, "--rig-record", "once").assert_outcomes(passed=5)
+    edited = suite.replace("IDS", "str.lower").replace("one word", "two words")
+    pytester.makepyfile(test_capitals=edited)
+    result = pytester.runpytest(*args, "--rig-record", "none")
+    result.assert_outcomes(errors=5)
+    named = {
+        item: message.split("the closest recording is ")[1].split("'s sample")[0]
+        for item, message in misses(result.stdout.str()).items()
+        if "the closest recording is " in message
+    }
+    assert len(named) == 2  # after the first 3
+    for item, recording in named.items():
+        country = item.removeprefix("test_capital[").removesuffix("-a]")
+        assert recording == f"test_capitals.py::test_capital[{country.capitalize()}-a]"
+
+
 def test_new_episodes_records_only_what_is_missing(
     pytester: pytest.Pytester, llm_server: LLMServer
 ) -> None:
