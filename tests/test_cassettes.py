@@ -219,6 +219,36 @@ def test_a_missed_case_whose_id_changed_names_the_recording_it_was(
         assert recording == f"test_capitals.py::test_capital[{country.capitalize()}-a]"
 
 
+def test_a_recording_without_its_item_is_named_by_what_it_asked(
+    pytester: pytest.Pytester,
+) -> None:
+    """A cassette whose entries don't say which item recorded them (written by hand, or
+    before entries carried it): a later miss names the closest recording by its
+    generator, call and what it asked."""
+    ini(pytester)
+    pytester.makepyfile(test_capitals=SYSTEM_PROMPTED.replace("runs=2", "runs=1"))
+    args = ["--rig-models", "echo!a", "-p", "no:cacheprovider"]
+    pytester.runpytest(*args, "--rig-record", "once").assert_outcomes(passed=8)
+    doc = json.loads(cassette(pytester).read_text())
+    for entry in doc["entries"]:
+        del entry["item"]
+    cassette(pytester).write_text(json.dumps(doc))
+    pytester.makepyfile(
+        test_capitals=SYSTEM_PROMPTED.replace("runs=2", "runs=1").replace("one word", "two words")
+    )
+    result = pytester.runpytest(*args, "--rig-record", "none")
+    result.assert_outcomes(errors=8)
+    named = {
+        item: message.split("the closest recording is ")[1].split(" (how calls differ")[0]
+        for item, message in misses(result.stdout.str()).items()
+        if "the closest recording is " in message
+    }
+    assert len(named) == 5
+    for item, recording in named.items():
+        case = item.removeprefix("test_q[").removesuffix("-a]")
+        assert recording == f'echo!a\'s sample 0, call 0, asking "Q{case}"'
+
+
 def test_new_episodes_records_only_what_is_missing(
     pytester: pytest.Pytester, llm_server: LLMServer
 ) -> None:

@@ -204,15 +204,20 @@ def _kept(facets: _Facets, mask: tuple[bool, ...]) -> tuple[str, ...]:
 
 
 def _label(entry: Entry) -> str:
-    """A recording as a person finds it in the cassette: its item (or generator), sample
-    and call."""
+    """A recording as a person finds it in the cassette: its item's (or, recorded without
+    one, its generator's and what it asked), sample and call."""
     request = entry["request"]
     sample = request.get("sample")
-    return (
-        f"{entry.get('item') or request.get('generator')}'s "
-        + (f"sample {sample}, " if sample is not None else "own ")
-        + f"call {request.get('call')}"
+    rank = (f"sample {sample}, " if sample is not None else "") + f"call {request.get('call')}"
+    if entry.get("item"):
+        return f"{entry.get('item')}'s {rank}"
+    messages = request.get("messages")
+    asked = (
+        messages[-1].get("content")
+        if isinstance(messages, list) and messages and isinstance(messages[-1], dict)
+        else request.get("text")
     )
+    return f"{request.get('generator')}'s {rank}, asking {_short(asked)}"
 
 
 def _read(path: Path, shown: str) -> dict[str, Entry]:
