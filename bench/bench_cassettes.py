@@ -5,7 +5,9 @@ recorded once (`--rig-record once`), then replayed with `--rig-record none`: as 
 clean replay, 200 passed) and with its system prompt edited (the miss run: each of the
 1,000 calls misses against the 1,000 recordings, 200 errors). Target: the miss run within
 2x of the clean replay. A smaller suite at the size the issue met (24 cases, 240
-recordings, the prompt edited for 20 cases: 200 misses, 40 errors) is timed too.
+recordings, the prompt edited for 20 cases: 200 misses, 40 errors) is timed too. For
+context, pytest alone (`-p no:rigging`) on 200 items whose fixture, in a conftest, passes or
+fails with `pytest.fail(..., pytrace=False)`: what reporting 200 such errors costs pytest.
 
 Whole `pytest` processes, timed from spawn to exit, after one untimed warm-up of each
 (bytecode cache on), in rounds whose order alternates.
@@ -52,7 +54,8 @@ TARGET = 2.0
 ROUNDS = 3
 BASELINE_TIMEOUT = 300.0
 EDITED = {"BENCH_SYSTEM": "Answer in two words."}
-PYTEST = ("-m", "pytest", "-p", "no:cacheprovider", "-q", "--rig-models", MODELS, "--rig-record")
+PYTEST = ("-m", "pytest", "-p", "no:cacheprovider", "-q")
+RIGGED = (*PYTEST, "--rig-models", MODELS, "--rig-record")
 
 SUITE = """\
 import os
@@ -75,6 +78,29 @@ def rig_pipeline(rig_generator, case):
 @pytest.mark.rig(runs={runs})
 def test_answer(rig_chat, case):
     assert rig_chat.last.content == f"Q{{case}}"
+"""
+
+# pytest alone: the same number of items, erroring in a fixture outside the test module
+FLOOR_CONFTEST = """\
+import os
+
+import pytest
+
+
+@pytest.fixture
+def answer(case):
+    if "BENCH_SYSTEM" in os.environ:
+        pytest.fail(f"no recording for case {case}", pytrace=False)
+"""
+
+FLOOR_SUITE = """\
+import pytest
+
+
+@pytest.mark.parametrize("model", ["m1", "m2"])
+@pytest.mark.parametrize("case", range({cases}))
+def test_answer(answer, case, model):
+    pass
 """
 
 
@@ -105,11 +131,14 @@ ISSUE = Size("issue", 24, 20)
 
 @dataclass
 class Side:
-    """The code measured: which python runs pytest, and the tree it imports us from."""
+    """What is measured: the pytest command, and the tree it imports pytest_rigging from."""
 
     name: str
-    python: str
+    argv: list[str]
     tree: str
+
+
+FLOOR = Side("pytest alone", [sys.executable, *PYTEST, "-p", "no:rigging"], "-")
 
 
 @dataclass
@@ -123,7 +152,7 @@ class Run:
 
 def pytest_run(side: Side, directory: Path, env: dict[str, str], timeout: float = 600) -> Run:
     try:
-        seconds, done = timed_process([side.python, *PYTEST, "none"], directory, env, timeout)
+        seconds, done = timed_process(side.argv, directory, env, timeout)
     except subprocess.TimeoutExpired:
         return Run(timeout, {}, 0, 0, timed_out=True)
     lines = [line for line in done.stdout.splitlines() if line.strip()]
@@ -158,7 +187,7 @@ def record(root: Path, size: Size, env: dict[str, str]) -> Path:
     suite = SUITE.format(cases=size.cases, edited=size.edited, runs=RUNS)
     directory = write_suite(root, size.name, {"test_answers.py": suite})
     done = subprocess.run(
-        [sys.executable, *PYTEST, "once"],
+        [sys.executable, *RIGGED, "once"],
         cwd=directory,
         env=env,
         capture_output=True,
@@ -171,23 +200,20 @@ def record(root: Path, size: Size, env: dict[str, str]) -> Path:
 
 
 def measure(
-    sides: list[Side],
-    directory: Path,
-    env: dict[str, str],
-    rounds: int,
-    cut: dict[str, float],
+    subjects: list[tuple[Side, Path]], env: dict[str, str], rounds: int, cut: dict[str, float]
 ) -> dict[tuple[str, str], list[Run]]:
-    """Clean replays and miss runs of each side, `rounds` times, order alternating; a side
-    named in `cut` has its miss run made once, cut at that many seconds."""
+    """Clean replays and miss runs of each side in its suite's directory, `rounds` times,
+    order alternating; a side named in `cut` has its miss run made once, cut at that many
+    seconds."""
     runs: dict[tuple[str, str], list[Run]] = {}
     envs = {"clean": env, "miss": {**env, **EDITED}}
-    plan = [(side, kind) for side in sides for kind in envs]
-    for side, kind in plan:  # warm-up: the bytecode cache, the cassette in the page cache
+    plan = [(side, directory, kind) for side, directory in subjects for kind in envs]
+    for side, directory, kind in plan:  # warm-up: the bytecode cache, the page cache
         if kind == "clean" or side.name not in cut:
             pytest_run(side, directory, envs[kind])
     for index in range(rounds):
-        progress(f"{directory.name}: round {index + 1}/{rounds}")
-        for side, kind in plan if index % 2 == 0 else reversed(plan):
+        progress(f"{subjects[0][1].name}: round {index + 1}/{rounds}")
+        for side, directory, kind in plan if index % 2 == 0 else reversed(plan):
             if kind == "miss" and side.name in cut:
                 if index:
                     continue
@@ -240,17 +266,42 @@ def rows_of(
             shown = spread([r.seconds for r in miss], unit=" s")
             ratio = median([r.seconds for r in miss]) / median(clean)
             ratio_text = f"{ratio:.2f}x"
+        judged = target and side is not FLOOR
         rows.append(
             Row(
-                f"{side.name}: {size.misses:,} misses / {size.recordings:,} recordings",
+                f"{side.name}: {size.misses:,} misses / {size.recordings:,} recordings"
+                if side is not FLOOR
+                else f"    pytest alone: {size.items} errors in a conftest fixture",
                 shown,
-                f"clean replay {spread(clean, unit=' s')}",
+                f"clean replay {spread(clean, unit=' s')}"
+                if side is not FLOOR
+                else f"{size.items} passed {spread(clean, unit=' s')}",
                 ratio_text,
-                f"<= {TARGET}x clean" if target else "",
-                (ratio <= TARGET and not any(r.timed_out for r in miss)) if target else None,
+                f"<= {TARGET}x clean" if judged else "",
+                (ratio <= TARGET and not any(r.timed_out for r in miss)) if judged else None,
             )
         )
     return rows
+
+
+def beyond_pytest(runs: dict[tuple[str, str], list[Run]], size: Size) -> Row:
+    """What a miss run adds to a clean replay, beyond what pytest's reporting of as many
+    errors costs it alone."""
+
+    def added(name: str) -> float:
+        return median([r.seconds for r in runs[(name, "miss")]]) - median(
+            [r.seconds for r in runs[(name, "clean")]]
+        )
+
+    ours, floor = added("ours"), added(FLOOR.name)
+    return Row(
+        "    ours' miss run, beyond pytest's own cost of its errors",
+        f"+{fmt(ours - floor)} s ({fmt((ours - floor) / size.items * 1000)} ms an item)",
+        f"pytest alone +{fmt(floor)} s, ours +{fmt(ours)} s",
+        "",
+        "",
+        None,
+    )
 
 
 def main() -> None:
@@ -270,22 +321,32 @@ def main() -> None:
         root = Path(tmp)
         env = child_env("http://127.0.0.1:9/v1", root)  # echo! models: nothing is called
         env.pop("BENCH_SYSTEM", None)
-        sides = [Side("ours", sys.executable, which_tree(sys.executable))]
+        sides = [Side("ours", [sys.executable, *RIGGED, "none"], which_tree(sys.executable))]
         if args.baseline_tree is not None:
             python = str(python_seeing(args.baseline_tree.resolve(), root / "baseline-venv"))
-            sides.append(Side("before", python, which_tree(python)))
+            sides.append(Side("before", [python, *RIGGED, "none"], which_tree(python)))
             if sides[1].tree == sides[0].tree:
                 raise SystemExit(f"the baseline python imports our tree ({sides[0].tree})")
         notes = [f"{side.name}: pytest_rigging from {side.tree}" for side in sides]
+        floor = write_suite(
+            root,
+            "floor",
+            {
+                "conftest.py": FLOOR_CONFTEST,
+                "test_answers.py": FLOOR_SUITE.format(cases=BENCH.cases),
+            },
+        )
         rows: list[Row] = []
-        for size, cut in (
-            (BENCH, {"before": args.baseline_timeout}),
-            (ISSUE, {}),
-        ):
+        for size, cut in ((BENCH, {"before": args.baseline_timeout}), (ISSUE, {})):
             progress(f"recording the {size.name} suite ({size.recordings} calls)")
             directory = record(root, size, env)
-            runs = measure(sides, directory, env, max(1, args.rounds), cut)
-            rows += rows_of(runs, size, sides, target=size is BENCH)
+            subjects = [(side, directory) for side in sides]
+            if size is BENCH:
+                subjects.append((FLOOR, floor))
+            runs = measure(subjects, env, max(1, args.rounds), cut)
+            rows += rows_of(runs, size, [s for s, _ in subjects], target=size is BENCH)
+            if size is BENCH:
+                rows.append(beyond_pytest(runs, size))
             notes += problems_of(runs, size, "ours")
         notes.insert(
             0,
@@ -297,7 +358,7 @@ def main() -> None:
         print_table("cassettes: a replay whose calls miss, against a clean one", rows, notes)
         if args.profile:
             prof = root / "miss.prof"
-            argv = [sys.executable, "-m", "cProfile", "-o", str(prof), *PYTEST, "none"]
+            argv = [sys.executable, "-m", "cProfile", "-o", str(prof), *RIGGED, "none"]
             seconds, _ = timed_process(argv, root / BENCH.name, {**env, **EDITED})
             print(f"\n-- cProfile of our 1,000-miss run ({fmt(seconds)} s; pytest's thread) --")
             print(profile_file_top(prof, top=25))
