@@ -16,10 +16,10 @@ With `--baseline-tree DIR` (a checkout of the code before: `git archive REV | ta
 DIR`), every run is made with a python that imports pytest_rigging from DIR too (a venv
 made in the temporary directory, whose .pth names DIR first), in the same rounds. The old
 code compared each miss with every recording through difflib: at 1,000 x 1,000 its miss
-run takes about two minutes, so it runs once, cut at `--baseline-timeout` seconds.
+run takes 45-120 s, so it runs once, cut at `--baseline-timeout` seconds.
 
 Run: .venv/bin/python bench/bench_cassettes.py [--baseline-tree DIR] [--rounds N] [--profile]
-(~1 minute; a baseline tree adds ~5, most of them the old code's 1,000-miss run; --profile
+(~1 minute; a baseline tree adds 1-5, most of them the old code's 1,000-miss run; --profile
 adds cProfile of our 1,000-miss run)
 """
 
