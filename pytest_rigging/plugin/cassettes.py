@@ -209,8 +209,9 @@ def _label(entry: Entry) -> str:
     request = entry["request"]
     sample = request.get("sample")
     rank = (f"sample {sample}, " if sample is not None else "") + f"call {request.get('call')}"
-    if entry.get("item"):
-        return f"{entry.get('item')}'s {rank}"
+    item = entry.get("item")
+    if item:
+        return f"{item}'s {rank}"
     messages = request.get("messages")
     asked = (
         messages[-1].get("content")
