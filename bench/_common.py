@@ -15,8 +15,10 @@ import pstats
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 import typing as t
+import venv
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,3 +361,23 @@ def profile_file_top(path: Path, top: int = 20) -> str:
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(top)
     return out.getvalue()
+
+
+def python_seeing(tree: Path, where: Path) -> Path:
+    """A python that imports pytest_rigging from `tree` and everything else from what this
+    interpreter sees: a venv at `where` whose .pth names `tree` first, then this
+    interpreter's site directories that hold no pytest_rigging of their own (the A/B
+    venvs of the README: each side sees one tree only)."""
+    venv.EnvBuilder(with_pip=False).create(where)
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).parent
+    seen = [
+        entry
+        for entry in (Path(path).resolve() for path in sys.path if path)
+        if entry.is_dir()
+        and not (entry / "pytest_rigging" / "__init__.py").exists()
+        and not entry.is_relative_to(stdlib)
+        and entry != BENCH_DIR
+    ]
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(where), "platbase": str(where)}))
+    (site / "zz_tree.pth").write_text("".join(f"{path}\n" for path in [tree, *seen]))
+    return where / "bin" / "python"

@@ -4,6 +4,7 @@ routes, then replayed with the server refusing every call."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,151 @@ def test_a_changed_prompt_misses_and_says_how(
         ]
     )
     assert len(llm_server.requests) == 6  # the miss never reached the server
+
+
+SYSTEM_PROMPTED = """
+import pytest
+
+import pytest_rigging as rg
+
+SYSTEM = "Answer in one word."
+
+
+@pytest.fixture
+def rig_pipeline(rig_generator, case):
+    return rig_generator.chat([rg.Message("system", SYSTEM), rg.Message("user", f"Q{case}")])
+
+
+@pytest.mark.parametrize("case", range(8))
+@pytest.mark.rig(runs=2)
+def test_q(rig_chat, case):
+    pass
+"""
+
+
+def misses(output: str) -> dict[str, str]:
+    """Each errored item's id (within the module), and the miss message shown for it
+    (under xdist, after the line naming the worker)."""
+    return dict(
+        re.findall(r"_ ERROR at setup of (\S+) _+\n(?:\[gw\d+\] .*\n)?(no recording in .*)", output)
+    )
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_changed_system_prompt_explains_the_first_misses_and_names_the_rest(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """Every call of the module misses: the first 3 items that miss (in each process) say
+    how they differ; the others name the item's own recording, and that the differences
+    were shown above."""
+    ini(pytester)
+    pytester.makepyfile(test_capitals=SYSTEM_PROMPTED)
+    args = ["--rig-models", "echo!a,echo!b", "-p", "no:cacheprovider"]
+    pytester.runpytest(*args, "--rig-record", "once").assert_outcomes(passed=16)
+    pytester.makepyfile(test_capitals=SYSTEM_PROMPTED.replace("one word", "two words"))
+    result = pytester.runpytest_subprocess(*args, "--rig-record", "none", *workers)
+    result.assert_outcomes(errors=16)
+    shown = misses(result.stdout.str())
+    assert len(shown) == 16
+    head = (
+        "no recording in cassettes/test_capitals.json for this call (--rig-record none "
+        "replays only); "
+    )
+    explained = [item for item, message in shown.items() if "differs in" in message]
+    for item in explained:
+        assert shown[item] == (
+            f"{head}the closest recording differs in messages[0].content: "
+            '"Answer in two words." here, "Answer in one word." recorded'
+        )
+    for item in shown.keys() - set(explained):
+        assert re.fullmatch(
+            re.escape(f"{head}the closest recording is test_capitals.py::{item}'s sample ")
+            + r"[01]"
+            + re.escape(
+                ", call 0 (how calls differ from their closest recordings is shown for this "
+                "module's first 3 items that missed)"
+            ),
+            shown[item],
+        ), shown[item]
+    if workers:  # each worker reads the cassette, and counts its own first 3
+        assert 3 <= len(explained) <= 6, explained
+    else:
+        assert len(explained) == 3, explained
+
+
+def test_a_missed_case_whose_id_changed_names_the_recording_it_was(
+    pytester: pytest.Pytester,
+) -> None:
+    """The ids and the system prompt edited together: no recording shares a missed item's
+    id, so the closest is found by what the call says (the same country), not taken from
+    the first recording of the same model and sample."""
+    suite = """
+        import os
+
+        import pytest
+
+        import pytest_rigging as rg
+
+        COUNTRIES = ["France", "Japan", "Peru", "Chile", "Spain"]
+        SYSTEM = "Answer in one word."
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, country):
+            return rig_generator.chat(
+                [rg.Message("system", SYSTEM), rg.Message("user", f"Capital of {country}?")]
+            )
+
+        @pytest.mark.parametrize("country", COUNTRIES, ids=IDS)
+        def test_capital(rig_chat, country):
+            pass
+        """
+    ini(pytester)
+    pytester.makepyfile(test_capitals=suite.replace("IDS", "None"))
+    args = ["--rig-models", "echo!a", "-p", "no:cacheprovider"]
+    pytester.runpytest(*args, "--rig-record", "once").assert_outcomes(passed=5)
+    edited = suite.replace("IDS", "str.lower").replace("one word", "two words")
+    pytester.makepyfile(test_capitals=edited)
+    result = pytester.runpytest(*args, "--rig-record", "none")
+    result.assert_outcomes(errors=5)
+    named = {
+        item: message.split("the closest recording is ")[1].split("'s sample")[0]
+        for item, message in misses(result.stdout.str()).items()
+        if "the closest recording is " in message
+    }
+    assert len(named) == 2  # after the first 3
+    for item, recording in named.items():
+        country = item.removeprefix("test_capital[").removesuffix("-a]")
+        assert recording == f"test_capitals.py::test_capital[{country.capitalize()}-a]"
+
+
+def test_a_recording_without_its_item_is_named_by_what_it_asked(
+    pytester: pytest.Pytester,
+) -> None:
+    """A cassette whose entries don't say which item recorded them (written by hand, or
+    before entries carried it): a later miss names the closest recording by its
+    generator, call and what it asked."""
+    ini(pytester)
+    pytester.makepyfile(test_capitals=SYSTEM_PROMPTED.replace("runs=2", "runs=1"))
+    args = ["--rig-models", "echo!a", "-p", "no:cacheprovider"]
+    pytester.runpytest(*args, "--rig-record", "once").assert_outcomes(passed=8)
+    doc = json.loads(cassette(pytester).read_text())
+    for entry in doc["entries"]:
+        del entry["item"]
+    cassette(pytester).write_text(json.dumps(doc))
+    pytester.makepyfile(
+        test_capitals=SYSTEM_PROMPTED.replace("runs=2", "runs=1").replace("one word", "two words")
+    )
+    result = pytester.runpytest(*args, "--rig-record", "none")
+    result.assert_outcomes(errors=8)
+    named = {
+        item: message.split("the closest recording is ")[1].split(" (how calls differ")[0]
+        for item, message in misses(result.stdout.str()).items()
+        if "the closest recording is " in message
+    }
+    assert len(named) == 5
+    for item, recording in named.items():
+        case = item.removeprefix("test_q[").removesuffix("-a]")
+        assert recording == f'echo!a\'s sample 0, call 0, asking "Q{case}"'
 
 
 def test_new_episodes_records_only_what_is_missing(

@@ -11,14 +11,19 @@ One JSON file per test module (`cassettes/test_capitals.json` beside it), entrie
 by key, secrets masked, so that re-recording an unchanged suite changes nothing. New
 entries are written when the run ends, atomically; under xdist each worker hands its own to
 the controller through the run's folder, and the controller writes each file once.
+
+A miss names the closest recording, found among those that share the most with the call
+(the item that recorded it, the generator, the sample, the call's rank), so that a prompt
+edit failing every call of a suite fails it fast; how a call differs from it is told for a
+module's first `EXPLAINED` items that miss, and later ones name the recording only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import difflib
 import hashlib
+import itertools
 import json
 import os
 import threading
@@ -46,6 +51,10 @@ FORMAT = "pytest-rigging-cassette"
 VERSION = 1
 _UNKEYED = ("api_base", "timeout", "extra_headers")
 """Params that say how to reach a model, not what it answers (headers may hold a key)."""
+EXPLAINED = 3
+"""A module's first items that miss (in each process: an xdist worker reads its cassettes
+itself) are told how each call differs from its closest recording; after a prompt edit the
+rest would tell the same story again."""
 
 
 class CassetteError(CallRefused):
@@ -107,11 +116,109 @@ class Cassette:
         self.error: str | None = None
         self.recorded: dict[str, Entry] = {}
         self.new: dict[str, Entry] = {}
+        self._index: _Index | None = None
+        self._explained: set[str] = set()
+        self._lock = threading.Lock()
         if self.existed:
             try:
                 self.recorded = _read(path, shown)
             except CassetteError as error:
                 self.error = str(error)
+
+    def miss(self, request: dict[str, t.Any], nodeid: str, mode: str) -> str:
+        """Why `nodeid`'s call has no answer: which recording comes closest and, for the
+        module's first `EXPLAINED` items that miss, how the call differs from it. Only
+        replay-only modes miss, and they record nothing: `recorded` is all there is."""
+        head = f"no recording in {self.shown} for this call (--rig-record {mode} replays only)"
+        if not self.recorded:
+            return f"{head}; the cassette holds no recording (record with --rig-record once)"
+        with self._lock:
+            if self._index is None:
+                self._index = _Index(list(self.recorded.values()))
+            index = self._index
+            explained = nodeid in self._explained or len(self._explained) < EXPLAINED
+            if explained:
+                self._explained.add(nodeid)
+        wanted = dict(_leaves(request))
+        closest, leaves = index.closest(wanted, _facets(nodeid, request))
+        if not explained:
+            return (
+                f"{head}; the closest recording is {_label(closest)} (how calls differ from "
+                f"their closest recordings is shown for this module's first {EXPLAINED} "
+                "items that missed)"
+            )
+        differences = _differences(wanted, leaves)
+        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
+        return f"{head}; the closest recording differs in {shown}"
+
+
+_Facets = tuple[str, str, str, str]
+"""What a call shares with its own recordings: the item, the generator, the sample and
+the call's rank (each as JSON: a cassette edited by hand may hold anything there)."""
+
+
+def _facets(nodeid: str | None, request: dict[str, t.Any]) -> _Facets:
+    return (
+        _key(nodeid),
+        _key(request.get("generator")),
+        _key(request.get("sample")),
+        _key(request.get("call")),
+    )
+
+
+class _Index:
+    """A cassette's recordings by every combination of their facets, so that a miss is
+    compared only with the recordings that share the most facets with it (its own item's
+    recording for the same sample and call, after a prompt edit), not with all of them."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+        self.leaves = [dict(_leaves(entry["request"])) for entry in entries]
+        masks = list(itertools.product((True, False), repeat=4))
+        self.levels = [
+            [mask for mask in masks if sum(mask) == shared] for shared in range(4, -1, -1)
+        ]
+        """The combinations of facets, those of the most facets first."""
+        self.buckets: dict[tuple[bool, ...], dict[tuple[str, ...], list[int]]] = {
+            mask: {} for mask in masks
+        }
+        for number, entry in enumerate(entries):
+            facets = _facets(entry.get("item"), entry["request"])
+            for mask, bucket in self.buckets.items():
+                bucket.setdefault(_kept(facets, mask), []).append(number)
+
+    def closest(self, wanted: dict[str, t.Any], facets: _Facets) -> tuple[Entry, dict[str, t.Any]]:
+        """The recording nearest `wanted` (a call's leaves), and its leaves."""
+        for level in self.levels:  # the last level, sharing nothing, holds every recording
+            found = sorted(
+                {n for mask in level for n in self.buckets[mask].get(_kept(facets, mask), ())}
+            )
+            if found:
+                break
+        best = min(found, key=lambda n: _distance(wanted, self.leaves[n]))
+        return self.entries[best], self.leaves[best]
+
+
+def _kept(facets: _Facets, mask: tuple[bool, ...]) -> tuple[str, ...]:
+    return tuple(facet for facet, kept in zip(facets, mask, strict=True) if kept)
+
+
+def _label(entry: Entry) -> str:
+    """A recording as a person finds it in the cassette: its item's (or, recorded without
+    one, its generator's and what it asked), sample and call."""
+    request = entry["request"]
+    sample = request.get("sample")
+    rank = (f"sample {sample}, " if sample is not None else "") + f"call {request.get('call')}"
+    item = entry.get("item")
+    if item:
+        return f"{item}'s {rank}"
+    messages = request.get("messages")
+    asked = (
+        messages[-1].get("content")
+        if isinstance(messages, list) and messages and isinstance(messages[-1], dict)
+        else request.get("text")
+    )
+    return f"{request.get('generator')}'s {rank}, asking {_short(asked)}"
 
 
 def _read(path: Path, shown: str) -> dict[str, Entry]:
@@ -174,9 +281,9 @@ def _digest(data: str) -> str:
     return "sha256:" + hashlib.sha256(data.encode()).hexdigest()
 
 
-def _key(request: dict[str, t.Any]) -> str:
+def _key(value: object) -> str:
     """JSON-semantic: key order and whitespace don't matter."""
-    return json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class Tapes:
@@ -253,7 +360,7 @@ class Tapes:
             if found is not None:
                 return found["reply"]
             if replay_only:
-                raise CassetteError(_miss(cassette, request, self.mode))
+                raise CassetteError(cassette.miss(request, where.nodeid, self.mode))
         if self.gate is not None:
             self.gate()
         started = time.perf_counter()
@@ -330,19 +437,6 @@ def _masked(reply: Reply) -> Reply:
     return {**reply, "content": redact(reply["content"], known_secrets())}
 
 
-def _miss(cassette: Cassette, request: dict[str, t.Any], mode: str) -> str:
-    """Which recording comes closest to `request`, and how they differ."""
-    head = f"no recording in {cassette.shown} for this call (--rig-record {mode} replays only)"
-    entries = [*cassette.recorded.values(), *cassette.new.values()]
-    if not entries:
-        return f"{head}; the cassette holds no recording (record with --rig-record once)"
-    wanted = dict(_leaves(request))
-    best = min(entries, key=lambda e: _distance(wanted, dict(_leaves(e["request"]))))
-    differences = _differences(wanted, dict(_leaves(best["request"])))
-    shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
-    return f"{head}; the closest recording differs in {shown}"
-
-
 def _leaves(value: t.Any, path: str = "") -> t.Iterator[tuple[str, t.Any]]:
     if isinstance(value, dict):
         for key in sorted(value):
@@ -357,11 +451,30 @@ def _leaves(value: t.Any, path: str = "") -> t.Iterator[tuple[str, t.Any]]:
 
 
 def _distance(one: dict[str, t.Any], other: dict[str, t.Any]) -> float:
+    """How far apart two calls' leaves are: one for each leaf that differs, less the share
+    of it the two have in common at its start and end (a prompt edited in one place)."""
     differing = [k for k in one.keys() | other.keys() if one.get(k) != other.get(k)]
-    similarity = sum(
-        difflib.SequenceMatcher(None, str(one.get(k)), str(other.get(k))).ratio() for k in differing
-    )
-    return len(differing) - similarity
+    return len(differing) - sum(_alike(str(one.get(k)), str(other.get(k))) for k in differing)
+
+
+def _alike(one: str, other: str) -> float:
+    """The share of the longer text that its common start and end with the other cover: a
+    few slice comparisons, where difflib's ratio compares every part with every other."""
+    start = _common_start(one, other)
+    end = _common_start(one[start:][::-1], other[start:][::-1])
+    return (start + end) / max(len(one), len(other), 1)
+
+
+def _common_start(one: str, other: str) -> int:
+    """The length of the longest common prefix, halving by slices (compared in C)."""
+    low, high = 0, min(len(one), len(other))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if one[:middle] == other[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _differences(wanted: dict[str, t.Any], recorded: dict[str, t.Any]) -> list[str]:
