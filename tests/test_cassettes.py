@@ -161,9 +161,9 @@ def test_a_changed_system_prompt_explains_the_first_misses_and_names_the_rest(
     for item in shown.keys() - set(explained):
         assert re.fullmatch(
             re.escape(f"{head}the closest recording is test_capitals.py::{item}'s sample ")
-            + r"[01]"
+            + r"[12]"
             + re.escape(
-                ", call 0 (how calls differ from their closest recordings is shown for this "
+                ", call 1 (how calls differ from their closest recordings is shown for this "
                 "module's first 3 items that missed)"
             ),
             shown[item],
@@ -246,7 +246,7 @@ def test_a_recording_without_its_item_is_named_by_what_it_asked(
     assert len(named) == 5
     for item, recording in named.items():
         case = item.removeprefix("test_q[").removesuffix("-a]")
-        assert recording == f'echo!a\'s sample 0, call 0, asking "Q{case}"'
+        assert recording == f'echo!a\'s sample 1, call 1, asking "Q{case}"'
 
 
 def test_new_episodes_records_only_what_is_missing(

@@ -43,7 +43,7 @@ from pytest_rigging.generator.base import (
     Usage,
 )
 from pytest_rigging.message import Message, MessageDict
-from pytest_rigging.plugin.records import write_json
+from pytest_rigging.plugin.records import sample_number, write_json
 from pytest_rigging.plugin.samples import CallRefused
 
 MODES = ("none", "once", "new_episodes", "all")
@@ -204,11 +204,14 @@ def _kept(facets: _Facets, mask: tuple[bool, ...]) -> tuple[str, ...]:
 
 
 def _label(entry: Entry) -> str:
-    """A recording as a person finds it in the cassette: its item's (or, recorded without
-    one, its generator's and what it asked), sample and call."""
+    """A recording as a person finds it: its item's (or, recorded without one, its
+    generator's and what it asked), sample and call, numbered from 1 as samples are shown
+    everywhere (the file indexes both from 0)."""
     request = entry["request"]
-    sample = request.get("sample")
-    rank = (f"sample {sample}, " if sample is not None else "") + f"call {request.get('call')}"
+    sample, call = request.get("sample"), request.get("call")
+    rank = (f"sample {sample_number(sample)}, " if isinstance(sample, int) else "") + (
+        f"call {call + 1}" if isinstance(call, int) else f"call {call}"
+    )
     item = entry.get("item")
     if item:
         return f"{item}'s {rank}"
