@@ -8,7 +8,6 @@ import json
 import re
 import sys
 import threading
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -515,6 +514,43 @@ def test_a_suite_of_mostly_one_test_splits_evenly_by_cases(
     assert without_timings(json.loads(merged_path.read_text())) == without_timings(whole)
     shown = " ".join(pytester.runpytest("--help").stdout.str().split())
     assert "one bigger than a slice's share is cut by cases" in shown
+
+
+LATER_PARAMETER = """
+import pytest
+
+@pytest.hookimpl(trylast=True)  # after the plugin's: the cell's id is no longer last
+def pytest_generate_tests(metafunc):
+    if "lang" in metafunc.fixturenames:
+        metafunc.parametrize("lang", ["en", "fr"])
+"""
+
+
+def test_a_case_stays_whole_when_a_later_parameter_follows_its_cell(
+    pytester: pytest.Pytester,
+) -> None:
+    """A conftest that parametrizes after the plugin puts its id after the cell's
+    (`test_big[7-a-en]`): the case (`7`, `en`) still keeps both models in one shard."""
+    ini(pytester)
+    pytester.makeconftest(LATER_PARAMETER)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("case", range(9))  # 36 items: 18 a shard, in mid-number
+        def test_big(rig_chat, case, lang):
+            pass
+        """
+    )
+    suite = ["--rig-models", "echo!a,echo!b", "-p", "no:cacheprovider"]
+    shards = [run(pytester, *suite, "--rig-shard", f"{k}/2")[1]["items"] for k in (1, 2)]
+    ids = [{item["nodeid"].split("[")[1] for item in items} for items in shards]
+    assert "7-a-en]" in ids[0] | ids[1]  # the cell's id is in the middle
+    assert sorted(map(len, ids)) == [18, 18]
+    for held in ids:  # each case's item on model a is in the shard of its item on b
+        assert {i.replace("-a-", "-b-") for i in held if "-a-" in i} == {
+            i for i in held if "-b-" in i
+        }
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
@@ -1063,7 +1099,7 @@ def test_each_sample_records_its_check_and_samples_count_from_one(
     doc = json.loads((pytester.path / "r.json").read_text())
     assert doc["version"] == 2
     items = {item["nodeid"].split("::")[1].split("-")[0]: item for item in doc["items"]}
-    junit = ET.parse(pytester.path / "junit.xml").getroot()
+    junit = ElementTree.parse(pytester.path / "junit.xml").getroot()
     for case in "ab":
         chats = sorted(items[f"test_several[{case}"]["chats"], key=lambda c: c["sample"])
         assert [c["sample"] for c in chats] == [1, 2, 3, 4, 5]

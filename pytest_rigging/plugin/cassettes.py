@@ -152,13 +152,19 @@ class Cassette:
         return f"{head}; the closest recording differs in {shown}"
 
 
-_Facets = tuple[str, str, str, str]
-"""What a call shares with its own recordings: the item, the generator, the sample and
-the call's rank (each as JSON: a cassette edited by hand may hold anything there)."""
+class _Facets(t.NamedTuple):
+    """What a call shares with its own recordings, each as JSON (a cassette edited by hand
+    may hold anything there); the index masks them in this order."""
+
+    item: str
+    generator: str
+    sample: str
+    call: str
+    """The call's rank among the sample's identical calls."""
 
 
 def _facets(nodeid: str | None, request: dict[str, t.Any]) -> _Facets:
-    return (
+    return _Facets(
         _key(nodeid),
         _key(request.get("generator")),
         _key(request.get("sample")),
@@ -174,9 +180,10 @@ class _Index:
     def __init__(self, entries: list[Entry]) -> None:
         self.entries = entries
         self.leaves = [dict(_leaves(entry["request"])) for entry in entries]
-        masks = list(itertools.product((True, False), repeat=4))
+        masks = list(itertools.product((True, False), repeat=len(_Facets._fields)))
         self.levels = [
-            [mask for mask in masks if sum(mask) == shared] for shared in range(4, -1, -1)
+            [mask for mask in masks if sum(mask) == shared]
+            for shared in range(len(_Facets._fields), -1, -1)
         ]
         """The combinations of facets, those of the most facets first."""
         self.buckets: dict[tuple[bool, ...], dict[tuple[str, ...], list[int]]] = {

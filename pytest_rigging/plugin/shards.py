@@ -116,12 +116,21 @@ def split(items: t.Sequence[pytest.Item], shard: Shard) -> Split:
 
 def _case(item: pytest.Item) -> str:
     """The item's case: its node id without its cell's id, so that the case's cells (the
-    same inputs on each model and params set) stay in one shard. An item whose only
-    parameter is its cell (or that is no matrix item) is a case of its own."""
+    same inputs on each model and params set) stay in one shard. The cell's id is one of
+    the id's dash-joined parts, last unless a later parametrization (a conftest's
+    `trylast` hook) comes after it. An item whose only parameter is its cell (or that is
+    no matrix item) is a case of its own. Node ids, not parameter values, so that every
+    job cuts alike."""
     cell = call_params(item).get("rig_cell")
-    suffix = f"-{cell.id}]" if cell is not None else None
-    if suffix is not None and item.nodeid.endswith(suffix):
-        return item.nodeid[: -len(suffix)] + "]"
+    head, bracket, inner = item.nodeid.partition("[")
+    if cell is None or not bracket:
+        return item.nodeid
+    parts = inner[:-1].split("-")
+    cut = len(cell.id.split("-"))
+    for start in range(len(parts) - cut, -1, -1):
+        rest = parts[:start] + parts[start + cut :]
+        if rest and "-".join(parts[start : start + cut]) == cell.id:
+            return f"{head}[{'-'.join(rest)}]"
     return item.nodeid
 
 
