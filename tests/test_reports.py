@@ -37,14 +37,17 @@ def rig_pipeline(rig_generator, case):
     return rig_generator.chat(f"case {case}").until_parsed_as(Answer, max_rounds=2)
 """
 
-SUITE = (
-    PIPELINE
-    + """
+RESULT_STYLE = """
 @pytest.mark.parametrize("case", ["a", "b"])
 @pytest.mark.rig(runs=3, min_pass=2)
 def test_result_style(rig_chat, case):
     assert rig_chat.last.parse(Answer).content == "ok"
+"""
 
+SUITE = (
+    PIPELINE
+    + RESULT_STYLE
+    + """
 @pytest.mark.parametrize("case", ["c"])
 async def test_free_style(rig_pipeline, case):
     chat = await rig_pipeline.run()
