@@ -512,13 +512,13 @@ def test_the_default_echo_model_is_named_in_the_header_and_under_each_failure(
         ]
         owner = max(i for i in failures if i < section)
         assert "test_capital[echo]" in lines[owner]
-        # the controller of an xdist run collects nothing: with no option, no header there
-        assert lines.count(header) == (0 if xdist and not options else 1)
+        assert lines.count(header) == 1
     chosen = pytester.runpytest_subprocess("--rig-models", "echo!echo", *xdist)
     marked = FAILS_ON_ECHO.replace("def test_capital(rig_chat):", "def test_capital():")
     pytester.makepyfile(marked.replace("rig_chat.last.content ==", "'' =="))
-    only_marked = pytester.runpytest_subprocess(*xdist)  # the marked test is the rig test
-    for result in (chosen, only_marked):
+    # the marked test is the only rig test, with or without a rig option
+    only_marked = [pytester.runpytest_subprocess(*o, *xdist) for o in ([], ["--rig-runs", "1"])]
+    for result in (chosen, *only_marked):
         result.assert_outcomes(failed=2)
         assert "default model" not in result.stdout.str()
         assert "no models given" not in result.stdout.str()
