@@ -182,6 +182,13 @@ def named(identifier: str) -> str:
     return f"{generator.provider}!{generator.model}"
 
 
+def closing_with_closest(message: str, line: str) -> bool:
+    """Whether `line` is `message`, which ends with the first of the names litellm knows
+    closest to a misspelt one, and any more of them: which follow it depends on the
+    release's bundled data (litellm is not pinned)."""
+    return re.fullmatch(f"{re.escape(message)}(, [^ ,]+)*", line) is not None
+
+
 def peak_overlap(requests: t.Sequence[RecordedRequest]) -> int:
     """The most requests of `requests` that the server was handling at one moment."""
     edges = sorted([(r.start, 1) for r in requests] + [(r.end, -1) for r in requests])

@@ -24,6 +24,7 @@ from pytest_rigging.plugin import progress
 from tests.conftest import (
     ONE_ITEM,
     Clock,
+    closing_with_closest,
     ini,
     on,
     peak_overlap,
@@ -294,7 +295,7 @@ def test_the_engine_closes_the_generators_it_made(pytester: pytest.Pytester) -> 
             "",
             "--rig-models: litellm cannot route the model 'gtp-4o-mini': it names no provider"
             " ('provider/model') and litellm knows no model of that name;"
-            " closest known: gpt-4o-mini,",
+            " closest known: gpt-4o-mini",
         ),
         (
             [],
@@ -383,11 +384,12 @@ def test_a_bare_model_litellm_cannot_route_stops_the_run_unless_another_route_is
     (pytester.path / "rules.toml").write_text('default = "x"\n')
     result = pytester.runpytest("--rig-models", "gtp-4o-mini")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert [line for line in result.stderr.lines if line] == [
+    [line] = [line for line in result.stderr.lines if line]
+    assert closing_with_closest(
         "ERROR: --rig-models: litellm cannot route the model 'gtp-4o-mini': it names no provider"
-        " ('provider/model') and litellm knows no model of that name;"
-        " closest known: gpt-4o-mini, gpt-5.4-mini, gpt-4.1-mini"
-    ]
+        " ('provider/model') and litellm knows no model of that name; closest known: gpt-4o-mini",
+        line,
+    ), line
     assert result.stdout.lines == []
     pytester.makepyfile("def test_x(rig_model): pass")
     routed = [
@@ -422,7 +424,7 @@ MARKER_ERRORS = {
         "'temperature=0.2'",
         "test_marks.py::test_marked: @pytest.mark.rig_models: litellm cannot route the model"
         " 'gtp-4o-mini': it names no provider ('provider/model') and litellm knows no model"
-        " of that name; closest known: gpt-4o-mini, gpt-5.4-mini, gpt-4.1-mini",
+        " of that name; closest known: gpt-4o-mini",
     ),
     "params-dict": (
         "echo!b",
@@ -465,7 +467,8 @@ def test_a_marker_that_cannot_run_is_a_collection_error_naming_the_test(
         result = pytester.runpytest()
         assert result.ret == pytest.ExitCode.INTERRUPTED
     result.assert_outcomes(errors=1)
-    assert result.stdout.lines.count(message) == 1, result.stdout.str()
+    shown = [line for line in result.stdout.lines if closing_with_closest(message, line)]
+    assert len(shown) == 1, result.stdout.str()
     assert "Traceback" not in result.stdout.str()
 
 
@@ -512,13 +515,13 @@ def test_the_default_echo_model_is_named_in_the_header_and_under_each_failure(
         ]
         owner = max(i for i in failures if i < section)
         assert "test_capital[echo]" in lines[owner]
-        # the controller of an xdist run collects nothing: with no option, no header there
-        assert lines.count(header) == (0 if xdist and not options else 1)
+        assert lines.count(header) == 1
     chosen = pytester.runpytest_subprocess("--rig-models", "echo!echo", *xdist)
     marked = FAILS_ON_ECHO.replace("def test_capital(rig_chat):", "def test_capital():")
     pytester.makepyfile(marked.replace("rig_chat.last.content ==", "'' =="))
-    only_marked = pytester.runpytest_subprocess(*xdist)  # the marked test is the rig test
-    for result in (chosen, only_marked):
+    # the marked test is the only rig test, with or without a rig option
+    only_marked = [pytester.runpytest_subprocess(*o, *xdist) for o in ([], ["--rig-runs", "1"])]
+    for result in (chosen, *only_marked):
         result.assert_outcomes(failed=2)
         assert "default model" not in result.stdout.str()
         assert "no models given" not in result.stdout.str()

@@ -23,7 +23,15 @@ import pytest
 import pytest_rigging as rg
 from pytest_rigging._concurrency import calls_heard
 from pytest_rigging.generator.litellm_ import litellm_model
-from tests.conftest import ONE_ITEM, OPENAI_TEST_KEY, ini, named, on, peak_overlap
+from tests.conftest import (
+    ONE_ITEM,
+    OPENAI_TEST_KEY,
+    closing_with_closest,
+    ini,
+    named,
+    on,
+    peak_overlap,
+)
 from tests.llm_server import LLMServer, Reply
 
 pytestmark = pytest.mark.usefixtures("release_litellm")
@@ -527,11 +535,11 @@ def test_a_bare_name_is_checked_against_what_litellm_routes() -> None:
     OpenAI id) is only a note; behind an `api_base` nothing is looked up."""
     with pytest.raises(rg.InvalidGeneratorError) as caught:
         rg.get_generator("gtp-4o-mini").check()
-    assert str(caught.value) == (
+    assert closing_with_closest(
         "litellm cannot route the model 'gtp-4o-mini': it names no provider ('provider/model')"
-        " and litellm knows no model of that name; closest known: gpt-4o-mini, gpt-5.4-mini,"
-        " gpt-4.1-mini"
-    )
+        " and litellm knows no model of that name; closest known: gpt-4o-mini",
+        str(caught.value),
+    ), caught.value
     with pytest.raises(
         rg.InvalidGeneratorError, match=r"^litellm cannot route .*'qwertyuiop'.*name$"
     ):

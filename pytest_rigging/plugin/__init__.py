@@ -57,31 +57,28 @@ def _cell(item: pytest.Item) -> Cell | None:
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     """Which models and params this run uses, when the run sets any (else nothing: a suite
-    without rig tests sees no trace of the plugin); that no models were given, if so."""
+    without rig tests sees no trace of the plugin). Whether a rig test runs on the default
+    model is known once they are collected."""
     run = _run(config)
-    if not run.asked:
-        return None
-    from pytest_rigging.plugin.matrix import DEFAULT_MODEL_HEADER
-
-    default = run.settings.models_from == "default"
-    return [run.settings.header(), *([DEFAULT_MODEL_HEADER] if default else [])]
+    return [run.settings.header()] if run.asked else None
 
 
 def pytest_report_collectionfinish(
     config: pytest.Config, items: t.Sequence[pytest.Item]
 ) -> list[str]:
-    """Rig tests on the defaults: say so once they are found, and that they run on the
-    default model; the runs rig marks set where they differ from the header's (unless at
-    -q, which hides the header); and what a shard holds."""
+    """Rig tests on the defaults: say so once they are found; that some run on the default
+    model; the runs rig marks set where they differ from the header's (unless at -q, which
+    hides the header); and what a shard holds. (An xdist controller, which collects
+    nothing, says the middle two from what its workers found: `xdist`.)"""
     run = _run(config)
     lines = []
     matrix = [i for i in items if _cell(i) is not None]
     if not run.asked and matrix:
+        lines.append(run.settings.header())
+    if any(run.settings.on_default_model(i) for i in matrix):
         from pytest_rigging.plugin.matrix import DEFAULT_MODEL_HEADER
 
-        lines.append(run.settings.header())
-        if any(run.settings.on_default_model(i) for i in matrix):
-            lines.append(DEFAULT_MODEL_HEADER)
+        lines.append(DEFAULT_MODEL_HEADER)
     if matrix and config.get_verbosity() >= 0:
         from pytest_rigging.plugin.samples import runs_line
 

@@ -134,19 +134,27 @@ def write_aside(terminal: pytest.TerminalReporter, text: str) -> None:
     file.flush()
 
 
-def terminal_width(config: pytest.Config) -> int | None:
-    """The width of the terminal pytest writes to (`COLUMNS` when set, as pytest reads
-    it); None when output goes to no terminal and `COLUMNS` is unset: a CI log has no
-    width to fit, and pytest's 80 there would cut what the log should keep.
+def line_width(config: pytest.Config) -> int:
+    """The width pytest draws its own lines at (`COLUMNS` when set, as pytest reads it),
+    80 when it writes to no terminal.
 
     `Config.get_terminal_writer()` is undocumented and its `TerminalWriter` is not
-    exported; `fullwidth` is what pytest's own reporter reads, and its file (`_file`) is
-    where it writes. Present in every pytest this plugin admits (8.4 and later).
+    exported; `fullwidth` is what pytest's own reporter reads. Present in every pytest
+    this plugin admits (8.4 and later).
     """
-    writer = config.get_terminal_writer()
-    if "COLUMNS" not in os.environ and not writer._file.isatty():
+    return int(config.get_terminal_writer().fullwidth)
+
+
+def terminal_width(config: pytest.Config) -> int | None:
+    """`line_width`, but None when output goes to no terminal and `COLUMNS` is unset: a CI
+    log has no width to fit, and pytest's 80 there would cut what the log should keep.
+
+    The writer's file (`_file`, where pytest writes) is as undocumented as the writer;
+    present in every pytest this plugin admits (8.4 and later).
+    """
+    if "COLUMNS" not in os.environ and not config.get_terminal_writer()._file.isatty():
         return None
-    return int(writer.fullwidth)
+    return line_width(config)
 
 
 def mark_known_failure(report: pytest.TestReport, reason: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pytest_rigging.plugin.gates import Check
-from pytest_rigging.plugin.options import setting
+from pytest_rigging.plugin.options import given
 from pytest_rigging.plugin.samples import CallRefused
 
 if t.TYPE_CHECKING:
@@ -152,10 +152,10 @@ def _spent(rows: t.Sequence[Row]) -> str:
 
 
 def _amount(config: pytest.Config, name: str, kind: type[int] | type[float]) -> t.Any:
-    given = setting(config.getoption(f"rig_{name}"), config.getini(f"rig_{name}"), name)
-    if given is None:
+    setting = given(config, name)
+    if setting is None:
         return None
-    value, where = given
+    value, where = setting
     try:
         number = kind(value.strip())
     except ValueError:

@@ -43,6 +43,7 @@ from pytest_rigging.generator.base import (
     Usage,
 )
 from pytest_rigging.message import Message, MessageDict
+from pytest_rigging.plugin.options import given
 from pytest_rigging.plugin.records import sample_number, write_json
 from pytest_rigging.plugin.samples import CallRefused
 
@@ -537,11 +538,11 @@ def write(recorded: t.Iterable[dict[str, list[Entry]]], mode: str) -> list[str]:
 
 def read_tapes(config: pytest.Config) -> Tapes | None:
     """`--rig-record MODE` (or ini `rig_record`): the run's cassettes; None without it."""
-    mode = config.getoption("rig_record") or config.getini("rig_record").strip() or None
-    if mode is None:
+    setting = given(config, "record")
+    if setting is None:
         return None
+    mode, where = setting.value.strip(), setting.where
     if mode not in MODES:
-        where = "--rig-record" if config.getoption("rig_record") else "ini rig_record"
         raise pytest.UsageError(f"{where}: expected one of {', '.join(MODES)}, got {mode!r}")
     return Tapes(mode, config.rootpath)
 

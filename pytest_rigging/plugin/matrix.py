@@ -25,7 +25,7 @@ from pytest_rigging.generator.base import (
     parse_params,
 )
 from pytest_rigging.plugin._compat import call_params
-from pytest_rigging.plugin.options import ini_folder, setting
+from pytest_rigging.plugin.options import given, ini_folder
 from pytest_rigging.plugin.records import CellRecord
 
 if t.TYPE_CHECKING:
@@ -456,10 +456,8 @@ def read_settings(config: pytest.Config, check: Checker | None) -> Settings:
             texts, where, params_from = [""], "default", "default"
         params, noticed = unique_params([to_params(p, where) for p in texts], texts, where)
         notes.extend(noticed)
-        runs = _positive(config.getoption("rig_runs"), config.getini("rig_runs"), "runs")
-        concurrency = _positive(
-            config.getoption("rig_concurrency"), config.getini("rig_concurrency"), "concurrency"
-        )
+        runs = _positive(config, "runs")
+        concurrency = _positive(config, "concurrency")
     except InvalidGeneratorError as error:
         raise pytest.UsageError(str(error)) from None
     return Settings(
@@ -473,12 +471,12 @@ def read_settings(config: pytest.Config, check: Checker | None) -> Settings:
     )
 
 
-def _positive(cli: str | None, ini: str, name: str) -> int | None:
+def _positive(config: pytest.Config, name: str) -> int | None:
     """A whole number >= 1 from the command line or the ini file; None when neither sets it."""
-    given = setting(cli, ini, name)
-    if given is None:
+    setting = given(config, name)
+    if setting is None:
         return None
-    value, where = given
+    value, where = setting
     try:
         number = int(value.strip())
     except ValueError:

@@ -178,19 +178,16 @@ class Given(t.NamedTuple):
     where: str
 
 
-def setting(cli: str | None, ini: str, name: str) -> Given | None:
-    """A rig setting's raw value and where it came from (`--rig-max-tokens`, `ini
+def given(config: pytest.Config, name: str) -> Given | None:
+    """Text rig setting `name`'s raw value and where it came from (`--rig-max-tokens`, `ini
     rig_max_tokens`): the command line over the ini file; None when neither sets it."""
+    cli: str | None = config.getoption(f"rig_{name}")
     if cli is not None:
         return Given(cli, f"--rig-{name.replace('_', '-')}")
+    ini: str = config.getini(f"rig_{name}")
     if ini.strip():
         return Given(ini, f"ini rig_{name}")
     return None
-
-
-def given(config: pytest.Config, name: str) -> Given | None:
-    """`setting` for rig setting `name`, read from `config`."""
-    return setting(config.getoption(f"rig_{name}"), config.getini(f"rig_{name}"), name)
 
 
 def ini_folder(config: pytest.Config) -> Path:

@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import math
 import os
-import shutil
 import time
 import typing as t
 
@@ -25,6 +24,7 @@ import pytest
 
 from pytest_rigging.plugin._compat import (
     current_column,
+    line_width,
     output_shown,
     restart_line,
     write_aside,
@@ -175,8 +175,8 @@ class Progress:
 
     def _draw(self, terminal: pytest.TerminalReporter, text: str) -> None:
         """The status line, on a line of its own beneath pytest's (or on pytest's, while
-        it is empty), cut to the terminal's width so that it never wraps."""
-        width = shutil.get_terminal_size().columns
+        it is empty), cut to the width pytest draws its lines at so that it never wraps."""
+        width = line_width(self.config)
         lead = ""
         if self._back is None:
             written = current_column(terminal)

@@ -106,6 +106,8 @@ class GroupFacts(TypedDict):
     cells: dict[str, CellRecord]
     runs: str | None
     """The line naming the runs rig marks set (`samples.runs_line`), if any."""
+    default: bool
+    """Whether some rig item runs on the default model (`matrix.DEFAULT_MODEL_HEADER`)."""
 
 
 class ItemRecord(TypedDict):

@@ -130,13 +130,20 @@ class DistWorker(Role):
                     cells[item.nodeid] = rig[item.nodeid].record
                 elif group:
                     scopes[item.nodeid] = group
-        runs = None
+        runs, default = None, False
         if rig:
             from pytest_rigging.plugin.samples import runs_line
 
             rig_items = [item for item in session.items if item.nodeid in rig]
             runs = runs_line(rig_items, self.run.settings.runs)
-        facts: GroupFacts = {"rig": bool(rig), "scopes": scopes, "cells": cells, "runs": runs}
+            default = any(self.run.settings.on_default_model(i) for i in rig_items)
+        facts: GroupFacts = {
+            "rig": bool(rig),
+            "scopes": scopes,
+            "cells": cells,
+            "runs": runs,
+            "default": default,
+        }
         path = folder / f"{self.run.place.worker}.json"
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(facts))
@@ -179,7 +186,7 @@ class DistController(Central):
         self.folder: Path | None = None
         self.facts: GroupFacts | None = None
         self.workers_emptied = False
-        self.runs_told = False
+        self.collection_told = False
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_from_serializable(self, data: dict[str, t.Any]) -> None:
@@ -195,20 +202,35 @@ class DistController(Central):
             path = next((p for p in paths if p.exists()), None)
             if path is not None:
                 self.facts = json.loads(path.read_text())
-        return self.facts or {"rig": False, "scopes": {}, "cells": {}, "runs": None}
+        return self.facts or {
+            "rig": False,
+            "scopes": {},
+            "cells": {},
+            "runs": None,
+            "default": False,
+        }
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: t.Any) -> None:
-        """Once the first worker has collected, the runs rig marks set, as a single process
-        says them after collection (xdist's controller collects nothing itself)."""
-        if self.runs_told:
+        """Once the first worker has collected, that rig items run on the default model and
+        the runs rig marks set, as a single process says them after collection (xdist's
+        controller collects nothing itself)."""
+        if self.collection_told:
             return
-        self.runs_told = True
-        line = self.read_facts(node.gateway.id)["runs"]
+        self.collection_told = True
+        facts = self.read_facts(node.gateway.id)
+        lines = []
+        if facts["default"]:
+            from pytest_rigging.plugin.matrix import DEFAULT_MODEL_HEADER
+
+            lines.append(DEFAULT_MODEL_HEADER)
+        if facts["runs"] and self.config.get_verbosity() >= 0:
+            lines.append(facts["runs"])
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if line and terminal is not None and self.config.get_verbosity() >= 0:
+        if lines and terminal is not None:
             terminal.ensure_newline()
-            terminal.write_line(line)
+            for line in lines:
+                terminal.write_line(line)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(
