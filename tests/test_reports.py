@@ -1095,6 +1095,55 @@ def test_each_sample_records_its_check_and_samples_count_from_one(
     assert "check-secret-value-4242" not in (pytester.path / "r.json").read_text()
 
 
+FREE_FORM_SYNC = """
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator):
+    return rig_generator.chat("q")
+
+@pytest.mark.rig(runs=3, min_pass=2)
+def test_free(rig_pipeline, rig_run):
+    chat = rig_run(rig_pipeline.run())
+    assert chat.last.content == "yes", "sample said no"
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_free_form_tests_chats_are_its_samples_with_their_checks(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """A sync free-form test with `runs=3` runs its body once per sample: the chats each
+    body ran are that sample's (numbered from 1), with its check, in the JSON report and
+    JUnit's failed samples."""
+    ini(pytester)
+    pytester.makepyfile(test_free=FREE_FORM_SYNC)
+    (pytester.path / "model.toml").write_text(
+        '[[rules]]\nmatch = "."\nreplies = ["yes", "no", "yes"]\n'
+    )
+    result = pytester.runpytest(
+        "--rig-models", "scripted!model.toml", "--rig-report", "r.json", "--junitxml", "j.xml",
+        *workers,
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    [item] = json.loads((pytester.path / "r.json").read_text())["items"]
+    assert item["samples"] == [2, 3]
+    shown = [
+        (c["sample"], c["conversation"][-1]["content"], c["check"], c["check_message"])
+        for c in sorted(item["chats"], key=lambda c: c["sample"])
+    ]
+    assert [chat[:3] for chat in shown] == [
+        (1, "yes", "passed"),
+        (2, "no", "failed"),
+        (3, "yes", "passed"),
+    ]
+    assert shown[0][3] is None and shown[2][3] is None
+    assert shown[1][3].startswith("AssertionError: sample said no\nassert 'no' == 'yes'")
+    [testcase] = ET.parse(pytester.path / "j.xml").getroot().iter("testcase")
+    properties = {p.get("name"): p.get("value") for p in testcase.iter("property")}
+    assert properties["rig_failed_samples"] == "2"
+
+
 def test_a_failing_sample_is_named_by_its_number_past_an_errored_one(
     pytester: pytest.Pytester, llm_server: LLMServer
 ) -> None:

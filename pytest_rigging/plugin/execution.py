@@ -34,6 +34,7 @@ from pytest_rigging._concurrency import (
     bounded_map,
     calls_gated,
     calls_heard,
+    in_force,
     shared_limit,
 )
 from pytest_rigging._pipeline import current_observer, observe
@@ -59,7 +60,7 @@ from pytest_rigging.plugin.journal import Salvage, lost_message, salvage
 from pytest_rigging.plugin.matrix import Cell, cell_of
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
 from pytest_rigging.plugin.records import group_key
-from pytest_rigging.plugin.samples import RESULT_FIXTURES, verdict_of
+from pytest_rigging.plugin.samples import BODY, RESULT_FIXTURES, verdict_of
 
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.cassettes import Tapes
@@ -246,16 +247,21 @@ class Engine:
         self, awaitables: t.Sequence[t.Awaitable[T]]
     ) -> list[concurrent.futures.Future[T]]:
         """Start each awaitable as a task on the engine's loop, under the process-wide
-        limit and the caller's observer, waking the loop once for all of them (a group
-        of thousands of items would otherwise cost a wake-up each); cancelling a future
-        cancels its task."""
-        observer, where, loop = current_observer(), current(), self.loop.loop
+        limit, the caller's observer and the sample whose body it runs in (`BODY`), waking
+        the loop once for all of them (a group of thousands of items would otherwise cost a
+        wake-up each); cancelling a future cancels its task."""
+        observer, where, body, loop = current_observer(), current(), BODY.get(), self.loop.loop
         futures: list[concurrent.futures.Future[T]] = [
             concurrent.futures.Future() for _ in awaitables
         ]
 
         async def limited(awaitable: t.Awaitable[T]) -> T:
-            with shared_limit(self._limit), observe(observer), self.around_calls(where):
+            with (
+                shared_limit(self._limit),
+                observe(observer),
+                in_force(BODY, body),
+                self.around_calls(where),
+            ):
                 return await awaitable
 
         def start() -> None:
@@ -308,8 +314,10 @@ class Engine:
 
     @contextlib.contextmanager
     def free_form(self, item: pytest.Item, cell: Cell) -> t.Iterator[None]:
-        """A test body's own pipeline runs are the item's: recorded as they finish, through
-        its cassette, under the budget."""
+        """A test body's own pipeline runs are the item's: recorded as they finish (as the
+        sample's whose body ran them, with `runs=N`), through its cassette (keyed as the
+        item's, not a sample's: the bodies of an async test's samples run together, in no
+        set order), under the budget."""
         generator = self.generator(cell, item.nodeid)
         if self.journal is not None and not any(
             name in _fixturenames(item) for name in RESULT_FIXTURES
@@ -318,7 +326,7 @@ class Engine:
 
         def heard(chats: t.Sequence[Chat], parses: bool) -> None:
             self.remember(chats)
-            self.recorder.add(item.nodeid, chats, parses, cell, generator, None)
+            self.recorder.add(item.nodeid, chats, parses, cell, generator, None, BODY.get())
 
         with observe(heard), self.calls_of(item):
             yield
