@@ -55,7 +55,7 @@ from pytest_rigging.plugin._compat import (
     will_skip,
 )
 from pytest_rigging.plugin.budget import BudgetSpent
-from pytest_rigging.plugin.cassettes import CassetteError, Where, at, current
+from pytest_rigging.plugin.cassettes import CassetteError, Where, at, current, replays_heard
 from pytest_rigging.plugin.journal import Salvage, lost_message, salvage
 from pytest_rigging.plugin.matrix import Cell, cell_of
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
@@ -518,33 +518,38 @@ class Engine:
         for job, future in zip(jobs, futures, strict=True):
             self._running[job.nodeid] = future
 
-    def _sending(
-        self, span: _Span, nodeid: str, index: int
-    ) -> contextlib.AbstractContextManager[object]:
-        """The sample's first call, as it goes out, starts its item's `span` (if none of
-        the item's went out earlier), and on an xdist worker the journal hears of it."""
+    @contextlib.contextmanager
+    def _sending(self, span: _Span, nodeid: str, index: int) -> t.Iterator[None]:
+        """The sample's first call, as it goes out or a recording answers it, starts its
+        item's `span` (if none of the item's started earlier); on an xdist worker the
+        journal hears of the first that goes out."""
         journal = self.journal
         sent = False
+
+        def started() -> None:
+            now = time.perf_counter()
+            span.first = now if span.first is None else min(span.first, now)
 
         def first_call() -> None:
             nonlocal sent
             if not sent:
                 sent = True
-                now = time.perf_counter()
-                span.first = now if span.first is None else min(span.first, now)
+                started()
                 if journal is not None:
                     journal.sent(nodeid, index)
 
-        return calls_heard(first_call)
+        replays = replays_heard(started) if self.tapes is not None else contextlib.nullcontext()
+        with calls_heard(first_call), replays:
+            yield
 
     def own_duration(self, nodeid: str, duration: float) -> float:
         """A phase's `duration` as the item's own, for the phase in which it waited for its
         samples: the time it waited replaced by its samples' own wall time, from its first
-        model call out to its last answer in. The group's samples are started together
-        and run side by side; without this the first item to ask would carry the whole
-        group's time (JUnit's `time`, `--durations`) and the others none. Time a call
-        waited for a slot before the item's first went out is no item's; nothing sent (a
-        replay) is no time."""
+        model call out (or answered by a recording) to its last answer in. The group's
+        samples are started together and run side by side; without this the first item to
+        ask would carry the whole group's time (JUnit's `time`, `--durations`) and the
+        others none. Time a call waited for a slot before the item's first went out is no
+        item's; a replay waits no recorded latency, so its time is its pipeline's own work."""
         waited = self._waited.pop(nodeid, None)
         if waited is None:
             return duration
