@@ -16,6 +16,7 @@ import time
 import typing as t
 import xml.dom.minidom
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -1493,7 +1494,8 @@ def test_an_async_free_form_tests_samples_run_together_under_the_limit(
 ) -> None:
     """`runs=3` on an async test that calls the model itself: its three samples are in
     flight together (on the engine's loop, under the run's limit: one at a time with
-    `--rig-concurrency 1`), each judged on its own, k of n as before."""
+    `--rig-concurrency 1`), each judged on its own, k of n as before; each chat is its
+    sample's, with that sample's check, in the JSON report and JUnit."""
     ini(pytester)
     pytester.makepyfile(FREE_FORM_RUNS)
     model = f"openai!m,api_base={llm_server.openai_base}"
@@ -1504,7 +1506,7 @@ def test_an_async_free_form_tests_samples_run_together_under_the_limit(
         llm_server.add_rule(".", "fine", "wrong", "fine")
         result = run(
             *("--rig-models", model, "--rig-concurrency", concurrency, "--rig-report", "r.json"),
-            *xdist,
+            *("--junitxml", "j.xml", *xdist),
         )
         result.assert_outcomes(passed=1)
         assert len(llm_server.requests) == 3
@@ -1512,6 +1514,19 @@ def test_an_async_free_form_tests_samples_run_together_under_the_limit(
         doc = json.loads((pytester.path / "r.json").read_text())
         [item] = doc["items"]
         assert item["samples"] == [2, 3] and len(item["chats"]) == 3
+        chats = sorted(item["chats"], key=lambda c: c["sample"])
+        assert [c["sample"] for c in chats] == [1, 2, 3]  # which sample got "wrong": any
+        [wrong] = [c for c in chats if c["conversation"][-1]["content"] == "wrong"]
+        for chat in chats:
+            if chat is wrong:
+                assert chat["check"] == "failed"
+                assert chat["check_message"].startswith("AssertionError: assert 'wrong' == ")
+            else:
+                assert (chat["check"], chat["check_message"]) == ("passed", None)
+        junit = ElementTree.parse(pytester.path / "j.xml").getroot()
+        [testcase] = junit.iter("testcase")
+        properties = {p.get("name"): p.get("value") for p in testcase.iter("property")}
+        assert properties["rig_failed_samples"] == str(wrong["sample"])
 
 
 def wait_for(condition: t.Callable[[], bool], what: str) -> None:

@@ -687,11 +687,56 @@ def test_junit_gives_each_item_of_a_group_its_own_time(
         "--rig-models", "openai!m", "--junitxml", "j.xml", "-p", "no:randomly", *workers
     )
     result.assert_outcomes(passed=4)
-    suite = ElementTree.parse(pytester.path / "j.xml").getroot()
-    times = {case.get("name"): float(case.get("time", "0")) for case in suite.iter("testcase")}
+    times = junit_times(pytester.path / "j.xml")
+    fast = [times[f"test_a[fast{n}-m]"] for n in (1, 2, 3)]
     assert times["test_a[slow-m]"] >= 1.5, times
-    for name in ("test_a[fast1-m]", "test_a[fast2-m]", "test_a[fast3-m]"):
-        assert 0.2 <= times[name] < 1.0, times
+    assert min(fast) >= 0.2, times
+    assert max(fast) < times["test_a[slow-m]"] / 2, times  # not the group's time on fast1
+
+
+def junit_times(path: Path) -> dict[str, float]:
+    """Each testcase's time in a JUnit file, by name."""
+    suite = ElementTree.parse(path).getroot()
+    return {case.get("name", ""): float(case.get("time", "0")) for case in suite.iter("testcase")}
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_junit_gives_each_replayed_item_its_own_time(
+    pytester: pytest.Pytester, llm_server: LLMServer, workers: list[str]
+) -> None:
+    """Replayed from a cassette (no call sent, no recorded latency waited), each item's
+    JUnit time is still its own samples': what its pipeline does with the recorded answers
+    (here a step that takes 1 s on the slow case), not next to nothing for every item."""
+    llm_server.add_rule(".", Reply(content="ok", delay=0.05))
+    ini(pytester)
+    pytester.makepyfile(
+        test_timed="""
+        import asyncio
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, case):
+            async def work(chat):
+                await asyncio.sleep(1.0 if case == "slow" else 0.1)
+
+            return rig_generator.chat(f"case {case}").then(work)
+
+        @pytest.mark.parametrize("case", ["fast1", "fast2", "slow", "fast3"])
+        @pytest.mark.rig(runs=3, min_pass=2)
+        def test_a(rig_chat, case):
+            pass
+        """
+    )
+    run = ("--rig-models", "openai!m", "--junitxml", "j.xml", "-p", "no:randomly", *workers)
+    pytester.runpytest_subprocess(*run, "--rig-record", "once").assert_outcomes(passed=4)
+    llm_server.reset()
+    pytester.runpytest_subprocess(*run, "--rig-record", "none").assert_outcomes(passed=4)
+    assert not llm_server.requests  # all replayed
+    times = junit_times(pytester.path / "j.xml")
+    fast = [times[f"test_a[fast{n}-m]"] for n in (1, 2, 3)]
+    assert times["test_a[slow-m]"] >= 1.0, times
+    assert min(fast) >= 0.1, times
+    assert max(fast) < times["test_a[slow-m]"] / 2, times
 
 
 def test_step_summary(
@@ -1132,6 +1177,55 @@ def test_each_sample_records_its_check_and_samples_count_from_one(
         (number, "error", "GenerationError: the judge model is down") for number in (1, 2)
     ]
     assert "check-secret-value-4242" not in (pytester.path / "r.json").read_text()
+
+
+FREE_FORM_SYNC = """
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator):
+    return rig_generator.chat("q")
+
+@pytest.mark.rig(runs=3, min_pass=2)
+def test_free(rig_pipeline, rig_run):
+    chat = rig_run(rig_pipeline.run())
+    assert chat.last.content == "yes", "sample said no"
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_free_form_tests_chats_are_its_samples_with_their_checks(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """A sync free-form test with `runs=3` runs its body once per sample: the chats each
+    body ran are that sample's (numbered from 1), with its check, in the JSON report and
+    JUnit's failed samples."""
+    ini(pytester)
+    pytester.makepyfile(test_free=FREE_FORM_SYNC)
+    (pytester.path / "model.toml").write_text(
+        '[[rules]]\nmatch = "."\nreplies = ["yes", "no", "yes"]\n'
+    )
+    result = pytester.runpytest(
+        "--rig-models", "scripted!model.toml", "--rig-report", "r.json", "--junitxml", "j.xml",
+        *workers,
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    [item] = json.loads((pytester.path / "r.json").read_text())["items"]
+    assert item["samples"] == [2, 3]
+    shown = [
+        (c["sample"], c["conversation"][-1]["content"], c["check"], c["check_message"])
+        for c in sorted(item["chats"], key=lambda c: c["sample"])
+    ]
+    assert [chat[:3] for chat in shown] == [
+        (1, "yes", "passed"),
+        (2, "no", "failed"),
+        (3, "yes", "passed"),
+    ]
+    assert shown[0][3] is None and shown[2][3] is None
+    assert shown[1][3].startswith("AssertionError: sample said no\nassert 'no' == 'yes'")
+    [testcase] = ET.parse(pytester.path / "j.xml").getroot().iter("testcase")
+    properties = {p.get("name"): p.get("value") for p in testcase.iter("property")}
+    assert properties["rig_failed_samples"] == "2"
 
 
 def test_a_failing_sample_is_named_by_its_number_past_an_errored_one(

@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 from typing_extensions import NotRequired, TypedDict
 
+from pytest_rigging._concurrency import in_force
 from pytest_rigging._secrets import known_secrets, redact
 from pytest_rigging.generator.base import (
     GeneratedMessage,
@@ -105,6 +106,19 @@ def at(where: Where) -> t.Iterator[None]:
 def current() -> Where | None:
     """Whose calls are being made here (handed to the engine's loop with the work)."""
     return _where.get()
+
+
+_replay_listener: contextvars.ContextVar[t.Callable[[], None] | None] = contextvars.ContextVar(
+    "pytest_rigging_replay_listener", default=None
+)
+
+
+def replays_heard(
+    listener: t.Callable[[], None],
+) -> contextlib.AbstractContextManager[t.Callable[[], None] | None]:
+    """Within this block (and the tasks it starts), `listener()` runs as a recording
+    answers a call: a replay sends nothing, so `calls_heard` listeners never hear of it."""
+    return in_force(_replay_listener, listener)
 
 
 class Cassette:
@@ -369,6 +383,9 @@ class Tapes:
         if self.mode != "all":
             found = cassette.new.get(key) or cassette.recorded.get(key)
             if found is not None:
+                replayed = _replay_listener.get()
+                if replayed is not None:
+                    replayed()
                 return found["reply"]
             if replay_only:
                 raise CassetteError(cassette.miss(request, where.nodeid, self.mode))

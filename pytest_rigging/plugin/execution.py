@@ -34,6 +34,7 @@ from pytest_rigging._concurrency import (
     bounded_map,
     calls_gated,
     calls_heard,
+    in_force,
     shared_limit,
 )
 from pytest_rigging._pipeline import current_observer, observe
@@ -54,12 +55,12 @@ from pytest_rigging.plugin._compat import (
     will_skip,
 )
 from pytest_rigging.plugin.budget import BudgetSpent
-from pytest_rigging.plugin.cassettes import CassetteError, Where, at, current
+from pytest_rigging.plugin.cassettes import CassetteError, Where, at, current, replays_heard
 from pytest_rigging.plugin.journal import Salvage, lost_message, salvage
 from pytest_rigging.plugin.matrix import Cell, cell_of
 from pytest_rigging.plugin.progress import TTY_INTERVAL, Progress
 from pytest_rigging.plugin.records import group_key
-from pytest_rigging.plugin.samples import RESULT_FIXTURES, verdict_of
+from pytest_rigging.plugin.samples import BODY, RESULT_FIXTURES, verdict_of
 
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.cassettes import Tapes
@@ -246,16 +247,21 @@ class Engine:
         self, awaitables: t.Sequence[t.Awaitable[T]]
     ) -> list[concurrent.futures.Future[T]]:
         """Start each awaitable as a task on the engine's loop, under the process-wide
-        limit and the caller's observer, waking the loop once for all of them (a group
-        of thousands of items would otherwise cost a wake-up each); cancelling a future
-        cancels its task."""
-        observer, where, loop = current_observer(), current(), self.loop.loop
+        limit, the caller's observer and the sample whose body it runs in (`BODY`), waking
+        the loop once for all of them (a group of thousands of items would otherwise cost a
+        wake-up each); cancelling a future cancels its task."""
+        observer, where, body, loop = current_observer(), current(), BODY.get(), self.loop.loop
         futures: list[concurrent.futures.Future[T]] = [
             concurrent.futures.Future() for _ in awaitables
         ]
 
         async def limited(awaitable: t.Awaitable[T]) -> T:
-            with shared_limit(self._limit), observe(observer), self.around_calls(where):
+            with (
+                shared_limit(self._limit),
+                observe(observer),
+                in_force(BODY, body),
+                self.around_calls(where),
+            ):
                 return await awaitable
 
         def start() -> None:
@@ -308,8 +314,10 @@ class Engine:
 
     @contextlib.contextmanager
     def free_form(self, item: pytest.Item, cell: Cell) -> t.Iterator[None]:
-        """A test body's own pipeline runs are the item's: recorded as they finish, through
-        its cassette, under the budget."""
+        """A test body's own pipeline runs are the item's: recorded as they finish (as the
+        sample's whose body ran them, with `runs=N`), through its cassette (keyed as the
+        item's, not a sample's: the bodies of an async test's samples run together, in no
+        set order), under the budget."""
         generator = self.generator(cell, item.nodeid)
         if self.journal is not None and not any(
             name in _fixturenames(item) for name in RESULT_FIXTURES
@@ -318,7 +326,7 @@ class Engine:
 
         def heard(chats: t.Sequence[Chat], parses: bool) -> None:
             self.remember(chats)
-            self.recorder.add(item.nodeid, chats, parses, cell, generator, None)
+            self.recorder.add(item.nodeid, chats, parses, cell, generator, None, BODY.get())
 
         with observe(heard), self.calls_of(item):
             yield
@@ -510,33 +518,38 @@ class Engine:
         for job, future in zip(jobs, futures, strict=True):
             self._running[job.nodeid] = future
 
-    def _sending(
-        self, span: _Span, nodeid: str, index: int
-    ) -> contextlib.AbstractContextManager[object]:
-        """The sample's first call, as it goes out, starts its item's `span` (if none of
-        the item's went out earlier), and on an xdist worker the journal hears of it."""
+    @contextlib.contextmanager
+    def _sending(self, span: _Span, nodeid: str, index: int) -> t.Iterator[None]:
+        """The sample's first call, as it goes out or a recording answers it, starts its
+        item's `span` (if none of the item's started earlier); on an xdist worker the
+        journal hears of the first that goes out."""
         journal = self.journal
         sent = False
+
+        def started() -> None:
+            now = time.perf_counter()
+            span.first = now if span.first is None else min(span.first, now)
 
         def first_call() -> None:
             nonlocal sent
             if not sent:
                 sent = True
-                now = time.perf_counter()
-                span.first = now if span.first is None else min(span.first, now)
+                started()
                 if journal is not None:
                     journal.sent(nodeid, index)
 
-        return calls_heard(first_call)
+        replays = replays_heard(started) if self.tapes is not None else contextlib.nullcontext()
+        with calls_heard(first_call), replays:
+            yield
 
     def own_duration(self, nodeid: str, duration: float) -> float:
         """A phase's `duration` as the item's own, for the phase in which it waited for its
         samples: the time it waited replaced by its samples' own wall time, from its first
-        model call out to its last answer in. The group's samples are started together
-        and run side by side; without this the first item to ask would carry the whole
-        group's time (JUnit's `time`, `--durations`) and the others none. Time a call
-        waited for a slot before the item's first went out is no item's; nothing sent (a
-        replay) is no time."""
+        model call out (or answered by a recording) to its last answer in. The group's
+        samples are started together and run side by side; without this the first item to
+        ask would carry the whole group's time (JUnit's `time`, `--durations`) and the
+        others none. Time a call waited for a slot before the item's first went out is no
+        item's; a replay waits no recorded latency, so its time is its pipeline's own work."""
         waited = self._waited.pop(nodeid, None)
         if waited is None:
             return duration

@@ -72,6 +72,11 @@ def sample_number(index: int) -> int:
     return index + 1
 
 
+def sample_index(number: int) -> int:
+    """The index of sample `number` (`sample_number`'s inverse)."""
+    return number - 1
+
+
 def with_checks(
     chats: t.Sequence[ChatRecord], checks: t.Mapping[int | None, SampleCheck]
 ) -> list[ChatRecord]:

@@ -9,6 +9,7 @@ samples remain, and are never counted as quality failures.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import re
@@ -16,12 +17,19 @@ import typing as t
 
 import pytest
 
+from pytest_rigging._concurrency import in_force
 from pytest_rigging._secrets import known_secrets, redact
 from pytest_rigging.chat import Chat
 from pytest_rigging.error import GenerationError
 from pytest_rigging.message import Message
 from pytest_rigging.plugin.matrix import Cell, Verdict, read_verdict
-from pytest_rigging.plugin.records import CheckOutcome, SampleCheck, group_key, sample_number
+from pytest_rigging.plugin.records import (
+    CheckOutcome,
+    SampleCheck,
+    group_key,
+    sample_index,
+    sample_number,
+)
 from pytest_rigging.plugin.state import RUN
 
 SAMPLES_KEY = pytest.StashKey[dict[int, Chat]]()
@@ -36,6 +44,21 @@ Verdicts = dict[int, tuple["pytest.Mark | None", Verdict]]
 """Verdicts read so far, by the `rig` mark they were read from."""
 
 _FAILURES = (Exception, pytest.fail.Exception)
+
+BODY: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "pytest_rigging_sample_body", default=None
+)
+"""The index of the sample whose test body runs here (an item with `runs=N`): the chats
+the body runs itself (a free-form test's, a judge's) are that sample's, and get its check."""
+
+
+class Judged(t.NamedTuple):
+    """One sample as its test body left it: its number, its chat (a `rig_chat` test's),
+    and what the body raised (None: it passed)."""
+
+    number: int
+    chat: Chat | None
+    error: BaseException | None
 
 
 class InfrastructureError(Exception):
@@ -130,10 +153,11 @@ def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:
     function = item.obj
 
     def calls(kwargs: dict[str, t.Any]) -> list[tuple[int, Chat | None, dict[str, t.Any]]]:
+        """Each sample's index, chat (a `rig_chat` test's) and arguments."""
         if not per_chat:
-            return [(sample_number(i), None, kwargs) for i in range(verdict.runs)]
+            return [(i, None, kwargs) for i in range(verdict.runs)]
         return [
-            (number, chat, {**kwargs, "rig_chat": chat})
+            (sample_index(number), chat, {**kwargs, "rig_chat": chat})
             for number, chat in item.stash[SAMPLES_KEY].items()
         ]
 
@@ -142,13 +166,16 @@ def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:
         @functools.wraps(function)
         async def judged_async(**kwargs: t.Any) -> None:
             if per_chat:  # the chats are drawn: each body only judges its own
-                outcomes = [(n, c, await _outcome_async(function, a)) for n, c, a in calls(kwargs)]
+                outcomes = [
+                    Judged(sample_number(i), c, await _outcome_async(function, a, i))
+                    for i, c, a in calls(kwargs)
+                ]
             else:  # each body calls the model: the samples run together
                 engine = item.config.stash[RUN].engine()
                 ended = await engine.together(
-                    lambda _: _outcome_async(function, kwargs), verdict.runs
+                    lambda i: _outcome_async(function, kwargs, i), verdict.runs
                 )
-                outcomes = [(sample_number(i), None, error) for i, error in enumerate(ended)]
+                outcomes = [Judged(sample_number(i), None, e) for i, e in enumerate(ended)]
             _judge(item, verdict, outcomes)
 
         item.obj = judged_async
@@ -156,14 +183,20 @@ def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:
 
         @functools.wraps(function)
         def judged(**kwargs: t.Any) -> None:  # holding pytest's thread, one body at a time
-            _judge(item, verdict, [(n, c, _outcome(function, a)) for n, c, a in calls(kwargs)])
+            outcomes = [
+                Judged(sample_number(i), c, _outcome(function, a, i)) for i, c, a in calls(kwargs)
+            ]
+            _judge(item, verdict, outcomes)
 
         item.obj = judged
 
 
-def _outcome(function: t.Callable[..., t.Any], arguments: dict[str, t.Any]) -> BaseException | None:
+def _outcome(
+    function: t.Callable[..., t.Any], arguments: dict[str, t.Any], index: int
+) -> BaseException | None:
     try:
-        function(**arguments)
+        with in_force(BODY, index):
+            function(**arguments)
     except CallRefused:
         raise
     except _FAILURES as error:
@@ -172,10 +205,11 @@ def _outcome(function: t.Callable[..., t.Any], arguments: dict[str, t.Any]) -> B
 
 
 async def _outcome_async(
-    function: t.Callable[..., t.Any], arguments: dict[str, t.Any]
+    function: t.Callable[..., t.Any], arguments: dict[str, t.Any], index: int
 ) -> BaseException | None:
     try:
-        await function(**arguments)
+        with in_force(BODY, index):
+            await function(**arguments)
     except CallRefused:
         raise
     except _FAILURES as error:
@@ -186,14 +220,14 @@ async def _outcome_async(
 def _judge(
     item: pytest.Function,
     verdict: Verdict,
-    outcomes: list[tuple[int, Chat | None, BaseException | None]],
+    outcomes: list[Judged],
 ) -> None:
-    """Pass when `verdict.min_pass` of the samples (by number, with their chats) passed;
-    each sample's check is kept for its chats' records."""
-    checks: dict[int | None, SampleCheck] = {n: check_of(error) for n, _, error in outcomes}
+    """Pass when `verdict.min_pass` of the samples passed; each sample's check is kept
+    for its chats' records."""
+    checks: dict[int | None, SampleCheck] = {o.number: check_of(o.error) for o in outcomes}
     item.stash[CHECKS_KEY] = checks
-    errored = [e for _, _, e in outcomes if isinstance(e, GenerationError)]
-    judged = [e for _, _, e in outcomes if not isinstance(e, GenerationError)]
+    errored = [o.error for o in outcomes if isinstance(o.error, GenerationError)]
+    judged = [o.error for o in outcomes if not isinstance(o.error, GenerationError)]
     passed = sum(e is None for e in judged)
     item.stash[OUTCOME_KEY] = (passed, len(judged))  # errored samples were never judged
     if passed >= verdict.min_pass:
@@ -201,7 +235,7 @@ def _judge(
     if errored and passed + len(errored) >= verdict.min_pass:
         raise errored[0]
     lines = [f"{passed}/{len(outcomes)} samples passed, needed {verdict.min_pass}"]
-    number, chat, error = next(o for o in outcomes if o[2] is not None)
+    number, chat, error = next(o for o in outcomes if o.error is not None)
     lines.append(f"\nfirst failing sample (#{number}):\n{excerpt(_describe(error))}")
     if chat is not None:
         lines.append(f"\nits conversation ({chat.generator_id}):\n{dialog(chat)}")

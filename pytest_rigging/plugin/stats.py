@@ -247,18 +247,23 @@ class Recorder:
         cell: Cell,
         generator: Generator,
         sample: int | None,
+        body: int | None = None,
     ) -> None:
-        """Record `chats` for `nodeid`. Chats from the cell's own generator count for the
-        cell; others (a judge model, say) for their own generator, labelled as cells are."""
+        """Record `chats` for `nodeid`: sample `sample`'s (by index), or chats the test
+        body ran itself (`sample` None), in the body of sample `body` if it ran one body per
+        sample (`runs=N`), which their records name. Chats from the cell's own generator
+        count for the cell; others (a judge model, say) for their own generator, labelled
+        as cells are."""
         added: list[ChatRecord] = []
         secrets = known_secrets()
+        shown = body if sample is None else sample
         for chat in chats:
             if chat.generator is generator or chat.generator is None:
                 owner = (cell.model, cell.label, cell.params_text)
             else:
                 identity = chat.generator.to_identifier(GenerateParams(), with_config=False)
                 owner = (identity, label_of(chat.generator), _params(chat))
-            added.append(chat_record(chat, parses, owner, sample, secrets))
+            added.append(chat_record(chat, parses, owner, shown, secrets))
         self.extend(nodeid, cell, added)
         if self.journal is not None:
             self.journal.done(nodeid, sample, added, chats, generator)
