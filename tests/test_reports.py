@@ -1223,7 +1223,7 @@ def test_a_free_form_tests_chats_are_its_samples_with_their_checks(
     ]
     assert shown[0][3] is None and shown[2][3] is None
     assert shown[1][3].startswith("AssertionError: sample said no\nassert 'no' == 'yes'")
-    [testcase] = ET.parse(pytester.path / "j.xml").getroot().iter("testcase")
+    [testcase] = ElementTree.parse(pytester.path / "j.xml").getroot().iter("testcase")
     properties = {p.get("name"): p.get("value") for p in testcase.iter("property")}
     assert properties["rig_failed_samples"] == "2"
 
