@@ -349,7 +349,9 @@ class Engine:
 
     def _wait(self, future: concurrent.futures.Future[T], *, progress: bool) -> T:
         """The future's result; with `progress`, the status line meanwhile. Ctrl-C cancels
-        it, and with `progress` every other item's samples still running too."""
+        every task on the loop at once, this item's samples with the others': cancelled
+        alone first, a sample's freed slot could start another's call before the interrupt
+        hook cancels the rest."""
         if future.done():  # the usual case, past a group's first items: nothing to show
             return future.result()
         try:
@@ -359,6 +361,7 @@ class Engine:
             return future.result()
         except BaseException:
             if not future.done():  # Ctrl-C while waiting: stop the calls, not just the wait
+                self.loop.cancel_all()
                 future.cancel()
                 if progress:
                     self.settle()
