@@ -1724,6 +1724,72 @@ def test_no_call_starts_after_ctrl_c_wherever_it_lands(
     assert late == [], "calls that started after Ctrl-C (the two in flight were held)"
 
 
+ALARM = """
+import signal
+
+import pytest
+
+
+@pytest.fixture
+def alarm():
+    \"\"\"Fail the test after 0.5 s from a signal handler, as pytest-timeout's signal
+    method does.\"\"\"
+    def fail(signum, frame):
+        pytest.fail("timed out", pytrace=False)
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def pytest_collection_modifyitems(items):
+    \"\"\"test_free between test_x's items: while it waits, test_x[b]'s sample is in
+    flight.\"\"\"
+    free = [item for item in items if item.originalname == "test_free"]
+    rest = [item for item in items if item.originalname != "test_free"]
+    items[:] = rest[:1] + free + rest[1:]
+"""
+
+
+def test_a_wait_a_timeout_ends_cancels_only_its_own_calls(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """A free-form test failed by a timeout while `rig_run` waits: its own call is
+    cancelled, not the samples another test function's items still wait for (Ctrl-C
+    alone stops every call)."""
+    llm_server.add_rule("qa", "qa")
+    llm_server.add_rule("qb", Reply("qb", delay=2.0))
+    llm_server.add_rule("slow", Reply("slow", delay=5.0))
+    ini(pytester)
+    pytester.makeconftest(ALARM)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, case):
+            return rig_generator.chat(f"q{case}")
+
+        @pytest.mark.parametrize("case", ["a", "b"])
+        def test_x(rig_chat, case):
+            assert rig_chat.last.content == f"q{case}"
+
+        def test_free(rig_generator, rig_run, alarm):
+            rig_run(rig_generator.chat("slow").run())
+        """
+    )
+    model = f"openai!m,api_base={llm_server.openai_base}"
+    result = pytester.runpytest(
+        "--rig-models", model, "-p", "no:randomly", "-p", "no:cacheprovider", "-v"
+    )
+    result.stdout.fnmatch_lines(
+        ["*test_x[[]a-m[]] PASSED*", "*test_free[[]m[]] FAILED*", "*test_x[[]b-m[]] PASSED*"]
+    )
+    result.assert_outcomes(passed=2, failed=1)
+
+
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_ctrl_c_stops_an_async_free_form_tests_samples_in_flight(
     pytester: pytest.Pytester, llm_server: LLMServer, xdist: list[str]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import textwrap
 import threading
 from pathlib import Path
 from xml.etree import ElementTree
@@ -533,21 +534,25 @@ def test_a_case_stays_whole_when_a_later_parameter_follows_its_cell(
     pytester: pytest.Pytester,
 ) -> None:
     """A conftest that parametrizes after the plugin puts its id after the cell's
-    (`test_big[7-a-en]`): the case (`7`, `en`) still keeps both models in one shard."""
+    (`test_big[7-a-en]`): the case (`7`, `en`) still keeps both models in one shard, in a
+    folder whose name holds a bracket too."""
     ini(pytester)
     pytester.makeconftest(LATER_PARAMETER)
-    pytester.makepyfile(
-        """
-        import pytest
+    folder = pytester.mkdir("cases[1]")
+    (folder / "test_big.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
 
-        @pytest.mark.parametrize("case", range(9))  # 36 items: 18 a shard, in mid-number
-        def test_big(rig_chat, case, lang):
-            pass
-        """
+            @pytest.mark.parametrize("case", range(9))  # 36 items: 18 a shard, mid-number
+            def test_big(rig_chat, case, lang):
+                pass
+            """
+        )
     )
     suite = ["--rig-models", "echo!a,echo!b", "-p", "no:cacheprovider"]
     shards = [run(pytester, *suite, "--rig-shard", f"{k}/2")[1]["items"] for k in (1, 2)]
-    ids = [{item["nodeid"].split("[")[1] for item in items} for items in shards]
+    ids = [{item["nodeid"].split("::test_big[")[1] for item in items} for items in shards]
     assert "7-a-en]" in ids[0] | ids[1]  # the cell's id is in the middle
     assert sorted(map(len, ids)) == [18, 18]
     for held in ids:  # each case's item on model a is in the shard of its item on b

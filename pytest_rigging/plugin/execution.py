@@ -348,10 +348,11 @@ class Engine:
                 raise pytest.fail.Exception(str(error), pytrace=False) from None
 
     def _wait(self, future: concurrent.futures.Future[T], *, progress: bool) -> T:
-        """The future's result; with `progress`, the status line meanwhile. Ctrl-C cancels
-        every task on the loop at once, this item's samples with the others': cancelled
-        alone first, a sample's freed slot could start another's call before the interrupt
-        hook cancels the rest."""
+        """The future's result; with `progress`, the status line meanwhile. Ctrl-C (or
+        `pytest.exit`) cancels every task on the loop at once, this item's samples with the
+        others': cancelled alone first, a sample's freed slot could start another's call
+        before the interrupt hook cancels the rest. Anything else that ends the wait (a
+        timeout plugin's failure) cancels this item's samples only."""
         if future.done():  # the usual case, past a group's first items: nothing to show
             return future.result()
         try:
@@ -359,12 +360,13 @@ class Engine:
                 if progress:
                     self.progress.show()
             return future.result()
-        except BaseException:
-            if not future.done():  # Ctrl-C while waiting: stop the calls, not just the wait
-                self.loop.cancel_all()
+        except BaseException as error:
+            if not future.done():  # stop the calls, not just the wait
+                if isinstance(error, (KeyboardInterrupt, pytest.exit.Exception)):
+                    self.loop.cancel_all()
+                    if progress:
+                        self.settle()
                 future.cancel()
-                if progress:
-                    self.settle()
             raise
         finally:
             if progress:

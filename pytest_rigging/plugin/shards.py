@@ -122,7 +122,8 @@ def _case(item: pytest.Item) -> str:
     no matrix item) is a case of its own. Node ids, not parameter values, so that every
     job cuts alike."""
     cell = call_params(item).get("rig_cell")
-    head, bracket, inner = item.nodeid.partition("[")
+    path, colons, name = item.nodeid.rpartition("::")  # a folder's name may hold "["
+    head, bracket, inner = name.partition("[")
     if cell is None or not bracket:
         return item.nodeid
     parts = inner[:-1].split("-")
@@ -130,7 +131,7 @@ def _case(item: pytest.Item) -> str:
     for start in range(len(parts) - cut, -1, -1):
         rest = parts[:start] + parts[start + cut :]
         if rest and "-".join(parts[start : start + cut]) == cell.id:
-            return f"{head}[{'-'.join(rest)}]"
+            return f"{path}{colons}{head}[{'-'.join(rest)}]"
     return item.nodeid
 
 
