@@ -11,9 +11,12 @@ import select
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import typing as t
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import pytest_asyncio
@@ -29,7 +32,7 @@ from pytest_rigging.generator.base import (
 )
 from pytest_rigging.generator.litellm_ import _litellm, release_loop
 from pytest_rigging.message import Message
-from tests.llm_server import LLMServer, RecordedRequest
+from tests.llm_server import LLMServer, RecordedRequest, Reply
 
 
 def ini(pytester: pytest.Pytester, extra: str = "") -> None:
@@ -187,6 +190,41 @@ def closing_with_closest(message: str, line: str) -> bool:
     closest to a misspelt one, and any more of them: which follow it depends on the
     release's bundled data (litellm is not pinned)."""
     return re.fullmatch(f"{re.escape(message)}(, [^ ,]+)*", line) is not None
+
+
+def junit_properties(path: Path, name: str | None = None) -> dict[str, str | None]:
+    """The properties of the testcase `name` in a JUnit file (None: its only testcase)."""
+    cases = [c for c in ElementTree.parse(path).getroot().iter("testcase")]
+    [case] = cases if name is None else [c for c in cases if c.get("name") == name]
+    return {p.get("name", ""): p.get("value") for p in case.iter("property")}
+
+
+def hold_until_in_flight(
+    server: LLMServer, at_once: int, content: t.Callable[[RecordedRequest], str]
+) -> threading.Timer:
+    """Answer each request with `content(request)` once `at_once` requests are in flight
+    together, so that the overlap the server sees doesn't depend on how fast calls go out
+    (should they never all be, after 30 s: a hang guard, not a threshold). The guard, to
+    cancel once the run is over."""
+    all_in = threading.Event()
+
+    def respond(request: RecordedRequest) -> Reply:
+        if sum(r.end == 0.0 for r in server.requests) >= at_once:
+            all_in.set()
+        return Reply(content(request), until=all_in)
+
+    server.responder = respond
+    guard = threading.Timer(30, all_in.set)
+    guard.start()
+    return guard
+
+
+def wait_for(condition: t.Callable[[], bool], what: str) -> None:
+    """Wait until `condition()` holds: a hang guard of 60 s, not a threshold."""
+    deadline = time.monotonic() + 60  # a hang guard, not a threshold
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what} after 60 s"
+        time.sleep(0.01)
 
 
 def peak_overlap(requests: t.Sequence[RecordedRequest]) -> int:

@@ -132,6 +132,17 @@ def misses(output: str) -> dict[str, str]:
     )
 
 
+def closest(output: str, end: str) -> dict[str, str]:
+    """Each item whose miss names its closest recording (past the first, explained ones),
+    and that recording, as its message gives it up to `end`."""
+    said = "the closest recording is "
+    return {
+        item: message.split(said)[1].split(end)[0]
+        for item, message in misses(output).items()
+        if said in message
+    }
+
+
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_a_changed_system_prompt_explains_the_first_misses_and_names_the_rest(
     pytester: pytest.Pytester, workers: list[str]
@@ -208,11 +219,7 @@ def test_a_missed_case_whose_id_changed_names_the_recording_it_was(
     pytester.makepyfile(test_capitals=edited)
     result = pytester.runpytest(*args, "--rig-record", "none")
     result.assert_outcomes(errors=5)
-    named = {
-        item: message.split("the closest recording is ")[1].split("'s sample")[0]
-        for item, message in misses(result.stdout.str()).items()
-        if "the closest recording is " in message
-    }
+    named = closest(result.stdout.str(), "'s sample")
     assert len(named) == 2  # after the first 3
     for item, recording in named.items():
         country = item.removeprefix("test_capital[").removesuffix("-a]")
@@ -238,11 +245,7 @@ def test_a_recording_without_its_item_is_named_by_what_it_asked(
     )
     result = pytester.runpytest(*args, "--rig-record", "none")
     result.assert_outcomes(errors=8)
-    named = {
-        item: message.split("the closest recording is ")[1].split(" (how calls differ")[0]
-        for item, message in misses(result.stdout.str()).items()
-        if "the closest recording is " in message
-    }
+    named = closest(result.stdout.str(), " (how calls differ")
     assert len(named) == 5
     for item, recording in named.items():
         case = item.removeprefix("test_q[").removesuffix("-a]")

@@ -16,7 +16,6 @@ import time
 import typing as t
 import xml.dom.minidom
 from pathlib import Path
-from xml.etree import ElementTree
 
 import pytest
 
@@ -26,12 +25,15 @@ from tests.conftest import (
     ONE_ITEM,
     Clock,
     closing_with_closest,
+    hold_until_in_flight,
     ini,
+    junit_properties,
     on,
     peak_overlap,
     rig_module,
     run_on_terminal,
     screen,
+    wait_for,
 )
 from tests.llm_server import LLMServer, RecordedRequest, Reply
 
@@ -1502,12 +1504,16 @@ def test_an_async_free_form_tests_samples_run_together_under_the_limit(
     run = pytester.runpytest_subprocess if xdist else pytester.runpytest
     for concurrency, peak in (("64", 3), ("1", 1)):
         llm_server.reset()
-        llm_server.latency = 0.5  # the three calls overlap if they go out together
-        llm_server.add_rule(".", "fine", "wrong", "fine")
+        # Replies wait until `peak` calls are in flight (a hang guard aside), and take
+        # 0.5 s: three calls going out together would overlap, whatever the machine's pace.
+        llm_server.latency = 0.5
+        replies = iter(["fine", "wrong", "fine"])
+        guard = hold_until_in_flight(llm_server, peak, lambda _, r=replies: next(r))
         result = run(
             *("--rig-models", model, "--rig-concurrency", concurrency, "--rig-report", "r.json"),
             *("--junitxml", "j.xml", *xdist),
         )
+        guard.cancel()
         result.assert_outcomes(passed=1)
         assert len(llm_server.requests) == 3
         assert peak_overlap(llm_server.requests) == peak, concurrency
@@ -1523,17 +1529,8 @@ def test_an_async_free_form_tests_samples_run_together_under_the_limit(
                 assert chat["check_message"].startswith("AssertionError: assert 'wrong' == ")
             else:
                 assert (chat["check"], chat["check_message"]) == ("passed", None)
-        junit = ElementTree.parse(pytester.path / "j.xml").getroot()
-        [testcase] = junit.iter("testcase")
-        properties = {p.get("name"): p.get("value") for p in testcase.iter("property")}
+        properties = junit_properties(pytester.path / "j.xml")
         assert properties["rig_failed_samples"] == str(wrong["sample"])
-
-
-def wait_for(condition: t.Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 60  # a hang guard, not a threshold
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting for {what} after 60 s"
-        time.sleep(0.01)
 
 
 def interrupted(
@@ -1757,11 +1754,12 @@ def test_a_wait_a_timeout_ends_cancels_only_its_own_calls(
     pytester: pytest.Pytester, llm_server: LLMServer
 ) -> None:
     """A free-form test failed by a timeout while `rig_run` waits: its own call is
-    cancelled, not the samples another test function's items still wait for (Ctrl-C
-    alone stops every call)."""
+    cancelled (the server sees its client hang up), not the samples another test
+    function's items still wait for (Ctrl-C alone stops every call)."""
+    never = threading.Event()
     llm_server.add_rule("qa", "qa")
     llm_server.add_rule("qb", Reply("qb", delay=2.0))
-    llm_server.add_rule("slow", Reply("slow", delay=5.0))
+    llm_server.add_rule("slow", Reply("slow", until=never))
     ini(pytester)
     pytester.makeconftest(ALARM)
     pytester.makepyfile(
@@ -1788,6 +1786,8 @@ def test_a_wait_a_timeout_ends_cancels_only_its_own_calls(
         ["*test_x[[]a-m[]] PASSED*", "*test_free[[]m[]] FAILED*", "*test_x[[]b-m[]] PASSED*"]
     )
     result.assert_outcomes(passed=2, failed=1)
+    [slow] = [r for r in llm_server.requests if r.last_user == "slow"]
+    wait_for(lambda: slow.hung_up, "test_free's call to be cancelled")
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])

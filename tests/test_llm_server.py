@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from tests.conftest import wait_for
 from tests.llm_server import LLMServer, Reply
 
 
@@ -246,10 +247,7 @@ def test_stop_while_request_waits_does_not_hang() -> None:
 
     t = threading.Thread(target=call)
     t.start()
-    deadline = time.monotonic() + 30  # a hang guard, not a threshold
-    while not server.requests and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.requests
+    wait_for(lambda: bool(server.requests), "the request")
     server.stop()  # returns, though a handler still hangs
     t.join(timeout=30)
     assert not t.is_alive()
@@ -267,9 +265,7 @@ def test_a_held_reply_waits_for_its_event_and_notices_a_client_hanging_up(
     server.add_rule("never", Reply("unsent", until=never))
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(chat, client, server, "wait")
-        deadline = time.monotonic() + 30  # a hang guard, not a threshold
-        while not server.requests and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: bool(server.requests), "the request")
         assert server.requests[0].status == 0  # held
         release.set()
         assert answer(waiting.result(timeout=30)) == "released"
@@ -277,8 +273,6 @@ def test_a_held_reply_waits_for_its_event_and_notices_a_client_hanging_up(
     with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=0.2) as impatient:
         chat(impatient, server, "never")  # the client gives up, closing its connection
     held = server.requests[1]
-    deadline = time.monotonic() + 30  # a hang guard, not a threshold
-    while not held.hung_up and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: held.hung_up, "the hang-up")
     assert (held.hung_up, held.status) == (True, 0)
     assert server.max_in_flight == 1 and held.end >= held.start

