@@ -75,16 +75,13 @@ def pytest_report_collectionfinish(
     matrix = [i for i in items if _cell(i) is not None]
     if not run.asked and matrix:
         lines.append(run.settings.header())
-    if any(run.settings.on_default_model(i) for i in matrix):
-        from pytest_rigging.plugin.matrix import DEFAULT_MODEL_HEADER
-
-        lines.append(DEFAULT_MODEL_HEADER)
-    if matrix and config.get_verbosity() >= 0:
+    if matrix:
+        from pytest_rigging.plugin.matrix import after_collection
         from pytest_rigging.plugin.samples import runs_line
 
-        marked = runs_line(matrix, run.settings.runs)
-        if marked is not None:
-            lines.append(marked)
+        default = any(run.settings.on_default_model(i) for i in matrix)
+        runs = runs_line(matrix, run.settings.runs)
+        lines += after_collection(default, runs, config.get_verbosity())
     if run.split is not None and run.shard is not None:
         lines.append(run.split.describe(run.shard))
     return lines

@@ -9,7 +9,6 @@ fails there first, not in a user's suite.
 from __future__ import annotations
 
 import contextlib
-import os
 import typing as t
 
 import pytest
@@ -145,18 +144,6 @@ def line_width(config: pytest.Config) -> int:
     return int(config.get_terminal_writer().fullwidth)
 
 
-def terminal_width(config: pytest.Config) -> int | None:
-    """`line_width`, but None when output goes to no terminal and `COLUMNS` is unset: a CI
-    log has no width to fit, and pytest's 80 there would cut what the log should keep.
-
-    The writer's file (`_file`, where pytest writes) is as undocumented as the writer;
-    present in every pytest this plugin admits (8.4 and later).
-    """
-    if "COLUMNS" not in os.environ and not config.get_terminal_writer()._file.isatty():
-        return None
-    return line_width(config)
-
-
 def mark_known_failure(report: pytest.TestReport, reason: str) -> None:
     """Report a failed call as an expected failure (xfail), after the call.
 
@@ -240,13 +227,14 @@ def own_scheduler(dist: str, config: pytest.Config, log: t.Any) -> t.Any:
     return own(config, log)
 
 
-def worker_of(report: pytest.TestReport) -> str:
-    """The id (`gw0`, ...) of the xdist worker a report came from, "?" when unknown.
+def worker_of(report: pytest.TestReport) -> t.Any | None:
+    """The xdist worker a report came from (the controller's node for it, whose
+    `workerinput` and `workeroutput` xdist documents), None when unknown.
 
-    xdist sets `report.node` (the worker's controller) on reports it receives, which it
-    doesn't document; the id is execnet's `gateway.id`. Since xdist 1.x.
+    xdist sets `report.node` on reports it receives, which it doesn't document. Since
+    xdist 1.x.
     """
-    return str(getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "?"))
+    return getattr(report, "node", None)
 
 
 class UnitScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no types

@@ -187,6 +187,15 @@ def _facets(nodeid: str | None, request: dict[str, t.Any]) -> _Facets:
     )
 
 
+_MASKS = list(itertools.product((True, False), repeat=len(_Facets._fields)))
+"""Which facets a bucket of the index keeps: every combination."""
+_LEVELS = [
+    [mask for mask in _MASKS if sum(mask) == shared]
+    for shared in range(len(_Facets._fields), -1, -1)
+]
+"""The combinations of facets, those of the most facets first."""
+
+
 class _Index:
     """A cassette's recordings by every combination of their facets, so that a miss is
     compared only with the recordings that share the most facets with it (its own item's
@@ -195,14 +204,8 @@ class _Index:
     def __init__(self, entries: list[Entry]) -> None:
         self.entries = entries
         self.leaves = [dict(_leaves(entry["request"])) for entry in entries]
-        masks = list(itertools.product((True, False), repeat=len(_Facets._fields)))
-        self.levels = [
-            [mask for mask in masks if sum(mask) == shared]
-            for shared in range(len(_Facets._fields), -1, -1)
-        ]
-        """The combinations of facets, those of the most facets first."""
         self.buckets: dict[tuple[bool, ...], dict[tuple[str, ...], list[int]]] = {
-            mask: {} for mask in masks
+            mask: {} for mask in _MASKS
         }
         for number, entry in enumerate(entries):
             facets = _facets(entry.get("item"), entry["request"])
@@ -211,7 +214,7 @@ class _Index:
 
     def closest(self, wanted: dict[str, t.Any], facets: _Facets) -> tuple[Entry, dict[str, t.Any]]:
         """The recording nearest `wanted` (a call's leaves), and its leaves."""
-        for level in self.levels:  # the last level, sharing nothing, holds every recording
+        for level in _LEVELS:  # the last level, sharing nothing, holds every recording
             found = sorted(
                 {n for mask in level for n in self.buckets[mask].get(_kept(facets, mask), ())}
             )

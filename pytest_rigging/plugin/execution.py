@@ -78,6 +78,19 @@ fixtures in the plugin's front return the same for the item being set up."""
 T = t.TypeVar("T")
 
 
+@dataclasses.dataclass
+class _Span:
+    """When an item's samples were at work (its first model call out, its last answer in;
+    written on the loop's thread, in time order), and how long the item waited for them."""
+
+    first: float | None = None
+    last: float = 0.0
+    waited: float | None = None
+
+    def seconds(self) -> float:
+        return 0.0 if self.first is None else max(0.0, self.last - self.first)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Job:
     """One item's samples to compute."""
@@ -89,17 +102,7 @@ class _Job:
     generator: Generator
     module: Path
     """The test module, beside which its cassette lies."""
-
-
-@dataclasses.dataclass
-class _Span:
-    """When an item's samples were at work: its first model call out, its last answer in."""
-
-    first: float | None = None
-    last: float = 0.0
-
-    def seconds(self) -> float:
-        return 0.0 if self.first is None else max(0.0, self.last - self.first)
+    span: _Span = dataclasses.field(default_factory=_Span)
 
 
 class LoopThread:
@@ -207,7 +210,6 @@ class Engine:
         self._cells: dict[str, int] = {}
         self._limit = FairLimit(concurrency)
         self._spans: dict[str, _Span] = {}
-        self._waited: dict[str, float] = {}
 
     def run(self, awaitable: t.Awaitable[T]) -> T:
         """Await `awaitable` on the engine's loop, under the process-wide limit, seen by
@@ -363,9 +365,7 @@ class Engine:
         except BaseException as error:
             if not future.done():  # stop the calls, not just the wait
                 if isinstance(error, (KeyboardInterrupt, pytest.exit.Exception)):
-                    self.loop.cancel_all()
-                    if progress:
-                        self.settle()
+                    self.interrupt()  # now, before a freed slot starts another call
                 future.cancel()
             raise
         finally:
@@ -444,7 +444,7 @@ class Engine:
             future = self._running[item.nodeid]
             began = time.perf_counter()
             self._results[item.nodeid] = self._wait(future, progress=True)
-            self._waited[item.nodeid] = time.perf_counter() - began
+            self._spans[item.nodeid].waited = time.perf_counter() - began
             del self._running[item.nodeid]
         outcome = self._results[item.nodeid]  # kept until teardown: rig_chat and rig_chats
         if isinstance(outcome, BudgetSpent):
@@ -491,13 +491,12 @@ class Engine:
                     self.progress.sample_done(kept.error_kind == "infrastructure")
                     return kept
             where = Where(job.nodeid, job.module, index)
-            span = self._spans.setdefault(job.nodeid, _Span())
-            sending = self._sending(span, job.nodeid, index)
+            sending = self._sending(job.span, job.nodeid, index)
             try:
                 with observe(heard), sending, self.around_calls(where):
                     return await job.pipeline.run(on_failed="include")
             finally:
-                span.last = max(span.last, time.perf_counter())
+                job.span.last = time.perf_counter()
 
         async def samples(job: _Job) -> list[Chat] | BaseException:
             try:
@@ -522,6 +521,7 @@ class Engine:
         futures = self._submit_all([samples(job) for job in jobs])
         for job, future in zip(jobs, futures, strict=True):
             self._running[job.nodeid] = future
+            self._spans[job.nodeid] = job.span
 
     @contextlib.contextmanager
     def _sending(self, span: _Span, nodeid: str, index: int) -> t.Iterator[None]:
@@ -532,8 +532,8 @@ class Engine:
         sent = False
 
         def started() -> None:
-            now = time.perf_counter()
-            span.first = now if span.first is None else min(span.first, now)
+            if span.first is None:
+                span.first = time.perf_counter()
 
         def first_call() -> None:
             nonlocal sent
@@ -555,11 +555,11 @@ class Engine:
         ask would carry the whole group's time (JUnit's `time`, `--durations`) and the
         others none. Time a call waited for a slot before the item's first went out is no
         item's; a replay waits no recorded latency, so its time is its pipeline's own work."""
-        waited = self._waited.pop(nodeid, None)
-        if waited is None:
+        span = self._spans.get(nodeid)
+        if span is None or span.waited is None:
             return duration
-        span = self._spans.pop(nodeid, None)
-        return max(0.0, duration - waited) + (span.seconds() if span is not None else 0.0)
+        del self._spans[nodeid]
+        return max(0.0, duration - span.waited) + span.seconds()
 
     def _salvaged(self, found: Salvage, job: _Job, index: int) -> Chat | None:
         """Sample `index` as a crashed worker left it, recorded here: its chat if it
@@ -662,7 +662,6 @@ class Engine:
         item run again, by a rerun plugin, gets fresh samples of its own)."""
         self._results.pop(nodeid, None)
         self._spans.pop(nodeid, None)
-        self._waited.pop(nodeid, None)
         self._spent.add(nodeid)
         running = self._running.pop(nodeid, None)
         if running is not None:  # it never asked for its samples (skipped, say)

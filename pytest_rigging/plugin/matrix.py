@@ -413,6 +413,15 @@ DEFAULT_MODEL_HEADER = (
     f"answers with the last user message; {PICK_MODELS}"
 )
 """Under the header when a rig test runs on the default model."""
+
+
+def after_collection(default: bool, runs: str | None, verbosity: int) -> list[str]:
+    """What is said once rig tests are collected (by a single process, or an xdist
+    controller from its workers' facts): that some run on the `default` model, and the
+    `runs` rig marks set (not at -q, which hides the header too)."""
+    return [DEFAULT_MODEL_HEADER] * default + ([runs] if runs and verbosity >= 0 else [])
+
+
 DEFAULT_MODEL_SECTION = (
     "rigging: the default model",
     f"this test ran on {DEFAULT_MODELS[0]}, the default model, which answers with the last "

@@ -249,8 +249,10 @@ def errored_call(report: pytest.TestReport) -> bool:
 
 
 def group_key(nodeid: str) -> str:
-    """Items of one test function share this key: the node id without the `[...]` part."""
-    return nodeid.split("[", 1)[0]
+    """Items of one test function share this key: the node id without the `[...]` part
+    of its name (a folder's name may hold "[" too)."""
+    path, colons, name = nodeid.rpartition("::")
+    return path + colons + name.split("[", 1)[0]
 
 
 def item_of(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import textwrap
 import typing as t
 from dataclasses import dataclass
@@ -401,11 +402,11 @@ class Reporter:
     def add(self, item: ItemRecord) -> None:
         self.items.append(item)
 
-    def judge(self) -> list[GateResult]:
-        """Evaluate the gates on the per-model figures; the failed ones."""
-        rows = tabulate_items(self.items, by_params=False)
+    def judge(self) -> list[Row]:
+        """Evaluate the gates on the per-model figures; those figures."""
+        rows = self.rows(by_params=False)
         self.results = evaluate(self.gates, rows, self.mode)
-        return [r for r in self.results if not r.passed]
+        return rows
 
     @property
     def failing(self) -> set[str]:
@@ -423,10 +424,11 @@ class Reporter:
         if verbosity > -2 or failed:
             terminal.write_sep("=", "rigging: parse success per model")
         if verbosity > -2:
-            from pytest_rigging.plugin._compat import terminal_width
+            from pytest_rigging.plugin._compat import line_width
 
             rows = self.rows(by_params=verbosity > 0)
-            width = terminal_width(terminal.config)
+            fits = "COLUMNS" in os.environ or bool(terminal.isatty)  # a log has no width
+            width = line_width(terminal.config) if fits else None
             shown = table(rows, verbosity=verbosity, failing=self.failing, width=width)
             terminal.write_line(shown)
             for result in self.results:

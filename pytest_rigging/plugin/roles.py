@@ -136,10 +136,9 @@ class Central(Role):
         run = self.run
         checks: list[Check] = []
         reporter = run.reported
+        rows = reporter.judge() if reporter is not None else []
         if reporter is not None:
-            reporter.judge()
             checks.extend(result.check() for result in reporter.results)
-        rows = reporter.rows(False) if reporter is not None else []
         if run.budget is not None:
             from pytest_rigging.plugin.budget import check
 

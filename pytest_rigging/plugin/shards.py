@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_rigging.plugin._compat import call_params
+from pytest_rigging.plugin.options import in_matrix
 from pytest_rigging.plugin.records import group_key
 
 _SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
@@ -121,17 +121,19 @@ def _case(item: pytest.Item) -> str:
     `trylast` hook) comes after it. An item whose only parameter is its cell (or that is
     no matrix item) is a case of its own. Node ids, not parameter values, so that every
     job cuts alike."""
-    cell = call_params(item).get("rig_cell")
-    path, colons, name = item.nodeid.rpartition("::")  # a folder's name may hold "["
-    head, bracket, inner = name.partition("[")
-    if cell is None or not bracket:
+    if not in_matrix(item):
         return item.nodeid
-    parts = inner[:-1].split("-")
+    from pytest_rigging.plugin.matrix import cell_of
+
+    cell, head = cell_of(item), group_key(item.nodeid)
+    if cell is None or head == item.nodeid:
+        return item.nodeid
+    parts = item.nodeid[len(head) + 1 : -1].split("-")
     cut = len(cell.id.split("-"))
     for start in range(len(parts) - cut, -1, -1):
         rest = parts[:start] + parts[start + cut :]
         if rest and "-".join(parts[start : start + cut]) == cell.id:
-            return f"{path}{colons}{head}[{'-'.join(rest)}]"
+            return f"{head}[{'-'.join(rest)}]"
     return item.nodeid
 
 

@@ -119,8 +119,14 @@ class DistWorker(Role):
         loadgroup = self.run.place.dist == "loadgroup"
         scopes: dict[str, str] = {}
         cells: dict[str, CellRecord] = {}
+        runs, default = None, False
         if rig:
-            units = unit_keys(self.run.place, [i for i in session.items if i.nodeid in rig])
+            from pytest_rigging.plugin.samples import runs_line
+
+            rig_items = [item for item in session.items if item.nodeid in rig]
+            units = unit_keys(self.run.place, rig_items)
+            runs = runs_line(rig_items, self.run.settings.runs)
+            default = any(self.run.settings.on_default_model(i) for i in rig_items)
             for item in session.items:
                 # xdist_group marks work where xdist documents them, on rig items too
                 names = _group_names(item) if loadgroup else []
@@ -130,13 +136,6 @@ class DistWorker(Role):
                     cells[item.nodeid] = rig[item.nodeid].record
                 elif group:
                     scopes[item.nodeid] = group
-        runs, default = None, False
-        if rig:
-            from pytest_rigging.plugin.samples import runs_line
-
-            rig_items = [item for item in session.items if item.nodeid in rig]
-            runs = runs_line(rig_items, self.run.settings.runs)
-            default = any(self.run.settings.on_default_model(i) for i in rig_items)
         facts: GroupFacts = {
             "rig": bool(rig),
             "scopes": scopes,
@@ -219,13 +218,11 @@ class DistController(Central):
             return
         self.collection_told = True
         facts = self.read_facts(node.gateway.id)
-        lines = []
-        if facts["default"]:
-            from pytest_rigging.plugin.matrix import DEFAULT_MODEL_HEADER
+        if not (facts["default"] or facts["runs"]):  # nothing to say: no matrix import
+            return
+        from pytest_rigging.plugin.matrix import after_collection
 
-            lines.append(DEFAULT_MODEL_HEADER)
-        if facts["runs"] and self.config.get_verbosity() >= 0:
-            lines.append(facts["runs"])
+        lines = after_collection(facts["default"], facts["runs"], self.config.get_verbosity())
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if lines and terminal is not None:
             terminal.ensure_newline()
@@ -243,8 +240,8 @@ class DistController(Central):
         modes run it again."""
         if not isinstance(getattr(sched, "chosen", None), FunctionScheduling):
             return
-        node = getattr(report, "node", None)
-        worker = worker_of(report)
+        node = worker_of(report)
+        worker = str(getattr(node, "workerinput", {}).get("workerid", "?"))
         cell = self.read_facts(worker)["cells"].get(crashitem)
         if cell is None or self.folder is None:
             return
