@@ -21,6 +21,7 @@ from pytest_rigging.plugin.state import RUN, RiggingWarning, Run
 if t.TYPE_CHECKING:
     from pytest_rigging.chat import Chat, ChatList, ChatPipeline
     from pytest_rigging.generator.base import GenerateParams, Generator
+    from pytest_rigging.plugin.cases import Case
     from pytest_rigging.plugin.matrix import Cell
     from pytest_rigging.plugin.samples import Verdicts
 
@@ -89,18 +90,28 @@ def pytest_report_collectionfinish(
 
 @pytest.hookimpl(trylast=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test's cases (`rig_cases`), then its cells (`test[case-cell]`)."""
+    fields: list[str] = []
+    if "rig_case" in metafunc.fixturenames:
+        from pytest_rigging.plugin.cases import generate as cases
+
+        fields = [*cases(metafunc), "rig_case"]
     if not RIG_FIXTURES.isdisjoint(metafunc.fixturenames):
         from pytest_rigging.plugin.matrix import generate
 
-        generate(metafunc, _run(metafunc.config))
+        generate(metafunc, _run(metafunc.config), fields)
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_pycollect_makeitem(
     collector: pytest.Collector, name: str, obj: object
 ) -> t.Generator[None, t.Any, t.Any]:
-    """Mark async rig tests for pytest-asyncio (strict mode needs the mark before it
-    converts the items; being the innermost wrapper, this runs first)."""
+    """A `rig_cases` test asks for `rig_case` (so that each of its items holds its case,
+    whatever it asks for itself), before pytest reads its fixtures. Mark async rig tests
+    for pytest-asyncio (strict mode needs the mark before it converts the items; being the
+    innermost wrapper, this runs first)."""
+    if inspect.isfunction(obj) and _has_cases(collector, obj):
+        pytest.mark.usefixtures("rig_case")(obj)
     result = yield
     for item in result if isinstance(result, list) else [result]:
         if (
@@ -111,6 +122,16 @@ def pytest_pycollect_makeitem(
         ):
             item.add_marker(pytest.mark.asyncio)
     return result
+
+
+def _has_cases(collector: pytest.Collector, function: object) -> bool:
+    """Whether a function about to be collected has `rig_cases` on it or around it, and
+    doesn't ask for `rig_case` yet."""
+    marks = getattr(function, "pytestmark", ())
+    if any(m.name == "usefixtures" and "rig_case" in m.args for m in marks):
+        return False
+    own = any(m.name == "rig_cases" for m in marks)
+    return own or collector.get_closest_marker("rig_cases") is not None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -274,6 +295,13 @@ def rig_chat(request: pytest.FixtureRequest, rig_pipeline: ChatPipeline) -> Chat
     chats = judgeable(engine.samples(request, rig_pipeline), verdict_of(request.node))
     request.node.stash[SAMPLES_KEY] = chats
     return next(iter(chats.values()))
+
+
+@pytest.fixture
+def rig_case(request: pytest.FixtureRequest) -> Case[t.Any]:
+    """This item's case of its `@pytest.mark.rig_cases` dataset: `rig_case.id`,
+    `rig_case.data` (the row, as the case model when `model=` is given), `rig_case["field"]`."""
+    return t.cast("Case[t.Any]", request.param)
 
 
 @pytest.fixture

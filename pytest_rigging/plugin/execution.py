@@ -635,6 +635,8 @@ class Engine:
         if name in CELL_FIXTURES:
             return CELL_FIXTURES[name](self, cell, item.nodeid)
         params = call_params(item)
+        if name == "rig_case":  # the case itself, not the fixture's own parameter
+            return params[name]
         if name in params:
             return _direct_param(item, name)
         definitions = fixture_definitions(item, name)

@@ -536,9 +536,10 @@ def cell_of(item: pytest.Item) -> Cell | None:
     return cell if isinstance(cell, Cell) else None
 
 
-def generate(metafunc: pytest.Metafunc, run: Run) -> None:
+def generate(metafunc: pytest.Metafunc, run: Run, fields: t.Sequence[str] = ()) -> None:
     """Parametrize a matrix test over its cells; what its marks or pipeline get wrong is a
-    collection error naming the test."""
+    collection error naming the test. `fields` are what its `rig_cases` pass by name,
+    `rig_case` among them."""
     from pytest_rigging.plugin.state import RiggingWarning
 
     settings = run.settings
@@ -556,27 +557,14 @@ def generate(metafunc: pytest.Metafunc, run: Run) -> None:
     except InvalidGeneratorError as error:
         raise pytest.Collector.CollectError(str(error)) from None
     if "rig_chat" in metafunc.fixturenames or "rig_chats" in metafunc.fixturenames:
+        from pytest_rigging.plugin.cases import parametrized
         from pytest_rigging.plugin.execution import check_pipeline
 
-        problem = check_pipeline(definition, _parametrized(definition))
+        passed = dict.fromkeys(fields, False)
+        problem = check_pipeline(definition, parametrized(definition) | passed)
         if problem:
             raise pytest.Collector.CollectError(f"{where}: {problem}")
     for note in [*notes, *more]:
         definition.warn(RiggingWarning(note))
     cells = build_cells(models, params)
     metafunc.parametrize("rig_cell", cells, ids=[c.id for c in cells], indirect=True)
-
-
-def _parametrized(definition: pytest.Item) -> dict[str, bool]:
-    """The test's `parametrize` arguments, each with whether it is indirect."""
-    names: dict[str, bool] = {}
-    for mark in definition.iter_markers("parametrize"):
-        argnames = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
-        if isinstance(argnames, str):
-            argnames = [n.strip() for n in argnames.split(",") if n.strip()]
-        indirect = mark.kwargs.get("indirect", False)
-        for name in argnames:
-            names[name] = indirect is True or (
-                isinstance(indirect, list | tuple) and name in indirect
-            )
-    return names

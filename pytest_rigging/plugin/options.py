@@ -127,6 +127,10 @@ MARKERS = (
     "GenerateParams) instead of --rig-params/ini",
     "rig(runs=1, min_pass=runs): draw `runs` samples per cell; the item passes when "
     "at least `min_pass` samples pass the test's checks",
+    "rig_cases(source, id=None, fields=None, model=None, limit=None, sample=None, seed=0, "
+    "format=None, split=None, revision=None, config=None): parametrize this test with the "
+    "cases of a JSONL, JSON or CSV file or a Hugging Face dataset; each field by name, the "
+    "whole case as the rig_case fixture",
     "rig_cell(model, params): set by pytest-rigging on every matrix item: its model "
     "(full identifier, or the short label ids show) and params "
     "(select with -m \"rig_cell(model='...')\")",

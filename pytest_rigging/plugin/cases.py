@@ -1,0 +1,649 @@
+"""Eval cases from data files: `@pytest.mark.rig_cases(FILE, id=FIELD)` parametrizes a test
+with a file's rows, as `parametrize` would.
+
+A case's id is its id field's value or a short hash of its content, never its row number,
+so inserting a row renames nothing and every xdist worker and shard agrees. Each case
+carries the hash of its content and its dataset's, which the JSON report and the baseline
+keep, so that an edited case is told apart from a regression. Rows are read as a stream:
+what is kept is the cases selected (`limit=`, `sample=`), not the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import heapq
+import json
+import os
+import re
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pydantic import BaseModel, TypeAdapter
+
+RowT = t.TypeVar("RowT")
+
+FORMATS = ("jsonl", "json", "csv", "hf")
+_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
+HUB = "hf://"
+"""A Hugging Face hub dataset's source: `hf://owner/name`."""
+ID_LENGTH = 12
+"""Hex digits of a content hash that make a case's id when no id field is named: 48 bits,
+so that 100,000 cases have about one chance in 50,000 of two sharing one."""
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.\-]+")
+RESERVED = frozenset({"request"})
+"""Names pytest refuses as parameters: such a field is read through `rig_case` only."""
+
+
+class CasesError(ValueError):
+    """A dataset that can't be read as cases; the message names the file, the line and the
+    field where it can."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset as a run read it: its source as shown, its format and its hash (of every
+    row read, in order: the same rows give the same hash in every format)."""
+
+    source: str
+    format: str
+    hash: str
+    rows: int
+    """Rows read (the whole dataset unless `limit=` stopped before its end)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Case(t.Generic[RowT]):
+    """One case of a `rig_cases` dataset, as the `rig_case` fixture gives it.
+
+    `data` is the row as the case model validated it (`model=`), or as a dict of its
+    fields; `case["field"]` reads a field of either. `hash` is its content's, `line` where
+    it starts in its file (a row number for a Hugging Face dataset)."""
+
+    id: str
+    data: RowT
+    fields: t.Mapping[str, t.Any] = dataclasses.field(repr=False)
+    line: int
+    hash: str
+    dataset: Dataset = dataclasses.field(repr=False)
+
+    def __getitem__(self, name: str) -> t.Any:
+        return self.fields[name]
+
+    def get(self, name: str, default: t.Any = None) -> t.Any:
+        return self.fields.get(name, default)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a `rig_cases` marker asks for, checked."""
+
+    source: str
+    id: str | None = None
+    fields: tuple[tuple[str, str], ...] | None = None
+    """(field in the file, name given to the test), in order."""
+    model: type[BaseModel] | None = None
+    limit: int | None = None
+    sample: int | None = None
+    seed: int = 0
+    format: str | None = None
+    split: str | None = None
+    revision: str | None = None
+    config: str | None = None
+
+
+def _marker_signature(
+    source: str | os.PathLike[str],
+    *,
+    id: str | None = None,
+    fields: t.Sequence[str] | t.Mapping[str, str] | None = None,
+    model: type[BaseModel] | None = None,
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    format: str | None = None,
+    split: str | None = None,
+    revision: str | None = None,
+    config: str | None = None,
+) -> Source:
+    """`@pytest.mark.rig_cases(...)`'s arguments, checked like a call's."""
+    if not isinstance(source, str | os.PathLike) or not str(source).strip():
+        raise CasesError(f"the source must be a file path or {HUB}owner/name, got {source!r}")
+    if id is not None and (not isinstance(id, str) or not id):
+        raise CasesError(f"id= must name a field, got {id!r}")
+    pairs = None
+    if fields is not None:
+        if isinstance(fields, str) or not isinstance(fields, t.Sequence | t.Mapping):
+            raise CasesError(
+                f"fields= must be a list of field names or a dict renaming them, got {fields!r}"
+            )
+        items = fields.items() if isinstance(fields, t.Mapping) else ((f, f) for f in fields)
+        pairs = tuple(items)
+        bad = [p for p in pairs if not all(isinstance(n, str) and n for n in p)]
+        if bad or not pairs:
+            raise CasesError(f"fields= must name fields as non-empty strings, got {fields!r}")
+        given_names = [name for _, name in pairs]
+        if len(set(given_names)) != len(given_names):
+            raise CasesError(f"fields= gives two fields one name: {fields!r}")
+    if model is not None and not _is_model(model):
+        raise CasesError(f"model= must be a pydantic model class, got {model!r}")
+    for name, number, low in (("limit", limit, 1), ("sample", sample, 1), ("seed", seed, 0)):
+        if number is not None and (
+            not isinstance(number, int) or isinstance(number, bool) or number < low
+        ):
+            raise CasesError(f"{name}= must be a whole number >= {low}, got {number!r}")
+    if format is not None and format not in FORMATS:
+        raise CasesError(f"format= must be one of {', '.join(FORMATS)}, got {format!r}")
+    for name, text in (("split", split), ("revision", revision), ("config", config)):
+        if text is not None and (not isinstance(text, str) or not text):
+            raise CasesError(f"{name}= must be a non-empty string, got {text!r}")
+    return Source(
+        os.fspath(source), id, pairs, model, limit, sample, seed, format, split, revision, config
+    )
+
+
+def _is_model(value: object) -> bool:
+    from pydantic import BaseModel
+
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def read_marker(marker: pytest.Mark) -> Source:
+    """The marker's arguments; a wrong one is a `CasesError` naming it."""
+    try:
+        return _marker_signature(*marker.args, **marker.kwargs)
+    except TypeError as error:
+        raise CasesError(
+            str(error).replace("_marker_signature()", "@pytest.mark.rig_cases()")
+        ) from None
+
+
+class Row(t.NamedTuple):
+    """A row as a reader yields it: where it starts, and its fields."""
+
+    line: int
+    values: dict[str, t.Any]
+
+
+class _Where:
+    """How messages name a place in a dataset: `cases.csv:14`, or `data row 14`."""
+
+    def __init__(self, shown: str, lines: bool) -> None:
+        self.shown = shown
+        self.lines = lines
+
+    def __call__(self, line: int) -> str:
+        return f"{self.shown}:{line}" if self.lines else f"{self.shown} row {line}"
+
+
+def format_of(source: Source, path: Path | None) -> str:
+    """The reader a source needs: `format=`, else the suffix; a folder or `hf://` name is
+    a Hugging Face dataset."""
+    if source.format is not None:
+        return source.format
+    if path is None or path.is_dir():
+        return "hf"
+    found = _SUFFIXES.get(path.suffix.lower())
+    if found is None:
+        raise CasesError(
+            f"{source.source}: cannot tell the format from the suffix {path.suffix!r}: "
+            f"name the file .jsonl, .json or .csv, or pass format= (one of {', '.join(FORMATS)})"
+        )
+    return found
+
+
+def _jsonl(path: Path, where: _Where) -> Iterator[Row]:
+    with path.open(encoding="utf-8-sig") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError as error:
+                raise CasesError(f"{where(number)}: not JSON: {_json_problem(error)}") from None
+            yield Row(number, _object(value, where(number)))
+
+
+def _json(path: Path, where: _Where) -> Iterator[Row]:
+    """A JSON array of objects, each with the line it starts on."""
+    text = path.read_text(encoding="utf-8-sig")
+    decoder = json.JSONDecoder()
+    position = _blank(text, 0)
+    if text[position : position + 1] != "[":
+        raise CasesError(f"{where(_line(text, position))}: expected a JSON array of objects")
+    line, counted = 1, 0
+    position = _blank(text, position + 1)
+    if text[position : position + 1] == "]":
+        return
+    while True:
+        line += text.count("\n", counted, position)
+        counted = position
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except ValueError as error:
+            raise CasesError(f"{where(line)}: not JSON: {_json_problem(error)}") from None
+        yield Row(line, _object(value, where(line)))
+        position = _blank(text, position)
+        closing = text[position : position + 1]
+        if closing == "]":
+            return
+        if closing != ",":
+            at = _line(text, position)
+            raise CasesError(f"{where(at)}: not JSON: expected ',' or ']' after an object")
+        position = _blank(text, position + 1)
+
+
+def _blank(text: str, position: int) -> int:
+    """Where the text after `position`'s whitespace starts."""
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
+
+
+def _line(text: str, position: int) -> int:
+    return text.count("\n", 0, position) + 1
+
+
+def _json_problem(error: ValueError) -> str:
+    message = getattr(error, "msg", None)
+    column = getattr(error, "colno", None)
+    return f"{message} (column {column})" if message and column else str(error)
+
+
+def _object(value: object, where: str) -> dict[str, t.Any]:
+    if not isinstance(value, dict):
+        raise CasesError(f"{where}: expected an object of fields, got {type(value).__name__}")
+    return value
+
+
+def _csv(path: Path, where: _Where) -> Iterator[Row]:
+    """RFC 4180, strictly: the header names the fields; a ragged row or an unterminated
+    quote is an error naming its line. Cells are text (the case model may say otherwise)."""
+    with path.open(encoding="utf-8-sig", newline="") as file:
+        reader = csv.reader(file, strict=True)
+        header: list[str] | None = None
+        while True:
+            start = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                raise CasesError(f"{where(start)}: {_csv_problem(str(error))}") from None
+            if not cells:
+                continue
+            if header is None:
+                header = _header(cells, where(start))
+                continue
+            if len(cells) != len(header):
+                raise CasesError(f"{where(start)}: expected {len(header)} fields, got {len(cells)}")
+            yield Row(start, dict(zip(header, cells, strict=True)))
+
+
+def _header(cells: list[str], where: str) -> list[str]:
+    names = [c.strip() for c in cells]
+    if not all(names):
+        raise CasesError(f"{where}: the header has an empty field name: {cells!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise CasesError(f"{where}: the header names {', '.join(map(repr, repeated))} twice")
+    return names
+
+
+def _csv_problem(message: str) -> str:
+    if "unexpected end of data" in message or "EOF" in message:
+        return "unterminated quoted field (a quote opened in this row is never closed)"
+    return f"not CSV: {message}"
+
+
+def _hugging_face(source: Source, path: Path | None, shown: str) -> tuple[Iterator[Row], str]:
+    """The rows of a Hugging Face dataset: a folder `save_to_disk` wrote, or a hub name
+    (`hf://owner/name`, pinned with `revision=`). Needs the `datasets` extra."""
+    try:
+        import datasets
+    except ImportError:
+        raise CasesError(
+            f"{shown}: reading a Hugging Face dataset needs the datasets package: "
+            "pip install 'pytest-rigging[datasets]'"
+        ) from None
+    try:
+        if path is not None:
+            loaded = datasets.load_from_disk(str(path))
+        else:
+            loaded = datasets.load_dataset(
+                source.source.removeprefix(HUB),
+                source.config,
+                split=source.split,
+                revision=source.revision,
+            )
+    except (FileNotFoundError, ValueError, OSError) as error:
+        raise CasesError(f"{shown}: cannot load the dataset: {error}") from None
+    if isinstance(loaded, datasets.DatasetDict | datasets.IterableDatasetDict):
+        splits = ", ".join(loaded)
+        if source.split is None:
+            raise CasesError(f"{shown}: the dataset has splits ({splits}): pick one with split=")
+        if source.split not in loaded:
+            raise CasesError(f"{shown}: no split {source.split!r} (it has: {splits})")
+        loaded = loaded[source.split]
+    rows = (Row(number, dict(row)) for number, row in enumerate(loaded, 1))
+    return rows, shown
+
+
+def _rows(source: Source, base: Path, root: Path) -> tuple[Iterator[Row], _Where, str]:
+    """The rows of `source` (relative paths from `base`, shown from `root`), the way to
+    name a place in them, and the format."""
+    if source.source.startswith(HUB):
+        shown = source.source
+        rows, _ = _hugging_face(source, None, shown)
+        return rows, _Where(shown, lines=False), "hf"
+    path = Path(source.source).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    shown = _shown(path, root)
+    if not path.exists():
+        raise CasesError(f"{shown}: no such file")
+    kind = format_of(source, path)
+    if kind == "hf":
+        rows, _ = _hugging_face(source, path, shown)
+        return rows, _Where(shown, lines=False), kind
+    if path.is_dir():
+        raise CasesError(f"{shown}: is a folder, not a {kind} file")
+    where = _Where(shown, lines=True)
+    readers = {"jsonl": _jsonl, "json": _json, "csv": _csv}
+    return readers[kind](path, where), where, kind
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def content_hash(values: t.Mapping[str, t.Any]) -> str:
+    """A row's content as a hash: its fields, keys sorted, as JSON (a value JSON can't
+    hold, as its text)."""
+    text = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def case_id(value: object) -> str:
+    """An id field's value as an item id shows it: `-k` friendly (ASCII letters, digits,
+    `_`, `.`, `-`; any other run of characters becomes `_`)."""
+    return _UNSAFE_ID.sub("_", str(value))
+
+
+class _Picked(t.NamedTuple):
+    line: int
+    id: str
+    hash: str
+    values: dict[str, t.Any]
+
+
+def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
+    """The cases `source` selects, in the file's order; any problem is a `CasesError`
+    naming the file, the line and the field."""
+    rows, where, kind = _rows(source, base, root)
+    validate = _validator(source.model, kind) if source.model is not None else None
+    seen: dict[str, int] = {}
+    whole = hashlib.sha256()
+    picked: list[_Picked] = []
+    ranked: list[tuple[int, int, _Picked]] = []  # a max-heap by rank, negated
+    count = 0
+    for line, row in rows:
+        values = _selected(row, source.fields, where(line))
+        digest = content_hash(values)
+        whole.update(digest.encode("ascii"))
+        name = _id_of(row, source.id, digest, where(line))
+        first = seen.setdefault(name, line)
+        if first != line:
+            raise CasesError(
+                f"{where(line)}: case id {name!r} is also the id of the case on "
+                f"{_other(where, first)}: ids must be unique"
+                + ("" if source.id else " (two rows with the same content)")
+            )
+        if validate is not None:
+            validate(values, where(line))
+        count += 1
+        one = _Picked(line, name, digest, values)
+        if source.sample is None:
+            picked.append(one)
+        else:
+            rank = _rank(source.seed, name)
+            if len(ranked) < source.sample:
+                heapq.heappush(ranked, (-rank, count, one))
+            elif rank < -ranked[0][0]:
+                heapq.heapreplace(ranked, (-rank, count, one))
+        if source.limit is not None and count >= source.limit:
+            break
+    if not count:
+        raise CasesError(f"{where.shown}: no cases (the dataset is empty)")
+    if source.sample is not None:
+        if source.sample > count:
+            raise CasesError(
+                f"{where.shown}: sample={source.sample} is more than the {count} cases read"
+            )
+        picked = [one for _, _, one in sorted(ranked, key=lambda r: r[1])]
+    dataset = Dataset(where.shown, kind, whole.hexdigest(), count)
+    model = source.model
+    cases: list[Case[t.Any]] = []
+    for one in picked:
+        data: t.Any = one.values
+        fields: t.Mapping[str, t.Any] = one.values
+        if model is not None and validate is not None:
+            data = validate(one.values, where(one.line))
+            fields = {name: getattr(data, name) for name in type(data).model_fields}
+            fields |= data.model_extra or {}
+        cases.append(Case(one.id, data, fields, one.line, one.hash, dataset))
+    return cases
+
+
+def _other(where: _Where, line: int) -> str:
+    return f"line {line}" if where.lines else f"row {line}"
+
+
+def _rank(seed: int, name: str) -> int:
+    """A case's place in the seeded sample: by its id, so that a case is drawn or not
+    whatever rows are added around it."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big")
+
+
+def _selected(
+    row: dict[str, t.Any], fields: tuple[tuple[str, str], ...] | None, where: str
+) -> dict[str, t.Any]:
+    if fields is None:
+        return row
+    selected = {}
+    for field, name in fields:
+        if field not in row:
+            raise CasesError(f"{where}: no field {field!r} (the row has: {_names(row)})")
+        selected[name] = row[field]
+    return selected
+
+
+def _names(row: t.Mapping[str, t.Any]) -> str:
+    return ", ".join(row) or "no fields"
+
+
+def _id_of(row: dict[str, t.Any], field: str | None, digest: str, where: str) -> str:
+    if field is None:
+        return digest[:ID_LENGTH]
+    if field not in row:
+        raise CasesError(f"{where}: no id field {field!r} (the row has: {_names(row)})")
+    value = row[field]
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise CasesError(f"{where}: the id field {field!r} is empty")
+    return case_id(value)
+
+
+Validator = t.Callable[[dict[str, t.Any], str], "BaseModel"]
+
+
+def _validator(model: type[BaseModel], kind: str) -> Validator:
+    """Validate a row with the case model; a CSV row's cells are text, so a cell for a
+    field that text doesn't fit is read as JSON first (`3`, `["a", "b"]`), and an empty
+    one is left out (the field's default applies)."""
+    from pydantic import ValidationError
+
+    texts = _TextFields(model) if kind == "csv" else None
+
+    def validate(values: dict[str, t.Any], where: str) -> BaseModel:
+        try:
+            return model.model_validate(texts.typed(values) if texts is not None else values)
+        except ValidationError as error:
+            raise CasesError(f"{where}: {_validation_problem(error, model)}") from None
+
+    return validate
+
+
+class _TextFields:
+    """Which of a case model's fields take a CSV cell's text as it is."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+        self._adapters: dict[str, TypeAdapter[t.Any] | None] = {}
+
+    def _adapter(self, name: str) -> TypeAdapter[t.Any] | None:
+        if name not in self._adapters:
+            from pydantic import TypeAdapter
+
+            field = self.model.model_fields.get(name)
+            kind: t.Any = None if field is None else field.annotation
+            if field is not None and field.metadata:
+                kind = t.Annotated[(kind, *field.metadata)]
+            self._adapters[name] = None if field is None else TypeAdapter(kind)
+        return self._adapters[name]
+
+    def _takes_text(self, name: str, text: str) -> bool:
+        adapter = self._adapter(name)
+        if adapter is None:
+            return True
+        try:
+            adapter.validate_python(text, strict=True)
+        except ValueError:
+            return False
+        return True
+
+    def typed(self, values: dict[str, t.Any]) -> dict[str, t.Any]:
+        typed: dict[str, t.Any] = {}
+        for name, text in values.items():
+            if not isinstance(text, str) or self._takes_text(name, text):
+                typed[name] = text
+            elif text.strip():
+                try:
+                    typed[name] = json.loads(text)
+                except ValueError:
+                    typed[name] = text
+        return typed
+
+
+def _validation_problem(error: t.Any, model: type[BaseModel]) -> str:
+    problems = []
+    for found in error.errors(include_url=False):
+        field = ".".join(map(str, found["loc"])) or "(the row)"
+        got = f" (got {found['input']!r})" if found["type"] != "missing" else ""
+        problems.append(f"field {field!r}: {found['msg']}{got}")
+    more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+    return f"does not fit {model.__name__}: " + "; ".join(problems[:3]) + more
+
+
+def parameters(
+    cases: t.Sequence[Case[t.Any]], wanted: t.Collection[str], taken: t.Collection[str]
+) -> list[str]:
+    """The fields passed to the test and its fixtures by name: those they ask for
+    (`wanted`), less `rig_*` and pytest's reserved names; a field `parametrize` sets too
+    (`taken`) is an error, and so is a case without a field that another case passes."""
+    names: dict[str, None] = {}
+    for case in cases:
+        names.update(dict.fromkeys(case.fields))
+    passed = [n for n in names if n in wanted and n not in RESERVED and not n.startswith("rig_")]
+    clashing = [n for n in passed if n in taken]
+    if clashing:
+        raise CasesError(
+            f"field {clashing[0]!r} is also set by @pytest.mark.parametrize: rename the field "
+            "with fields={...} or the parameter"
+        )
+    for case in cases:
+        for name in passed:
+            if name not in case.fields:
+                where = _Where(case.dataset.source, case.dataset.format != "hf")(case.line)
+                raise CasesError(
+                    f"{where}: no field {name!r}, which the test asks for "
+                    f"(the row has: {_names(case.fields)})"
+                )
+    return passed
+
+
+_LOADED = pytest.StashKey[dict[tuple[t.Any, ...], list[Case[t.Any]]]]()
+
+
+def _cached(config: pytest.Config, source: Source, base: Path) -> list[Case[t.Any]]:
+    """Cases are read once per file and marker arguments (two tests over one file share
+    them), and again if the file changed meanwhile."""
+    loaded = config.stash.setdefault(_LOADED, {})
+    path = base / source.source
+    try:
+        stat = path.stat()
+        key: tuple[t.Any, ...] = (source, str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = (source, str(path))
+    if key not in loaded:
+        loaded[key] = load(source, base, config.rootpath)
+    return loaded[key]
+
+
+def generate(metafunc: pytest.Metafunc) -> list[str]:
+    """Parametrize the test with its cases (before its cells, so that ids read
+    `test[case-cell]`); returns the fields passed by name. A problem is a collection error
+    naming the test, the file, the line and the field."""
+    definition = metafunc.definition
+    marker = definition.get_closest_marker("rig_cases")
+    where = f"{definition.nodeid}: @pytest.mark.rig_cases"
+    if marker is None:
+        raise pytest.Collector.CollectError(
+            f"{definition.nodeid}: rig_case gives the case of a @pytest.mark.rig_cases test; "
+            "this test has no rig_cases marker"
+        )
+    try:
+        source = read_marker(marker)
+        cases = _cached(metafunc.config, source, definition.path.parent)
+        names = parameters(cases, set(metafunc.fixturenames), parametrized(definition))
+    except CasesError as error:
+        raise pytest.Collector.CollectError(f"{where}: {error}") from None
+    metafunc.parametrize(
+        [*names, "rig_case"],
+        [(*(c.fields[n] for n in names), c) for c in cases],
+        ids=[c.id for c in cases],
+        indirect=["rig_case"],
+    )
+    return names
+
+
+def case_of(item: pytest.Item) -> Case[t.Any] | None:
+    """An item's case; None for an item of a test without `rig_cases`."""
+    from pytest_rigging.plugin._compat import call_params
+
+    case = call_params(item).get("rig_case")
+    return case if isinstance(case, Case) else None
+
+
+def parametrized(definition: pytest.Item) -> dict[str, bool]:
+    """The test's `parametrize` arguments, each with whether it is indirect."""
+    names: dict[str, bool] = {}
+    for mark in definition.iter_markers("parametrize"):
+        argnames = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if isinstance(argnames, str):
+            argnames = [n.strip() for n in argnames.split(",") if n.strip()]
+        indirect = mark.kwargs.get("indirect", False)
+        for name in argnames:
+            names[name] = indirect is True or (
+                isinstance(indirect, list | tuple) and name in indirect
+            )
+    return names
