@@ -161,7 +161,7 @@ def read_marker(marker: pytest.Mark) -> Source:
         return _marker_signature(*marker.args, **marker.kwargs)
     except TypeError as error:
         raise CasesError(
-            str(error).replace("_marker_signature()", "@pytest.mark.rig_cases()")
+            str(error).replace("_marker_signature() ", "")
         ) from None
 
 
@@ -487,9 +487,10 @@ Validator = t.Callable[[dict[str, t.Any], str], "BaseModel"]
 
 
 def _validator(model: type[BaseModel], kind: str) -> Validator:
-    """Validate a row with the case model; a CSV row's cells are text, so a cell for a
-    field that text doesn't fit is read as JSON first (`3`, `["a", "b"]`), and an empty
-    one is left out (the field's default applies)."""
+    """Validate a row with the case model. A CSV row's cells are text: a field that takes
+    text gets the cell as it is (an empty cell is ""); for any other, the cell is read as
+    JSON first (`3`, `["a", "b"]`), and an empty one is left out (the field's default
+    applies)."""
     from pydantic import ValidationError
 
     texts = _TextFields(model) if kind == "csv" else None
