@@ -20,7 +20,9 @@ import importlib
 import inspect
 import io
 import re
+import subprocess
 import sys
+import tempfile
 import types
 import typing as t
 from collections import Counter
@@ -289,6 +291,53 @@ def check_reliability(run: DocRun) -> None:
         assert f"def {test}(" in source, f"{module}::{test} is named but doesn't exist"
 
 
+def check_datasets(run: DocRun) -> None:
+    """The page's test module, beside the data file it shows, collects the ids the page
+    shows and passes on the model it names; the ragged CSV it shows stops collection with
+    the message it shows."""
+    text = run.document.text
+    (module,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert not run.blocks[0].requests  # defining a test runs nothing
+    data_file, rows = re.findall(
+        r"In `([\w/.]+)`, one case per line:\n\n```text\n(.*?)```", text, flags=re.S
+    )[0]
+    command, ids = re.findall(r"```bash\n(pytest .*?)\n```\n\n```text\n(.*?)```", text, flags=re.S)[
+        0
+    ]
+    sheet = re.findall(r"With the CSV\n\n```text\n(.*?)```", text, flags=re.S)[0]
+    error = re.findall(r"collection stops with:\n\n```text\n(.*?)\n```", text, flags=re.S)[0]
+    with tempfile.TemporaryDirectory() as folder:
+        project = Path(folder)
+        (project / "pytest.ini").write_text(
+            "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+        )
+        (project / data_file).parent.mkdir(parents=True, exist_ok=True)
+        (project / data_file).write_text(rows)
+        (project / "test_tickets.py").write_text(module)
+        (project / "cases.csv").write_text(sheet)
+        (project / "test_sheet.py").write_text(
+            "import pytest\n\n@pytest.mark.rig_cases('cases.csv')\n"
+            "def test_answer(question, answer):\n    pass\n"
+        )
+
+        def pytest_(*args: str) -> str:
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                cwd=project,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            return done.stdout
+
+        arguments = command.split()[1:]
+        shown = pytest_(*arguments)
+        assert [line for line in shown.splitlines() if "::" in line] == ids.splitlines()
+        ran = pytest_(*[a for a in arguments if a not in ("--collect-only", "-q")])
+        assert "3 passed" in ran, ran
+        assert error in pytest_("test_sheet.py", "--collect-only", "-q")
+
+
 def check_architecture(run: DocRun) -> None:
     """The architecture page runs nothing; it names every module of the plugin, and every
     name of the compat module, and nothing that doesn't exist."""
@@ -404,6 +453,7 @@ SCRIPTS: dict[str, Script] = {
     ),
     "docs/reliability.md": Script(rules=(), check=check_reliability),
     "docs/architecture.md": Script(rules=(), check=check_architecture),
+    "docs/datasets.md": Script(rules=(), check=check_datasets),
     "docs/rigging-compatibility.md": Script(rules=(), check=check_compatibility),
 }
 
