@@ -174,7 +174,7 @@ def models(requests: list[RecordedRequest]) -> Counter[str]:
 
 
 def check_readme(run: DocRun) -> None:
-    first_test, free_form, generators, pipelines, prompts, models_block = run.blocks
+    first_test, free_form, cases, generators, pipelines, prompts, models_block = run.blocks
     namespace = run.namespace
 
     # The first eval test is a test module: running it defines its fixture and test; so
@@ -182,6 +182,7 @@ def check_readme(run: DocRun) -> None:
     assert {"rig_pipeline", "test_capital", "test_capital_free_form"} <= set(namespace)
     assert not first_test.requests
     assert not free_form.requests
+    assert not cases.requests and "test_triage" in namespace
 
     # Identifiers build generators without calling anything, and never show the key.
     assert not generators.requests
