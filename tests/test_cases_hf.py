@@ -184,6 +184,16 @@ def with_id(row: dict[str, t.Any], name: str) -> dict[str, t.Any]:
             "`Dataset` directory nor a `DatasetDict` directory.",
         ),
     ],
+    ids=[
+        "no split",
+        "no such split",
+        "split of a Dataset",
+        "revision of a folder",
+        "empty",
+        "no id field",
+        "id twice",
+        "not saved",
+    ],
 )
 def test_a_saved_dataset_that_cannot_give_cases_is_one_collection_error(
     pytester: pytest.Pytester, folder: str, arguments: str, message: str
@@ -276,3 +286,136 @@ def test_without_the_datasets_package_a_dataset_is_one_collection_error(
         "@pytest.mark.rig_cases: data: reading a Hugging Face dataset needs the datasets "
         "package: pip install 'pytest-rigging[datasets]'"
     ) in result.stdout.str()
+
+
+HUB_CONFTEST = """
+import inspect
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+
+ROWS = {rows!r}
+CALLS = Path(__file__).parent / "calls.jsonl"
+real = datasets.load_dataset
+patch = pytest.MonkeyPatch()
+
+
+def load_dataset(*args, **kwargs):
+    '''What the hub would give, and what it was asked for.'''
+    asked = inspect.signature(real).bind(*args, **kwargs).arguments
+    with CALLS.open("a") as file:
+        file.write(json.dumps(asked) + "\\n")
+    if asked["path"] == "owner/missing":
+        raise datasets.exceptions.DatasetNotFoundError("Dataset 'owner/missing' doesn't exist")
+    dataset = datasets.Dataset.from_list(ROWS)
+    split = asked.get("split")
+    return datasets.DatasetDict(train=dataset, validation=dataset) if split is None else dataset
+
+
+def pytest_configure(config):
+    patch.setattr(datasets, "load_dataset", load_dataset)
+
+
+def pytest_unconfigure(config):
+    patch.undo()
+"""
+
+
+def test_a_hub_dataset_is_loaded_as_the_marker_pins_it(pytester: pytest.Pytester) -> None:
+    """The name, config, split and revision reach `load_dataset`; only the unpinned test
+    is warned about."""
+    ini(pytester)
+    pytester.makeconftest(HUB_CONFTEST.format(rows=ROWS))
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.rig_cases(
+            "hf://owner/tickets", id="name", config="support", split="train", revision={SHA!r}
+        )
+        def test_pinned(rig_case, question):
+            assert rig_case.dataset.source == "hf://owner/tickets['train']"
+
+        @pytest.mark.rig_cases("hf://owner/tickets", split="validation")
+        def test_unpinned(rig_case):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=6)
+    calls = [json.loads(c) for c in (pytester.path / "calls.jsonl").read_text().splitlines()]
+    assert calls == [
+        {"path": "owner/tickets", "name": "support", "split": "train", "revision": SHA},
+        {"path": "owner/tickets", "name": None, "split": "validation", "revision": None},
+    ]
+    warned = result.reprec.getcalls("pytest_warning_recorded")  # type: ignore[attr-defined]
+    assert [
+        (w.warning_message.category.__name__, str(w.warning_message.message)) for w in warned
+    ] == [
+        (
+            "RiggingWarning",
+            "test_a_hub_dataset_is_loaded_as_the_marker_pins_it.py::test_unpinned: "
+            "@pytest.mark.rig_cases: hf://owner/tickets is not pinned: the hub dataset can "
+            "change under the suite; pin it with revision=<commit sha>",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            f"revision={SHA!r}",
+            "hf://owner/tickets: the dataset has splits (train, validation): pick one with split=",
+        ),
+        (
+            f"split='train', revision={SHA!r}",
+            "hf://owner/missing: cannot load the dataset: DatasetNotFoundError: "
+            "Dataset 'owner/missing' doesn't exist",
+        ),
+    ],
+    ids=["no split", "not found"],
+)
+def test_a_hub_dataset_that_cannot_give_cases_is_one_collection_error(
+    pytester: pytest.Pytester, arguments: str, message: str
+) -> None:
+    ini(pytester)
+    pytester.makeconftest(HUB_CONFTEST.format(rows=ROWS))
+    name = "owner/missing" if "missing" in message else "owner/tickets"
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.rig_cases("hf://{name}", id="name", {arguments})
+        def test_x(rig_case):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    assert f"::test_x: @pytest.mark.rig_cases: {message}" in result.stdout.str()
+
+
+def test_under_xdist_each_case_of_a_saved_dataset_runs_once(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    rows = [{"name": f"case{n}", "question": f"q{n}", "score": n / 2} for n in range(8)]
+    saved(pytester.path / "data", rows)
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.mark.rig_cases("data")
+        def test_x(rig_case, question):
+            with open("ran.txt", "a") as file:
+                file.write(f"{rig_case.id} {question} {os.environ['PYTEST_XDIST_WORKER']}\\n")
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(passed=8)
+    ran = [line.split() for line in (pytester.path / "ran.txt").read_text().splitlines()]
+    assert sorted(q for _, q, _ in ran) == [f"q{n}" for n in range(8)]
+    assert len({i for i, _, _ in ran}) == 8
+    assert {w for _, _, w in ran} == {"gw0", "gw1"}

@@ -325,11 +325,9 @@ def _hugging_face(source: Source, path: Path | None, shown: str) -> tuple[Iterat
                 split=source.split,
                 revision=source.revision,
             )
-    except FileNotFoundError as error:
-        if path is None:
-            raise CasesError(f"{shown}: cannot load the dataset: {error}") from None
-        raise CasesError(f"{shown}: not a dataset that save_to_disk wrote: {error}") from None
     except Exception as error:  # the loader's own (pyarrow's, the hub client's): named, not hidden
+        if path is not None and isinstance(error, FileNotFoundError):
+            raise CasesError(f"{shown}: not a dataset that save_to_disk wrote: {error}") from None
         problem = f"{type(error).__name__}: {error}"
         raise CasesError(f"{shown}: cannot load the dataset: {problem}") from None
     if isinstance(loaded, datasets.DatasetDict | datasets.IterableDatasetDict):
