@@ -417,10 +417,9 @@ def content_hash(values: t.Mapping[str, t.Any]) -> str:
     hold, as its text). A null field counts as absent and a whole float as an int, so that
     rows hash alike in a JSONL file and in a Hugging Face dataset, whose columns give every
     row every field (null where it had none) and one type of number."""
-    plain = all(type(v) in _AS_JSON for v in values.values())
-    text = json.dumps(
-        values if plain else _as_json(values), sort_keys=True, ensure_ascii=False, default=str
-    )
+    if not all(type(v) in _AS_JSON for v in values.values()):
+        values = {k: _as_json(v) for k, v in values.items() if v is not None}
+    text = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -430,6 +429,8 @@ _AS_JSON = frozenset({str, int, bool})
 
 def _as_json(value: t.Any) -> t.Any:
     kind = type(value)
+    if kind in _AS_JSON:
+        return value
     if kind is float:
         return int(value) if value.is_integer() else value
     if isinstance(value, t.Mapping):
