@@ -65,7 +65,7 @@ class Case(t.Generic[RowT]):
 
     `data` is the row as the case model validated it (`model=`), or as a dict of its
     fields; `case["field"]` reads a field of either. `hash` is its content's, `line` where
-    it starts in its file (a row number for a Hugging Face dataset)."""
+    it starts in its file (its index in a Hugging Face dataset)."""
 
     id: str
     data: RowT
@@ -173,14 +173,15 @@ class Row(t.NamedTuple):
 
 
 class _Where:
-    """How messages name a place in a dataset: `cases.csv:14`, or `data row 14`."""
+    """How messages name a place in a dataset: `cases.csv:14`, or a Hugging Face dataset's
+    row by its index, as Python reads it: `data['test'][14]`."""
 
     def __init__(self, shown: str, lines: bool) -> None:
         self.shown = shown
         self.lines = lines
 
     def __call__(self, line: int) -> str:
-        return f"{self.shown}:{line}" if self.lines else f"{self.shown} row {line}"
+        return f"{self.shown}:{line}" if self.lines else f"{self.shown}[{line}]"
 
 
 def format_of(source: Source, path: Path | None) -> str:
@@ -304,15 +305,16 @@ def _csv_problem(message: str) -> str:
 
 
 def _hugging_face(source: Source, path: Path | None, shown: str) -> tuple[Iterator[Row], str]:
-    """The rows of a Hugging Face dataset: a folder `save_to_disk` wrote, or a hub name
+    """The rows of a Hugging Face dataset, as Python values, and how messages name it (with
+    its split: `data['test']`): a folder `save_to_disk` wrote, or a hub name
     (`hf://owner/name`, pinned with `revision=`). Needs the `datasets` extra."""
-    try:
-        import datasets
-    except ImportError:
+    if path is not None and (source.revision is not None or source.config is not None):
+        given = "revision=" if source.revision is not None else "config="
         raise CasesError(
-            f"{shown}: reading a Hugging Face dataset needs the datasets package: "
-            "pip install 'pytest-rigging[datasets]'"
-        ) from None
+            f"{shown}: {given} is for a hub dataset ({HUB}owner/name); a folder that "
+            "save_to_disk wrote holds one version of one config"
+        )
+    datasets = _datasets(shown)
     try:
         if path is not None:
             loaded = datasets.load_from_disk(str(path))
@@ -323,8 +325,11 @@ def _hugging_face(source: Source, path: Path | None, shown: str) -> tuple[Iterat
                 split=source.split,
                 revision=source.revision,
             )
-    except (FileNotFoundError, ValueError, OSError) as error:
-        raise CasesError(f"{shown}: cannot load the dataset: {error}") from None
+    except Exception as error:  # the loader's own (pyarrow's, the hub client's): named, not hidden
+        if path is not None and isinstance(error, FileNotFoundError):
+            raise CasesError(f"{shown}: not a dataset that save_to_disk wrote: {error}") from None
+        problem = f"{type(error).__name__}: {error}"
+        raise CasesError(f"{shown}: cannot load the dataset: {problem}") from None
     if isinstance(loaded, datasets.DatasetDict | datasets.IterableDatasetDict):
         splits = ", ".join(loaded)
         if source.split is None:
@@ -332,16 +337,49 @@ def _hugging_face(source: Source, path: Path | None, shown: str) -> tuple[Iterat
         if source.split not in loaded:
             raise CasesError(f"{shown}: no split {source.split!r} (it has: {splits})")
         loaded = loaded[source.split]
-    rows = (Row(number, dict(row)) for number, row in enumerate(loaded, 1))
+    elif path is not None and source.split is not None and source.split != str(loaded.split):
+        raise CasesError(
+            f"{shown}: split={source.split!r}, but the folder holds one Dataset "
+            "(not a DatasetDict of splits): leave out split="
+        )
+    if source.split is not None:
+        shown = f"{shown}[{source.split!r}]"
+    rows = (Row(index, row) for index, row in enumerate(loaded.with_format(None)))
     return rows, shown
+
+
+def _datasets(shown: str) -> t.Any:
+    """The `datasets` module; its absence is a `CasesError` saying how to install it."""
+    try:
+        import datasets
+    except ModuleNotFoundError as error:
+        if error.name != "datasets":
+            raise CasesError(f"{shown}: cannot import datasets: {error}") from None
+        raise CasesError(
+            f"{shown}: reading a Hugging Face dataset needs the datasets package: "
+            "pip install 'pytest-rigging[datasets]'"
+        ) from None
+    except ImportError as error:
+        raise CasesError(f"{shown}: cannot import datasets: {error}") from None
+    return datasets
+
+
+def unpinned(source: Source) -> str | None:
+    """Why a hub dataset without `revision=` is worth a warning: what it loads can change
+    under the suite."""
+    if not source.source.startswith(HUB) or source.revision is not None:
+        return None
+    return (
+        f"{source.source} is not pinned: the hub dataset can change under the suite; "
+        "pin it with revision=<commit sha>"
+    )
 
 
 def _rows(source: Source, base: Path, root: Path) -> tuple[Iterator[Row], _Where, str]:
     """The rows of `source` (relative paths from `base`, shown from `root`), the way to
     name a place in them, and the format."""
     if source.source.startswith(HUB):
-        shown = source.source
-        rows, _ = _hugging_face(source, None, shown)
+        rows, shown = _hugging_face(source, None, source.source)
         return rows, _Where(shown, lines=False), "hf"
     path = Path(source.source).expanduser()
     if not path.is_absolute():
@@ -351,10 +389,17 @@ def _rows(source: Source, base: Path, root: Path) -> tuple[Iterator[Row], _Where
         raise CasesError(f"{shown}: no such file")
     kind = format_of(source, path)
     if kind == "hf":
-        rows, _ = _hugging_face(source, path, shown)
+        rows, shown = _hugging_face(source, path, shown)
         return rows, _Where(shown, lines=False), kind
     if path.is_dir():
         raise CasesError(f"{shown}: is a folder, not a {kind} file")
+    for name, given in (
+        ("split", source.split),
+        ("revision", source.revision),
+        ("config", source.config),
+    ):
+        if given is not None:
+            raise CasesError(f"{shown}: {name}= is for a Hugging Face dataset, not a {kind} file")
     where = _Where(shown, lines=True)
     readers = {"jsonl": _jsonl, "json": _json, "csv": _csv}
     return readers[kind](path, where), where, kind
@@ -369,9 +414,30 @@ def _shown(path: Path, root: Path) -> str:
 
 def content_hash(values: t.Mapping[str, t.Any]) -> str:
     """A row's content as a hash: its fields, keys sorted, as JSON (a value JSON can't
-    hold, as its text)."""
+    hold, as its text). A null field counts as absent and a whole float as an int, so that
+    rows hash alike in a JSONL file and in a Hugging Face dataset, whose columns give every
+    row every field (null where it had none) and one type of number."""
+    if not all(type(v) in _AS_JSON for v in values.values()):
+        values = {k: _as_json(v) for k, v in values.items() if v is not None}
     text = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_AS_JSON = frozenset({str, int, bool})
+"""Types of field that a row hashes as they are."""
+
+
+def _as_json(value: t.Any) -> t.Any:
+    kind = type(value)
+    if kind in _AS_JSON:
+        return value
+    if kind is float:
+        return int(value) if value.is_integer() else value
+    if isinstance(value, t.Mapping):
+        return {k: _as_json(v) for k, v in value.items() if v is not None}
+    if kind is list or kind is tuple:
+        return [_as_json(v) for v in value]
+    return value
 
 
 def case_id(value: object) -> str:
@@ -405,7 +471,7 @@ def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
         first = seen.setdefault(name, line)
         if first != line:
             raise CasesError(
-                f"{where(line)}: case id {name!r} is also the id of the case on "
+                f"{where(line)}: case id {name!r} is also the id of the case "
                 f"{_other(where, first)}: ids must be unique"
                 + ("" if source.id else " (two rows with the same content)")
             )
@@ -446,7 +512,7 @@ def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
 
 
 def _other(where: _Where, line: int) -> str:
-    return f"line {line}" if where.lines else f"row {line}"
+    return f"on line {line}" if where.lines else f"at {where(line)}"
 
 
 def _rank(seed: int, name: str) -> int:
@@ -614,6 +680,11 @@ def generate(metafunc: pytest.Metafunc) -> list[str]:
         )
     try:
         source = read_marker(marker)
+        note = unpinned(source)
+        if note is not None:
+            from pytest_rigging.plugin.state import RiggingWarning
+
+            definition.warn(RiggingWarning(f"{where}: {note}"))
         cases = _cached(metafunc.config, source, definition.path.parent)
         names = parameters(cases, set(metafunc.fixturenames), parametrized(definition))
     except CasesError as error:
