@@ -634,6 +634,21 @@ def case_of(item: pytest.Item) -> Case[t.Any] | None:
     return case if isinstance(case, Case) else None
 
 
+def case_ids(items: t.Iterable[pytest.Item]) -> dict[str, list[str]]:
+    """Each `rig_cases` test function's case ids (by `records.group_key`), from the items
+    collected before any are deselected: a baseline's case missing from them was removed
+    from its dataset; one among them that didn't run was deselected, or ran in another
+    shard."""
+    from pytest_rigging.plugin.records import group_key
+
+    ids: dict[str, dict[str, None]] = {}
+    for item in items:
+        case = case_of(item)
+        if case is not None:
+            ids.setdefault(group_key(item.nodeid), {})[case.id] = None
+    return {function: list(found) for function, found in ids.items()}
+
+
 def parametrized(definition: pytest.Item) -> dict[str, bool]:
     """The test's `parametrize` arguments, each with whether it is indirect."""
     names: dict[str, bool] = {}
