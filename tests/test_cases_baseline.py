@@ -150,6 +150,17 @@ def test_removed_new_and_deselected_cases(saved: pytest.Pytester, workers: list[
     ]
 
 
+def test_a_case_named_on_the_command_line_removes_no_other(saved: pytest.Pytester) -> None:
+    """One item named by its node id: the test's other cases are not run, not removed."""
+    result = against(saved, NODE.format("bravo"))
+    result.assert_outcomes(passed=1)
+    others = [NODE.format(name) for name in ROWS if name != "bravo"]
+    assert comparison(result) == [
+        head(missing=4),
+        *(f"  not run (in the baseline, not here): {node}" for node in others),
+    ]
+
+
 def test_a_shard_does_not_remove_the_other_shards_cases(saved: pytest.Pytester) -> None:
     """Each shard (1/2 in one process, 2/2 under -n 2, whose controller collects nothing),
     compared with the whole run's baseline, finds the other shard's cases not run (they

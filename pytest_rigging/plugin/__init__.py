@@ -143,7 +143,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if run.baseline is not None:
         from pytest_rigging.plugin.cases import case_ids
 
-        run.cases = case_ids(items)
+        run.cases = case_ids(config, items)
     matrix = [(i, c) for i in items if isinstance(i, pytest.Function) and (c := _cell(i))]
     if matrix:
         from pytest_rigging.plugin.samples import prepare

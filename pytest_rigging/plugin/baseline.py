@@ -259,9 +259,10 @@ def compare(
             result.fixed.append(item["nodeid"])
         elif before["outcome"] == "failed" and item["outcome"] == "failed":
             result.known.append(item["nodeid"])
-    result.new.sort()  # xdist reports items in no set order
+    for found in (result.flipped, result.fixed, result.known, result.changed):
+        found.sort()  # xdist reports items in no set order
+    result.new.sort()
     result.new_cases.sort()
-    result.changed.sort()
     result.fingerprints = bool(known) or any("case" in item for item in items)
     for model, row in now["models"].items():
         old = baseline["models"].get(model)

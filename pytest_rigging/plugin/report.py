@@ -41,7 +41,8 @@ if t.TYPE_CHECKING:
 
 REPORT_VERSION = 2
 """Version 2 numbers samples from 1, as the terminal does (version 1 counted from 0), and
-gives each chat its sample's check."""
+gives each chat its sample's check. Fields added since (a `rig_cases` item's `case`, the
+`datasets`) are optional: a report without them reads as it did."""
 READ_VERSIONS = (1, REPORT_VERSION)
 
 
