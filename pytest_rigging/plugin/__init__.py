@@ -137,8 +137,8 @@ def _has_cases(collector: pytest.Collector, function: object) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Prepare matrix items before `-k`/`-m` select among them; against a baseline, note
-    each `rig_cases` test's case ids while all are there (a deselected case is not a
-    removed one)."""
+    each `rig_cases` test's case ids (all of them: a deselected case is not a removed
+    one)."""
     run = _run(config)
     if run.baseline is not None:
         from pytest_rigging.plugin.cases import case_ids

@@ -114,9 +114,9 @@ class GroupFacts(TypedDict):
     default: bool
     """Whether some rig item runs on the default model (`matrix.DEFAULT_MODEL_HEADER`)."""
     cases: NotRequired[dict[str, list[str]]]
-    """With a baseline: each `rig_cases` test function's case ids as collected, before
-    `-k`/`-m` and `--rig-shard` select (`cases.case_ids`), so that the controller tells a
-    case removed from its dataset from one that is only not run."""
+    """With a baseline: each `rig_cases` test function's case ids, all of them whichever
+    were selected (`cases.case_ids`), so that the controller tells a case removed from its
+    dataset from one that is only not run."""
 
 
 class CaseRecord(TypedDict):

@@ -154,7 +154,7 @@ class Central(Role):
         return checks
 
     def collected_cases(self) -> dict[str, list[str]] | None:
-        """Each `rig_cases` test's case ids as collected, when there is a baseline."""
+        """Each `rig_cases` test's case ids, when there is a baseline (`Run.cases`)."""
         return self.run.cases
 
     def emptied(self) -> bool:
