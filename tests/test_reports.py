@@ -1071,7 +1071,8 @@ def test_a_baseline_names_new_and_missing_items_and_pairs_edited_cases(
             "changed (a parametrized case's id is made of its values, so an edited value "
             "starts a new history)",
             "  give each case a stable id to keep its history: pytest.param(..., id=...), "
-            "or ids=... on parametrize",
+            "ids=... on parametrize, or cases from a file with "
+            "@pytest.mark.rig_cases(FILE, id=FIELD)",
         ],
         consecutive=True,
     )

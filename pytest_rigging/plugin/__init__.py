@@ -136,12 +136,19 @@ def _has_cases(collector: pytest.Collector, function: object) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Prepare matrix items before `-k`/`-m` select among them."""
+    """Prepare matrix items before `-k`/`-m` select among them; against a baseline, note
+    each `rig_cases` test's case ids (all of them: a deselected case is not a removed
+    one)."""
+    run = _run(config)
+    if run.baseline is not None:
+        from pytest_rigging.plugin.cases import case_ids
+
+        run.cases = case_ids(config, items)
     matrix = [(i, c) for i in items if isinstance(i, pytest.Function) and (c := _cell(i))]
     if matrix:
         from pytest_rigging.plugin.samples import prepare
 
-        runs = _run(config).settings.runs
+        runs = run.settings.runs
         verdicts: Verdicts = {}
         for item, cell in matrix:
             prepare(item, cell, runs, verdicts)

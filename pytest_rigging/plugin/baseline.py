@@ -4,17 +4,21 @@ items failing in both (known failures, which then don't fail the run) are listed
 models whose parse or pass rate moved beyond noise (95% Wilson intervals that don't
 overlap), which `--rig-fail-on-regression` fails the run on when the rate dropped. Items
 are matched by node id: new items and those not run are named, and new ones that pair
-with ones not run by test function and cell are pointed out as cases whose id changed."""
+with ones not run by test function and cell are pointed out as cases whose id changed.
+A `rig_cases` item keeps its case's fingerprint (id and content hash), so that an edited
+case is "changed" (neither flipped, fixed nor a known failure), a case gone from its
+test's dataset "removed" (not merely not run), and one new to it "new"."""
 
 from __future__ import annotations
 
 import json
 import typing as t
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from pytest_rigging.plugin._compat import mark_known_failure
 from pytest_rigging.plugin.gates import Check
@@ -38,7 +42,15 @@ FORMAT = "pytest-rigging-baseline"
 VERSION = 1
 RATES: tuple[t.Literal["parse_rate", "pass_rate"], ...] = ("parse_rate", "pass_rate")
 LISTED = 10
-"""New and missing items named at the end of a run; the rest are counted."""
+"""Items named per category (new, not run, changed, removed, new cases) at the end of a
+run; the rest are counted."""
+
+
+class CaseFingerprint(TypedDict):
+    """A `rig_cases` item's case: its id and its content's hash."""
+
+    id: str
+    hash: str
 
 
 class BaselineItem(TypedDict):
@@ -47,6 +59,8 @@ class BaselineItem(TypedDict):
     cell: str
     outcome: str
     samples: list[int] | None
+    case: NotRequired[CaseFingerprint]
+    """A `rig_cases` item's case (absent for other items, and in older baselines)."""
 
 
 BaselineRate = RateFigures
@@ -67,20 +81,12 @@ class BaselineDocument(TypedDict):
 
 def from_report(doc: ReportDocument) -> BaselineDocument:
     """What a baseline keeps of a run: each item's outcome and sample counts (by node id,
-    which holds the case and the cell), and each model's rates with their intervals."""
+    which holds the case and the cell) and its case's fingerprint if it has one, and each
+    model's rates with their intervals."""
     return {
         "format": FORMAT,
         "version": VERSION,
-        "items": {
-            item["nodeid"]: {
-                "model": item["model"],
-                "params": item["params"],
-                "cell": item["cell"],
-                "outcome": item["outcome"],
-                "samples": item["samples"],
-            }
-            for item in doc["items"]
-        },
+        "items": {item["nodeid"]: _kept(item) for item in doc["items"]},
         "models": {
             row["model"]: {
                 "label": row["label"],
@@ -90,6 +96,20 @@ def from_report(doc: ReportDocument) -> BaselineDocument:
             for row in doc["models"]
         },
     }
+
+
+def _kept(item: ItemRecord) -> BaselineItem:
+    kept: BaselineItem = {
+        "model": item["model"],
+        "params": item["params"],
+        "cell": item["cell"],
+        "outcome": item["outcome"],
+        "samples": item["samples"],
+    }
+    case = item.get("case")
+    if case is not None:
+        kept["case"] = {"id": case["id"], "hash": case["hash"]}
+    return kept
 
 
 def save(path: Path, baseline: BaselineDocument) -> None:
@@ -121,10 +141,17 @@ def load(path: Path) -> BaselineDocument:
     return t.cast(BaselineDocument, doc)
 
 
-def known_failure(baseline: BaselineDocument, nodeid: str) -> bool:
-    """Whether the item failed (a test failure, not an infrastructure error) there."""
-    item = baseline["items"].get(nodeid)
-    return item is not None and item["outcome"] == "failed"
+def known_failure(baseline: BaselineDocument, record: ItemRecord) -> bool:
+    """Whether the item failed (a test failure, not an infrastructure error) there, on
+    the same case: an edited case's failure is not known."""
+    item = baseline["items"].get(record["nodeid"])
+    return item is not None and item["outcome"] == "failed" and not changed(item, record)
+
+
+def changed(before: BaselineItem, now: ItemRecord) -> bool:
+    """Whether the item's case content differs from the baseline's (both fingerprinted)."""
+    was, is_ = before.get("case"), now.get("case")
+    return was is not None and is_ is not None and was["hash"] != is_["hash"]
 
 
 def mark_if_known(
@@ -132,11 +159,7 @@ def mark_if_known(
 ) -> None:
     """An item whose test failed here and in the baseline (read from `path`) is reported
     as a known failure (xfail): it doesn't fail the run."""
-    if (
-        record["outcome"] == "failed"
-        and report.when == "call"
-        and known_failure(baseline, record["nodeid"])
-    ):
+    if record["outcome"] == "failed" and report.when == "call" and known_failure(baseline, record):
         mark_known_failure(report, f"rigging: known failure (it failed in {path} too)")
 
 
@@ -160,12 +183,21 @@ class Comparison:
     known: list[str] = field(default_factory=list)
     """Failed in both."""
     new: list[str] = field(default_factory=list)
-    """Not in the baseline."""
+    """Not in the baseline (and not on a new case: `new_cases`)."""
     missing: list[str] = field(default_factory=list)
     """In the baseline, not in this run (deselected, removed, renamed, or in another shard)."""
+    changed: list[str] = field(default_factory=list)
+    """In both, on a case whose content differs: not compared."""
+    removed: list[str] = field(default_factory=list)
+    """In the baseline, on a case no longer among its test's cases as collected here."""
+    new_cases: list[str] = field(default_factory=list)
+    """Not in the baseline, on a case new to its test (whose cases the baseline has)."""
+    fingerprints: bool = False
+    """Whether either run has `rig_cases` items: the comparison then counts their cases."""
     paired: int = 0
     """New items that pair with missing ones by test function and cell: most likely cases
-    whose parameter id changed (an edited value), which lost their history."""
+    whose parameter id changed (an edited value), which lost their history. `rig_cases`
+    items never pair: their ids don't depend on their content."""
     drifts: list[Drift] = field(default_factory=list)
     compared: list[str] = field(default_factory=list)
     """The models whose rates were compared (in both runs)."""
@@ -176,24 +208,49 @@ class Comparison:
 
 
 def compare(
-    baseline: BaselineDocument, items: t.Sequence[ItemRecord], now: BaselineDocument
+    baseline: BaselineDocument,
+    items: t.Sequence[ItemRecord],
+    now: BaselineDocument,
+    cases: Mapping[str, Collection[str]] | None = None,
 ) -> Comparison:
-    """This run (`items`, and `now`: this run as a baseline) against `baseline`."""
+    """This run (`items`, and `now`: this run as a baseline) against `baseline`; `cases`
+    holds each `rig_cases` test's case ids as collected (`cases.case_ids`), without which
+    no case is found removed."""
     result = Comparison()
     ran = {item["nodeid"] for item in items}
-    result.missing = [nodeid for nodeid in baseline["items"] if nodeid not in ran]
+    collected = {function: set(ids) for function, ids in (cases or {}).items()}
+    known: dict[str, set[str]] = {}  # the case ids the baseline has, per test function
     unmatched: dict[tuple[str, str], int] = {}
-    for nodeid in result.missing:
-        place = (group_key(nodeid), baseline["items"][nodeid]["cell"])
-        unmatched[place] = unmatched.get(place, 0) + 1
+    for nodeid, kept in baseline["items"].items():
+        case, function = kept.get("case"), group_key(nodeid)
+        if case is not None:
+            known.setdefault(function, set()).add(case["id"])
+        if nodeid in ran:
+            continue
+        if case is not None and function in collected and case["id"] not in collected[function]:
+            result.removed.append(nodeid)
+            continue
+        result.missing.append(nodeid)
+        if case is None:
+            place = (function, kept["cell"])
+            unmatched[place] = unmatched.get(place, 0) + 1
     for item in items:
         before = baseline["items"].get(item["nodeid"])
+        case, function = item.get("case"), group_key(item["nodeid"])
         if before is None:
-            result.new.append(item["nodeid"])
-            place = (group_key(item["nodeid"]), item["cell"])
-            if unmatched.get(place):
-                unmatched[place] -= 1
-                result.paired += 1
+            if case is None:
+                result.new.append(item["nodeid"])
+                place = (function, item["cell"])
+                if unmatched.get(place):
+                    unmatched[place] -= 1
+                    result.paired += 1
+            elif function in known and case["id"] not in known[function]:
+                result.new_cases.append(item["nodeid"])
+            else:  # a known case on a new cell, or a test the baseline has no cases of
+                result.new.append(item["nodeid"])
+            continue
+        if changed(before, item):
+            result.changed.append(item["nodeid"])
             continue
         failing = item["outcome"] in ("failed", "error")
         if before["outcome"] == "passed" and failing:
@@ -202,7 +259,11 @@ def compare(
             result.fixed.append(item["nodeid"])
         elif before["outcome"] == "failed" and item["outcome"] == "failed":
             result.known.append(item["nodeid"])
-    result.new.sort()  # xdist reports items in no set order
+    for found in (result.flipped, result.fixed, result.known, result.changed):
+        found.sort()  # xdist reports items in no set order
+    result.new.sort()
+    result.new_cases.sort()
+    result.fingerprints = bool(known) or any("case" in item for item in items)
     for model, row in now["models"].items():
         old = baseline["models"].get(model)
         if old is None:
@@ -221,12 +282,18 @@ def _apart(one: list[float], other: list[float]) -> bool:
 
 def lines(comparison: Comparison, path: str, labels: dict[str, str]) -> list[str]:
     """The short table printed at the end of the run."""
-    out = [
+    head = (
         f"against {path}: {len(comparison.flipped)} flipped to failing, "
         f"{len(comparison.fixed)} fixed, {len(comparison.known)} known failures, "
         f"{len(comparison.drifts)} rates moved beyond noise; {len(comparison.new)} new items, "
         f"{len(comparison.missing)} of its items not run"
-    ]
+    )
+    if comparison.fingerprints:
+        head += (
+            f"; items of cases: {len(comparison.changed)} changed, {len(comparison.removed)} "
+            f"removed, {len(comparison.new_cases)} new"
+        )
+    out = [head]
     for title, nodeids in (
         ("flipped (passed there, fail here)", comparison.flipped),
         ("fixed (failed there, pass here)", comparison.fixed),
@@ -234,6 +301,9 @@ def lines(comparison: Comparison, path: str, labels: dict[str, str]) -> list[str
     ):
         out.extend(f"  {title}: {nodeid}" for nodeid in nodeids)
     for title, nodeids in (
+        ("changed (the case's content differs from the baseline's)", comparison.changed),
+        ("removed (no longer among its test's cases)", comparison.removed),
+        ("new case (not in the baseline)", comparison.new_cases),
         ("new (not in the baseline)", comparison.new),
         ("not run (in the baseline, not here)", comparison.missing),
     ):
@@ -248,7 +318,8 @@ def lines(comparison: Comparison, path: str, labels: dict[str, str]) -> list[str
         )
         out.append(
             "  give each case a stable id to keep its history: pytest.param(..., id=...), "
-            "or ids=... on parametrize"
+            "ids=... on parametrize, or cases from a file with "
+            "@pytest.mark.rig_cases(FILE, id=FIELD)"
         )
     for drift in comparison.drifts:
         name = labels.get(drift.model, drift.model)

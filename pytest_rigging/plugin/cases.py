@@ -706,6 +706,29 @@ def case_of(item: pytest.Item) -> Case[t.Any] | None:
     return case if isinstance(case, Case) else None
 
 
+def case_ids(config: pytest.Config, items: t.Iterable[pytest.Item]) -> dict[str, list[str]]:
+    """Each `rig_cases` test function's case ids (by `records.group_key`), all of them,
+    whichever of its items were collected (a node id may name one): a baseline's case
+    missing from them was removed from its dataset; one among them that didn't run was
+    deselected, or ran in another shard. Read from the cases collection loaded."""
+    from pytest_rigging.plugin.records import group_key
+
+    ids: dict[str, list[str]] = {}
+    for item in items:
+        if "rig_case" not in getattr(item, "fixturenames", ()):
+            continue
+        function = group_key(item.nodeid)
+        marker = None if function in ids else item.get_closest_marker("rig_cases")
+        if marker is None:
+            continue
+        try:
+            cases = _cached(config, read_marker(marker), item.path.parent)
+        except CasesError:  # collection said so already
+            continue
+        ids[function] = [case.id for case in cases]
+    return ids
+
+
 def parametrized(definition: pytest.Item) -> dict[str, bool]:
     """The test's `parametrize` arguments, each with whether it is indirect."""
     names: dict[str, bool] = {}

@@ -113,6 +113,28 @@ class GroupFacts(TypedDict):
     """The line naming the runs rig marks set (`samples.runs_line`), if any."""
     default: bool
     """Whether some rig item runs on the default model (`matrix.DEFAULT_MODEL_HEADER`)."""
+    cases: NotRequired[dict[str, list[str]]]
+    """With a baseline: each `rig_cases` test function's case ids, all of them whichever
+    were selected (`cases.case_ids`), so that the controller tells a case removed from its
+    dataset from one that is only not run."""
+
+
+class CaseRecord(TypedDict):
+    """A `rig_cases` item's case: its id, its content's hash, and its dataset (the source
+    as shown, and the hash of the rows read)."""
+
+    id: str
+    hash: str
+    source: str
+    dataset: str
+
+
+class DatasetRecord(TypedDict):
+    """A dataset the run's items used, and how many of its cases ran."""
+
+    source: str
+    hash: str
+    cases: int
 
 
 class ItemRecord(TypedDict):
@@ -129,6 +151,8 @@ class ItemRecord(TypedDict):
     samples: list[int] | None
     duration: float
     chats: list[ChatRecord]
+    case: NotRequired[CaseRecord]
+    """A `rig_cases` item's case (absent for any other item, and in older reports)."""
     lost: NotRequired[str]
 
 
@@ -232,6 +256,8 @@ class ReportDocument(TypedDict):
     models: list[Row]
     cells: list[Row]
     gates: list[GateRecord]
+    datasets: NotRequired[list[DatasetRecord]]
+    """The `rig_cases` datasets the items used (absent in older reports)."""
     items: list[ItemRecord]
 
 
@@ -262,9 +288,10 @@ def item_of(
     samples: list[int] | None,
     duration: float,
     chats: list[ChatRecord],
+    case: CaseRecord | None = None,
 ) -> ItemRecord:
     """An item's record, in the order the JSON report shows its fields."""
-    return {
+    record: ItemRecord = {
         "nodeid": nodeid,
         "model": cell["model"],
         "label": cell["label"],
@@ -275,6 +302,9 @@ def item_of(
         "duration": duration,
         "chats": chats,
     }
+    if case is not None:
+        record["case"] = case
+    return record
 
 
 def unreported(

@@ -19,7 +19,9 @@ from pytest_rigging.error import GenerationError
 from pytest_rigging.plugin.gates import Gate, GateError, GateResult, evaluate, read_gates
 from pytest_rigging.plugin.matrix import DEFAULT_MODEL_SECTION, Cell, Settings, params_text
 from pytest_rigging.plugin.records import (
+    CaseRecord,
     ChatRecord,
+    DatasetRecord,
     GateRecord,
     ItemRecord,
     RateName,
@@ -39,7 +41,8 @@ if t.TYPE_CHECKING:
 
 REPORT_VERSION = 2
 """Version 2 numbers samples from 1, as the terminal does (version 1 counted from 0), and
-gives each chat its sample's check."""
+gives each chat its sample's check. Fields added since (a `rig_cases` item's `case`, the
+`datasets`) are optional: a report without them reads as it did."""
 READ_VERSIONS = (1, REPORT_VERSION)
 
 
@@ -195,7 +198,8 @@ def document(
     gates: t.Sequence[Gate],
     mode: str,
 ) -> ReportDocument:
-    """The JSON report: settings, per-model and per-cell tables, gates, and every item."""
+    """The JSON report: settings, per-model and per-cell tables, gates, the datasets of
+    `rig_cases` tests, and every item."""
     models = tabulate_items(items, by_params=False)
     return {
         "version": REPORT_VERSION,
@@ -209,8 +213,23 @@ def document(
         "models": models,
         "cells": tabulate_items(items, by_params=True),
         "gates": [_gate_json(v) for v in evaluate(gates, models, mode)],
+        "datasets": datasets(items),
         "items": list(items),
     }
+
+
+def datasets(items: t.Iterable[ItemRecord]) -> list[DatasetRecord]:
+    """The `rig_cases` datasets the items used, each with how many of its cases ran: from
+    the items' own records, so that the figure holds under xdist and after `merge`."""
+    ran: dict[tuple[str, str], set[str]] = {}
+    for item in items:
+        case = item.get("case")
+        if case is not None:
+            ran.setdefault((case["source"], case["dataset"]), set()).add(case["id"])
+    return [
+        {"source": source, "hash": digest, "cases": len(ids)}
+        for (source, digest), ids in sorted(ran.items())
+    ]
 
 
 def _gate_json(result: GateResult) -> GateRecord:
@@ -246,7 +265,25 @@ def item_record(
     if samples is None and report.when == "call" and "rig_chat" in fixtures:
         samples = (int(report.passed), 1)
     judged = list(samples) if samples else None
-    return item_of(item.nodeid, cell.record, outcome, judged, round(report.duration, 6), chats)
+    duration = round(report.duration, 6)
+    return item_of(item.nodeid, cell.record, outcome, judged, duration, chats, case_record(item))
+
+
+def case_record(item: pytest.Item) -> CaseRecord | None:
+    """A `rig_cases` item's case as its record keeps it; None for any other item."""
+    if "rig_case" not in getattr(item, "fixturenames", ()):
+        return None
+    from pytest_rigging.plugin.cases import case_of
+
+    case = case_of(item)
+    if case is None:
+        return None
+    return {
+        "id": case.id,
+        "hash": case.hash,
+        "source": case.dataset.source,
+        "dataset": case.dataset.hash,
+    }
 
 
 def finish_item(
@@ -275,10 +312,13 @@ def finish_item(
 
 
 def junit_properties(record: ItemRecord) -> list[tuple[str, object]]:
-    """An item's samples, the numbers of those its checks failed, and its parse buckets,
-    as JUnit properties."""
+    """An item's case (a `rig_cases` item's id and content hash), its samples, the numbers
+    of those its checks failed, and its parse buckets, as JUnit properties."""
     outcomes = [chat["outcome"] for chat in record["chats"]]
     properties: list[tuple[str, object]] = []
+    case = record.get("case")
+    if case is not None:
+        properties += [("rig_case", case["id"]), ("rig_case_hash", case["hash"])]
     if record["samples"]:
         properties.append(("rig_samples", "{}/{}".format(*record["samples"])))
     failed = sorted(

@@ -148,10 +148,14 @@ class Central(Role):
             from pytest_rigging.plugin.baseline import compare, from_report
 
             now = from_report(reporter.document())
-            run.comparison = compare(run.baseline, reporter.items, now)
+            run.comparison = compare(run.baseline, reporter.items, now, self.collected_cases())
             if run.fail_on_regression is not None:
                 checks.extend(regressions(run.comparison, rows, run.fail_on_regression))
         return checks
+
+    def collected_cases(self) -> dict[str, list[str]] | None:
+        """Each `rig_cases` test's case ids, when there is a baseline (`Run.cases`)."""
+        return self.run.cases
 
     def emptied(self) -> bool:
         """Whether this run's shard held none of the items selected (and there were some)."""

@@ -87,6 +87,9 @@ class Run:
     baseline_file: FileSetting | None = None
     """`--rig-baseline PATH` (or ini `rig_baseline`); `baseline` holds what it says."""
     baseline: BaselineDocument | None = None
+    cases: dict[str, list[str]] | None = None
+    """With a baseline: each `rig_cases` test function's case ids, all of them whichever
+    are selected (`cases.case_ids`), as this process collected them."""
     fail_on_regression: str | None = None
     """Where failing on a regression was asked (`--rig-fail-on-regression`, `ini
     rig_fail_on_regression`); None when it wasn't."""

@@ -143,6 +143,8 @@ class DistWorker(Role):
             "runs": runs,
             "default": default,
         }
+        if self.run.cases is not None:
+            facts["cases"] = self.run.cases
         path = folder / f"{self.run.place.worker}.json"
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(facts))
@@ -276,6 +278,10 @@ class DistController(Central):
             if nodeid not in reported and nodeid in cells and found.records
         )
         return leftovers
+
+    def collected_cases(self) -> dict[str, list[str]] | None:
+        """What the workers collected (the controller collects nothing)."""
+        return self.read_facts().get("cases")
 
     def recordings(self) -> list[dict[str, list[Entry]]]:
         if self.folder is None:
