@@ -19,10 +19,10 @@ class Setting:
     name: str
     metavar: str
     help: str
-    kind: t.Literal["text", "lines", "path", "flag"] = "text"
+    kind: t.Literal["text", "lines", "path", "folder", "flag"] = "text"
     """`lines`: the option appends, the ini key is a list of lines; `path`: a file, which the
-    ini file names from its own folder; `flag`: the option takes no value, the ini key is a
-    boolean."""
+    ini file names from its own folder; `folder`: a folder, named as a file is; `flag`: the
+    option takes no value, the ini key is a boolean."""
 
 
 SETTINGS = (
@@ -98,6 +98,13 @@ SETTINGS = (
         "cells and samples in one slice), for a CI matrix of N jobs whose reports "
         "`python -m pytest_rigging merge` joins",
     ),
+    Setting(
+        "inspect_log",
+        "DIR",
+        "write the run as inspect_ai eval logs into DIR, one per test function and cell, "
+        "for `inspect view DIR`",
+        "folder",
+    ),
 )
 
 RIG_FIXTURES = frozenset(
@@ -141,6 +148,7 @@ INI_TYPES: dict[str, t.Literal["string", "linelist", "bool"]] = {
     "text": "string",
     "lines": "linelist",
     "path": "string",
+    "folder": "string",
     "flag": "bool",
 }
 """pytest's ini type for each kind of setting (a path is read from the ini file's folder
@@ -162,7 +170,8 @@ def add_options(parser: pytest.Parser) -> None:
                 metavar=setting.metavar,
                 help=shown + ("; repeatable" if lines else ""),
             )
-        relative = " (relative to the ini file's folder)" if setting.kind == "path" else ""
+        named = setting.kind in ("path", "folder")
+        relative = " (relative to the ini file's folder)" if named else ""
         parser.addini(f"rig_{setting.name}", setting.help + relative, type=INI_TYPES[setting.kind])
 
 
@@ -221,6 +230,22 @@ def file_setting(config: pytest.Config, name: str) -> FileSetting | None:
         path = ini_folder(config) / path
     if path.is_dir():
         raise pytest.UsageError(f"{where}: {text!r} is not a file path")
+    return FileSetting(path, where)
+
+
+def folder_setting(config: pytest.Config, name: str) -> FileSetting | None:
+    """A folder path setting, resolved as `file_setting` resolves a file's; a blank is a
+    usage error. What is in its place is found when the run writes into it: a file there is
+    a warning then, as a report that can't be written is."""
+    value = given(config, name)
+    if value is None:
+        return None
+    text, where = value
+    if not text.strip():
+        raise pytest.UsageError(f"{where}: {text!r} is not a folder path")
+    path = Path(text.strip())
+    if where.startswith("ini "):
+        path = ini_folder(config) / path
     return FileSetting(path, where)
 
 

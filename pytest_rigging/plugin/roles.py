@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typing as t
 import warnings
+from datetime import datetime, timezone
 
 import pytest
 
@@ -69,6 +70,8 @@ class Central(Role):
 
     def __init__(self, config: pytest.Config) -> None:
         super().__init__(config, Place())
+        self.began = datetime.now(timezone.utc)
+        """When the run began, as inspect logs say it."""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record: ItemRecord | None = getattr(report, "rig", None)
@@ -179,8 +182,9 @@ class Central(Role):
 
     @pytest.hookimpl(wrapper=True, trylast=True, specname="pytest_sessionfinish")
     def pytest_sessionfinish_writers(self, exitstatus: int) -> t.Generator[None, None, None]:
-        """Write the JSON report, cassettes, baseline and step summary, also after Ctrl-C:
-        with every sample that finished, those of items that never reported included. Done
+        """Write the JSON report, inspect logs, cassettes, baseline and step summary, also
+        after Ctrl-C: with every sample that finished, those of items that never reported
+        included. Done
         once xdist has stopped its workers (its own hook) and before the terminal summary
         (an outer wrapper), so that what the workers' journals hold is final."""
         outcome = yield
@@ -197,6 +201,13 @@ class Central(Role):
 
             with warned(f"write {run.report.where} {run.report.path}"):
                 write(run.report.path, run.reporter().document())
+        if run.inspect_log is not None:
+            from pytest_rigging.plugin.inspect_log import write_logs
+
+            reporter = run.reporter()
+            folder = run.inspect_log.path
+            with warned(f"write {run.inspect_log.where} {folder}"):
+                write_logs(folder, reporter.items, self.began, reporter.interrupted)
         if run.tapes is not None:
             self.write_cassettes(self.recordings())
         if run.reported is not None:

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rigging.plugin.options import FileSetting, asked, file_setting, flag, given
+from pytest_rigging.plugin.options import (
+    FileSetting,
+    asked,
+    file_setting,
+    flag,
+    folder_setting,
+    given,
+)
 
 if t.TYPE_CHECKING:
     from pytest_rigging.generator.base import Generator
@@ -82,6 +89,8 @@ class Run:
     the plugin until a test asks for a rig fixture."""
     report: FileSetting | None = None
     """`--rig-report PATH` (or ini `rig_report`)."""
+    inspect_log: FileSetting | None = None
+    """`--rig-inspect-log DIR` (or ini `rig_inspect_log`)."""
     save_baseline: FileSetting | None = None
     """`--rig-save-baseline PATH` (or ini `rig_save_baseline`)."""
     baseline_file: FileSetting | None = None
@@ -114,6 +123,7 @@ class Run:
         run before it spends a call, in one line."""
         run = cls(config, place, asked(config))
         run.report = file_setting(config, "report")
+        run.inspect_log = folder_setting(config, "inspect_log")
         run.save_baseline = file_setting(config, "save_baseline")
         run.baseline_file = file_setting(config, "baseline")
         regressions = flag(config, "fail_on_regression")
