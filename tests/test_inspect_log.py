@@ -13,7 +13,7 @@ import pytest
 
 from pytest_rigging.plugin.inspect_log import eval_logs, write_logs
 from pytest_rigging.plugin.records import ChatRecord, ItemRecord
-from tests.conftest import ini
+from tests.conftest import ONE_ITEM, ini
 
 SUITE = """
 import os
@@ -50,7 +50,7 @@ SECRET_PARAM = "sk-inspect-param-31337"
 SECRET_TOKEN = "inspect-token-value-5151"
 
 
-def run_suite(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+def run_suite(pytester: pytest.Pytester, *args: str, folder: str = "logs") -> pytest.RunResult:
     ini(pytester)
     pytester.makefile(
         ".jsonl",
@@ -62,7 +62,7 @@ def run_suite(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest(
         "--rig-models", "scripted!steady.toml,scripted!never.toml",
         "--rig-params", f"extra.api_key={SECRET_PARAM}",
-        "--rig-report", "r.json", "--rig-inspect-log", "logs", "-p", "no:randomly", *args,
+        "--rig-report", "r.json", "--rig-inspect-log", folder, "-p", "no:randomly", *args,
     )  # fmt: skip
 
 
@@ -114,7 +114,9 @@ def test_a_log_per_test_function_and_cell_with_every_sample(
     logs = logs_of(pytester.path / "logs")
     stamp = r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-00-00"
     for name in logs:
-        assert re.fullmatch(rf"{stamp}_test-suite.py--test-(answer|plain)_[0-9a-f]{{22}}\.json", name)
+        assert re.fullmatch(
+            rf"{stamp}_test-suite.py--test-(answer|plain)_[0-9a-f]{{22}}\.json", name
+        )
     cells = sorted((log["eval"]["task"], log["eval"]["model"]) for log in logs.values())
     assert cells == [
         (f"test_suite.py::test_{name}", f"scripted!{model}.toml")
@@ -152,3 +154,203 @@ def test_a_log_per_test_function_and_cell_with_every_sample(
     assert SECRET_PARAM not in text and SECRET_TOKEN not in text
     assert "said no" in text
     read_back(pytester.path / "logs")
+
+
+def test_the_logs_are_the_same_under_xdist(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controller writes the logs from the records its workers sent: the same logs
+    (but for the run's time and ids) in the same files as a single process writes."""
+    monkeypatch.setenv("RIG_INSPECT_TOKEN", SECRET_TOKEN)
+    run_suite(pytester, folder="serial").assert_outcomes(passed=4, failed=2)
+    run_suite(pytester, "-n", "2", folder="xdist").assert_outcomes(passed=4, failed=2)
+
+    def timeless(folder: str) -> dict[str, object]:
+        logs = {}
+        for name, log in logs_of(pytester.path / folder).items():
+            for key in ("created", "run_id", "eval_id"):
+                del log["eval"][key]
+            del log["stats"]["started_at"], log["stats"]["completed_at"]
+            for sample in log["samples"]:
+                del sample["total_time"]
+            logs[name.split("_", 1)[1]] = log
+        return logs
+
+    serial = timeless("serial")
+    assert len(serial) == 4
+    assert timeless("xdist") == serial
+
+
+@pytest.mark.plugin
+def test_a_file_in_place_of_the_folder_is_a_warning_naming_it(pytester: pytest.Pytester) -> None:
+    ini(pytester, "rig_inspect_log = taken")
+    pytester.makepyfile(ONE_ITEM)
+    (pytester.path / "taken").write_text("")
+    result = pytester.runpytest("-W", "always::UserWarning")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*RiggingWarning: cannot write ini rig_inspect_log */taken: [[]Errno 17] File exists: *"]
+    )
+    assert (pytester.path / "taken").read_text() == ""
+
+
+def test_a_blank_folder_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(ONE_ITEM)
+    result = pytester.runpytest("--rig-inspect-log", " ")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.stderr.lines if line] == [
+        "ERROR: --rig-inspect-log: ' ' is not a folder path"
+    ]
+
+
+def test_an_interrupted_run_is_a_cancelled_log_of_what_finished(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def rig_pipeline(rig_generator, case):
+            return rig_generator.chat(case)
+
+        @pytest.mark.parametrize("case", ["one", "two", "three"])
+        def test_a(rig_chat, case):
+            if case == "three":
+                raise KeyboardInterrupt
+        """
+    )
+    result = pytester.runpytest_subprocess("--rig-inspect-log", "logs", "-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    [log] = logs_of(pytester.path / "logs").values()
+    assert log["status"] == "cancelled"
+    assert [(s["id"], s["metadata"]["item_outcome"]) for s in log["samples"]] == [
+        ("one", "passed"),
+        ("three", "interrupted"),
+        ("two", "passed"),
+    ]
+
+
+def chat(sample: int | None, reply: str, **fields: object) -> ChatRecord:
+    record: ChatRecord = {
+        "model": "openai/m",
+        "label": "m",
+        "params": "{}",
+        "sample": sample,
+        "outcome": "first_try",
+        "recovery_rounds": 0,
+        "error_kind": None,
+        "error": None,
+        "input_tokens": 3,
+        "output_tokens": 2,
+        "latency": 0.5,
+        "generator_id": "openai/m",
+        "conversation": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "question"},
+            {"role": "assistant", "content": reply},
+        ],
+        "cost": 0.25,
+        "check": "passed",
+        "check_message": None,
+    }
+    record.update(fields)  # type: ignore[typeddict-item]
+    return record
+
+
+def item(name: str, outcome: str, chats: list[ChatRecord], **fields: object) -> ItemRecord:
+    record: ItemRecord = {
+        "nodeid": f"tests/test_x.py::{name}",
+        "model": "openai/m",
+        "label": "m",
+        "params": "{}",
+        "cell": "m",
+        "outcome": outcome,
+        "samples": None,
+        "duration": 1.0,
+        "chats": chats,
+    }
+    record.update(fields)  # type: ignore[typeddict-item]
+    return record
+
+
+ITEMS = [
+    item(
+        "test_a[one-m]",
+        "failed",
+        [
+            chat(1, "ok"),
+            chat(2, "no", check="failed", check_message="AssertionError: said no"),
+            chat(3, "<answer>", outcome="recovered", recovery_rounds=1),
+            chat(4, "", outcome="exhausted", recovery_rounds=2, error="no <answer>"),
+            chat(5, "", outcome="error", error="HTTP 500", check=None, cost=None),
+            chat(6, "ok", check="error", check_message="GenerationError: the judge is down"),
+        ],
+        case={"id": "one", "hash": "abc", "source": "cases.jsonl", "dataset": "def"},
+    ),
+    item("test_a[two-m]", "passed", [chat(None, "a lone \udc80 surrogate </script>")]),
+    item("test_a[skipped-m]", "skipped", []),
+    item("test_b[m]", "passed", [chat(1, "x", check=None), chat(2, "y", check=None)]),
+    item("test_c[m]", "error", [chat(1, "x")], lost="lost with xdist worker gw0, which crashed"),
+]
+
+
+def test_every_outcome_as_scores_and_errors() -> None:
+    """Parse outcomes and checks as inspect's C/I scores with what they were as the answer;
+    an infrastructure error (the call's, the checks', a lost worker's) as the sample's
+    error, not a score; a sample nothing judged alone (`rig_chats`) has no check score; an
+    item with no sample finished has none; each score's accuracy over what it scored."""
+    began = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    logs = eval_logs(ITEMS, began, began, interrupted=False)
+    assert [log["eval"]["task"] for log in logs] == [
+        "test_x.py::test_a",
+        "test_x.py::test_b",
+        "test_x.py::test_c",
+    ]
+    a, b, c = logs
+    shown = [
+        (
+            s["id"],
+            s["epoch"],
+            {k: (v["value"], v["answer"], v.get("explanation")) for k, v in s["scores"].items()},
+            s.get("error", {}).get("message"),
+        )
+        for s in a["samples"]
+    ]
+    assert shown == [
+        ("one", 1, {"parse": ("C", "first_try", "parsed on the first try"), "check": ("C", "passed", None)}, None),
+        ("one", 2, {"parse": ("C", "first_try", "parsed on the first try"), "check": ("I", "failed", "AssertionError: said no")}, None),
+        ("one", 3, {"parse": ("C", "recovered", "parsed after 1 recovery round"), "check": ("C", "passed", None)}, None),
+        ("one", 4, {"parse": ("I", "exhausted", "not parsed after 2 recovery rounds: no <answer>"), "check": ("C", "passed", None)}, None),
+        ("one", 5, {}, "HTTP 500"),
+        ("one", 6, {"parse": ("C", "first_try", "parsed on the first try")}, "GenerationError: the judge is down"),
+        ("two", 1, {"parse": ("C", "first_try", "parsed on the first try"), "check": ("C", "passed", None)}, None),
+    ]  # fmt: skip
+    assert a["samples"][0]["metadata"]["case"]["hash"] == "abc"
+    assert a["samples"][0]["model_usage"] == {
+        "openai/m": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5, "total_cost": 0.25}
+    }
+    assert a["stats"]["model_usage"]["openai/m"]["total_tokens"] == 35
+    assert a["samples"][-1]["output"]["choices"][0]["message"]["content"] == (
+        "a lone \\udc80 surrogate </script>"
+    )
+    assert [(s["name"], s["scored_samples"], s["metrics"]["accuracy"]["value"]) for s in a["results"]["scores"]] == [
+        ("parse", 6, 5 / 6),
+        ("check", 5, 4 / 5),
+    ]  # fmt: skip
+    assert a["results"]["completed_samples"] == 5
+    assert [(s["id"], s["epoch"], s["scores"]) for s in b["samples"]] == [
+        ("test_b", 1, {"parse": {"value": "C", "answer": "first_try", "explanation": "parsed on the first try"}}),
+        ("test_b", 2, {"parse": {"value": "C", "answer": "first_try", "explanation": "parsed on the first try"}}),
+    ]  # fmt: skip
+    assert b["results"]["scores"][1]["metrics"] == {}
+    assert c["samples"][0]["error"]["message"] == "lost with xdist worker gw0, which crashed"
+
+
+def test_every_outcome_reads_back_in_inspect(tmp_path: Path) -> None:
+    began = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    written = write_logs(tmp_path, ITEMS, began, interrupted=True)
+    assert [path.name.split("_")[:2] for path in written] == [
+        ["2026-01-02T03-04-05-00-00", f"test-x.py--test-{name}"] for name in "abc"
+    ]
+    read_back(tmp_path)

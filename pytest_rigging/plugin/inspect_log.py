@@ -132,6 +132,13 @@ class EvalSpec(TypedDict):
     metadata: SpecMetadata
 
 
+class EvalPlan(TypedDict):
+    """What inspect ran (its solvers): nothing of inspect's here, but its readers need one."""
+
+    name: str
+    steps: list[object]
+
+
 class EvalMetric(TypedDict):
     name: str
     value: float
@@ -158,9 +165,13 @@ class EvalStats(TypedDict):
 
 
 class EvalLog(TypedDict):
+    """A log, its fields in inspect's order: its reader streams the header up to the
+    samples."""
+
     version: int
     status: t.Literal["success", "cancelled"]
     eval: EvalSpec
+    plan: EvalPlan
     results: EvalResults
     stats: EvalStats
     samples: list[EvalSample]
@@ -249,6 +260,7 @@ def _log(
                 "test": function,
             },
         },
+        "plan": {"name": "plan", "steps": []},
         "results": _results(samples),
         "stats": {
             "started_at": times[0],
