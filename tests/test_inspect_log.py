@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_rigging.plugin.cli import main
 from pytest_rigging.plugin.inspect_log import eval_logs, write_logs
 from pytest_rigging.plugin.records import ChatRecord, ItemRecord
 from tests.conftest import ONE_ITEM, ini
@@ -68,6 +69,20 @@ def run_suite(pytester: pytest.Pytester, *args: str, folder: str = "logs") -> py
 
 def logs_of(folder: Path) -> dict[str, dict[str, object]]:
     return {path.name: json.loads(path.read_text()) for path in sorted(folder.iterdir())}
+
+
+def timeless(folder: Path) -> dict[str, dict[str, object]]:
+    """The logs in `folder` by their names but for the run's time, without what tells one
+    run from another (its time and ids, how long calls took)."""
+    logs = {}
+    for name, log in logs_of(folder).items():
+        for key in ("created", "run_id", "eval_id"):
+            del log["eval"][key]
+        del log["stats"]["started_at"], log["stats"]["completed_at"]
+        for sample in log["samples"]:
+            del sample["total_time"]
+        logs[name.split("_", 1)[1]] = log
+    return logs
 
 
 def within(ours: object, theirs: object, where: str = "log") -> None:
@@ -165,20 +180,29 @@ def test_the_logs_are_the_same_under_xdist(
     run_suite(pytester, folder="serial").assert_outcomes(passed=4, failed=2)
     run_suite(pytester, "-n", "2", folder="xdist").assert_outcomes(passed=4, failed=2)
 
-    def timeless(folder: str) -> dict[str, object]:
-        logs = {}
-        for name, log in logs_of(pytester.path / folder).items():
-            for key in ("created", "run_id", "eval_id"):
-                del log["eval"][key]
-            del log["stats"]["started_at"], log["stats"]["completed_at"]
-            for sample in log["samples"]:
-                del sample["total_time"]
-            logs[name.split("_", 1)[1]] = log
-        return logs
-
-    serial = timeless("serial")
+    serial = timeless(pytester.path / "serial")
     assert len(serial) == 4
-    assert timeless("xdist") == serial
+    assert timeless(pytester.path / "xdist") == serial
+
+
+def test_merged_shards_give_the_logs_of_one_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`merge --inspect-log DIR` writes from the shards' reports the logs one run writes; a
+    folder it can't write is an error naming it (exit 2)."""
+    monkeypatch.setenv("RIG_INSPECT_TOKEN", SECRET_TOKEN)
+    run_suite(pytester, folder="whole")
+    for shard in ("1/2", "2/2"):
+        report = f"s{shard[0]}.json"
+        run_suite(pytester, "--rig-shard", shard, "--rig-report", report, folder="unused")
+    shards = [str(pytester.path / f"s{n}.json") for n in (1, 2)]
+    assert main(["merge", *shards, "--inspect-log", str(pytester.path / "merged")]) == 0
+    assert timeless(pytester.path / "merged") == timeless(pytester.path / "whole")
+    capsys.readouterr()
+    assert main(["merge", *shards, "--inspect-log", str(pytester.path / "r.json")]) == 2
+    assert (
+        capsys.readouterr().err == f"error: cannot write {pytester.path / 'r.json'}: File exists\n"
+    )
 
 
 @pytest.mark.plugin
@@ -274,6 +298,7 @@ def item(name: str, outcome: str, chats: list[ChatRecord], **fields: object) -> 
     return record
 
 
+NO = "no <answer>"
 ITEMS = [
     item(
         "test_a[one-m]",
@@ -282,7 +307,7 @@ ITEMS = [
             chat(1, "ok"),
             chat(2, "no", check="failed", check_message="AssertionError: said no"),
             chat(3, "<answer>", outcome="recovered", recovery_rounds=1),
-            chat(4, "", outcome="exhausted", recovery_rounds=2, error="no <answer>"),
+            chat(4, "", outcome="exhausted", recovery_rounds=2, error=NO),
             chat(5, "", outcome="error", error="HTTP 500", check=None, cost=None),
             chat(6, "ok", check="error", check_message="GenerationError: the judge is down"),
         ],
@@ -308,23 +333,30 @@ def test_every_outcome_as_scores_and_errors() -> None:
         "test_x.py::test_c",
     ]
     a, b, c = logs
+
+    def scored(score: dict[str, str] | None) -> tuple[str, ...] | None:
+        return None if score is None else tuple(score.values())
+
     shown = [
         (
             s["id"],
             s["epoch"],
-            {k: (v["value"], v["answer"], v.get("explanation")) for k, v in s["scores"].items()},
+            scored(s["scores"].get("parse")),
+            scored(s["scores"].get("check")),
             s.get("error", {}).get("message"),
         )
         for s in a["samples"]
     ]
+    first_try = ("C", "first_try", "parsed on the first try")
+    passed = ("C", "passed")
     assert shown == [
-        ("one", 1, {"parse": ("C", "first_try", "parsed on the first try"), "check": ("C", "passed", None)}, None),
-        ("one", 2, {"parse": ("C", "first_try", "parsed on the first try"), "check": ("I", "failed", "AssertionError: said no")}, None),
-        ("one", 3, {"parse": ("C", "recovered", "parsed after 1 recovery round"), "check": ("C", "passed", None)}, None),
-        ("one", 4, {"parse": ("I", "exhausted", "not parsed after 2 recovery rounds: no <answer>"), "check": ("C", "passed", None)}, None),
-        ("one", 5, {}, "HTTP 500"),
-        ("one", 6, {"parse": ("C", "first_try", "parsed on the first try")}, "GenerationError: the judge is down"),
-        ("two", 1, {"parse": ("C", "first_try", "parsed on the first try"), "check": ("C", "passed", None)}, None),
+        ("one", 1, first_try, passed, None),
+        ("one", 2, first_try, ("I", "failed", "AssertionError: said no"), None),
+        ("one", 3, ("C", "recovered", "parsed after 1 recovery round"), passed, None),
+        ("one", 4, ("I", "exhausted", f"not parsed after 2 recovery rounds: {NO}"), passed, None),
+        ("one", 5, None, None, "HTTP 500"),
+        ("one", 6, first_try, None, "GenerationError: the judge is down"),
+        ("two", 1, first_try, passed, None),
     ]  # fmt: skip
     assert a["samples"][0]["metadata"]["case"]["hash"] == "abc"
     assert a["samples"][0]["model_usage"] == {
@@ -334,15 +366,18 @@ def test_every_outcome_as_scores_and_errors() -> None:
     assert a["samples"][-1]["output"]["choices"][0]["message"]["content"] == (
         "a lone \\udc80 surrogate </script>"
     )
-    assert [(s["name"], s["scored_samples"], s["metrics"]["accuracy"]["value"]) for s in a["results"]["scores"]] == [
+    results = a["results"]["scores"]
+    assert [
+        (s["name"], s["scored_samples"], s["metrics"]["accuracy"]["value"]) for s in results
+    ] == [
         ("parse", 6, 5 / 6),
         ("check", 5, 4 / 5),
-    ]  # fmt: skip
+    ]
     assert a["results"]["completed_samples"] == 5
-    assert [(s["id"], s["epoch"], s["scores"]) for s in b["samples"]] == [
-        ("test_b", 1, {"parse": {"value": "C", "answer": "first_try", "explanation": "parsed on the first try"}}),
-        ("test_b", 2, {"parse": {"value": "C", "answer": "first_try", "explanation": "parsed on the first try"}}),
-    ]  # fmt: skip
+    assert [(s["id"], s["epoch"], list(s["scores"])) for s in b["samples"]] == [
+        ("test_b", 1, ["parse"]),
+        ("test_b", 2, ["parse"]),
+    ]
     assert b["results"]["scores"][1]["metrics"] == {}
     assert c["samples"][0]["error"]["message"] == "lost with xdist worker gw0, which crashed"
 

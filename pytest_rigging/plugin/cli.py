@@ -1,13 +1,16 @@
-"""`python -m pytest_rigging merge a.json b.json -o all.json [gates]`: one report from CI
-shards, the per-model table printed, and a non-zero exit when a gate fails."""
+"""`python -m pytest_rigging merge a.json b.json -o all.json [--inspect-log DIR] [gates]`: one
+report (and inspect logs) from CI shards, the per-model table printed, and a non-zero exit
+when a gate fails."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pytest_rigging.plugin.gates import FIGURES, MODES, MODES_HELP, GateError, parse_gates
+from pytest_rigging.plugin.inspect_log import write_logs
 from pytest_rigging.plugin.report import failing_models, load, merge, table, write
 
 
@@ -18,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     merging = commands.add_parser("merge", help="merge --rig-report files of CI shards")
     merging.add_argument("reports", nargs="+", type=Path, help="JSON reports to merge")
     merging.add_argument("-o", "--output", type=Path, help="where to write the merged report")
+    merging.add_argument(
+        "--inspect-log",
+        type=Path,
+        metavar="DIR",
+        help="also write the merged run as inspect_ai eval logs into DIR",
+    )
     for option, figure in FIGURES.items():
         merging.add_argument(
             f"--{option.replace('_', '-')}",
@@ -41,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
             write(args.output, doc)
         except OSError as error:
             print(f"error: cannot write {args.output}: {error.strerror}", file=sys.stderr)
+            return 2
+    if args.inspect_log:
+        interrupted = bool(doc["settings"].get("interrupted"))
+        try:
+            write_logs(args.inspect_log, doc["items"], datetime.now(timezone.utc), interrupted)
+        except OSError as error:
+            print(f"error: cannot write {args.inspect_log}: {error.strerror}", file=sys.stderr)
             return 2
     failing = failing_models(doc)
     print(table(doc["models"], failing=failing))
