@@ -285,7 +285,7 @@ def _sample_ids(items: list[ItemRecord]) -> dict[str, str]:
         else:
             ids[item["nodeid"]] = bracket.removesuffix(f"-{cell}")
     if len(set(ids.values())) < len(ids):
-        return {nodeid: nodeid for nodeid in ids}
+        return {nodeid: _shown(nodeid) for nodeid in ids}
     return {nodeid: _shown(sample_id) for nodeid, sample_id in ids.items()}
 
 
