@@ -16,6 +16,8 @@ import pytest
 from pytest_rigging.plugin.state import Place, RiggingWarning, Run, warned
 
 if t.TYPE_CHECKING:
+    from pathlib import Path
+
     from pytest_rigging.plugin.cassettes import Entry
     from pytest_rigging.plugin.gates import Check
     from pytest_rigging.plugin.records import ItemRecord
@@ -179,10 +181,11 @@ class Central(Role):
 
     @pytest.hookimpl(wrapper=True, trylast=True, specname="pytest_sessionfinish")
     def pytest_sessionfinish_writers(self, exitstatus: int) -> t.Generator[None, None, None]:
-        """Write the JSON report, cassettes, baseline and step summary, also after Ctrl-C:
-        with every sample that finished, those of items that never reported included. Done
-        once xdist has stopped its workers (its own hook) and before the terminal summary
-        (an outer wrapper), so that what the workers' journals hold is final."""
+        """Write the JSON report, the HTML page, cassettes, baseline and step summary, also
+        after Ctrl-C: with every sample that finished, those of items that never reported
+        included. Done once xdist has stopped its workers (its own hook) and before the
+        terminal summary (an outer wrapper), so that what the workers' journals hold is
+        final."""
         outcome = yield
         run = self.run
         if exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -197,6 +200,8 @@ class Central(Role):
 
             with warned(f"write {run.report.where} {run.report.path}"):
                 write(run.report.path, run.reporter().document())
+        if run.html is not None:
+            self.write_page(run.html.path, run.html.where)
         if run.tapes is not None:
             self.write_cassettes(self.recordings())
         if run.reported is not None:
@@ -207,6 +212,16 @@ class Central(Role):
                 save_run(run.save_baseline, run.reported)
             append_step_summary(run.reported)
         return outcome
+
+    def write_page(self, path: Path, where: str) -> None:
+        """`--rig-html PATH`: the run's page, against the baseline if there is one; a
+        file that can't be written is a warning."""
+        from pytest_rigging.plugin.page import write
+
+        run = self.run
+        name = str(run.baseline_file.path) if run.baseline_file is not None else ""
+        with warned(f"write {where} {path}"):
+            write(path, run.reporter().document(), run.baseline, name)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         run = self.run

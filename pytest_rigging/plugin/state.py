@@ -82,6 +82,8 @@ class Run:
     the plugin until a test asks for a rig fixture."""
     report: FileSetting | None = None
     """`--rig-report PATH` (or ini `rig_report`)."""
+    html: FileSetting | None = None
+    """`--rig-html PATH` (or ini `rig_html`)."""
     save_baseline: FileSetting | None = None
     """`--rig-save-baseline PATH` (or ini `rig_save_baseline`)."""
     baseline_file: FileSetting | None = None
@@ -114,6 +116,7 @@ class Run:
         run before it spends a call, in one line."""
         run = cls(config, place, asked(config))
         run.report = file_setting(config, "report")
+        run.html = file_setting(config, "html")
         run.save_baseline = file_setting(config, "save_baseline")
         run.baseline_file = file_setting(config, "baseline")
         regressions = flag(config, "fail_on_regression")
