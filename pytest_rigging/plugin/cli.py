@@ -1,5 +1,7 @@
-"""`python -m pytest_rigging merge a.json b.json -o all.json [gates]`: one report from CI
-shards, the per-model table printed, and a non-zero exit when a gate fails."""
+"""`python -m pytest_rigging merge a.json b.json -o all.json [--html page.html] [gates]`: one
+report from CI shards, the per-model table printed, and a non-zero exit when a gate fails;
+`python -m pytest_rigging html report.json -o page.html [--baseline FILE]`: the HTML page
+of a saved report."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pytest_rigging.plugin.gates import FIGURES, MODES, MODES_HELP, GateError, parse_gates
+from pytest_rigging.plugin.records import ReportDocument
 from pytest_rigging.plugin.report import failing_models, load, merge, table, write
 
 
@@ -18,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     merging = commands.add_parser("merge", help="merge --rig-report files of CI shards")
     merging.add_argument("reports", nargs="+", type=Path, help="JSON reports to merge")
     merging.add_argument("-o", "--output", type=Path, help="where to write the merged report")
+    merging.add_argument("--html", type=Path, help="where to write the merged run's HTML page")
     for option, figure in FIGURES.items():
         merging.add_argument(
             f"--{option.replace('_', '-')}",
@@ -26,7 +30,15 @@ def main(argv: list[str] | None = None) -> int:
             help=f"{figure.help} (replaces the gates recorded in the reports)".replace("%", "%%"),
         )
     merging.add_argument("--gate-mode", choices=MODES, help=MODES_HELP.replace("%", "%%"))
+    paging = commands.add_parser("html", help="write the HTML page of a --rig-report file")
+    paging.add_argument("report", type=Path, help="a JSON report (--rig-report, merge -o)")
+    paging.add_argument("-o", "--output", type=Path, required=True, help="where to write the page")
+    paging.add_argument(
+        "--baseline", type=Path, help="a --rig-save-baseline file: mark the items that flipped"
+    )
     args = parser.parse_args(argv)
+    if args.command == "html":
+        return _html(args.report, args.output, args.baseline)
     try:
         docs = [load(path) for path in args.reports]
         given = [
@@ -36,17 +48,46 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     doc = merge(docs, given or None, args.gate_mode)
-    if args.output:
+    for path, writer in ((args.output, write), (args.html, _write_page)):
+        if path is None:
+            continue
         try:
-            write(args.output, doc)
+            writer(path, doc)
         except OSError as error:
-            print(f"error: cannot write {args.output}: {error.strerror}", file=sys.stderr)
+            print(f"error: cannot write {path}: {error.strerror}", file=sys.stderr)
             return 2
     failing = failing_models(doc)
     print(table(doc["models"], failing=failing))
     for gate in doc["gates"]:
         print(f"{'pass' if gate['passed'] else 'FAIL'} {gate['message']}")
     return 1 if failing else 0
+
+
+def _write_page(path: Path, doc: ReportDocument) -> None:
+    from pytest_rigging.plugin.page import write as write_page
+
+    write_page(path, doc)
+
+
+def _html(report: Path, output: Path, baseline_path: Path | None) -> int:
+    """`html`: 0 when the page is written, 2 on a report or baseline it can't read or a
+    page it can't write."""
+    from pytest_rigging.plugin.baseline import load as load_baseline
+    from pytest_rigging.plugin.page import write as write_page
+
+    try:
+        doc = load(report)
+        baseline = load_baseline(baseline_path) if baseline_path is not None else None
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        write_page(output, doc, baseline, str(baseline_path or ""))
+    except OSError as error:
+        print(f"error: cannot write {output}: {error.strerror}", file=sys.stderr)
+        return 2
+    print(f"wrote {output}")
+    return 0
 
 
 if __name__ == "__main__":

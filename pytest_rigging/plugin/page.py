@@ -47,7 +47,7 @@ samples together)."""
 
 Flip = t.Literal["regressed", "fixed"]
 
-Json = t.Union[str, int, float, bool, None, list["Json"], dict[str, "Json"]]
+Json: t.TypeAlias = "str | int | float | bool | list[Json] | dict[str, Json] | None"
 
 
 class Column(TypedDict):
