@@ -195,14 +195,13 @@ def page_data(
                 "cell": item["cell"],
             },
         )
-    ordered = sorted(
-        columns.values(),
-        key=lambda c: (
-            models.index(c["model"]) if c["model"] in models else len(models),
-            c["label"],
-            c["params"],
-        ),
-    )
+
+    def place(model: str, label: str | None) -> tuple[int, str, str]:
+        """Models in the order the run names them (then by label), whatever order xdist
+        reported their items in."""
+        return (models.index(model) if model in models else len(models), label or "", model)
+
+    ordered = sorted(columns.values(), key=lambda c: (place(c["model"], c["label"]), c["params"]))
     column_of = {(c["model"], c["params"]): n for n, c in enumerate(ordered)}
     rows = sorted({row_key(item) for item in items})
     row_of = {key: n for n, key in enumerate(rows)}
@@ -223,7 +222,7 @@ def page_data(
         page_items.append(shown)
     return {
         "run": {"settings": doc["settings"], "totals": _totals(doc, items), "baseline": summary},
-        "models": doc["models"],
+        "models": sorted(doc["models"], key=lambda row: place(row["model"], row["label"])),
         "gates": doc["gates"],
         "columns": ordered,
         "rows": rows,
