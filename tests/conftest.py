@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import re
 import select
@@ -445,3 +446,11 @@ def browser() -> Iterator[BrowserThread]:
     finally:
         executor.submit(lambda: (launched.close(), playwright.stop())).result(timeout=120)
         executor.shutdown()
+
+
+def read_data(path: Path) -> dict[str, t.Any]:
+    """The data block of the HTML page written to `path`, as the page's script reads it."""
+    html = path.read_text(encoding="ascii")
+    found = re.search(r'<script type="application/json" id="rig-data">(.*?)</script>', html, re.S)
+    assert found is not None, "no data block"
+    return t.cast(dict[str, t.Any], json.loads(found[1]))

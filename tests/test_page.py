@@ -19,18 +19,9 @@ from pytest_rigging.plugin import baseline as baselines
 from pytest_rigging.plugin import page, report
 from pytest_rigging.plugin.cli import main as rigging_main
 from pytest_rigging.plugin.records import ChatRecord, ItemRecord, ReportDocument, item_of
-from tests.conftest import ONE_ITEM, BrowserThread, ini
+from tests.conftest import ONE_ITEM, BrowserThread, ini, read_data
 
 SUITES = Path(__file__).resolve().parents[1] / "example_suites"
-MODELS = SUITES / "models"
-
-
-def read_data(path: Path) -> dict[str, t.Any]:
-    """The data block of a page written to `path`, as the page's script reads it."""
-    html = path.read_text(encoding="ascii")
-    found = re.search(r'<script type="application/json" id="rig-data">(.*?)</script>', html, re.S)
-    assert found is not None, "no data block"
-    return t.cast(dict[str, t.Any], json.loads(found[1]))
 
 
 def chat(sample: int, reply: str, check: str = "passed", bucket: str = "first_try") -> ChatRecord:
@@ -424,7 +415,7 @@ def test_the_example_suites_page_holds_the_terminal_tables_items_and_counts(
     per model add up to its items ok/fail/err. With RIG_SCREENSHOT=PATH, the page is
     photographed there (the README's picture)."""
     path = tmp_path / "page.html"
-    models = [f"scripted!{MODELS / name}.toml" for name in ("careful", "sloppy", "stubborn")]
+    models = [f"scripted!models/{name}.toml" for name in ("careful", "sloppy", "stubborn")]
     shown = finished(
         pytest_run(
             *(a for m in models for a in ("--rig-models", m)), "-rA", "--rig-html", str(path)
@@ -454,7 +445,7 @@ def test_the_example_suites_page_holds_the_terminal_tables_items_and_counts(
         )
         cells = tab.eval_on_selector_all("button.cell", "bs => bs.map(b => b.dataset.item)")
         if screenshot:
-            tab.set_viewport_size({"width": 1100, "height": 820})
+            tab.set_viewport_size({"width": 1280, "height": 780})
             tab.screenshot(path=screenshot)
         return nodeids, models, columns, statuses, cells
 
