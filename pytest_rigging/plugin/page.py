@@ -240,13 +240,21 @@ def _page_item(item: ItemRecord, row: int, column: int) -> PageItem:
         "samples": item["samples"],
         "marks": sample_marks(item["chats"]),
         "duration": item["duration"],
-        "chats": t.cast(list[ChatRecord], cut(t.cast(Json, item["chats"]))),
+        "chats": _cut_chats(item["chats"]),
     }
     if "case" in item:
         shown["case"] = item["case"]
     if "lost" in item:
         shown["lost"] = item["lost"]
     return shown
+
+
+def _cut_chats(chats: list[ChatRecord]) -> list[ChatRecord]:
+    """`chats` with their long texts cut; walked only when their JSON is longer than a
+    text may be (no text in them is longer than their JSON), which few items' are."""
+    if len(json.dumps(chats)) <= CUT:
+        return chats
+    return t.cast(list[ChatRecord], cut(t.cast(Json, chats)))
 
 
 def _flip(before: str | None, now: str) -> Flip | None:

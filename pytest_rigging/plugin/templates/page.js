@@ -397,5 +397,6 @@
     }
   }, { rootMargin: "600px" });
   observer.observe(more);
+  performance.mark("rig-drawn"); // the benchmark reads when the first rows were drawn
   document.body.dataset.ready = "true";
 })();
