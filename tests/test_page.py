@@ -496,3 +496,25 @@ def test_merged_shards_give_the_unsharded_page(browser: BrowserThread, tmp_path:
     assert "test_capitals.py::test_capital[France]" in expected[0]
     assert expected[3] == "9 of 9 cases shown"
     assert grid_text(browser, merged) == expected
+
+
+@pytest.mark.parametrize("required", ["", "1"])
+def test_without_chromium_the_browser_tests_say_what_to_install(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, required: str
+) -> None:
+    """Skipped, naming the package to install; failed instead with RIG_BROWSER_REQUIRED=1."""
+    monkeypatch.setenv("PATH", str(pytester.mkdir("empty")))
+    monkeypatch.setenv("RIG_BROWSER_REQUIRED", required)
+    ini(pytester)
+    pytester.makeconftest("from tests.conftest import browser  # noqa: F401\n")
+    pytester.makepyfile("def test_page(browser):\n    pass\n")
+    result = pytester.runpytest("-rs")
+    needed = "the browser tests need chromium (Debian: apt-get install -y chromium)"
+    if required:
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(
+            ["*ERROR at setup of test_page*", f"{needed} (RIG_BROWSER_REQUIRED=1)"]
+        )
+    else:
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines([f"SKIPPED * {needed}"])
