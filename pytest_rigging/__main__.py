@@ -1,4 +1,4 @@
-"""`python -m pytest_rigging merge ...`: the plugin's command line (see `plugin.cli`)."""
+"""`python -m pytest_rigging merge ...`, `html ...`: the command line (`plugin.cli`)."""
 
 import sys
 

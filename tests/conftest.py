@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 import typing as t
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -368,3 +371,86 @@ def llm_server(llm_server_session: LLMServer, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_TEST_KEY)
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_TEST_KEY)
     return server
+
+
+BROWSER_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+"""Debian's chromium, headless, asking nothing of the network on its own."""
+
+Done = t.TypeVar("Done")
+
+
+class BrowserThread:
+    """A headless Chromium driven by Playwright's sync API on a thread of its own.
+
+    Between its calls, that API marks its event loop as running on the thread that uses
+    it, which would stop every pytest-asyncio test run later on that thread (the browser
+    lives for the session); on a thread of its own it marks nothing of the tests'."""
+
+    def __init__(self, executor: ThreadPoolExecutor, browser: t.Any) -> None:
+        self._executor = executor
+        self._browser = browser
+
+    def run(self, work: Callable[[t.Any], Done]) -> Done:
+        """`work(browser)`, on the browser's thread; what it returns or raises."""
+        return self._executor.submit(work, self._browser).result(timeout=300)
+
+
+def browser_missing() -> str | None:
+    """What the browser tests need and this machine lacks, as the command that installs
+    it; None when nothing is missing."""
+    missing = []
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright (pip install -e '.[dev]', or pip install playwright)")
+    if shutil.which("chromium") is None:
+        missing.append("chromium (Debian: apt-get install -y chromium)")
+    if not missing:
+        return None
+    return "the browser tests need " + " and ".join(missing)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[BrowserThread]:
+    """One headless Chromium for the session (`BrowserThread`). Skips when Chromium or
+    Playwright is missing, naming what to install; fails instead when
+    RIG_BROWSER_REQUIRED=1 (CI)."""
+    missing = browser_missing()
+    if missing is not None:
+        if os.environ.get("RIG_BROWSER_REQUIRED") == "1":
+            pytest.fail(f"{missing} (RIG_BROWSER_REQUIRED=1)", pytrace=False)
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    executor = ThreadPoolExecutor(1, thread_name_prefix="browser")
+
+    def start() -> tuple[t.Any, t.Any]:
+        playwright = sync_playwright().start()
+        launched = playwright.chromium.launch(
+            executable_path=shutil.which("chromium"), args=list(BROWSER_ARGS)
+        )
+        return playwright, launched
+
+    playwright, launched = executor.submit(start).result(timeout=120)
+    try:
+        yield BrowserThread(executor, launched)
+    finally:
+        executor.submit(lambda: (launched.close(), playwright.stop())).result(timeout=120)
+        executor.shutdown()
+
+
+def read_data(path: Path) -> dict[str, t.Any]:
+    """The data block of the HTML page written to `path`, as the page's script reads it."""
+    html = path.read_text(encoding="ascii")
+    found = re.search(r'<script type="application/json" id="rig-data">(.*?)</script>', html, re.S)
+    assert found is not None, "no data block"
+    return t.cast(dict[str, t.Any], json.loads(found[1]))

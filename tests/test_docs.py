@@ -362,6 +362,27 @@ def check_architecture(run: DocRun) -> None:
     assert listed == own, f"listed but missing: {listed - own}, unlisted: {own - listed}"
 
 
+def check_report(run: DocRun) -> None:
+    """The report page runs nothing; every option and command it names exists, its cut
+    is the page's, and the screenshot it shows is there."""
+    from pytest_rigging.plugin import page
+    from pytest_rigging.plugin.options import SETTINGS
+
+    assert run.blocks == []
+    text = run.document.text
+    options = {f"--rig-{s.name.replace('_', '-')}" for s in SETTINGS}
+    named = set(re.findall(r"--rig-[a-z-]+", text))
+    assert {"--rig-html", "--rig-baseline", "--rig-shard"} <= named <= options, named - options
+    assert re.findall(r"^rig_html = ", text, flags=re.M)
+    cli = (ROOT / "pytest_rigging" / "plugin" / "cli.py").read_text()
+    for command in re.findall(r"^python -m pytest_rigging (.*)$", text, flags=re.M):
+        for flag in re.findall(r"(?<= )--?[a-z]+", command):
+            assert f'"{flag}"' in cli, f"{flag} is named but `python -m pytest_rigging` has none"
+    assert f"{page.CUT:,} characters" in text
+    (picture,) = re.findall(r"!\[[^]]*\]\(([\w.]+)\)", text)
+    assert (ROOT / "docs" / picture).is_file()
+
+
 INGREDIENTS = "<comma-delimited-answer>{}</comma-delimited-answer>"
 
 
@@ -456,6 +477,7 @@ SCRIPTS: dict[str, Script] = {
     "docs/architecture.md": Script(rules=(), check=check_architecture),
     "docs/datasets.md": Script(rules=(), check=check_datasets),
     "docs/rigging-compatibility.md": Script(rules=(), check=check_compatibility),
+    "docs/report.md": Script(rules=(), check=check_report),
 }
 
 

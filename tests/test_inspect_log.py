@@ -13,7 +13,7 @@ import pytest
 
 from pytest_rigging.plugin.cli import main
 from pytest_rigging.plugin.inspect_log import eval_logs, write_logs
-from pytest_rigging.plugin.records import ChatRecord, ItemRecord
+from pytest_rigging.plugin.records import ChatRecord, ItemRecord, ReportDocument, RunSettings
 from tests.conftest import ONE_ITEM, ini
 
 SUITE = """
@@ -383,8 +383,16 @@ def test_every_outcome_as_scores_and_errors() -> None:
 
 
 def test_every_outcome_reads_back_in_inspect(tmp_path: Path) -> None:
-    began = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    written = write_logs(tmp_path, ITEMS, began, interrupted=True)
+    settings: RunSettings = {"started": "2026-01-02T03:04:05+00:00", "interrupted": True}
+    doc: ReportDocument = {
+        "version": 2,
+        "settings": settings,
+        "models": [],
+        "cells": [],
+        "gates": [],
+        "items": ITEMS,
+    }
+    written = write_logs(tmp_path, doc)
     assert [path.name.split("_")[:2] for path in written] == [
         ["2026-01-02T03-04-05-00-00", f"test-x.py--test-{name}"] for name in "abc"
     ]

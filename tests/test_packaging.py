@@ -70,7 +70,11 @@ def test_the_installed_wheel_is_typed_for_its_users(tmp_path: Path) -> None:
         tmp_path,
     )
     [wheel] = dist.glob("pytest_rigging-*.whl")
-    assert "pytest_rigging/py.typed" in zipfile.ZipFile(wheel).namelist()
+    shipped = zipfile.ZipFile(wheel).namelist()
+    assert "pytest_rigging/py.typed" in shipped
+    # the HTML report's template, CSS and script: `--rig-html` reads them from the package
+    for name in ("page.html", "page.css", "page.js"):
+        assert f"pytest_rigging/plugin/templates/{name}" in shipped
 
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path)

@@ -17,7 +17,7 @@ import pytest
 from pytest_rigging.plugin.cli import main as rigging_main
 from pytest_rigging.plugin.gates import Check, apart
 from pytest_rigging.plugin.stats import wilson
-from tests.conftest import ONE_ITEM, ini, junit_properties, on, rig_module
+from tests.conftest import ONE_ITEM, ini, junit_properties, on, read_data, rig_module
 from tests.llm_server import LLMServer, Reply
 
 MODELS = {
@@ -776,9 +776,14 @@ def test_interrupted_run_still_writes_what_finished(
                 raise KeyboardInterrupt
         """
     )
-    result = pytester.runpytest_subprocess("--rig-report=report.json", "-p", "no:randomly", *xdist)
+    result = pytester.runpytest_subprocess(
+        "--rig-report=report.json", "--rig-html=page.html", "-p", "no:randomly", *xdist
+    )
     assert result.ret == pytest.ExitCode.INTERRUPTED
     doc = json.loads((pytester.path / "report.json").read_text())
+    shown = read_data(pytester.path / "page.html")
+    assert [i["status"] for i in shown["items"]] == ["passed", "interrupted", "passed"]
+    assert shown["run"]["settings"]["interrupted"] is True
     # "three" never reported, but its sample had finished: it is kept, as interrupted
     assert [(i["nodeid"].split("[")[1], i["outcome"], len(i["chats"])) for i in doc["items"]] == [
         ("one-echo]", "passed", 1),
@@ -1330,6 +1335,7 @@ def test_secrets_stay_out_of_reports(
         "--rig-models",
         on(route, f"openai/m,api_key={key}"),
         "--rig-report=r.json",
+        "--rig-html=p.html",
         "--junitxml=j.xml",
         "-v",
     )
@@ -1338,10 +1344,12 @@ def test_secrets_stay_out_of_reports(
     for text in (
         result.stdout.str(),
         (pytester.path / "r.json").read_text(),
+        (pytester.path / "p.html").read_text(),
         (pytester.path / "j.xml").read_text(),
     ):
         assert key not in text
     assert "my key is ***" in (pytester.path / "r.json").read_text()
+    assert "my key is ***" in (pytester.path / "p.html").read_text()
 
 
 def test_engine_loop_is_stopped_after_the_run(pytester: pytest.Pytester) -> None:

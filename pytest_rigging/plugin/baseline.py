@@ -156,11 +156,13 @@ def changed(before: BaselineItem, now: ItemRecord) -> bool:
 
 def mark_if_known(
     baseline: BaselineDocument, path: Path, record: ItemRecord, report: pytest.TestReport
-) -> None:
+) -> bool:
     """An item whose test failed here and in the baseline (read from `path`) is reported
-    as a known failure (xfail): it doesn't fail the run."""
+    as a known failure (xfail): it doesn't fail the run. Whether it was."""
     if record["outcome"] == "failed" and report.when == "call" and known_failure(baseline, record):
         mark_known_failure(report, f"rigging: known failure (it failed in {path} too)")
+        return True
+    return False
 
 
 class Drift(t.NamedTuple):

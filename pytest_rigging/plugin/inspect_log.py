@@ -24,6 +24,7 @@ from pytest_rigging.plugin.records import (
     CaseRecord,
     ChatRecord,
     ItemRecord,
+    ReportDocument,
     group_key,
     write_json,
 )
@@ -177,13 +178,16 @@ class EvalLog(TypedDict):
     samples: list[EvalSample]
 
 
-def write_logs(
-    folder: Path, items: Sequence[ItemRecord], began: datetime, interrupted: bool
-) -> list[Path]:
-    """Each log of the run in `folder`, named as inspect names its own (`{created}_{task}_
-    {id}.json`, which its view lists); the paths written."""
+def write_logs(folder: Path, doc: ReportDocument) -> list[Path]:
+    """Each log of the run `doc` reports in `folder`, named as inspect names its own
+    (`{created}_{task}_{id}.json`, which its view lists); the paths written. The run began
+    when the report says (a report older than that field: now)."""
+    ended = datetime.now(timezone.utc)
+    started = doc["settings"].get("started")
+    began = datetime.fromisoformat(started) if started else ended
+    interrupted = bool(doc["settings"].get("interrupted"))
     written = []
-    for log in eval_logs(items, began, datetime.now(timezone.utc), interrupted):
+    for log in eval_logs(doc["items"], began, ended, interrupted):
         spec = log["eval"]
         name = f"{_clean(spec['created'])}_{_clean(spec['task'])}_{spec['task_id']}.json"
         write_json(folder / name, log)

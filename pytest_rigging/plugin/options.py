@@ -71,6 +71,13 @@ SETTINGS = (
     ),
     Setting("report", "PATH", "write the run's figures and records as JSON", "path"),
     Setting(
+        "html",
+        "PATH",
+        "write the run as one self-contained HTML page: the case x model grid, every "
+        "sample's dialog, and flips against --rig-baseline",
+        "path",
+    ),
+    Setting(
         "save_baseline",
         "PATH",
         "write this run's item outcomes and model rates as a baseline to commit",

@@ -154,9 +154,13 @@ class ItemRecord(TypedDict):
     case: NotRequired[CaseRecord]
     """A `rig_cases` item's case (absent for any other item, and in older reports)."""
     lost: NotRequired[str]
+    known: NotRequired[bool]
+    """True for a failure the baseline knows (reported as xfail); absent otherwise."""
 
 
 class RunSettings(TypedDict, total=False):
+    started: str
+    """When the run started: UTC, ISO 8601, to the second (absent in older reports)."""
     models: list[str]
     params: list[str]
     runs: int

@@ -3,6 +3,7 @@ and the merge of several JSON reports (CI shards) into one."""
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import os
@@ -306,7 +307,8 @@ def finish_item(
     if run.baseline is not None and run.baseline_file is not None:
         from pytest_rigging.plugin.baseline import mark_if_known
 
-        mark_if_known(run.baseline, run.baseline_file.path, record, report)
+        if mark_if_known(run.baseline, run.baseline_file.path, record, report):
+            record["known"] = True
     # JUnit reads properties from the teardown report, which copies the item's.
     item.user_properties.extend(junit_properties(record))
 
@@ -401,6 +403,9 @@ def merge(
     )
     settings["models"] = models
     settings["merged_from"] = len(docs)
+    started = [doc["settings"]["started"] for doc in docs if "started" in doc["settings"]]
+    if started:
+        settings["started"] = min(started)
     if any(doc["settings"].get("interrupted") for doc in docs):
         settings["interrupted"] = True
     return document(settings, list(items.values()), gates, mode or first.get("gate_mode", "point"))
@@ -423,7 +428,9 @@ class Reporter:
             gates, mode = read_gates(config.getoption, config.getini)
         except GateError as error:
             raise pytest.UsageError(str(error)) from None
+        started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         described = RunSettings(
+            started=started,
             models=[mask_identifier(m) for m in settings.models],
             params=[params_text(p) for p in settings.params],
             runs=settings.runs,

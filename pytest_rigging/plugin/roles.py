@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import typing as t
 import warnings
-from datetime import datetime, timezone
 
 import pytest
 
@@ -19,7 +18,7 @@ from pytest_rigging.plugin.state import Place, RiggingWarning, Run, warned
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.cassettes import Entry
     from pytest_rigging.plugin.gates import Check
-    from pytest_rigging.plugin.records import ItemRecord
+    from pytest_rigging.plugin.records import ItemRecord, ReportDocument
 
 
 def role_for(config: pytest.Config) -> Role:
@@ -70,8 +69,6 @@ class Central(Role):
 
     def __init__(self, config: pytest.Config) -> None:
         super().__init__(config, Place())
-        self.began = datetime.now(timezone.utc)
-        """When the run began, as inspect logs say it."""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record: ItemRecord | None = getattr(report, "rig", None)
@@ -182,11 +179,11 @@ class Central(Role):
 
     @pytest.hookimpl(wrapper=True, trylast=True, specname="pytest_sessionfinish")
     def pytest_sessionfinish_writers(self, exitstatus: int) -> t.Generator[None, None, None]:
-        """Write the JSON report, inspect logs, cassettes, baseline and step summary, also
-        after Ctrl-C: with every sample that finished, those of items that never reported
-        included. Done
-        once xdist has stopped its workers (its own hook) and before the terminal summary
-        (an outer wrapper), so that what the workers' journals hold is final."""
+        """Write the JSON report, the HTML page, inspect logs, cassettes, baseline and step
+        summary, also after Ctrl-C: with every sample that finished, those of items that
+        never reported included. Done once xdist has stopped its workers (its own hook) and
+        before the terminal summary (an outer wrapper), so that what the workers' journals
+        hold is final."""
         outcome = yield
         run = self.run
         if exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -196,18 +193,8 @@ class Central(Role):
                 reporter.interrupted = True
                 for record in leftovers:
                     reporter.add(record)
-        if run.report is not None:
-            from pytest_rigging.plugin.report import write
-
-            with warned(f"write {run.report.where} {run.report.path}"):
-                write(run.report.path, run.reporter().document())
-        if run.inspect_log is not None:
-            from pytest_rigging.plugin.inspect_log import write_logs
-
-            reporter = run.reporter()
-            folder = run.inspect_log.path
-            with warned(f"write {run.inspect_log.where} {folder}"):
-                write_logs(folder, reporter.items, self.began, reporter.interrupted)
+        if run.report is not None or run.inspect_log is not None or run.html is not None:
+            self.write_documents(run.reporter().document())
         if run.tapes is not None:
             self.write_cassettes(self.recordings())
         if run.reported is not None:
@@ -218,6 +205,28 @@ class Central(Role):
                 save_run(run.save_baseline, run.reported)
             append_step_summary(run.reported)
         return outcome
+
+    def write_documents(self, doc: ReportDocument) -> None:
+        """The run as `--rig-report`, `--rig-inspect-log` and `--rig-html` write it (the
+        page against the baseline if there is one); one that can't be written is a
+        warning."""
+        run = self.run
+        if run.report is not None:
+            from pytest_rigging.plugin.report import write
+
+            with warned(f"write {run.report.where} {run.report.path}"):
+                write(run.report.path, doc)
+        if run.inspect_log is not None:
+            from pytest_rigging.plugin.inspect_log import write_logs
+
+            with warned(f"write {run.inspect_log.where} {run.inspect_log.path}"):
+                write_logs(run.inspect_log.path, doc)
+        if run.html is not None:
+            from pytest_rigging.plugin.page import write as write_page
+
+            name = str(run.baseline_file.path) if run.baseline_file is not None else ""
+            with warned(f"write {run.html.where} {run.html.path}"):
+                write_page(run.html.path, doc, run.baseline, name)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         run = self.run

@@ -91,6 +91,8 @@ class Run:
     """`--rig-report PATH` (or ini `rig_report`)."""
     inspect_log: FileSetting | None = None
     """`--rig-inspect-log DIR` (or ini `rig_inspect_log`)."""
+    html: FileSetting | None = None
+    """`--rig-html PATH` (or ini `rig_html`)."""
     save_baseline: FileSetting | None = None
     """`--rig-save-baseline PATH` (or ini `rig_save_baseline`)."""
     baseline_file: FileSetting | None = None
@@ -124,6 +126,7 @@ class Run:
         run = cls(config, place, asked(config))
         run.report = file_setting(config, "report")
         run.inspect_log = folder_setting(config, "inspect_log")
+        run.html = file_setting(config, "html")
         run.save_baseline = file_setting(config, "save_baseline")
         run.baseline_file = file_setting(config, "baseline")
         regressions = flag(config, "fail_on_regression")
