@@ -376,7 +376,7 @@ def check_report(run: DocRun) -> None:
     assert re.findall(r"^rig_html = ", text, flags=re.M)
     cli = (ROOT / "pytest_rigging" / "plugin" / "cli.py").read_text()
     for command in re.findall(r"^python -m pytest_rigging (.*)$", text, flags=re.M):
-        for flag in re.findall(r"(?<= )--?[a-z]+", command):
+        for flag in re.findall(r"(?<= )--?[a-z][a-z-]*", command):
             assert f'"{flag}"' in cli, f"{flag} is named but `python -m pytest_rigging` has none"
     assert f"{page.CUT:,} characters" in text
     (picture,) = re.findall(r"!\[[^]]*\]\(([\w.]+)\)", text)
