@@ -259,9 +259,7 @@ def _json_problem(error: ValueError) -> str:
 
 def _object(value: object, where: _Where, line: int) -> dict[str, t.Any]:
     if not isinstance(value, dict):
-        raise CasesError(
-            f"{where(line)}: expected an object of fields, got {type(value).__name__}"
-        )
+        raise CasesError(f"{where(line)}: expected an object of fields, got {type(value).__name__}")
     return value
 
 
