@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark in turn (about 15 minutes; the first run also creates
+# Runs every benchmark in turn (about 25 minutes; the first run also creates
 # bench/.venv-rigging, about 2 more). Extra arguments (e.g. --profile) go to each script.
 # PYTHON picks the interpreter (default: the repo's .venv); BENCH_SKIP_RIGGING=1 leaves
 # rigging out.
@@ -11,7 +11,7 @@ python="${PYTHON:-$root/.venv/bin/python}"
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 
 status=0
-for bench in bench_import bench_overhead bench_concurrency bench_parse bench_plugin bench_native bench_cassettes bench_page; do
+for bench in bench_import bench_overhead bench_concurrency bench_parse bench_plugin bench_native bench_cassettes bench_cases bench_page; do
     echo "### $bench ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
     "$python" "$here/$bench.py" "$@" || status=1
 done

@@ -160,9 +160,7 @@ def read_marker(marker: pytest.Mark) -> Source:
     try:
         return _marker_signature(*marker.args, **marker.kwargs)
     except TypeError as error:
-        raise CasesError(
-            str(error).replace("_marker_signature() ", "")
-        ) from None
+        raise CasesError(str(error).replace("_marker_signature() ", "")) from None
 
 
 class Row(t.NamedTuple):
@@ -203,13 +201,13 @@ def format_of(source: Source, path: Path | None) -> str:
 def _jsonl(path: Path, where: _Where) -> Iterator[Row]:
     with path.open(encoding="utf-8-sig") as lines:
         for number, line in enumerate(lines, 1):
-            if not line.strip():
+            if not line or line.isspace():
                 continue
             try:
                 value = json.loads(line)
             except ValueError as error:
                 raise CasesError(f"{where(number)}: not JSON: {_json_problem(error)}") from None
-            yield Row(number, _object(value, where(number)))
+            yield Row(number, _object(value, where, number))
 
 
 def _json(path: Path, where: _Where) -> Iterator[Row]:
@@ -230,7 +228,7 @@ def _json(path: Path, where: _Where) -> Iterator[Row]:
             value, position = decoder.raw_decode(text, position)
         except ValueError as error:
             raise CasesError(f"{where(line)}: not JSON: {_json_problem(error)}") from None
-        yield Row(line, _object(value, where(line)))
+        yield Row(line, _object(value, where, line))
         position = _blank(text, position)
         closing = text[position : position + 1]
         if closing == "]":
@@ -258,9 +256,9 @@ def _json_problem(error: ValueError) -> str:
     return f"{message} (column {column})" if message and column else str(error)
 
 
-def _object(value: object, where: str) -> dict[str, t.Any]:
+def _object(value: object, where: _Where, line: int) -> dict[str, t.Any]:
     if not isinstance(value, dict):
-        raise CasesError(f"{where}: expected an object of fields, got {type(value).__name__}")
+        raise CasesError(f"{where(line)}: expected an object of fields, got {type(value).__name__}")
     return value
 
 
@@ -412,6 +410,11 @@ def _shown(path: Path, root: Path) -> str:
         return str(path)
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+"""`json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)`, made once: the
+call builds its encoder each time, a quarter of the time of hashing a short row."""
+
+
 def content_hash(values: t.Mapping[str, t.Any]) -> str:
     """A row's content as a hash: its fields, keys sorted, as JSON (a value JSON can't
     hold, as its text). A null field counts as absent and a whole float as an int, so that
@@ -419,7 +422,7 @@ def content_hash(values: t.Mapping[str, t.Any]) -> str:
     row every field (null where it had none) and one type of number."""
     if not all(type(v) in _AS_JSON for v in values.values()):
         values = {k: _as_json(v) for k, v in values.items() if v is not None}
-    text = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
+    text = _CANONICAL.encode(values)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -453,6 +456,16 @@ class _Picked(t.NamedTuple):
     values: dict[str, t.Any]
 
 
+class _Kept(t.NamedTuple):
+    """The rows kept, as four lists rather than a tuple a row: each tuple would be one
+    more object for the garbage collector to walk while the rest is read."""
+
+    lines: list[int]
+    ids: list[str]
+    hashes: list[str]
+    values: list[dict[str, t.Any]]
+
+
 def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
     """The cases `source` selects, in the file's order; any problem is a `CasesError`
     naming the file, the line and the field."""
@@ -460,11 +473,11 @@ def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
     validate = _validator(source.model, kind) if source.model is not None else None
     seen: dict[str, int] = {}
     whole = hashlib.sha256()
-    picked: list[_Picked] = []
+    kept = _Kept([], [], [], [])
     ranked: list[tuple[int, int, _Picked]] = []  # a max-heap by rank, negated
     count = 0
     for line, row in rows:
-        values = _selected(row, source.fields, where(line))
+        values = row if source.fields is None else _selected(row, source.fields, where, line)
         digest = content_hash(values)
         whole.update(digest.encode("ascii"))
         name = _id_of(row, source.id, digest, where(line))
@@ -478,11 +491,14 @@ def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
         if validate is not None:
             validate(values, where(line))
         count += 1
-        one = _Picked(line, name, digest, values)
         if source.sample is None:
-            picked.append(one)
+            kept.lines.append(line)
+            kept.ids.append(name)
+            kept.hashes.append(digest)
+            kept.values.append(values)
         else:
             rank = _rank(source.seed, name)
+            one = _Picked(line, name, digest, values)
             if len(ranked) < source.sample:
                 heapq.heappush(ranked, (-rank, count, one))
             elif rank < -ranked[0][0]:
@@ -497,17 +513,18 @@ def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
                 f"{where.shown}: sample={source.sample} is more than the {count} cases read"
             )
         picked = [one for _, _, one in sorted(ranked, key=lambda r: r[1])]
+        kept = _Kept(*(list(column) for column in zip(*picked, strict=True)))
     dataset = Dataset(where.shown, kind, whole.hexdigest(), count)
     model = source.model
     cases: list[Case[t.Any]] = []
-    for one in picked:
-        data: t.Any = one.values
-        fields: t.Mapping[str, t.Any] = one.values
+    for line, name, digest, values in zip(*kept, strict=True):
+        data: t.Any = values
+        fields: t.Mapping[str, t.Any] = values
         if model is not None and validate is not None:
-            data = validate(one.values, where(one.line))
-            fields = {name: getattr(data, name) for name in type(data).model_fields}
+            data = validate(values, where(line))
+            fields = {field: getattr(data, field) for field in type(data).model_fields}
             fields |= data.model_extra or {}
-        cases.append(Case(one.id, data, fields, one.line, one.hash, dataset))
+        cases.append(Case(name, data, fields, line, digest, dataset))
     return cases
 
 
@@ -522,14 +539,12 @@ def _rank(seed: int, name: str) -> int:
 
 
 def _selected(
-    row: dict[str, t.Any], fields: tuple[tuple[str, str], ...] | None, where: str
+    row: dict[str, t.Any], fields: tuple[tuple[str, str], ...], where: _Where, line: int
 ) -> dict[str, t.Any]:
-    if fields is None:
-        return row
     selected = {}
     for field, name in fields:
         if field not in row:
-            raise CasesError(f"{where}: no field {field!r} (the row has: {_names(row)})")
+            raise CasesError(f"{where(line)}: no field {field!r} (the row has: {_names(row)})")
         selected[name] = row[field]
     return selected
 
