@@ -378,6 +378,20 @@ def test_ids_are_k_friendly_and_combine_with_parametrize_and_class_marks(
         "test_case[long-v2.1-beta]",
     ]
     assert len(collected(pytester, "-k", "refund_EU and long")) == 1
+    (pytester.path / "cases.jsonl").write_text(
+        jsonl([{"name": "refund / EU", "n": 1}, {"name": "refund_EU", "n": 2}])
+    )
+    assert collection_error(pytester).endswith(
+        "cases.jsonl:2: case id 'refund_EU' is also the id of the case on line 1: ids must be "
+        "unique"
+    )
+    (pytester.path / "cases.jsonl").write_text(
+        jsonl([{"name": "refund_EU", "n": 1}, {"name": "refund / EU", "n": 2}])
+    )
+    assert collection_error(pytester).endswith(
+        "cases.jsonl:2: case id 'refund_EU' (made of 'refund / EU') is also the id of the "
+        "case on line 1: ids must be unique"
+    )
 
 
 def test_a_relative_path_is_read_from_the_test_file_wherever_pytest_runs(

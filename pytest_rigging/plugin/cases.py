@@ -453,7 +453,8 @@ class _Picked(t.NamedTuple):
     line: int
     id: str
     hash: str
-    values: dict[str, t.Any]
+    data: t.Any
+    """The row's fields, or the case model made of them."""
 
 
 class _Kept(t.NamedTuple):
@@ -463,7 +464,8 @@ class _Kept(t.NamedTuple):
     lines: list[int]
     ids: list[str]
     hashes: list[str]
-    values: list[dict[str, t.Any]]
+    data: list[t.Any]
+    """Each row's fields, or the case model made of them."""
 
 
 def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
@@ -483,22 +485,23 @@ def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
         name = _id_of(row, source.id, digest, where(line))
         first = seen.setdefault(name, line)
         if first != line:
+            raw = str(row[source.id]) if source.id else name
+            made = "" if raw == name else f" (made of {raw!r})"
             raise CasesError(
-                f"{where(line)}: case id {name!r} is also the id of the case "
+                f"{where(line)}: case id {name!r}{made} is also the id of the case "
                 f"{_other(where, first)}: ids must be unique"
                 + ("" if source.id else " (two rows with the same content)")
             )
-        if validate is not None:
-            validate(values, where(line))
+        data = values if validate is None else validate(values, where(line))
         count += 1
         if source.sample is None:
             kept.lines.append(line)
             kept.ids.append(name)
             kept.hashes.append(digest)
-            kept.values.append(values)
+            kept.data.append(data)
         else:
             rank = _rank(source.seed, name)
-            one = _Picked(line, name, digest, values)
+            one = _Picked(line, name, digest, data)
             if len(ranked) < source.sample:
                 heapq.heappush(ranked, (-rank, count, one))
             elif rank < -ranked[0][0]:
@@ -515,13 +518,10 @@ def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
         picked = [one for _, _, one in sorted(ranked, key=lambda r: r[1])]
         kept = _Kept(*(list(column) for column in zip(*picked, strict=True)))
     dataset = Dataset(where.shown, kind, whole.hexdigest(), count)
-    model = source.model
     cases: list[Case[t.Any]] = []
-    for line, name, digest, values in zip(*kept, strict=True):
-        data: t.Any = values
-        fields: t.Mapping[str, t.Any] = values
-        if model is not None and validate is not None:
-            data = validate(values, where(line))
+    for line, name, digest, data in zip(*kept, strict=True):
+        fields: t.Mapping[str, t.Any] = data
+        if validate is not None:
             fields = {field: getattr(data, field) for field in type(data).model_fields}
             fields |= data.model_extra or {}
         cases.append(Case(name, data, fields, line, digest, dataset))
