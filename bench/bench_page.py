@@ -43,7 +43,16 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import Row, fmt, median, print_table, progress, spread, time_call
+from _common import (
+    Row,
+    add_repo_to_path,
+    fmt,
+    median,
+    print_table,
+    progress,
+    spread,
+    time_call,
+)
 
 from pytest_rigging.plugin import baseline as baselines
 from pytest_rigging.plugin import page, report
@@ -72,16 +81,6 @@ FILTER = 0.5  # s
 DIALOG = 0.2  # s
 NEEDLE = "chargeback"  # in about 1% of the replies, and in no case's name
 CASE_NEEDLE = "ticket-0001"  # in the names of cases 10-19: a second search, index built
-BROWSER_ARGS = (  # as tests/conftest.py's BROWSER_ARGS (importing it imports litellm)
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 
 PROSE = (
     "the order was shipped on time but the customer reports that the parcel arrived "
@@ -529,10 +528,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="the page's CPU profile")
     args = parser.parse_args()
     samples = max(3, args.samples)
-    chromium = shutil.which("chromium")
-    if chromium is None:
+    if shutil.which("chromium") is None:
         raise SystemExit("bench_page.py needs Debian's chromium: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
+
+    add_repo_to_path()
+    from tests.chromium import launch
 
     with tempfile.TemporaryDirectory(prefix="bench-page-") as tmp:
         where = args.keep or Path(tmp)
@@ -549,7 +550,7 @@ def main() -> None:
         report.write(where / "report-large.json", large.doc)
         json_mb = (where / "report-large.json").stat().st_size / 1e6
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=list(BROWSER_ARGS))
+            browser = launch(playwright)
             for size in sizes:  # warm-up: the page cache, the browser's first context
                 visit(browser, size, timed=False)
             for index in range(max(1, args.rounds)):

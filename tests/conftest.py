@@ -35,7 +35,51 @@ from pytest_rigging.generator.base import (
 )
 from pytest_rigging.generator.litellm_ import _litellm, release_loop
 from pytest_rigging.message import Message
+from pytest_rigging.plugin.records import ChatRecord
+from tests.chromium import launch
 from tests.llm_server import LLMServer, RecordedRequest, Reply
+
+
+def chat_record(
+    sample: int | None, conversation: list[tuple[str, str]], model: str, label: str, **fields: t.Any
+) -> ChatRecord:
+    """A chat's record as the plugin makes it, of `model`'s cell (`label`): `conversation`
+    as (role, content) pairs, a passed check, and any field given in `fields`."""
+    record: ChatRecord = {
+        "model": model,
+        "label": label,
+        "params": "{}",
+        "sample": sample,
+        "outcome": "first_try",
+        "recovery_rounds": 0,
+        "error_kind": None,
+        "error": None,
+        "input_tokens": 3,
+        "output_tokens": 2,
+        "latency": 0.5,
+        "generator_id": model,
+        "conversation": [{"role": role, "content": text} for role, text in conversation],
+        "cost": None,
+        "check": "passed",
+        "check_message": None,
+    }
+    record.update(fields)  # type: ignore[typeddict-item]
+    return record
+
+
+INTERRUPTED_ON_THIRD = """
+    import pytest
+
+    @pytest.fixture
+    def rig_pipeline(rig_generator, case):
+        return rig_generator.chat(case)
+
+    @pytest.mark.parametrize("case", ["one", "two", "three"])
+    def test_a(rig_chat, case):
+        if case == "three":
+            raise KeyboardInterrupt
+"""
+"""A test module whose third item is interrupted (Ctrl-C) after two passed."""
 
 
 def ini(pytester: pytest.Pytester, extra: str = "") -> None:
@@ -373,18 +417,6 @@ def llm_server(llm_server_session: LLMServer, monkeypatch: pytest.MonkeyPatch) -
     return server
 
 
-BROWSER_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-"""Debian's chromium, headless, asking nothing of the network on its own."""
-
 Done = t.TypeVar("Done")
 
 
@@ -435,10 +467,7 @@ def browser() -> Iterator[BrowserThread]:
 
     def start() -> tuple[t.Any, t.Any]:
         playwright = sync_playwright().start()
-        launched = playwright.chromium.launch(
-            executable_path=shutil.which("chromium"), args=list(BROWSER_ARGS)
-        )
-        return playwright, launched
+        return playwright, launch(playwright)
 
     playwright, launched = executor.submit(start).result(timeout=120)
     try:

@@ -14,7 +14,7 @@ import pytest
 from pytest_rigging.plugin.cli import main
 from pytest_rigging.plugin.inspect_log import eval_logs, write_logs
 from pytest_rigging.plugin.records import ChatRecord, ItemRecord, ReportDocument, RunSettings
-from tests.conftest import ONE_ITEM, ini
+from tests.conftest import INTERRUPTED_ON_THIRD, ONE_ITEM, chat_record, ini
 
 SUITE = """
 import os
@@ -230,20 +230,7 @@ def test_a_blank_folder_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 def test_an_interrupted_run_is_a_cancelled_log_of_what_finished(pytester: pytest.Pytester) -> None:
     ini(pytester)
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.fixture
-        def rig_pipeline(rig_generator, case):
-            return rig_generator.chat(case)
-
-        @pytest.mark.parametrize("case", ["one", "two", "three"])
-        def test_a(rig_chat, case):
-            if case == "three":
-                raise KeyboardInterrupt
-        """
-    )
+    pytester.makepyfile(INTERRUPTED_ON_THIRD)
     result = pytester.runpytest_subprocess("--rig-inspect-log", "logs", "-p", "no:randomly")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     [log] = logs_of(pytester.path / "logs").values()
@@ -256,30 +243,8 @@ def test_an_interrupted_run_is_a_cancelled_log_of_what_finished(pytester: pytest
 
 
 def chat(sample: int | None, reply: str, **fields: object) -> ChatRecord:
-    record: ChatRecord = {
-        "model": "openai/m",
-        "label": "m",
-        "params": "{}",
-        "sample": sample,
-        "outcome": "first_try",
-        "recovery_rounds": 0,
-        "error_kind": None,
-        "error": None,
-        "input_tokens": 3,
-        "output_tokens": 2,
-        "latency": 0.5,
-        "generator_id": "openai/m",
-        "conversation": [
-            {"role": "system", "content": "be brief"},
-            {"role": "user", "content": "question"},
-            {"role": "assistant", "content": reply},
-        ],
-        "cost": 0.25,
-        "check": "passed",
-        "check_message": None,
-    }
-    record.update(fields)  # type: ignore[typeddict-item]
-    return record
+    conversation = [("system", "be brief"), ("user", "question"), ("assistant", reply)]
+    return chat_record(sample, conversation, "openai/m", "m", **{"cost": 0.25, **fields})
 
 
 def item(name: str, outcome: str, chats: list[ChatRecord], **fields: object) -> ItemRecord:

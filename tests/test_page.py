@@ -19,34 +19,22 @@ from pytest_rigging.plugin import baseline as baselines
 from pytest_rigging.plugin import page, report
 from pytest_rigging.plugin.cli import main as rigging_main
 from pytest_rigging.plugin.records import ChatRecord, ItemRecord, ReportDocument, item_of
-from tests.conftest import ONE_ITEM, BrowserThread, ini, read_data
+from tests.conftest import ONE_ITEM, BrowserThread, chat_record, ini, read_data
 
 SUITES = Path(__file__).resolve().parents[1] / "example_suites"
 
 
 def chat(sample: int, reply: str, check: str = "passed", bucket: str = "first_try") -> ChatRecord:
     """A one-exchange chat record of model `a`'s cell, sample `sample`."""
-    return {
-        "model": "m!a",
-        "label": "a",
-        "params": "{}",
-        "sample": sample,
-        "outcome": bucket,  # type: ignore[typeddict-item]
-        "recovery_rounds": 0,
-        "error_kind": None,
-        "error": None,
-        "input_tokens": 3,
-        "output_tokens": 2,
-        "latency": 0.5,
-        "generator_id": "m!a",
-        "conversation": [
-            {"role": "user", "content": f"question {sample}"},
-            {"role": "assistant", "content": reply},
-        ],
-        "cost": None,
-        "check": check,  # type: ignore[typeddict-item]
-        "check_message": None if check == "passed" else f"AssertionError: sample {sample} wrong",
-    }
+    return chat_record(
+        sample,
+        [("user", f"question {sample}"), ("assistant", reply)],
+        "m!a",
+        "a",
+        outcome=bucket,
+        check=check,
+        check_message=None if check == "passed" else f"AssertionError: sample {sample} wrong",
+    )
 
 
 def item(

@@ -17,7 +17,15 @@ import pytest
 from pytest_rigging.plugin.cli import main as rigging_main
 from pytest_rigging.plugin.gates import Check, apart
 from pytest_rigging.plugin.stats import wilson
-from tests.conftest import ONE_ITEM, ini, junit_properties, on, read_data, rig_module
+from tests.conftest import (
+    INTERRUPTED_ON_THIRD,
+    ONE_ITEM,
+    ini,
+    junit_properties,
+    on,
+    read_data,
+    rig_module,
+)
 from tests.llm_server import LLMServer, Reply
 
 MODELS = {
@@ -762,20 +770,7 @@ def test_interrupted_run_still_writes_what_finished(
     pytester: pytest.Pytester, xdist: list[str]
 ) -> None:
     ini(pytester)
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.fixture
-        def rig_pipeline(rig_generator, case):
-            return rig_generator.chat(case)
-
-        @pytest.mark.parametrize("case", ["one", "two", "three"])
-        def test_a(rig_chat, case):
-            if case == "three":
-                raise KeyboardInterrupt
-        """
-    )
+    pytester.makepyfile(INTERRUPTED_ON_THIRD)
     result = pytester.runpytest_subprocess(
         "--rig-report=report.json", "--rig-html=page.html", "-p", "no:randomly", *xdist
     )

@@ -226,33 +226,28 @@ def file_setting(config: pytest.Config, name: str) -> FileSetting | None:
     """A file path setting: the command line's from the working directory, the ini file's
     from the ini file's folder (as `scripted!` paths in `rig_models`); a blank or a folder
     is a usage error naming where it came from."""
-    value = given(config, name)
-    if value is None:
-        return None
-    text, where = value
-    if not text.strip():
-        raise pytest.UsageError(f"{where}: {text!r} is not a file path")
-    path = Path(text.strip())
-    if where.startswith("ini "):
-        path = ini_folder(config) / path
-    if path.is_dir():
-        raise pytest.UsageError(f"{where}: {text!r} is not a file path")
-    return FileSetting(path, where)
+    return _path_setting(config, name, "file")
 
 
 def folder_setting(config: pytest.Config, name: str) -> FileSetting | None:
     """A folder path setting, resolved as `file_setting` resolves a file's; a blank is a
     usage error. What is in its place is found when the run writes into it: a file there is
     a warning then, as a report that can't be written is."""
+    return _path_setting(config, name, "folder")
+
+
+def _path_setting(
+    config: pytest.Config, name: str, kind: t.Literal["file", "folder"]
+) -> FileSetting | None:
     value = given(config, name)
     if value is None:
         return None
     text, where = value
-    if not text.strip():
-        raise pytest.UsageError(f"{where}: {text!r} is not a folder path")
     path = Path(text.strip())
     if where.startswith("ini "):
         path = ini_folder(config) / path
+    if not text.strip() or (kind == "file" and path.is_dir()):
+        raise pytest.UsageError(f"{where}: {text!r} is not a {kind} path")
     return FileSetting(path, where)
 
 
