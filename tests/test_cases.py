@@ -394,6 +394,46 @@ def test_ids_are_k_friendly_and_combine_with_parametrize_and_class_marks(
     )
 
 
+def test_an_inherited_test_has_cases_only_where_the_marker_is(pytester: pytest.Pytester) -> None:
+    """A method is one function object in every class that inherits it: the marker of one
+    class gives the others no cases, in any order of collection, and the user's function
+    is left as it was."""
+    ini(pytester)
+    (pytester.path / "cases.jsonl").write_text(jsonl(CAPITALS[:2]))
+    pytester.makepyfile(
+        test_base="""
+        class Base:
+            def test_x(self, request):
+                assert ("rig_case" in request.fixturenames) == ("Cases" in request.node.nodeid)
+
+        class TestBaseItself(Base):
+            pass
+
+        def test_the_function_is_as_it_was():
+            assert "pytestmark" not in vars(Base.test_x)
+        """,
+        test_cases="""
+        import pytest
+        from test_base import Base
+
+        @pytest.mark.rig_cases("cases.jsonl", id="country")
+        class TestCases(Base):
+            pass
+
+        class TestSmoke(Base):
+            pass
+        """,
+    )
+    ids = collected(pytester, "test_cases.py", "test_base.py")
+    assert [i for i in ids if "test_x" in i] == [
+        "test_cases.py::TestCases::test_x[France]",
+        "test_cases.py::TestCases::test_x[Japan]",
+        "test_cases.py::TestSmoke::test_x",
+        "test_base.py::TestBaseItself::test_x",
+    ]
+    pytester.runpytest("test_cases.py", "test_base.py").assert_outcomes(passed=5)
+
+
 def test_a_relative_path_is_read_from_the_test_file_wherever_pytest_runs(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

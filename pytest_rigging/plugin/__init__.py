@@ -107,12 +107,22 @@ def pytest_pycollect_makeitem(
     collector: pytest.Collector, name: str, obj: object
 ) -> t.Generator[None, t.Any, t.Any]:
     """A `rig_cases` test asks for `rig_case` (so that each of its items holds its case,
-    whatever it asks for itself), before pytest reads its fixtures. Mark async rig tests
+    whatever it asks for itself) while pytest reads its fixtures: the mark is taken off
+    the function again once its items are made, since one function object can be collected
+    elsewhere too (a method a class without `rig_cases` inherits). Mark async rig tests
     for pytest-asyncio (strict mode needs the mark before it converts the items; being the
     innermost wrapper, this runs first)."""
-    if inspect.isfunction(obj) and _has_cases(collector, obj):
+    cases = inspect.isfunction(obj) and _has_cases(collector, obj)
+    if cases:
+        own = vars(obj).get("pytestmark")
         pytest.mark.usefixtures("rig_case")(obj)
-    result = yield
+    try:
+        result = yield
+    finally:
+        if cases and own is None:
+            del obj.pytestmark  # type: ignore[attr-defined]
+        elif cases:
+            obj.pytestmark = own  # type: ignore[attr-defined]
     for item in result if isinstance(result, list) else [result]:
         if (
             isinstance(item, pytest.Function)
@@ -125,12 +135,8 @@ def pytest_pycollect_makeitem(
 
 
 def _has_cases(collector: pytest.Collector, function: object) -> bool:
-    """Whether a function about to be collected has `rig_cases` on it or around it, and
-    doesn't ask for `rig_case` yet."""
-    marks = getattr(function, "pytestmark", ())
-    if any(m.name == "usefixtures" and "rig_case" in m.args for m in marks):
-        return False
-    own = any(m.name == "rig_cases" for m in marks)
+    """Whether a function about to be collected has `rig_cases` on it or around it."""
+    own = any(m.name == "rig_cases" for m in getattr(function, "pytestmark", ()))
     return own or collector.get_closest_marker("rig_cases") is not None
 
 
