@@ -168,6 +168,28 @@ def test_a_bad_jsonl_row_is_one_collection_error_naming_file_and_line(
     assert error in collection_error(pytester)
 
 
+def test_a_file_that_is_not_utf8_names_the_line_where_it_stops_being_text(
+    pytester: pytest.Pytester,
+) -> None:
+    """A spreadsheet exported as Windows-1252 is not read as garbage: one error, its line."""
+    ini(pytester)
+    (pytester.path / "latin.csv").write_bytes(b"q,a\r\nplain,1\r\ncaf\xe9,2\r\n")
+    pytester.makepyfile(dumping('"latin.csv"'))
+    assert collection_error(pytester).endswith(
+        "latin.csv:3: not UTF-8 text (byte 0xe9): save it as UTF-8"
+    )
+
+
+def test_ids_keep_letters_of_any_script(pytester: pytest.Pytester) -> None:
+    """Ids of other scripts stay apart (pytest escapes them, as it does parametrize ids)."""
+    ini(pytester)
+    rows = [{"id": "東京"}, {"id": "大阪"}, {"id": "café"}, {"id": "cafe"}]
+    (pytester.path / "cases.jsonl").write_text(jsonl(rows), encoding="utf-8")
+    pytester.makepyfile(dumping('"cases.jsonl", id="id"'))
+    pytester.runpytest().assert_outcomes(passed=4)
+    assert [case["id"] for case in seen(pytester)] == ["東京", "大阪", "café", "cafe"]
+
+
 def test_rows_of_the_same_content_without_an_id_field_are_duplicates(
     pytester: pytest.Pytester,
 ) -> None:
@@ -193,6 +215,10 @@ def test_a_json_array_names_the_line_each_object_starts_on(pytester: pytest.Pyte
     assert [(c["id"], c["line"]) for c in seen(pytester)] == [("a", 2), ("b", 4), ("c", 6)]
     (pytester.path / "cases.json").write_text('{"id": "a"}')
     assert collection_error(pytester).endswith("cases.json:1: expected a JSON array of objects")
+    (pytester.path / "cases.json").write_text('[{"id": "a"}]\n[{"id": "b"}]\n')
+    assert collection_error(pytester).endswith(
+        "cases.json:2: not JSON: text after the array's closing ']'"
+    )
 
 
 @pytest.mark.parametrize(

@@ -118,8 +118,12 @@ def test_hf_hashed(rig_case):
         from_jsonl, from_hf = records(pytester, f"jsonl_{by}"), records(pytester, f"hf_{by}")
         assert [r[:4] for r in from_hf] == from_jsonl
     items = ran(result)
-    assert items[:3] == ["test_jsonl_named[q1]", "test_jsonl_named[q2]", "test_jsonl_named[q_3_]"]
-    assert items[3:6] == ["test_hf_named[q1]", "test_hf_named[q2]", "test_hf_named[q_3_]"]
+    assert items[:3] == [
+        "test_jsonl_named[q1]",
+        "test_jsonl_named[q2]",
+        "test_jsonl_named[q_3_\\xe9]",
+    ]
+    assert items[3:6] == ["test_hf_named[q1]", "test_hf_named[q2]", "test_hf_named[q_3_\\xe9]"]
     assert [i.replace("jsonl", "hf") for i in items[6:9]] == items[9:]
     values = [r[4:] for r in records(pytester, "hf_named")]
     assert values == [

@@ -10,6 +10,7 @@ what is kept is the cases selected (`limit=`, `sample=`), not the file.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import hashlib
@@ -37,7 +38,7 @@ HUB = "hf://"
 ID_LENGTH = 12
 """Hex digits of a content hash that make a case's id when no id field is named: 48 bits,
 so that 100,000 cases have about one chance in 50,000 of two sharing one."""
-_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.\-]+")
+_UNSAFE_ID = re.compile(r"[^\w.\-]+")
 RESERVED = frozenset({"request"})
 """Names pytest refuses as parameters: such a field is read through `rig_case` only."""
 
@@ -174,9 +175,11 @@ class _Where:
     """How messages name a place in a dataset: `cases.csv:14`, or a Hugging Face dataset's
     row by its index, as Python reads it: `data['test'][14]`."""
 
-    def __init__(self, shown: str, lines: bool) -> None:
+    def __init__(self, shown: str, lines: bool, path: Path | None = None) -> None:
         self.shown = shown
         self.lines = lines
+        self.path = path
+        """The file, for what a message must read again in it (where it isn't UTF-8)."""
 
     def __call__(self, line: int) -> str:
         return f"{self.shown}:{line}" if self.lines else f"{self.shown}[{line}]"
@@ -220,7 +223,7 @@ def _json(path: Path, where: _Where) -> Iterator[Row]:
     line, counted = 1, 0
     position = _blank(text, position + 1)
     if text[position : position + 1] == "]":
-        return
+        return  # no case: `load` says so
     while True:
         line += text.count("\n", counted, position)
         counted = position
@@ -232,6 +235,10 @@ def _json(path: Path, where: _Where) -> Iterator[Row]:
         position = _blank(text, position)
         closing = text[position : position + 1]
         if closing == "]":
+            after = _blank(text, position + 1)
+            if after < len(text):
+                at = _line(text, after)
+                raise CasesError(f"{where(at)}: not JSON: text after the array's closing ']'")
             return
         if closing != ",":
             at = _line(text, position)
@@ -398,7 +405,7 @@ def _rows(source: Source, base: Path, root: Path) -> tuple[Iterator[Row], _Where
     ):
         if given is not None:
             raise CasesError(f"{shown}: {name}= is for a Hugging Face dataset, not a {kind} file")
-    where = _Where(shown, lines=True)
+    where = _Where(shown, lines=True, path=path)
     readers = {"jsonl": _jsonl, "json": _json, "csv": _csv}
     return readers[kind](path, where), where, kind
 
@@ -444,8 +451,9 @@ def _as_json(value: t.Any) -> t.Any:
 
 
 def case_id(value: object) -> str:
-    """An id field's value as an item id shows it: `-k` friendly (ASCII letters, digits,
-    `_`, `.`, `-`; any other run of characters becomes `_`)."""
+    """An id field's value as an item id shows it: `-k` friendly (letters and digits of
+    any script, `_`, `.`, `-`; any other run of characters becomes `_`). pytest shows
+    what isn't ASCII escaped, as it does a `parametrize` id (`caf\\xe9`)."""
     return _UNSAFE_ID.sub("_", str(value))
 
 
@@ -478,36 +486,41 @@ def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
     kept = _Kept([], [], [], [])
     ranked: list[tuple[int, int, _Picked]] = []  # a max-heap by rank, negated
     count = 0
-    for line, row in rows:
-        values = row if source.fields is None else _selected(row, source.fields, where, line)
-        digest = content_hash(values)
-        whole.update(digest.encode("ascii"))
-        name = _id_of(row, source.id, digest, where(line))
-        first = seen.setdefault(name, line)
-        if first != line:
-            raw = str(row[source.id]) if source.id else name
-            made = "" if raw == name else f" (made of {raw!r})"
-            raise CasesError(
-                f"{where(line)}: case id {name!r}{made} is also the id of the case "
-                f"{_other(where, first)}: ids must be unique"
-                + ("" if source.id else " (two rows with the same content)")
-            )
-        data = values if validate is None else validate(values, where(line))
-        count += 1
-        if source.sample is None:
-            kept.lines.append(line)
-            kept.ids.append(name)
-            kept.hashes.append(digest)
-            kept.data.append(data)
-        else:
-            rank = _rank(source.seed, name)
-            one = _Picked(line, name, digest, data)
-            if len(ranked) < source.sample:
-                heapq.heappush(ranked, (-rank, count, one))
-            elif rank < -ranked[0][0]:
-                heapq.heapreplace(ranked, (-rank, count, one))
-        if source.limit is not None and count >= source.limit:
-            break
+    try:
+        for line, row in rows:
+            values = row if source.fields is None else _selected(row, source.fields, where, line)
+            digest = content_hash(values)
+            whole.update(digest.encode("ascii"))
+            name = _id_of(row, source.id, digest, where(line))
+            first = seen.setdefault(name, line)
+            if first != line:
+                raw = str(row[source.id]) if source.id else name
+                made = "" if raw == name else f" (made of {raw!r})"
+                raise CasesError(
+                    f"{where(line)}: case id {name!r}{made} is also the id of the case "
+                    f"{_other(where, first)}: ids must be unique"
+                    + ("" if source.id else " (two rows with the same content)")
+                )
+            data = values if validate is None else validate(values, where(line))
+            count += 1
+            if source.sample is None:
+                kept.lines.append(line)
+                kept.ids.append(name)
+                kept.hashes.append(digest)
+                kept.data.append(data)
+            else:
+                rank = _rank(source.seed, name)
+                one = _Picked(line, name, digest, data)
+                if len(ranked) < source.sample:
+                    heapq.heappush(ranked, (-rank, count, one))
+                elif rank < -ranked[0][0]:
+                    heapq.heapreplace(ranked, (-rank, count, one))
+            if source.limit is not None and count >= source.limit:
+                break
+    except UnicodeDecodeError:
+        raise CasesError(_undecodable(where)) from None
+    except OSError as error:
+        raise CasesError(f"{where.shown}: cannot read it: {error.strerror or error}") from None
     if not count:
         raise CasesError(f"{where.shown}: no cases (the dataset is empty)")
     if source.sample is not None:
@@ -526,6 +539,19 @@ def load(source: Source, base: Path, root: Path) -> list[Case[t.Any]]:
             fields |= data.model_extra or {}
         cases.append(Case(name, data, fields, line, digest, dataset))
     return cases
+
+
+def _undecodable(where: _Where) -> str:
+    """Where a file stops being UTF-8 text (a spreadsheet's export in another encoding)."""
+    raw = where.path.read_bytes() if where.path is not None else b""
+    start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        raw[start:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = start + error.start
+        line = raw.count(b"\n", 0, offset) + 1
+        return f"{where(line)}: not UTF-8 text (byte 0x{raw[offset]:02x}): save it as UTF-8"
+    return f"{where.shown}: not UTF-8 text: save it as UTF-8"
 
 
 def _other(where: _Where, line: int) -> str:
