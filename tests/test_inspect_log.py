@@ -240,6 +240,12 @@ def test_an_interrupted_run_is_a_cancelled_log_of_what_finished(pytester: pytest
         ("three", "interrupted"),
         ("two", "passed"),
     ]
+    assert [s.get("error", {}).get("message") for s in log["samples"]] == [
+        None,
+        "interrupted: the run stopped before the test checked this sample",
+        None,
+    ]
+    assert log["results"]["completed_samples"] == 2
 
 
 def chat(sample: int | None, reply: str, **fields: object) -> ChatRecord:

@@ -149,6 +149,34 @@ def test_rows_are_cases_and_cells_have_statuses() -> None:
     )
 
 
+def test_against_a_baseline_known_failures_and_flips_are_the_comparisons() -> None:
+    """A saved report put against a baseline afterwards (`html --baseline`): what failed
+    in both is a known failure, as the run's comparison would have marked it; what
+    passed there and fails here, or the reverse, flipped; an edited case did neither."""
+    items = [
+        item("one", "a", "failed", [chat(1, "no", "failed")]),
+        item("two", "a", "failed", [chat(1, "no", "failed")]),
+        item("three", "a", "passed", [chat(1, "yes")]),
+        item("four", "a", "failed", [chat(1, "no", "failed")]),
+    ]
+    items[3]["case"] = {"id": "four", "hash": "new", "source": "c.jsonl", "dataset": "d"}
+    before = baselines.from_report(document(items))
+    before["items"]["test_x.py::test_x[two-a]"]["outcome"] = "passed"
+    before["items"]["test_x.py::test_x[three-a]"]["outcome"] = "failed"
+    before["items"]["test_x.py::test_x[four-a]"]["case"] = {"id": "four", "hash": "old"}
+    before["items"]["test_x.py::test_x[four-a]"]["outcome"] = "passed"
+    data = page.page_data(document(items), before, "base.json")
+    shown = {i["nodeid"]: (i["status"], i.get("flip"), i.get("baseline")) for i in data["items"]}
+    assert shown == {
+        "test_x.py::test_x[one-a]": ("known", None, "failed"),
+        "test_x.py::test_x[two-a]": ("failed", "regressed", "passed"),
+        "test_x.py::test_x[three-a]": ("passed", "fixed", "failed"),
+        "test_x.py::test_x[four-a]": ("failed", None, "passed"),
+    }
+    assert data["run"]["baseline"] == {"name": "base.json", "regressed": 1, "fixed": 1, "known": 1}
+    assert data["run"]["totals"]["statuses"] == {"known": 1, "failed": 2, "passed": 1}
+
+
 # The command line
 
 

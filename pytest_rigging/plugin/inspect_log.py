@@ -332,6 +332,8 @@ def _sample(item: ItemRecord, sample_id: str, epoch: int, chats: list[ChatRecord
     if "lost" in item:
         metadata["lost"] = item["lost"]
         errors.append(item["lost"])
+    elif item["outcome"] == "interrupted" and "check" not in scores:
+        errors.append("interrupted: the run stopped before the test checked this sample")
     sample: EvalSample = {
         "id": sample_id,
         "epoch": epoch,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from typing_extensions import NotRequired, TypedDict
 
-from pytest_rigging.plugin.baseline import BaselineDocument, changed
+from pytest_rigging.plugin.baseline import BaselineDocument, compare, from_report
 from pytest_rigging.plugin.records import (
     CaseRecord,
     ChatRecord,
@@ -180,8 +180,8 @@ def page_data(
 ) -> PageData:
     """What the page shows of a report: its items in node id order (so that a merged
     run's page is an unsharded one's), each with its row, column and status, its texts
-    cut; against `baseline` (named `baseline_name`), each item's outcome there and
-    whether it flipped."""
+    cut; against `baseline` (named `baseline_name`), each item's outcome there, and
+    whether it flipped or is a known failure, as the run's comparison counts them."""
     items = sorted(doc["items"], key=lambda i: (i["nodeid"], i["model"], i["params"]))
     models = doc["settings"].get("models", [])
     columns: dict[tuple[str, str], Column] = {}
@@ -205,23 +205,37 @@ def page_data(
     column_of = {(c["model"], c["params"]): n for n, c in enumerate(ordered)}
     rows = sorted({row_key(item) for item in items})
     row_of = {key: n for n, key in enumerate(rows)}
-    page_items = []
+    flips: dict[str, Flip] = {}
+    known: set[str] = set()
     summary = None
     if baseline is not None:
-        summary = BaselineSummary(name=baseline_name, regressed=0, fixed=0, known=0)
+        comparison = compare(baseline, items, from_report(doc))
+        flips = dict.fromkeys(comparison.flipped, "regressed")
+        flips.update(dict.fromkeys(comparison.fixed, "fixed"))
+        known = set(comparison.known)
+        summary = BaselineSummary(
+            name=baseline_name,
+            regressed=len(comparison.flipped),
+            fixed=len(comparison.fixed),
+            known=len(known),
+        )
+    page_items = []
     for item in items:
         shown = _page_item(item, row_of[row_key(item)], column_of[item["model"], item["params"]])
-        if baseline is not None and summary is not None:
+        if baseline is not None:
             before = baseline["items"].get(item["nodeid"])
             shown["baseline"] = before["outcome"] if before is not None else None
-            flip = _flip(before["outcome"] if before is not None else None, item["outcome"])
-            if flip is not None and not (before is not None and changed(before, item)):
-                shown["flip"] = flip
-                summary[flip] += 1
-            summary["known"] += shown["status"] == "known"
+            if item["nodeid"] in flips:
+                shown["flip"] = flips[item["nodeid"]]
+            if item["nodeid"] in known:
+                shown["status"] = "known"
         page_items.append(shown)
     return {
-        "run": {"settings": doc["settings"], "totals": _totals(doc, items), "baseline": summary},
+        "run": {
+            "settings": doc["settings"],
+            "totals": _totals(doc, page_items),
+            "baseline": summary,
+        },
         "models": sorted(doc["models"], key=lambda row: place(row["model"], row["label"])),
         "gates": doc["gates"],
         "columns": ordered,
@@ -257,21 +271,10 @@ def _cut_chats(chats: list[ChatRecord]) -> list[ChatRecord]:
     return t.cast(list[ChatRecord], cut(t.cast(Json, chats)))
 
 
-def _flip(before: str | None, now: str) -> Flip | None:
-    """As the baseline's comparison counts them: passed there and failing (or erring)
-    here, or failed there and passing here."""
-    if before == "passed" and now in ("failed", "error"):
-        return "regressed"
-    if before == "failed" and now == "passed":
-        return "fixed"
-    return None
-
-
-def _totals(doc: ReportDocument, items: t.Sequence[ItemRecord]) -> Totals:
+def _totals(doc: ReportDocument, items: t.Sequence[PageItem]) -> Totals:
     statuses: dict[str, int] = {}
     for item in items:
-        status = status_of(item)
-        statuses[status] = statuses.get(status, 0) + 1
+        statuses[item["status"]] = statuses.get(item["status"], 0) + 1
     costs = [row["cost"] for row in doc["models"] if row.get("cost") is not None]
     return {
         "items": len(items),
