@@ -3,7 +3,6 @@ and the merge of several JSON reports (CI shards) into one."""
 
 from __future__ import annotations
 
-import datetime
 import functools
 import json
 import os
@@ -420,15 +419,15 @@ class Reporter:
     reports, judges the gates, and writes the table, the JSON and the step summary."""
 
     @classmethod
-    def configured(cls, config: pytest.Config, settings: Settings) -> Reporter:
-        """The reporter for the run's settings and gates; a bad gate is a usage error."""
+    def configured(cls, config: pytest.Config, settings: Settings, started: str) -> Reporter:
+        """The reporter for the run's settings and gates (`started` when the run did); a
+        bad gate is a usage error."""
         from pytest_rigging._secrets import mask_identifier
 
         try:
             gates, mode = read_gates(config.getoption, config.getini)
         except GateError as error:
             raise pytest.UsageError(str(error)) from None
-        started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         described = RunSettings(
             started=started,
             models=[mask_identifier(m) for m in settings.models],

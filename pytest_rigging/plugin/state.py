@@ -13,6 +13,7 @@ import contextlib
 import typing as t
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,10 @@ class Run:
     asked: bool
     """Whether any rig option or ini key is set: a suite that sets none sees no trace of
     the plugin until a test asks for a rig fixture."""
+    began: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
+    """When the run began (configure): UTC, ISO 8601, as reports say it (`started`)."""
     report: FileSetting | None = None
     """`--rig-report PATH` (or ini `rig_report`)."""
     inspect_log: FileSetting | None = None
@@ -223,7 +228,7 @@ class Run:
         if self._reporter is None:
             from pytest_rigging.plugin.report import Reporter
 
-            self._reporter = Reporter.configured(self.config, self.settings)
+            self._reporter = Reporter.configured(self.config, self.settings, self.began)
         return self._reporter
 
     @property
