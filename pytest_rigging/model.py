@@ -882,9 +882,7 @@ def make_primitive(
             return check(value) or value
 
         validators["content_validator"] = field_validator("content")(_validate)
-    base: type[Primitive[t.Any]] = (
-        Primitive[type_]  # type: ignore[valid-type]  # `type_` is a value, parametrized at run time
-    )
+    base: type[Primitive[t.Any]] = Primitive[type_]  # type: ignore[valid-type]  # `type_` is a value, parametrized at run time
     return create_model(
         name,
         __base__=base,

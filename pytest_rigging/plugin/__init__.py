@@ -15,7 +15,13 @@ import typing as t
 
 import pytest
 
-from pytest_rigging.plugin.options import MARKERS, RIG_FIXTURES, add_options, in_matrix
+from pytest_rigging.plugin.options import (
+    MARKERS,
+    RIG_FIXTURES,
+    add_options,
+    has_cases,
+    in_matrix,
+)
 from pytest_rigging.plugin.state import RUN, RiggingWarning, Run
 
 if t.TYPE_CHECKING:
@@ -74,15 +80,10 @@ def pytest_report_collectionfinish(
     run = _run(config)
     lines = []
     matrix = [i for i in items if _cell(i) is not None]
-    if not run.asked and matrix:
-        lines.append(run.settings.header())
     if matrix:
-        from pytest_rigging.plugin.matrix import after_collection
-        from pytest_rigging.plugin.samples import runs_line
+        from pytest_rigging.plugin.matrix import collected
 
-        default = any(run.settings.on_default_model(i) for i in matrix)
-        runs = runs_line(matrix, run.settings.runs)
-        lines += after_collection(default, runs, config.get_verbosity())
+        lines = collected(run, matrix, config.get_verbosity())
     if run.split is not None and run.shard is not None:
         lines.append(run.split.describe(run.shard))
     return lines
@@ -95,7 +96,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "rig_case" in metafunc.fixturenames:
         from pytest_rigging.plugin.cases import generate as cases
 
-        fields = [*cases(metafunc), "rig_case"]
+        fields = cases(metafunc)
     if not RIG_FIXTURES.isdisjoint(metafunc.fixturenames):
         from pytest_rigging.plugin.matrix import generate
 
@@ -106,23 +107,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_pycollect_makeitem(
     collector: pytest.Collector, name: str, obj: object
 ) -> t.Generator[None, t.Any, t.Any]:
-    """A `rig_cases` test asks for `rig_case` (so that each of its items holds its case,
-    whatever it asks for itself) while pytest reads its fixtures: the mark is taken off
-    the function again once its items are made, since one function object can be collected
-    elsewhere too (a method a class without `rig_cases` inherits). Mark async rig tests
-    for pytest-asyncio (strict mode needs the mark before it converts the items; being the
-    innermost wrapper, this runs first)."""
-    cases = inspect.isfunction(obj) and _has_cases(collector, obj)
-    if cases:
-        own = vars(obj).get("pytestmark")
-        pytest.mark.usefixtures("rig_case")(obj)
-    try:
+    """A `rig_cases` test's items are made asking for `rig_case` (`cases.asking_for_case`).
+    Mark async rig tests for pytest-asyncio (strict mode needs the mark before it converts
+    the items; being the innermost wrapper, this runs first)."""
+    if inspect.isfunction(obj) and has_cases(collector, obj):
+        from pytest_rigging.plugin.cases import asking_for_case
+
+        with asking_for_case(obj):
+            result = yield
+    else:
         result = yield
-    finally:
-        if cases and own is None:
-            del obj.pytestmark  # type: ignore[attr-defined]
-        elif cases:
-            obj.pytestmark = own  # type: ignore[attr-defined]
     for item in result if isinstance(result, list) else [result]:
         if (
             isinstance(item, pytest.Function)
@@ -134,27 +128,14 @@ def pytest_pycollect_makeitem(
     return result
 
 
-def _has_cases(collector: pytest.Collector, function: object) -> bool:
-    """Whether a function about to be collected has `rig_cases` on it or around it."""
-    own = any(m.name == "rig_cases" for m in getattr(function, "pytestmark", ()))
-    return own or collector.get_closest_marker("rig_cases") is not None
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Prepare matrix items before `-k`/`-m` select among them; against a baseline, note
-    each `rig_cases` test's case ids (all of them: a deselected case is not a removed
-    one)."""
-    run = _run(config)
-    if run.baseline is not None:
-        from pytest_rigging.plugin.cases import case_ids
-
-        run.cases = case_ids(config, items)
+    """Prepare matrix items before `-k`/`-m` select among them."""
     matrix = [(i, c) for i in items if isinstance(i, pytest.Function) and (c := _cell(i))]
     if matrix:
         from pytest_rigging.plugin.samples import prepare
 
-        runs = run.settings.runs
+        runs = _run(config).settings.runs
         verdicts: Verdicts = {}
         for item, cell in matrix:
             prepare(item, cell, runs, verdicts)
@@ -206,22 +187,14 @@ def pytest_runtest_call(item: pytest.Item) -> t.Generator[None, None, None]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> t.Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A rig item's final report carries its record (`report.finish_item`); its time is
-    its own (`Engine.own_duration`); every report of a rig item is given as it may be
-    shown (`samples.showable`)."""
+    """A rig item's report, finished (`report.made`)."""
     report = yield
     cell = _cell(item)
     if cell is None:
         return report
-    engine = _run(item.config).started
-    if engine is not None:
-        report.duration = engine.own_duration(item.nodeid, report.duration)
-    from pytest_rigging.plugin.report import finish_item
-    from pytest_rigging.plugin.samples import showable
+    from pytest_rigging.plugin.report import made
 
-    if call.when == "call" or (call.when == "setup" and report.outcome != "passed"):
-        finish_item(_run(item.config), item, cell, call, report)
-    return showable(item.config, report)
+    return made(_run(item.config), item, cell, call, report)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -11,6 +11,7 @@ what is kept is the cases selected (`limit=`, `sample=`), not the file.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -709,8 +710,9 @@ def _cached(config: pytest.Config, source: Source, base: Path) -> list[Case[t.An
 
 def generate(metafunc: pytest.Metafunc) -> list[str]:
     """Parametrize the test with its cases (before its cells, so that ids read
-    `test[case-cell]`); returns the fields passed by name. A problem is a collection error
-    naming the test, the file, the line and the field."""
+    `test[case-cell]`); returns what it parametrized: the fields passed by name, and
+    `rig_case`. A problem is a collection error naming the test, the file, the line and
+    the field."""
     definition = metafunc.definition
     marker = definition.get_closest_marker("rig_cases")
     where = f"{definition.nodeid}: @pytest.mark.rig_cases"
@@ -730,13 +732,31 @@ def generate(metafunc: pytest.Metafunc) -> list[str]:
         names = parameters(cases, set(metafunc.fixturenames), parametrized(definition))
     except CasesError as error:
         raise pytest.Collector.CollectError(f"{where}: {error}") from None
+    arguments = [*names, "rig_case"]
     metafunc.parametrize(
-        [*names, "rig_case"],
+        arguments,
         [(*(c.fields[n] for n in names), c) for c in cases],
         ids=[c.id for c in cases],
         indirect=["rig_case"],
     )
-    return names
+    return arguments
+
+
+@contextlib.contextmanager
+def asking_for_case(function: t.Any) -> Iterator[None]:
+    """While pytest makes the items of a `rig_cases` test, the test asks for `rig_case`,
+    so that each item holds its case whatever it asks for itself. The function's own marks
+    are put back after: one function object can be collected elsewhere too (a method that
+    a class without `rig_cases` inherits)."""
+    own = vars(function).get("pytestmark")
+    pytest.mark.usefixtures("rig_case")(function)
+    try:
+        yield
+    finally:
+        if own is None:
+            del function.pytestmark
+        else:
+            function.pytestmark = own
 
 
 def case_of(item: pytest.Item) -> Case[t.Any] | None:

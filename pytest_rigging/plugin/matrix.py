@@ -415,6 +415,17 @@ DEFAULT_MODEL_HEADER = (
 """Under the header when a rig test runs on the default model."""
 
 
+def collected(run: Run, items: t.Sequence[pytest.Item], verbosity: int) -> list[str]:
+    """What a process that collected these matrix items says of them: the header, if no
+    rig setting put it at the top already, then `after_collection`."""
+    from pytest_rigging.plugin.samples import runs_line
+
+    settings = run.settings
+    default = any(settings.on_default_model(i) for i in items)
+    lines = [] if run.asked else [settings.header()]
+    return lines + after_collection(default, runs_line(items, settings.runs), verbosity)
+
+
 def after_collection(default: bool, runs: str | None, verbosity: int) -> list[str]:
     """What is said once rig tests are collected (by a single process, or an xdist
     controller from its workers' facts): that some run on the `default` model, and the

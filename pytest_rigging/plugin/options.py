@@ -129,6 +129,13 @@ RIG_FIXTURES = frozenset(
 """A test that asks for any of these is a matrix test: one item per cell."""
 
 
+def has_cases(collector: pytest.Collector, function: object) -> bool:
+    """Whether a function about to be collected has `rig_cases` on it or around it, asked
+    of every function pytest collects: without importing the cases module."""
+    own = any(m.name == "rig_cases" for m in getattr(function, "pytestmark", ()))
+    return own or collector.get_closest_marker("rig_cases") is not None
+
+
 def in_matrix(item: pytest.Item) -> bool:
     """Whether `item` may be a matrix item (it has a `rig_cell`), asked without importing
     the matrix: a suite with no rig test never imports it."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import typing as t
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from pytest_rigging.plugin.records import (
     ReportDocument,
     Row,
     RunSettings,
+    write_whole,
 )
 
 if t.TYPE_CHECKING:
@@ -322,8 +322,4 @@ def write(
     baseline_name: str = "",
 ) -> None:
     """The page of `doc` (against `baseline`) in `path`, written whole or not at all."""
-    text = render(page_data(doc, baseline, baseline_name))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(text.encode("utf-8", "backslashreplace"))
-    temporary.replace(path)
+    write_whole(path, render(page_data(doc, baseline, baseline_name)))

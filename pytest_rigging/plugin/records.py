@@ -338,8 +338,13 @@ def write_json(path: Path, value: object, *, sort_keys: bool = False) -> None:
     file of this process's), with LF line ends, whatever text it holds: a lone surrogate,
     which UTF-8 can't hold, is written as its `\\udXXX` escape, which JSON reads back as
     it was."""
+    write_whole(path, json.dumps(value, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n")
+
+
+def write_whole(path: Path, text: str) -> None:
+    """`text` in `path` (its folder made), whole or not at all: through a temporary file of
+    this process's, so that a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(value, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n"
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     temporary.write_bytes(text.encode("utf-8", "backslashreplace"))
     temporary.replace(path)

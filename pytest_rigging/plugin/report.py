@@ -286,6 +286,21 @@ def case_record(item: pytest.Item) -> CaseRecord | None:
     }
 
 
+def made(
+    run: Run, item: pytest.Item, cell: Cell, call: pytest.CallInfo[None], report: pytest.TestReport
+) -> pytest.TestReport:
+    """A rig item's report as pytest made it, finished: its time is its own
+    (`Engine.own_duration`), its final report carries its record (`finish_item`), and it
+    is given as it may be shown (`samples.showable`)."""
+    from pytest_rigging.plugin.samples import showable
+
+    if run.started is not None:
+        report.duration = run.started.own_duration(item.nodeid, report.duration)
+    if call.when == "call" or (call.when == "setup" and report.outcome != "passed"):
+        finish_item(run, item, cell, call, report)
+    return showable(item.config, report)
+
+
 def finish_item(
     run: Run, item: pytest.Item, cell: Cell, call: pytest.CallInfo[None], report: pytest.TestReport
 ) -> None:

@@ -50,6 +50,15 @@ class Role:
         if self.run.started is not None:
             self.run.started.interrupt()
 
+    @pytest.hookimpl(tryfirst=True)  # before -k, -m and shards select
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Against a baseline, each `rig_cases` test's case ids, all of them: a case
+        deselected, or in another shard, is not one removed from its dataset."""
+        if self.run.baseline is not None:
+            from pytest_rigging.plugin.cases import case_ids
+
+            self.run.cases = case_ids(self.config, items)
+
     def pytest_unconfigure(self) -> None:
         if self.run.started is not None:
             self.run.started.stop()
