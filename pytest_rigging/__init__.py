@@ -16,7 +16,16 @@ import types
 import typing as t
 
 if t.TYPE_CHECKING:
-    from pytest_rigging import completion, data, error, generator, message, model, watchers
+    from pytest_rigging import (
+        completion,
+        data,
+        error,
+        generator,
+        judge,
+        message,
+        model,
+        watchers,
+    )
     from pytest_rigging.chat import (
         Chat,
         ChatList,
@@ -49,6 +58,7 @@ if t.TYPE_CHECKING:
         get_identifier,
         register_generator,
     )
+    from pytest_rigging.judge import Judge, JudgeError, JudgeVerdict, PairwiseVerdict, Unscored
     from pytest_rigging.message import (
         ContentAudioInput,
         ContentImageUrl,
@@ -87,6 +97,11 @@ _WHERE = {
     "get_generator": "generator",
     "get_identifier": "generator",
     "register_generator": "generator",
+    "Judge": "judge",
+    "JudgeError": "judge",
+    "JudgeVerdict": "judge",
+    "PairwiseVerdict": "judge",
+    "Unscored": "judge",
     "ContentAudioInput": "message",
     "ContentImageUrl": "message",
     "ContentText": "message",
@@ -102,7 +117,7 @@ _WHERE = {
     "prompt": "prompt",
 }
 
-_MODULES = ("data", "error", "generator", "message", "model", "watchers", "completion")
+_MODULES = ("data", "error", "generator", "judge", "message", "model", "watchers", "completion")
 """Submodules reachable as attributes (`rg.model.Answer`). `chat` and `prompt` are not:
 there, as in rigging, the names are the `rg.chat()` function and the `@rg.prompt`
 decorator."""
@@ -124,6 +139,9 @@ __all__ = [
     "GenerationError",
     "Generator",
     "InvalidGeneratorError",
+    "Judge",
+    "JudgeError",
+    "JudgeVerdict",
     "MapChatCallback",
     "MapCompletionCallback",
     "MaxDepthError",
@@ -132,9 +150,11 @@ __all__ = [
     "MessageSlice",
     "MissingModelError",
     "Model",
+    "PairwiseVerdict",
     "Prompt",
     "ThenChatCallback",
     "ThenCompletionCallback",
+    "Unscored",
     "Usage",
     "attr",
     "chat",
@@ -146,6 +166,7 @@ __all__ = [
     "generator",
     "get_generator",
     "get_identifier",
+    "judge",
     "message",
     "model",
     "prompt",

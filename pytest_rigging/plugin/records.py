@@ -17,15 +17,68 @@ if t.TYPE_CHECKING:
 
 Bucket = t.Literal["first_try", "recovered", "exhausted", "error"]
 BUCKETS: tuple[Bucket, ...] = ("first_try", "recovered", "exhausted", "error")
-ItemOutcome = t.Literal["passed", "failed", "skipped", "error"]
-CheckOutcome = t.Literal["passed", "failed", "error"]
-"""What the test's checks made of one sample: passed, failed, or error (the body met an
-infrastructure error: never judged)."""
+ItemOutcome = t.Literal["passed", "failed", "skipped", "error", "unscored"]
+CheckOutcome = t.Literal["passed", "failed", "error", "unscored"]
+"""What the test's checks made of one sample: passed, failed, error (the body met an
+infrastructure error: never judged), or unscored (its judge gave no verdict it could read:
+neither passed nor failed)."""
+VerdictOutcome = t.Literal["passed", "failed", "unscored"]
 
 
 class MessageRecord(TypedDict):
     role: str
     content: str
+
+
+class PairwiseRecord(TypedDict):
+    """A pairwise verdict: which of this sample's output and the other was better, judged in
+    both orders; a verdict that changed with the order is a tie, `flipped`."""
+
+    winner: t.Literal["this", "other", "tie"]
+    flipped: bool
+    versus: str
+    """What the output was compared with: a model's identifier, or `text` (a case's)."""
+
+
+class VerdictRecord(TypedDict):
+    """A judge's verdict on one sample, on the record of the chat it judged."""
+
+    judge: str
+    """The judge's id (`JudgeRecord.id`)."""
+    outcome: VerdictOutcome
+    score: float | None
+    reasoning: str
+    """The majority's reasoning, cut, secrets removed."""
+    agreement: list[int]
+    """[verdicts that agree with the majority, verdicts]: [2, 3] with `judge_runs=3`."""
+    unstable: bool
+    """The judge's runs split (some said pass, some fail)."""
+    pairwise: NotRequired[PairwiseRecord]
+
+
+class JudgeRecord(TypedDict):
+    """A judge as records name it: its model and a hash of what it was asked (template,
+    rubric, reference, scale), so that an edited rubric is another judge."""
+
+    id: str
+    """`model #hash8`, as the terminal and gates name it."""
+    model: str
+    hash: str
+    rubric: str
+    template: str
+
+
+class LabelRecord(TypedDict):
+    """A person's label on an example (`--rig-judge-labels`) and what the judge said of it."""
+
+    judge: str
+    example: str
+    """The example's hash (its input, output and reference), so that shards merge it once."""
+    line: int
+    label: float
+    """1.0 pass, 0.0 fail, or a score on the judge's scale."""
+    verdict: float | None
+    """The judge's: 1.0, 0.0 or its score; None when it gave none it could read."""
 
 
 class ChatRecord(TypedDict):
@@ -57,6 +110,10 @@ class ChatRecord(TypedDict):
     check_message: NotRequired[str | None]
     """Why the checks failed (or errored): the first lines of the failure, secrets
     removed; None when they passed."""
+    verdict: NotRequired[VerdictRecord]
+    """The judge's verdict on this chat (a `rig_judge` test's sample)."""
+    judge: NotRequired[str]
+    """On a judge's own chats: the judge's id."""
 
 
 class SampleCheck(t.NamedTuple):
@@ -156,6 +213,10 @@ class ItemRecord(TypedDict):
     lost: NotRequired[str]
     known: NotRequired[bool]
     """True for a failure the baseline knows (reported as xfail); absent otherwise."""
+    judge: NotRequired[JudgeRecord]
+    """A `rig_judge` test's judge."""
+    labels: NotRequired[list[LabelRecord]]
+    """On the first item of each judge: the judge's verdicts on the labelled examples."""
 
 
 class RunSettings(TypedDict, total=False):
@@ -207,9 +268,20 @@ class Row(TypedDict):
     error_rate: float | None
     error_rate_interval: list[float] | None
     error_rate_counts: list[int]
+    items_unscored: NotRequired[int]
+    verdicts: NotRequired[int]
+    """Judges' verdicts on the row's samples, unscored ones included (absent: none)."""
+    unstable: NotRequired[int]
+    """Verdicts whose judge runs split."""
+    judged_pass_rate: NotRequired[float | None]
+    judged_pass_rate_interval: NotRequired[list[float] | None]
+    judged_pass_rate_counts: NotRequired[list[int]]
+    unscored_rate: NotRequired[float | None]
+    unscored_rate_interval: NotRequired[list[float] | None]
+    unscored_rate_counts: NotRequired[list[int]]
 
 
-RateName = t.Literal["parse_rate", "pass_rate", "error_rate"]
+RateName = t.Literal["parse_rate", "pass_rate", "error_rate", "judged_pass_rate", "unscored_rate"]
 
 
 class RateFigures(TypedDict):
@@ -221,26 +293,59 @@ class RateFigures(TypedDict):
 
 
 def rate_of(row: Row, name: RateName) -> RateFigures:
-    """A row's figures for one rate (the row keeps them flat, as the JSON report has them)."""
-    if name == "parse_rate":
-        value, interval, counts = (
-            row["parse_rate"],
-            row["parse_rate_interval"],
-            row["parse_rate_counts"],
-        )
-    elif name == "pass_rate":
-        value, interval, counts = (
-            row["pass_rate"],
-            row["pass_rate_interval"],
-            row["pass_rate_counts"],
-        )
-    else:
-        value, interval, counts = (
-            row["error_rate"],
-            row["error_rate_interval"],
-            row["error_rate_counts"],
-        )
-    return {"value": value, "interval": interval, "counts": counts}
+    """A row's figures for one rate (the row keeps them flat, as the JSON report has them;
+    a judged rate is absent from a row no judge saw)."""
+    flat = t.cast("t.Mapping[str, t.Any]", row)
+    return {
+        "value": flat.get(name),
+        "interval": flat.get(f"{name}_interval"),
+        "counts": flat.get(f"{name}_counts", [0, 0]),
+    }
+
+
+class JudgedRate(TypedDict):
+    """One judge's verdicts on one model's samples, and the pass rate they give, corrected
+    for the judge's measured error when it was calibrated."""
+
+    model: str
+    label: str
+    verdicts: int
+    passed: int
+    unscored: int
+    unstable: int
+    pass_rate: float | None
+    pass_rate_interval: list[float] | None
+    corrected: float | None
+    """The Rogan-Gladen pass rate: the judged rate corrected by the judge's sensitivity and
+    specificity against people's labels; None without labels of both kinds."""
+    corrected_interval: list[float] | None
+    """95%, carrying the calibration's own uncertainty as well as the sample's."""
+
+
+class JudgeSummary(TypedDict):
+    """A judge over the run: its verdicts, its stability, its order flips, and its agreement
+    with people's labels."""
+
+    id: str
+    model: str
+    hash: str
+    rubric: str
+    template: str
+    verdicts: int
+    unscored: int
+    unstable: int
+    comparisons: int
+    """Pairwise comparisons (each judged in both orders)."""
+    flipped: int
+    flip_rate: float | None
+    labels: int
+    """Labelled examples it graded (unscored ones included)."""
+    kappa: float | None
+    """Cohen's kappa with people's labels (quadratic-weighted for scores)."""
+    weighted: bool
+    sensitivity: float | None
+    specificity: float | None
+    models: list[JudgedRate]
 
 
 class GateRecord(TypedDict):
@@ -262,6 +367,8 @@ class ReportDocument(TypedDict):
     gates: list[GateRecord]
     datasets: NotRequired[list[DatasetRecord]]
     """The `rig_cases` datasets the items used (absent in older reports)."""
+    judges: NotRequired[list[JudgeSummary]]
+    """The judges of `rig_judge` tests (absent when none judged)."""
     items: list[ItemRecord]
 
 
