@@ -54,6 +54,12 @@ class VerdictRecord(TypedDict):
     unstable: bool
     """The judge's runs split (some said pass, some fail)."""
     pairwise: NotRequired[PairwiseRecord]
+    reference: NotRequired[str]
+    """The reference answer the judge had, as given to it (formatted with the case's
+    values)."""
+    fields: NotRequired[dict[str, str]]
+    """The case values the rubric and reference named, so that a labelling file written
+    from the report can be graded again with the same rubric."""
 
 
 class JudgeRecord(TypedDict):
