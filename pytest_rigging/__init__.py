@@ -43,8 +43,10 @@ if t.TYPE_CHECKING:
         ExhaustedMaxRoundsError,
         GenerationError,
         InvalidGeneratorError,
+        JudgeError,
         MaxDepthError,
         MissingModelError,
+        Unscored,
     )
     from pytest_rigging.generator import (
         GeneratedMessage,
@@ -58,7 +60,7 @@ if t.TYPE_CHECKING:
         get_identifier,
         register_generator,
     )
-    from pytest_rigging.judge import Judge, JudgeError, JudgeVerdict, PairwiseVerdict, Unscored
+    from pytest_rigging.judge import Judge, JudgeVerdict, PairwiseVerdict
     from pytest_rigging.message import (
         ContentAudioInput,
         ContentImageUrl,
@@ -98,10 +100,10 @@ _WHERE = {
     "get_identifier": "generator",
     "register_generator": "generator",
     "Judge": "judge",
-    "JudgeError": "judge",
+    "JudgeError": "error",
     "JudgeVerdict": "judge",
     "PairwiseVerdict": "judge",
-    "Unscored": "judge",
+    "Unscored": "error",
     "ContentAudioInput": "message",
     "ContentImageUrl": "message",
     "ContentText": "message",

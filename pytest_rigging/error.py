@@ -87,6 +87,17 @@ class GenerationError(Exception):
         super().__init__(message)
 
 
+class Unscored(Exception):
+    """Raised on reading `passed` or `score` of a verdict the judge never gave (its reply
+    had none that could be read): an unscored sample is neither a pass nor a fail, and must
+    not silently become either. The pytest plugin counts it apart."""
+
+
+class JudgeError(GenerationError):
+    """A judge call failed for infrastructure reasons (its API errored, timed out, was rate
+    limited): the output was never judged, so it is an error, not a fail."""
+
+
 class ProcessingError(Exception):
     """A pipeline callback broke the pipeline's own contract (for example a map callback
     that returned a different number of chats)."""

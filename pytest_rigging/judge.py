@@ -27,7 +27,7 @@ from pydantic import field_validator
 
 from pytest_rigging._secrets import mask_identifier
 from pytest_rigging.chat import Chat, ChatPipeline
-from pytest_rigging.error import GenerationError
+from pytest_rigging.error import JudgeError, Unscored
 from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
 from pytest_rigging.message import Message
 from pytest_rigging.model import Model
@@ -173,17 +173,6 @@ class Better(Model, tag="better"):
         raise ValueError(f"expected A, B or tie, got {str(value)[:40]!r}")
 
 
-class Unscored(Exception):
-    """Raised on reading `passed` or `score` of a verdict the judge never gave (its reply
-    had none that could be read): an unscored sample is neither a pass nor a fail, and must
-    not silently become either. The pytest plugin counts it apart."""
-
-
-class JudgeError(GenerationError):
-    """A judge call failed for infrastructure reasons (its API errored, timed out, was rate
-    limited): the output was never judged, so it is an error, not a fail."""
-
-
 @dataclass(frozen=True)
 class Vote:
     """One judge run's reading: `passed` None when the reply held no verdict."""
@@ -215,15 +204,23 @@ class JudgeVerdict:
     @property
     def passed(self) -> bool:
         if self.unscored:
-            raise Unscored(f"the judge gave no verdict: {self.reasoning}")
+            raise Unscored(self.reasoning)
         return bool(self._passed)
 
     @property
     def score(self) -> float | None:
         """The median of the runs' scores; None when the judge has no scale."""
         if self.unscored:
-            raise Unscored(f"the judge gave no verdict: {self.reasoning}")
+            raise Unscored(self.reasoning)
         return self._score
+
+    def __repr__(self) -> str:
+        said = "unscored" if self.unscored else f"passed={self._passed}, score={self._score}"
+        k, n = self.agreement
+        return (
+            f"JudgeVerdict({said}, agreement={k}/{n}, unstable={self.unstable}, "
+            f"reasoning={self.reasoning[:80]!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -247,8 +244,16 @@ class PairwiseVerdict:
     @property
     def winner(self) -> Winner:
         if self.unscored or self._winner is None:
-            raise Unscored(f"the judge gave no preference: {self.reasoning}")
+            raise Unscored(self.reasoning)
         return self._winner
+
+    def __repr__(self) -> str:
+        said = "unscored" if self.unscored else f"winner={self._winner!r}"
+        k, n = self.agreement
+        return (
+            f"PairwiseVerdict({said}, flipped={self.flipped}, agreement={k}/{n}, "
+            f"reasoning={self.reasoning[:80]!r})"
+        )
 
     @property
     def passed(self) -> bool:
@@ -309,8 +314,16 @@ class Judge:
     def __repr__(self) -> str:
         return f"Judge({self.id!r}, template={self.template_name!r}, runs={self.runs})"
 
-    def prompt(self, output: str, *, input: str | None = None, reference: str | None = None) -> str:
-        """The grading prompt for `output`, as the judge gets it."""
+    def prompt(
+        self,
+        output: str,
+        *,
+        input: str | None = None,
+        reference: str | None = None,
+        values: t.Mapping[str, object] | None = None,
+    ) -> str:
+        """The grading prompt for `output`, as the judge gets it; `values` fill the `{name}`
+        placeholders of the rubric (one judge, a rubric per case)."""
         if reference is None and "{reference}" in self.template:
             raise ValueError(
                 f"the {self.template_name!r} template compares with a reference: give one"
@@ -320,7 +333,7 @@ class Judge:
             low, high = self.scale
             answer += _SCORE_FORMAT.format(low=_num(low), high=_num(high))
         return self.template.format(
-            rubric=self.rubric,
+            rubric=self._rubric(values),
             input=_NOT_GIVEN if input is None else input,
             output=output,
             reference=_NOT_GIVEN if reference is None else reference,
@@ -328,11 +341,18 @@ class Judge:
         )
 
     async def grade(
-        self, output: str, *, input: str | None = None, reference: str | None = None
+        self,
+        output: str,
+        *,
+        input: str | None = None,
+        reference: str | None = None,
+        values: t.Mapping[str, object] | None = None,
     ) -> JudgeVerdict:
-        """Judge `output` (`runs` times, together): the majority verdict. Raises
-        `JudgeError` when a judge call failed for infrastructure reasons."""
-        chats = await self._ask(self.prompt(output, input=input, reference=reference))
+        """Judge `output` (`runs` times, together): the majority verdict. `values` fill
+        the rubric's `{name}` placeholders. Raises `JudgeError` when a judge call failed
+        for infrastructure reasons."""
+        asked = self.prompt(output, input=input, reference=reference, values=values)
+        chats = await self._ask(asked)
         votes = tuple(self._vote(chat) for chat in chats)
         scored = [v for v in votes if v.passed is not None]
         passes = sum(bool(v.passed) for v in scored)
@@ -341,7 +361,7 @@ class Judge:
             why = (
                 next((v.why for v in votes if v.why), "no verdict")
                 if not scored
-                else f"its runs split evenly ({passes} pass, {fails} fail)"
+                else f"the judge's runs split evenly ({passes} pass, {fails} fail)"
             )
             agreement = (max(passes, fails), len(votes))
             return JudgeVerdict(True, why, agreement, bool(scored), votes, chats)
@@ -360,13 +380,19 @@ class Judge:
         )
 
     async def compare(
-        self, a: str, b: str, *, input: str | None = None, reference: str | None = None
+        self,
+        a: str,
+        b: str,
+        *,
+        input: str | None = None,
+        reference: str | None = None,
+        values: t.Mapping[str, object] | None = None,
     ) -> PairwiseVerdict:
         """Which of `a` and `b` better meets the rubric, judged with each shown first (each
         order `runs` times, all together). A preference that changes with the order is a
         tie, `flipped`. Raises `JudgeError` when a judge call failed for infrastructure
         reasons."""
-        rubric = self.rubric
+        rubric = self._rubric(values)
         if reference is not None:
             rubric += f"\n\nReference answer: {reference}"
         asked = [
@@ -391,6 +417,17 @@ class Judge:
         return PairwiseVerdict(
             False, flipped, reasoning, agreement, unstable, orders, chats, winner
         )
+
+    def _rubric(self, values: t.Mapping[str, object] | None) -> str:
+        """The rubric, its placeholders filled when `values` are given."""
+        if values is None:
+            return self.rubric
+        try:
+            return self.rubric.format_map(values)
+        except KeyError as error:
+            raise ValueError(
+                f"the rubric names {{{error.args[0]}}}, which the values don't give"
+            ) from None
 
     async def _ask(self, prompt: str, *models: type[Model]) -> list[Chat]:
         pipeline = ChatPipeline(
@@ -445,7 +482,7 @@ def _preference(choices: list[Winner | None]) -> _Preference:
     top = max(counts.values())
     leaders = [c for c, n in counts.items() if n == top]
     if len(leaders) > 1:
-        return _Preference(None, True, f"its runs split evenly ({', '.join(leaders)})")
+        return _Preference(None, True, f"the judge's runs split evenly ({', '.join(leaders)})")
     return _Preference(leaders[0], len(counts) > 1, None)
 
 

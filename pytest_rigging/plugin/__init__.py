@@ -27,6 +27,7 @@ from pytest_rigging.plugin.state import RUN, RiggingWarning, Run
 if t.TYPE_CHECKING:
     from pytest_rigging.chat import Chat, ChatList, ChatPipeline
     from pytest_rigging.generator.base import GenerateParams, Generator
+    from pytest_rigging.judge import JudgeVerdict, PairwiseVerdict
     from pytest_rigging.plugin.cases import Case
     from pytest_rigging.plugin.matrix import Cell
     from pytest_rigging.plugin.samples import Verdicts
@@ -200,11 +201,12 @@ def pytest_runtest_makereport(
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
     """An errored call is an ERROR in the terminal (`E`, counted with errors, "ERROR at
-    call of ..."); a failed gate is counted as such (`gates.status`)."""
+    call of ..."), an unscored one UNSCORED (`U`: its judge gave no verdict); a failed
+    gate is counted as such (`gates.status`)."""
     from pytest_rigging.plugin.gates import status
-    from pytest_rigging.plugin.records import errored_call
+    from pytest_rigging.plugin.records import shown_status
 
-    return ("error", "E", "ERROR") if errored_call(report) else status(report)
+    return shown_status(report) or status(report)
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
@@ -281,6 +283,16 @@ def rig_chat(request: pytest.FixtureRequest, rig_pipeline: ChatPipeline) -> Chat
     chats = judgeable(engine.samples(request, rig_pipeline), verdict_of(request.node))
     request.node.stash[SAMPLES_KEY] = chats
     return next(iter(chats.values()))
+
+
+@pytest.fixture
+def rig_verdict(request: pytest.FixtureRequest, rig_chat: Chat) -> JudgeVerdict | PairwiseVerdict:
+    """This sample's verdict from the test's `@pytest.mark.rig_judge`: `.passed`, `.score`,
+    `.reasoning`, `.agreement`, `.unstable` (reading `passed` of an unscored one raises
+    `rg.Unscored`: counted apart, never a fail)."""
+    from pytest_rigging.plugin.judging import verdict_for
+
+    return verdict_for(request.node, _run(request.config).engine())
 
 
 @pytest.fixture

@@ -742,6 +742,19 @@ def generate(metafunc: pytest.Metafunc) -> list[str]:
     return arguments
 
 
+def field_names(metafunc: pytest.Metafunc) -> set[str]:
+    """Every field of a `rig_cases` test's cases (those it doesn't take by name too), as a
+    judge's rubric may name them; none for another test. Its cases are read by then."""
+    marker = metafunc.definition.get_closest_marker("rig_cases")
+    if marker is None:
+        return set()
+    try:
+        cases = _cached(metafunc.config, read_marker(marker), metafunc.definition.path.parent)
+    except CasesError:  # said by generate already
+        return set()
+    return {name for case in cases for name in case.fields}
+
+
 @contextlib.contextmanager
 def asking_for_case(function: t.Any) -> Iterator[None]:
     """While pytest makes the items of a `rig_cases` test, the test asks for `rig_case`,

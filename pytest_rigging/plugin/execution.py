@@ -63,7 +63,9 @@ from pytest_rigging.plugin.records import group_key
 from pytest_rigging.plugin.samples import BODY, RESULT_FIXTURES, verdict_of
 
 if t.TYPE_CHECKING:
+    from pytest_rigging.plugin.calibration import LabelExample
     from pytest_rigging.plugin.cassettes import Tapes
+    from pytest_rigging.plugin.judging import Judges, Judging, Verdict
     from pytest_rigging.plugin.stats import Recorder
 
 CELL_FIXTURES: dict[str, t.Callable[[Engine, Cell, str], t.Any]] = {
@@ -103,6 +105,10 @@ class _Job:
     module: Path
     """The test module, beside which its cassette lies."""
     span: _Span = dataclasses.field(default_factory=_Span)
+    judging: Judging | None = None
+    """Its test's judge (`rig_judge`), which judges each sample as it finishes."""
+    calibration: t.Sequence[LabelExample] = ()
+    """Labelled examples its judge grades alongside (on the first item of each judge)."""
 
 
 class LoopThread:
@@ -192,11 +198,14 @@ class Engine:
         recorder: Recorder,
         progress: Progress,
         tapes: Tapes | None = None,
+        judges: t.Callable[[], Judges] | None = None,
     ) -> None:
         self.concurrency = concurrency
         self.recorder = recorder
         self.progress = progress
         self.tapes = tapes
+        self.judges = judges
+        """The run's judge settings, made when a judged test first needs them."""
         self.journal = recorder.journal
         self.loop = LoopThread()
         self.groups: dict[str, list[pytest.Item]] = {}
@@ -210,6 +219,10 @@ class Engine:
         self._cells: dict[str, int] = {}
         self._limit = FairLimit(concurrency)
         self._spans: dict[str, _Span] = {}
+        self._verdicts: dict[str, dict[int, Verdict]] = {}
+        self._calibrating: set[str] = set()
+        """The items that grade their judge's labelled examples: each judge's first, per
+        test function."""
 
     def run(self, awaitable: t.Awaitable[T]) -> T:
         """Await `awaitable` on the engine's loop, under the process-wide limit, seen by
@@ -378,14 +391,35 @@ class Engine:
         self.groups.clear()
         self._units = units
         cells: dict[str, set[str]] = {}
+        calibrated: set[tuple[str, str]] = set()
         for item in rig:
             unit = self._units[item.nodeid]
-            cells.setdefault(unit, set()).add(_cell(item).id)
+            models = cells.setdefault(unit, set())
+            models.add(_cell(item).id)
+            judged = self._judged_models(item)
+            models.update(judged)  # a judge's share of the limit is a cell's
             if will_skip(item):
                 continue  # will never ask for its results: spend no call on it
             if any(name in _fixturenames(item) for name in RESULT_FIXTURES):
                 self.groups.setdefault(unit, []).append(item)
+                if judged and (group_key(item.nodeid), judged[0]) not in calibrated:
+                    calibrated.add((group_key(item.nodeid), judged[0]))
+                    self._calibrating.add(item.nodeid)
         self._cells = {unit: len(ids) for unit, ids in cells.items()}
+
+    def _judged_models(self, item: pytest.Item) -> list[str]:
+        """The judge model (and versus model) an item of a `rig_judge` test calls besides
+        its cell's, named apart from cells; none for any other item."""
+        if item.get_closest_marker("rig_judge") is None or self.judges is None:
+            return []
+        from pytest_rigging.plugin.judging import spec_of
+
+        spec = spec_of(item)
+        model = self.judges().model_for(spec) if spec is not None else None
+        if spec is None or model is None:
+            return []
+        judge = f"judge {model} {hash(spec)}"
+        return [judge, f"versus {spec.versus_model}"] if spec.versus_model else [judge]
 
     def unit_of(self, nodeid: str) -> str:
         return self._units.get(nodeid) or group_key(nodeid)
@@ -411,6 +445,25 @@ class Engine:
                 self._limit.set_share(id(generator), max(1, share))
             self._generators[key] = generator
         return generator
+
+    def judge_generator(self, model: str, nodeid: str) -> Generator:
+        """One generator of a judge (or versus) model per unit of work, with its fair share
+        of the limit, as a cell's."""
+        unit = self.unit_of(nodeid)
+        key = (unit, model, "judge")
+        generator = self._generators.get(key)
+        if generator is None:
+            generator = get_generator(model)
+            if "max_connections=" not in model:
+                generator.max_connections = self.concurrency
+                share = -(-self.concurrency // self._cells.get(unit, 1))
+                self._limit.set_share(id(generator), max(1, share))
+            self._generators[key] = generator
+        return generator
+
+    def verdicts(self, nodeid: str) -> dict[int, Verdict]:
+        """An item's verdicts by sample index (once its samples are in)."""
+        return self._verdicts.get(nodeid, {})
 
     def samples(self, request: pytest.FixtureRequest, pipeline: ChatPipeline) -> list[Chat]:
         """This item's chats; the first item of a group starts the whole group's samples,
@@ -472,7 +525,19 @@ class Engine:
                 cell = _cell(item)
                 generator = self.generator(cell, item.nodeid)
                 runs = verdict_of(item).runs
-                jobs.append(_Job(item.nodeid, pipeline, runs, cell, generator, item.path))
+                judging, examples = self._judging(item)
+                jobs.append(
+                    _Job(
+                        item.nodeid,
+                        pipeline,
+                        runs,
+                        cell,
+                        generator,
+                        item.path,
+                        judging=judging,
+                        calibration=examples,
+                    )
+                )
                 if self.tapes is not None:
                     self.tapes.begin(item.nodeid)
             except (Exception, pytest.skip.Exception, pytest.fail.Exception) as error:
@@ -485,20 +550,26 @@ class Engine:
                 self.recorder.add(job.nodeid, chats, parses, job.cell, job.generator, index)
                 self.progress.sample_done(any(c.error_kind == "infrastructure" for c in chats))
 
+            kept = None
             if job.nodeid in found:
                 kept = self._salvaged(found[job.nodeid], job, index)
                 if kept is not None:
                     self.progress.sample_done(kept.error_kind == "infrastructure")
-                    return kept
+                    if job.judging is None:
+                        return kept
             where = Where(job.nodeid, job.module, index)
             sending = self._sending(job.span, job.nodeid, index)
             try:
                 with observe(heard), sending, self.around_calls(where):
-                    return await job.pipeline.run(on_failed="include")
+                    chat = kept or await job.pipeline.run(on_failed="include")
+                    if job.judging is not None and chat.error_kind != "infrastructure":
+                        await self._judge(job, job.judging, index, chat)
+                    return chat
             finally:
                 job.span.last = time.perf_counter()
 
         async def samples(job: _Job) -> list[Chat] | BaseException:
+            calibrating = asyncio.ensure_future(self._calibrate(job)) if job.calibration else None
             try:
                 if job.runs == 1:  # most items: no gathering
                     return [await sample(job, 0)]
@@ -512,6 +583,9 @@ class Engine:
                 return t.cast(list[Chat], done)
             except Exception as error:  # the item's outcome, raised when it asks
                 return error
+            finally:
+                if calibrating is not None:
+                    await calibrating
 
         name = group_key(request.node.nodeid).rsplit("::", 1)[-1]
         self.progress.start(request.node.nodeid, name, sum(job.runs for job in jobs))
@@ -522,6 +596,47 @@ class Engine:
         for job, future in zip(jobs, futures, strict=True):
             self._running[job.nodeid] = future
             self._spans[job.nodeid] = job.span
+
+    def _judging(self, item: pytest.Item) -> tuple[Judging | None, t.Sequence[LabelExample]]:
+        """The item's judge, and the labelled examples it grades besides (each judge's
+        first item, per test function, when labels are given)."""
+        if item.get_closest_marker("rig_judge") is None or self.judges is None:
+            return None, ()
+        from pytest_rigging.plugin.judging import judging_for
+
+        judges = self.judges()
+        judging = judging_for(item, judges, lambda model: self.judge_generator(model, item.nodeid))
+        if judging is None or item.nodeid not in self._calibrating:
+            return judging, ()
+        return judging, judges.examples(group_key(item.nodeid))
+
+    async def _judge(self, job: _Job, judging: Judging, index: int, chat: Chat) -> None:
+        """Sample `index`'s verdict, kept for `rig_verdict` and on its chat's record; a
+        judge call that failed for infrastructure reasons fails the sample as such (it was
+        never judged: not a quality failure)."""
+        from pytest_rigging.judge import JudgeError
+
+        try:
+            verdict = await judging.verdict(chat, job.pipeline)
+        except JudgeError as error:
+            chat.failed, chat.error = True, error
+            return
+        self._verdicts.setdefault(job.nodeid, {})[index] = verdict
+        record = judging.verdict_record(verdict)
+        self.recorder.judged(job.nodeid, job.cell, index, judging.record, record)
+
+    async def _calibrate(self, job: _Job) -> None:
+        """The judge's verdicts on the labelled examples, as the item's own calls (recorded
+        on it, through its cassette), on the item's record."""
+        assert job.judging is not None
+
+        def heard(chats: t.Sequence[Chat], parses: bool) -> None:
+            self.remember(chats)
+            self.recorder.add(job.nodeid, chats, parses, job.cell, job.generator, None)
+
+        with observe(heard), self.around_calls(Where(job.nodeid, job.module, None)):
+            labels = await job.judging.calibrate(job.calibration)
+        self.recorder.calibrated(job.nodeid, job.judging.record, labels)
 
     @contextlib.contextmanager
     def _sending(self, span: _Span, nodeid: str, index: int) -> t.Iterator[None]:
@@ -664,6 +779,7 @@ class Engine:
         item run again, by a rerun plugin, gets fresh samples of its own)."""
         self._results.pop(nodeid, None)
         self._spans.pop(nodeid, None)
+        self._verdicts.pop(nodeid, None)
         self._spent.add(nodeid)
         running = self._running.pop(nodeid, None)
         if running is not None:  # it never asked for its samples (skipped, say)

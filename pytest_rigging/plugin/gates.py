@@ -42,6 +42,13 @@ FIGURES: dict[str, Figure] = {
         "max",
         "fail the run when a model's infrastructure error rate is above RATE",
     ),
+    "max_unscored_rate": Figure(
+        "unscored_rate",
+        "unscored rate",
+        "max",
+        "fail the run when the share of a model's judged samples whose judge gave no "
+        "verdict is above RATE",
+    ),
 }
 """Every gate option, by its name without prefix: `--rig-<name>`, ini `rig_<name>`, and
 `merge --<name>` all come from here."""

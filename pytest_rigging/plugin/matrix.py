@@ -575,6 +575,10 @@ def generate(metafunc: pytest.Metafunc, run: Run, fields: t.Sequence[str] = ()) 
         problem = check_pipeline(definition, parametrized(definition) | passed)
         if problem:
             raise pytest.Collector.CollectError(f"{where}: {problem}")
+    if "rig_verdict" in metafunc.fixturenames or definition.get_closest_marker("rig_judge"):
+        from pytest_rigging.plugin.judging import judged
+
+        notes = [*notes, *judged(metafunc, run, models)]
     for note in [*notes, *more]:
         definition.warn(RiggingWarning(note))
     cells = build_cells(models, params)

@@ -106,6 +106,25 @@ SETTINGS = (
         "`python -m pytest_rigging merge` joins",
     ),
     Setting(
+        "judge",
+        "MODEL",
+        "the model that judges @pytest.mark.rig_judge tests (fixed across the matrix; a "
+        "marker's model= overrides it)",
+    ),
+    Setting(
+        "judge_labels",
+        "FILE",
+        "a JSONL file of people's labels (output, label, optional input and reference): each "
+        "judge grades them too, and the report gives its agreement with people (Cohen's kappa, "
+        "sensitivity, specificity) and the judged pass rate corrected for its error",
+        "path",
+    ),
+    Setting(
+        "min_judge_kappa",
+        "K",
+        "fail the run when a judge agrees with --rig-judge-labels less than K (Cohen's kappa)",
+    ),
+    Setting(
         "inspect_log",
         "DIR",
         "write the run as inspect_ai eval logs into DIR, one per test function and cell, "
@@ -152,6 +171,9 @@ MARKERS = (
     "format=None, split=None, revision=None, config=None): parametrize this test with the "
     "cases of a JSONL, JSON or CSV file or a Hugging Face dataset; each field by name, the "
     "whole case as the rig_case fixture",
+    "rig_judge(rubric, reference=None, input=None, judge_runs=1, model=None, template=None, "
+    "scale=None, versus=None, versus_model=None): judge each sample of this rig_chat test "
+    "with a model (--rig-judge) against the rubric; the verdict is the rig_verdict fixture",
     "rig_cell(model, params): set by pytest-rigging on every matrix item: its model "
     "(full identifier, or the short label ids show) and params "
     "(select with -m \"rig_cell(model='...')\")",

@@ -391,6 +391,18 @@ def errored_call(report: pytest.TestReport) -> bool:
     )
 
 
+def shown_status(report: pytest.TestReport) -> tuple[str, str, str] | None:
+    """How pytest's terminal counts a rig item's report where it differs from pytest's own:
+    an errored call as an ERROR (`errored_call`), an unscored item as UNSCORED (its judge
+    gave too few verdicts to tell pass from fail: neither)."""
+    if errored_call(report):
+        return ("error", "E", "ERROR")
+    record: ItemRecord | None = getattr(report, "rig", None)
+    if record is not None and record["outcome"] == "unscored":
+        return ("unscored", "U", "UNSCORED")
+    return None
+
+
 def group_key(nodeid: str) -> str:
     """Items of one test function share this key: the node id without the `[...]` part
     of its name (a folder's name may hold "[" too)."""

@@ -15,7 +15,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 from tabulate import tabulate
 
-from pytest_rigging.error import GenerationError
+from pytest_rigging.error import GenerationError, Unscored
 from pytest_rigging.plugin.gates import Gate, GateError, GateResult, evaluate, read_gates
 from pytest_rigging.plugin.matrix import DEFAULT_MODEL_SECTION, Cell, Settings, params_text
 from pytest_rigging.plugin.records import (
@@ -24,6 +24,7 @@ from pytest_rigging.plugin.records import (
     DatasetRecord,
     GateRecord,
     ItemRecord,
+    JudgeSummary,
     RateName,
     ReportDocument,
     Row,
@@ -89,6 +90,17 @@ class Column:
     0 never (the rates and their intervals)."""
     quiet: bool = True
     """Shown at -q."""
+    judged: bool = False
+    """Shown only when a judge gave verdicts (`rig_judge` tests ran)."""
+
+
+def _unstable(row: Row) -> str:
+    verdicts, unstable = row.get("verdicts", 0), row.get("unstable", 0)
+    return f"{unstable} ({unstable / verdicts:.0%})" if verdicts else "-"
+
+
+def _unscored(row: Row) -> str:
+    return str(rate_of(row, "unscored_rate")["counts"][0]) if row.get("verdicts") else "-"
 
 
 COLUMNS = (
@@ -99,6 +111,14 @@ COLUMNS = (
     Column("errors", "errors", _count("error"), drops=6),
     Column("parse rate [95% CI]", "parse rate\n[95% CI]", _rate("parse_rate")),
     Column("pass rate [95% CI]", "pass rate\n[95% CI]", _rate("pass_rate")),
+    Column(
+        "judged pass [95% CI]",
+        "judged pass\n[95% CI]",
+        _rate("judged_pass_rate"),
+        judged=True,
+    ),
+    Column("unstable", "unst-\nable", _unstable, drops=4, judged=True),
+    Column("unscored", "unsc-\nored", _unscored, judged=True),
     Column(
         "items ok/fail/err",
         "items\nok/fail/err",
@@ -115,8 +135,10 @@ COLUMNS = (
     Column("latency p50", "latency\np50", _latency, drops=1, quiet=False),
 )
 """The table's columns: what the parse rate counts (its buckets, and the errors it leaves
-out), the rates, the items' outcomes, what the run spent and how long calls took. At -q,
-the buckets, the chats and the latency are left out; the rates keep their intervals."""
+out), the rates (with a judge's: its verdicts' pass rate, the unstable ones and the
+unscored ones, counted apart from pass and fail), the items' outcomes, what the run spent
+and how long calls took. At -q, the buckets, the chats and the latency are left out; the
+rates keep their intervals."""
 
 
 def table(
@@ -143,7 +165,8 @@ def table(
         name = ("FAIL " if row["model"] in failing else "") + shown
         heads.append([name, row["params"] or ""] if by_params else [name])
     head_names = ["model", "params"] if by_params else ["model"]
-    columns = [c for c in COLUMNS if verbosity >= 0 or c.quiet]
+    judged = any(r.get("verdicts") for r in rows)
+    columns = [c for c in COLUMNS if (verbosity >= 0 or c.quiet) and (judged or not c.judged)]
 
     def render(kept: t.Sequence[Column], wrapped: bool, head_width: int | None = None) -> str:
         lines = [
@@ -199,9 +222,9 @@ def document(
     mode: str,
 ) -> ReportDocument:
     """The JSON report: settings, per-model and per-cell tables, gates, the datasets of
-    `rig_cases` tests, and every item."""
+    `rig_cases` tests, the judges of `rig_judge` tests, and every item."""
     models = tabulate_items(items, by_params=False)
-    return {
+    doc: ReportDocument = {
         "version": REPORT_VERSION,
         "settings": {
             **settings,
@@ -216,6 +239,19 @@ def document(
         "datasets": datasets(items),
         "items": list(items),
     }
+    judges = judge_summaries(items)
+    if judges:
+        doc["judges"] = judges
+    return doc
+
+
+def judge_summaries(items: t.Sequence[ItemRecord]) -> list[JudgeSummary]:
+    """The judges' figures, when some item had one (nothing is imported otherwise)."""
+    if not any("judge" in item for item in items):
+        return []
+    from pytest_rigging.plugin.calibration import summaries
+
+    return summaries(items)
 
 
 def datasets(items: t.Iterable[ItemRecord]) -> list[DatasetRecord]:
@@ -253,17 +289,19 @@ def item_record(
     chats: list[ChatRecord],
 ) -> ItemRecord:
     """An item's outcome and its chats as plain data, for its report."""
-    from pytest_rigging.plugin.samples import OUTCOME_KEY
+    from pytest_rigging.plugin.samples import OUTCOME_KEY, UNSCORED_KEY
 
     outcome: str = report.outcome
     if report.when != "call" and outcome == "failed":
         outcome = "error"  # setup failed: for example too many infrastructure errors
     elif call_error is not None and call_error.errisinstance(GenerationError):
         outcome = "error"  # a free-form test's own call failed for infrastructure reasons
+    elif UNSCORED_KEY in item.stash:
+        outcome = "unscored"  # its judge gave too few verdicts to tell
     samples = item.stash.get(OUTCOME_KEY, None)
     fixtures: t.Sequence[str] = getattr(item, "fixturenames", ())
     if samples is None and report.when == "call" and "rig_chat" in fixtures:
-        samples = (int(report.passed), 1)
+        samples = (int(report.passed), 1) if outcome != "unscored" else (0, 0)
     judged = list(samples) if samples else None
     duration = round(report.duration, 6)
     return item_of(item.nodeid, cell.record, outcome, judged, duration, chats, case_record(item))
@@ -292,10 +330,12 @@ def made(
     """A rig item's report as pytest made it, finished: its time is its own
     (`Engine.own_duration`), its final report carries its record (`finish_item`), and it
     is given as it may be shown (`samples.showable`)."""
-    from pytest_rigging.plugin.samples import showable
+    from pytest_rigging.plugin.samples import showable, unscored
 
     if run.started is not None:
         report.duration = run.started.own_duration(item.nodeid, report.duration)
+    if call.excinfo is not None and call.excinfo.errisinstance(Unscored):
+        unscored(item, report, call.excinfo.value)
     if call.when == "call" or (call.when == "setup" and report.outcome != "passed"):
         finish_item(run, item, cell, call, report)
     return showable(item.config, report)
@@ -313,6 +353,11 @@ def finish_item(
 
     chats = with_checks(run.recorder.take(item.nodeid), checks_of(item, call, report))
     record = item_record(item, cell, report, call.excinfo, chats)
+    judge, labels = run.recorder.take_judging(item.nodeid)
+    if judge is not None:
+        record["judge"] = judge
+    if labels:
+        record["labels"] = labels
     if report.failed and call.when == "call":
         show_dialog(item, report)
     if report.failed and run.settings.on_default_model(item):
@@ -492,6 +537,12 @@ class Reporter:
             width = line_width(terminal.config) if fits else None
             shown = table(rows, verbosity=verbosity, failing=self.failing, width=width)
             terminal.write_line(shown)
+            judges = judge_summaries(self.items)
+            if judges:
+                from pytest_rigging.plugin.calibration import judges_table
+
+                terminal.write_line("")
+                terminal.write_line(judges_table(judges))
             for result in self.results:
                 if result.passed:
                     terminal.write_line(result.line(), green=True)

@@ -152,6 +152,12 @@ class Central(Role):
             from pytest_rigging.plugin.budget import check
 
             checks.append(check(run.budget, rows, run.budget_skips))
+        if run.judged is not None and run.judged.min_kappa is not None and reporter is not None:
+            from pytest_rigging.plugin.calibration import kappa_checks
+            from pytest_rigging.plugin.report import judge_summaries
+
+            summaries = judge_summaries(reporter.items)
+            checks.extend(kappa_checks(summaries, run.judged.min_kappa))
         if run.baseline is not None and reporter is not None:
             from pytest_rigging.plugin.baseline import checks as regressions
             from pytest_rigging.plugin.baseline import compare, from_report

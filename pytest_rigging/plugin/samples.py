@@ -20,7 +20,7 @@ import pytest
 from pytest_rigging._concurrency import in_force
 from pytest_rigging._secrets import known_secrets, redact
 from pytest_rigging.chat import Chat
-from pytest_rigging.error import GenerationError
+from pytest_rigging.error import GenerationError, Unscored
 from pytest_rigging.message import Message
 from pytest_rigging.plugin.matrix import Cell, Verdict, read_verdict
 from pytest_rigging.plugin.records import (
@@ -34,7 +34,12 @@ from pytest_rigging.plugin.state import RUN
 
 SAMPLES_KEY = pytest.StashKey[dict[int, Chat]]()
 """The chats a `rig_chat` test judges, by sample number."""
+VERDICTS_KEY = pytest.StashKey[dict[int, t.Any]]()
+"""A `rig_verdict` test's verdicts (`judge.JudgeVerdict` or `PairwiseVerdict`), by the
+number of the sample they judged."""
 OUTCOME_KEY = pytest.StashKey[tuple[int, int]]()
+UNSCORED_KEY = pytest.StashKey[str]()
+"""Why an item is unscored: its judge gave too few verdicts to tell pass from fail."""
 CHECKS_KEY = pytest.StashKey[dict[int | None, SampleCheck]]()
 """What the test's checks made of each sample it judged one by one."""
 VERDICT_KEY = pytest.StashKey[Verdict]()
@@ -137,6 +142,17 @@ def runs_line(items: t.Iterable[pytest.Item], runs: int) -> str | None:
     return f"rigging: runs per test from rig marks: {', '.join(parts)}{rest}"
 
 
+def unscored(item: pytest.Item, report: pytest.TestReport, error: BaseException) -> None:
+    """A one-sample item whose body read a verdict its judge never gave: reported as
+    skipped (unscored: neither passed nor failed; `records.shown_status` counts it apart),
+    with why, where the test is."""
+    why = f"1 sample unscored (the judge gave no verdict): {error}"
+    item.stash[UNSCORED_KEY] = why
+    path, line, _ = item.location
+    report.outcome = "skipped"
+    report.longrepr = (path, (line or 0) + 1, f"unscored: {excerpt(why, MESSAGE_EXCERPT)}")
+
+
 def show_dialog(item: pytest.Item, report: pytest.TestReport) -> None:
     """A failed one-sample item whose chat needed recovery, or ran out of it, shows the
     whole exchange under its failure (several samples show it in the failure itself)."""
@@ -153,11 +169,18 @@ def wrap(item: pytest.Function, verdict: Verdict, per_chat: bool) -> None:
     function = item.obj
 
     def calls(kwargs: dict[str, t.Any]) -> list[tuple[int, Chat | None, dict[str, t.Any]]]:
-        """Each sample's index, chat (a `rig_chat` test's) and arguments."""
+        """Each sample's index, chat (a `rig_chat` test's) and arguments (its verdict, a
+        `rig_verdict` test's)."""
         if not per_chat:
             return [(i, None, kwargs) for i in range(verdict.runs)]
+        verdicts = item.stash.get(VERDICTS_KEY, {}) if "rig_verdict" in kwargs else {}
         return [
-            (sample_index(number), chat, {**kwargs, "rig_chat": chat})
+            (
+                sample_index(number),
+                chat,
+                {**kwargs, "rig_chat": chat}
+                | ({"rig_verdict": verdicts[number]} if number in verdicts else {}),
+            )
             for number, chat in item.stash[SAMPLES_KEY].items()
         ]
 
@@ -227,13 +250,21 @@ def _judge(
     checks: dict[int | None, SampleCheck] = {o.number: check_of(o.error) for o in outcomes}
     item.stash[CHECKS_KEY] = checks
     errored = [o.error for o in outcomes if isinstance(o.error, GenerationError)]
-    judged = [o.error for o in outcomes if not isinstance(o.error, GenerationError)]
+    unscored = [o.error for o in outcomes if isinstance(o.error, Unscored)]
+    judged = [o.error for o in outcomes if not isinstance(o.error, GenerationError | Unscored)]
     passed = sum(e is None for e in judged)
     item.stash[OUTCOME_KEY] = (passed, len(judged))  # errored samples were never judged
     if passed >= verdict.min_pass:
         return
     if errored and passed + len(errored) >= verdict.min_pass:
         raise errored[0]
+    if unscored and passed + len(errored) + len(unscored) >= verdict.min_pass:
+        why = (
+            f"{passed}/{len(outcomes)} samples passed, needed {verdict.min_pass}; "
+            f"{len(unscored)} unscored (the judge gave no verdict): {unscored[0]}"
+        )
+        item.stash[UNSCORED_KEY] = why
+        raise pytest.skip.Exception(f"unscored: {excerpt(why, MESSAGE_EXCERPT)}")
     lines = [f"{passed}/{len(outcomes)} samples passed, needed {verdict.min_pass}"]
     number, chat, error = next(o for o in outcomes if o.error is not None)
     lines.append(f"\nfirst failing sample (#{number}):\n{excerpt(_describe(error))}")
@@ -255,7 +286,13 @@ def check_of(error: BaseException | None) -> SampleCheck:
     message = "\n".join([line for line in described.splitlines() if line.strip()][:CHECK_LINES])
     if len(message) > CHECK_CHARACTERS:
         message = message[: CHECK_CHARACTERS - 3] + "..."
-    outcome: CheckOutcome = "error" if isinstance(error, GenerationError) else "failed"
+    outcome: CheckOutcome = (
+        "error"
+        if isinstance(error, GenerationError)
+        else "unscored"
+        if isinstance(error, Unscored)
+        else "failed"
+    )
     return SampleCheck(outcome, message)
 
 

@@ -34,6 +34,7 @@ if t.TYPE_CHECKING:
     from pytest_rigging.plugin.cassettes import Tapes
     from pytest_rigging.plugin.execution import Engine
     from pytest_rigging.plugin.journal import Journal
+    from pytest_rigging.plugin.judging import Judges
     from pytest_rigging.plugin.matrix import Checker, Settings
     from pytest_rigging.plugin.report import Reporter
     from pytest_rigging.plugin.shards import Shard, Split
@@ -123,6 +124,7 @@ class Run:
     _recorder: Recorder | None = None
     _engine: Engine | None = None
     _reporter: Reporter | None = None
+    _judges: Judges | None = None
 
     @classmethod
     def start(cls, config: pytest.Config, place: Place) -> Run:
@@ -162,6 +164,8 @@ class Run:
             except ValueError as error:
                 raise pytest.UsageError(str(error)) from None
             run.tapes = read_tapes(config)
+            if any(given(config, name) for name in JUDGE_SETTINGS):
+                run.judges()  # reads and checks them
             if place.controls:
                 run.reporter()  # reads and checks the gates
                 for note in run.settings.notes:
@@ -215,8 +219,21 @@ class Run:
 
             concurrency = max(1, self.settings.concurrency // self.place.processes)
             progress = Progress(self.config, shown=self.place.controls)
-            self._engine = Engine(concurrency, self.recorder, progress, self.tapes)
+            self._engine = Engine(concurrency, self.recorder, progress, self.tapes, self.judges)
         return self._engine
+
+    def judges(self) -> Judges:
+        """The run's judge settings (`--rig-judge`, labels, the kappa gate)."""
+        if self._judges is None:
+            from pytest_rigging.plugin.judging import Judges
+
+            self._judges = Judges(self.config)
+        return self._judges
+
+    @property
+    def judged(self) -> Judges | None:
+        """The judge settings, if anything read them."""
+        return self._judges
 
     @property
     def started(self) -> Engine | None:
@@ -236,6 +253,9 @@ class Run:
         """The reporter, if anything made it."""
         return self._reporter
 
+
+JUDGE_SETTINGS = ("judge", "judge_labels", "min_judge_kappa")
+"""Settings read with the judges (`judging.Judges`), when one of them is given."""
 
 RUN = pytest.StashKey[Run]()
 """The run's state, in `config.stash`."""

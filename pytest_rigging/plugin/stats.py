@@ -22,8 +22,11 @@ from pytest_rigging.plugin.records import (
     Bucket,
     ChatRecord,
     ItemRecord,
+    JudgeRecord,
+    LabelRecord,
     MessageRecord,
     Row,
+    VerdictRecord,
     sample_number,
     unreported,
 )
@@ -63,7 +66,7 @@ def chat_record(
     messages = chat.all if isinstance(chat.all, list) else [chat.all]  # a completion: text
     prices = chat.generator.prices() if chat.generator is not None else None
     tokens = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
-    return {
+    record: ChatRecord = {
         "model": mask_identifier(model, secrets),
         "label": label,
         "params": params,
@@ -81,6 +84,10 @@ def chat_record(
         "check": None,
         "check_message": None,
     }
+    judge = chat.metadata.get("judge")  # a judge's own chat (`rg.Judge` marks them)
+    if isinstance(judge, str):
+        record["judge"] = judge
+    return record
 
 
 def _message(message: t.Any, secrets: t.Sequence[str]) -> MessageRecord:
@@ -146,6 +153,10 @@ class _Tally:
     output_tokens: int = 0
     cost: float | None = None
     latencies: list[float] = field(default_factory=list)
+    items_unscored: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    """Verdicts on the row's samples by outcome."""
+    unstable: int = 0
 
     def count_item(self, item: ItemRecord) -> None:
         if item["outcome"] == "passed":
@@ -154,6 +165,8 @@ class _Tally:
             self.items_failed += 1
         elif item["outcome"] == "error":
             self.items_errored += 1
+        elif item["outcome"] == "unscored":
+            self.items_unscored += 1
         if item["samples"]:
             passed, total = item["samples"]
             self.samples_passed += passed
@@ -169,6 +182,10 @@ class _Tally:
         if cost is not None:
             self.cost = (self.cost or 0.0) + cost
         self.latencies.append(chat["latency"])
+        verdict = chat.get("verdict")
+        if verdict is not None:
+            self.verdicts[verdict["outcome"]] = self.verdicts.get(verdict["outcome"], 0) + 1
+            self.unstable += verdict["unstable"]
 
     def row(self) -> Row:
         """The row, with rates and intervals; errors count in neither parse nor pass rates."""
@@ -176,7 +193,7 @@ class _Tally:
         parse = Rate(parsed, parsed + self.buckets["exhausted"])
         passing = Rate(self.samples_passed, self.samples_total)
         errors = Rate(self.buckets["error"], self.chats)
-        return {
+        row: Row = {
             "model": self.model,
             "label": self.label,
             "params": self.params,
@@ -204,6 +221,21 @@ class _Tally:
             "error_rate_counts": errors.counts,
             "median_latency": statistics.median(self.latencies) if self.latencies else None,
         }
+        if self.verdicts:  # judged: rows of other tests keep the shape they had
+            passed, failed = self.verdicts.get("passed", 0), self.verdicts.get("failed", 0)
+            unscored = self.verdicts.get("unscored", 0)
+            judged = Rate(passed, passed + failed)
+            apart = Rate(unscored, passed + failed + unscored)
+            row["items_unscored"] = self.items_unscored
+            row["verdicts"] = apart.total
+            row["unstable"] = self.unstable
+            row["judged_pass_rate"] = judged.value
+            row["judged_pass_rate_interval"] = judged.interval
+            row["judged_pass_rate_counts"] = judged.counts
+            row["unscored_rate"] = apart.value
+            row["unscored_rate_interval"] = apart.interval
+            row["unscored_rate_counts"] = apart.counts
+        return row
 
 
 def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[Row]:
@@ -223,8 +255,9 @@ def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[Row]:
         for chat in item["chats"]:
             mine = chat["model"] == item["model"] and chat["params"] == item["params"]
             judge = _RowKey("judge", chat["model"], chat["params"] if by_params else "")
-            key = own_key if mine else judge
-            tally(key, chat["model"], chat["params"], chat["label"]).count_chat(chat)
+            key = own_key if mine and "judge" not in chat else judge
+            label = f"{chat['label']} (judge)" if "judge" in chat else chat["label"]
+            tally(key, chat["model"], chat["params"], label).count_chat(chat)
     return [counted.row() for counted in tallies.values()]
 
 
@@ -238,6 +271,8 @@ class Recorder:
         self.budget = budget
         self._records: dict[str, list[ChatRecord]] = {}
         self._cells: dict[str, Cell] = {}
+        self._judges: dict[str, JudgeRecord] = {}
+        self._labels: dict[str, list[LabelRecord]] = {}
 
     def add(
         self,
@@ -275,9 +310,30 @@ class Recorder:
         if self.budget is not None:
             self.budget.add(records)
 
+    def judged(
+        self, nodeid: str, cell: Cell, index: int, judge: JudgeRecord, verdict: VerdictRecord
+    ) -> None:
+        """Sample `index`'s verdict, on the record of the cell's chat it judged."""
+        self._judges[nodeid] = judge
+        number = sample_number(index)
+        model = mask_identifier(cell.model)
+        for record in reversed(self._records.get(nodeid, [])):
+            if record["sample"] == number and record["model"] == model and "judge" not in record:
+                record["verdict"] = verdict
+                return
+
+    def calibrated(self, nodeid: str, judge: JudgeRecord, labels: list[LabelRecord]) -> None:
+        """The judge's verdicts on labelled examples, for the item that graded them."""
+        self._judges[nodeid] = judge
+        self._labels[nodeid] = labels
+
     def take(self, nodeid: str) -> list[ChatRecord]:
         self._cells.pop(nodeid, None)
         return self._records.pop(nodeid, [])
+
+    def take_judging(self, nodeid: str) -> tuple[JudgeRecord | None, list[LabelRecord]]:
+        """The item's judge and the labelled examples it graded, if it has a judge."""
+        return self._judges.pop(nodeid, None), self._labels.pop(nodeid, [])
 
     def leftovers(self) -> list[ItemRecord]:
         """What finished for items that never reported (the run was interrupted while they
