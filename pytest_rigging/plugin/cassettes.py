@@ -511,15 +511,19 @@ def _common_start(one: str, other: str) -> int:
 def _differences(wanted: dict[str, t.Any], recorded: dict[str, t.Any]) -> list[str]:
     out = []
     for path in sorted(wanted.keys() | recorded.keys()):
-        if wanted.get(path) != recorded.get(path):
-            out.append(
-                f"{path}: {_short(wanted.get(path, '(absent)'))} here, "
-                f"{_short(recorded.get(path, '(absent)'))} recorded"
-            )
+        here, there = wanted.get(path, "(absent)"), recorded.get(path, "(absent)")
+        if here != there:
+            texts = isinstance(here, str) and isinstance(there, str)
+            at = _common_start(here, there) if texts else 0
+            out.append(f"{path}: {_short(here, at)} here, {_short(there, at)} recorded")
     return out
 
 
-def _short(value: t.Any) -> str:
+def _short(value: t.Any, parts_at: int = 0) -> str:
+    """A value as a miss shows it: a long text from a little before `parts_at`, where it
+    parts from the text it is compared with (a prompt edited in its middle), and cut."""
+    if isinstance(value, str) and parts_at > 20:
+        value = "..." + value[parts_at - 20 :]
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 60 else text[:57] + '..."'
 
