@@ -61,6 +61,8 @@ class BaselineItem(TypedDict):
     samples: list[int] | None
     case: NotRequired[CaseFingerprint]
     """A `rig_cases` item's case (absent for other items, and in older baselines)."""
+    judge: NotRequired[str]
+    """A `rig_judge` item's judge: its model and the hash of what it is asked."""
 
 
 BaselineRate = RateFigures
@@ -109,6 +111,9 @@ def _kept(item: ItemRecord) -> BaselineItem:
     case = item.get("case")
     if case is not None:
         kept["case"] = {"id": case["id"], "hash": case["hash"]}
+    judge = item.get("judge")
+    if judge is not None:
+        kept["judge"] = judge["id"]
     return kept
 
 
@@ -145,13 +150,25 @@ def known_failure(baseline: BaselineDocument, record: ItemRecord) -> bool:
     """Whether the item failed (a test failure, not an infrastructure error) there, on
     the same case: an edited case's failure is not known."""
     item = baseline["items"].get(record["nodeid"])
-    return item is not None and item["outcome"] == "failed" and not changed(item, record)
+    return (
+        item is not None
+        and item["outcome"] == "failed"
+        and not changed(item, record)
+        and not rejudged(item, record)
+    )
 
 
 def changed(before: BaselineItem, now: ItemRecord) -> bool:
     """Whether the item's case content differs from the baseline's (both fingerprinted)."""
     was, is_ = before.get("case"), now.get("case")
     return was is not None and is_ is not None and was["hash"] != is_["hash"]
+
+
+def rejudged(before: BaselineItem, now: ItemRecord) -> bool:
+    """Whether another judge (model, rubric or template) judged the item here than in the
+    baseline: its outcomes can't be compared."""
+    judge = now.get("judge")
+    return before.get("judge") != (judge["id"] if judge is not None else None)
 
 
 def mark_if_known(
@@ -190,6 +207,8 @@ class Comparison:
     """In the baseline, not in this run (deselected, removed, renamed, or in another shard)."""
     changed: list[str] = field(default_factory=list)
     """In both, on a case whose content differs: not compared."""
+    rejudged: list[str] = field(default_factory=list)
+    """In both, judged by another judge (its model, rubric or template): not compared."""
     removed: list[str] = field(default_factory=list)
     """In the baseline, on a case no longer among its test's cases as collected here."""
     new_cases: list[str] = field(default_factory=list)
@@ -254,6 +273,9 @@ def compare(
         if changed(before, item):
             result.changed.append(item["nodeid"])
             continue
+        if rejudged(before, item):
+            result.rejudged.append(item["nodeid"])
+            continue
         failing = item["outcome"] in ("failed", "error")
         if before["outcome"] == "passed" and failing:
             result.flipped.append(item["nodeid"])
@@ -261,8 +283,9 @@ def compare(
             result.fixed.append(item["nodeid"])
         elif before["outcome"] == "failed" and item["outcome"] == "failed":
             result.known.append(item["nodeid"])
-    for found in (result.flipped, result.fixed, result.known, result.changed):
+    for found in (result.flipped, result.fixed, result.known, result.changed, result.rejudged):
         found.sort()  # xdist reports items in no set order
+    judged_apart = {item["model"] for item in items if item["nodeid"] in set(result.rejudged)}
     result.new.sort()
     result.new_cases.sort()
     result.fingerprints = bool(known) or any("case" in item for item in items)
@@ -272,6 +295,8 @@ def compare(
             continue
         result.compared.append(model)
         for rate in RATES:
+            if rate == "pass_rate" and model in judged_apart:
+                continue  # another judge's pass rate is not this one's
             was, is_ = old[rate], row[rate]
             if was["interval"] and is_["interval"] and _apart(was["interval"], is_["interval"]):
                 result.drifts.append(Drift(model, rate, was, is_))
@@ -296,6 +321,12 @@ def lines(comparison: Comparison, path: str, labels: dict[str, str]) -> list[str
             f"removed, {len(comparison.new_cases)} new"
         )
     out = [head]
+    if comparison.rejudged:
+        out.append(
+            f"  {len(comparison.rejudged)} items were judged by another judge than the "
+            "baseline's (its model, rubric or template changed): their outcomes and their "
+            "models' pass rates are not compared; save a new baseline with this judge"
+        )
     for title, nodeids in (
         ("flipped (passed there, fail here)", comparison.flipped),
         ("fixed (failed there, pass here)", comparison.fixed),
@@ -304,6 +335,7 @@ def lines(comparison: Comparison, path: str, labels: dict[str, str]) -> list[str
         out.extend(f"  {title}: {nodeid}" for nodeid in nodeids)
     for title, nodeids in (
         ("changed (the case's content differs from the baseline's)", comparison.changed),
+        ("judged by another judge than the baseline's", comparison.rejudged),
         ("removed (no longer among its test's cases)", comparison.removed),
         ("new case (not in the baseline)", comparison.new_cases),
         ("new (not in the baseline)", comparison.new),

@@ -526,6 +526,8 @@ class Engine:
                 generator = self.generator(cell, item.nodeid)
                 runs = verdict_of(item).runs
                 judging, examples = self._judging(item)
+                if judging is not None:
+                    self.recorder.judge(item.nodeid, judging.record)
                 jobs.append(
                     _Job(
                         item.nodeid,
@@ -622,8 +624,7 @@ class Engine:
             chat.failed, chat.error = True, error
             return
         self._verdicts.setdefault(job.nodeid, {})[index] = verdict
-        record = judging.verdict_record(verdict)
-        self.recorder.judged(job.nodeid, job.cell, index, judging.record, record)
+        self.recorder.judged(job.nodeid, job.cell, index, judging.verdict_record(verdict))
 
     async def _calibrate(self, job: _Job) -> None:
         """The judge's verdicts on the labelled examples, as the item's own calls (recorded
@@ -636,7 +637,7 @@ class Engine:
 
         with observe(heard), self.around_calls(Where(job.nodeid, job.module, None)):
             labels = await job.judging.calibrate(job.calibration)
-        self.recorder.calibrated(job.nodeid, job.judging.record, labels)
+        self.recorder.calibrated(job.nodeid, labels)
 
     @contextlib.contextmanager
     def _sending(self, span: _Span, nodeid: str, index: int) -> t.Iterator[None]:

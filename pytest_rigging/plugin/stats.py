@@ -310,11 +310,12 @@ class Recorder:
         if self.budget is not None:
             self.budget.add(records)
 
-    def judged(
-        self, nodeid: str, cell: Cell, index: int, judge: JudgeRecord, verdict: VerdictRecord
-    ) -> None:
-        """Sample `index`'s verdict, on the record of the cell's chat it judged."""
+    def judge(self, nodeid: str, judge: JudgeRecord) -> None:
+        """The item's judge, for its record (whatever its samples come to)."""
         self._judges[nodeid] = judge
+
+    def judged(self, nodeid: str, cell: Cell, index: int, verdict: VerdictRecord) -> None:
+        """Sample `index`'s verdict, on the record of the cell's chat it judged."""
         number = sample_number(index)
         model = mask_identifier(cell.model)
         for record in reversed(self._records.get(nodeid, [])):
@@ -322,9 +323,8 @@ class Recorder:
                 record["verdict"] = verdict
                 return
 
-    def calibrated(self, nodeid: str, judge: JudgeRecord, labels: list[LabelRecord]) -> None:
+    def calibrated(self, nodeid: str, labels: list[LabelRecord]) -> None:
         """The judge's verdicts on labelled examples, for the item that graded them."""
-        self._judges[nodeid] = judge
         self._labels[nodeid] = labels
 
     def take(self, nodeid: str) -> list[ChatRecord]:
