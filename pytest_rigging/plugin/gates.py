@@ -190,6 +190,8 @@ def evaluate(gates: t.Sequence[Gate], rows: t.Sequence[Row], mode: str) -> list[
     for (_, model), gate in never.items():
         verdicts.append(GateResult(gate, model, None, None, False, mode, "it never ran"))
     for row in rows:
+        if "role" in row:
+            continue  # a judge's own calls: its verdicts count on the models it judged
         names = {row["model"], row["label"]}
         for option in FIGURES:
             chosen = [g for g in gates if g.option == option and g.model in names]

@@ -346,7 +346,7 @@ class Judging:
         values = self.values if self.values else None
         versus = self._text(self.spec.versus)
         if self.versus_generator is not None:
-            other = pipeline.clone()
+            other = pipeline.clone().meta(judge=self.judge.id)  # counted with the judging
             other.generator = self.versus_generator
             versus = (await other.run(on_failed="include")).last.content
         if versus is not None:

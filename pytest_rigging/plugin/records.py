@@ -274,6 +274,9 @@ class Row(TypedDict):
     error_rate: float | None
     error_rate_interval: list[float] | None
     error_rate_counts: list[int]
+    role: NotRequired[t.Literal["judge", "versus"]]
+    """A row of a judge's own calls, or of a pairwise judge's versus model: not a model
+    under test (gates don't judge it)."""
     items_unscored: NotRequired[int]
     verdicts: NotRequired[int]
     """Judges' verdicts on the row's samples, unscored ones included (absent: none)."""

@@ -156,11 +156,11 @@ def table(
     the params and the rates with their intervals always stay, the first two wrapped when
     nothing else is left to give."""
     by_params = any(r["params"] is not None for r in rows)
-    models = {r["model"]: r["label"] or r["model"] for r in rows}
-    labels = list(models.values())
+    names = {(r["model"], r["label"] or r["model"]) for r in rows}
+    labels = [label for _, label in names]
     heads = []
     for row in rows:
-        label = models[row["model"]]
+        label = row["label"] or row["model"]
         shown = label if labels.count(label) == 1 else row["model"]
         name = ("FAIL " if row["model"] in failing else "") + shown
         heads.append([name, row["params"] or ""] if by_params else [name])

@@ -133,6 +133,7 @@ class _RowKey:
     kind: t.Literal["cell", "model", "judge"]
     name: str
     params: str = ""
+    role: str | None = None
 
 
 @dataclass
@@ -153,6 +154,7 @@ class _Tally:
     output_tokens: int = 0
     cost: float | None = None
     latencies: list[float] = field(default_factory=list)
+    role: t.Literal["judge", "versus"] | None = None
     items_unscored: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
     """Verdicts on the row's samples by outcome."""
@@ -221,6 +223,8 @@ class _Tally:
             "error_rate_counts": errors.counts,
             "median_latency": statistics.median(self.latencies) if self.latencies else None,
         }
+        if self.role is not None:
+            row["role"] = self.role
         if self.verdicts:  # judged: rows of other tests keep the shape they had
             passed, failed = self.verdicts.get("passed", 0), self.verdicts.get("failed", 0)
             unscored = self.verdicts.get("unscored", 0)
@@ -254,11 +258,25 @@ def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[Row]:
         tally(own_key, item["model"], item["params"], item["label"]).count_item(item)
         for chat in item["chats"]:
             mine = chat["model"] == item["model"] and chat["params"] == item["params"]
-            judge = _RowKey("judge", chat["model"], chat["params"] if by_params else "")
-            key = own_key if mine and "judge" not in chat else judge
-            label = f"{chat['label']} (judge)" if "judge" in chat else chat["label"]
-            tally(key, chat["model"], chat["params"], label).count_chat(chat)
+            role = _role(chat)
+            params = chat["params"] if by_params else ""
+            key = (
+                own_key if mine and role is None else _RowKey("judge", chat["model"], params, role)
+            )
+            label = chat["label"] if role is None else f"{chat['label']} ({role})"
+            counted = tally(key, chat["model"], chat["params"], label)
+            counted.role = counted.role or role
+            counted.count_chat(chat)
     return [counted.row() for counted in tallies.values()]
+
+
+def _role(chat: ChatRecord) -> t.Literal["judge", "versus"] | None:
+    """What a chat made for judging is: a judge's own call, or a pairwise judge's versus
+    model's answer; None for any other chat."""
+    judge = chat.get("judge")
+    if judge is None:
+        return None
+    return "judge" if judge.rsplit(" #", 1)[0] == chat["model"] else "versus"
 
 
 class Recorder:
