@@ -2,10 +2,11 @@
 it where its users already look.
 
 One log per test function and cell (model and params): each item (a case) and sample is an
-inspect sample, its sample number the epoch; the parse outcome and the test's check are its
-scores. Written from the run's records, whose secrets are already masked, in inspect's JSON
-log format (version 2), without importing inspect_ai, which the plugin does not need; the
-tests read the logs back with inspect_ai's own reader.
+inspect sample, its sample number the epoch; the parse outcome, the test's check and a
+judge's verdict (`rig_judge`) are its scores (an unscored verdict scores nothing). Written
+from the run's records, whose secrets are already masked, in inspect's JSON log format
+(version 2), without importing inspect_ai, which the plugin does not need; the tests read
+the logs back with inspect_ai's own reader.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ Role = t.Literal["system", "user", "assistant", "tool"]
 Value = t.Literal["C", "I"]
 """inspect's own values for correct and incorrect, which its view colours and its metrics
 count as 1 and 0."""
-ScoreName = t.Literal["parse", "check"]
-SCORES: tuple[ScoreName, ...] = ("parse", "check")
+ScoreName = t.Literal["parse", "check", "judge"]
+SCORES: tuple[ScoreName, ...] = ("parse", "check", "judge")
 
 
 class ChatMessage(TypedDict):
@@ -82,6 +83,9 @@ class SampleMetadata(TypedDict):
     """The item's outcome (a `rig_chats` test's check judges its samples together)."""
     case: NotRequired[CaseRecord]
     lost: NotRequired[str]
+    judge: NotRequired[str]
+    """A judged sample's judge (its id), whatever it said (an unscored verdict scores
+    nothing)."""
 
 
 class EvalSample(TypedDict):
@@ -302,7 +306,8 @@ def _samples(item: ItemRecord, sample_id: str) -> list[EvalSample]:
     return [_sample(item, sample_id, n, chats) for n, chats in sorted(by_number.items())]
 
 
-def _sample(item: ItemRecord, sample_id: str, epoch: int, chats: list[ChatRecord]) -> EvalSample:
+def _sample(item: ItemRecord, sample_id: str, epoch: int, made: list[ChatRecord]) -> EvalSample:
+    chats = [c for c in made if "judge" not in c] or made  # a judge's calls are its usage only
     messages = [_message(m["role"], m["content"]) for c in chats for m in c["conversation"]]
     replies = [m for m in messages if m["role"] == "assistant"]
     output: ModelOutput = {
@@ -322,13 +327,23 @@ def _sample(item: ItemRecord, sample_id: str, epoch: int, chats: list[ChatRecord
         check, message = checked.get("check"), checked.get("check_message")
         if check == "error":
             errors.append(_shown(message or "the test's checks errored"))
-        else:
+        elif check != "unscored":  # its judge gave no verdict: neither correct nor not
             scores["check"] = {"value": "C" if check == "passed" else "I", "answer": str(check)}
             if message:
                 scores["check"]["explanation"] = _shown(message)
+    verdict = next((c["verdict"] for c in chats if "verdict" in c), None)
+    if verdict is not None and verdict["outcome"] != "unscored":
+        k, n = verdict["agreement"]
+        scores["judge"] = {
+            "value": "C" if verdict["outcome"] == "passed" else "I",
+            "answer": verdict["outcome"],
+            "explanation": _shown(f"{verdict['reasoning']} ({k}/{n} of the judge's runs agree)"),
+        }
     metadata: SampleMetadata = {"nodeid": _shown(item["nodeid"]), "item_outcome": item["outcome"]}
     if "case" in item:
         metadata["case"] = item["case"]
+    if verdict is not None:
+        metadata["judge"] = verdict["judge"]
     if "lost" in item:
         metadata["lost"] = item["lost"]
         errors.append(item["lost"])
@@ -344,10 +359,9 @@ def _sample(item: ItemRecord, sample_id: str, epoch: int, chats: list[ChatRecord
         "scores": scores,
         "metadata": metadata,
         "model_usage": _usage_sum(
-            {c["model"]: _usage(c["input_tokens"], c["output_tokens"], c.get("cost"))}
-            for c in chats
+            {c["model"]: _usage(c["input_tokens"], c["output_tokens"], c.get("cost"))} for c in made
         ),
-        "total_time": round(sum(c["latency"] for c in chats), 6),
+        "total_time": round(sum(c["latency"] for c in made), 6),
     }
     if errors:
         sample["error"] = {"message": "\n".join(errors), "traceback": "", "traceback_ansi": ""}
@@ -378,6 +392,8 @@ def _results(samples: list[EvalSample]) -> EvalResults:
     scores: list[EvalScore] = []
     for name in SCORES:
         values = [s["scores"][name]["value"] for s in samples if name in s["scores"]]
+        if name == "judge" and not any("judge" in s["metadata"] for s in samples):
+            continue  # no judge in this log
         metrics: dict[str, EvalMetric] = {}
         if values:
             accuracy = values.count("C") / len(values)
