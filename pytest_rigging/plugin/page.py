@@ -24,6 +24,7 @@ from pytest_rigging.plugin.records import (
     ChatRecord,
     GateRecord,
     ItemRecord,
+    JudgeSummary,
     ReportDocument,
     Row,
     RunSettings,
@@ -37,10 +38,19 @@ CUT = 20_000
 """Characters of one text shown; a longer one is cut, with its full length said."""
 
 Status = t.Literal[
-    "passed", "failed", "exhausted", "error", "skipped", "interrupted", "known", "unjudged"
+    "passed",
+    "failed",
+    "exhausted",
+    "error",
+    "skipped",
+    "interrupted",
+    "known",
+    "unjudged",
+    "unscored",
 ]
 """How a cell (an item) or one of its samples is coloured. `exhausted`: it failed, and a
 sample ran out of parse recovery rounds; `known`: a failure the baseline knows;
+`unscored`: its judge gave no verdict (neither passed nor failed);
 `interrupted`: it never made its own report (Ctrl-C, or its xdist worker was lost);
 `unjudged` (a sample only): nothing judged it alone (a `rig_chats` test judges its
 samples together)."""
@@ -107,6 +117,7 @@ class PageData(TypedDict):
 
     run: PageRun
     models: list[Row]
+    judges: list[JudgeSummary]
     gates: list[GateRecord]
     columns: list[Column]
     rows: list[str]
@@ -132,7 +143,7 @@ def status_of(item: ItemRecord) -> Status:
     if outcome == "failed":
         exhausted = any(chat["outcome"] == "exhausted" for chat in item["chats"])
         return "exhausted" if exhausted else "failed"
-    if outcome in ("passed", "error", "skipped"):
+    if outcome in ("passed", "error", "skipped", "unscored"):
         return t.cast(Status, outcome)
     return "error"
 
@@ -157,6 +168,8 @@ def sample_marks(chats: t.Sequence[ChatRecord]) -> list[Status]:
             marks.append("failed")
         elif "passed" in checks:
             marks.append("passed")
+        elif "unscored" in checks:
+            marks.append("unscored")
         else:
             marks.append("unjudged")
     return marks
@@ -237,6 +250,7 @@ def page_data(
             "baseline": summary,
         },
         "models": sorted(doc["models"], key=lambda row: place(row["model"], row["label"])),
+        "judges": doc.get("judges", []),
         "gates": doc["gates"],
         "columns": ordered,
         "rows": rows,

@@ -15,10 +15,12 @@
     interrupted: "interrupted or lost",
     known: "known failure",
     unjudged: "not judged alone",
+    unscored: "unscored (no verdict)",
   };
   const SHORT = {
     passed: "passed", failed: "failed", exhausted: "failed", error: "error",
     skipped: "skipped", interrupted: "lost", known: "failed", unjudged: "-",
+    unscored: "unscored",
   };
   const FAILING = new Set(["failed", "exhausted", "error", "known", "interrupted"]);
   const CHAT_FIELDS = new Set([
@@ -138,7 +140,9 @@
     const section = document.getElementById("models");
     section.append(el("h2", null, "Models"));
     const names = data.models.map((r) => r.label || r.model);
+    const judged = data.models.some((r) => r.verdicts);
     const head = ["model", "items ok/fail/err", "parse rate [95% CI]", "pass rate [95% CI]",
+      ...(judged ? ["judged pass [95% CI]", "unstable", "unscored"] : []),
       "error rate [95% CI]", "chats", "tokens in/out", "cost", "latency p50"];
     const table = el("table", { id: "model-table" },
       el("thead", null, el("tr", null, ...head.map((h) => el("th", null, h)))));
@@ -150,6 +154,11 @@
         el("td", { class: "items" }, row.items_passed + "/" + row.items_failed + "/" + row.items_errored),
         el("td", { class: "parse" }, bar("parse_rate", row.parse_rate, row.parse_rate_interval)),
         el("td", { class: "pass" }, bar("pass_rate", row.pass_rate, row.pass_rate_interval)),
+        ...(judged ? [
+          el("td", { class: "judged" }, bar("judged_pass_rate", row.judged_pass_rate ?? null, row.judged_pass_rate_interval ?? null)),
+          el("td", { class: "unstable" }, row.verdicts ? String(row.unstable) : "-"),
+          el("td", { class: "unscored" }, row.verdicts ? String(row.unscored_rate_counts[0]) : "-"),
+        ] : []),
         el("td", { class: "errors" }, bar("error_rate", row.error_rate, row.error_rate_interval)),
         el("td", null, row.chats),
         el("td", null, row.input_tokens + "/" + row.output_tokens),
@@ -158,6 +167,36 @@
     });
     table.append(body);
     section.append(table);
+    if (data.judges.length) drawJudges(section);
+  }
+
+  // Per judge and model it judged: its verdicts, and how far it can be trusted (its
+  // agreement with people's labels, its order flips), the judged rate corrected by it.
+  function drawJudges(section) {
+    section.append(el("h2", null, "Judges"));
+    const head = ["judge", "model", "verdicts", "judged pass [95% CI]", "corrected [95% CI]",
+      "unstable", "unscored", "order flips", "kappa", "sensitivity", "specificity", "labels"];
+    const number = (v) => (v === null || v === undefined ? "-" : v.toFixed(2));
+    const body = el("tbody");
+    for (const judge of data.judges) {
+      judge.models.forEach((rate, n) => {
+        body.append(el("tr", { "data-judge": judge.id },
+          el("td", { class: "judge", title: judge.rubric }, n === 0 ? judge.id : ""),
+          el("td", null, rate.label || rate.model),
+          el("td", null, rate.verdicts),
+          el("td", null, bar("judged_pass_rate", rate.pass_rate, rate.pass_rate_interval)),
+          el("td", null, rate.corrected === null ? "-" : bar("corrected", rate.corrected, rate.corrected_interval)),
+          el("td", null, rate.unstable),
+          el("td", null, rate.unscored),
+          el("td", null, n === 0 && judge.comparisons ? judge.flipped + "/" + judge.comparisons : "-"),
+          el("td", null, n === 0 ? number(judge.kappa) : ""),
+          el("td", null, n === 0 ? number(judge.sensitivity) : ""),
+          el("td", null, n === 0 ? number(judge.specificity) : ""),
+          el("td", null, n === 0 ? judge.labels : "")));
+      });
+    }
+    section.append(el("table", { id: "judge-table" },
+      el("thead", null, el("tr", null, ...head.map((h) => el("th", null, h)))), body));
   }
 
   // Filters and sorting: a cell shows when it matches every filter; a row when one of
