@@ -123,7 +123,7 @@ def _example(text: str, where: str, line: int) -> LabelExample | None:
             continue
         if isinstance(value, dict | list):
             raise ValueError(
-                f"{where}: {name!r} is {_kind(value)}: a value for the rubric is text or a number"
+                f'{where}: "{name}" is {_kind(value)}: a value for the rubric is text or a number'
             )
         fields[name] = str(value)
     label = _label(row.get("label"), where)
@@ -199,7 +199,8 @@ def kappa(pairs: t.Sequence[Pair], scale: tuple[float, float] | None) -> float |
     (po - pe) / (1 - pe), where po is the share of examples they agree on and pe the share
     they would agree on by chance (the product of their own rates of each class, summed).
     Raw agreement flatters a judge on a skewed set (one that says pass to everything agrees
-    on 90% of a set that is 90% pass); kappa gives it 0.
+    on 90% of a set that is 90% pass); kappa gives it 0. Without a scale, a value of 0.5 or
+    more is a pass.
 
     With a `scale` (low, high), values are scores, rounded to whole categories low..high,
     and the kappa is quadratic-weighted: 1 - sum(w O) / sum(w E), with O the observed and E
@@ -208,7 +209,7 @@ def kappa(pairs: t.Sequence[Pair], scale: tuple[float, float] | None) -> float |
     alone would agree on every one (both raters always said the same one thing)."""
     if not pairs:
         return None
-    if scale is None:  # two categories: (i - j)^2 is 1 for a disagreement, as it should be
+    if scale is None:  # two categories: the weighted formula is (po - pe) / (1 - pe) there
         categories = [(int(a >= 0.5), int(b >= 0.5)) for a, b in pairs]
         size = 2
     else:
@@ -442,7 +443,7 @@ HEADERS = (
 )
 
 
-def judges_table(summaries: t.Sequence[JudgeSummary], tablefmt: str = "simple") -> str:
+def judges_table(summaries: t.Sequence[JudgeSummary]) -> str:
     """The judges at the terminal: a row per judge and model under test, the judge's own
     figures (flips, agreement with people) on its first row."""
     lines = []
@@ -463,9 +464,7 @@ def judges_table(summaries: t.Sequence[JudgeSummary], tablefmt: str = "simple") 
                     *(own if index == 0 else [""] * len(own)),
                 ]
             )
-    return tabulate(
-        lines, headers=HEADERS, tablefmt=tablefmt, disable_numparse=True, maxcolwidths=[28]
-    )
+    return tabulate(lines, headers=HEADERS, disable_numparse=True)
 
 
 def _model_cells(rate: JudgedRate | None) -> list[str]:
