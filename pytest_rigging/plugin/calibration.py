@@ -345,6 +345,7 @@ def summaries(items: t.Sequence[ItemRecord]) -> list[JudgeSummary]:
     processes counts once. [] when no item was judged."""
     judges: dict[str, JudgeRecord] = {}
     models: dict[str, dict[str, tuple[str, _Counts]]] = {}
+    totals: dict[str, _Counts] = {}
     labels: dict[str, dict[str, LabelRecord]] = {}
     for item in items:
         record = item.get("judge")
@@ -354,26 +355,30 @@ def summaries(items: t.Sequence[ItemRecord]) -> list[JudgeSummary]:
         for _, verdict in judged(item):
             rows = models.setdefault(verdict["judge"], {})
             rows.setdefault(item["model"], (item["label"], _Counts()))[1].add(verdict)
+            totals.setdefault(verdict["judge"], _Counts()).add(verdict)
         for label in item.get("labels", []):
             labels.setdefault(label["judge"], {}).setdefault(label["example"], label)
     return [
-        _summary(judge, models.get(judge["id"], {}), list(labels.get(judge["id"], {}).values()))
+        _summary(
+            judge,
+            models.get(judge["id"], {}),
+            totals.get(judge["id"], _Counts()),
+            list(labels.get(judge["id"], {}).values()),
+        )
         for judge in judges.values()
     ]
 
 
 def _summary(
-    judge: JudgeRecord, models: dict[str, tuple[str, _Counts]], labels: list[LabelRecord]
+    judge: JudgeRecord,
+    models: dict[str, tuple[str, _Counts]],
+    total: _Counts,
+    labels: list[LabelRecord],
 ) -> JudgeSummary:
     pairs = [(r["label"], r["verdict"]) for r in labels if r["verdict"] is not None]
     scale = _scale(judge, labels)
     confusion = Confusion.of(pairs) if scale is None else None
-    total = _Counts()
-    rates = []
-    for model, (label, counts) in models.items():
-        for name in ("verdicts", "passed", "unscored", "unstable", "comparisons", "flipped"):
-            setattr(total, name, getattr(total, name) + getattr(counts, name))
-        rates.append(_rate(model, label, counts, confusion))
+    rates = [_rate(model, label, counts, confusion) for model, (label, counts) in models.items()]
     return {
         "id": judge["id"],
         "model": judge["model"],
