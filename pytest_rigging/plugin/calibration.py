@@ -585,7 +585,7 @@ def allocate(sizes: t.Sequence[int], count: int) -> list[int]:
     return taken
 
 
-def labelling_rows(samples: t.Sequence[Sample], count: int) -> list[dict[str, t.Any]]:
+def labelling_rows(samples: t.Sequence[Sample], count: int) -> list[dict[str, str | None]]:
     """A stratified draw of `count` samples, as rows of a labels file with empty labels.
     Within a stratum, the lowest ranks are drawn; the rows come in rank order, so that
     their order doesn't tell the labeller what the judge said."""
@@ -601,7 +601,7 @@ def labelling_rows(samples: t.Sequence[Sample], count: int) -> list[dict[str, t.
     return [_row(sample) for sample in sorted(drawn, key=lambda s: s.rank)]
 
 
-def _row(sample: Sample) -> dict[str, t.Any]:
+def _row(sample: Sample) -> dict[str, str | None]:
     conversation = sample.chat["conversation"]
     asked = []
     for message in conversation:
@@ -610,7 +610,7 @@ def _row(sample: Sample) -> dict[str, t.Any]:
         if message["role"] == "user":
             asked.append(message["content"])
     answers = [m["content"] for m in conversation if m["role"] == "assistant"]
-    row: dict[str, t.Any] = {
+    row: dict[str, str | None] = {
         "test": sample.stratum.test,
         "model": sample.stratum.model,
         "input": "\n\n".join(asked),
