@@ -1,17 +1,20 @@
 """`python -m pytest_rigging merge a.json b.json -o all.json [--html page.html] [--inspect-log
 DIR] [gates]`: one report (its HTML page, inspect logs) from CI shards, the per-model table
 printed, and a non-zero exit when a gate fails; `python -m pytest_rigging html report.json
--o page.html [--baseline FILE]`: the HTML page of a saved report."""
+-o page.html [--baseline FILE]`: the HTML page of a saved report; `python -m pytest_rigging
+labels report.json -o labels.jsonl [--count N] [--seed S]`: a stratified draw of a run's
+judged samples, as a labels file for people to fill in (`--rig-judge-labels`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from pytest_rigging.plugin.gates import FIGURES, MODES, MODES_HELP, GateError, parse_gates
 from pytest_rigging.plugin.inspect_log import write_logs
-from pytest_rigging.plugin.records import ReportDocument
+from pytest_rigging.plugin.records import ReportDocument, write_whole
 from pytest_rigging.plugin.report import failing_models, load, merge, table, write
 
 
@@ -43,9 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     paging.add_argument(
         "--baseline", type=Path, help="a --rig-save-baseline file: mark the items that flipped"
     )
+    labelling = commands.add_parser(
+        "labels", help="write a file to label from the judged samples of a --rig-report file"
+    )
+    labelling.add_argument("report", type=Path, help="a JSON report (--rig-report, merge -o)")
+    labelling.add_argument(
+        "-o", "--output", type=Path, required=True, help="where to write the labels file (JSONL)"
+    )
+    labelling.add_argument(
+        "--count", type=_count, default=50, help="how many samples to draw (default 50)"
+    )
+    labelling.add_argument(
+        "--seed", type=int, default=0, help="another seed draws other samples (default 0)"
+    )
     args = parser.parse_args(argv)
     if args.command == "html":
         return _html(args.report, args.output, args.baseline)
+    if args.command == "labels":
+        return _labels(args.report, args.output, args.count, args.seed)
     try:
         docs = [load(path) for path in args.reports]
         given = [
@@ -100,6 +118,48 @@ def _html(report: Path, output: Path, baseline_path: Path | None) -> int:
         print(f"error: cannot write {output}: {error.strerror}", file=sys.stderr)
         return 2
     print(f"wrote {output}")
+    return 0
+
+
+def _count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return count
+
+
+def _labels(report: Path, output: Path, count: int, seed: int) -> int:
+    """`labels`: 0 when the file is written, 2 on a report it can't read or that judged
+    nothing, or a file it can't write."""
+    from pytest_rigging.plugin.calibration import judged_samples, labelling_rows
+
+    try:
+        doc = load(report)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    samples = judged_samples(doc, seed)
+    if not samples:
+        print(
+            f"error: {report} has no judged samples (run a rig_judge test with --rig-report)",
+            file=sys.stderr,
+        )
+        return 2
+    rows = labelling_rows(samples, count)
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    try:
+        write_whole(output, text)
+    except OSError as error:
+        print(f"error: cannot write {output}: {error.strerror}", file=sys.stderr)
+        return 2
+    strata = len({sample.stratum for sample in samples})
+    print(
+        f"wrote {len(rows)} examples to {output} (of {len(samples)} judged samples; "
+        f'{strata} strat{"um" if strata == 1 else "a"}); fill in "label" (true/false or a score)'
+    )
     return 0
 
 

@@ -72,6 +72,9 @@ class JudgeRecord(TypedDict):
     hash: str
     rubric: str
     template: str
+    scale: NotRequired[list[float]]
+    """A scored judge's [low, high]; absent for a pass/fail judge (its labels and verdicts
+    are 1.0 or 0.0)."""
 
 
 class LabelRecord(TypedDict):
@@ -349,6 +352,9 @@ class JudgeSummary(TypedDict):
     flip_rate: float | None
     labels: int
     """Labelled examples it graded (unscored ones included)."""
+    labels_unscored: NotRequired[int]
+    """Of those, the ones it gave no verdict on: left out of the kappa, the sensitivity and
+    the specificity."""
     kappa: float | None
     """Cohen's kappa with people's labels (quadratic-weighted for scores)."""
     weighted: bool
