@@ -325,13 +325,16 @@ class Judging:
 
     @property
     def record(self) -> JudgeRecord:
-        return {
+        record: JudgeRecord = {
             "id": self.judge.id,
             "model": self.judge.model,
             "hash": self.judge.hash,
             "rubric": self.spec.rubric,
             "template": self.judge.template_name,
         }
+        if self.spec.scale is not None:
+            record["scale"] = list(self.spec.scale)
+        return record
 
     def _text(self, text: str | None) -> str | None:
         return None if text is None else text.format_map(self.values)
