@@ -274,10 +274,10 @@ def test_the_grid_has_a_cell_per_item_with_its_k_of_n(
 
 def test_a_click_opens_the_cells_samples(browser: BrowserThread, tmp_path: Path) -> None:
     """Every sample of the cell clicked, each with its messages, check and tokens; a field
-    this version doesn't know (a judge's verdict, say) is shown as it is."""
+    this version doesn't know (a later version's grader, say) is shown as it is."""
     path = tmp_path / "p.html"
     judged = chat(2, "no", "failed")
-    judged["verdict"] = {"score": 0.2, "reasoning": "it said no"}  # type: ignore[typeddict-unknown-key]
+    judged["grader"] = {"score": 0.2, "reasoning": "it said no"}  # type: ignore[typeddict-unknown-key]
     page.write(path, document([*GRID[:1], item("one", "b", "failed", [chat(1, "yes"), judged])]))
 
     def open_cell(tab: t.Any) -> t.Any:
@@ -320,7 +320,7 @@ def test_a_click_opens_the_cells_samples(browser: BrowserThread, tmp_path: Path)
                 "latency=0.50s",
                 "tokens in/out=3/2",
                 "generator=m!a",
-                'verdict={\n  "score": 0.2,\n  "reasoning": "it said no"\n}',
+                'grader={\n  "score": 0.2,\n  "reasoning": "it said no"\n}',
             ],
         ],
     ]
@@ -437,7 +437,7 @@ def test_the_example_suites_page_holds_the_terminal_tables_items_and_counts(
             *(a for m in models for a in ("--rig-models", m)), "-rA", "--rig-html", str(path)
         )
     )
-    assert "8 failed, 19 passed" in shown, shown
+    assert "12 failed, 27 passed" in shown, shown
     listed = set(re.findall(r"^(?:PASSED|FAILED) (\S+)", shown, re.M))
     table = shown.split("rigging: parse success per model", 1)[1].splitlines()[1:]
     heads = re.split(r"\s{2,}", table[0].strip())
@@ -468,16 +468,16 @@ def test_the_example_suites_page_holds_the_terminal_tables_items_and_counts(
     titles, models_shown, columns, statuses, cells = look(browser, path, read)
     data = read_data(path)
     assert {data["items"][int(n)]["nodeid"] for n in cells} == listed
-    assert len(cells) == len(listed) == 27
+    assert len(cells) == len(listed) == 39
     assert columns == ["case", "careful", "sloppy", "stubborn"]
-    for row in models_shown:
+    assert [row[0] for row in models_shown] == ["careful", "sloppy", "stubborn", "judge (judge)"]
+    for row in models_shown[:3]:
         name, items, parse, passed = row[:4]
         assert (items, parse, passed) == (
             rows[name]["items ok/fail/err"],
             rows[name]["parse rate [95% CI]"],
             rows[name]["pass rate [95% CI]"],
         )
-    assert [row[0] for row in models_shown] == ["careful", "sloppy", "stubborn"]
     for n, name in enumerate(["careful", "sloppy", "stubborn"]):
         column = [row[n] for row in statuses]
         ok = column.count("passed")
@@ -510,7 +510,7 @@ def test_merged_shards_give_the_unsharded_page(browser: BrowserThread, tmp_path:
     assert all(json.loads(s.read_text())["items"] for s in shards)
     expected = grid_text(browser, whole)
     assert "test_capitals.py::test_capital[France]" in expected[0]
-    assert expected[3] == "9 of 9 cases shown"
+    assert expected[3] == "13 of 13 cases shown"
     assert grid_text(browser, merged) == expected
 
 

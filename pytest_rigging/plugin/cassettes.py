@@ -397,8 +397,9 @@ class Tapes:
         started = time.perf_counter()
         generated = await call()
         reply = _reply(generated, time.perf_counter() - started)
+        entry: Entry = {"request": request, "reply": _masked(reply), "item": where.nodeid}
         with self._lock:
-            cassette.new[key] = {"request": request, "reply": _masked(reply), "item": where.nodeid}
+            cassette.new[key] = _earlier(cassette.new.get(key), entry)
         return reply
 
     def _request(
@@ -421,20 +422,33 @@ class Tapes:
         return t.cast(dict[str, t.Any], masked)
 
     def _identity(self, generator: Generator) -> str:
-        """The generator's identifier without params, config or secret; a model that is a
-        file (a `scripted!` rules file) named by its path from the rootdir, so that a run
-        started from another directory finds its recordings."""
-        identity = generator.to_identifier(GenerateParams(), with_config=False)
-        provider, bang, rest = identity.partition("!")
-        model, comma, tail = rest.partition(",")
-        if bang and Path(model).is_file():
-            with contextlib.suppress(ValueError):  # another drive: keep the path as it is
-                model = Path(os.path.relpath(Path(model).resolve(), self.rootdir)).as_posix()
-        return f"{provider}{bang}{model}{comma}{tail}"
+        """The generator's identifier without params, config or secret, rooted
+        (`rooted`), so that a run started from another directory finds its recordings."""
+        return rooted(generator.to_identifier(GenerateParams(), with_config=False), self.rootdir)
 
     def recorded(self) -> dict[str, list[Entry]]:
         """This run's new entries, per cassette file."""
         return {str(path): list(c.new.values()) for path, c in self._cassettes.items() if c.new}
+
+
+def _earlier(kept: Entry | None, new: Entry) -> Entry:
+    """Of two recordings of one call by different items (two items whose judge was asked
+    the same), the one whose item sorts first: the file is the same whichever item ran
+    first, in whichever process."""
+    if kept is None or new.get("item", "") < kept.get("item", ""):
+        return new
+    return kept
+
+
+def rooted(identifier: str, rootdir: Path) -> str:
+    """`identifier` with a model that is a file (a `scripted!` rules file) named by its path
+    from the rootdir: the same whichever directory the run started from."""
+    provider, bang, rest = identifier.partition("!")
+    model, comma, tail = rest.partition(",")
+    if bang and Path(model).is_file():
+        with contextlib.suppress(ValueError):  # another drive: keep the path as it is
+            model = Path(os.path.relpath(Path(model).resolve(), rootdir)).as_posix()
+    return f"{provider}{bang}{model}{comma}{tail}"
 
 
 def _generated(reply: Reply) -> GeneratedText:
@@ -535,7 +549,10 @@ def write(recorded: t.Iterable[dict[str, list[Entry]]], mode: str) -> list[str]:
     by_path: dict[str, dict[str, Entry]] = {}
     for part in recorded:
         for name, made in part.items():
-            by_path.setdefault(name, {}).update((_key(e["request"]), e) for e in made)
+            entries = by_path.setdefault(name, {})
+            for entry in made:
+                key = _key(entry["request"])
+                entries[key] = _earlier(entries.get(key), entry)
     problems = []
     for path_text, entries in sorted(by_path.items()):
         path = Path(path_text)

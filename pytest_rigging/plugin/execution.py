@@ -394,32 +394,27 @@ class Engine:
         calibrated: set[tuple[str, str]] = set()
         for item in rig:
             unit = self._units[item.nodeid]
-            models = cells.setdefault(unit, set())
-            models.add(_cell(item).id)
-            judged = self._judged_models(item)
-            models.update(judged)  # a judge's share of the limit is a cell's
+            cells.setdefault(unit, set()).add(_cell(item).id)
             if will_skip(item):
                 continue  # will never ask for its results: spend no call on it
             if any(name in _fixturenames(item) for name in RESULT_FIXTURES):
                 self.groups.setdefault(unit, []).append(item)
-                if judged and (group_key(item.nodeid), judged[0]) not in calibrated:
-                    calibrated.add((group_key(item.nodeid), judged[0]))
+                judge = self._judge_of(item)
+                if judge is not None and (group_key(item.nodeid), judge) not in calibrated:
+                    calibrated.add((group_key(item.nodeid), judge))
                     self._calibrating.add(item.nodeid)
         self._cells = {unit: len(ids) for unit, ids in cells.items()}
 
-    def _judged_models(self, item: pytest.Item) -> list[str]:
-        """The judge model (and versus model) an item of a `rig_judge` test calls besides
-        its cell's, named apart from cells; none for any other item."""
+    def _judge_of(self, item: pytest.Item) -> str | None:
+        """The judge (spec and model) of an item of a `rig_judge` test, as a key; None for
+        any other item."""
         if item.get_closest_marker("rig_judge") is None or self.judges is None:
-            return []
+            return None
         from pytest_rigging.plugin.judging import spec_of
 
         spec = spec_of(item)
         model = self.judges().model_for(spec) if spec is not None else None
-        if spec is None or model is None:
-            return []
-        judge = f"judge {model} {hash(spec)}"
-        return [judge, f"versus {spec.versus_model}"] if spec.versus_model else [judge]
+        return None if spec is None or model is None else f"{model} {hash(spec)}"
 
     def unit_of(self, nodeid: str) -> str:
         return self._units.get(nodeid) or group_key(nodeid)
@@ -447,17 +442,16 @@ class Engine:
         return generator
 
     def judge_generator(self, model: str, nodeid: str) -> Generator:
-        """One generator of a judge (or versus) model per unit of work, with its fair share
-        of the limit, as a cell's."""
-        unit = self.unit_of(nodeid)
-        key = (unit, model, "judge")
+        """One generator of a judge (or versus) model per unit of work. It has no share of
+        the limit: it may take every slot generation leaves (most of a judged run's calls
+        are the judge's, and they come as generation ends), while a waiting generation call
+        goes first, holding fewer (`FairLimit`)."""
+        key = (self.unit_of(nodeid), model, "judge")
         generator = self._generators.get(key)
         if generator is None:
             generator = get_generator(model)
             if "max_connections=" not in model:
                 generator.max_connections = self.concurrency
-                share = -(-self.concurrency // self._cells.get(unit, 1))
-                self._limit.set_share(id(generator), max(1, share))
             self._generators[key] = generator
         return generator
 

@@ -307,7 +307,8 @@ def _samples(item: ItemRecord, sample_id: str) -> list[EvalSample]:
 
 
 def _sample(item: ItemRecord, sample_id: str, epoch: int, made: list[ChatRecord]) -> EvalSample:
-    chats = [c for c in made if "judge" not in c] or made  # a judge's calls are its usage only
+    # a judge's calls (and a pairwise judge's versus answers) count in usage only
+    chats = [c for c in made if "judge" not in c and "versus" not in c] or made
     messages = [_message(m["role"], m["content"]) for c in chats for m in c["conversation"]]
     replies = [m for m in messages if m["role"] == "assistant"]
     output: ModelOutput = {

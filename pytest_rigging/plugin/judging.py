@@ -181,8 +181,10 @@ class Judges:
     def __init__(self, config: pytest.Config) -> None:
         from pytest_rigging.plugin.options import file_setting
 
+        self.model: str | None = None
         found = given(config, "judge")
-        self.model = found.value.strip() if found is not None and found.value.strip() else None
+        if found is not None and found.value.strip():
+            self.model = _judge_model(config, found.value.strip(), found.where)
         self.labels: Labels | None = None
         labels = file_setting(config, "judge_labels")
         self.labels_shown = str(labels.path) if labels is not None else ""
@@ -216,6 +218,23 @@ class Judges:
         from pytest_rigging.plugin.calibration import applies
 
         return [e for e in self.labels.examples if applies(e, test)]
+
+
+def _judge_model(config: pytest.Config, model: str, where: str) -> str:
+    """The judge model a setting names, checked now (a bad one is a usage error naming
+    where it came from); an ini file's `scripted!` path is relative to it."""
+    from pytest_rigging.error import InvalidGeneratorError
+    from pytest_rigging.generator.base import get_generator
+    from pytest_rigging.plugin.matrix import resolve_relative_scripts
+    from pytest_rigging.plugin.options import ini_folder
+
+    if where.startswith("ini "):
+        model = resolve_relative_scripts([model], ini_folder(config))[0]
+    try:
+        get_generator(model)
+    except InvalidGeneratorError as error:
+        raise pytest.UsageError(f"{where}: {error}") from None
+    return model
 
 
 NO_JUDGE_MODEL = (
@@ -349,7 +368,7 @@ class Judging:
         values = self.values if self.values else None
         versus = self._text(self.spec.versus)
         if self.versus_generator is not None:
-            other = pipeline.clone().meta(judge=self.judge.id)  # counted with the judging
+            other = pipeline.clone().meta(versus=self.judge.id)  # counted with the judging
             other.generator = self.versus_generator
             versus = (await other.run(on_failed="include")).last.content
         if versus is not None:
@@ -428,6 +447,8 @@ def judging_for(
         return None
     model = judges.model_for(spec)
     assert model is not None  # checked at collection
+    from pytest_rigging.plugin.cassettes import rooted
+
     judge = Judge(
         generator(model),
         spec.rubric,
@@ -435,6 +456,7 @@ def judging_for(
         scale=spec.scale,
         runs=spec.judge_runs,
     )
+    judge.model = rooted(judge.model, item.config.rootpath)  # its id, wherever pytest starts
     versus = generator(spec.versus_model) if spec.versus_model else None
     return Judging(judge, spec, values_of(item, spec), versus)
 

@@ -123,6 +123,8 @@ class ChatRecord(TypedDict):
     """The judge's verdict on this chat (a `rig_judge` test's sample)."""
     judge: NotRequired[str]
     """On a judge's own chats: the judge's id."""
+    versus: NotRequired[str]
+    """On a pairwise judge's versus model's answers: the judge's id."""
 
 
 class SampleCheck(t.NamedTuple):

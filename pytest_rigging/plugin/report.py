@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from tabulate import tabulate
 
 from pytest_rigging.error import GenerationError, Unscored
-from pytest_rigging.plugin.gates import Gate, GateError, GateResult, evaluate, read_gates
+from pytest_rigging.plugin.gates import Check, Gate, GateError, GateResult, evaluate, read_gates
 from pytest_rigging.plugin.matrix import DEFAULT_MODEL_SECTION, Cell, Settings, params_text
 from pytest_rigging.plugin.records import (
     CaseRecord,
@@ -503,6 +503,8 @@ class Reporter:
         self.mode = mode
         self.items: list[ItemRecord] = []
         self.results: list[GateResult] = []
+        self.judge_checks: list[Check] = []
+        """`--rig-min-judge-kappa`'s checks, one per judge, once judged."""
         self.interrupted = False
 
     def add(self, item: ItemRecord) -> None:
@@ -527,7 +529,7 @@ class Reporter:
         line at any verbosity, a short pass line unless at -qq, so that a CI log shows what
         was judged."""
         failed = [r for r in self.results if not r.passed]
-        if verbosity > -2 or failed:
+        if verbosity > -2 or failed or not all(c.passed for c in self.judge_checks):
             terminal.write_sep("=", "rigging: parse success per model")
         if verbosity > -2:
             from pytest_rigging.plugin._compat import line_width
@@ -546,8 +548,14 @@ class Reporter:
             for result in self.results:
                 if result.passed:
                     terminal.write_line(result.line(), green=True)
+            for check in self.judge_checks:
+                if check.passed:
+                    terminal.write_line(check.line, green=True)
         for result in failed:
             terminal.write_line(result.line(), red=True, bold=True)
+        for check in self.judge_checks:
+            if not check.passed:
+                terminal.write_line(check.line, red=True, bold=True)
         if self.interrupted:
             terminal.write_line(
                 "rigging: the run was interrupted: the figures hold what finished", yellow=True

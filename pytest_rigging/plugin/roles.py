@@ -156,8 +156,10 @@ class Central(Role):
             from pytest_rigging.plugin.calibration import kappa_checks
             from pytest_rigging.plugin.report import judge_summaries
 
-            summaries = judge_summaries(reporter.items)
-            checks.extend(kappa_checks(summaries, run.judged.min_kappa))
+            reporter.judge_checks = kappa_checks(
+                judge_summaries(reporter.items), run.judged.min_kappa
+            )
+            checks.extend(reporter.judge_checks)
         if run.baseline is not None and reporter is not None:
             from pytest_rigging.plugin.baseline import checks as regressions
             from pytest_rigging.plugin.baseline import compare, from_report

@@ -87,6 +87,9 @@ def chat_record(
     judge = chat.metadata.get("judge")  # a judge's own chat (`rg.Judge` marks them)
     if isinstance(judge, str):
         record["judge"] = judge
+    versus = chat.metadata.get("versus")  # a pairwise judge's other answer (`judging`)
+    if isinstance(versus, str):
+        record["versus"] = versus
     return record
 
 
@@ -273,10 +276,9 @@ def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[Row]:
 def _role(chat: ChatRecord) -> t.Literal["judge", "versus"] | None:
     """What a chat made for judging is: a judge's own call, or a pairwise judge's versus
     model's answer; None for any other chat."""
-    judge = chat.get("judge")
-    if judge is None:
-        return None
-    return "judge" if judge.rsplit(" #", 1)[0] == chat["model"] else "versus"
+    if "judge" in chat:
+        return "judge"
+    return "versus" if "versus" in chat else None
 
 
 class Recorder:
@@ -337,7 +339,7 @@ class Recorder:
         number = sample_number(index)
         model = mask_identifier(cell.model)
         for record in reversed(self._records.get(nodeid, [])):
-            if record["sample"] == number and record["model"] == model and "judge" not in record:
+            if record["sample"] == number and record["model"] == model and _role(record) is None:
                 record["verdict"] = verdict
                 return
 
