@@ -11,7 +11,7 @@ python="${PYTHON:-$root/.venv/bin/python}"
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 
 status=0
-for bench in bench_import bench_overhead bench_concurrency bench_parse bench_plugin bench_native bench_cassettes bench_cases bench_page; do
+for bench in bench_import bench_overhead bench_concurrency bench_parse bench_plugin bench_native bench_cassettes bench_cases bench_page bench_judge; do
     echo "### $bench ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
     "$python" "$here/$bench.py" "$@" || status=1
 done
