@@ -263,26 +263,17 @@ def rig_pipeline(rig_generator: Generator) -> ChatPipeline:
 def rig_chats(request: pytest.FixtureRequest, rig_pipeline: ChatPipeline) -> ChatList:
     """All of the cell's sample chats (failed ones included, marked), as a `ChatList`:
     `rig_chats.to_json()`, `.to_df()`, `.to_openai()`."""
-    from pytest_rigging.chat import ChatList
-    from pytest_rigging.plugin.samples import InfrastructureError
+    from pytest_rigging.plugin.samples import every_chat
 
-    chats = _run(request.config).engine().samples(request, rig_pipeline)
-    if chats and all(c.error_kind == "infrastructure" for c in chats):
-        raise InfrastructureError(
-            f"every sample failed with an infrastructure error: {chats[0].error}"
-        )
-    return ChatList(chats)
+    return every_chat(_run(request.config).engine().samples(request, rig_pipeline))
 
 
 @pytest.fixture
 def rig_chat(request: pytest.FixtureRequest, rig_pipeline: ChatPipeline) -> Chat:
     """One sample chat; with `rig(runs=N)` the test body runs once per sample."""
-    from pytest_rigging.plugin.samples import SAMPLES_KEY, judgeable, verdict_of
+    from pytest_rigging.plugin.samples import first_chat
 
-    engine = _run(request.config).engine()
-    chats = judgeable(engine.samples(request, rig_pipeline), verdict_of(request.node))
-    request.node.stash[SAMPLES_KEY] = chats
-    return next(iter(chats.values()))
+    return first_chat(request.node, _run(request.config).engine().samples(request, rig_pipeline))
 
 
 @pytest.fixture

@@ -448,9 +448,10 @@ HEADERS = (
 )
 
 
-def judges_table(summaries: t.Sequence[JudgeSummary]) -> str:
-    """The judges at the terminal: a row per judge and model under test, the judge's own
-    figures (flips, agreement with people) on its first row."""
+def judges_table(summaries: t.Sequence[JudgeSummary], tablefmt: str = "simple") -> str:
+    """The judges at the terminal (or in `tablefmt`, on one header line: a step summary's
+    markdown): a row per judge and model under test, the judge's own figures (flips,
+    agreement with people) on its first row."""
     lines = []
     for summary in summaries:
         rates: list[JudgedRate | None] = [*summary["models"]] or [None]
@@ -469,7 +470,8 @@ def judges_table(summaries: t.Sequence[JudgeSummary]) -> str:
                     *(own if index == 0 else [""] * len(own)),
                 ]
             )
-    return tabulate(lines, headers=HEADERS, disable_numparse=True)
+    headers = HEADERS if tablefmt == "simple" else [h.replace("\n", " ") for h in HEADERS]
+    return tabulate(lines, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
 def _model_cells(rate: JudgedRate | None) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 
 from pytest_rigging._concurrency import in_force
 from pytest_rigging._secrets import known_secrets, redact
-from pytest_rigging.chat import Chat
+from pytest_rigging.chat import Chat, ChatList
 from pytest_rigging.error import GenerationError, Unscored
 from pytest_rigging.message import Message
 from pytest_rigging.plugin.matrix import Cell, Verdict, read_verdict
@@ -91,6 +91,23 @@ def judgeable(chats: list[Chat], verdict: Verdict) -> dict[int, Chat]:
             f"too many to reach {verdict.min_pass}: {first.error}"
         )
     return usable
+
+
+def every_chat(chats: list[Chat]) -> ChatList:
+    """A `rig_chats` test's chats; an error when every one failed for infrastructure
+    reasons (nothing left to judge)."""
+    if chats and all(c.error_kind == "infrastructure" for c in chats):
+        raise InfrastructureError(
+            f"every sample failed with an infrastructure error: {chats[0].error}"
+        )
+    return ChatList(chats)
+
+
+def first_chat(item: pytest.Item, chats: list[Chat]) -> Chat:
+    """A `rig_chat` test's first judgeable chat; the others are kept for its bodies (one
+    per sample, `wrap`)."""
+    judged = item.stash[SAMPLES_KEY] = judgeable(chats, verdict_of(item))
+    return next(iter(judged.values()))
 
 
 def verdict_of(item: pytest.Item) -> Verdict:
