@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from pytest_rigging.plugin.calibration import judges_table, kappa_checks
 from pytest_rigging.plugin.gates import FIGURES, MODES, MODES_HELP, GateError, parse_gates
 from pytest_rigging.plugin.inspect_log import write_logs
 from pytest_rigging.plugin.records import ReportDocument, write_whole
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
             help=f"{figure.help} (replaces the gates recorded in the reports)".replace("%", "%%"),
         )
     merging.add_argument("--gate-mode", choices=MODES, help=MODES_HELP.replace("%", "%%"))
+    merging.add_argument(
+        "--min-judge-kappa",
+        type=float,
+        metavar="K",
+        help="fail when a judge agrees with the labelled examples less than K (Cohen's kappa)",
+    )
     paging = commands.add_parser("html", help="write the HTML page of a --rig-report file")
     paging.add_argument("report", type=Path, help="a JSON report (--rig-report, merge -o)")
     paging.add_argument("-o", "--output", type=Path, required=True, help="where to write the page")
@@ -89,9 +96,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     failing = failing_models(doc)
     print(table(doc["models"], failing=failing))
+    judges = doc.get("judges", [])
+    if judges:
+        print(f"\n{judges_table(judges)}")
     for gate in doc["gates"]:
         print(f"{'pass' if gate['passed'] else 'FAIL'} {gate['message']}")
-    return 1 if failing else 0
+    kappas = kappa_checks(judges, args.min_judge_kappa) if args.min_judge_kappa is not None else []
+    for check in kappas:
+        print(check.line)
+    return 1 if failing or not all(check.passed for check in kappas) else 0
 
 
 def _write_page(path: Path, doc: ReportDocument) -> None:
