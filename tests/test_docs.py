@@ -339,6 +339,95 @@ def check_datasets(run: DocRun) -> None:
         assert error in pytest_("test_sheet.py", "--collect-only", "-q")
 
 
+JUDGE_PASS = "<reasoning>It names the capital, and nothing else.</reasoning><verdict>pass</verdict>"
+JUDGE_FAIL = "<reasoning>It doesn't name the capital alone.</reasoning><verdict>fail</verdict>"
+JUDGE_RULES = f"""
+[[rules]]
+match = '\\[Response\\]\\n(Paris|Tokyo)\\.\\n'
+on = "conversation"
+reply = "{JUDGE_PASS}"
+
+[[rules]]
+match = 'Response'
+reply = "{JUDGE_FAIL}"
+"""
+"""A judge that passes the capital alone, for the judged test module of docs/judges.md."""
+
+
+def check_judges(run: DocRun) -> None:
+    """The page's judged test module passes on the models and judge it names (here
+    simulated), calibrated on the labels the page shows, with the kappa line the page
+    shows; its library examples print what the page shows, from the calls they say; every
+    option and command it names exists."""
+    from pytest_rigging.plugin.options import SETTINGS
+
+    module, grading, comparing = run.blocks
+    assert not module.requests  # defining a test runs nothing
+    assert models(grading.requests) == {"gpt-4o-mini": 3}  # runs=3
+    assert grading.output == run.shown_after(grading)
+    assert models(comparing.requests) == {"gpt-4o-mini": 6}  # 3 runs, each order
+    assert comparing.output == run.shown_after(comparing)
+    text = run.document.text
+    options = {f"--rig-{s.name.replace('_', '-')}" for s in SETTINGS}
+    named = set(re.findall(r"--rig-[a-z-]+", text))
+    assert {"--rig-judge", "--rig-judge-labels", "--rig-min-judge-kappa"} <= named <= options
+    cli = (ROOT / "pytest_rigging" / "plugin" / "cli.py").read_text()
+    for command in re.findall(r"^python -m pytest_rigging (.*)$", text, flags=re.M):
+        for flag in re.findall(r"(?<= )--?[a-z][a-z-]*", command):
+            assert f'"{flag}"' in cli, f"{flag} is named but `python -m pytest_rigging` has none"
+    source = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    labels = next(
+        block for block in re.findall(r"```text\n(.*?)```", text, flags=re.S) if '"label"' in block
+    )
+    kappa_line = re.findall(r"^pass judge .*$", text, flags=re.M)[0]
+    with tempfile.TemporaryDirectory() as folder:
+        project = Path(folder)
+        (project / "pytest.ini").write_text(
+            "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+        )
+        (project / "test_capital.py").write_text(source)
+        (project / "labels.jsonl").write_text(labels)
+        (project / "model.toml").write_text(
+            '[[rules]]\nmatch = "France"\nreply = "Paris."\n'
+            '[[rules]]\nmatch = "Japan"\nreply = "Tokyo."\n'
+        )
+        (project / "judge.toml").write_text(JUDGE_RULES)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "--rig-models",
+                "scripted!model.toml",
+                "--rig-judge",
+                "scripted!judge.toml",
+                "--rig-judge-labels",
+                "labels.jsonl",
+                "--rig-min-judge-kappa",
+                "0.6",
+            ],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout
+        assert "2 passed" in done.stdout
+        ran = re.findall(r"^pass judge .*$", done.stdout, flags=re.M)
+        assert re.fullmatch(
+            r"pass judge scripted!judge\.toml #\w{8}: kappa 1\.00 over 4 labels, needs >= 0\.60 "
+            r"\(rig-min-judge-kappa\)",
+            ran[0],
+        ), ran
+        assert re.fullmatch(
+            r"pass judge \S+ #\w{8}: kappa \d\.\d\d over \d+ labels, needs >= 0\.60 "
+            r"\(rig-min-judge-kappa\)",
+            kappa_line,
+        ), kappa_line
+
+
 def check_architecture(run: DocRun) -> None:
     """The architecture page runs nothing; it names every module of the plugin, and every
     name of the compat module, and nothing that doesn't exist."""
@@ -476,6 +565,17 @@ SCRIPTS: dict[str, Script] = {
     "docs/reliability.md": Script(rules=(), check=check_reliability),
     "docs/architecture.md": Script(rules=(), check=check_architecture),
     "docs/datasets.md": Script(rules=(), check=check_datasets),
+    "docs/judges.md": Script(
+        rules=(
+            Rule(r"\[Response\]\nParis\n", (JUDGE_PASS,), on="conversation"),
+            Rule(
+                r"\[Response A\]",
+                ("<reasoning>The first one.</reasoning><better>A</better>",),
+                on="conversation",
+            ),
+        ),
+        check=check_judges,
+    ),
     "docs/rigging-compatibility.md": Script(rules=(), check=check_compatibility),
     "docs/report.md": Script(rules=(), check=check_report),
 }
