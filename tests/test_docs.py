@@ -174,7 +174,7 @@ def models(requests: list[RecordedRequest]) -> Counter[str]:
 
 
 def check_readme(run: DocRun) -> None:
-    first_test, free_form, cases, generators, pipelines, prompts, models_block = run.blocks
+    first_test, free_form, cases, judged, generators, pipelines, prompts, models_block = run.blocks
     namespace = run.namespace
 
     # The first eval test is a test module: running it defines its fixture and test; so
@@ -183,6 +183,7 @@ def check_readme(run: DocRun) -> None:
     assert not first_test.requests
     assert not free_form.requests
     assert not cases.requests and "test_triage" in namespace
+    assert not judged.requests and "test_support_reply" in namespace
 
     # Identifiers build generators without calling anything, and never show the key.
     assert not generators.requests
