@@ -49,8 +49,21 @@ import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import REPO_ROOT, Row, fmt, median, print_table, profile_file_top, progress, spread
+from _common import (
+    REPO_ROOT,
+    Row,
+    add_repo_to_path,
+    fmt,
+    median,
+    print_table,
+    profile_file_top,
+    progress,
+    spread,
+)
 from bench_plugin import child_env, summary, write_suite
+
+add_repo_to_path()
+from tests.llm_server import peak_overlap  # noqa: E402
 
 CASES = 20
 MODELS = ("openai!model-a", "openai!model-b")
@@ -223,14 +236,8 @@ class Run:
         return [c for c in self.calls if c.judge]
 
     def peak(self, judge_only: bool = False) -> int:
-        """The most requests in flight at one moment (an end before a start at a tie)."""
-        calls = self.judging if judge_only else self.calls
-        events = sorted([(c.start, 1) for c in calls] + [(c.end, -1) for c in calls])
-        most = now = 0
-        for _, step in events:
-            now += step
-            most = max(most, now)
-        return most
+        """The most requests in flight at one moment."""
+        return peak_overlap(self.judging if judge_only else self.calls)
 
     def alongside(self) -> int:
         """Judge calls started while a generation call was still in flight."""

@@ -274,16 +274,6 @@ def wait_for(condition: t.Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
-def peak_overlap(requests: t.Sequence[RecordedRequest]) -> int:
-    """The most requests of `requests` that the server was handling at one moment."""
-    edges = sorted([(r.start, 1) for r in requests] + [(r.end, -1) for r in requests])
-    peak = current = 0
-    for _, step in edges:
-        current += step
-        peak = max(peak, current)
-    return peak
-
-
 pytest_plugins = ["pytester"]
 
 

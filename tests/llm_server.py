@@ -21,12 +21,12 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["LLMServer", "RecordedRequest", "Reply"]
+__all__ = ["LLMServer", "RecordedRequest", "Reply", "peak_overlap"]
 
 _ROUTES = {
     "/v1/chat/completions": "openai-chat",
@@ -574,3 +574,24 @@ def _stream(api: str, model: str, text: str, usage: tuple[int, int], with_usage:
     if with_usage:
         chunks.append({**chunks[-1], "choices": [], "usage": full["usage"]})
     return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+
+class Span(Protocol):
+    """A request's time at the server: when it came in, when its reply went out."""
+
+    @property
+    def start(self) -> float: ...
+
+    @property
+    def end(self) -> float: ...
+
+
+def peak_overlap(requests: Sequence[Span]) -> int:
+    """The most of `requests` the server was handling at one moment (a reply out before a
+    request in, at a tie)."""
+    edges = sorted([(r.start, 1) for r in requests] + [(r.end, -1) for r in requests])
+    peak = current = 0
+    for _, step in edges:
+        current += step
+        peak = max(peak, current)
+    return peak

@@ -29,13 +29,12 @@ from tests.conftest import (
     ini,
     junit_properties,
     on,
-    peak_overlap,
     rig_module,
     run_on_terminal,
     screen,
     wait_for,
 )
-from tests.llm_server import LLMServer, RecordedRequest, Reply
+from tests.llm_server import LLMServer, RecordedRequest, Reply, peak_overlap
 
 PARAMETRIZED = """
 import pytest

@@ -36,8 +36,7 @@ from sybil.parsers.markdown import CodeBlockParser
 from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
 
 from pytest_rigging.generator.litellm_ import release_loop
-from tests.conftest import peak_overlap
-from tests.llm_server import LLMServer, RecordedRequest, Reply
+from tests.llm_server import LLMServer, RecordedRequest, Reply, peak_overlap
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -30,9 +30,8 @@ from tests.conftest import (
     ini,
     named,
     on,
-    peak_overlap,
 )
-from tests.llm_server import LLMServer, Reply
+from tests.llm_server import LLMServer, Reply, peak_overlap
 
 pytestmark = pytest.mark.usefixtures("release_litellm")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import hold_until_in_flight, ini, on, peak_overlap, rig_module
-from tests.llm_server import LLMServer
+from tests.conftest import hold_until_in_flight, ini, on, rig_module
+from tests.llm_server import LLMServer, peak_overlap
 
 RULES = """
 default = "I don't know."
