@@ -1,0 +1,322 @@
+"""`@pytest.mark.rig_judge` through pytest: verdicts and outcomes per sample, unscored items
+and their gate, a judge's infrastructure errors, pairwise order flips, calibration against
+people's labels and its kappa gate, cassettes and baselines, collection errors, the judge's
+own row and budget, and the same under xdist."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from pytest_rigging.plugin.stats import wilson
+from tests.conftest import ini
+from tests.llm_server import LLMServer, Reply
+
+pytestmark = pytest.mark.plugin
+
+SUITE = """
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator, country):
+    return rig_generator.chat(f"Capital of {country}?")
+
+@pytest.mark.parametrize("country", ["France", "Italy", "Spain"])
+@pytest.mark.rig(runs=3, min_pass=2)
+@pytest.mark.rig_judge("Names the capital of {country} and nothing else", judge_runs=3)
+def test_capital(rig_chat, rig_verdict, country):
+    assert rig_verdict.passed, rig_verdict.reasoning
+"""
+
+MODEL_A = """
+[[rules]]
+match = "France"
+reply = "Paris"
+[[rules]]
+match = "Italy"
+replies = ["Rome", "Roma", "Rome"]
+[[rules]]
+match = "Spain"
+reply = "Madrid"
+"""
+"""Right on every sample; one of Italy's answers ("Roma") splits the judge."""
+
+MODEL_B = """
+[[rules]]
+match = "France"
+reply = "Paris"
+[[rules]]
+match = "Italy"
+replies = ["Milan", "Rome", "Hmm"]
+[[rules]]
+match = "Spain"
+reply = "Lyon"
+"""
+"""France right; Italy one unstable fail, one pass, one the judge can't grade; Spain wrong."""
+
+PASS = "<reasoning>Right.</reasoning><verdict>pass</verdict>"
+FAIL = "<reasoning>Wrong.</reasoning><verdict>fail</verdict>"
+NO_VERDICT = "I cannot decide."
+
+JUDGE = f"""
+default = "{NO_VERDICT}"
+[[rules]]
+match = '\\[Response\\]\\n(Paris|Rome|Madrid|Lima)\\n'
+on = "conversation"
+reply = "{PASS}"
+[[rules]]
+match = '\\[Response\\]\\nRoma\\n'
+on = "conversation"
+replies = ["{PASS}", "{FAIL}", "{PASS}"]
+[[rules]]
+match = '\\[Response\\]\\nMilan\\n'
+on = "conversation"
+replies = ["{FAIL}", "{PASS}", "{FAIL}"]
+[[rules]]
+match = '\\[Response\\]\\n(Lyon|Oslo)\\n'
+on = "conversation"
+reply = "{FAIL}"
+"""
+"""The scripted judge: its verdict depends on the answer alone (each answer that splits it
+is given once in the run, so each of its three runs gets one of the three replies)."""
+
+VERDICTS: dict[str, tuple[str, list[int], bool]] = {
+    "Paris": ("passed", [3, 3], False),
+    "Rome": ("passed", [3, 3], False),
+    "Roma": ("passed", [2, 3], True),
+    "Madrid": ("passed", [3, 3], False),
+    "Milan": ("failed", [2, 3], True),
+    "Lyon": ("failed", [3, 3], False),
+    "Hmm": ("unscored", [0, 3], False),
+}
+"""The scripted judge's verdict on each answer: (outcome, agreement, unstable)."""
+
+OUTCOMES = {
+    "test_capital[France-a]": "passed",
+    "test_capital[Italy-a]": "passed",
+    "test_capital[Spain-a]": "passed",
+    "test_capital[France-b]": "passed",
+    "test_capital[Italy-b]": "unscored",
+    "test_capital[Spain-b]": "failed",
+}
+"""Each item's outcome: Italy-b has 1 pass, 1 fail and 1 unscored of the 2 passes it needs."""
+
+LABELS = [
+    *({"input": f"Pass question {i}?", "output": "Paris", "label": True} for i in range(11)),
+    {"input": "Pass question 11?", "output": "Rome", "label": False},
+    *({"input": f"Fail question {i}?", "output": "Lyon", "label": False} for i in range(7)),
+    {"input": "Fail question 7?", "output": "Oslo", "label": True},
+]
+"""20 labelled examples: the judge passes 12 (people pass 11 of them) and fails 8 (people
+fail 7 of them), so it agrees with people on 18."""
+
+ARGS = ("--rig-models", "scripted!a.toml,scripted!b.toml", "--rig-judge", "scripted!judge.toml")
+SERIAL: list[str] = []
+WORKERS = pytest.mark.parametrize("workers", [SERIAL, ["-n", "2"]], ids=["serial", "xdist"])
+
+
+def project(
+    pytester: pytest.Pytester,
+    suite: str = SUITE,
+    judge: str = JUDGE,
+    labels: t.Sequence[t.Mapping[str, object]] = (),
+) -> None:
+    """A project of `suite`, models a and b, the scripted judge, and `labels` (each row
+    given the country the rubric names) in labels.jsonl."""
+    ini(pytester)
+    pytester.makepyfile(test_judged=suite)
+    for name, rules in (("a", MODEL_A), ("b", MODEL_B), ("judge", judge)):
+        (pytester.path / f"{name}.toml").write_text(rules)
+    rows = [json.dumps({"country": "France", **row}) for row in labels]
+    (pytester.path / "labels.jsonl").write_text("".join(f"{row}\n" for row in rows))
+
+
+def report(pytester: pytest.Pytester, name: str = "r.json") -> dict[str, t.Any]:
+    return t.cast(dict[str, t.Any], json.loads((pytester.path / name).read_text()))
+
+
+def short(nodeid: str) -> str:
+    return nodeid.split("::", 1)[1]
+
+
+def judged_chats(doc: t.Mapping[str, t.Any]) -> dict[tuple[str, int], dict[str, t.Any]]:
+    """Every judged chat of the report, by (item, sample)."""
+    return {
+        (short(item["nodeid"]), chat["sample"]): chat
+        for item in doc["items"]
+        for chat in item["chats"]
+        if "verdict" in chat
+    }
+
+
+def judge_chats(doc: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
+    """Every chat of the report that a judge had."""
+    return [chat for item in doc["items"] for chat in item["chats"] if "judge" in chat]
+
+
+def row(result: pytest.RunResult, first: str) -> list[str]:
+    """The cells of the terminal table's row that begins with `first`."""
+    [line] = [line for line in result.outlines if line.split("  ")[0].strip() == first]
+    return [cell.strip() for cell in line.split("  ") if cell.strip()]
+
+
+def rate(passed: int, total: int) -> str:
+    low, high = wilson(passed, total)
+    return f"{passed / total:.1%} [{low * 100:.1f}-{high * 100:.1f}]"
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, int]:
+    """The closing line's counts ("1 gate failed" as `gate`), but deselected items (which
+    xdist doesn't count)."""
+    return {k: v for k, v in result.parseoutcomes().items() if k != "deselected"}
+
+
+# a judged suite
+
+
+@WORKERS
+def test_a_judged_suite(pytester: pytest.Pytester, workers: list[str]) -> None:
+    """Every sample's verdict is the scripted judge's on its answer; the items pass, fail
+    and stay unscored by them; the table shows each model's judged pass rate, unstable and
+    unscored verdicts, and the judge's own row."""
+    project(pytester)
+    result = pytester.runpytest(*ARGS, "--rig-report", "r.json", *workers)
+    assert outcomes(result) == {"passed": 4, "failed": 1, "unscored": 1}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    doc = report(pytester)
+    assert {short(i["nodeid"]): i["outcome"] for i in doc["items"]} == OUTCOMES
+    chats = judged_chats(doc)
+    assert len(chats) == 18  # 6 items x 3 samples
+    for (nodeid, sample), chat in chats.items():
+        answer = chat["conversation"][-1]["content"]
+        outcome, agreement, unstable = VERDICTS[answer]
+        verdict = chat["verdict"]
+        assert (verdict["outcome"], verdict["agreement"], verdict["unstable"]) == (
+            outcome,
+            agreement,
+            unstable,
+        ), (nodeid, sample, answer)
+        assert verdict["fields"] == {"country": nodeid.split("[")[1].split("-")[0]}
+    answers = sorted(c["conversation"][-1]["content"] for c in chats.values())
+    assert answers == sorted(
+        ["Paris"] * 6 + ["Rome"] * 3 + ["Madrid"] * 3 + ["Roma", "Milan", "Hmm"] + ["Lyon"] * 3
+    )
+    assert len(judge_chats(doc)) == 54  # 18 samples x judge_runs=3
+    a = row(result, "a")
+    b = row(result, "b")
+    header = row(result, "model")
+    judged, unstable, unscored, items = (
+        header.index(name) for name in ("judged pass [95% CI]", "unstable", "unscored",
+                                        "items ok/fail/err")
+    )  # fmt: skip
+    assert (a[judged], a[unstable], a[unscored], a[items]) == (rate(9, 9), "1 (11%)", "0", "3/0/0")
+    assert (b[judged], b[unstable], b[unscored], b[items]) == (rate(4, 8), "1 (11%)", "1", "1/1/0")
+    judge_row = row(result, "judge (judge)")
+    assert judge_row[1:5] == ["54", "51", "0", "3"]  # chats, 1st try, recovered, exhausted
+    [summary] = doc["judges"]
+    assert summary["id"].startswith("scripted!judge.toml #")
+    assert (summary["verdicts"], summary["unscored"], summary["unstable"]) == (18, 1, 2)
+    by_model = {m["label"]: m for m in summary["models"]}
+    assert (by_model["a"]["passed"], by_model["a"]["verdicts"]) == (9, 9)
+    assert (by_model["b"]["passed"], by_model["b"]["verdicts"], by_model["b"]["unscored"]) == (
+        4,
+        9,
+        1,
+    )
+
+
+@pytest.fixture
+def labelled(pytester: pytest.Pytester) -> pytest.Pytester:
+    project(pytester, labels=LABELS)
+    return pytester
+
+
+def test_xdist_gives_the_serial_verdicts_judge_summary_and_kappa(labelled: pytest.Pytester) -> None:
+    args = (*ARGS, "--rig-judge-labels", "labels.jsonl")
+    serial = labelled.runpytest(*args, "--rig-report", "serial.json")
+    xdist = labelled.runpytest(*args, "--rig-report", "xdist.json", "-n", "2")
+    assert outcomes(serial) == outcomes(xdist) == {"passed": 4, "failed": 1, "unscored": 1}
+    one, two = report(labelled, "serial.json"), report(labelled, "xdist.json")
+
+    def verdicts(doc: dict[str, t.Any]) -> dict[tuple[str, int], t.Any]:
+        return {key: chat["verdict"] for key, chat in judged_chats(doc).items()}
+
+    assert verdicts(one) == verdicts(two)
+
+    def summary(doc: dict[str, t.Any]) -> dict[str, t.Any]:
+        [found] = doc["judges"]
+        return {**found, "models": sorted(found["models"], key=lambda m: m["label"])}
+
+    assert summary(one) == summary(two)
+    assert summary(one)["kappa"] == pytest.approx((0.9 - 0.52) / 0.48)
+    assert len(judge_chats(one)) == len(judge_chats(two)) == 54 + 60  # labels graded once
+
+
+# calibration
+
+
+def test_calibration_against_people(labelled: pytest.Pytester) -> None:
+    """The judge agrees with people on 18 of 20 labels: people pass 12 (the judge 11 of
+    them) and fail 8 (the judge 7 of them)."""
+    result = labelled.runpytest(*ARGS, "--rig-judge-labels", "labels.jsonl", "--rig-report", "r.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # Spain-b; no gate asked for
+    doc = report(labelled)
+    [summary] = doc["judges"]
+    agree = 18 / 20
+    judge_passes = people_passes = 12 / 20
+    chance = judge_passes * people_passes + (1 - judge_passes) * (1 - people_passes)
+    assert summary["kappa"] == pytest.approx((agree - chance) / (1 - chance))
+    assert summary["sensitivity"] == pytest.approx(11 / 12)
+    assert summary["specificity"] == pytest.approx(7 / 8)
+    assert (summary["labels"], summary["labels_unscored"], summary["weighted"]) == (20, 0, False)
+    labelled_items = [item for item in doc["items"] if "labels" in item]
+    assert len(labelled_items) == 1  # graded once for the judge, on its first item
+    [item] = labelled_items
+    assert len(item["labels"]) == 20
+    assert sorted(r["line"] for r in item["labels"]) == list(range(1, 21))
+    graded = [c for c in item["chats"] if "judge" in c and c["sample"] is None]
+    assert len(graded) == 60  # 20 examples x judge_runs=3
+    assert len(judge_chats(doc)) == 54 + 60
+    cells = row(result, summary["id"])
+    assert cells[1:3] == ["a", "9"]
+    assert cells[-4:] == ["0.79", "0.92", "0.88", "20"]  # kappa, sensitivity, specificity
+
+
+KAPPA_LINE = (
+    "FAIL judge {id}: kappa 0.79 over 20 labels, needs >= 0.90 (rig-min-judge-kappa)"
+)
+
+
+@WORKERS
+def test_a_kappa_below_the_minimum_fails_the_run(
+    labelled: pytest.Pytester, workers: list[str]
+) -> None:
+    args = (*ARGS, "--rig-judge-labels", "labels.jsonl", "--rig-report", "r.json")
+    result = labelled.runpytest(
+        *args, "--rig-min-judge-kappa", "0.9", "--junitxml", "j.xml", "-k", "not Spain", *workers
+    )
+    assert outcomes(result) == {"passed": 3, "unscored": 1, "gate": 1}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    [summary] = report(labelled)["judges"]
+    line = KAPPA_LINE.format(id=summary["id"])
+    junit = (labelled.path / "j.xml").read_text()
+    assert line.removeprefix("FAIL ").replace(">", "&gt;") in junit
+    passing = labelled.runpytest(*args, "--rig-min-judge-kappa", "0.75", "-k", "not Spain")
+    assert passing.ret == pytest.ExitCode.OK
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the kappa gate's FAIL line (calibration.kappa_checks) is never written at the "
+    "terminal: only JUnit and the closing count ('1 gate failed') show it",
+)
+def test_the_kappa_line_is_shown_at_the_terminal(labelled: pytest.Pytester) -> None:
+    result = labelled.runpytest(
+        *ARGS, "--rig-judge-labels", "labels.jsonl", "--rig-report", "r.json",
+        "--rig-min-judge-kappa", "0.9",
+    )  # fmt: skip
+    [summary] = report(labelled)["judges"]
+    assert KAPPA_LINE.format(id=summary["id"]) in result.outlines
