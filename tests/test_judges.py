@@ -320,3 +320,184 @@ def test_the_kappa_line_is_shown_at_the_terminal(labelled: pytest.Pytester) -> N
     )  # fmt: skip
     [summary] = report(labelled)["judges"]
     assert KAPPA_LINE.format(id=summary["id"]) in result.outlines
+
+
+# unscored
+
+ONE_SAMPLE = """
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator, country):
+    return rig_generator.chat(f"Capital of {country}?")
+
+@pytest.mark.parametrize("country", ["France", "Italy", "Peru"])
+@pytest.mark.rig_judge("Names the capital")
+def test_capital(rig_chat, rig_verdict, country):
+    assert rig_verdict.passed, rig_verdict.reasoning
+"""
+"""One sample an item (pytest's own test function, unwrapped); model a answers Peru with
+"Hmm", which the judge can't grade."""
+
+THREE_SAMPLES = """
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator):
+    return rig_generator.chat("Capital of Peru?")
+
+@pytest.mark.rig(runs=3, min_pass=2)
+@pytest.mark.rig_judge("Names the capital")
+def test_peru(rig_chat, rig_verdict):
+    assert rig_verdict.passed, rig_verdict.reasoning
+"""
+"""Three samples (wrapped), model p answers "Lima", "Hmm", "Lima": 2 passes, 1 unscored."""
+
+MODEL_A_PERU = MODEL_A + '[[rules]]\nmatch = "Peru"\nreply = "Hmm"\n'
+NO_VERDICT_REASON = f"no verdict in the judge's reply after 3 replies: {NO_VERDICT}"
+
+
+def one_model(pytester: pytest.Pytester, suite: str, rules: str) -> None:
+    project(pytester, suite)
+    (pytester.path / "m.toml").write_text(rules)
+
+
+ONE_MODEL = ("--rig-models", "scripted!m.toml", "--rig-judge", "scripted!judge.toml")
+
+
+@WORKERS
+def test_a_sample_the_judge_cannot_grade_is_unscored(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    one_model(pytester, ONE_SAMPLE, MODEL_A_PERU)
+    result = pytester.runpytest(*ONE_MODEL, "-v", "-rs", "--rig-report", "r.json", *workers)
+    assert outcomes(result) == {"passed": 2, "unscored": 1}
+    assert result.ret == pytest.ExitCode.OK  # never a failure
+    assert any(
+        line.endswith(("test_capital[Peru-m] UNSCORED", "test_capital[Peru-m] UNSCORED ")) or
+        ("UNSCORED" in line and "test_capital[Peru-m]" in line)
+        for line in result.outlines
+    ), result.outlines
+    item = next(i for i in report(pytester)["items"] if "Peru" in i["nodeid"])
+    assert item["outcome"] == "unscored"
+    [chat] = [c for c in item["chats"] if "verdict" in c]
+    assert chat["verdict"]["outcome"] == "unscored"
+    assert chat["verdict"]["reasoning"] == NO_VERDICT_REASON
+    [model] = [m for m in report(pytester)["models"] if m["label"] == "m"]
+    assert (model["items_unscored"], model["unscored_rate_counts"]) == (1, [1, 3])
+    assert model["unscored_rate"] == pytest.approx(1 / 3)
+    assert (model["items_passed"], model["items_failed"], model["items_errored"]) == (2, 0, 0)
+    cells = row(result, "m")
+    header = row(result, "model")
+    assert cells[header.index("unscored")] == "1"
+    assert cells[header.index("items ok/fail/err")] == "2/0/0"
+
+
+def test_an_unscored_item_says_why(pytester: pytest.Pytester) -> None:
+    one_model(pytester, ONE_SAMPLE, MODEL_A_PERU)
+    result = pytester.runpytest(*ONE_MODEL, "-k", "Peru", "--junitxml", "j.xml")
+    assert outcomes(result) == {"unscored": 1}
+    why = f"unscored: 1 sample unscored (the judge gave no verdict): {NO_VERDICT_REASON}"
+    junit = (pytester.path / "j.xml").read_text()
+    assert f'<skipped type="pytest.skip" message="{why}">' in junit
+
+
+@WORKERS
+def test_the_unscored_rate_gate(pytester: pytest.Pytester, workers: list[str]) -> None:
+    one_model(pytester, ONE_SAMPLE, MODEL_A_PERU)
+    result = pytester.runpytest(*ONE_MODEL, "--rig-max-unscored-rate", "0.1", *workers)
+    assert outcomes(result) == {"passed": 2, "unscored": 1, "gate": 1}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    low, high = wilson(1, 3)
+    line = (
+        f"FAIL scripted!m.toml: unscored rate 33.3% [{low:.1%}-{high:.1%}], needs <= 10.0% "
+        "(rig-max-unscored-rate, point)"
+    )
+    assert line in result.outlines
+    passing = pytester.runpytest(*ONE_MODEL, "--rig-max-unscored-rate", "m=0.5")
+    assert passing.ret == pytest.ExitCode.OK
+
+
+def test_two_passes_and_one_unscored_sample_pass(pytester: pytest.Pytester) -> None:
+    one_model(pytester, THREE_SAMPLES, 'default = "x"\n[[rules]]\nmatch = "Peru"\n'
+              'replies = ["Lima", "Hmm", "Lima"]\n')  # fmt: skip
+    result = pytester.runpytest(*ONE_MODEL, "--rig-report", "r.json")
+    assert outcomes(result) == {"passed": 1}
+    [item] = report(pytester)["items"]
+    said = sorted(c["verdict"]["outcome"] for c in item["chats"] if "verdict" in c)
+    assert said == ["passed", "passed", "unscored"]
+    assert item["samples"] == [2, 2]  # the unscored sample is not judged
+
+
+def test_one_pass_and_two_unscored_samples_are_unscored(pytester: pytest.Pytester) -> None:
+    one_model(pytester, THREE_SAMPLES, 'default = "x"\n[[rules]]\nmatch = "Peru"\n'
+              'replies = ["Lima", "Hmm", "Hmm."]\n')  # fmt: skip
+    result = pytester.runpytest(*ONE_MODEL, "--junitxml", "j.xml")
+    assert outcomes(result) == {"unscored": 1}
+    assert result.ret == pytest.ExitCode.OK
+    why = "unscored: 1/3 samples passed, needed 2; 2 unscored (the judge gave no verdict): no "
+    assert f'<skipped type="pytest.skip" message="{why}' in (pytester.path / "j.xml").read_text()
+
+
+# a judge's infrastructure error
+
+HTTP_SUITE = """
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator, country):
+    return rig_generator.chat(f"Capital of {country}?")
+
+@pytest.mark.parametrize("country", ["France", "Spain"])
+@pytest.mark.rig_judge("Names the capital", judge_runs=JUDGE_RUNS)
+def test_capital(rig_chat, rig_verdict, country):
+    assert rig_verdict.passed, rig_verdict.reasoning
+"""
+
+
+def http_project(pytester: pytest.Pytester, server: LLMServer, judge_runs: int = 1) -> None:
+    """HTTP_SUITE, model m answering France right and Spain wrong, and judge j grading
+    them, all on the loopback server."""
+    ini(pytester)
+    pytester.makepyfile(test_judged=HTTP_SUITE.replace("JUDGE_RUNS", str(judge_runs)))
+    server.add_rule(r"\[Response\]\nParis\n", PASS, model="j")
+    server.add_rule(r"\[Response\]\nLyon\n", FAIL, model="j")
+    server.add_rule("France", "Paris", model="m")
+    server.add_rule("Spain", "Lyon", model="m")
+
+
+HTTP = ("--rig-models", "openai!m,max_retries=0", "--rig-judge", "openai!j,max_retries=0")
+
+
+def test_a_judge_server_error_is_an_infrastructure_error(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    http_project(pytester, llm_server)
+    llm_server.fail_next(1, status=500, model="j")
+    result = pytester.runpytest(*HTTP, "--rig-report", "r.json", "--rig-concurrency", "1")
+    counts = outcomes(result)
+    assert counts.pop("errors", counts.pop("error", 0)) == 1, counts
+    assert counts in ({"passed": 1}, {"failed": 1})  # the other item: judged as usual
+    assert "failed" not in counts or counts["failed"] == 1
+    doc = report(pytester)
+    errored = [i for i in doc["items"] if i["outcome"] == "error"]
+    assert len(errored) == 1
+    [item] = errored
+    model_chats = [c for c in item["chats"] if "judge" not in c]
+    assert [c["conversation"][-1]["role"] for c in model_chats] == ["assistant"]  # it answered
+    assert "verdict" not in model_chats[0]  # it was never judged
+    assert (model_chats[0]["error_kind"], model_chats[0]["error"]) == (None, None)
+    [failed] = [c for c in item["chats"] if c.get("error_kind") == "infrastructure"]
+    assert failed["judge"].startswith("openai!j #")
+    assert failed["error"] == "server error from openai!j after 1 attempt: HTTP 500: simulated error 500"
+    rows = {r["label"]: r for r in doc["models"]}
+    assert (rows["m"]["error"], rows["m"]["items_errored"]) == (0, 1)
+    assert (rows["j (judge)"]["error"], rows["j (judge)"]["items_errored"]) == (1, 0)
+    assert any(
+        "1/1 samples failed with infrastructure errors, too many to reach 1: judge openai!j #"
+        in line
+        for line in result.outlines
+    )
+    statuses = [(r.model, r.status) for r in llm_server.requests]
+    assert statuses.count(("j", 500)) == 1
+    assert all(status == 200 for model, status in statuses if model == "m")
