@@ -373,11 +373,7 @@ def test_a_sample_the_judge_cannot_grade_is_unscored(
     result = pytester.runpytest(*ONE_MODEL, "-v", "-rs", "--rig-report", "r.json", *workers)
     assert outcomes(result) == {"passed": 2, "unscored": 1}
     assert result.ret == pytest.ExitCode.OK  # never a failure
-    assert any(
-        line.endswith(("test_capital[Peru-m] UNSCORED", "test_capital[Peru-m] UNSCORED ")) or
-        ("UNSCORED" in line and "test_capital[Peru-m]" in line)
-        for line in result.outlines
-    ), result.outlines
+    assert any("UNSCORED" in line and "test_capital[Peru-m]" in line for line in result.outlines)
     item = next(i for i in report(pytester)["items"] if "Peru" in i["nodeid"])
     assert item["outcome"] == "unscored"
     [chat] = [c for c in item["chats"] if "verdict" in c]
@@ -501,3 +497,118 @@ def test_a_judge_server_error_is_an_infrastructure_error(
     statuses = [(r.model, r.status) for r in llm_server.requests]
     assert statuses.count(("j", 500)) == 1
     assert all(status == 200 for model, status in statuses if model == "m")
+
+
+# pairwise
+
+FIRST = "<reasoning>The first reads better.</reasoning><better>A</better>"
+PAIRWISE = """
+import pytest
+
+@pytest.fixture
+def rig_pipeline(rig_generator, country):
+    return rig_generator.chat(f"Capital of {country}?")
+
+@pytest.mark.parametrize("country,old", [("France", "It is Paris."), ("Italy", "Rome, I think.")])
+@pytest.mark.rig_judge("Which answer is more direct?", versus="{old}", model="scripted!first.toml")
+def test_against_old(rig_chat, rig_verdict, old):
+    assert rig_verdict.passed
+
+@pytest.mark.parametrize("country", ["France", "Spain"])
+@pytest.mark.rig_judge("Which answer is more direct?", versus_model="scripted!b.toml",
+                       model="scripted!first.toml")
+def test_against_b(rig_chat, rig_verdict, country):
+    assert rig_verdict.passed
+"""
+"""Model a against an old answer, and against model b, by a judge that always prefers the
+response shown first."""
+
+
+@WORKERS
+def test_a_judge_that_prefers_the_first_shown_flips_every_comparison(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    project(pytester, PAIRWISE)
+    (pytester.path / "first.toml").write_text(f"[[rules]]\nmatch = '.'\nreply = '{FIRST}'\n")
+    result = pytester.runpytest(
+        "--rig-models", "scripted!a.toml", "--rig-report", "r.json", *workers
+    )
+    assert outcomes(result) == {"passed": 4}  # a tie: a is not worse
+    doc = report(pytester)
+    pairwise = {key: chat["verdict"]["pairwise"] for key, chat in judged_chats(doc).items()}
+    assert len(pairwise) == 4
+    for (nodeid, _), found in pairwise.items():
+        versus = "scripted!b.toml" if "against_b" in nodeid else "text"
+        assert found == {"winner": "tie", "flipped": True, "versus": versus}
+    [summary] = doc["judges"]
+    assert (summary["comparisons"], summary["flipped"], summary["flip_rate"]) == (4, 4, 1.0)
+    assert row(result, summary["id"])[-5] == "4/4"  # flips
+    labels = {r["label"] for r in doc["models"]}
+    assert labels == {"a", "first (judge)", "b (versus)"}
+    asked = [c["conversation"][0]["content"] for c in judge_chats(doc)]
+    assert sum("[Response A]\nIt is Paris.\n" in text for text in asked) == 1
+    assert sum("[Response B]\nIt is Paris.\n" in text for text in asked) == 1
+    assert sum("[Response B]\nLyon\n" in text for text in asked) == 1  # b's own answer
+
+
+# record, then replay
+
+
+def test_recorded_verdicts_replay_with_no_request(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    http_project(pytester, llm_server, judge_runs=2)
+    recorded = pytester.runpytest(*HTTP, "--rig-record", "once", "--rig-report", "a.json")
+    assert outcomes(recorded) == {"passed": 1, "failed": 1}
+    assert len(llm_server.requests) == 2 + 4  # 2 answers, 2 x 2 judge runs
+    replayed = pytester.runpytest(*HTTP, "--rig-record", "none", "--rig-report", "b.json")
+    assert outcomes(replayed) == {"passed": 1, "failed": 1}
+    assert len(llm_server.requests) == 6  # not one more
+
+    def verdicts(name: str) -> dict[tuple[str, int], t.Any]:
+        return {key: chat["verdict"] for key, chat in judged_chats(report(pytester, name)).items()}
+
+    assert verdicts("a.json") == verdicts("b.json")
+    assert [v["outcome"] for _, v in sorted(verdicts("a.json").items())] == ["passed", "failed"]
+    (pytester.path / "test_judged.py").write_text(
+        HTTP_SUITE.replace("JUDGE_RUNS", "2").replace("Names the capital", "Names a capital")
+    )
+    edited = pytester.runpytest(*HTTP, "--rig-record", "none", "-rE")
+    assert outcomes(edited) == {"errors": 2}
+    assert len(llm_server.requests) == 6
+    miss = (
+        "no recording in cassettes/test_judged.json for this call (--rig-record none replays "
+        "only); the closest recording differs in messages[0].content: "
+        '"...{end}\\n\\n[Rubric]\\nNames a capital\\n\\nDecide whether th..." here, '
+        '"...{end}\\n\\n[Rubric]\\nNames the capital\\n\\nDecide whether ..." recorded'
+    )
+    assert miss.format(end="ris") in edited.outlines  # Paris
+    assert miss.format(end="yon") in edited.outlines  # Lyon
+
+
+# baseline
+
+
+def test_a_baseline_of_another_judge_is_not_compared(pytester: pytest.Pytester) -> None:
+    project(pytester)
+    saved = pytester.runpytest(*ARGS, "--rig-save-baseline", "base.json")
+    assert outcomes(saved) == {"passed": 4, "failed": 1, "unscored": 1}
+    (pytester.path / "test_judged.py").write_text(SUITE.replace("and nothing else", "only"))
+    result = pytester.runpytest(*ARGS, "--rig-baseline", "base.json", "-rfx")
+    assert outcomes(result) == {"passed": 4, "failed": 1, "unscored": 1}  # no known failure
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    failed = [line for line in result.outlines if line.startswith(("FAILED", "XFAIL"))]
+    assert [line.split(" - ")[0] for line in failed] == ["FAILED test_judged.py::test_capital[Spain-b]"]
+    lines = result.outlines
+    start = next(i for i, line in enumerate(lines) if "rigging: against the baseline" in line)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("="))
+    rejudged = "  judged by another judge than the baseline's: test_judged.py::test_capital"
+    assert lines[start + 1 : end] == [
+        "against base.json: 0 flipped to failing, 0 fixed, 0 known failures, 0 rates moved "
+        "beyond noise; 0 new items, 0 of its items not run",
+        "  6 items were judged by another judge than the baseline's (its model, rubric or "
+        "template changed): their outcomes and their models' pass rates are not compared; save "
+        "a new baseline with this judge",
+        *(f"{rejudged}[{name}]" for name in ("France-a", "France-b", "Italy-a", "Italy-b",
+                                              "Spain-a", "Spain-b")),
+    ]  # fmt: skip
