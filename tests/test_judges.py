@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import typing as t
-from pathlib import Path
 
 import pytest
 
 from pytest_rigging.plugin.stats import wilson
 from tests.conftest import ini
-from tests.llm_server import LLMServer, Reply
+from tests.llm_server import LLMServer
 
 pytestmark = pytest.mark.plugin
 
@@ -116,6 +115,12 @@ fail 7 of them), so it agrees with people on 18."""
 ARGS = ("--rig-models", "scripted!a.toml,scripted!b.toml", "--rig-judge", "scripted!judge.toml")
 SERIAL: list[str] = []
 WORKERS = pytest.mark.parametrize("workers", [SERIAL, ["-n", "2"]], ids=["serial", "xdist"])
+
+
+@pytest.fixture(autouse=True)
+def unfitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table at its full width (a terminal's `COLUMNS` would fold its headers)."""
+    monkeypatch.delenv("COLUMNS", raising=False)
 
 
 def project(
@@ -261,7 +266,9 @@ def test_xdist_gives_the_serial_verdicts_judge_summary_and_kappa(labelled: pytes
 def test_calibration_against_people(labelled: pytest.Pytester) -> None:
     """The judge agrees with people on 18 of 20 labels: people pass 12 (the judge 11 of
     them) and fail 8 (the judge 7 of them)."""
-    result = labelled.runpytest(*ARGS, "--rig-judge-labels", "labels.jsonl", "--rig-report", "r.json")
+    result = labelled.runpytest(
+        *ARGS, "--rig-judge-labels", "labels.jsonl", "--rig-report", "r.json"
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # Spain-b; no gate asked for
     doc = report(labelled)
     [summary] = doc["judges"]
@@ -285,9 +292,7 @@ def test_calibration_against_people(labelled: pytest.Pytester) -> None:
     assert cells[-4:] == ["0.79", "0.92", "0.88", "20"]  # kappa, sensitivity, specificity
 
 
-KAPPA_LINE = (
-    "FAIL judge {id}: kappa 0.79 over 20 labels, needs >= 0.90 (rig-min-judge-kappa)"
-)
+KAPPA_LINE = "FAIL judge {id}: kappa 0.79 over 20 labels, needs >= 0.90 (rig-min-judge-kappa)"
 
 
 @WORKERS
@@ -485,7 +490,10 @@ def test_a_judge_server_error_is_an_infrastructure_error(
     assert (model_chats[0]["error_kind"], model_chats[0]["error"]) == (None, None)
     [failed] = [c for c in item["chats"] if c.get("error_kind") == "infrastructure"]
     assert failed["judge"].startswith("openai!j #")
-    assert failed["error"] == "server error from openai!j after 1 attempt: HTTP 500: simulated error 500"
+    assert (
+        failed["error"]
+        == "server error from openai!j after 1 attempt: HTTP 500: simulated error 500"
+    )
     rows = {r["label"]: r for r in doc["models"]}
     assert (rows["m"]["error"], rows["m"]["items_errored"]) == (0, 1)
     assert (rows["j (judge)"]["error"], rows["j (judge)"]["items_errored"]) == (1, 0)
@@ -598,7 +606,9 @@ def test_a_baseline_of_another_judge_is_not_compared(pytester: pytest.Pytester) 
     assert outcomes(result) == {"passed": 4, "failed": 1, "unscored": 1}  # no known failure
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     failed = [line for line in result.outlines if line.startswith(("FAILED", "XFAIL"))]
-    assert [line.split(" - ")[0] for line in failed] == ["FAILED test_judged.py::test_capital[Spain-b]"]
+    assert [line.split(" - ")[0] for line in failed] == [
+        "FAILED test_judged.py::test_capital[Spain-b]"
+    ]
     lines = result.outlines
     start = next(i for i, line in enumerate(lines) if "rigging: against the baseline" in line)
     end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("="))
@@ -612,3 +622,211 @@ def test_a_baseline_of_another_judge_is_not_compared(pytester: pytest.Pytester) 
         *(f"{rejudged}[{name}]" for name in ("France-a", "France-b", "Italy-a", "Italy-b",
                                               "Spain-a", "Spain-b")),
     ]  # fmt: skip
+    (pytester.path / "test_judged.py").write_text(SUITE)  # the baseline's judge again
+    same = pytester.runpytest(*ARGS, "--rig-baseline", "base.json")
+    assert outcomes(same) == {"passed": 4, "xfailed": 1, "unscored": 1}  # a known failure
+
+
+# collection and usage errors
+
+
+def collection_error(pytester: pytest.Pytester, *args: str) -> str:
+    """The one collection error's message, as pytest prints it."""
+    result = pytester.runpytest("--collect-only", "-q", "--rig-models", "echo!a", *args)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    text = result.stdout.str()
+    assert text.count("ERROR collecting") == 1, text
+    after = text.split("ERROR collecting", 1)[1].split("\n", 1)[1]
+    return after.split("\n=====", 1)[0].strip()
+
+
+def judged_test(marker: str, arguments: str = "rig_chat, rig_verdict") -> str:
+    return (
+        "import pytest\n\n@pytest.fixture\ndef rig_pipeline(rig_generator):\n"
+        "    return rig_generator.chat('x')\n\n"
+        f"{marker}\ndef test_it({arguments}):\n    pass\n"
+    )
+
+
+NODE = "test_judged.py::test_it: "
+
+
+@pytest.mark.parametrize(
+    ("marker", "arguments", "message"),
+    [
+        (
+            "",
+            "rig_chat, rig_verdict",
+            "rig_verdict is a rig_judge test's verdict: add @pytest.mark.rig_judge(RUBRIC, ...) "
+            "to the test",
+        ),
+        (
+            "@pytest.mark.rig_judge('r')",
+            "rig_chats",
+            "@pytest.mark.rig_judge judges each sample of a test that takes rig_chat (and "
+            "rig_verdict); this test doesn't take rig_chat",
+        ),
+        (
+            "@pytest.mark.rig_judge('Names {missing}')",
+            "rig_chat, rig_verdict",
+            "@pytest.mark.rig_judge names {missing}, which is not a parameter or case field of "
+            "this test (it has: none); write a literal brace as {{ or }}",
+        ),
+        (
+            "@pytest.mark.rig_judge('r', judge_runs=0)",
+            "rig_chat, rig_verdict",
+            "judge_runs= must be a whole number >= 1, got 0",
+        ),
+        (
+            "@pytest.mark.rig_judge('r', runs=3)",
+            "rig_chat, rig_verdict",
+            "got an unexpected keyword argument 'runs'",
+        ),
+        (
+            "@pytest.mark.rig_judge('r', versus='old', versus_model='echo!b')",
+            "rig_chat, rig_verdict",
+            "give versus= (a text) or versus_model= (a model), not both",
+        ),
+        (
+            "@pytest.mark.rig_judge('r', reference='Paris', template='rubric')",
+            "rig_chat, rig_verdict",
+            "reference= is given, but the 'rubric' template doesn't show the judge a reference: "
+            "use template='reference' (the default with a reference) or one that names "
+            "{reference}",
+        ),
+        (
+            "@pytest.mark.rig_judge('')",
+            "rig_chat, rig_verdict",
+            "the rubric must be a non-empty string, got ''",
+        ),
+    ],
+)
+def test_a_judged_test_that_cannot_run_is_a_collection_error(
+    pytester: pytest.Pytester, marker: str, arguments: str, message: str
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(test_judged=judged_test(marker, arguments))
+    assert collection_error(pytester, "--rig-judge", "echo!judge") == NODE + message
+
+
+def test_no_judge_model_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    ini(pytester)
+    pytester.makepyfile(test_judged=judged_test("@pytest.mark.rig_judge('r')"))
+    assert collection_error(pytester) == (
+        NODE + "this test uses @pytest.mark.rig_judge, but no judge model is set: give "
+        "--rig-judge MODEL, the ini key rig_judge, or rig_judge(..., model=MODEL)"
+    )
+    ini(pytester, "rig_judge = echo!judge")
+    result = pytester.runpytest("--collect-only", "-q", "--rig-models", "echo!a")
+    assert result.ret == pytest.ExitCode.OK
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--rig-min-judge-kappa", "abc"),
+            "ERROR: --rig-min-judge-kappa: expected a kappa from -1 to 1, got 'abc'",
+        ),
+        (
+            ("--rig-min-judge-kappa", "1.5"),
+            "ERROR: --rig-min-judge-kappa: expected a kappa from -1 to 1, got '1.5'",
+        ),
+        (
+            ("--rig-judge-labels", "bad.jsonl"),
+            "ERROR: --rig-judge-labels: bad.jsonl:2: not JSON: Expecting value (column 1)",
+        ),
+        (
+            ("--rig-judge-labels", "unlabelled.jsonl"),
+            "ERROR: --rig-judge-labels: unlabelled.jsonl: no labelled examples (1 row has no "
+            "label yet)",
+        ),
+    ],
+)
+def test_a_bad_judge_option_is_a_usage_error(
+    pytester: pytest.Pytester, args: tuple[str, ...], message: str
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(test_judged=judged_test("@pytest.mark.rig_judge('r')"))
+    (pytester.path / "bad.jsonl").write_text('{"output": "Paris", "label": true}\nParis\n')
+    (pytester.path / "unlabelled.jsonl").write_text('{"output": "Paris", "label": null}\n')
+    result = pytester.runpytest("--rig-models", "echo!a", "--rig-judge", "j", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.errlines, result.errlines
+
+
+# self-preference
+
+
+def test_a_judge_that_is_a_model_under_test_gets_a_warning(pytester: pytest.Pytester) -> None:
+    project(pytester)
+    result = pytester.runpytest(
+        "--rig-models", "scripted!a.toml,scripted!b.toml", "--rig-judge", "scripted!a.toml",
+        "-k", "France",
+    )  # fmt: skip
+    warning = (
+        "RiggingWarning: @pytest.mark.rig_judge: the judge scripted!a.toml is also a model "
+        "under test; judges favour their own outputs, so its verdicts on itself are suspect: "
+        "judge with another model"
+    )
+    assert any(warning in line for line in result.outlines), result.outlines
+    quiet = pytester.runpytest(*ARGS, "-k", "France")
+    assert not any("RiggingWarning" in line for line in quiet.outlines)
+
+
+# tokens, cost and budget
+
+
+def test_a_judge_counts_on_its_own_row_and_toward_the_budget(pytester: pytest.Pytester) -> None:
+    project(pytester, ONE_SAMPLE.replace('"Italy", "Peru"', '"Italy", "Spain", "France"'))
+    result = pytester.runpytest(
+        "--rig-models", "scripted!a.toml", "--rig-judge", "scripted!judge.toml",
+        "--rig-report", "r.json",
+    )  # fmt: skip
+    doc = report(pytester)
+    rows = {r["label"]: r for r in doc["models"]}
+    assert set(rows) == {"a", "judge (judge)"}
+    assert rows["judge (judge)"]["role"] == "judge"
+    assert rows["a"]["chats"] == rows["judge (judge)"]["chats"] == 4
+    own = sum(c["input_tokens"] + c["output_tokens"] for c in judge_chats(doc))
+    assert own == rows["judge (judge)"]["input_tokens"] + rows["judge (judge)"]["output_tokens"]
+    assert rows["a"]["input_tokens"] + rows["a"]["output_tokens"] == 4 * (4 + 1)
+    assert own > 100  # a grading prompt is long: the model's 20 tokens alone never spend 100
+    budget = pytester.runpytest(
+        "--rig-models", "scripted!a.toml", "--rig-judge", "scripted!judge.toml",
+        "--rig-max-tokens", "100", "--rig-concurrency", "1", "-rs",
+    )  # fmt: skip
+    counts = outcomes(budget)
+    assert counts.get("skipped", 0) >= 1 and counts.get("passed", 0) + counts["skipped"] == 4
+    assert budget.ret == pytest.ExitCode.TESTS_FAILED
+    budget.stdout.fnmatch_lines(
+        [
+            "FAIL rigging budget --rig-max-tokens 100 spent: the run used * tokens; "
+            "* skipped for budget"
+        ]
+    )
+    assert result.ret == pytest.ExitCode.OK
+
+
+# inspect logs
+
+
+def test_an_inspect_log_scores_each_judged_sample(pytester: pytest.Pytester) -> None:
+    one_model(pytester, ONE_SAMPLE, MODEL_A_PERU)
+    pytester.runpytest(*ONE_MODEL, "--rig-inspect-log", "logs")
+    [log] = (pytester.path / "logs").iterdir()
+    samples = json.loads(log.read_text())["samples"]
+    scores = {s["input"] if isinstance(s["input"], str) else s["input"][0]["content"]: s["scores"]
+              for s in samples}  # fmt: skip
+    assert set(scores) == {"Capital of France?", "Capital of Italy?", "Capital of Peru?"}
+    for question in ("Capital of France?", "Capital of Italy?"):
+        judged = scores[question]["judge"]
+        assert (judged["value"], judged["answer"]) == ("C", "passed")
+        assert judged["explanation"] == "Right. (1/1 of the judge's runs agree)"
+    assert "judge" not in scores["Capital of Peru?"]  # unscored: no score
+    reader = pytest.importorskip("inspect_ai.log")
+    read = reader.read_eval_log(str(log))
+    assert sorted(s.scores["judge"].value for s in read.samples if "judge" in (s.scores or {})) == [
+        "C",
+        "C",
+    ]
