@@ -11,7 +11,7 @@ import typing as t
 import pytest
 
 from pytest_rigging.plugin.stats import wilson
-from tests.conftest import ini
+from tests.conftest import ini, junit_properties
 from tests.llm_server import LLMServer
 
 pytestmark = pytest.mark.plugin
@@ -830,3 +830,20 @@ def test_an_inspect_log_scores_each_judged_sample(pytester: pytest.Pytester) -> 
         "C",
         "C",
     ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: report.junit_properties counts the judge's chats (records with 'judge') in the "
+    "item's rig_first_try/rig_exhausted, which the table keeps on the judge's own row",
+)
+def test_junit_parse_counts_are_the_models_own(pytester: pytest.Pytester) -> None:
+    """Model a parses nothing (0 first try, as its table row says); the judge's three
+    runs per sample are its own row's, not the item's."""
+    project(pytester)
+    pytester.runpytest(*ARGS, "--junitxml", "j.xml", "--rig-report", "r.json")
+    rows = {r["label"]: r for r in report(pytester)["models"]}
+    assert (rows["a"]["first_try"], rows["b"]["exhausted"]) == (0, 0)
+    france = junit_properties(pytester.path / "j.xml", "test_capital[France-a]")
+    italy = junit_properties(pytester.path / "j.xml", "test_capital[Italy-b]")
+    assert (france["rig_first_try"], italy["rig_exhausted"]) == ("0", "0")
