@@ -16,6 +16,7 @@ import typing as t
 import pytest
 
 from pytest_rigging.plugin.options import (
+    JUDGES_RIG_CHAT,
     MARKERS,
     RIG_FIXTURES,
     add_options,
@@ -102,6 +103,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from pytest_rigging.plugin.matrix import generate
 
         generate(metafunc, _run(metafunc.config), fields)
+    elif metafunc.definition.get_closest_marker("rig_judge") is not None:
+        raise pytest.Collector.CollectError(f"{metafunc.definition.nodeid}: {JUDGES_RIG_CHAT}")
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)

@@ -21,7 +21,7 @@ import pytest
 from pytest_rigging.chat import Chat, ChatPipeline
 from pytest_rigging.judge import TEMPLATES, Judge, JudgeError, JudgeVerdict, PairwiseVerdict
 from pytest_rigging.plugin._compat import call_params
-from pytest_rigging.plugin.options import given
+from pytest_rigging.plugin.options import JUDGES_RIG_CHAT, given
 from pytest_rigging.plugin.records import (
     JudgeRecord,
     LabelRecord,
@@ -275,10 +275,7 @@ def check(
             )
         return []
     if "rig_chat" not in fixtures:
-        raise JudgeSpecError(
-            "@pytest.mark.rig_judge judges each sample of a test that takes rig_chat "
-            "(and rig_verdict); this test doesn't take rig_chat"
-        )
+        raise JudgeSpecError(JUDGES_RIG_CHAT)
     model = judges.model_for(spec)
     if model is None:
         raise JudgeSpecError(f"this test {NO_JUDGE_MODEL}")

@@ -148,6 +148,12 @@ RIG_FIXTURES = frozenset(
 """A test that asks for any of these is a matrix test: one item per cell."""
 
 
+JUDGES_RIG_CHAT = (
+    "@pytest.mark.rig_judge judges each sample of a test that takes rig_chat (and "
+    "rig_verdict); this test doesn't take rig_chat"
+)
+
+
 def has_cases(collector: pytest.Collector, function: object) -> bool:
     """Whether a function about to be collected has `rig_cases` on it or around it, asked
     of every function pytest collects: without importing the cases module."""

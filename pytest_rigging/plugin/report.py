@@ -35,7 +35,7 @@ from pytest_rigging.plugin.records import (
     with_checks,
     write_json,
 )
-from pytest_rigging.plugin.stats import tabulate_items
+from pytest_rigging.plugin.stats import role, tabulate_items
 
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.state import Run
@@ -245,6 +245,30 @@ def document(
     return doc
 
 
+UNSCORED_LISTED = 10
+"""Unscored items named under the judges' table; the rest are counted."""
+
+
+def unscored_lines(items: t.Sequence[ItemRecord]) -> list[str]:
+    """The unscored items and why (pytest's short summary lists no custom outcome): the
+    first unscored sample's reason, escaped (it quotes the judge's reply)."""
+    from pytest_rigging.plugin.samples import MESSAGE_EXCERPT, excerpt
+
+    unscored = [item for item in items if item["outcome"] == "unscored"]
+    if not unscored:
+        return []
+    lines = [f"rigging: {len(unscored)} unscored (a judge gave no verdict it could read):"]
+    for item in unscored[:UNSCORED_LISTED]:
+        why = next(
+            (c.get("check_message") for c in item["chats"] if c.get("check") == "unscored"), None
+        )
+        shown = excerpt(why, MESSAGE_EXCERPT).replace("\n", " ") if why else "no verdict"
+        lines.append(f"  {item['nodeid']}: {shown}")
+    if len(unscored) > UNSCORED_LISTED:
+        lines.append(f"  ... and {len(unscored) - UNSCORED_LISTED} more")
+    return lines
+
+
 def judge_summaries(items: t.Sequence[ItemRecord]) -> list[JudgeSummary]:
     """The judges' figures, when some item had one (nothing is imported otherwise)."""
     if not any("judge" in item for item in items):
@@ -374,8 +398,9 @@ def finish_item(
 
 def junit_properties(record: ItemRecord) -> list[tuple[str, object]]:
     """An item's case (a `rig_cases` item's id and content hash), its samples, the numbers
-    of those its checks failed, and its parse buckets, as JUnit properties."""
-    outcomes = [chat["outcome"] for chat in record["chats"]]
+    of those its checks failed, and its own chats' parse buckets (a judge's are its own
+    row's), as JUnit properties."""
+    outcomes = [chat["outcome"] for chat in record["chats"] if role(chat) is None]
     properties: list[tuple[str, object]] = []
     case = record.get("case")
     if case is not None:
@@ -545,6 +570,8 @@ class Reporter:
 
                 terminal.write_line("")
                 terminal.write_line(judges_table(judges))
+                for line in unscored_lines(self.items):
+                    terminal.write_line(line, yellow=True)
             for result in self.results:
                 if result.passed:
                     terminal.write_line(result.line(), green=True)

@@ -326,7 +326,8 @@ def checks_of(
         return judged
     fixtures: t.Sequence[str] = getattr(item, "fixturenames", ())
     one_sample = verdict_of(item).runs == 1 and "rig_chats" not in fixtures
-    if call.when != "call" or report.skipped or not one_sample:
+    skipped = report.skipped and UNSCORED_KEY not in item.stash  # not judged at all
+    if call.when != "call" or skipped or not one_sample:
         return {}
     check = check_of(call.excinfo.value if call.excinfo is not None else None)
     return dict.fromkeys([None, *item.stash.get(SAMPLES_KEY, {})], check)

@@ -261,19 +261,22 @@ def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[Row]:
         tally(own_key, item["model"], item["params"], item["label"]).count_item(item)
         for chat in item["chats"]:
             mine = chat["model"] == item["model"] and chat["params"] == item["params"]
-            role = _role(chat)
+            made_for = role(chat)
             params = chat["params"] if by_params else ""
             key = (
-                own_key if mine and role is None else _RowKey("judge", chat["model"], params, role)
+                own_key
+                if mine and made_for is None
+                else _RowKey("judge", chat["model"], params, made_for)
             )
-            label = chat["label"] if role is None else f"{chat['label']} ({role})"
+            label = chat["label"] if made_for is None else f"{chat['label']} ({made_for})"
             counted = tally(key, chat["model"], chat["params"], label)
-            counted.role = counted.role or role
+            counted.role = counted.role or made_for
             counted.count_chat(chat)
-    return [counted.row() for counted in tallies.values()]
+    rows = [counted.row() for counted in tallies.values()]
+    return [r for r in rows if "role" not in r] + [r for r in rows if "role" in r]
 
 
-def _role(chat: ChatRecord) -> t.Literal["judge", "versus"] | None:
+def role(chat: ChatRecord) -> t.Literal["judge", "versus"] | None:
     """What a chat made for judging is: a judge's own call, or a pairwise judge's versus
     model's answer; None for any other chat."""
     if "judge" in chat:
@@ -339,7 +342,7 @@ class Recorder:
         number = sample_number(index)
         model = mask_identifier(cell.model)
         for record in reversed(self._records.get(nodeid, [])):
-            if record["sample"] == number and record["model"] == model and _role(record) is None:
+            if record["sample"] == number and record["model"] == model and role(record) is None:
                 record["verdict"] = verdict
                 return
 
