@@ -296,7 +296,7 @@ class Judge:
                 raise ValueError(f"scale must be (low, high) with low < high, got {scale!r}")
         self.generator = get_generator(generator) if isinstance(generator, str) else generator
         self.rubric = rubric
-        self.template_name, self.template = _template(template)
+        self.template_name, self.template = template_of(template)
         self.scale = scale
         self.runs = runs
         self.max_rounds = max_rounds
@@ -495,7 +495,9 @@ def _flip(choice: Winner | None) -> Winner | None:
     return choice
 
 
-def _template(template: str) -> tuple[str, str]:
+def template_of(template: str) -> tuple[str, str]:
+    """A template's name (`custom` for one's own) and text, from a name in `TEMPLATES` or a
+    template; a ValueError saying what is wrong with anything else."""
     if template in TEMPLATES:
         return template, TEMPLATES[template]
     try:

@@ -698,6 +698,18 @@ NODE = "test_judged.py::test_it: "
             "{reference}",
         ),
         (
+            "@pytest.mark.rig_judge('r', template='rubrik')",
+            "rig_chat, rig_verdict",
+            "unknown judge template 'rubrik': name one of rubric, reference, answer_first, or "
+            "give a template that names {output}",
+        ),
+        (
+            "@pytest.mark.rig_judge('r', model='nosuch!x,api_key=sk-abcdefghijklmnop')",
+            "rig_chat, rig_verdict",
+            "model='nosuch!x,api_key=***': unknown provider 'nosuch' in 'nosuch!x,api_key=***'; "
+            "known providers: anthropic, echo, litellm, openai, scripted",
+        ),
+        (
             "@pytest.mark.rig_judge('')",
             "rig_chat, rig_verdict",
             "the rubric must be a non-empty string, got ''",

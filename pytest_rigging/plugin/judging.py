@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from pytest_rigging.chat import Chat, ChatPipeline
-from pytest_rigging.judge import TEMPLATES, Judge, JudgeError, JudgeVerdict, PairwiseVerdict
+from pytest_rigging.judge import Judge, JudgeError, JudgeVerdict, PairwiseVerdict, template_of
 from pytest_rigging.plugin._compat import call_params
 from pytest_rigging.plugin.options import JUDGES_RIG_CHAT, given
 from pytest_rigging.plugin.records import (
@@ -127,8 +127,12 @@ def _signature(
 
 
 def _template_text(spec: JudgeSpec) -> str:
-    """The grading template the spec names (or gives), checked against its reference."""
-    text = TEMPLATES.get(spec.template, spec.template)
+    """The grading template the spec names (or gives), checked, and against its
+    reference."""
+    try:
+        _, text = template_of(spec.template)
+    except ValueError as error:
+        raise JudgeSpecError(str(error)) from None
     shows = "{reference}" in text
     if spec.reference is not None and not shows and spec.versus is None and not spec.versus_model:
         raise JudgeSpecError(
@@ -279,6 +283,9 @@ def check(
     model = judges.model_for(spec)
     if model is None:
         raise JudgeSpecError(f"this test {NO_JUDGE_MODEL}")
+    for name, identifier in (("model", spec.model), ("versus_model", spec.versus_model)):
+        if identifier is not None:
+            _usable(name, identifier)
     missing = [n for n in spec.names() if n not in values]
     if missing:
         shown = ", ".join(sorted(values)) or "none"
@@ -318,6 +325,18 @@ def _names_only_reference(spec: JudgeSpec, lacking: list[str], example: LabelExa
         for n in _placeholders(text)
     }
     return not any(n in elsewhere for n in lacking)
+
+
+def _usable(name: str, identifier: str) -> None:
+    """A model the marker names, checked as an identifier at collection."""
+    from pytest_rigging._secrets import mask_identifier
+    from pytest_rigging.error import InvalidGeneratorError
+    from pytest_rigging.generator.base import get_generator
+
+    try:
+        get_generator(identifier)
+    except InvalidGeneratorError as error:
+        raise JudgeSpecError(f"{name}={mask_identifier(identifier)!r}: {error}") from None
 
 
 def _bare(identifier: str) -> str:
