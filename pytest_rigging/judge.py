@@ -127,8 +127,15 @@ _FIELDS = frozenset({"rubric", "input", "output", "reference", "format"})
 _NOT_GIVEN = "(not given)"
 
 
+_PASS = frozenset({"pass", "passed", "yes", "true", "correct"})
+_FAIL = frozenset({"fail", "failed", "no", "false", "incorrect"})
+
+
 class Decision(Model, tag="verdict"):
-    """The judge's decision: pass or fail (yes/no, true/false and passed/failed read too)."""
+    """The judge's decision: one word, pass or fail (yes/no, true/false, passed/failed and
+    correct/incorrect read too). Anything else ("pass or fail" echoed from the format, "not
+    sure") is no decision: the judge is asked again, then the verdict is unscored, never
+    guessed."""
 
     passed: bool
 
@@ -137,12 +144,12 @@ class Decision(Model, tag="verdict"):
     def _read(cls, value: t.Any) -> bool:
         if isinstance(value, bool):
             return value
-        text = str(value).strip().lower()
-        if text.startswith(("pass", "yes", "true", "correct")):
+        word = str(value).strip().strip("\"'*.!` ").lower()
+        if word in _PASS:
             return True
-        if text.startswith(("fail", "no", "false", "incorrect")):
+        if word in _FAIL:
             return False
-        raise ValueError(f"expected pass or fail, got {str(value)[:40]!r}")
+        raise ValueError(f"expected one word, pass or fail, got {str(value)[:40]!r}")
 
 
 class Score(Model, tag="score"):
@@ -209,7 +216,7 @@ class JudgeVerdict:
 
     @property
     def score(self) -> float | None:
-        """The median of the runs' scores; None when the judge has no scale."""
+        """The median of the majority's scores; None when the judge has no scale."""
         if self.unscored:
             raise Unscored(self.reasoning)
         return self._score
@@ -367,7 +374,7 @@ class Judge:
             return JudgeVerdict(True, why, agreement, bool(scored), votes, chats)
         passed = passes > fails
         majority = [v for v in scored if v.passed is passed]
-        scores = [v.score for v in scored if v.score is not None]
+        scores = [v.score for v in majority if v.score is not None]
         return JudgeVerdict(
             unscored=False,
             reasoning=majority[0].reasoning,
@@ -396,7 +403,9 @@ class Judge:
         if reference is not None:
             rubric += f"\n\nReference answer: {reference}"
         asked = [
-            PAIRWISE_TEMPLATE.format(input=input or _NOT_GIVEN, a=first, b=second, rubric=rubric)
+            PAIRWISE_TEMPLATE.format(
+                input=_NOT_GIVEN if input is None else input, a=first, b=second, rubric=rubric
+            )
             for first, second in ((a, b), (b, a))
         ]
         straight, swapped = await asyncio.gather(*(self._ask(p, Better) for p in asked))
@@ -427,6 +436,11 @@ class Judge:
         except KeyError as error:
             raise ValueError(
                 f"the rubric names {{{error.args[0]}}}, which the values don't give"
+            ) from None
+        except (IndexError, ValueError) as error:  # `{0}`, a lone brace
+            raise ValueError(
+                f"the rubric can't be filled ({error}): name values as {{name}}, and write a "
+                "brace as {{ or }}"
             ) from None
 
     async def _ask(self, prompt: str, *models: type[Model]) -> list[Chat]:

@@ -380,7 +380,7 @@ def test_the_judges_table() -> None:
     corrected = f"{one[0]:.1%} [{one[1][0] * 100:.1f}-{one[1][1] * 100:.1f}]"
     assert lines[3].split() == [
         "scripted!judge", "#1a2b3c4d", "one", "3", "66.7%", f"[{low * 100:.1f}-{high * 100:.1f}]",
-        *corrected.split(), "1", "(33.3%)", "0", "-", "0.80", "0.90", "0.90", "21",
+        *corrected.split(), "1", "(33.3%)", "0", "-", "0.80", "0.90", "0.90", "21", "(1", "unscored)",
     ]  # fmt: skip
     assert lines[4].split() == [
         "two",

@@ -545,9 +545,12 @@ def test_a_judge_that_prefers_the_first_shown_flips_every_comparison(
     for (nodeid, _), found in pairwise.items():
         versus = "scripted!b.toml" if "against_b" in nodeid else "text"
         assert found == {"winner": "tie", "flipped": True, "versus": versus}
-    [summary] = doc["judges"]
-    assert (summary["comparisons"], summary["flipped"], summary["flip_rate"]) == (4, 4, 1.0)
-    assert row(result, summary["id"])[-5] == "4/4"  # flips
+    # comparing with a text and with a model: two judges (what they compare with is part
+    # of a pairwise judge's identity), each flipping every comparison
+    assert len(doc["judges"]) == 2
+    for summary in doc["judges"]:
+        assert (summary["comparisons"], summary["flipped"], summary["flip_rate"]) == (2, 2, 1.0)
+        assert row(result, summary["id"])[-5] == "2/2"  # flips
     labels = {r["label"] for r in doc["models"]}
     assert labels == {"a", "first (judge)", "b (versus)"}
     asked = [c["conversation"][0]["content"] for c in judge_chats(doc)]

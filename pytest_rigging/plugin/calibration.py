@@ -33,7 +33,7 @@ from pytest_rigging.plugin.records import (
     VerdictRecord,
     group_key,
 )
-from pytest_rigging.plugin.stats import Rate
+from pytest_rigging.plugin.stats import Rate, role
 
 Z = 1.96
 """The normal quantile of the 95% intervals."""
@@ -313,7 +313,7 @@ def judged(item: ItemRecord) -> t.Iterator[tuple[ChatRecord, VerdictRecord]]:
         return
     for chat in item["chats"]:
         verdict = chat.get("verdict")
-        if verdict is not None and "judge" not in chat and chat["model"] == item["model"]:
+        if verdict is not None and role(chat) is None and chat["model"] == item["model"]:
             yield chat, verdict
 
 
@@ -334,7 +334,7 @@ class _Counts:
         self.unscored += verdict["outcome"] == "unscored"
         self.unstable += verdict["unstable"]
         pairwise = verdict.get("pairwise")
-        if pairwise is not None:
+        if pairwise is not None and verdict["outcome"] != "unscored":
             self.comparisons += 1
             self.flipped += pairwise["flipped"]
 
@@ -346,7 +346,7 @@ def summaries(items: t.Sequence[ItemRecord]) -> list[JudgeSummary]:
     judges: dict[str, JudgeRecord] = {}
     models: dict[str, dict[str, tuple[str, _Counts]]] = {}
     totals: dict[str, _Counts] = {}
-    labels: dict[str, dict[str, LabelRecord]] = {}
+    labels: dict[str, dict[tuple[str, int], LabelRecord]] = {}
     for item in items:
         record = item.get("judge")
         if record is None:
@@ -356,8 +356,9 @@ def summaries(items: t.Sequence[ItemRecord]) -> list[JudgeSummary]:
             rows = models.setdefault(verdict["judge"], {})
             rows.setdefault(item["model"], (item["label"], _Counts()))[1].add(verdict)
             totals.setdefault(verdict["judge"], _Counts()).add(verdict)
-        for label in item.get("labels", []):
-            labels.setdefault(label["judge"], {}).setdefault(label["example"], label)
+        for label in item.get("labels", []):  # one line graded by two processes: once
+            key = (label["example"], label["line"])
+            labels.setdefault(label["judge"], {}).setdefault(key, label)
     return [
         _summary(
             judge,
@@ -375,11 +376,13 @@ def _summary(
     total: _Counts,
     labels: list[LabelRecord],
 ) -> JudgeSummary:
+    failed = [r for r in labels if "error" in r]
+    labels = [r for r in labels if "error" not in r]
     pairs = [(r["label"], r["verdict"]) for r in labels if r["verdict"] is not None]
     scale = _scale(judge, labels)
     confusion = Confusion.of(pairs) if scale is None else None
     rates = [_rate(model, label, counts, confusion) for model, (label, counts) in models.items()]
-    return {
+    summary: JudgeSummary = {
         "id": judge["id"],
         "model": judge["model"],
         "hash": judge["hash"],
@@ -399,6 +402,9 @@ def _summary(
         "specificity": confusion.specificity if confusion else None,
         "models": rates,
     }
+    if failed:
+        summary["labels_failed"] = len(failed)
+    return summary
 
 
 def _scale(judge: JudgeRecord, labels: t.Sequence[LabelRecord]) -> tuple[float, float] | None:
@@ -461,7 +467,7 @@ def judges_table(summaries: t.Sequence[JudgeSummary], tablefmt: str = "simple") 
                 _number(summary["kappa"]),
                 _number(summary["sensitivity"]),
                 _number(summary["specificity"]),
-                str(summary["labels"]),
+                _labels_cell(summary),
             ]
             lines.append(
                 [
@@ -472,6 +478,19 @@ def judges_table(summaries: t.Sequence[JudgeSummary], tablefmt: str = "simple") 
             )
     headers = HEADERS if tablefmt == "simple" else [h.replace("\n", " ") for h in HEADERS]
     return tabulate(lines, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def _labels_cell(summary: JudgeSummary) -> str:
+    """The labels a judge graded, and those it gave no verdict on or could not grade."""
+    apart = [
+        f"{count} {what}"
+        for count, what in (
+            (summary.get("labels_unscored", 0), "unscored"),
+            (summary.get("labels_failed", 0), "not graded"),
+        )
+        if count
+    ]
+    return str(summary["labels"]) + (f" ({', '.join(apart)})" if apart else "")
 
 
 def _model_cells(rate: JudgedRate | None) -> list[str]:
@@ -516,7 +535,14 @@ def kappa_checks(summaries: t.Sequence[JudgeSummary], threshold: float) -> list[
     for summary in summaries:
         value = summary["kappa"]
         compared = summary["labels"] - summary.get("labels_unscored", 0)
-        if value is None:
+        failed = summary.get("labels_failed", 0)
+        if failed:
+            passed = False
+            said = (
+                f"{failed} of its labelled examples could not be graded (a call refused or "
+                "failed: see its row), so its kappa is not known"
+            )
+        elif value is None:
             passed = False
             said = f"no kappa to judge ({_why_no_kappa(summary, compared)})"
         else:
@@ -560,6 +586,8 @@ def judged_samples(doc: ReportDocument, seed: int) -> list[Sample]:
     found = []
     for item in doc["items"]:
         for index, (chat, verdict) in enumerate(judged(item)):
+            if "pairwise" in verdict:
+                continue  # labels grade one output; a pairwise verdict compared two
             stratum = Stratum(group_key(item["nodeid"]), item["model"], verdict["outcome"])
             identity = (
                 f"{seed}\x1f{item['nodeid']}\x1f{item['cell']}\x1f{chat['sample']}\x1f{index}"
@@ -590,9 +618,14 @@ def allocate(sizes: t.Sequence[int], count: int) -> list[int]:
 def labelling_rows(samples: t.Sequence[Sample], count: int) -> list[dict[str, str | None]]:
     """A stratified draw of `count` samples, as rows of a labels file with empty labels.
     Within a stratum, the lowest ranks are drawn; the rows come in rank order, so that
-    their order doesn't tell the labeller what the judge said."""
+    their order doesn't tell the labeller what the judge said. An output given alike for
+    one input (by two models, or twice) is drawn once: it is one example to label."""
+    unique: dict[str, Sample] = {}
+    for sample in sorted(samples, key=lambda s: s.rank):
+        content = {k: v for k, v in _row(sample).items() if k != "model"}
+        unique.setdefault(json.dumps(content, sort_keys=True), sample)
     strata: dict[Stratum, list[Sample]] = {}
-    for sample in samples:
+    for sample in unique.values():
         strata.setdefault(sample.stratum, []).append(sample)
     groups = list(strata.values())
     drawn = [

@@ -51,7 +51,7 @@ from pytest_rigging.plugin.samples import CallRefused
 MODES = ("none", "once", "new_episodes", "all")
 FORMAT = "pytest-rigging-cassette"
 VERSION = 1
-_UNKEYED = ("api_base", "timeout", "extra_headers")
+UNKEYED = ("api_base", "timeout", "extra_headers")
 """Params that say how to reach a model, not what it answers (headers may hold a key)."""
 EXPLAINED = 3
 """A module's first items that miss (in each process: an xdist worker reads its cassettes
@@ -406,7 +406,7 @@ class Tapes:
         self, generator: Generator, asked: dict[str, t.Any], params: GenerateParams, where: Where
     ) -> dict[str, t.Any]:
         """The call as it is keyed and stored: secrets masked everywhere."""
-        shaping = {k: v for k, v in params.to_dict().items() if k not in _UNKEYED}
+        shaping = {k: v for k, v in params.to_dict().items() if k not in UNKEYED}
         request = {
             "generator": self._identity(generator),
             **asked,

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         "--min-judge-kappa",
         type=float,
         metavar="K",
-        help="fail when a judge agrees with the labelled examples less than K (Cohen's kappa)",
+        help="fail when a judge agrees with the labelled examples less than K (Cohen's kappa; "
+        "replaces the threshold recorded in the reports)",
     )
     paging = commands.add_parser("html", help="write the HTML page of a --rig-report file")
     paging.add_argument("report", type=Path, help="a JSON report (--rig-report, merge -o)")
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     doc = merge(docs, given or None, args.gate_mode)
+    if args.min_judge_kappa is not None:
+        doc["settings"]["min_judge_kappa"] = args.min_judge_kappa
+    kappa = doc["settings"].get("min_judge_kappa")
     for path, writer in ((args.output, write), (args.html, _write_page)):
         if path is None:
             continue
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{judges_table(judges)}")
     for gate in doc["gates"]:
         print(f"{'pass' if gate['passed'] else 'FAIL'} {gate['message']}")
-    kappas = kappa_checks(judges, args.min_judge_kappa) if args.min_judge_kappa is not None else []
+    kappas = kappa_checks(judges, kappa) if kappa is not None else []
     for check in kappas:
         print(check.line)
     return 1 if failing or not all(check.passed for check in kappas) else 0

@@ -544,7 +544,9 @@ class Engine:
             def heard(chats: t.Sequence[Chat], parses: bool) -> None:
                 self.remember(chats)
                 self.recorder.add(job.nodeid, chats, parses, job.cell, job.generator, index)
-                self.progress.sample_done(any(c.error_kind == "infrastructure" for c in chats))
+                if not any(_judging(c) for c in chats):  # the sample's own, not its judge's
+                    errors = any(c.error_kind == "infrastructure" for c in chats)
+                    self.progress.sample_done(errors)
 
             kept = None
             if job.nodeid in found:
@@ -604,7 +606,7 @@ class Engine:
         judging = judging_for(item, judges, lambda model: self.judge_generator(model, item.nodeid))
         if judging is None or item.nodeid not in self._calibrating:
             return judging, ()
-        return judging, judges.examples(group_key(item.nodeid))
+        return judging, judges.examples(group_key(item.nodeid), judging.spec)
 
     async def _judge(self, job: _Job, judging: Judging, index: int, chat: Chat) -> None:
         """Sample `index`'s verdict, kept for `rig_verdict` and on its chat's record; a
@@ -871,6 +873,11 @@ def _cell(item: pytest.Item) -> Cell:
     if cell is None:
         raise TypeError(f"{item.nodeid} is not an item of the rig matrix")
     return cell
+
+
+def _judging(chat: Chat) -> bool:
+    """A chat run for judging a sample: a judge's call, or a versus model's answer."""
+    return "judge" in chat.metadata or "versus" in chat.metadata
 
 
 def _fixturenames(item: pytest.Item) -> t.Sequence[str]:

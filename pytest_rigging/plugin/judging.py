@@ -12,12 +12,15 @@ parameters and its `rig_cases` fields in `{}`, filled per item.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import string
 import typing as t
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from pytest_rigging._secrets import mask_identifier
 from pytest_rigging.chat import Chat, ChatPipeline
 from pytest_rigging.judge import Judge, JudgeError, JudgeVerdict, PairwiseVerdict, template_of
 from pytest_rigging.plugin._compat import call_params
@@ -215,9 +218,10 @@ class Judges:
         """The judge model: the marker's `model=`, else the run's."""
         return spec.model or self.model
 
-    def examples(self, test: str) -> list[LabelExample]:
-        """The labelled examples that calibrate the judge of test function `test`."""
-        if self.labels is None:
+    def examples(self, test: str, spec: JudgeSpec) -> list[LabelExample]:
+        """The labelled examples that calibrate the judge of test function `test`: none
+        for a pairwise judge (labels grade one output; it compares two)."""
+        if self.labels is None or spec.versus is not None or spec.versus_model is not None:
             return []
         from pytest_rigging.plugin.calibration import applies
 
@@ -295,7 +299,8 @@ def check(
         )
     from pytest_rigging.plugin.records import group_key
 
-    for example in judges.examples(group_key(definition.nodeid)):
+    for example in judges.examples(group_key(definition.nodeid), spec):
+        _label_fits(example, spec, judges.labels_shown)
         lacking = [n for n in spec.names() if n not in example.fields]
         if lacking and not _names_only_reference(spec, lacking, example):
             raise JudgeSpecError(
@@ -306,11 +311,29 @@ def check(
     judge_model = _bare(model)
     if any(_bare(m) == judge_model for m in models):
         notes.append(
-            f"@pytest.mark.rig_judge: the judge {model} is also a model under test; judges "
+            f"@pytest.mark.rig_judge: the judge {mask_identifier(model)} is also a model under "
+            "test; judges "
             "favour their own outputs, so its verdicts on itself are suspect: judge with "
             "another model"
         )
     return notes
+
+
+def _label_fits(example: LabelExample, spec: JudgeSpec, shown: str) -> None:
+    """A label of the judge's kind: pass or fail (1 or 0) for a judge without a scale, a
+    score on its scale for one with; another would give a kappa that means nothing."""
+    where = f"the labelled example on line {example.line} of {shown}"
+    if spec.scale is None and example.label not in (0.0, 1.0):
+        raise JudgeSpecError(
+            f"{where} is labelled {example.label:g}, a score, but this test's judge has no "
+            "scale=: label it true or false"
+        )
+    if spec.scale is not None and not spec.scale[0] <= example.label <= spec.scale[1]:
+        low, high = spec.scale
+        raise JudgeSpecError(
+            f"{where} is labelled {example.label:g}, off the judge's scale {low:g}-{high:g}: "
+            "label it with a score on the scale"
+        )
 
 
 def _names_only_reference(spec: JudgeSpec, lacking: list[str], example: LabelExample) -> bool:
@@ -329,7 +352,6 @@ def _names_only_reference(spec: JudgeSpec, lacking: list[str], example: LabelExa
 
 def _usable(name: str, identifier: str) -> None:
     """A model the marker names, checked as an identifier at collection."""
-    from pytest_rigging._secrets import mask_identifier
     from pytest_rigging.error import InvalidGeneratorError
     from pytest_rigging.generator.base import get_generator
 
@@ -381,7 +403,7 @@ class Judging:
         output = chat.last.content
         asked = self._text(self.spec.input) or _asked(chat)
         reference = self._text(self.spec.reference)
-        values = self.values if self.values else None
+        values = self.values  # always filled: a rubric's `{{` is a brace, whatever it names
         versus = self._text(self.spec.versus)
         if self.versus_generator is not None:
             other = pipeline.clone().meta(versus=self.judge.id)  # counted with the judging
@@ -410,7 +432,7 @@ class Judging:
             pairwise: PairwiseRecord = {
                 "winner": "tie",
                 "flipped": verdict.flipped,
-                "versus": self.spec.versus_model or "text",
+                "versus": mask_identifier(self.spec.versus_model or "text"),
             }
             if not verdict.unscored:
                 pairwise["winner"] = _WINNERS[verdict.winner]
@@ -423,34 +445,39 @@ class Judging:
         return record
 
     async def calibrate(self, examples: t.Sequence[LabelExample]) -> list[LabelRecord]:
-        """The judge's verdicts on labelled examples (all at once), as records; an example
-        whose judge call failed for infrastructure reasons is left out (the judge's row
-        shows the failed call)."""
+        """The judge's verdicts on labelled examples (all at once), as records. An example
+        whose judge call failed or was refused (a cassette miss, a spent budget) is
+        recorded with why, and fails the kappa gate: never this item's outcome, and never a
+        kappa over fewer labels than were given."""
+        from pytest_rigging.plugin.samples import CallRefused
 
-        async def one(example: LabelExample) -> LabelRecord | None:
-            reference = example.reference
-            if reference is None and self.spec.reference is not None:
-                reference = self.spec.reference.format_map(example.fields)
-            values = dict(example.fields) if self.spec.names() else None
-            try:
-                verdict = await self.judge.grade(
-                    example.output, input=example.input, reference=reference, values=values
-                )
-            except JudgeError:
-                return None
-            said: float | None = None
-            if not verdict.unscored:
-                said = verdict.score if self.spec.scale is not None else float(verdict.passed)
-            return {
+        async def one(example: LabelExample) -> LabelRecord:
+            record: LabelRecord = {
                 "judge": self.judge.id,
                 "example": example.hash,
                 "line": example.line,
                 "label": example.label,
-                "verdict": said,
+                "verdict": None,
             }
+            reference = example.reference
+            if reference is None and self.spec.reference is not None:
+                reference = self.spec.reference.format_map(example.fields)
+            try:
+                verdict = await self.judge.grade(
+                    example.output,
+                    input=example.input,
+                    reference=reference,
+                    values=dict(example.fields),
+                )
+            except (JudgeError, CallRefused) as error:
+                record["error"] = excerpt(str(error), REASONING // 2)[:REASONING]
+                return record
+            if not verdict.unscored:
+                passed = float(verdict.passed)
+                record["verdict"] = verdict.score if self.spec.scale is not None else passed
+            return record
 
-        graded = await asyncio.gather(*(one(e) for e in examples))
-        return [record for record in graded if record is not None]
+        return list(await asyncio.gather(*(one(e) for e in examples)))
 
 
 def judging_for(
@@ -463,8 +490,6 @@ def judging_for(
         return None
     model = judges.model_for(spec)
     assert model is not None  # checked at collection
-    from pytest_rigging.plugin.cassettes import rooted
-
     judge = Judge(
         generator(model),
         spec.rubric,
@@ -472,9 +497,26 @@ def judging_for(
         scale=spec.scale,
         runs=spec.judge_runs,
     )
-    judge.model = rooted(judge.model, item.config.rootpath)  # its id, wherever pytest starts
+    _identify(judge, spec, item.config.rootpath)
     versus = generator(spec.versus_model) if spec.versus_model else None
     return Judging(judge, spec, values_of(item, spec), versus)
+
+
+def _identify(judge: Judge, spec: JudgeSpec, rootdir: Path) -> None:
+    """The judge's identity as the run's records keep it (`Judge.id`): its model without
+    what only says how to reach it (a timeout, a port: `cassettes.UNKEYED`), a rules file
+    named from the rootdir (the same wherever pytest starts), and, for a pairwise judge,
+    what it compares with (it is another judge than one that grades alone)."""
+    from pytest_rigging.generator.base import GenerateParams
+    from pytest_rigging.plugin.cassettes import UNKEYED, rooted
+
+    shaping = {k: v for k, v in judge.generator.params.to_dict().items() if k not in UNKEYED}
+    shown = judge.generator.to_identifier(GenerateParams(**shaping), with_config=False)
+    judge.model = rooted(mask_identifier(shown), rootdir)
+    if spec.versus is not None or spec.versus_model is not None:
+        versus = mask_identifier(spec.versus_model or "text")
+        asked = f"{judge.hash}\x1fpairwise\x1f{versus}".encode("utf-8", "surrogatepass")
+        judge.hash = hashlib.sha256(asked).hexdigest()
 
 
 def verdict_for(item: pytest.Item, engine: Engine) -> Verdict:

@@ -88,6 +88,9 @@ class LabelRecord(TypedDict):
     """1.0 pass, 0.0 fail, or a score on the judge's scale."""
     verdict: float | None
     """The judge's: 1.0, 0.0 or its score; None when it gave none it could read."""
+    error: NotRequired[str]
+    """Why the example was not graded (a judge call refused or failed): it counts for
+    nothing but this."""
 
 
 class ChatRecord(TypedDict):
@@ -149,11 +152,11 @@ def with_checks(
     chats: t.Sequence[ChatRecord], checks: t.Mapping[int | None, SampleCheck]
 ) -> list[ChatRecord]:
     """`chats`, each with its sample's check (by the sample it records, None for a
-    free-form test's own chats)."""
+    free-form test's own chats); a judge's chats judge the sample, they aren't checked."""
     checked = []
     for chat in chats:
         check = checks.get(chat["sample"])
-        if check is not None:
+        if check is not None and "judge" not in chat and "versus" not in chat:
             chat = chat.copy()
             chat["check"], chat["check_message"] = check
         checked.append(chat)
@@ -239,6 +242,8 @@ class RunSettings(TypedDict, total=False):
     concurrency: int
     gates: list[GateSetting]
     gate_mode: str
+    min_judge_kappa: float
+    """`--rig-min-judge-kappa`, for `merge` to judge the merged judges by."""
     merged_from: int
     interrupted: bool
 
@@ -354,6 +359,9 @@ class JudgeSummary(TypedDict):
     flip_rate: float | None
     labels: int
     """Labelled examples it graded (unscored ones included)."""
+    labels_failed: NotRequired[int]
+    """Labelled examples it could not grade (a call refused or failed): while any is, its
+    kappa is not trusted by the gate."""
     labels_unscored: NotRequired[int]
     """Of those, the ones it gave no verdict on: left out of the kappa, the sensitivity and
     the specificity."""

@@ -167,7 +167,9 @@ class Run:
             if any(given(config, name) for name in JUDGE_SETTINGS):
                 run.judges()  # reads and checks them
             if place.controls:
-                run.reporter()  # reads and checks the gates
+                reporter = run.reporter()  # reads and checks the gates
+                if run.judged is not None and run.judged.min_kappa is not None:
+                    reporter.settings["min_judge_kappa"] = run.judged.min_kappa  # for merge
                 for note in run.settings.notes:
                     config.issue_config_time_warning(RiggingWarning(note), stacklevel=2)
         return run
