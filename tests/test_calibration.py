@@ -380,7 +380,8 @@ def test_the_judges_table() -> None:
     corrected = f"{one[0]:.1%} [{one[1][0] * 100:.1f}-{one[1][1] * 100:.1f}]"
     assert lines[3].split() == [
         "scripted!judge", "#1a2b3c4d", "one", "3", "66.7%", f"[{low * 100:.1f}-{high * 100:.1f}]",
-        *corrected.split(), "1", "(33.3%)", "0", "-", "0.80", "0.90", "0.90", "21", "(1", "unscored)",
+        *corrected.split(), "1", "(33.3%)", "0", "-", "0.80", "0.90", "0.90",
+        "21", "(1", "unscored)",
     ]  # fmt: skip
     assert lines[4].split() == [
         "two",
@@ -835,3 +836,53 @@ def test_the_labels_command_says_when_it_cannot_write(
     code, _, errors = run_labels(capsys, str(report), "-o", str(folder))
     assert code == 2
     assert errors == f"error: cannot write {folder}: Is a directory\n"
+
+
+def test_an_unscored_comparison_is_no_flip_and_no_comparison() -> None:
+    """The order-flip rate is of the comparisons the judge decided."""
+    flipped: PairwiseRecord = {"winner": "tie", "flipped": True, "versus": "text"}
+    undecided: PairwiseRecord = {"winner": "tie", "flipped": False, "versus": "text"}
+    chats = [
+        sample_chat(1, "echo!one", "one", verdict("passed", pairwise=flipped)),
+        sample_chat(2, "echo!one", "one", verdict("unscored", pairwise=undecided)),
+    ]
+    [judged] = summaries([item("tests/test_q.py::test_p", "echo!one", "one", chats, JUDGE)])
+    assert (judged["comparisons"], judged["flipped"], judged["flip_rate"]) == (1, 1, 1.0)
+
+
+def test_labels_count_once_per_line_whoever_graded_them() -> None:
+    """Two lines of one content are two labels (two people may label one text); one line
+    graded in two processes is one."""
+    twice: list[LabelRecord] = [
+        {"judge": JUDGE["id"], "example": "same", "line": line, "label": 1.0, "verdict": 1.0}
+        for line in (1, 2)
+    ]
+    chats = [sample_chat(1, "echo!one", "one", verdict("passed"))]
+    items = [
+        item("tests/test_q.py::test_a[x]", "echo!one", "one", chats, JUDGE, twice),
+        item("tests/test_q.py::test_a[y]", "echo!one", "one", chats, JUDGE, twice[:1]),
+    ]
+    [judged] = summaries(items)
+    assert judged["labels"] == 2
+
+
+def test_the_labels_command_draws_an_output_given_alike_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two models that gave one answer to one question: one example to label."""
+    chats = [
+        (model, chat_record(1, [("user", "q"), ("assistant", "Paris")], model, label))
+        for model, label in (("echo!one", "one"), ("echo!two", "two"))
+    ]
+    items = []
+    for model, chat in chats:
+        chat["verdict"] = verdict("passed")
+        label = model.split("!")[1]
+        items.append(item(f"tests/test_q.py::test_a[{label}]", model, label, [chat], JUDGE))
+    path = tmp_path / "report.json"
+    write(path, document({"models": ["echo!one", "echo!two"]}, items, [], "point"))
+    out = tmp_path / "labels.jsonl"
+    code, printed, _ = run_labels(capsys, str(path), "-o", str(out))
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert (code, len(rows), rows[0]["output"]) == (0, 1, "Paris")
+    assert printed.startswith(f"wrote 1 example to {out} (of 2 judged samples; 2 strata)")

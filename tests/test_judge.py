@@ -148,6 +148,19 @@ async def test_yes_and_no_read_as_pass_and_fail() -> None:
     assert yes.reasoning == ""
 
 
+@pytest.mark.parametrize(
+    "said", ["pass or fail", "not sure", "None", "Not applicable", "failed to decide", "passable"]
+)
+async def test_anything_but_one_verdict_word_is_no_verdict(said: str) -> None:
+    """An echoed format, a hedge or a sentence is no decision: asked again, then unscored,
+    never read as a pass or a fail by its first letters."""
+    verdict = await rg.Judge(always(f"<verdict>{said}</verdict>"), "r", max_rounds=2).grade("x")
+    assert verdict.unscored
+    assert refusal(verdict, "passed") == (
+        f"no verdict in the judge's reply after 2 replies: <verdict>{said}</verdict>"
+    )
+
+
 async def test_an_infrastructure_failure_raises_judge_error(llm_server: LLMServer) -> None:
     llm_server.fail_next(10, status=500)
     judge = rg.Judge("openai!judge-model,max_retries=1,backoff=0", "r")

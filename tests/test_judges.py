@@ -860,3 +860,121 @@ def test_junit_parse_counts_are_the_models_own(pytester: pytest.Pytester) -> Non
     france = junit_properties(pytester.path / "j.xml", "test_capital[France-a]")
     italy = junit_properties(pytester.path / "j.xml", "test_capital[Italy-b]")
     assert (france["rig_first_try"], italy["rig_exhausted"]) == ("0", "0")
+
+
+# what a review found
+
+
+def test_keys_stay_out_of_the_warning_the_report_and_the_page(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """A judge that is a model under test is warned of with its key masked; a versus
+    model's key is masked in the report and on the page; the judge's id names no port or
+    timeout (how it is reached is no part of which judge it is)."""
+    ini(pytester)
+    pytester.makepyfile(
+        test_judged=HTTP_SUITE.replace(
+            "judge_runs=JUDGE_RUNS",
+            "judge_runs=1, versus_model='openai!v,api_key=sk-VERSUSSECRET1234567'",
+        )
+    )
+    llm_server.add_rule(r"\[Response A\]", "<reasoning>A.</reasoning><better>A</better>")
+    judge = "openai!m,max_retries=0,timeout=30,api_key=sk-JUDGESECRET12345678"
+    result = pytester.runpytest(
+        "--rig-models", "openai!m,max_retries=0", "--rig-judge", judge,
+        "--rig-report", "r.json", "--rig-html", "p.html", "-W", "always",
+    )  # fmt: skip
+    shown = "\n".join(result.outlines)
+    assert "the judge openai!m,max_retries=0,timeout=30,api_key=*** is also a model" in shown
+    written = (pytester.path / "r.json").read_text() + (pytester.path / "p.html").read_text()
+    assert "SECRET" not in shown + written
+    doc = report(pytester)
+    [summary] = doc["judges"]
+    assert summary["id"].startswith("openai!m #")  # no timeout, no key
+    versus = {c["verdict"]["pairwise"]["versus"] for c in judged_chats(doc).values()}
+    assert versus == {"openai!v,api_key=***"}
+
+
+def test_a_rubric_s_brace_reaches_the_judge_as_one(pytester: pytest.Pytester) -> None:
+    """`{{` in a rubric is a literal brace, whether or not the rubric names a value."""
+    suite = SUITE.replace(
+        '"Names the capital of {country} and nothing else"', """'Answers like {{"city": ...}}'"""
+    )
+    project(pytester, suite)
+    pytester.runpytest(*ARGS, "-k", "France", "--rig-report", "r.json")
+    [asked, *_] = [c["conversation"][0]["content"] for c in judge_chats(report(pytester))]
+    assert '[Rubric]\nAnswers like {"city": ...}\n' in asked
+
+
+@pytest.mark.parametrize(
+    ("marker", "label", "message"),
+    [
+        (
+            "@pytest.mark.rig_judge('r')",
+            5,
+            "is labelled 5, a score, but this test's judge has no scale=: label it true or false",
+        ),
+        (
+            "@pytest.mark.rig_judge('r', scale=(1, 5))",
+            7,
+            "is labelled 7, off the judge's scale 1-5: label it with a score on the scale",
+        ),
+    ],
+)
+def test_a_label_of_another_kind_than_the_judge_s_is_a_collection_error(
+    pytester: pytest.Pytester, marker: str, label: int, message: str
+) -> None:
+    ini(pytester)
+    pytester.makepyfile(test_judged=judged_test(marker))
+    (pytester.path / "labels.jsonl").write_text(json.dumps({"output": "x", "label": label}))
+    found = collection_error(
+        pytester, "--rig-judge", "echo!j", "--rig-judge-labels", "labels.jsonl"
+    )
+    assert found == f"{NODE}the labelled example on line 1 of labels.jsonl {message}"
+
+
+def test_a_labelled_example_not_graded_fails_the_kappa_gate_not_an_item(
+    pytester: pytest.Pytester, llm_server: LLMServer
+) -> None:
+    """Recorded with two labelled examples, replayed (`--rig-record none`) with a third:
+    the third misses; every item passes as recorded, and the kappa gate fails saying so."""
+    http_project(pytester, llm_server)
+    rows = [
+        {"country": "France", "output": "Paris", "label": True},
+        {"country": "France", "output": "Lyon", "label": False},
+    ]
+    labels = pytester.path / "labels.jsonl"
+    labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kappa = ("--rig-judge-labels", "labels.jsonl", "--rig-min-judge-kappa", "0.5")
+    recorded = pytester.runpytest(*HTTP, *kappa, "--rig-record", "once")
+    assert outcomes(recorded) == {"passed": 1, "failed": 1}
+    labels.write_text(labels.read_text() + json.dumps({**rows[0], "output": "Paris."}) + "\n")
+    replayed = pytester.runpytest(*HTTP, *kappa, "--rig-record", "none", "--rig-report", "r.json")
+    assert outcomes(replayed) == {"passed": 1, "failed": 1, "gate": 1}
+    [summary] = report(pytester)["judges"]
+    assert (summary["labels"], summary["labels_failed"]) == (2, 1)
+    replayed.stdout.fnmatch_lines(
+        [
+            "FAIL judge openai!j #*: 1 of its labelled examples could not be graded (a call "
+            "refused or failed: see its row), so its kappa is not known, needs >= 0.50 "
+            "(rig-min-judge-kappa)"
+        ]
+    )
+
+
+def test_merge_judges_the_kappa_threshold_the_shards_were_given(
+    labelled: pytest.Pytester,
+) -> None:
+    from pytest_rigging.plugin.cli import main
+
+    shards = []
+    for k in (1, 2):
+        name = f"s{k}.json"
+        labelled.runpytest(
+            *ARGS, "--rig-judge-labels", "labels.jsonl", "--rig-min-judge-kappa", "0.9",
+            "--rig-shard", f"{k}/2", "--rig-report", name,
+        )  # fmt: skip
+        shards.append(str(labelled.path / name))
+    assert report(labelled, "s1.json")["settings"]["min_judge_kappa"] == 0.9
+    assert main(["merge", *shards]) == 1  # kappa 0.79 < 0.9, as recorded
+    assert main(["merge", *shards, "--min-judge-kappa", "0.7"]) == 0

@@ -174,7 +174,8 @@ def _labels(report: Path, output: Path, count: int, seed: int) -> int:
         return 2
     strata = len({sample.stratum for sample in samples})
     print(
-        f"wrote {len(rows)} examples to {output} (of {len(samples)} judged samples; "
+        f"wrote {_counted(len(rows), 'example')} to {output} "
+        f"(of {_counted(len(samples), 'judged sample')}; "
         f'{strata} strat{"um" if strata == 1 else "a"}); fill in "label" (true/false or a score)'
     )
     return 0
@@ -182,3 +183,7 @@ def _labels(report: Path, output: Path, count: int, seed: int) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _counted(count: int, thing: str) -> str:
+    return f"{count} {thing}{'' if count == 1 else 's'}"
