@@ -566,8 +566,7 @@ class Engine:
             finally:
                 job.span.last = time.perf_counter()
 
-        async def samples(job: _Job) -> list[Chat] | BaseException:
-            calibrating = asyncio.ensure_future(self._calibrate(job)) if job.calibration else None
+        async def own(job: _Job) -> list[Chat] | BaseException:
             try:
                 if job.runs == 1:  # most items: no gathering
                     return [await sample(job, 0)]
@@ -581,9 +580,20 @@ class Engine:
                 return t.cast(list[Chat], done)
             except Exception as error:  # the item's outcome, raised when it asks
                 return error
-            finally:
-                if calibrating is not None:
-                    await calibrating
+
+        async def samples(job: _Job) -> list[Chat] | BaseException:
+            """The item's samples, and (its judge's first item) the labelled examples
+            graded alongside, which the item waits for; cancelled, it cancels them too."""
+            if not job.calibration:
+                return await own(job)
+            calibrating = asyncio.ensure_future(self._calibrate(job))
+            try:
+                outcome = await own(job)
+            except BaseException:
+                calibrating.cancel()
+                raise
+            await calibrating
+            return outcome
 
         name = group_key(request.node.nodeid).rsplit("::", 1)[-1]
         self.progress.start(request.node.nodeid, name, sum(job.runs for job in jobs))
