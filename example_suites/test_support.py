@@ -18,6 +18,8 @@ def rig_pipeline(rig_generator, question):
 
 @pytest.mark.rig_cases("cases/support.jsonl", id="topic")
 @pytest.mark.rig(runs=3, min_pass=2)
-@pytest.mark.rig_judge("Tells the customer {must}, politely, in at most two sentences", judge_runs=3)
+@pytest.mark.rig_judge(
+    "Tells the customer {must}, politely, in at most two sentences", judge_runs=3
+)
 def test_support_reply(rig_chat, rig_verdict):
     assert rig_verdict.passed, rig_verdict.reasoning
