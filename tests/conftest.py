@@ -89,6 +89,17 @@ def ini(pytester: pytest.Pytester, extra: str = "") -> None:
     )
 
 
+def collection_error(pytester: pytest.Pytester, *args: str) -> str:
+    """The one collection error's message, as pytest prints it (whole: no traceback), of a
+    run collecting with `args`."""
+    result = pytester.runpytest("--collect-only", "-q", *args)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    text = result.stdout.str()
+    assert text.count("ERROR collecting") == 1, text
+    after = text.split("ERROR collecting", 1)[1].split("\n", 1)[1]
+    return after.split("\n=====", 1)[0].strip()
+
+
 def rig_module(tests: str, prompt: str = "x") -> str:
     """A pytester test module whose `rig_pipeline` sends `prompt`, followed by `tests`."""
     return (

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import ini
+from tests.conftest import collection_error, ini
 
 pytestmark = pytest.mark.plugin
 
@@ -29,16 +29,6 @@ def collected(pytester: pytest.Pytester, *args: str) -> list[str]:
     """The node ids pytest collects (in its order)."""
     result = pytester.runpytest("--collect-only", "-q", *args)
     return [line for line in result.outlines if "::" in line]
-
-
-def collection_error(pytester: pytest.Pytester) -> str:
-    """The one collection error's message, as pytest prints it (whole: no traceback)."""
-    result = pytester.runpytest("--collect-only", "-q")
-    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
-    text = result.stdout.str()
-    assert text.count("ERROR collecting") == 1, text
-    after = text.split("ERROR collecting", 1)[1].split("\n", 1)[1]
-    return after.split("\n=====", 1)[0].strip()
 
 
 def dumping(marker: str, path: str = "seen.jsonl") -> str:

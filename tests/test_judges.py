@@ -11,7 +11,7 @@ import typing as t
 import pytest
 
 from pytest_rigging.plugin.stats import wilson
-from tests.conftest import ini, junit_properties
+from tests.conftest import collection_error, ini, junit_properties
 from tests.llm_server import LLMServer
 
 pytestmark = pytest.mark.plugin
@@ -630,14 +630,7 @@ def test_a_baseline_of_another_judge_is_not_compared(pytester: pytest.Pytester) 
 # collection and usage errors
 
 
-def collection_error(pytester: pytest.Pytester, *args: str) -> str:
-    """The one collection error's message, as pytest prints it."""
-    result = pytester.runpytest("--collect-only", "-q", "--rig-models", "echo!a", *args)
-    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
-    text = result.stdout.str()
-    assert text.count("ERROR collecting") == 1, text
-    after = text.split("ERROR collecting", 1)[1].split("\n", 1)[1]
-    return after.split("\n=====", 1)[0].strip()
+ON_A = ("--rig-models", "echo!a")
 
 
 def judged_test(marker: str, arguments: str = "rig_chat, rig_verdict") -> str:
@@ -724,13 +717,13 @@ def test_a_judged_test_that_cannot_run_is_a_collection_error(
 ) -> None:
     ini(pytester)
     pytester.makepyfile(test_judged=judged_test(marker, arguments))
-    assert collection_error(pytester, "--rig-judge", "echo!judge") == NODE + message
+    assert collection_error(pytester, *ON_A, "--rig-judge", "echo!judge") == NODE + message
 
 
 def test_no_judge_model_is_a_collection_error(pytester: pytest.Pytester) -> None:
     ini(pytester)
     pytester.makepyfile(test_judged=judged_test("@pytest.mark.rig_judge('r')"))
-    assert collection_error(pytester) == (
+    assert collection_error(pytester, *ON_A) == (
         NODE + "this test uses @pytest.mark.rig_judge, but no judge model is set: give "
         "--rig-judge MODEL, the ini key rig_judge, or rig_judge(..., model=MODEL)"
     )
