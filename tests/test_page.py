@@ -460,12 +460,16 @@ def test_the_example_suites_page_holds_the_terminal_tables_items_and_counts(
                    td => td.querySelector('button').dataset.status))"""
         )
         cells = tab.eval_on_selector_all("button.cell", "bs => bs.map(b => b.dataset.item)")
+        judges = tab.eval_on_selector_all(
+            "#judge-table tbody tr",
+            "trs => trs.map(tr => [...tr.children].map(td => td.innerText))",
+        )
         if screenshot:
             tab.set_viewport_size({"width": 1280, "height": 780})
             tab.screenshot(path=screenshot)
-        return nodeids, models, columns, statuses, cells
+        return nodeids, models, columns, statuses, cells, judges
 
-    titles, models_shown, columns, statuses, cells = look(browser, path, read)
+    titles, models_shown, columns, statuses, cells, judges = look(browser, path, read)
     data = read_data(path)
     assert {data["items"][int(n)]["nodeid"] for n in cells} == listed
     assert len(cells) == len(listed) == 39
@@ -484,6 +488,15 @@ def test_the_example_suites_page_holds_the_terminal_tables_items_and_counts(
         failed = column.count("failed") + column.count("exhausted")
         assert f"{ok}/{failed}/{column.count('error')}" == rows[name]["items ok/fail/err"]
     assert titles[0].startswith("test_capitals.py::test_capital[France] on careful: passed")
+    # the judged suite's judge, as the terminal's judges table has it
+    judge = data["judges"][0]["id"]
+    assert [row[:3] for row in judges] == [
+        [judge, "careful", "12"],
+        ["", "sloppy", "12"],
+        ["", "stubborn", "12"],
+    ]
+    assert judges[0][-4:] == ["0.67", "1.00", "0.67", "12"]  # kappa, sens, spec, labels
+    assert judges[1][5:7] == ["3", "0"]  # unstable, unscored
 
 
 def grid_text(browser: BrowserThread, path: Path) -> t.Any:
