@@ -125,13 +125,13 @@ def _signature(
         versus,
         versus_model,
     )
-    _template_text(spec)
+    _check_template(spec)
     return spec
 
 
-def _template_text(spec: JudgeSpec) -> str:
-    """The grading template the spec names (or gives), checked, and against its
-    reference."""
+def _check_template(spec: JudgeSpec) -> None:
+    """The grading template the spec names (or gives) is one, and fits its reference (or
+    its lack of one)."""
     try:
         _, text = template_of(spec.template)
     except ValueError as error:
@@ -147,7 +147,6 @@ def _template_text(spec: JudgeSpec) -> str:
         raise JudgeSpecError(
             f"the {spec.template!r} template compares with a reference: give reference="
         )
-    return text
 
 
 def _placeholders(text: str) -> list[str]:
