@@ -16,12 +16,13 @@ import typing as t
 import pytest
 
 from pytest_rigging.plugin.options import (
-    JUDGES_RIG_CHAT,
     MARKERS,
     RIG_FIXTURES,
     add_options,
     has_cases,
     in_matrix,
+    judged_outside_matrix,
+    mark_async,
 )
 from pytest_rigging.plugin.state import RUN, RiggingWarning, Run
 
@@ -103,8 +104,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from pytest_rigging.plugin.matrix import generate
 
         generate(metafunc, _run(metafunc.config), fields)
-    elif metafunc.definition.get_closest_marker("rig_judge") is not None:
-        raise pytest.Collector.CollectError(f"{metafunc.definition.nodeid}: {JUDGES_RIG_CHAT}")
+    else:
+        judged_outside_matrix(metafunc)
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
@@ -121,14 +122,7 @@ def pytest_pycollect_makeitem(
             result = yield
     else:
         result = yield
-    for item in result if isinstance(result, list) else [result]:
-        if (
-            isinstance(item, pytest.Function)
-            and inspect.iscoroutinefunction(item.obj)
-            and not RIG_FIXTURES.isdisjoint(item.fixturenames)
-            and item.get_closest_marker("asyncio") is None
-        ):
-            item.add_marker(pytest.mark.asyncio)
+    mark_async(result)
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,26 @@ def has_cases(collector: pytest.Collector, function: object) -> bool:
     of every function pytest collects: without importing the cases module."""
     own = any(m.name == "rig_cases" for m in getattr(function, "pytestmark", ()))
     return own or collector.get_closest_marker("rig_cases") is not None
+
+
+def judged_outside_matrix(metafunc: pytest.Metafunc) -> None:
+    """A `rig_judge` test with no rig fixture is a collection error (it would otherwise run
+    unjudged, silently), asked of every test that isn't a matrix test."""
+    if metafunc.definition.get_closest_marker("rig_judge") is not None:
+        raise pytest.Collector.CollectError(f"{metafunc.definition.nodeid}: {JUDGES_RIG_CHAT}")
+
+
+def mark_async(made: object) -> None:
+    """Mark the async rig tests among items just made for pytest-asyncio (its strict mode
+    needs the mark before it converts the items)."""
+    for item in made if isinstance(made, list) else [made]:
+        if (
+            isinstance(item, pytest.Function)
+            and inspect.iscoroutinefunction(item.obj)
+            and not RIG_FIXTURES.isdisjoint(item.fixturenames)
+            and item.get_closest_marker("asyncio") is None
+        ):
+            item.add_marker(pytest.mark.asyncio)
 
 
 def in_matrix(item: pytest.Item) -> bool:
