@@ -528,6 +528,7 @@ class Reporter:
         self.mode = mode
         self.items: list[ItemRecord] = []
         self.results: list[GateResult] = []
+        self._judges: tuple[int, list[JudgeSummary]] | None = None
         self.judge_checks: list[Check] = []
         """`--rig-min-judge-kappa`'s checks, one per judge, once judged."""
         self.interrupted = False
@@ -548,6 +549,13 @@ class Reporter:
     def rows(self, by_params: bool) -> list[Row]:
         return tabulate_items(self.items, by_params=by_params)
 
+    def judges(self) -> list[JudgeSummary]:
+        """The judges' figures, worked out once for the gates, the terminal and the step
+        summary (again only if items came in since: an interrupted run's leftovers)."""
+        if self._judges is None or self._judges[0] != len(self.items):
+            self._judges = (len(self.items), judge_summaries(self.items))
+        return self._judges[1]
+
     def terminal(self, terminal: pytest.TerminalReporter, verbosity: int) -> None:
         """The table (one row per model; per model and params at -v; compact at -q;
         nothing at -qq), fitted to the terminal's width, then a line per gate: a red FAIL
@@ -564,7 +572,7 @@ class Reporter:
             width = line_width(terminal.config) if fits else None
             shown = table(rows, verbosity=verbosity, failing=self.failing, width=width)
             terminal.write_line(shown)
-            judges = judge_summaries(self.items)
+            judges = self.judges()
             if judges:
                 from pytest_rigging.plugin.calibration import judges_table
 

@@ -154,11 +154,8 @@ class Central(Role):
             checks.append(check(run.budget, rows, run.budget_skips))
         if run.judged is not None and run.judged.min_kappa is not None and reporter is not None:
             from pytest_rigging.plugin.calibration import kappa_checks
-            from pytest_rigging.plugin.report import judge_summaries
 
-            reporter.judge_checks = kappa_checks(
-                judge_summaries(reporter.items), run.judged.min_kappa
-            )
+            reporter.judge_checks = kappa_checks(reporter.judges(), run.judged.min_kappa)
             checks.extend(reporter.judge_checks)
         if run.baseline is not None and reporter is not None:
             from pytest_rigging.plugin.baseline import checks as regressions

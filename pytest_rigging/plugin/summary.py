@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pytest_rigging.plugin.report import Reporter, judge_summaries, table
+from pytest_rigging.plugin.report import Reporter, table
 from pytest_rigging.plugin.state import warned
 
 
@@ -18,7 +18,7 @@ def append_step_summary(reporter: Reporter) -> None:
         return
     lines = ["## pytest-rigging: parse success per model", ""]
     lines.append(table(reporter.rows(False), failing=reporter.failing, tablefmt="github"))
-    judges = judge_summaries(reporter.items)
+    judges = reporter.judges()
     if judges:
         from pytest_rigging.plugin.calibration import judges_table
 
