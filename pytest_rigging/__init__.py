@@ -24,6 +24,7 @@ if t.TYPE_CHECKING:
         judge,
         message,
         model,
+        tools,
         watchers,
     )
     from pytest_rigging.chat import (
@@ -46,6 +47,8 @@ if t.TYPE_CHECKING:
         JudgeError,
         MaxDepthError,
         MissingModelError,
+        Stop,
+        ToolDepthError,
         Unscored,
     )
     from pytest_rigging.generator import (
@@ -71,6 +74,15 @@ if t.TYPE_CHECKING:
     )
     from pytest_rigging.model import Model, attr, element, wrapped
     from pytest_rigging.prompt import Ctx, Prompt, prompt
+    from pytest_rigging.tools import (
+        FunctionCall,
+        Tool,
+        ToolCall,
+        ToolDefinition,
+        ToolMode,
+        tool,
+        tool_method,
+    )
 
 __version__ = "0.1.0"
 
@@ -104,6 +116,15 @@ _WHERE = {
     "JudgeVerdict": "judge",
     "PairwiseVerdict": "judge",
     "Unscored": "error",
+    "Stop": "error",
+    "ToolDepthError": "error",
+    "FunctionCall": "tools",
+    "Tool": "tools",
+    "ToolCall": "tools",
+    "ToolDefinition": "tools",
+    "ToolMode": "tools",
+    "tool": "tools",
+    "tool_method": "tools",
     "ContentAudioInput": "message",
     "ContentImageUrl": "message",
     "ContentText": "message",
@@ -119,7 +140,17 @@ _WHERE = {
     "prompt": "prompt",
 }
 
-_MODULES = ("data", "error", "generator", "judge", "message", "model", "watchers", "completion")
+_MODULES = (
+    "data",
+    "error",
+    "generator",
+    "judge",
+    "message",
+    "model",
+    "tools",
+    "watchers",
+    "completion",
+)
 """Submodules reachable as attributes (`rg.model.Answer`). `chat` and `prompt` are not:
 there, as in rigging, the names are the `rg.chat()` function and the `@rg.prompt`
 decorator."""
@@ -135,6 +166,7 @@ __all__ = [
     "ContentText",
     "Ctx",
     "ExhaustedMaxRoundsError",
+    "FunctionCall",
     "GenerateParams",
     "GeneratedMessage",
     "GeneratedText",
@@ -154,8 +186,14 @@ __all__ = [
     "Model",
     "PairwiseVerdict",
     "Prompt",
+    "Stop",
     "ThenChatCallback",
     "ThenCompletionCallback",
+    "Tool",
+    "ToolCall",
+    "ToolDefinition",
+    "ToolDepthError",
+    "ToolMode",
     "Unscored",
     "Usage",
     "attr",
@@ -173,6 +211,9 @@ __all__ = [
     "model",
     "prompt",
     "register_generator",
+    "tool",
+    "tool_method",
+    "tools",
     "watchers",
     "wrapped",
 ]

@@ -134,7 +134,7 @@ class _Segment:
 
 
 @dataclass
-class _Tracker(t.Generic[ResultT]):
+class Tracker(t.Generic[ResultT]):
     """The latest result of one job, so a failure can report what the model last said."""
 
     current: ResultT | None = None
@@ -314,6 +314,12 @@ class Pipeline(abc.ABC, t.Generic[ResultT, InputT]):
     @abc.abstractmethod
     def _fit_inputs(self, many: t.Any) -> list[InputT]:
         """`run_batch`'s inputs, one per result."""
+
+    async def _follow_up(self, tracker: Tracker[ResultT]) -> ResultT:
+        """What a fresh result leads to before the steps see it (a chat's tool calls
+        answered, round after round), `tracker.current` kept at the latest."""
+        assert tracker.current is not None
+        return tracker.current
 
     _blank: InputT
     """The input of a run that adds nothing to the pipeline's own."""
@@ -591,9 +597,10 @@ class Pipeline(abc.ABC, t.Generic[ResultT, InputT]):
             return failed
 
         async def first(index: int) -> ResultT:
-            tracker: _Tracker[ResultT] = _Tracker()
+            tracker: Tracker[ResultT] = Tracker()
             try:
                 tracker.current = await self._generate(jobs[index])
+                tracker.current = await self._follow_up(tracker)
                 return await self._run_steps(tracker, segments[0].steps)
             except Exception as error:
                 return fail(index, tracker.current, error)
@@ -618,7 +625,7 @@ class Pipeline(abc.ABC, t.Generic[ResultT, InputT]):
             if segment.steps:
 
                 async def rest(index: int, steps: list[ResultStep] = segment.steps) -> ResultT:
-                    tracker: _Tracker[ResultT] = _Tracker(results[index])
+                    tracker: Tracker[ResultT] = Tracker(results[index])
                     try:
                         return await self._run_steps(tracker, steps)
                     except Exception as error:
@@ -638,7 +645,7 @@ class Pipeline(abc.ABC, t.Generic[ResultT, InputT]):
                 segments[-1].steps.append(step)
         return segments
 
-    async def _run_steps(self, tracker: _Tracker[ResultT], steps: list[ResultStep]) -> ResultT:
+    async def _run_steps(self, tracker: Tracker[ResultT], steps: list[ResultStep]) -> ResultT:
         assert tracker.current is not None
         for step in steps:
             if isinstance(step, ParseStep):
@@ -655,7 +662,7 @@ class Pipeline(abc.ABC, t.Generic[ResultT, InputT]):
                 tracker.current = returned
         return tracker.current
 
-    async def _until_parsed(self, tracker: _Tracker[ResultT], step: ParseStep) -> ResultT:
+    async def _until_parsed(self, tracker: Tracker[ResultT], step: ParseStep) -> ResultT:
         assert tracker.current is not None
         original = tracker.current
         dialog: list[t.Any] = []
@@ -664,7 +671,7 @@ class Pipeline(abc.ABC, t.Generic[ResultT, InputT]):
         while True:
             current = tracker.current
             latency += current.latency
-            usage = _add(usage, current.usage)
+            usage = add_usage(usage, current.usage)
             if rounds:  # the result carries what all of its rounds cost
                 current.latency, current.usage = latency, usage
             error = _parse_error(self._parse_text(current), step.models)
@@ -680,9 +687,10 @@ class Pipeline(abc.ABC, t.Generic[ResultT, InputT]):
             if step.attempt_recovery:
                 dialog.extend(self._recovery_dialog(current, recovery_message(step.models, error)))
             tracker.current = await self._regenerate(original, dialog)
+            tracker.current = await self._follow_up(tracker)
 
 
-def _add(total: Usage | None, more: Usage | None) -> Usage | None:
+def add_usage(total: Usage | None, more: Usage | None) -> Usage | None:
     if more is None:
         return total
     return more if total is None else total + more

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import typing as t
 
 from pydantic import Field
 
-from pytest_rigging._pipeline import Job, Pipeline, PipelineStepContextManager
+from pytest_rigging._pipeline import (
+    DEFAULT_MAX_DEPTH,
+    Job,
+    Pipeline,
+    PipelineStepContextManager,
+    Tracker,
+    add_usage,
+)
 from pytest_rigging._result import Result, build
+from pytest_rigging.error import ToolDepthError
 from pytest_rigging.generator.base import GenerateParams, Generator, generate_message
 from pytest_rigging.message import (
     CONTENT_TYPES,
@@ -18,6 +27,15 @@ from pytest_rigging.message import (
     MessageSlice,
     SliceType,
     inject_system_content,
+)
+from pytest_rigging.tools.base import (
+    TOOL_MODES,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolMode,
+    tools_of,
+    unknown_tool_reply,
 )
 
 if t.TYPE_CHECKING:
@@ -257,6 +275,11 @@ class ChatPipeline(Pipeline[Chat, Messages]):
         super().__init__(generator, params=params, metadata=metadata)
         self.messages: list[Message] = Message.fit_as_list(messages)
         self._blank: Messages = []
+        self.tools: list[Tool[..., t.Any]] = []
+        self.tool_mode: ToolMode = "auto"
+        self.tool_choice: ToolChoice | None = None
+        self.tool_max_depth = DEFAULT_MAX_DEPTH
+        self.add_tool_stop_token = True
 
     def __repr__(self) -> str:
         return (
@@ -269,7 +292,50 @@ class ChatPipeline(Pipeline[Chat, Messages]):
             self.generator, list(self.messages), params=self.params, metadata=self.metadata
         )
         self._copy_into(other)
+        other.tools = list(self.tools)
+        other.tool_mode, other.tool_choice = self.tool_mode, self.tool_choice
+        other.tool_max_depth = self.tool_max_depth
+        other.add_tool_stop_token = self.add_tool_stop_token
         return other
+
+    def using(
+        self,
+        *tools: t.Any,
+        mode: ToolMode | None = None,
+        choice: ToolChoice | None = None,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        add_stop_token: bool | None = None,
+        catch: bool | t.Iterable[type[Exception]] | None = None,
+    ) -> ChatPipeline:
+        """Let the model call `tools` (tools, functions, objects with `@tool_method`s, or
+        lists of them); a tool given again by name replaces the earlier one.
+
+        Every reply that calls tools is answered, the calls of one reply run concurrently,
+        and the model is asked again, until it answers without calling one. `mode`: how
+        calls travel (`ToolMode`, default `auto`). `choice`: `api` mode's `tool_choice`,
+        sent on the first call only, so a forced call can't loop. `max_depth`: the rounds
+        of tool calls answered; a reply that still calls tools after that many raises
+        `ToolDepthError` (a `MaxDepthError`), the chat keeping the dialog. `add_stop_token`:
+        in `xml` mode, stop generating at the end of the first call. `catch` overrides each
+        tool's own (which exceptions become the tool's reply instead of failing the chat).
+        """
+        if not tools:
+            raise ValueError("using() needs at least one tool")
+        if mode is not None and mode not in TOOL_MODES:
+            raise ValueError(f"unknown tool mode {mode!r}: choose one of {', '.join(TOOL_MODES)}")
+        if max_depth < 1:
+            raise ValueError(f"max_depth must be at least 1 (rounds of tools), got {max_depth}")
+        added = tools_of(list(tools))
+        if catch is not None:
+            added = [tool.with_(catch=catch) for tool in added]
+        names = {tool.name for tool in added}
+        self.tools = [tool for tool in self.tools if tool.name not in names] + added
+        self.tool_mode = mode or self.tool_mode
+        self.tool_choice = choice if choice is not None else self.tool_choice
+        self.tool_max_depth = max_depth
+        if add_stop_token is not None:
+            self.add_tool_stop_token = add_stop_token
+        return self
 
     def add(self, messages: BatchInput) -> ChatPipeline:
         """Append `messages` to this pipeline's conversation."""
@@ -327,15 +393,34 @@ class ChatPipeline(Pipeline[Chat, Messages]):
         params: GenerateParams,
         metadata: dict[str, t.Any],
         dialog: list[Message] | None = None,
+        *,
+        first: bool = True,
     ) -> Chat:
+        sent, sent_params = messages + dialog if dialog else messages, params
+        mode = await self._resolved_mode(generator) if self.tools else None
+        if mode == "api":
+            sent_params = params.merge_with(
+                GenerateParams(
+                    tools=[tool.definition for tool in self.tools],
+                    tool_choice=self.tool_choice if first else None,
+                )
+            )
+        elif mode is not None:
+            from pytest_rigging.tools import text
+
+            sent, sent_params = text.prepare(
+                sent, params, self.tools, mode, add_stop_token=self.add_tool_stop_token
+            )
         async with generator.slots():
             started = time.perf_counter()
-            generated = await generate_message(
-                generator, messages + dialog if dialog else messages, params, self.wrapper
-            )
+            generated = await generate_message(generator, sent, sent_params, self.wrapper)
             latency = time.perf_counter() - started
         if generated.latency is not None:  # the provider's own count: its attempts only
             latency = generated.latency
+        if mode is not None and mode != "api":
+            from pytest_rigging.tools import text
+
+            generated.message = text.read(generated.message, self.tools, mode)
         return new_chat(
             messages + dialog if dialog else messages,
             generator,
@@ -347,6 +432,58 @@ class ChatPipeline(Pipeline[Chat, Messages]):
             latency=latency,
             extra=generated.extra,
         )
+
+    async def _resolved_mode(self, generator: Generator) -> ToolMode:
+        if self.tool_mode != "auto":
+            return self.tool_mode
+        return "api" if await generator.supports_function_calling() else "json-in-xml"
+
+    async def _follow_up(self, tracker: Tracker[Chat]) -> Chat:
+        """Answer the reply's tool calls and ask again, until a reply calls none (or a
+        tool raises `Stop`: the chat then ends with the tools' replies). Each round's
+        chat is the tracker's, so a failure keeps the dialog so far; its cost and time
+        are the rounds' sum."""
+        chat = tracker.current
+        assert chat is not None
+        generator, params = chat.generator, chat.params
+        assert generator is not None and params is not None
+        rounds, latency, usage = 0, chat.latency, chat.usage
+        while self.tools and chat.last.role == "assistant" and chat.last.tool_calls:
+            if rounds >= self.tool_max_depth:
+                raise ToolDepthError(
+                    self.tool_max_depth,
+                    f"the model still called tools ({_names(chat.last.tool_calls)}) after "
+                    f"{rounds} rounds of tool calls (using(max_depth={self.tool_max_depth}))",
+                )
+            replies, stop = await self._answer(chat.last.tool_calls)
+            rounds += 1
+            if stop:
+                chat = new_chat(chat.all + replies, generator, params, chat.metadata)
+            else:
+                chat = await self._complete_chat(
+                    generator, chat.all + replies, params, chat.metadata, first=False
+                )
+                latency += chat.latency
+                usage = add_usage(usage, chat.usage)
+            chat.latency, chat.usage = latency, usage
+            tracker.current = chat
+            if stop:
+                break
+        return chat
+
+    async def _answer(self, calls: list[ToolCall]) -> tuple[list[Message], bool]:
+        """The replies to one message's calls, in the calls' order, and whether a tool
+        asked to stop."""
+        by_name = {tool.name: tool for tool in self.tools}
+
+        async def answer(call: ToolCall) -> tuple[Message, bool]:
+            tool = by_name.get(call.name)
+            if tool is None:
+                return unknown_tool_reply(call, list(by_name)), False
+            return await tool.handle_tool_call(call)
+
+        answered = await asyncio.gather(*(answer(call) for call in calls))
+        return [reply for reply, _ in answered], any(stop for _, stop in answered)
 
     def _parse_text(self, result: Chat) -> str:
         return result.last.content
@@ -367,3 +504,7 @@ class ChatPipeline(Pipeline[Chat, Messages]):
         one = isinstance(many, (str, dict, Message, *CONTENT_TYPES))
         inputs = [many] if one else list(many)
         return [Message.fit_as_list(i) for i in inputs]
+
+
+def _names(calls: list[ToolCall]) -> str:
+    return ", ".join(call.name for call in calls)

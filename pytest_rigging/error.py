@@ -98,6 +98,34 @@ class JudgeError(GenerationError):
     limited): the output was never judged, so it is an error, not a fail."""
 
 
+class ToolDepthError(MaxDepthError):
+    """A model still asked for tools after `using(max_depth=...)` rounds of them. The chat
+    keeps the whole dialog; it is the model's failure (a fail), not the infrastructure's.
+    `max_rounds` and `max_depth` are both the rounds of tool calls allowed."""
+
+    def __init__(self, max_rounds: int, message: str = "", *, nesting: bool = False) -> None:
+        super().__init__(max_rounds, message, nesting=nesting)
+        self.args = (f"Exceeded max depth ({max_rounds}) of tool calls: {message}",)
+
+    @property
+    def max_depth(self) -> int:
+        return self.max_rounds
+
+
+class ToolDefinitionError(ValueError):
+    """A function can't be made a tool (its parameters have no schema, or can't be written
+    in the tool mode asked for)."""
+
+
+class Stop(Exception):
+    """Raised (or returned) by a tool to end the tool loop: `message` is the tool's reply,
+    and the chat ends with it, with no further model call."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class ProcessingError(Exception):
     """A pipeline callback broke the pipeline's own contract (for example a map callback
     that returned a different number of chats)."""
@@ -109,6 +137,8 @@ def error_kind(error: BaseException | None) -> ErrorKind | None:
         return None
     if isinstance(error, GenerationError):
         return "infrastructure"
+    if isinstance(error, ToolDepthError):
+        return "other"
     if isinstance(error, ExhaustedMaxRoundsError | MissingModelError):
         return "parse"
     from pydantic import ValidationError

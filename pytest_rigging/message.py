@@ -19,6 +19,7 @@ from pathlib import Path
 from textwrap import dedent
 from uuid import UUID, uuid4
 
+import typing_extensions as te
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,6 +36,7 @@ from pydantic import (
 
 from pytest_rigging._fast import construct
 from pytest_rigging.error import MissingModelError
+from pytest_rigging.tools.base import ToolCall
 
 if t.TYPE_CHECKING:
     from pytest_rigging.model import Model
@@ -54,11 +56,13 @@ Role = t.Literal["system", "user", "assistant", "tool"]
 Detail = t.Literal["auto", "low", "high"]
 
 
-class MessageDict(t.TypedDict):
+class MessageDict(te.TypedDict):
     """A message as plain data: `content` is the text, or the parts in OpenAI's shape."""
 
     role: Role
     content: str | list[dict[str, t.Any]]
+    tool_calls: te.NotRequired[list[dict[str, t.Any]]]
+    tool_call_id: te.NotRequired[str]
 
 
 class ContentText(BaseModel):
@@ -293,6 +297,10 @@ class Message(BaseModel):
     content_parts: list[Content] = Field(default_factory=list, repr=False)
     metadata: dict[str, t.Any] = Field(default_factory=dict, repr=False)
     slices: list[MessageSlice] = Field(default_factory=list, repr=False)
+    tool_calls: list[ToolCall] | None = None
+    """The tools an assistant message called, in the order asked (every tool mode)."""
+    tool_call_id: str | None = None
+    """On a `role="tool"` message: the call it answers."""
 
     def __init__(
         self,
@@ -338,14 +346,19 @@ class Message(BaseModel):
                 ],
                 "metadata": {},
                 "slices": [],
+                "tool_calls": None,
+                "tool_call_id": None,
             },
         )
 
     def __str__(self) -> str:
         parts = self.content_parts
+        head = f"[{self.role}:{self.tool_call_id}]:" if self.tool_call_id else f"[{self.role}]:"
         if len(parts) == 1 and isinstance(parts[0], ContentText):
-            return f"[{self.role}]: {parts[0].text}"
-        return f"[{self.role}]:" + "".join(f"\n |- {part}" for part in parts)
+            shown = f"{head} {parts[0].text}"
+        else:
+            shown = head + "".join(f"\n |- {part}" for part in parts)
+        return shown + "".join(f"\n |- {call}" for call in self.tool_calls or [])
 
     def __len__(self) -> int:
         return len(self.content)
@@ -451,6 +464,14 @@ class Message(BaseModel):
     def to_openai(self) -> MessageDict:
         """This message as OpenAI's chat API takes it: a single text part is a string;
         consecutive text parts are kept apart by a newline; transcripts are not sent."""
+        shaped = self._content_openai()
+        if self.tool_calls:
+            shaped["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            shaped["tool_call_id"] = self.tool_call_id
+        return shaped
+
+    def _content_openai(self) -> MessageDict:
         parts = self.content_parts
         if len(parts) == 1 and isinstance(parts[0], ContentText) and parts[0].cache_control is None:
             return {"role": self.role, "content": parts[0].text}
@@ -482,6 +503,10 @@ class Message(BaseModel):
             content_parts=copy.deepcopy(self.content_parts),
             metadata=copy.deepcopy(self.metadata),
             slices=[s.clone() for s in self.slices],
+            tool_calls=[c.model_copy(deep=True) for c in self.tool_calls]
+            if self.tool_calls is not None
+            else None,
+            tool_call_id=self.tool_call_id,
         )
         return cloned
 
@@ -737,8 +762,10 @@ class Message(BaseModel):
         role: Role = "user",
         suffix: str | None = None,
         metadata: dict[str, t.Any] | None = None,
+        tool_call_id: str | None = None,
     ) -> Message:
-        """A message holding `models` as XML, one per line, each recorded as a slice."""
+        """A message holding `models` as XML, one per line, each recorded as a slice
+        (`tool_call_id`: a tool's reply holding them)."""
         listed = [models] if isinstance(models, BaseModel) else list(models)
         text = ""
         slices = []
@@ -760,7 +787,13 @@ class Message(BaseModel):
 
         if isinstance(models, ErrorModel):
             metadata = {"error": models.content, **(metadata or {})}
-        return cls(role, [ContentText(text=text)], slices=slices, metadata=metadata or {})
+        return cls(
+            role,
+            [ContentText(text=text)],
+            slices=slices,
+            metadata=metadata or {},
+            tool_call_id=tool_call_id,
+        )
 
     @classmethod
     def fit(cls, value: MessageLike) -> Message:

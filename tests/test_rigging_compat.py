@@ -589,8 +589,8 @@ def test_a_chat_rigging_saved_loads() -> None:
     assert chat.last.content == "Hello"
     assert chat.generator_id == "litellm!gpt-3.5-turbo,temperature=1.25"
     assert json.loads(chat.model_dump_json())["usage"]["total_tokens"] == 12
-    with pytest.raises(ValueError, match="'tools' is a rigging param for tool calling"):
-        GenerateParams.model_validate({"tools": [{"type": "function"}]})
+    with pytest.raises(ValueError, match="'audio' is a rigging param for audio output"):
+        GenerateParams.model_validate({"audio": {"voice": "alloy"}})
 
 
 async def test_a_then_callback_may_return_a_step_to_run_again(fake: FakeGenerator) -> None:

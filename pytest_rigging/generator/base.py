@@ -25,6 +25,7 @@ from pytest_rigging._fast import construct
 from pytest_rigging._secrets import is_secret_name, mask_identifier, redact, register_secret
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.message import Message, MessageLike
+from pytest_rigging.tools.base import ToolChoice, ToolDefinition
 
 if t.TYPE_CHECKING:
     from typing_extensions import Self
@@ -58,6 +59,10 @@ class GenerateParams(BaseModel):
     seed: int | None = None
     timeout: float | None = None
     api_base: str | None = None
+    tools: list[ToolDefinition] | None = None
+    """What `api` mode sends (`ChatPipeline.using` sets it)."""
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     extra: dict[str, t.Any] = Field(default_factory=dict)
 
     def model_post_init(self, context: t.Any) -> None:
@@ -73,17 +78,17 @@ class GenerateParams(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_tool_params(cls, data: t.Any) -> t.Any:
-        """rigging's tool and audio params: params rigging saved (all unset) load; a
-        value is refused by name, as tool calling is not supported."""
+    def _no_audio_params(cls, data: t.Any) -> t.Any:
+        """rigging's audio params: params rigging saved (all unset) load; a value is
+        refused by name, as audio output is not supported."""
         if not isinstance(data, dict) or not _UNSUPPORTED_PARAMS.intersection(data):
             return data
         data = dict(data)
         for name in _UNSUPPORTED_PARAMS.intersection(data):
             if data.pop(name) is not None:
                 raise ValueError(
-                    f"{name!r} is a rigging param for tool calling or audio output, "
-                    "which pytest-rigging does not support yet"
+                    f"{name!r} is a rigging param for audio output, "
+                    "which pytest-rigging does not support"
                 )
         return data
 
@@ -118,9 +123,7 @@ class GenerateParams(BaseModel):
         return self.model_copy(deep=True)
 
 
-_UNSUPPORTED_PARAMS = frozenset(
-    ("tools", "tool_choice", "parallel_tool_calls", "modalities", "audio")
-)
+_UNSUPPORTED_PARAMS = frozenset(("modalities", "audio"))
 
 
 class Usage(BaseModel):
@@ -405,6 +408,11 @@ class Generator(BaseModel):
                 f"provider '{self.provider}' does not generate {what}: "
                 f"implement {batch} (or {single})"
             )
+
+    async def supports_function_calling(self) -> bool | None:
+        """Whether this model takes tool definitions and returns tool calls through its
+        API (`using(mode="auto")` then uses `api`); None when unknown, read as no."""
+        return None
 
     def prices(self) -> tuple[float, float] | None:
         """The USD price of an input and of an output token, where known (the plugin's
