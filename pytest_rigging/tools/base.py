@@ -378,9 +378,7 @@ def _arguments_model(name: str, signature: inspect.Signature) -> type[_Arguments
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param_name] = (annotation, default)
     try:
-        model: type[_Arguments] = create_model(
-            f"{name}_arguments", __base__=_Arguments, **fields
-        )
+        model: type[_Arguments] = create_model(f"{name}_arguments", __base__=_Arguments, **fields)
     except Exception as error:
         raise ToolDefinitionError(
             f"tool {name!r}: its parameters have no schema ({error})"
