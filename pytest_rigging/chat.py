@@ -397,7 +397,7 @@ class ChatPipeline(Pipeline[Chat, Messages]):
         first: bool = True,
     ) -> Chat:
         sent, sent_params = messages + dialog if dialog else messages, params
-        mode = await self._resolved_mode(generator) if self.tools else None
+        mode = await self._resolved_mode(generator, params) if self.tools else None
         if mode == "api":
             sent_params = params.merge_with(
                 GenerateParams(
@@ -433,9 +433,10 @@ class ChatPipeline(Pipeline[Chat, Messages]):
             extra=generated.extra,
         )
 
-    async def _resolved_mode(self, generator: Generator) -> ToolMode:
-        if self.tool_mode != "auto":
-            return self.tool_mode
+    async def _resolved_mode(self, generator: Generator, params: GenerateParams) -> ToolMode:
+        mode = params.tool_mode or self.tool_mode
+        if mode != "auto":
+            return mode
         return "api" if await generator.supports_function_calling() else "json-in-xml"
 
     async def _follow_up(self, tracker: Tracker[Chat]) -> Chat:

@@ -25,7 +25,7 @@ from pytest_rigging._fast import construct
 from pytest_rigging._secrets import is_secret_name, mask_identifier, redact, register_secret
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.message import Message, MessageLike
-from pytest_rigging.tools.base import ToolChoice, ToolDefinition
+from pytest_rigging.tools.base import ToolChoice, ToolDefinition, ToolMode
 
 if t.TYPE_CHECKING:
     from typing_extensions import Self
@@ -63,6 +63,9 @@ class GenerateParams(BaseModel):
     """What `api` mode sends (`ChatPipeline.using` sets it)."""
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    tool_mode: ToolMode | None = None
+    """How a pipeline's tools travel (over its `using(mode=)`), so a params set can vary
+    it like any other setting; never sent to a provider."""
     extra: dict[str, t.Any] = Field(default_factory=dict)
 
     def model_post_init(self, context: t.Any) -> None:
@@ -115,8 +118,13 @@ class GenerateParams(BaseModel):
         return {k: v for k, v in self.__dict__.items() if v is not None and k != "extra"}
 
     def to_dict(self) -> dict[str, t.Any]:
-        """Keyword arguments for a provider call: set fields plus `extra` flattened."""
-        return {**self.set_values(), **self.extra}
+        """Keyword arguments for a provider call: set fields (tools as plain data, no
+        `tool_mode`) plus `extra` flattened."""
+        values = self.set_values()
+        values.pop("tool_mode", None)
+        if self.tools is not None:
+            values["tools"] = [tool.model_dump(exclude_none=True) for tool in self.tools]
+        return {**values, **self.extra}
 
     def clone(self) -> GenerateParams:
         """A deep copy."""

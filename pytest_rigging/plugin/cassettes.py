@@ -47,6 +47,7 @@ from pytest_rigging.message import Message, MessageDict
 from pytest_rigging.plugin.options import given
 from pytest_rigging.plugin.records import sample_number, write_json
 from pytest_rigging.plugin.samples import CallRefused
+from pytest_rigging.tools.base import ToolCall
 
 MODES = ("none", "once", "new_episodes", "all")
 FORMAT = "pytest-rigging-cassette"
@@ -69,6 +70,8 @@ class Reply(TypedDict):
     stop_reason: str | None
     usage: list[int] | None
     latency: float | None
+    tool_calls: NotRequired[list[dict[str, t.Any]]]
+    """The tools the reply called, as OpenAI's API writes them (absent: none)."""
 
 
 class Entry(TypedDict):
@@ -302,7 +305,7 @@ def _recorded(message: Message) -> MessageDict:
                 },
             }
         parts.append(part)
-    return {"role": sent["role"], "content": parts}
+    return {**sent, "content": parts}
 
 
 def _digest(data: str) -> str:
@@ -351,7 +354,10 @@ class Tapes:
     ) -> GeneratedMessage:
         asked = {"messages": [_recorded(m) for m in messages]}
         reply = await self._answer(generator, asked, params, call)
-        return _generated(reply).to_generated_message()
+        generated = _generated(reply).to_generated_message()
+        if "tool_calls" in reply:
+            generated.message.tool_calls = [ToolCall.model_validate(c) for c in reply["tool_calls"]]
+        return generated
 
     async def text(
         self,
@@ -469,17 +475,24 @@ def _reply(generated: GeneratedMessage | GeneratedText, timed: float | None) -> 
     )
     usage = generated.usage
     latency = generated.latency if generated.latency is not None else timed
-    return {
+    reply: Reply = {
         "content": content,
         "stop_reason": generated.stop_reason,
         "usage": [usage.input_tokens, usage.output_tokens] if usage is not None else None,
         # to the millisecond: finer would change at every recording of an unchanged suite
         "latency": round(latency, 3) if latency is not None else None,
     }
+    if isinstance(generated, GeneratedMessage) and generated.message.tool_calls:
+        reply["tool_calls"] = [call.model_dump() for call in generated.message.tool_calls]
+    return reply
 
 
 def _masked(reply: Reply) -> Reply:
-    return {**reply, "content": redact(reply["content"], known_secrets())}
+    secrets = known_secrets()
+    masked: Reply = {**reply, "content": redact(reply["content"], secrets)}
+    if "tool_calls" in reply:
+        masked["tool_calls"] = json.loads(redact(_key(reply["tool_calls"]), secrets))
+    return masked
 
 
 def _leaves(value: t.Any, path: str = "") -> t.Iterator[tuple[str, t.Any]]:

@@ -42,6 +42,13 @@ FIGURES: dict[str, Figure] = {
         "max",
         "fail the run when a model's infrastructure error rate is above RATE",
     ),
+    "min_tool_parse_rate": Figure(
+        "tool_parse_rate",
+        "tool-call parse rate",
+        "min",
+        "fail the run when the share of a model's tool calls that could run as asked "
+        "(arguments JSON that fit the tool's schema, a known tool) is below RATE",
+    ),
     "max_unscored_rate": Figure(
         "unscored_rate",
         "unscored rate",

@@ -45,6 +45,8 @@ _ABBREVIATIONS = {
     "frequency_penalty": "fp",
     "timeout": "to",
     "stop": "stop",
+    "tool_mode": "",
+    "tool_choice": "tc",
 }
 _UNSAFE = re.compile(r"[^\w:+\-.\\/]")
 

@@ -25,9 +25,20 @@ neither passed nor failed)."""
 VerdictOutcome = t.Literal["passed", "failed", "unscored"]
 
 
+class ToolCallRecord(TypedDict):
+    """A call a model made: `arguments` the JSON text it wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
 class MessageRecord(TypedDict):
     role: str
     content: str
+    tool_calls: NotRequired[list[ToolCallRecord]]
+    tool_call_id: NotRequired[str]
+    """On a tool's reply: the call it answers."""
 
 
 class PairwiseRecord(TypedDict):
@@ -128,6 +139,11 @@ class ChatRecord(TypedDict):
     """On a judge's own chats: the judge's id."""
     versus: NotRequired[str]
     """On a pairwise judge's versus model's answers: the judge's id."""
+    tool_calls: NotRequired[int]
+    """The tool calls the chat's model made (absent: none)."""
+    tool_calls_invalid: NotRequired[int]
+    """Of those, the ones that could not run as asked: arguments that aren't JSON or don't
+    fit the tool's schema, or an unknown tool (a tool-call parse failure)."""
 
 
 class SampleCheck(t.NamedTuple):
@@ -298,9 +314,21 @@ class Row(TypedDict):
     unscored_rate: NotRequired[float | None]
     unscored_rate_interval: NotRequired[list[float] | None]
     unscored_rate_counts: NotRequired[list[int]]
+    tool_calls: NotRequired[int]
+    """The tool calls the row's chats made (absent: none)."""
+    tool_parse_rate: NotRequired[float | None]
+    tool_parse_rate_interval: NotRequired[list[float] | None]
+    tool_parse_rate_counts: NotRequired[list[int]]
 
 
-RateName = t.Literal["parse_rate", "pass_rate", "error_rate", "judged_pass_rate", "unscored_rate"]
+RateName = t.Literal[
+    "parse_rate",
+    "pass_rate",
+    "error_rate",
+    "judged_pass_rate",
+    "unscored_rate",
+    "tool_parse_rate",
+]
 
 
 class RateFigures(TypedDict):

@@ -90,8 +90,9 @@ class Column:
     0 never (the rates and their intervals)."""
     quiet: bool = True
     """Shown at -q."""
-    judged: bool = False
-    """Shown only when a judge gave verdicts (`rig_judge` tests ran)."""
+    needs: t.Literal["verdicts", "tool_calls"] | None = None
+    """Shown only when some row has it: a judge gave verdicts (`rig_judge` tests ran), or
+    a model called tools."""
 
 
 def _unstable(row: Row) -> str:
@@ -115,10 +116,16 @@ COLUMNS = (
         "judged pass [95% CI]",
         "judged pass\n[95% CI]",
         _rate("judged_pass_rate"),
-        judged=True,
+        needs="verdicts",
     ),
-    Column("unstable", "unst-\nable", _unstable, drops=4, judged=True),
-    Column("unscored", "unsc-\nored", _unscored, judged=True),
+    Column("unstable", "unst-\nable", _unstable, drops=4, needs="verdicts"),
+    Column("unscored", "unsc-\nored", _unscored, needs="verdicts"),
+    Column(
+        "tool calls parsed [95% CI]",
+        "tool calls\nparsed [95% CI]",
+        _rate("tool_parse_rate"),
+        needs="tool_calls",
+    ),
     Column(
         "items ok/fail/err",
         "items\nok/fail/err",
@@ -165,8 +172,12 @@ def table(
         name = ("FAIL " if row["model"] in failing else "") + shown
         heads.append([name, row["params"] or ""] if by_params else [name])
     head_names = ["model", "params"] if by_params else ["model"]
-    judged = any(r.get("verdicts") for r in rows)
-    columns = [c for c in COLUMNS if (verbosity >= 0 or c.quiet) and (judged or not c.judged)]
+    present = {need for need in ("verdicts", "tool_calls") if any(r.get(need) for r in rows)}
+    columns = [
+        c
+        for c in COLUMNS
+        if (verbosity >= 0 or c.quiet) and (c.needs is None or c.needs in present)
+    ]
 
     def render(kept: t.Sequence[Column], wrapped: bool, head_width: int | None = None) -> str:
         lines = [

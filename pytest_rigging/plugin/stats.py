@@ -30,6 +30,7 @@ from pytest_rigging.plugin.records import (
     sample_number,
     unreported,
 )
+from pytest_rigging.tools.base import count_calls
 
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.budget import Budget
@@ -90,13 +91,25 @@ def chat_record(
     versus = chat.metadata.get("versus")  # a pairwise judge's other answer (`judging`)
     if isinstance(versus, str):
         record["versus"] = versus
+    if messages and not isinstance(messages[0], str):
+        calls = count_calls(messages)
+        if calls.total:
+            record["tool_calls"], record["tool_calls_invalid"] = calls.total, calls.invalid
     return record
 
 
 def _message(message: t.Any, secrets: t.Sequence[str]) -> MessageRecord:
     if isinstance(message, str):  # a completion
         return {"role": "text", "content": redact(message, secrets)}
-    return {"role": message.role, "content": redact(message.content, secrets)}
+    record: MessageRecord = {"role": message.role, "content": redact(message.content, secrets)}
+    if message.tool_calls:
+        record["tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": redact(c.arguments, secrets)}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        record["tool_call_id"] = message.tool_call_id
+    return record
 
 
 def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -162,6 +175,8 @@ class _Tally:
     verdicts: dict[str, int] = field(default_factory=dict)
     """Verdicts on the row's samples by outcome."""
     unstable: int = 0
+    tool_calls: int = 0
+    tool_calls_invalid: int = 0
 
     def count_item(self, item: ItemRecord) -> None:
         if item["outcome"] == "passed":
@@ -191,6 +206,8 @@ class _Tally:
         if verdict is not None:
             self.verdicts[verdict["outcome"]] = self.verdicts.get(verdict["outcome"], 0) + 1
             self.unstable += verdict["unstable"]
+        self.tool_calls += chat.get("tool_calls", 0)
+        self.tool_calls_invalid += chat.get("tool_calls_invalid", 0)
 
     def row(self) -> Row:
         """The row, with rates and intervals; errors count in neither parse nor pass rates."""
@@ -242,6 +259,12 @@ class _Tally:
             row["unscored_rate"] = apart.value
             row["unscored_rate_interval"] = apart.interval
             row["unscored_rate_counts"] = apart.counts
+        if self.tool_calls:  # rows of tests without tools keep the shape they had
+            tools = Rate(self.tool_calls - self.tool_calls_invalid, self.tool_calls)
+            row["tool_calls"] = self.tool_calls
+            row["tool_parse_rate"] = tools.value
+            row["tool_parse_rate_interval"] = tools.interval
+            row["tool_parse_rate_counts"] = tools.counts
         return row
 
 

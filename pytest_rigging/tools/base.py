@@ -14,6 +14,7 @@ import inspect
 import json
 import re
 import typing as t
+from dataclasses import dataclass
 
 from pydantic import (
     BaseModel,
@@ -329,6 +330,26 @@ def tool_reply(call_id: str, result: t.Any) -> Message:
             text = str(result)
         parts = [ContentText(text=text)]
     return Message("tool", content_parts=parts, tool_call_id=call_id)
+
+
+@dataclass(frozen=True)
+class CallCounts:
+    """The tool calls in a dialog, and how many could not run as asked (`INVALID_CALL`):
+    what the plugin's tool-call parse rate counts."""
+
+    total: int = 0
+    invalid: int = 0
+
+
+def count_calls(messages: t.Iterable[Message]) -> CallCounts:
+    """The calls the assistant messages made, and the replies marked `INVALID_CALL`."""
+    total = invalid = 0
+    for message in messages:
+        if message.role == "assistant" and message.tool_calls:
+            total += len(message.tool_calls)
+        elif message.role == "tool" and INVALID_CALL in message.metadata:
+            invalid += 1
+    return CallCounts(total, invalid)
 
 
 def unknown_tool_reply(call: ToolCall, known: t.Sequence[str]) -> Message:
