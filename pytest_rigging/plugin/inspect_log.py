@@ -12,6 +12,7 @@ the logs back with inspect_ai's own reader.
 from __future__ import annotations
 
 import hashlib
+import json
 import typing as t
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -25,7 +26,9 @@ from pytest_rigging.plugin.records import (
     CaseRecord,
     ChatRecord,
     ItemRecord,
+    MessageRecord,
     ReportDocument,
+    ToolCallRecord,
     group_key,
     write_json,
 )
@@ -41,9 +44,24 @@ ScoreName = t.Literal["parse", "check", "judge"]
 SCORES: tuple[ScoreName, ...] = ("parse", "check", "judge")
 
 
+class ToolCall(TypedDict):
+    """A call as inspect writes it: `arguments` an object; `parse_error` when the model's
+    text was not one."""
+
+    id: str
+    function: str
+    arguments: dict[str, t.Any]
+    parse_error: str | None
+    type: t.Literal["function"]
+
+
 class ChatMessage(TypedDict):
     role: Role
     content: str
+    tool_calls: NotRequired[list[ToolCall]]
+    tool_call_id: NotRequired[str]
+    function: NotRequired[str]
+    """On a tool's reply: the tool it answers for."""
 
 
 class ModelUsage(TypedDict):
@@ -309,7 +327,12 @@ def _samples(item: ItemRecord, sample_id: str) -> list[EvalSample]:
 def _sample(item: ItemRecord, sample_id: str, epoch: int, made: list[ChatRecord]) -> EvalSample:
     # a judge's calls (and a pairwise judge's versus answers) count in usage only
     chats = [c for c in made if "judge" not in c and "versus" not in c] or made
-    messages = [_message(m["role"], m["content"]) for c in chats for m in c["conversation"]]
+    messages = [_message(m) for c in chats for m in c["conversation"]]
+    called = {call["id"]: call["function"] for m in messages for call in m.get("tool_calls", [])}
+    for shown in messages:
+        answered = called.get(shown.get("tool_call_id", ""))
+        if answered is not None:
+            shown["function"] = answered
     replies = [m for m in messages if m["role"] == "assistant"]
     output: ModelOutput = {
         "model": chats[-1]["model"],
@@ -440,10 +463,30 @@ def _usage_sum(usages: t.Iterable[dict[str, ModelUsage]]) -> dict[str, ModelUsag
     return total
 
 
-def _message(role: str, content: str) -> ChatMessage:
+def _message(record: MessageRecord) -> ChatMessage:
     roles: tuple[Role, ...] = ("system", "user", "assistant", "tool")
-    shown: Role = next((r for r in roles if r == role), "user")
-    return {"role": shown, "content": _shown(content)}
+    shown: Role = next((r for r in roles if r == record["role"]), "user")
+    message: ChatMessage = {"role": shown, "content": _shown(record["content"])}
+    if "tool_calls" in record:
+        message["tool_calls"] = [_call(c) for c in record["tool_calls"]]
+    if "tool_call_id" in record:
+        message["tool_call_id"] = record["tool_call_id"]
+    return message
+
+
+def _call(call: ToolCallRecord) -> ToolCall:
+    try:
+        arguments = json.loads(call["arguments"] or "{}")
+        error = None if isinstance(arguments, dict) else "the arguments are not a JSON object"
+    except ValueError as problem:
+        arguments, error = None, f"the arguments are not JSON: {problem}"
+    return {
+        "id": call["id"],
+        "function": call["name"],
+        "arguments": arguments if isinstance(arguments, dict) else {},
+        "parse_error": error,
+        "type": "function",
+    }
 
 
 def _shown(text: str) -> str:
