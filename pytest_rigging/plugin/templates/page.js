@@ -141,8 +141,10 @@
     section.append(el("h2", null, "Models"));
     const names = data.models.map((r) => r.label || r.model);
     const judged = data.models.some((r) => r.verdicts);
+    const tooled = data.models.some((r) => r.tool_calls);
     const head = ["model", "items ok/fail/err", "parse rate [95% CI]", "pass rate [95% CI]",
       ...(judged ? ["judged pass [95% CI]", "unstable", "unscored"] : []),
+      ...(tooled ? ["tool calls parsed [95% CI]"] : []),
       "error rate [95% CI]", "chats", "tokens in/out", "cost", "latency p50"];
     const table = el("table", { id: "model-table" },
       el("thead", null, el("tr", null, ...head.map((h) => el("th", null, h)))));
@@ -158,6 +160,9 @@
           el("td", { class: "judged" }, bar("judged_pass_rate", row.judged_pass_rate ?? null, row.judged_pass_rate_interval ?? null)),
           el("td", { class: "unstable" }, row.verdicts ? String(row.unstable) : "-"),
           el("td", { class: "unscored" }, row.verdicts ? String(row.unscored_rate_counts[0]) : "-"),
+        ] : []),
+        ...(tooled ? [
+          el("td", { class: "tools" }, bar("tool_parse_rate", row.tool_parse_rate ?? null, row.tool_parse_rate_interval ?? null)),
         ] : []),
         el("td", { class: "errors" }, bar("error_rate", row.error_rate, row.error_rate_interval)),
         el("td", null, row.chats),
