@@ -36,6 +36,7 @@ from pytest_rigging.generator.base import (
 from pytest_rigging.generator.litellm_ import _litellm, release_loop
 from pytest_rigging.message import Message
 from pytest_rigging.plugin.records import ChatRecord
+from pytest_rigging.tools import FunctionCall, ToolCall
 from tests.chromium import launch
 from tests.llm_server import LLMServer, RecordedRequest, Reply
 
@@ -383,6 +384,43 @@ def replying(*contents: str) -> FakeGenerator:
         return answers.pop(0) if len(answers) > 1 else answers[0]
 
     return FakeGenerator(model="replying", reply=reply)
+
+
+Step = str | list[tuple[str, str]]
+"""A scripted reply: text, or tool calls as (name, arguments JSON) pairs."""
+
+
+class CallingGenerator(FakeGenerator):
+    """A fake with function calling, whose n-th reply is `steps[n]` (the last repeats):
+    text, or tool calls with ids `call-<n>-<i>`."""
+
+    steps: list[Step] = []
+    calling: bool = True
+
+    async def supports_function_calling(self) -> bool:
+        return self.calling
+
+    async def generate_message(
+        self, messages: t.Sequence[Message], params: GenerateParams
+    ) -> GeneratedMessage:
+        turn = len(self.calls)
+        self.calls.append((list(messages), params))
+        step = self.steps[min(turn, len(self.steps) - 1)]
+        message = Message(role="assistant", content=step if isinstance(step, str) else "")
+        if not isinstance(step, str):
+            message.tool_calls = [
+                ToolCall(id=f"call-{turn}-{i}", function=FunctionCall(name=name, arguments=args))
+                for i, (name, args) in enumerate(step)
+            ]
+        return GeneratedMessage(
+            message=message,
+            stop_reason="stop" if isinstance(step, str) else "tool_calls",
+            usage=Usage(input_tokens=1, output_tokens=1),
+        )
+
+
+def calling(*steps: Step) -> CallingGenerator:
+    return CallingGenerator(model="calling", steps=list(steps))
 
 
 @pytest.fixture

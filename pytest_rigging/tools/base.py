@@ -383,7 +383,8 @@ def _signature_of(fn: t.Callable[..., t.Any]) -> inspect.Signature:
         return inspect.signature(fn, eval_str=True)
     except (NameError, TypeError) as error:
         raise ToolDefinitionError(
-            f"can't read the signature of {getattr(fn, '__name__', fn)!r}: {error}"
+            f"can't read the signature of {getattr(fn, '__name__', fn)!r}: {error} (the "
+            "types a tool's hints name must be importable from its module)"
         ) from error
 
 
