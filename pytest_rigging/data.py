@@ -50,6 +50,8 @@ class MessageRow(TypedDict):
     content: str
     content_parts: list[JsonObject]
     metadata: JsonObject
+    tool_calls: list[JsonObject] | None
+    tool_call_id: str | None
 
 
 COLUMNS: tuple[str, ...] = tuple(MessageRow.__annotations__)
@@ -61,6 +63,7 @@ _JSON_COLUMNS = (
     "chat_extra",
     "content_parts",
     "metadata",
+    "tool_calls",
 )
 """Columns whose values are nested, kept in a DataFrame as JSON text."""
 _DTYPES = {
@@ -117,6 +120,10 @@ def flatten_chats(chats: Chat | t.Sequence[Chat]) -> list[MessageRow]:
                         p.model_dump(mode="json", exclude_none=True) for p in message.content_parts
                     ],
                     metadata=message.model_dump(mode="json", include={"metadata"})["metadata"],
+                    tool_calls=[c.model_dump(mode="json") for c in message.tool_calls]
+                    if message.tool_calls is not None
+                    else None,
+                    tool_call_id=message.tool_call_id,
                 )
                 for message in messages
             )
@@ -129,6 +136,8 @@ def _message(row: MessageRow) -> Message:
         uuid=row["message_id"],
         content_parts=row["content_parts"],
         metadata=row["metadata"],
+        tool_calls=row.get("tool_calls"),
+        tool_call_id=row.get("tool_call_id"),
     )
     # An edited `content` would otherwise be dropped without a word.
     if message.content != row["content"]:

@@ -253,3 +253,21 @@ def test_rows_need_no_pandas() -> None:
     chat = rich_chat()
     (back,) = unflatten_chats(flatten_chats(chat))
     assert_same(back, chat)
+
+
+def test_tool_calls_and_call_ids_round_trip_through_a_dataframe() -> None:
+    called = Message(
+        "assistant", "", tool_calls=[{"id": "c1", "function": {"name": "f", "arguments": "{}"}}]
+    )
+    chat = Chat([Message("user", "hi"), called, Message("tool", "x", tool_call_id="c1")], "done")
+    frame = chats_to_df(chat)
+    assert json.loads(frame["tool_calls"][1]) == [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    ]
+    back = df_to_chats(frame)[0]
+    assert [(m.tool_calls, m.tool_call_id) for m in back.all] == [
+        (None, None),
+        (called.tool_calls, None),
+        (None, "c1"),
+        (None, None),
+    ]
