@@ -31,6 +31,7 @@ import textwrap
 import typing as t
 from xml.etree import ElementTree
 
+from pytest_rigging.error import MissingModelError
 from pytest_rigging.message import ContentText, Message, inject_system_content
 from pytest_rigging.model import Model, attr, escape, is_model
 from pytest_rigging.tools.base import FunctionCall, ToolCall
@@ -222,10 +223,11 @@ def _quoted(text: str) -> str:
 def _xml_definition(tool: Tool[..., t.Any]) -> str:
     """A tool as `xml` mode describes it: one `<param>` per field of its XML model."""
     fields = tool.model.model_fields if tool.parameters_schema.get("properties") else {}
-    params = "".join(f"\n    {_xml_parameter(name, info)}" for name, info in fields.items())
+    params = [f"    {_xml_parameter(name, info)}" for name, info in fields.items()]
+    listed = "\n".join(["  <parameters>", *params, "  </parameters>"]) if params else ""
     return (
         f"<rg-tool name={_quoted(tool.name)} description={_quoted(tool.description)}>\n"
-        f"  <parameters>{params}\n  </parameters>\n</rg-tool>"
+        f"{listed or '  <parameters></parameters>'}\n</rg-tool>"
     )
 
 
@@ -416,35 +418,46 @@ def _without(text: str, found: list[_Found]) -> str:
 def _read_tagged(text: str, tools: Tools, mode: ToolMode) -> list[_Found]:
     element = _XmlCall if mode == "xml" else _TaggedCall
     tag = element.__xml_tag__
-    # A call cut short (xml mode's stop token ends generation at the closing tag, and a
-    # reply may run out of tokens) is read as if closed at the end of the text.
-    opening = re.compile(rf"<{re.escape(tag)}(?:\s[^<>]*)?>", re.IGNORECASE)
-    openings = [m.start() for m in opening.finditer(text)]
-    if not openings:
+    if f"<{tag}" not in text.lower():
         return []
     closed = text
-    if text.lower().rfind(f"</{tag}") < openings[-1]:
-        closed += f"</{tag}>"
+    if mode == "xml":
+        # The stop token ends generation before the closing tag: a named call left open
+        # at the end is read as if closed there.
+        opened = list(_XML_OPENING.finditer(text))
+        if (
+            opened
+            and "name=" in opened[-1].group()
+            and text.lower().rfind(f"</{tag}") < opened[-1].start()
+        ):
+            closed += f"</{tag}>"
     by_name = {tool.name: tool for tool in tools}
     found: list[_Found] = []
-    for parsed, where in element.from_text(closed, return_errors=True):
+    try:
+        elements = element.from_text(closed, return_errors=True)
+    except MissingModelError:
+        return []
+    for parsed, where in elements:
         stop = min(where.stop, len(text))
         if not isinstance(parsed, _TaggedCall):  # not expected of text fields: kept as written
             found.append(_Found(where.start, stop, [FunctionCall(name="", arguments=text[where])]))
             continue
         name, body = parsed.name.strip(), parsed.body
-        if mode == "json-with-tag":
-            call = _named_call(_unfenced(body))
-        elif mode == "xml":
-            call = FunctionCall(name=name, arguments=_xml_arguments(body, by_name.get(name)))
-        else:
+        if mode == "xml":
+            written = _xml_arguments(body, by_name.get(name)) if name else body
+            call = FunctionCall(name=name, arguments=written)
+        elif name:  # json-in-xml's shape; json-with-tag's models write it too
             arguments = _json_object(_unfenced(body))
-            shown = body if arguments is None or not name else _dumps(arguments)
-            call = FunctionCall(name=name, arguments=shown)
+            call = FunctionCall(
+                name=name, arguments=body if arguments is None else _dumps(arguments)
+            )
+        else:  # json-with-tag's shape, which json-in-xml's models write too
+            call = _named_call(_unfenced(body))
         found.append(_Found(where.start, stop, [call]))
     return found
 
 
+_XML_OPENING = re.compile(rf"<{XML_CALL_TAG}(?:\s[^<>]*)?>", re.IGNORECASE)
 _FENCED = re.compile(r"^```[\w-]*\s*(.*?)\s*```$", re.DOTALL)
 _NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _JSON_CALL_START = re.compile(r'\{\s*"name"\s*:')
