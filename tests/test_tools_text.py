@@ -32,7 +32,7 @@ def shout(words: str) -> str:
 
 
 @rg.tool
-def total(numbers: list[int]) -> int:
+def total(numbers: list[int], label: str | None = None) -> int:
     """Sum a list."""
     return sum(numbers)
 
@@ -355,7 +355,10 @@ async def test_xml_lists_and_tools_without_parameters() -> None:
         ("now", "{}"),
     ]
     (first, _), (second, _) = generator.calls
-    assert '<param name="numbers" type="list[int]" required="true"/>' in first[0].content
+    assert (
+        '    <param name="numbers" type="list[int]" required="true"/>\n'
+        '    <param name="label" type="str | None" required="false"/>\n'
+    ) in first[0].content
     assert (
         '<rg-tool name="now" description="The time.">\n  <parameters></parameters>\n</rg-tool>'
         in first[0].content
@@ -491,3 +494,17 @@ def test_read_and_prepare_refuse_a_mode_that_isnt_a_text_mode() -> None:
         text.prepare(
             [Message("user", "hi")], rg.GenerateParams(), [add], "auto", add_stop_token=True
         )
+
+
+def test_json_mode_reads_calls_among_prose_braces_and_other_json() -> None:
+    reply = Message(
+        "assistant",
+        'Use {curly} and {"a": {"b": 1}}, then {"name": "shout", "arguments": {"words": "}"}}',
+    )
+    answered = text.read(reply, [shout], "json")
+    assert [(c.name, c.arguments) for c in answered.tool_calls or []] == [
+        ("shout", '{"words": "}"}')
+    ]
+    assert answered.content == 'Use {curly} and {"a": {"b": 1}}, then'
+    # Only objects opening with a call's key are decoded: nesting costs no rescans.
+    assert text.read(Message("assistant", '{"a":' * 50_000), [shout], "json").tool_calls is None

@@ -28,6 +28,7 @@ import hashlib
 import json
 import re
 import textwrap
+import types
 import typing as t
 from xml.etree import ElementTree
 
@@ -242,17 +243,23 @@ def _xml_parameter(name: str, info: FieldInfo) -> str:
 
 
 def _type_name(annotation: t.Any) -> str:
-    """A type as a short Python-like name: `int`, `list[str]`, `dict[str, int]`."""
+    """A type as a short Python-like name: `int`, `list[str]`, `str | None`."""
     arguments = t.get_args(annotation)
     origin = t.get_origin(annotation)
+    if annotation is None or annotation is type(None):
+        return "None"
     if origin is t.Annotated:
         return _type_name(arguments[0])
+    if origin is t.Literal:
+        return f"literal[{', '.join(repr(a) for a in arguments)}]"
+    if origin is t.Union or isinstance(annotation, types.UnionType):
+        return " | ".join(_type_name(a) for a in arguments)
     if origin is not None:
-        base = getattr(origin, "__name__", None) or str(origin).removeprefix("typing.")
         inner = ", ".join(_type_name(a) for a in arguments)
-        return f"{base.lower()}[{inner}]" if inner else base.lower()
+        base = _type_name(origin)
+        return f"{base}[{inner}]" if inner else base
     if isinstance(annotation, type):
-        return "none" if annotation is type(None) else annotation.__name__.lower()
+        return annotation.__name__.lower()
     return str(annotation).removeprefix("typing.").lower()
 
 
@@ -460,7 +467,7 @@ def _read_tagged(text: str, tools: Tools, mode: ToolMode) -> list[_Found]:
 _XML_OPENING = re.compile(rf"<{XML_CALL_TAG}(?:\s[^<>]*)?>", re.IGNORECASE)
 _FENCED = re.compile(r"^```[\w-]*\s*(.*?)\s*```$", re.DOTALL)
 _NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
-_JSON_CALL_START = re.compile(r'\{\s*"name"\s*:')
+_JSON_CALL_START = re.compile(r'\{\s*"(name|arguments|parameters)"\s*:')
 
 
 def _unfenced(text: str) -> str:
@@ -501,15 +508,17 @@ def _named_call(text: str) -> FunctionCall:
 
 def _read_json(text: str) -> list[_Found]:
     """Every `{"name": ..., "arguments": ...}` object in the text; one that starts so
-    but isn't valid JSON is a call that couldn't be read."""
+    but isn't valid JSON is a call that couldn't be read. Only objects opening with one
+    of those keys are tried, so prose and other JSON cost one regex scan."""
     decoder = json.JSONDecoder()
     found: list[_Found] = []
     position = 0
-    while (start := text.find("{", position)) >= 0:
+    while (candidate := _JSON_CALL_START.search(text, position)) is not None:
+        start = candidate.start()
         try:
             value, stop = decoder.raw_decode(text, start)
         except (json.JSONDecodeError, RecursionError):
-            if not _JSON_CALL_START.match(text, start):
+            if candidate.group(1) != "name":
                 position = start + 1
                 continue
             stop = _balanced_end(text, start, "{", "}", '"') or len(text)
