@@ -574,7 +574,7 @@ def _is_number(value: object) -> bool:
 def _is_instance(value: object, kind: type) -> bool:
     """`isinstance` as JSON types are: a bool isn't a number, an int is a float."""
     if isinstance(value, bool):
-        return issubclass(bool, kind)
+        return kind in (bool, object)
     if kind is float:
         return isinstance(value, int | float)
     return isinstance(value, kind)
