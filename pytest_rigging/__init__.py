@@ -25,6 +25,7 @@ if t.TYPE_CHECKING:
         message,
         model,
         tools,
+        trajectory,
         watchers,
     )
     from pytest_rigging.chat import (
@@ -148,6 +149,7 @@ _MODULES = (
     "message",
     "model",
     "tools",
+    "trajectory",
     "watchers",
     "completion",
 )
@@ -214,6 +216,7 @@ __all__ = [
     "tool",
     "tool_method",
     "tools",
+    "trajectory",
     "watchers",
     "wrapped",
 ]
