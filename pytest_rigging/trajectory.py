@@ -20,13 +20,31 @@ from types import EllipsisType
 
 from pytest_rigging.chat import Chat
 from pytest_rigging.message import Message
-from pytest_rigging.tools.base import INVALID_CALL, ToolCall
+from pytest_rigging.tools.base import ToolCall, ToolCallCounts, count_calls
 
 Order = t.Literal["strict", "unordered", "subset", "superset"]
 """How the actual calls must relate to the expected ones. `strict`: the same calls in the
 same order. `unordered`: the same calls in any order. `subset`: every actual call is one
 of the expected ones (nothing unexpected was called; each expected call counts once).
 `superset`: every expected call was made (other calls may have been made too)."""
+
+__all__ = [
+    "ANY",
+    "ORDERS",
+    "Approx",
+    "Call",
+    "CallSource",
+    "Matcher",
+    "Matches",
+    "Order",
+    "ToolCallCounts",
+    "approx",
+    "assert_calls",
+    "call",
+    "matches",
+    "tool_call_counts",
+    "tool_calls",
+]
 
 ORDERS: tuple[Order, ...] = t.get_args(Order)
 
@@ -205,22 +223,6 @@ def call(name: str, /, *options: object, **arguments: object) -> Call:
     return Call(name, {**given, **arguments}, partial=partial, any_arguments=any_arguments)
 
 
-@dataclasses.dataclass(frozen=True)
-class ToolCallCounts:
-    """The calls a chat made and how many of them couldn't run as asked (arguments that
-    aren't JSON or don't fit the tool's schema, or an unknown tool)."""
-
-    total: int
-    invalid: int
-
-    @property
-    def valid(self) -> int:
-        return self.total - self.invalid
-
-    def __add__(self, other: ToolCallCounts) -> ToolCallCounts:
-        return ToolCallCounts(self.total + other.total, self.invalid + other.invalid)
-
-
 def tool_calls(source: CallSource) -> list[ToolCall]:
     """The calls in `source`, in the order they were made."""
     found: list[ToolCall] = []
@@ -235,9 +237,7 @@ def tool_calls(source: CallSource) -> list[ToolCall]:
 def tool_call_counts(source: Chat | t.Iterable[Message]) -> ToolCallCounts:
     """How many calls `source` made, and how many of them the tools' replies mark as
     invalid (`INVALID_CALL` in their metadata)."""
-    messages = [item for item in _messages_or_calls(source) if isinstance(item, Message)]
-    invalid = sum(1 for m in messages if m.role == "tool" and INVALID_CALL in m.metadata)
-    return ToolCallCounts(total=len(tool_calls(messages)), invalid=invalid)
+    return count_calls(m for m in _messages_or_calls(source) if isinstance(m, Message))
 
 
 def assert_calls(

@@ -428,26 +428,6 @@ def fake() -> FakeGenerator:
     return FakeGenerator(model="fake", max_connections=4)
 
 
-class ScriptedGenerator(FakeGenerator):
-    """A fake that says it calls functions and answers with `script`'s messages in turn
-    (tool calls included): a tool loop run from a test's own script."""
-
-    script: list[Message] = []
-
-    async def generate_message(
-        self, messages: t.Sequence[Message], params: GenerateParams
-    ) -> GeneratedMessage:
-        self._calls.append((list(messages), params))
-        return GeneratedMessage(
-            message=self.script.pop(0),
-            stop_reason="stop",
-            usage=Usage(input_tokens=1, output_tokens=1),
-        )
-
-    async def supports_function_calling(self) -> bool:
-        return True
-
-
 @pytest.fixture(scope="session")
 def llm_server_session() -> Iterator[LLMServer]:
     with LLMServer() as server:

@@ -15,7 +15,7 @@ from pytest_rigging.error import MaxDepthError, ToolDefinitionError, error_kind
 from pytest_rigging.generator import GenerateParams
 from pytest_rigging.message import Message
 from pytest_rigging.model import Answer
-from pytest_rigging.tools.base import INVALID_CALL, CallCounts, count_calls, inline_refs
+from pytest_rigging.tools.base import INVALID_CALL, ToolCallCounts, count_calls, inline_refs
 
 from .conftest import CallingGenerator, calling
 
@@ -209,7 +209,7 @@ async def test_bad_calls_are_answered_with_the_error_and_marked() -> None:
     assert replies[3].content == '<error type="RuntimeError">exploded: on purpose</error>\n'
     assert INVALID_CALL not in replies[3].metadata
     assert replies[4].content == "3.0"
-    assert count_calls(chat.all) == CallCounts(total=5, invalid=3)
+    assert count_calls(chat.all) == ToolCallCounts(total=5, invalid=3)
 
 
 async def test_an_uncaught_tool_error_fails_the_chat() -> None:

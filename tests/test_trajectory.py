@@ -25,7 +25,7 @@ from pytest_rigging.trajectory import (
     tool_call_counts,
     tool_calls,
 )
-from tests.conftest import ScriptedGenerator
+from tests.conftest import calling
 
 
 def made(name: str, arguments: str | None = None, /, **given: t.Any) -> ToolCall:
@@ -454,13 +454,10 @@ async def test_a_chat_from_a_tool_loop_is_checked() -> None:
     def add(a: float, b: float) -> float:
         return a + b
 
-    generator = ScriptedGenerator(
-        model="scripted",
-        script=[
-            assistant(made("lookup", city="Paris"), made("add", a=1, b="two")),
-            assistant(made("add", a=1, b=2.0), made("weather", city="Paris")),
-            Message("assistant", "France; 3"),
-        ],
+    generator = calling(
+        [("lookup", '{"city": "Paris"}'), ("add", '{"a": 1, "b": "two"}')],
+        [("add", '{"a": 1, "b": 2.0}'), ("weather", '{"city": "Paris"}')],
+        "France; 3",
     )
     chat = await generator.chat("go").using(lookup, add).run()
     assert [m.role for m in chat.all].count("tool") == 4

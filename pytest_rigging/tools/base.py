@@ -333,15 +333,23 @@ def tool_reply(call_id: str, result: t.Any) -> Message:
 
 
 @dataclass(frozen=True)
-class CallCounts:
-    """The tool calls in a dialog, and how many could not run as asked (`INVALID_CALL`):
-    what the plugin's tool-call parse rate counts."""
+class ToolCallCounts:
+    """The calls a dialog made, and how many of them couldn't run as asked (arguments that
+    aren't JSON or don't fit the tool's schema, or an unknown tool): what the plugin's
+    tool-call parse rate counts."""
 
     total: int = 0
     invalid: int = 0
 
+    @property
+    def valid(self) -> int:
+        return self.total - self.invalid
 
-def count_calls(messages: t.Iterable[Message]) -> CallCounts:
+    def __add__(self, other: ToolCallCounts) -> ToolCallCounts:
+        return ToolCallCounts(self.total + other.total, self.invalid + other.invalid)
+
+
+def count_calls(messages: t.Iterable[Message]) -> ToolCallCounts:
     """The calls the assistant messages made, and the replies marked `INVALID_CALL`."""
     total = invalid = 0
     for message in messages:
@@ -349,7 +357,7 @@ def count_calls(messages: t.Iterable[Message]) -> CallCounts:
             total += len(message.tool_calls)
         elif message.role == "tool" and INVALID_CALL in message.metadata:
             invalid += 1
-    return CallCounts(total, invalid)
+    return ToolCallCounts(total, invalid)
 
 
 def unknown_tool_reply(call: ToolCall, known: t.Sequence[str]) -> Message:
