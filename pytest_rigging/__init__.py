@@ -83,6 +83,7 @@ if t.TYPE_CHECKING:
         tool,
         tool_method,
     )
+    from pytest_rigging.tools.mcp import as_mcp, mcp
 
 __version__ = "0.1.0"
 
@@ -125,6 +126,8 @@ _WHERE = {
     "ToolMode": "tools",
     "tool": "tools",
     "tool_method": "tools",
+    "mcp": "tools.mcp",
+    "as_mcp": "tools.mcp",
     "ContentAudioInput": "message",
     "ContentImageUrl": "message",
     "ContentText": "message",
@@ -145,6 +148,7 @@ _MODULES = (
     "error",
     "generator",
     "judge",
+    "mcp",
     "message",
     "model",
     "tools",
@@ -196,6 +200,7 @@ __all__ = [
     "ToolMode",
     "Unscored",
     "Usage",
+    "as_mcp",
     "attr",
     "chat",
     "complete",
@@ -207,6 +212,7 @@ __all__ = [
     "get_generator",
     "get_identifier",
     "judge",
+    "mcp",
     "message",
     "model",
     "prompt",
