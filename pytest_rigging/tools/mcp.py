@@ -13,6 +13,7 @@ Needs the `mcp` extra (`pip install 'pytest-rigging[mcp]'`), the official SDK, 2
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.metadata
 import inspect
@@ -69,7 +70,7 @@ the (older) SSE transport or the streamable HTTP one."""
 TRANSPORTS: tuple[Transport, ...] = t.get_args(Transport)
 
 INITIALIZE_TIMEOUT = 10.0
-"""Seconds a server has to start, answer the handshake and list its tools."""
+"""Seconds a started server has to answer the handshake and list its tools."""
 
 DEFAULT_HTTP_TIMEOUT = 5.0
 DEFAULT_SSE_READ_TIMEOUT = 300.0
@@ -148,8 +149,10 @@ class MCPClient:
         self.transport: Transport = transport
         self.connection: Connection = connection
         self.tools: list[Tool[..., t.Any]] = []
-        self._stack: AsyncExitStack | None = None
         self._session: ClientSession | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+        self._failure: Exception | None = None
 
     def __repr__(self) -> str:
         return f"MCPClient({self.transport}: {self._where})"
@@ -171,19 +174,18 @@ class MCPClient:
         return self._session
 
     async def __aenter__(self) -> MCPClient:
-        self._stack = AsyncExitStack()
+        started: asyncio.Future[ClientSession] = asyncio.get_running_loop().create_future()
+        self._closing = asyncio.Event()
+        self._runner = asyncio.create_task(self._run(started))
         try:
+            self._session = await started
             with anyio.fail_after(INITIALIZE_TIMEOUT):
-                read, write = await self._open_transport(self._stack)
-                session = await self._stack.enter_async_context(ClientSession(read, write))
-                await session.initialize()
-                self._session = session
                 self.tools = [self._tool(listed) for listed in await self._list_tools()]
         except BaseException as error:
             await self._close()
             if isinstance(error, TimeoutError):
                 raise ToolServerError(
-                    f"the MCP server {self._where} did not start and list its tools within "
+                    f"the MCP server {self._where} did not answer and list its tools within "
                     f"{INITIALIZE_TIMEOUT:g}s"
                 ) from error
             raise
@@ -197,12 +199,35 @@ class MCPClient:
     ) -> None:
         await self._close()
 
+    async def _run(self, started: asyncio.Future[ClientSession]) -> None:
+        """Hold the transport and the session open until `_close`, in a task of their own:
+        a transport that fails then ends this task, not the caller's (anyio would cancel
+        whichever task entered its task groups), and the block may be left from another
+        task than the one that entered it."""
+        try:
+            async with AsyncExitStack() as stack:
+                read, write = await self._open_transport(stack)
+                session = await stack.enter_async_context(ClientSession(read, write))
+                with anyio.fail_after(INITIALIZE_TIMEOUT):
+                    await session.initialize()
+                started.set_result(session)
+                await self._closing.wait()
+        except Exception as error:
+            if not started.done():
+                started.set_exception(error)
+            elif not _gone(error):
+                self._failure = error
+        finally:
+            if not started.done():
+                started.cancel()
+
     async def _close(self) -> None:
-        stack, self._stack = self._stack, None
         self._session = None
         self.tools = []
-        if stack is not None:
-            await stack.aclose()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            self._closing.set()
+            await runner
 
     async def _open_transport(self, stack: AsyncExitStack) -> tuple[t.Any, t.Any]:
         """The session's read and write streams, closed with `stack`."""
@@ -255,26 +280,45 @@ class MCPClient:
     async def _call(self, name: str, arguments: dict[str, t.Any]) -> t.Any:
         from pytest_rigging.model import ErrorModel
 
-        session = self.session
+        session, runner = self.session, self._runner
+        assert runner is not None
+        calling = asyncio.ensure_future(session.call_tool(name, arguments))
         try:
-            result = await session.call_tool(name, arguments)
-        except MCPError as error:
-            if error.code != mcp_types.CONNECTION_CLOSED:
-                raise
-            raise self._gone(name, error) from error
-        except _GONE as error:
-            raise self._gone(name, error) from error
+            await asyncio.wait({calling, runner}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not calling.done():
+                calling.cancel()
+                await asyncio.gather(calling, return_exceptions=True)
+        if calling.cancelled():
+            raise self._server_gone(name, self._failure)
+        error = calling.exception()
+        if error is not None:
+            if not _gone(error):
+                raise error
+            raise self._server_gone(name, self._failure or error) from error
+        result = calling.result()
         parts = _parts_of(result)
         if result.is_error:
             text = "\n".join(str(part) for part in parts) or "the tool failed"
             return ErrorModel(type="ToolError", content=text)
         return parts
 
-    def _gone(self, name: str, error: BaseException) -> ToolServerError:
-        reason = str(error) or type(error).__name__
+    def _server_gone(self, name: str, error: BaseException | None) -> ToolServerError:
+        reason = "its connection closed" if error is None else str(error) or type(error).__name__
         return ToolServerError(
             f"the MCP server {self._where} is gone ({reason}): tool {name!r} was not called"
         )
+
+
+def _gone(error: BaseException) -> bool:
+    """Whether an error (or all of a group's) only says the server is unreachable: once
+    the session ends, that is no news."""
+    inner = getattr(error, "exceptions", None)
+    if isinstance(inner, tuple):
+        return all(_gone(each) for each in inner)
+    if isinstance(error, MCPError):
+        return error.code == mcp_types.CONNECTION_CLOSED
+    return isinstance(error, _GONE)
 
 
 def _parts_of(result: mcp_types.CallToolResult) -> list[Content]:
