@@ -270,6 +270,24 @@ async def test_an_http_server_that_dies_fails_the_next_call() -> None:
 
 
 @needs_mcp
+async def test_a_server_that_cant_be_reached_fails_to_open() -> None:
+    with pytest.raises(ToolServerError) as no_command:
+        async with rg.mcp("stdio", command="/nonexistent/mcp-server"):
+            pass
+    assert str(no_command.value) == (
+        "can't reach the MCP server /nonexistent/mcp-server: "
+        "[Errno 2] No such file or directory: '/nonexistent/mcp-server'"
+    )
+    url = f"http://127.0.0.1:{free_port()}/sse"
+    with pytest.raises(ToolServerError) as refused:
+        async with rg.mcp("sse", url=url):
+            pass
+    assert str(refused.value) == (
+        f"can't reach the MCP server {url}: All connection attempts failed"
+    )
+
+
+@needs_mcp
 def test_bad_arguments_to_mcp_say_what_is_wrong() -> None:
     with pytest.raises(ValueError) as unknown:
         rg.mcp("websocket", url="ws://127.0.0.1:1")  # type: ignore[call-overload]

@@ -188,6 +188,10 @@ class MCPClient:
                     f"the MCP server {self._where} did not answer and list its tools within "
                     f"{INITIALIZE_TIMEOUT:g}s"
                 ) from error
+            if isinstance(error, Exception) and _gone(error):
+                raise ToolServerError(
+                    f"can't reach the MCP server {self._where}: {_reason(error)}"
+                ) from error
             raise
         return self
 
@@ -304,7 +308,7 @@ class MCPClient:
         return parts
 
     def _server_gone(self, name: str, error: BaseException | None) -> ToolServerError:
-        reason = "its connection closed" if error is None else str(error) or type(error).__name__
+        reason = "its connection closed" if error is None else _reason(error)
         return ToolServerError(
             f"the MCP server {self._where} is gone ({reason}): tool {name!r} was not called"
         )
@@ -319,6 +323,14 @@ def _gone(error: BaseException) -> bool:
     if isinstance(error, MCPError):
         return error.code == mcp_types.CONNECTION_CLOSED
     return isinstance(error, _GONE)
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, from the first error of a group."""
+    inner = getattr(error, "exceptions", None)
+    if isinstance(inner, tuple) and inner:
+        return _reason(inner[0])
+    return str(error) or type(error).__name__
 
 
 def _parts_of(result: mcp_types.CallToolResult) -> list[Content]:
