@@ -84,6 +84,7 @@ if t.TYPE_CHECKING:
         tool,
         tool_method,
     )
+    from pytest_rigging.tools.mcp import as_mcp, mcp
 
 __version__ = "0.1.0"
 
@@ -126,6 +127,8 @@ _WHERE = {
     "ToolMode": "tools",
     "tool": "tools",
     "tool_method": "tools",
+    "mcp": "tools.mcp",
+    "as_mcp": "tools.mcp",
     "ContentAudioInput": "message",
     "ContentImageUrl": "message",
     "ContentText": "message",
@@ -146,6 +149,7 @@ _MODULES = (
     "error",
     "generator",
     "judge",
+    "mcp",
     "message",
     "model",
     "tools",
@@ -198,6 +202,7 @@ __all__ = [
     "ToolMode",
     "Unscored",
     "Usage",
+    "as_mcp",
     "attr",
     "chat",
     "complete",
@@ -209,6 +214,7 @@ __all__ = [
     "get_generator",
     "get_identifier",
     "judge",
+    "mcp",
     "message",
     "model",
     "prompt",

@@ -117,6 +117,15 @@ class ToolDefinitionError(ValueError):
     in the tool mode asked for)."""
 
 
+class ToolServerError(GenerationError):
+    """The MCP server a tool lives on can't be reached (its process died, or it closed the
+    connection): the call never ran, so the chat fails for infrastructure reasons, not
+    the model's. Unlike an error the tool itself reports, which the model is shown."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="connection")
+
+
 class Stop(Exception):
     """Raised (or returned) by a tool to end the tool loop: `message` is the tool's reply,
     and the chat ends with it, with no further model call."""
