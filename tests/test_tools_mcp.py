@@ -19,9 +19,8 @@ import pytest
 
 import pytest_rigging as rg
 from pytest_rigging.error import ToolServerError, error_kind
-from pytest_rigging.generator import GeneratedMessage, GenerateParams, Generator, Usage
-from pytest_rigging.message import Message
 from pytest_rigging.tools.base import INVALID_CALL, FunctionCall, ToolCall
+from tests.conftest import calling
 
 if t.TYPE_CHECKING:
     from pytest_rigging.tools.mcp import MCPClient
@@ -93,32 +92,6 @@ def server(request: pytest.FixtureRequest) -> MCPClient:
     return client(request.param, urls)
 
 
-class ScriptedCalls(Generator):
-    """Answers with the script's steps in turn: a list of (tool, arguments) calls, or a
-    final text; records the messages and params of every request."""
-
-    script: list[list[tuple[str, dict[str, t.Any]]] | str] = []
-    seen: list[tuple[list[Message], GenerateParams]] = []
-
-    async def generate_message(
-        self, messages: t.Sequence[Message], params: GenerateParams
-    ) -> GeneratedMessage:
-        self.seen.append((list(messages), params))
-        step = self.script.pop(0)
-        reply = Message("assistant", step if isinstance(step, str) else "")
-        if not isinstance(step, str):
-            reply.tool_calls = [
-                call(f"call-{len(self.seen)}-{i}", name, arguments)
-                for i, (name, arguments) in enumerate(step)
-            ]
-        return GeneratedMessage(
-            message=reply, stop_reason="stop", usage=Usage(input_tokens=1, output_tokens=1)
-        )
-
-    async def supports_function_calling(self) -> bool:
-        return True
-
-
 def call(call_id: str, name: str, arguments: dict[str, t.Any] | str) -> ToolCall:
     text = arguments if isinstance(arguments, str) else json.dumps(arguments)
     return ToolCall(id=call_id, function=FunctionCall(name=name, arguments=text))
@@ -179,32 +152,28 @@ async def test_lists_and_calls_the_servers_tools(server: MCPClient) -> None:
 
 @needs_mcp
 async def test_a_dialog_with_the_servers_tools(server: MCPClient) -> None:
-    generator = ScriptedCalls(
-        model="scripted",
-        script=[
-            [("lookup", {"country": "France"}), ("add", {"a": 2, "b": 3})],
-            [("fail", {"reason": "asked to"}), ("add", {"a": "x", "b": 1})],
-            "Paris, and 5.",
-        ],
-        seen=[],
+    generator = calling(
+        [("lookup", '{"country": "France"}'), ("add", '{"a": 2, "b": 3}')],
+        [("fail", '{"reason": "asked to"}'), ("add", '{"a": "x", "b": 1}')],
+        "Paris, and 5.",
     )
     async with server:
         chat = await generator.chat("Capital of France? And 2+3?").using(*server.tools).run()
     assert not chat.failed
     assert chat.last.content == "Paris, and 5."
-    _, first_params = generator.seen[0]
+    _, first_params = generator.calls[0]
     assert first_params.tools is not None
     sent = {d.function.name: d.function.parameters for d in first_params.tools}
     assert sent["add"] is not None and sent["add"]["required"] == ["a", "b"]
 
-    second, _ = generator.seen[1]
+    second, _ = generator.calls[1]
     replies = [(m.tool_call_id, m.content) for m in second if m.role == "tool"]
-    assert replies == [("call-1-0", "Paris"), ("call-1-1", "5")]
+    assert replies == [("call-0-0", "Paris"), ("call-0-1", "5")]
 
-    third, _ = generator.seen[2]
+    third, _ = generator.calls[2]
     failed, invalid = [m for m in third if m.role == "tool"][2:]
     assert (failed.tool_call_id, failed.content) == (
-        "call-2-0",
+        "call-1-0",
         '<error type="ToolError">Error executing tool fail: failed on purpose: asked to</error>\n',
     )
     assert invalid.content == (
@@ -241,7 +210,7 @@ async def test_a_stdio_server_that_dies_fails_the_next_calls() -> None:
             await tools["die"]()
         with pytest.raises(ToolServerError) as after:
             await tools["add"](a=1, b=2)
-        generator = ScriptedCalls(model="scripted", script=[[("add", {"a": 1, "b": 2})]], seen=[])
+        generator = calling([("add", '{"a": 1, "b": 2}')])
         chat = await generator.chat("1+2?").using(*server.tools).run(allow_failed=True)
     where = f"{sys.executable} {SERVER} stdio"
     assert str(died.value) == (
