@@ -24,6 +24,7 @@ if t.TYPE_CHECKING:
         judge,
         message,
         model,
+        parsing,
         watchers,
     )
     from pytest_rigging.chat import (
@@ -119,7 +120,17 @@ _WHERE = {
     "prompt": "prompt",
 }
 
-_MODULES = ("data", "error", "generator", "judge", "message", "model", "watchers", "completion")
+_MODULES = (
+    "data",
+    "error",
+    "generator",
+    "judge",
+    "message",
+    "model",
+    "parsing",
+    "watchers",
+    "completion",
+)
 """Submodules reachable as attributes (`rg.model.Answer`). `chat` and `prompt` are not:
 there, as in rigging, the names are the `rg.chat()` function and the `@rg.prompt`
 decorator."""
@@ -171,6 +182,7 @@ __all__ = [
     "judge",
     "message",
     "model",
+    "parsing",
     "prompt",
     "register_generator",
     "watchers",

@@ -180,16 +180,21 @@ def test_an_unclosed_tag_of_another_model_is_just_text() -> None:
         Answer.from_text("<answer> <question>hello</question>")
 
 
-def test_same_tag_nested_keeps_outer_and_inner() -> None:
-    # rigging keeps only the innermost; the outer element is what was written, so we keep
-    # both (and drop middle levels, which keeps deep nesting linear).
+def test_same_tag_nesting_reads_the_innermost_as_rigging_does() -> None:
+    # rigging's own case (test_xml_parsing, overlapping_tags): only elements holding no
+    # element of their tag are read.
     text = "<a>first <b>overlap <a>nested</a> continue</b> end</a>"
-    assert [m.content for m, _ in A.from_text(text)] == [
-        "first <b>overlap <a>nested</a> continue</b> end",
-        "nested",
-    ]
-    three = "<a>1<a>2<a>3</a></a></a>"
-    assert [m.content for m, _ in A.from_text(three)] == ["1<a>2<a>3</a></a>", "3"]
+    assert [(m.content, s) for m, s in A.from_text(text)] == [("nested", slice(20, 33))]
+    assert [m.content for m, _ in A.from_text("<a>1<a>2<a>3</a></a></a>")] == ["3"]
+    assert [m.content for m, _ in A.from_text("<a>1</a><a>2 <a>3</a></a>")] == ["1", "3"]
+    assert [m.content for m, _ in A.from_text("<a>o <a>i</a> <a>j</a> e</a>")] == ["i", "j"]
+    assert Message("assistant", text).parse_set(A) == [A(content="nested")]
+
+
+def test_a_model_holding_its_own_tag_reads_the_outer_element_too() -> None:
+    text = '<node label="a"><node label="b"></node></node>'
+    assert [m.label for m, _ in Node.from_text(text)] == ["a", "b"]
+    assert Node.one_from_text(text)[0] == Node(label="a", children=[Node(label="b")])
 
 
 @pytest.mark.parametrize(
@@ -914,9 +919,10 @@ def test_hostile_structured_text_fails_or_parses_whole() -> None:
         Ticket.from_text(HOSTILE["long-opening-tag"][1](n))
     assert [e["loc"] for e in long_tag.value.errors()] == [("id",), ("priority",), ("title",)]
     text = HOSTILE["deep-nesting"][1](n)
-    (outer, where), (inner, _) = Thinking.from_text(text)
-    assert outer.content == text[len("<thinking>") : -len("</thinking>")]
-    assert where == slice(0, len(text)) and inner == Thinking(content="")
+    [(inner, where)] = Thinking.from_text(text)
+    start = len("<thinking>") * (n - 1)
+    assert inner == Thinking(content="")
+    assert where == slice(start, start + len("<thinking></thinking>"))
 
 
 def test_make_from_signature_needs_evaluated_annotations() -> None:
@@ -956,8 +962,8 @@ def test_nesting_deeper_than_the_limit_is_a_validation_error() -> None:
     ok = '<node label="x">' * MAX_DEPTH + "</node>" * MAX_DEPTH
     assert Node.one_from_text(ok)[0].label == "x"
     hostile = "<question-answer>" * 10_000 + "</question-answer>" * 10_000
-    with pytest.raises(ValidationError, match="nests elements more than"):
-        QuestionAnswer.from_text(hostile)
+    with pytest.raises(ValidationError, match="question\n  .*Field required"):
+        QuestionAnswer.from_text(hostile)  # only the innermost, empty element is read
 
 
 def test_recursive_models_parse_and_show_an_example() -> None:
