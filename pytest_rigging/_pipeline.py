@@ -611,9 +611,15 @@ class Pipeline(abc.ABC, t.Generic[ResultT, InputT]):
             assert segment.barrier is not None  # only the first segment has none
             callback = segment.barrier.callback
             live = [i for i, r in enumerate(results) if not r.failed]
-            mapped = await _nested_call(
-                callback, [results[i] for i in live], segment.barrier.max_depth
-            )
+            try:
+                mapped = await _nested_call(
+                    callback, [results[i] for i in live], segment.barrier.max_depth
+                )
+            except Exception as error:
+                # A map sees the results together, so its failure is each one's.
+                for i in live:
+                    results[i] = fail(i, results[i], error)
+                continue
             if not isinstance(mapped, list) or len(mapped) != len(live):
                 got = len(mapped) if isinstance(mapped, list) else type(mapped).__name__
                 raise ProcessingError(

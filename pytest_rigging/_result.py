@@ -140,7 +140,7 @@ class Result(BaseModel):
 def build(
     cls: type[ResultT],
     generator: Generator,
-    params: GenerateParams,
+    params: GenerateParams | None,
     metadata: dict[str, t.Any],
     own: dict[str, t.Any],
     *,

@@ -54,6 +54,10 @@ __all__ = [
 
 Messages = list[Message]
 BatchInput = MessageLike | t.Sequence[MessageLike]
+MergeStrategy = t.Literal["none", "only-user-role", "all"]
+"""How `ChatPipeline.add` treats incoming messages whose first has the role of the
+last message already there: keep it apart (`none`), fold it into that message when both
+are user messages (`only-user-role`), or whatever the role (`all`)."""
 
 ThenChatCallback = t.Callable[["Chat"], t.Any]
 """What `then` takes: chat in; a chat, None, a pipeline or `pipeline.step()` out (or an
@@ -244,7 +248,7 @@ class ChatList(list[Chat]):
 def new_chat(
     messages: list[Message],
     generator: Generator,
-    params: GenerateParams,
+    params: GenerateParams | None,
     metadata: dict[str, t.Any],
     *,
     generated: list[Message] | None = None,
@@ -253,6 +257,12 @@ def new_chat(
     """A chat the pipeline built itself (no validation: every part is already typed)."""
     own = {"messages": messages, "generated": generated if generated is not None else []}
     return build(Chat, generator, params, metadata, own, **cost)
+
+
+def _merges(strategy: MergeStrategy, last: Message, first: Message) -> bool:
+    if strategy == "none" or last.role != first.role:
+        return False
+    return strategy == "all" or last.role == "user"
 
 
 class ChatPipeline(Pipeline[Chat, Messages]):
@@ -337,9 +347,40 @@ class ChatPipeline(Pipeline[Chat, Messages]):
             self.add_tool_stop_token = add_stop_token
         return self
 
-    def add(self, messages: BatchInput) -> ChatPipeline:
-        """Append `messages` to this pipeline's conversation."""
-        self.messages.extend(Message.fit_as_list(messages))
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    @property
+    def chat(self) -> Chat:
+        """The conversation so far as a chat with this pipeline's generator, params and
+        metadata, for code written against rigging, where the pipeline keeps one.
+        Its `messages` is this pipeline's list (nothing generated yet), so changes made
+        through it stay on the pipeline."""
+        return new_chat(self.messages, self.generator, self.params, self.metadata)
+
+    @chat.setter
+    def chat(self, chat: Chat) -> None:
+        self.messages = list(chat.all)
+
+    def add(self, messages: BatchInput, *, merge_strategy: MergeStrategy = "none") -> ChatPipeline:
+        """Append `messages` to this pipeline's conversation.
+
+        Some providers refuse two consecutive messages of one role: `merge_strategy`
+        (see `MergeStrategy`) can fold the first incoming message's parts into the last
+        one instead, which reads as its text on a new line. The merged message is a
+        copy, so pipelines cloned from this one keep theirs."""
+        incoming = Message.fit_as_list(messages)
+        if merge_strategy not in t.get_args(MergeStrategy):
+            raise ValueError(
+                f"merge_strategy must be one of {', '.join(t.get_args(MergeStrategy))}, "
+                f"got {merge_strategy!r}"
+            )
+        if incoming and self.messages and _merges(merge_strategy, self.messages[-1], incoming[0]):
+            merged = self.messages[-1].clone()
+            merged.content_parts.extend(p.model_copy(deep=True) for p in incoming[0].content_parts)
+            self.messages[-1] = merged
+            incoming = incoming[1:]
+        self.messages.extend(incoming)
         return self
 
     def fork(self, messages: BatchInput) -> ChatPipeline:

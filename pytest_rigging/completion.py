@@ -34,6 +34,9 @@ class Completion(Result):
     def all(self) -> str:
         return self.text + self.generated
 
+    def __len__(self) -> int:
+        return len(self.all)
+
     def __str__(self) -> str:
         return self.all
 
@@ -97,6 +100,9 @@ class CompletionPipeline(Pipeline[Completion, str]):
         super().__init__(generator, params=params, metadata=metadata)
         self.text = text
         self._blank = ""
+
+    def __len__(self) -> int:
+        return len(self.text)
 
     def __repr__(self) -> str:
         return (

@@ -55,7 +55,26 @@ class ExhaustedMaxRoundsError(Exception):
 class MaxDepthError(ExhaustedMaxRoundsError):
     """rigging 3's name for exhaustion, raised both when parsing ran out of replies and
     when `then`/`map` callbacks nested pipeline runs deeper than their `max_depth`.
-    A subclass of the seed's `ExhaustedMaxRoundsError`, so either `except` catches it."""
+    A subclass of the seed's `ExhaustedMaxRoundsError`, so either `except` catches it.
+
+    Also takes rigging's own arguments, `MaxDepthError(max_depth, step, reference)`, for
+    code that raises it itself; `step` is then kept as `.step`."""
+
+    def __init__(
+        self,
+        max_rounds: int,
+        message: t.Any = "",
+        reference: str | None = None,
+        *,
+        nesting: bool = False,
+    ) -> None:
+        self.step: t.Any = None
+        if reference is None:
+            super().__init__(max_rounds, message, nesting=nesting)
+            return
+        super().__init__(max_rounds + 1, reference, nesting=True)
+        self.step = message
+        self.args = (f"Exceeded max depth ({max_rounds}) while generating ('{reference}')",)
 
     @classmethod
     def of_depth(cls, max_depth: int, message: str = "") -> MaxDepthError:

@@ -194,8 +194,20 @@ def find_elements(tag: str, text: str) -> list[Span]:
     return found
 
 
+def _innermost(spans: list[Span]) -> list[Span]:
+    """Only the elements holding no element of the same tag, as rigging reads nesting:
+    in `<a>x <a>y</a> z</a>` the element is `<a>y</a>`. They are disjoint, so reading
+    them reads each character once."""
+    return [
+        span
+        for index, span in enumerate(spans)
+        if index + 1 == len(spans) or spans[index + 1][0] >= span[3]
+    ]
+
+
 def _outermost_and_innermost(spans: list[Span]) -> list[Span]:
-    """Drop the middle levels of same-tag nesting.
+    """Drop the middle levels of same-tag nesting, for models that hold their own tag
+    (a tree of `<node>`s), where the outermost element is the whole model.
 
     Outermost elements are disjoint, and so are innermost ones, so what is left totals at
     most twice the text: parsing `<a>` nested n deep reads O(n) characters, not O(n^2).
@@ -308,6 +320,9 @@ class _Plan(t.NamedTuple):
     leaf_tags: tuple[str, ...]
     """Tags (in this model and its nested models) holding plain text, escaped when an
     element is not well-formed XML."""
+    nests: bool
+    """The model's element may hold an element of its own tag (a nested model or field
+    of that tag), so an outer element is read as well as the inner ones."""
 
 
 _PLANS: weakref.WeakKeyDictionary[type[Model], _Plan] = weakref.WeakKeyDictionary()
@@ -334,11 +349,26 @@ def _text_field(cls: type[Model]) -> str | None:
 def _make_plan(cls: type[Model]) -> _Plan:
     name = _text_field(cls)
     if name is None:
-        return _Plan(None, False, tuple(sorted(_leaf_tags(cls, set()))))
+        leaves = _leaf_tags(cls, set())
+        nests = cls.__xml_tag__ in leaves or cls.__xml_tag__ in _model_tags(cls, set())
+        return _Plan(None, False, tuple(sorted(leaves)), nests)
     info = cls.model_fields[name]
     key = info.validation_alias if isinstance(info.validation_alias, str) else name
     direct = len(cls.model_fields) == 1 and not cls.__xml_field_validators__
-    return _Plan(key, direct, ())
+    return _Plan(key, direct, (), False)
+
+
+def _model_tags(cls: type[Model], seen: set[type[Model]]) -> set[str]:
+    """The tags of every model nested in `cls`, at any depth."""
+    seen.add(cls)
+    tags: set[str] = set()
+    for info in cls.model_fields.values():
+        for model in _models_in(info.annotation):
+            if issubclass(model, Model):
+                tags.add(model.__xml_tag__)
+                if model not in seen:
+                    tags |= _model_tags(model, seen)
+    return tags
 
 
 def _leaf_tags(cls: type[Model], seen: set[type[Model]]) -> set[str]:
@@ -522,16 +552,37 @@ class Model(BaseXmlModel, metaclass=_ModelMeta, __xml_abstract__=True):
         skip_empty: bool = False,
         exclude_none: bool = False,
         exclude_unset: bool = False,
+        escape: bool = False,
         **kwargs: t.Any,
     ) -> str:
-        """pydantic-xml's serialization, always as `str` (rigging's type), and with empty
-        elements written out in full: `<answer></answer>` is what `from_text` finds."""
+        """The model as one line of XML, always a `str` (rigging's type), empty elements
+        written out in full (`<answer></answer>`, what `from_text` finds).
+
+        Text is written as rigging writes it, raw (`a & b`, `x < y`), so the output reads
+        back with `from_text` as the text it holds; text that would read back otherwise
+        (one holding an entity such as `&lt;`, a CDATA marker or its own closing tag) is
+        escaped. `escape=True` gives well-formed XML instead (`a &amp; b`), for XML
+        parsers, through pydantic-xml's serializer, which then takes `kwargs`
+        (`encoding`, `short_empty_elements`, ...). Without it only `short_empty_elements`
+        applies, and `encoding` is accepted and ignored, as the result is a `str`."""
+        tree_options = {
+            "skip_empty": skip_empty,
+            "exclude_none": exclude_none,
+            "exclude_unset": exclude_unset,
+        }
+        if not escape:
+            short = bool(kwargs.pop("short_empty_elements", False))
+            kwargs.pop("encoding", None)
+            if kwargs:
+                raise TypeError(
+                    f"to_xml() takes {', '.join(sorted(kwargs))} only with escape=True "
+                    "(options of the XML serializer)"
+                )
+            return _compact(self.to_xml_tree(**tree_options), short=short)
         kwargs.setdefault("encoding", "unicode")
         if _STD_BACKEND:
             kwargs.setdefault("short_empty_elements", False)
-        xml = super().to_xml(
-            skip_empty=skip_empty, exclude_none=exclude_none, exclude_unset=exclude_unset, **kwargs
-        )
+        xml = super().to_xml(**tree_options, **kwargs)
         return xml if isinstance(xml, str) else xml.decode(kwargs["encoding"])
 
     def to_pretty_xml(
@@ -540,15 +591,17 @@ class Model(BaseXmlModel, metaclass=_ModelMeta, __xml_abstract__=True):
         skip_empty: bool = False,
         exclude_none: bool = False,
         exclude_unset: bool = False,
+        escape: bool = False,
         **_: t.Any,
     ) -> str:
-        """Indented XML for prompts and logs; multi-line text sits indented on its own
-        lines. Unknown options are ignored, as rigging ignores them. Reads back with
-        `from_text` to an equal model."""
+        """Indented XML for prompts, messages and logs, multi-line text indented on its
+        own lines; reads back with `from_text` to an equal model. Text is raw, as rigging
+        writes it, with the exceptions `to_xml` gives; `escape=True` escapes all of it
+        (well-formed XML). Unknown options are ignored, as rigging ignores them."""
         tree = self.to_xml_tree(
             skip_empty=skip_empty, exclude_none=exclude_none, exclude_unset=exclude_unset
         )
-        return "\n".join(_pretty(tree, 0))
+        return "\n".join(_pretty(tree, 0, escaped=escape))
 
     def __str__(self) -> str:
         return self.to_pretty_xml()
@@ -578,7 +631,9 @@ class Model(BaseXmlModel, metaclass=_ModelMeta, __xml_abstract__=True):
         if isinstance(content, bytes):
             content = content.decode("utf-8", errors="replace")
         plan = _plan(cls)
-        spans = _locate(cls.__xml_tag__, content, simple=plan.text_key is not None)
+        spans = _locate(
+            cls.__xml_tag__, content, simple=plan.text_key is not None, nests=plan.nests
+        )
         if not spans:
             raise MissingModelError(f"Failed to find '{cls.xml_tags()}' in text")
         read = _reader(cls, plan, content)
@@ -690,11 +745,24 @@ def _leaf_example(tag: str, info: FieldInfo) -> list[str]:
     return [f"<{tag}>{escape(example)}</{tag}>" if example else f"<{tag}/>"]
 
 
-def _pretty(node: t.Any, depth: int) -> list[str]:
-    pad = "  " * depth
+def _written(text: str, tag: str, *, escaped: bool) -> str:
+    """An element's text as written: escaped when asked, or when raw text would read
+    back as something else (an entity or a CDATA section decoded, or the element ended
+    early by its own closing tag)."""
+    if escaped or _decode(text) != text or f"</{tag.lower()}" in text.lower():
+        return escape(text)
+    return text
+
+
+def _opening(node: t.Any) -> str:
     attributes = "".join(f' {k}="{_escape_attribute(v)}"' for k, v in node.attrib.items())
-    opening = f"{node.tag}{attributes}"
-    text = escape(_layout(node.text or ""))
+    return f"{node.tag}{attributes}"
+
+
+def _pretty(node: t.Any, depth: int, *, escaped: bool) -> list[str]:
+    pad = "  " * depth
+    opening = _opening(node)
+    text = _written(_layout(node.text or ""), node.tag, escaped=escaped)
     children = list(node)
     if not children and "\n" not in text:
         if text:
@@ -703,9 +771,21 @@ def _pretty(node: t.Any, depth: int) -> list[str]:
     lines = [f"{pad}<{opening}>"]
     lines.extend(f"{pad}  {line}" if line.strip() else "" for line in text.splitlines())
     for child in children:
-        lines.extend(_pretty(child, depth + 1))
+        lines.extend(_pretty(child, depth + 1, escaped=escaped))
     lines.append(f"{pad}</{node.tag}>")
     return lines
+
+
+def _compact(node: t.Any, *, short: bool) -> str:
+    text = _written(node.text or "", node.tag, escaped=False)
+    children = list(node)
+    if short and not text and not children:
+        return f"<{_opening(node)} />"
+    inner = "".join(
+        _compact(child, short=short) + _written(child.tail or "", node.tag, escaped=False)
+        for child in children
+    )
+    return f"<{_opening(node)}>{text}{inner}</{node.tag}>"
 
 
 #
@@ -713,7 +793,7 @@ def _pretty(node: t.Any, depth: int) -> list[str]:
 #
 
 
-def _locate(tag: str, content: str, *, simple: bool) -> array[int]:
+def _locate(tag: str, content: str, *, simple: bool, nests: bool) -> array[int]:
     """Elements to parse, in order, as a flat array of spans (four ints each: arrays hold
     no objects the garbage collector must walk, and a large text has 100,000s of spans).
     Usually each closing tag directly follows its element's text and one regex finds
@@ -727,7 +807,8 @@ def _locate(tag: str, content: str, *, simple: bool) -> array[int]:
         if len(found) // 4 == content.lower().count(f"</{tag.lower()}"):
             return found
         del found[:]
-    for span in _outermost_and_innermost(find_elements(tag, content)):
+    pick = _outermost_and_innermost if nests else _innermost
+    for span in pick(find_elements(tag, content)):
         found.extend(span)
     return found
 

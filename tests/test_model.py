@@ -234,9 +234,8 @@ def test_find_elements_pairs_each_close_with_nearest_open() -> None:
         ("<answer>a</answer> x <ANSWER>b</Answer >", ["a", "b"]),
         ("<answer>1 < 2</answer> and </answer> stray <answer>b</answer>", ["1 < 2", "b"]),
         ("<answer>a</answer></answers><answer>b</answer>", ["a", "b"]),
-        ("<answer>x<answer>y</answer></answer>", ["x<answer>y</answer>", "y"]),
     ],
-    ids=["simple", "inner-bracket-and-stray-close", "similar-tag", "nested"],
+    ids=["simple", "inner-bracket-and-stray-close", "similar-tag"],
 )
 def test_fast_and_general_pairing_agree(text: str, expected: list[str]) -> None:
     assert [m.content for m, _ in Answer.from_text(text)] == expected

@@ -724,3 +724,101 @@ async def test_module_level_chat_and_complete() -> None:
     assert chat.last.content == "hey"
     completion = await rg.complete(generator, "text").run()
     assert completion.generated == "text"
+
+
+# The pipeline's conversation as rigging shows it (`pipeline.chat`, `len(pipeline)`) and
+# rigging's `add(..., merge_strategy=)` (tests/test_chat.py)
+
+
+def test_the_pipeline_chat_is_its_conversation_with_its_settings() -> None:
+    params = GenerateParams(temperature=0.5)
+    pipeline = ChatPipeline(get_generator("echo!x"), [Message("user", "Hello")], params=params)
+    pipeline.meta(key="value")
+    chat = pipeline.chat
+    assert isinstance(chat, Chat) and len(chat) == len(pipeline) == 1
+    assert (chat.generator, chat.params, chat.metadata) == (
+        pipeline.generator,
+        params,
+        {"key": "value"},
+    )
+    chat.messages.append(Message("assistant", "Hi"))  # the pipeline's own list
+    assert [m.content for m in pipeline.messages] == ["Hello", "Hi"]
+    pipeline.chat = Chat([Message("user", "a")], [Message("assistant", "b")])
+    assert [m.content for m in pipeline.messages] == ["a", "b"]
+    continued = Chat(
+        [Message("user", "Hello"), Message("assistant", "Hi")], generator=get_generator("echo!x")
+    )
+    assert [m.content for m in continued.continue_("More").chat.all] == ["Hello", "Hi", "More"]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        (
+            "none",
+            [("user", "Hello"), ("user", "There"), ("assistant", "Hi!"), ("assistant", "More")],
+        ),
+        ("only-user-role", [("user", "Hello\nThere"), ("assistant", "Hi!"), ("assistant", "More")]),
+        ("all", [("user", "Hello\nThere"), ("assistant", "Hi!\nMore")]),
+    ],
+)
+def test_add_merges_same_role_messages_as_told(
+    strategy: t.Any, expected: list[tuple[str, str]]
+) -> None:
+    pipeline = ChatPipeline(get_generator("echo!x"), [Message("user", "Hello")])
+    original = pipeline.clone()
+    pipeline.add("There", merge_strategy=strategy)
+    pipeline.add([Message("assistant", "Hi!")], merge_strategy=strategy)
+    pipeline.add({"role": "assistant", "content": "More"}, merge_strategy=strategy)
+    assert [(m.role, m.content) for m in pipeline.chat.all] == expected
+    assert [m.content for m in original.messages] == ["Hello"]  # merging copies
+
+
+def test_add_merges_only_the_first_incoming_message_and_into_an_empty_pipeline_adds() -> None:
+    pipeline = ChatPipeline(get_generator("echo!x"))
+    pipeline.add(Message("user", "Hello"), merge_strategy="all")
+    assert [m.content for m in pipeline.messages] == ["Hello"]
+    pipeline.add(
+        [Message("user", "There"), Message("assistant", "Hi!"), Message("assistant", "x")],
+        merge_strategy="all",
+    )
+    assert [m.content for m in pipeline.messages] == ["Hello\nThere", "Hi!", "x"]
+    assert pipeline.add([], merge_strategy="all") is pipeline and len(pipeline) == 3
+
+
+def test_an_unknown_merge_strategy_is_refused() -> None:
+    pipeline = ChatPipeline(get_generator("echo!x"), "Hello")
+    with pytest.raises(
+        ValueError, match=r"^merge_strategy must be one of none, only-user-role, all, got 'user'$"
+    ):
+        pipeline.add("There", merge_strategy="user")  # type: ignore[arg-type]
+
+
+def test_completions_and_their_pipelines_have_a_length() -> None:
+    completion = Completion("foo", "bar", get_generator("echo!x"))
+    assert len(completion) == 6
+    assert len(completion.restart()) == 3 and len(completion.restart(include_all=True)) == 6
+    assert len(completion.fork("baz")) == 6 and len(completion.continue_("baz")) == 9
+
+
+async def test_a_failing_map_callback_fails_its_chats_once_its_error_is_caught() -> None:
+    async def failing(chats: list[Chat]) -> list[Chat]:
+        raise RuntimeError("Map callback failure")
+
+    pipeline = get_generator("echo!x").chat("test").map(failing)
+    with pytest.raises(RuntimeError, match="Map callback failure"):
+        await pipeline.run(on_failed="include")  # not a caught error
+    chats = await pipeline.catch(RuntimeError, on_failed="include").run_many(2)
+    assert [(c.failed, str(c.error)) for c in chats] == [(True, "Map callback failure")] * 2
+    assert await pipeline.catch(RuntimeError).run_many(2, on_failed="skip") == []
+
+
+def test_max_depth_error_takes_riggings_own_arguments() -> None:
+    step = object()
+    error = rg.MaxDepthError(3, step, "the prompt")
+    assert str(error) == "Exceeded max depth (3) while generating ('the prompt')"
+    assert (error.max_depth, error.step) == (3, step)
+    assert isinstance(error, rg.ExhaustedMaxRoundsError)
+    assert (
+        str(rg.MaxDepthError(2, "unparsed")) == "Exhausted max rounds (2) while parsing: unparsed"
+    )
