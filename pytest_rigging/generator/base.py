@@ -115,8 +115,12 @@ class GenerateParams(BaseModel):
         return {k: v for k, v in self.__dict__.items() if v is not None and k != "extra"}
 
     def to_dict(self) -> dict[str, t.Any]:
-        """Keyword arguments for a provider call: set fields plus `extra` flattened."""
-        return {**self.set_values(), **self.extra}
+        """Keyword arguments for a provider call: set fields plus `extra` flattened, as
+        plain data (`tools` in OpenAI's shape), so a body or a cassette key takes them."""
+        values = self.set_values()
+        if self.tools is not None:
+            values["tools"] = [tool.model_dump(exclude_none=True) for tool in self.tools]
+        return {**values, **self.extra}
 
     def clone(self) -> GenerateParams:
         """A deep copy."""
