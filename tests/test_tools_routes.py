@@ -215,7 +215,7 @@ async def test_the_wire_carries_tools_and_results_in_each_apis_shape(
 ) -> None:
     """What each provider sent, as the server received it: the tools, the choice on the
     first call only, the calls echoed back and the results, in OpenAI's shape (the native
-    route and litellm's alike, to the byte) or Anthropic's."""
+    route and litellm's alike) or Anthropic's."""
     bodies: dict[str, list[dict[str, t.Any]]] = {}
     sent_results: dict[str, list[list[ToolResult]]] = {}
     for route in ("openai!", "anthropic!", "litellm"):

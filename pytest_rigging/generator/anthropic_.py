@@ -2,7 +2,9 @@
 identifier, else `ANTHROPIC_BASE_URL`. Requests and replies map as litellm's
 `anthropic/MODEL` route maps them (system messages apart, stop sequences, the default
 `max_tokens`, stop reasons in OpenAI's words, cached input counted as input), without
-litellm."""
+litellm. Tools go as Anthropic defines them (`input_schema`, its own `tool_choice`), calls
+as `tool_use` blocks and tools' replies as a user's `tool_result` blocks; calls read back
+are `ToolCall`s in OpenAI's shape, as every route gives them."""
 
 from __future__ import annotations
 

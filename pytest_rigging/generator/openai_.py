@@ -1,7 +1,7 @@
 """`openai!MODEL`: chat and text completions on any OpenAI-compatible server (OpenAI,
 vLLM, llama.cpp, Ollama, gateways), natively over HTTP; `api_base=` in the identifier,
 else `OPENAI_BASE_URL`. Requests and replies map as litellm's `openai/MODEL` route maps
-them, without litellm."""
+them, without litellm (tool calls included: the same body)."""
 
 from __future__ import annotations
 
