@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-__all__ = ["LLMServer", "RecordedRequest", "Reply", "peak_overlap"]
+__all__ = ["Call", "LLMServer", "RecordedRequest", "Reply", "ToolResult", "peak_overlap"]
 
 _ROUTES = {
     "/v1/chat/completions": "openai-chat",
@@ -57,10 +57,33 @@ _ANTHROPIC_ERRORS = {
 
 
 @dataclass
+class Call:
+    """A tool call a scripted reply makes, in either API's shape; `id` defaults to the
+    call's position in the reply (`call_0`, ...: OpenAI's style, on both APIs)."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+    def call_id(self, index: int) -> str:
+        return self.id or f"call_{index}"
+
+
+@dataclass
+class ToolResult:
+    """A tool's reply the client sent back, read from either API's shape."""
+
+    call_id: str
+    content: str
+
+
+@dataclass
 class Reply:
-    """One scripted answer: assistant text, or a fault (status, raw body, delay)."""
+    """One scripted answer: assistant text and tool calls, or a fault (status, raw body,
+    delay). Tool calls are answered unstreamed only."""
 
     content: str = ""
+    tool_calls: list[Call] = field(default_factory=list)
     status: int = 200
     delay: float | None = None  # seconds before answering; None -> server.latency
     headers: dict[str, str] = field(default_factory=dict)
@@ -90,6 +113,37 @@ class RecordedRequest:
     def conversation(self) -> str:
         """All message texts joined by newlines, for ``on="conversation"`` rules."""
         return "\n".join(m["content"] for m in self.messages)
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The names of the tools the request offered, in either API's shape."""
+        names = []
+        for tool in self.body.get("tools") or []:
+            function = tool.get("function") if isinstance(tool, dict) else None
+            named = function if isinstance(function, dict) else tool
+            if isinstance(named, dict) and isinstance(named.get("name"), str):
+                names.append(named["name"])
+        return names
+
+    @property
+    def tool_results(self) -> list[ToolResult]:
+        """The tools' replies the request sends back: OpenAI's `role="tool"` messages,
+        Anthropic's `tool_result` blocks."""
+        found = []
+        for message in self.body.get("messages") or []:
+            if not isinstance(message, dict):
+                continue
+            if message.get("role") == "tool":
+                found.append(
+                    ToolResult(str(message.get("tool_call_id")), _text(message.get("content")))
+                )
+            elif isinstance(message.get("content"), list):
+                found.extend(
+                    ToolResult(str(block.get("tool_use_id")), _text(block.get("content")))
+                    for block in message["content"]
+                    if isinstance(block, dict) and block.get("type") == "tool_result"
+                )
+        return found
 
 
 @dataclass
@@ -148,8 +202,17 @@ def _normalise(api: str, body: dict[str, Any]) -> list[dict[str, str]]:
     if api == "anthropic" and body.get("system"):
         messages.append({"role": "system", "content": _text(body["system"])})
     for m in body.get("messages") or []:
-        if isinstance(m, dict):
-            messages.append({"role": str(m.get("role", "")), "content": _text(m.get("content"))})
+        if not isinstance(m, dict):
+            continue
+        content = m.get("content")
+        if api == "anthropic" and isinstance(content, list):
+            # tool results ride in user messages: read as tool messages, as OpenAI has them
+            results = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+            messages.extend({"role": "tool", "content": _text(b.get("content"))} for b in results)
+            content = [b for b in content if not any(b is r for r in results)]
+            if results and not content:
+                continue
+        messages.append({"role": str(m.get("role", "")), "content": _text(content)})
     # "system first": OpenAI allows system/developer messages anywhere; keep relative order.
     system = [m for m in messages if m["role"] in ("system", "developer")]
     return system + [m for m in messages if m["role"] not in ("system", "developer")]
@@ -458,9 +521,35 @@ class LLMServer:
             with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
             sse = _stream(api, req.model, reply.content, usage, with_usage)
             return sse.encode(), "text/event-stream"
-        return json.dumps(_completion(api, req.model, reply.content, usage)).encode(), (
-            "application/json"
-        )
+        shaped = _completion(api, req.model, reply.content, usage)
+        if reply.tool_calls and api != "openai-text":
+            _add_tool_calls(api, shaped, reply.tool_calls)
+        return json.dumps(shaped).encode(), "application/json"
+
+
+def _add_tool_calls(api: str, shaped: dict[str, Any], calls: list[Call]) -> None:
+    """Put `calls` in a rendered reply: `tool_use` blocks after the text (Anthropic), or
+    the message's `tool_calls` with null content when there is no text (OpenAI)."""
+    if api == "anthropic":
+        text = [b for b in shaped["content"] if b.get("text")]
+        shaped["content"] = text + [
+            {"type": "tool_use", "id": call.call_id(i), "name": call.name, "input": call.arguments}
+            for i, call in enumerate(calls)
+        ]
+        shaped["stop_reason"] = "tool_use"
+        return
+    choice = shaped["choices"][0]
+    message = choice["message"]
+    message["content"] = message["content"] or None
+    message["tool_calls"] = [
+        {
+            "id": call.call_id(i),
+            "type": "function",
+            "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+        }
+        for i, call in enumerate(calls)
+    ]
+    choice["finish_reason"] = "tool_calls"
 
 
 def _error(api: str, reply: Reply) -> dict[str, Any]:

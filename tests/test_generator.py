@@ -12,7 +12,13 @@ import pytest
 import pytest_rigging as rg
 from pytest_rigging.generator import base
 from pytest_rigging.generator.base import Generator
-from pytest_rigging.generator.offline import EchoGenerator, Rule, Script, ScriptedGenerator
+from pytest_rigging.generator.offline import (
+    EchoGenerator,
+    Rule,
+    Script,
+    ScriptedGenerator,
+    _Asked,
+)
 from pytest_rigging.message import Message
 from tests.conftest import FakeGenerator
 
@@ -229,9 +235,9 @@ def test_scripted_inline_script() -> None:
     generator = ScriptedGenerator(
         model="inline", script=Script(rules=[Rule(match="hi", reply="yo")])
     )
-    assert generator._pick("hi there", "", rg.GenerateParams()) == "yo"
+    assert generator._pick(_Asked("hi there", ""), rg.GenerateParams()).content == "yo"
     with pytest.raises(LookupError, match="no rule of scripted model 'inline' matches 'bye'"):
-        generator._pick("bye", "", rg.GenerateParams())
+        generator._pick(_Asked("bye", ""), rg.GenerateParams())
 
 
 @pytest.mark.parametrize(
@@ -239,7 +245,8 @@ def test_scripted_inline_script() -> None:
     [
         (
             "[[rules]]\nmatch = 'x'\n",
-            "is invalid at rules.0: Value error, rule 'x' has no 'reply' or 'replies'",
+            "is invalid at rules.0: Value error, rule 'x' has no 'reply', 'replies' or "
+            "'tool_calls'",
         ),
         ("[[rules]]\nmatch = '('\nreply = 'x'\n", "rule '(' is not a valid regex"),
         ("bogus = 1\n", "is invalid at bogus: Extra inputs are not permitted"),

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import wait_for
-from tests.llm_server import LLMServer, Reply
+from tests.llm_server import Call, LLMServer, Reply, ToolResult
 
 
 @pytest.fixture
@@ -276,3 +276,89 @@ def test_a_held_reply_waits_for_its_event_and_notices_a_client_hanging_up(
     wait_for(lambda: held.hung_up, "the hang-up")
     assert (held.hung_up, held.status) == (True, 0)
     assert server.max_in_flight == 1 and held.end >= held.start
+
+
+def test_scripted_tool_calls_in_openais_shape(server: LLMServer, client: httpx.Client) -> None:
+    server.add_rule(
+        "weather",
+        Reply(tool_calls=[Call("forecast", {"city": "Paris"}), Call("now", id="given")]),
+        Reply(content="Checking.", tool_calls=[Call("now")]),
+    )
+    first = chat(client, server, "the weather?").json()["choices"][0]
+    assert first["finish_reason"] == "tool_calls"
+    assert first["message"] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_0",
+                "type": "function",
+                "function": {"name": "forecast", "arguments": '{"city": "Paris"}'},
+            },
+            {"id": "given", "type": "function", "function": {"name": "now", "arguments": "{}"}},
+        ],
+    }
+    second = chat(client, server, "the weather?").json()["choices"][0]["message"]
+    assert (second["content"], second["tool_calls"][0]["id"]) == ("Checking.", "call_0")
+
+
+def test_scripted_tool_calls_in_anthropics_shape(server: LLMServer, client: httpx.Client) -> None:
+    server.add_rule(".", Reply(content="Checking.", tool_calls=[Call("forecast", {"day": 1})]))
+    data = client.post(
+        server.url + "/v1/messages",
+        json={"model": "claude-x", "max_tokens": 9, "messages": [{"role": "user", "content": "?"}]},
+    ).json()
+    assert data["stop_reason"] == "tool_use"
+    assert data["content"] == [
+        {"type": "text", "text": "Checking."},
+        {"type": "tool_use", "id": "call_0", "name": "forecast", "input": {"day": 1}},
+    ]
+    server.reset()
+    server.add_rule(".", Reply(tool_calls=[Call("forecast")]))
+    bare = client.post(
+        server.url + "/v1/messages",
+        json={"model": "claude-x", "max_tokens": 9, "messages": [{"role": "user", "content": "?"}]},
+    ).json()
+    assert [block["type"] for block in bare["content"]] == ["tool_use"]
+
+
+def test_the_log_reads_tools_and_their_results_in_either_shape(
+    server: LLMServer, client: httpx.Client
+) -> None:
+    client.post(
+        server.openai_base + "/chat/completions",
+        json={
+            "model": "gpt-x",
+            "tools": [{"type": "function", "function": {"name": "forecast"}}],
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": None, "tool_calls": []},
+                {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            ],
+        },
+    )
+    client.post(
+        server.url + "/v1/messages",
+        json={
+            "model": "claude-x",
+            "tools": [{"name": "forecast", "input_schema": {"type": "object"}}],
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "c1"}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "c1", "content": "sunny"},
+                        {"type": "text", "text": "and tomorrow?"},
+                    ],
+                },
+            ],
+        },
+    )
+    openai, anthropic = server.requests
+    assert openai.tool_names == anthropic.tool_names == ["forecast"]
+    assert openai.tool_results == anthropic.tool_results == [ToolResult("c1", "sunny")]
+    assert openai.last_user == "weather?"
+    assert anthropic.last_user == "and tomorrow?"
+    assert [m["role"] for m in anthropic.messages] == ["user", "assistant", "tool", "user"]
+    assert anthropic.body["messages"][2]["content"][0]["tool_use_id"] == "c1"  # kept whole

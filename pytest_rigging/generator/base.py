@@ -118,8 +118,9 @@ class GenerateParams(BaseModel):
         return {k: v for k, v in self.__dict__.items() if v is not None and k != "extra"}
 
     def to_dict(self) -> dict[str, t.Any]:
-        """Keyword arguments for a provider call: set fields (tools as plain data, no
-        `tool_mode`) plus `extra` flattened."""
+        """Keyword arguments for a provider call: set fields (no `tool_mode`) plus `extra`
+        flattened, as plain data (`tools` in OpenAI's shape), so a body or a cassette key
+        takes them."""
         values = self.set_values()
         values.pop("tool_mode", None)
         if self.tools is not None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import functools
 import importlib
 import inspect
 import os
 import typing as t
 import warnings
+from pathlib import Path
 
 from pytest_rigging._secrets import guard_loggers
 from pytest_rigging.error import InvalidGeneratorError
@@ -39,7 +41,9 @@ from pytest_rigging.generator.base import (
     GenerateParams,
     Usage,
 )
+from pytest_rigging.generator.openai_ import read_tool_calls
 from pytest_rigging.message import Message
+from pytest_rigging.tools.base import ToolCall
 
 _LOGGERS = (
     "LiteLLM",
@@ -180,6 +184,15 @@ class LiteLLMGenerator(RetryingGenerator):
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
         return await self._call("atext_completion", params, _text_of, prompt=text)
 
+    async def supports_function_calling(self) -> bool | None:
+        """As litellm's model data says (a model it knows without the flag: no); None for
+        a model it doesn't know, such as one behind an `api_base`."""
+        try:
+            info = _litellm().get_model_info(model=litellm_model(self.model))
+        except Exception:  # litellm raises for a model missing from its data
+            return None
+        return bool(info.get("supports_function_calling"))
+
     def prices(self) -> tuple[float, float] | None:
         """From litellm's bundled prices, read from its files."""
         return token_prices(litellm_model(self.model))
@@ -248,6 +261,8 @@ class LiteLLMGenerator(RetryingGenerator):
         )
         if self.api_key is not None:
             kwargs["api_key"] = self.api_key.get_secret_value()
+        if kwargs.get("tools") and _reads_mcp_flag():
+            kwargs["_skip_mcp_handler"] = True
 
         async def attempt() -> ResultT:
             __tracebackhide__ = True
@@ -256,6 +271,22 @@ class LiteLLMGenerator(RetryingGenerator):
         return await self.retrying(
             attempt, classify=_classify, wait_hint=_retry_after, timeout=timeout
         )
+
+
+@functools.cache
+def _reads_mcp_flag() -> bool:
+    """Whether litellm's `completion` reads `_skip_mcp_handler`. Releases that do look for
+    their MCP gateway in a request's `tools`, and some (1.105, 1.106) import the gateway
+    for any tools, which needs an `mcp` package of their own choosing: without it, or
+    with an older one, every call with tools fails. Plain functions never need the
+    gateway, so it is skipped; a release without the flag has no gateway, and is not
+    sent a key it would pass on to the server."""
+    try:
+        main = importlib.import_module("litellm.main")
+        source = Path(str(main.__file__)).read_text(encoding="utf-8")
+    except (ImportError, OSError):
+        return False
+    return "_skip_mcp_handler" in source
 
 
 def _choice(response: t.Any) -> t.Any:
@@ -271,12 +302,21 @@ def _message_of(response: t.Any) -> GeneratedMessage:
     if message is None:
         raise UnusableReply("the reply's choice has no message")
     content = message.content
-    if content is None:
+    calls = _tool_calls_of(getattr(message, "tool_calls", None))
+    if content is None and not calls:
         raise UnusableReply("the reply's message has no text (content is null)")
-    return GeneratedMessage(
-        message=Message.of("assistant", content if isinstance(content, str) else str(content)),
-        stop_reason=choice.finish_reason,
-        usage=_usage(response),
+    text = "" if content is None else content if isinstance(content, str) else str(content)
+    reply = Message.of("assistant", text)
+    reply.tool_calls = calls or None
+    return GeneratedMessage(message=reply, stop_reason=choice.finish_reason, usage=_usage(response))
+
+
+def _tool_calls_of(raw: t.Any) -> list[ToolCall]:
+    """litellm's tool calls (its objects) read as the native OpenAI route reads them."""
+    if not raw:
+        return []
+    return read_tool_calls(
+        [call.model_dump() if hasattr(call, "model_dump") else call for call in raw]
     )
 
 

@@ -1,16 +1,18 @@
 """`openai!MODEL`: chat and text completions on any OpenAI-compatible server (OpenAI,
 vLLM, llama.cpp, Ollama, gateways), natively over HTTP; `api_base=` in the identifier,
 else `OPENAI_BASE_URL`. Requests and replies map as litellm's `openai/MODEL` route maps
-them, without litellm."""
+them, without litellm (tool calls included: the same body)."""
 
 from __future__ import annotations
 
+import json
 import typing as t
 
 from pytest_rigging.generator._http import HTTPGenerator, request_params
 from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
 from pytest_rigging.message import Message
+from pytest_rigging.tools.base import FunctionCall, ToolCall
 
 
 class OpenAIGenerator(HTTPGenerator):
@@ -42,6 +44,10 @@ class OpenAIGenerator(HTTPGenerator):
             f"{self.base_url(params)}/chat/completions", body, params, _read_message
         )
 
+    async def supports_function_calling(self) -> bool | None:
+        """Chat completions take `tools`; whether this model uses them is the server's."""
+        return True
+
     async def generate_text(self, text: str, params: GenerateParams) -> GeneratedText:
         __tracebackhide__ = True  # its body may hold secret `extra.*` params
         body = {"model": self.sent_model, "prompt": text, **request_params(params)}
@@ -63,13 +69,36 @@ def _read_message(data: dict[str, t.Any]) -> GeneratedMessage:
     content = message.get("content")
     if isinstance(content, list):  # content parts: their text, in order
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict)) or None
-    if content is None:
+    calls = read_tool_calls(message.get("tool_calls"))
+    if content is None and not calls:
         raise UnusableReply("the reply's message has no text (content is null)")
-    return GeneratedMessage(
-        message=Message.of("assistant", str(content)),
-        stop_reason=_stop_reason(choice),
-        usage=_usage(data),
-    )
+    reply = Message.of("assistant", "" if content is None else str(content))
+    reply.tool_calls = calls or None
+    return GeneratedMessage(message=reply, stop_reason=_stop_reason(choice), usage=_usage(data))
+
+
+def read_tool_calls(raw: t.Any) -> list[ToolCall]:
+    """The calls of a reply's message in OpenAI's shape. A server that omits a call's id
+    gets one numbered by position; arguments sent as an object (some compatible servers)
+    are read as their JSON text."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise UnusableReply(f"the reply's tool_calls is not a list: {raw!r:.200}")
+    calls = []
+    for index, item in enumerate(raw):
+        function = item.get("function") if isinstance(item, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not name:
+            raise UnusableReply(f"the reply's tool call {index} names no function: {item!r:.200}")
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments if arguments is not None else {})
+        call_id = item.get("id") or f"call_{index}"
+        calls.append(
+            ToolCall(id=str(call_id), function=FunctionCall(name=name, arguments=arguments))
+        )
+    return calls
 
 
 def _read_text(data: dict[str, t.Any]) -> GeneratedText:
