@@ -119,7 +119,8 @@ class JudgeError(GenerationError):
 
 class ToolDepthError(MaxDepthError):
     """A model still asked for tools after `using(max_depth=...)` rounds of them. The chat
-    keeps the whole dialog; it is the model's failure (a fail), not the infrastructure's.
+    keeps the whole dialog; like running out of parse rounds, it is the model's failure
+    (a fail, its kind `parse`), not the infrastructure's.
     `max_rounds` and `max_depth` are both the rounds of tool calls allowed."""
 
     def __init__(self, max_rounds: int, message: str = "", *, nesting: bool = False) -> None:
@@ -165,8 +166,6 @@ def error_kind(error: BaseException | None) -> ErrorKind | None:
         return None
     if isinstance(error, GenerationError):
         return "infrastructure"
-    if isinstance(error, ToolDepthError):
-        return "other"
     if isinstance(error, ExhaustedMaxRoundsError | MissingModelError):
         return "parse"
     from pydantic import ValidationError

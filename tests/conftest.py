@@ -36,6 +36,7 @@ from pytest_rigging.generator.base import (
 from pytest_rigging.generator.litellm_ import _litellm, release_loop
 from pytest_rigging.message import Message
 from pytest_rigging.plugin.records import ChatRecord
+from pytest_rigging.plugin.stats import wilson
 from pytest_rigging.tools import FunctionCall, ToolCall
 from tests.chromium import launch
 from tests.llm_server import LLMServer, RecordedRequest, Reply
@@ -99,6 +100,29 @@ def collection_error(pytester: pytest.Pytester, *args: str) -> str:
     assert text.count("ERROR collecting") == 1, text
     after = text.split("ERROR collecting", 1)[1].split("\n", 1)[1]
     return after.split("\n=====", 1)[0].strip()
+
+
+def report(pytester: pytest.Pytester, name: str = "r.json") -> dict[str, t.Any]:
+    """A pytester run's JSON report (`--rig-report NAME`)."""
+    return t.cast(dict[str, t.Any], json.loads((pytester.path / name).read_text()))
+
+
+def row(result: pytest.RunResult, first: str) -> list[str]:
+    """The cells of the terminal table's row that begins with `first`."""
+    [line] = [line for line in result.outlines if line.split("  ")[0].strip() == first]
+    return [cell.strip() for cell in line.split("  ") if cell.strip()]
+
+
+def rate(passed: int, total: int) -> str:
+    """A rate as the table shows it, with its Wilson interval."""
+    low, high = wilson(passed, total)
+    return f"{passed / total:.1%} [{low * 100:.1f}-{high * 100:.1f}]"
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, int]:
+    """The closing line's counts ("1 gate failed" as `gate`), but deselected items (which
+    xdist doesn't count)."""
+    return {k: v for k, v in result.parseoutcomes().items() if k != "deselected"}
 
 
 def rig_module(tests: str, prompt: str = "x") -> str:

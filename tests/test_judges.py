@@ -11,7 +11,15 @@ import typing as t
 import pytest
 
 from pytest_rigging.plugin.stats import wilson
-from tests.conftest import collection_error, ini, junit_properties
+from tests.conftest import (
+    collection_error,
+    ini,
+    junit_properties,
+    outcomes,
+    rate,
+    report,
+    row,
+)
 from tests.llm_server import LLMServer
 
 pytestmark = pytest.mark.plugin
@@ -139,10 +147,6 @@ def project(
     (pytester.path / "labels.jsonl").write_text("".join(f"{row}\n" for row in rows))
 
 
-def report(pytester: pytest.Pytester, name: str = "r.json") -> dict[str, t.Any]:
-    return t.cast(dict[str, t.Any], json.loads((pytester.path / name).read_text()))
-
-
 def short(nodeid: str) -> str:
     return nodeid.split("::", 1)[1]
 
@@ -160,23 +164,6 @@ def judged_chats(doc: t.Mapping[str, t.Any]) -> dict[tuple[str, int], dict[str, 
 def judge_chats(doc: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
     """Every chat of the report that a judge had."""
     return [chat for item in doc["items"] for chat in item["chats"] if "judge" in chat]
-
-
-def row(result: pytest.RunResult, first: str) -> list[str]:
-    """The cells of the terminal table's row that begins with `first`."""
-    [line] = [line for line in result.outlines if line.split("  ")[0].strip() == first]
-    return [cell.strip() for cell in line.split("  ") if cell.strip()]
-
-
-def rate(passed: int, total: int) -> str:
-    low, high = wilson(passed, total)
-    return f"{passed / total:.1%} [{low * 100:.1f}-{high * 100:.1f}]"
-
-
-def outcomes(result: pytest.RunResult) -> dict[str, int]:
-    """The closing line's counts ("1 gate failed" as `gate`), but deselected items (which
-    xdist doesn't count)."""
-    return {k: v for k, v in result.parseoutcomes().items() if k != "deselected"}
 
 
 # a judged suite

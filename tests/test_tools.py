@@ -245,7 +245,7 @@ async def test_max_depth_bounds_the_rounds_and_keeps_the_dialog() -> None:
         "Exceeded max depth (2) of tool calls: the model still called tools (lookup) after "
         "2 rounds of tool calls (using(max_depth=2))"
     )
-    assert error_kind(chat.error) == "other"  # the model's failure, not the infrastructure's
+    assert error_kind(chat.error) == "parse"  # the model's failure, not the infrastructure's
     assert [m.role for m in chat.all] == ["user", "assistant", "tool"] * 1 + [
         "assistant",
         "tool",
@@ -380,3 +380,21 @@ def test_tool_calls_round_trip_through_json_and_print_as_rigging_prints_them() -
     assert str(reply) == "[tool:c1]: France"
     assert reply.clone().tool_call_id == "c1"
     assert json.loads(json.dumps(message.to_openai()))["tool_calls"][0]["type"] == "function"
+
+
+async def test_a_scripted_model_without_function_calling_gets_its_tools_in_text(
+    tmp_path: t.Any,
+) -> None:
+    rules = tmp_path / "plain.toml"
+    rules.write_text(
+        "function_calling = false\n"
+        "[[rules]]\non = 'conversation'\nmatch = '(?s)tool-response.*France'\nreply = 'France.'\n"
+        "[[rules]]\non = 'conversation'\nmatch = '(?s)<available-tools>.*Paris'\n"
+        """reply = '<tool-call name="lookup">{"city": "Paris"}</tool-call>'\n"""
+    )
+    generator = rg.get_generator(f"scripted!{rules}")
+    assert await generator.supports_function_calling() is False
+    chat = await generator.chat("Where is Paris?").using(lookup).run()
+    assert chat.last.content == "France."
+    call = chat.all[1].tool_calls
+    assert call is not None and (call[0].name, call[0].arguments) == ("lookup", '{"city": "Paris"}')

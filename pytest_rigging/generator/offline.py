@@ -9,6 +9,7 @@ Both take `latency=<seconds>` in the identifier to simulate a slow model.
 A rules file (TOML, or the same keys in JSON)::
 
     mode = "cycle"            # or "random" (drawn with params.seed)
+    function_calling = true   # false: no function calling (tools then travel in text)
     default = "I do not know."  # a reply, or a list of them; no default: no match raises
 
     [[rules]]
@@ -222,6 +223,9 @@ class Script(BaseModel):
     default: list[ScriptedReply] | ScriptedReply | None = None
     mode: t.Literal["cycle", "random"] = "cycle"
     latency: float = Field(default=0.0, ge=0)
+    function_calling: bool = True
+    """False: a model without function calling, so `using(mode="auto")` writes calls in
+    text (`json-in-xml`); its rules then answer the text modes' prompts."""
 
     @field_validator("default")
     @classmethod
@@ -292,8 +296,10 @@ class ScriptedGenerator(_OfflineGenerator):
         self._compiled = [(re.compile(r.match, re.DOTALL), r) for r in self.script.rules]
 
     async def supports_function_calling(self) -> bool | None:
-        """Its replies carry tool calls as a provider's API does."""
-        return True
+        """Its replies carry tool calls as a provider's API does, unless its rules file
+        says `function_calling = false`."""
+        assert self.script is not None
+        return self.script.function_calling
 
     def _pick(self, asked: _Asked, params: GenerateParams) -> ScriptedReply:
         assert self.script is not None

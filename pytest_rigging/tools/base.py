@@ -334,9 +334,10 @@ def tool_reply(call_id: str, result: t.Any) -> Message:
 
 @dataclass(frozen=True)
 class ToolCallCounts:
-    """The calls a dialog made, and how many of them couldn't run as asked (arguments that
-    aren't JSON or don't fit the tool's schema, or an unknown tool): what the plugin's
-    tool-call parse rate counts."""
+    """The calls a dialog's tools answered, and how many of them couldn't run as asked
+    (arguments that aren't JSON or don't fit the tool's schema, or an unknown tool): what
+    the plugin's tool-call parse rate counts. A call left unanswered (the loop stopped at
+    `max_depth`) isn't counted: whether it would have run is unknown."""
 
     total: int = 0
     invalid: int = 0
@@ -350,13 +351,12 @@ class ToolCallCounts:
 
 
 def count_calls(messages: t.Iterable[Message]) -> ToolCallCounts:
-    """The calls the assistant messages made, and the replies marked `INVALID_CALL`."""
+    """The tools' replies, and those marked `INVALID_CALL`."""
     total = invalid = 0
     for message in messages:
-        if message.role == "assistant" and message.tool_calls:
-            total += len(message.tool_calls)
-        elif message.role == "tool" and INVALID_CALL in message.metadata:
-            invalid += 1
+        if message.role == "tool":
+            total += 1
+            invalid += INVALID_CALL in message.metadata
     return ToolCallCounts(total, invalid)
 
 
