@@ -59,7 +59,10 @@ def rig_pipeline(rig_generator, order_id):
 def test_refund(rig_chat, order_id, amount):
     assert_calls(
         rig_chat,
-        [call("lookup_order", order_id=order_id), call("refund", price=approx(2 * amount), percent=50)],
+        [
+            call("lookup_order", order_id=order_id),
+            call("refund", price=approx(2 * amount), percent=50),
+        ],
         forbidden=["cancel_order"],
     )
     assert str(amount) in rig_chat.last.content
@@ -274,7 +277,8 @@ def rig_pipeline(rig_generator):
 
 @pytest.mark.rig_params("tool_mode=xml", "tool_mode=json-in-xml")
 def test_refund(rig_chat):
-    assert_calls(rig_chat, [call("lookup_order", order_id="A1"), call("refund", price=40, percent=50)])
+    expected = [call("lookup_order", order_id="A1"), call("refund", price=40, percent=50)]
+    assert_calls(rig_chat, expected)
 """
 )
 
@@ -335,7 +339,8 @@ def test_a_model_that_never_stops_calling_fails_its_sample(pytester: pytest.Pyte
 
 @pytest.fixture
 def rig_pipeline(rig_generator):
-    return rig_generator.chat("Order A1 arrived broken: refund half.").using(lookup_order, max_depth=2)
+    pipeline = rig_generator.chat("Order A1 arrived broken: refund half.")
+    return pipeline.using(lookup_order, max_depth=2)
 
 
 def test_refund(rig_chat):
@@ -374,7 +379,8 @@ def rig_pipeline(rig_generator):
 
 @pytest.mark.rig(runs=2)
 def test_refund(rig_chat):
-    assert_calls(rig_chat, [call("lookup_order", order_id="A1"), call("refund", price=40, percent=50)])
+    expected = [call("lookup_order", order_id="A1"), call("refund", price=40, percent=50)]
+    assert_calls(rig_chat, expected)
     assert "20.0" in rig_chat.last.content
 """
 )
