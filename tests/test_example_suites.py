@@ -29,7 +29,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_example_suites_pass_offline() -> None:
     result = run()
     assert result.returncode == 0, result.stdout
-    assert " 26 passed" in result.stdout
+    assert " 30 passed" in result.stdout
     assert "scripted!" in result.stdout and "(ini)" in result.stdout
     judge = "scripted!models/judge.toml #"
     assert judge in result.stdout and "judge (judge)" in result.stdout
@@ -42,6 +42,9 @@ def test_example_suites_pass_offline() -> None:
     assert rows["sloppy"]["unstable"] == "3 (25%)"  # the borderline reply's split verdicts
     assert rows["careful"]["unstable"] == "0 (0%)"
     assert rows["sloppy"]["judged pass [95% CI]"] == "83.3% [55.2-95.3]"
+    # the refund agent's calls: sloppy's broken arguments, once in its 14 answered calls
+    assert rows["careful"]["tool calls parsed [95% CI]"] == "100.0% [75.7-100.0]"
+    assert rows["sloppy"]["tool calls parsed [95% CI]"] == "92.9% [68.5-98.7]"
     assert (
         f"pass judge {judge}" in result.stdout
         and ": kappa 0.67 over 12 labels, needs >= 0.60 (rig-min-judge-kappa)" in result.stdout
@@ -51,7 +54,7 @@ def test_example_suites_pass_offline() -> None:
 def test_example_suites_under_xdist() -> None:
     result = run("-n", "2")
     assert result.returncode == 0, result.stdout
-    assert " 26 passed" in result.stdout
+    assert " 30 passed" in result.stdout
     assert ": kappa 0.67 over 12 labels" in result.stdout
 
 
@@ -60,7 +63,7 @@ def test_a_model_that_ignores_the_format_fails_every_parsing_case() -> None:
     assert result.returncode == 1
     assert "0/5 samples passed, needed 4" in result.stdout
     assert "MissingModelError: Failed to find '<answer></answer>' in text" in result.stdout
-    assert "12 failed, 1 passed" in result.stdout
+    assert "14 failed, 1 passed" in result.stdout
     assert "AssertionError: It doesn't tell the customer what to do next." in result.stdout
 
 
@@ -68,7 +71,7 @@ def test_the_shipped_cassettes_replay_and_re_record_unchanged(tmp_path: Path) ->
     """`--rig-record none` replays the example suites from the cassettes they ship (from
     another directory and under xdist too), and recording them again changes no byte."""
     result = run("--rig-record", "none", "-n", "2")
-    assert result.returncode == 0 and " 26 passed" in result.stdout, result.stdout
+    assert result.returncode == 0 and " 30 passed" in result.stdout, result.stdout
     copy = tmp_path / "example_suites"
     shutil.copytree(SUITES, copy, ignore=shutil.ignore_patterns("__pycache__"))
     rerecorded = subprocess.run(
@@ -80,6 +83,6 @@ def test_the_shipped_cassettes_replay_and_re_record_unchanged(tmp_path: Path) ->
     )
     assert rerecorded.returncode == 0, rerecorded.stdout
     shipped = sorted((SUITES / "cassettes").glob("*.json"))
-    assert len(shipped) == 5
+    assert len(shipped) == 6
     for path in shipped:
         assert (copy / "cassettes" / path.name).read_bytes() == path.read_bytes(), path.name
