@@ -1,6 +1,6 @@
 """A small MCP server for tests/test_tools_mcp.py, on the `mcp` package's own server.
 
-`python tests/mcp_server.py stdio` serves it on stdin/stdout; `sse PORT` and
+`python tests/mcp_server.py [stdio]` serves it on stdin/stdout; `sse PORT` and
 `streamable-http PORT` serve it over HTTP on 127.0.0.1.
 """
 
@@ -45,7 +45,7 @@ def die() -> str:
 
 
 if __name__ == "__main__":
-    transport = sys.argv[1]
+    transport = sys.argv[1] if len(sys.argv) > 1 else "stdio"
     if transport == "stdio":
         server.run("stdio")
     elif transport == "sse":

@@ -36,7 +36,7 @@ from sybil.parsers.markdown import CodeBlockParser
 from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
 
 from pytest_rigging.generator.litellm_ import release_loop
-from tests.llm_server import LLMServer, RecordedRequest, Reply, peak_overlap
+from tests.llm_server import Call, LLMServer, RecordedRequest, Reply, peak_overlap
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -153,7 +153,8 @@ class Rule:
     """A scripted answer (see `LLMServer.add_rule`); replies cycle in arrival order."""
 
     pattern: str
-    replies: tuple[str, ...]
+    replies: tuple[str | Reply, ...]
+    """Texts, or replies (tool calls) as the server takes them."""
     on: str = "last_user"
     model: str | None = None
     delay: float | None = None
@@ -510,6 +511,49 @@ def check_compatibility(run: DocRun) -> None:
     assert checked >= 300, checked
 
 
+def check_tools(run: DocRun) -> None:
+    """The agent runs its three-call dialog and prints what the page shows, with the tools
+    offered on every request; the assertions pass and fail as shown; the test module and
+    the MCP helper define without calling; the rules block loads as a rules file; the
+    helper answers from the test's own MCP server; every option it names exists."""
+    from pytest_rigging.generator.offline import Script
+    from pytest_rigging.plugin.options import SETTINGS
+
+    agent, server_tools, checking, test_module = run.blocks
+    assert models(agent.requests) == {"gpt-4o-mini": 3}
+    assert all(
+        r.tool_names == ["lookup_order", "refund_amount", "cancel_order"] for r in agent.requests
+    )
+    assert agent.output == run.shown_after(agent)
+    assert not server_tools.requests and not checking.requests and not test_module.requests
+    assert checking.output == run.shown_after(checking)
+    assert "test_refund" in run.namespace
+    text = run.document.text
+    options = {f"--rig-{s.name.replace('_', '-')}" for s in SETTINGS}
+    assert {"--rig-min-tool-parse-rate", "--rig-params"} <= set(
+        re.findall(r"--rig-[a-z-]+", text)
+    ) <= options
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        rules = re.findall(r"```toml\n(.*?)```", text, flags=re.S)[0]
+        assert len(Script.model_validate(tomllib.loads(rules)).rules) == 3
+    if importlib.util.find_spec("mcp") is None:
+        return
+    loop = asyncio.new_event_loop()
+    try:
+        chat = loop.run_until_complete(
+            run.namespace["ask_with_server_tools"](
+                "What is the capital of France?", str(ROOT / "tests" / "mcp_server.py")
+            )
+        )
+    finally:
+        loop.run_until_complete(release_loop())
+        loop.close()
+    assert chat.last.content == "Paris."
+    assert [m.content for m in chat.all if m.role == "tool"] == ["Paris"]
+
+
 def _has(target: t.Any, name: str) -> bool:
     """A module or class attribute, a pydantic field, or an attribute the class's own code
     sets on its instances."""
@@ -577,6 +621,26 @@ SCRIPTS: dict[str, Script] = {
         check=check_judges,
     ),
     "docs/rigging-compatibility.md": Script(rules=(), check=check_compatibility),
+    "docs/tools.md": Script(
+        rules=(
+            Rule(
+                r'"price":40.0\}$',
+                (Reply(tool_calls=[Call("refund_amount", {"price": 40.0, "percent": 50})]),),
+                on="conversation",
+            ),
+            Rule(r"\n20.0$", ("I've refunded 20.00 to your card.",), on="conversation"),
+            Rule(
+                "Order A1 arrived broken",
+                (Reply(tool_calls=[Call("lookup_order", {"order_id": "A1"})]),),
+            ),
+            Rule(r"\nParis$", ("Paris.",), on="conversation"),
+            Rule(
+                "capital of France",
+                (Reply(tool_calls=[Call("lookup", {"country": "France"})]),),
+            ),
+        ),
+        check=check_tools,
+    ),
     "docs/report.md": Script(rules=(), check=check_report),
 }
 
@@ -591,7 +655,10 @@ def test_examples_run_and_show_what_they_say(path: Path, llm_server: LLMServer) 
     if script is None:
         pytest.fail(f"{name_of(path)} has no entry in SCRIPTS: script its replies and checks")
     for rule in script.rules:
-        replies = [Reply(content=reply, delay=rule.delay) for reply in rule.replies]
+        replies = [
+            reply if isinstance(reply, Reply) else Reply(content=reply, delay=rule.delay)
+            for reply in rule.replies
+        ]
         llm_server.add_rule(rule.pattern, *replies, on=rule.on, model=rule.model)
     script.check(run_document(path, llm_server))
 
