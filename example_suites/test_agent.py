@@ -33,12 +33,9 @@ def cancel_order(order_id: str) -> str:
 
 @pytest.fixture
 def rig_pipeline(rig_generator, order_id):
-    return rig_generator.chat(
-        [
-            {"role": "system", "content": "You handle refunds for an online shop."},
-            {"role": "user", "content": f"Order {order_id} arrived broken. Refund half, please."},
-        ]
-    ).using(lookup_order, refund_amount, cancel_order, max_depth=4)
+    return rig_generator.chat(f"Order {order_id} arrived broken. Refund half, please.").using(
+        lookup_order, refund_amount, cancel_order, max_depth=4
+    )
 
 
 @pytest.mark.parametrize("order_id, refund", [("A1", 20.0), ("B2", 12.5)])

@@ -173,8 +173,24 @@ def models(requests: list[RecordedRequest]) -> Counter[str]:
     return Counter(r.model for r in requests)
 
 
+def agent_source(run: DocRun) -> str:
+    """The README's agent test module, from its imports down."""
+    blocks = re.findall(r"```python\n(.*?)```", run.document.text, flags=re.S)
+    return next(block for block in blocks if "def test_refund" in block)
+
+
 def check_readme(run: DocRun) -> None:
-    first_test, free_form, cases, judged, generators, pipelines, prompts, models_block = run.blocks
+    (
+        first_test,
+        free_form,
+        cases,
+        judged,
+        agent,
+        generators,
+        pipelines,
+        prompts,
+        models_block,
+    ) = run.blocks
     namespace = run.namespace
 
     # The first eval test is a test module: running it defines its fixture and test; so
@@ -184,6 +200,10 @@ def check_readme(run: DocRun) -> None:
     assert not free_form.requests
     assert not cases.requests and "test_triage" in namespace
     assert not judged.requests and "test_support_reply" in namespace
+    assert not agent.requests and "test_refund" in namespace
+    # the README's agent is the example suite's, word for word
+    shipped = (ROOT / "example_suites" / "test_agent.py").read_text()
+    assert agent_source(run) in shipped
 
     # Identifiers build generators without calling anything, and never show the key.
     assert not generators.requests
