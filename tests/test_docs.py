@@ -550,9 +550,11 @@ def check_tools(run: DocRun) -> None:
     assert "test_refund" in run.namespace
     text = run.document.text
     options = {f"--rig-{s.name.replace('_', '-')}" for s in SETTINGS}
-    assert {"--rig-min-tool-parse-rate", "--rig-params"} <= set(
-        re.findall(r"--rig-[a-z-]+", text)
-    ) <= options
+    assert (
+        {"--rig-min-tool-parse-rate", "--rig-params"}
+        <= set(re.findall(r"--rig-[a-z-]+", text))
+        <= options
+    )
     if sys.version_info >= (3, 11):
         import tomllib
 

@@ -414,7 +414,7 @@ def test_a_hostile_reply_is_inert_text(browser: BrowserThread, tmp_path: Path) -
 def pytest_run(*args: str, cwd: Path = SUITES) -> subprocess.Popen[str]:
     """pytest on the example suites with `args`, started."""
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
-    env = {**os.environ, "COLUMNS": "250"}
+    env = {**os.environ, "COLUMNS": "400"}
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -437,7 +437,7 @@ def test_the_example_suites_page_holds_the_terminal_tables_items_and_counts(
             *(a for m in models for a in ("--rig-models", m)), "-rA", "--rig-html", str(path)
         )
     )
-    assert "12 failed, 27 passed" in shown, shown
+    assert "14 failed, 31 passed" in shown, shown
     listed = set(re.findall(r"^(?:PASSED|FAILED) (\S+)", shown, re.M))
     table = shown.split("rigging: parse success per model", 1)[1].splitlines()[1:]
     heads = re.split(r"\s{2,}", table[0].strip())
@@ -472,7 +472,7 @@ def test_the_example_suites_page_holds_the_terminal_tables_items_and_counts(
     titles, models_shown, columns, statuses, cells, judges = look(browser, path, read)
     data = read_data(path)
     assert {data["items"][int(n)]["nodeid"] for n in cells} == listed
-    assert len(cells) == len(listed) == 39
+    assert len(cells) == len(listed) == 45
     assert columns == ["case", "careful", "sloppy", "stubborn"]
     assert [row[0] for row in models_shown] == ["careful", "sloppy", "stubborn", "judge (judge)"]
     for row in models_shown[:3]:
@@ -487,7 +487,10 @@ def test_the_example_suites_page_holds_the_terminal_tables_items_and_counts(
         ok = column.count("passed")
         failed = column.count("failed") + column.count("exhausted")
         assert f"{ok}/{failed}/{column.count('error')}" == rows[name]["items ok/fail/err"]
-    assert titles[0].startswith("test_capitals.py::test_capital[France] on careful: passed")
+    assert titles[0].startswith("test_agent.py::test_refund[A1-20.0] on careful: passed")
+    # the refund agent's tool calls: each model's parse rate of them, as the terminal's
+    tooled = {row[0]: row[7] for row in models_shown[:3]}
+    assert tooled == {name: rows[name]["tool calls parsed [95% CI]"] for name in tooled}
     # the judged suite's judge, as the terminal's judges table has it
     judge = data["judges"][0]["id"]
     assert [row[:3] for row in judges] == [
@@ -523,7 +526,7 @@ def test_merged_shards_give_the_unsharded_page(browser: BrowserThread, tmp_path:
     assert all(json.loads(s.read_text())["items"] for s in shards)
     expected = grid_text(browser, whole)
     assert "test_capitals.py::test_capital[France]" in expected[0]
-    assert expected[3] == "13 of 13 cases shown"
+    assert expected[3] == "15 of 15 cases shown"
     assert grid_text(browser, merged) == expected
 
 
