@@ -710,15 +710,9 @@ class Message(BaseModel):
     def try_parse_many(self, *types: type[ModelT], fail_on_missing: bool = False) -> list[ModelT]:
         """Every valid element of each of `types`, in order of position. A type that is
         missing (or has no valid element) raises with `fail_on_missing`, else is skipped."""
-        found: list[tuple[ModelT, slice]] = []
-        text = self.content
-        for model_type in types:
-            try:
-                found.extend(model_type.from_text(text))
-            except Exception:
-                if fail_on_missing:
-                    raise
-        found.sort(key=lambda pair: pair[1].start)
+        from pytest_rigging.parsing import try_parse_many
+
+        found = try_parse_many(self.content, *types, fail_on_missing=fail_on_missing)
         self._add_slices(
             "model",
             [(s.start, s.stop, m, {"model_type": type(m).__name__}) for m, s in found],

@@ -91,13 +91,16 @@ match = '^12.5$'
 reply = "Refunded 12.5."
 """
 
-GOOD = (
-    ANSWERS
-    + """
+LOOKUP_A1 = """
 [[rules]]
 match = "Order A1"
 tool_calls = [{ name = "lookup_order", arguments = { order_id = "A1" } }]
+"""
 
+GOOD = (
+    ANSWERS
+    + LOOKUP_A1
+    + """
 [[rules]]
 match = "Order B2"
 tool_calls = [{ name = "lookup_order", arguments = { order_id = "B2" } }]
@@ -122,12 +125,9 @@ on = "tool_result"
 match = 'cancelling needs a person'
 reply = "I could not cancel it."
 """
-    + ANSWERS.split("[[rules]]", 1)[1].join(["[[rules]]", ""])
+    + ANSWERS
+    + LOOKUP_A1
     + """
-[[rules]]
-match = "Order A1"
-tool_calls = [{ name = "lookup_order", arguments = { order_id = "A1" } }]
-
 [[rules]]
 match = "Order B2"
 tool_calls = [{ name = "cancel_order", arguments = { order_id = "B2" } }]
