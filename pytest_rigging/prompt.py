@@ -32,6 +32,7 @@ from pytest_rigging._pipeline import FailMode, add_callbacks, as_params_list
 from pytest_rigging.chat import Chat, ChatPipeline, WatchChatCallback
 from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
 from pytest_rigging.model import Model, escape, is_model, make_primitive
+from pytest_rigging.tools.base import Tool, tools_of
 
 if t.TYPE_CHECKING:
     import jinja2
@@ -45,6 +46,7 @@ DEFAULT_DOC = "Turn the inputs below into the requested outputs ({name})."
 """The instruction a prompt without a docstring gets, so the model still knows its task."""
 
 DEFAULT_MAX_PARSE_ROUNDS = 3
+DEFAULT_MAX_TOOL_ROUNDS = 20
 
 ThenCallback = t.Callable[[Chat], t.Awaitable[Chat | ChatPipeline | None]]
 MapCallback = t.Callable[[list[Chat]], t.Awaitable[list[Chat]]]
@@ -399,11 +401,16 @@ class Prompt(t.Generic[P, R]):
         params: GenerateParams | None = None,
         system_prompt: str | None = None,
         max_parsing_rounds: int = DEFAULT_MAX_PARSE_ROUNDS,
+        tools: t.Sequence[t.Any] | None = None,
+        max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
     ) -> None:
         self.func = func
         self.params = params
         self.system_prompt = system_prompt
         self.max_parsing_rounds = _check_rounds(max_parsing_rounds)
+        self.tools: list[Tool[..., t.Any]] = tools_of(list(tools or []))
+        """Tools the model may call while answering (`ChatPipeline.using`)."""
+        self.max_tool_rounds = _check_tool_rounds(max_tool_rounds)
         self.watch_callbacks: list[WatchChatCallback] = []
         self.then_callbacks: list[ThenCallback] = []
         self.map_callbacks: list[MapCallback] = []
@@ -508,6 +515,8 @@ class Prompt(t.Generic[P, R]):
             params=self.params.model_copy() if self.params is not None else None,
             system_prompt=self.system_prompt,
             max_parsing_rounds=self.max_parsing_rounds,
+            tools=self.tools,
+            max_tool_rounds=self.max_tool_rounds,
         )
         if include_callbacks:
             other.watch_callbacks = list(self.watch_callbacks)
@@ -520,10 +529,15 @@ class Prompt(t.Generic[P, R]):
         self.params = params if params is not None else GenerateParams(**kwargs)
         return self
 
-    def set_(self, max_parsing_rounds: int | None = None) -> Prompt[P, R]:
-        """Change how many times an unparsable reply is answered with a recovery message."""
+    def set_(
+        self, max_parsing_rounds: int | None = None, max_tool_rounds: int | None = None
+    ) -> Prompt[P, R]:
+        """Change how many times an unparsable reply is answered with a recovery message,
+        and how many rounds of tool calls are answered."""
         if max_parsing_rounds is not None:
             self.max_parsing_rounds = _check_rounds(max_parsing_rounds)
+        if max_tool_rounds is not None:
+            self.max_tool_rounds = _check_tool_rounds(max_tool_rounds)
         return self
 
     def watch(self, *callbacks: WatchChatCallback, allow_duplicates: bool = False) -> Prompt[P, R]:
@@ -598,6 +612,8 @@ class Prompt(t.Generic[P, R]):
         run = pipeline.clone()
         if content is not None:
             run.add(content)
+        if self.tools:
+            run.using(*self.tools, max_depth=self.max_tool_rounds)
         if self.output.models:
             run = run.until_parsed_as(*self.output.models, max_depth=self.max_parsing_rounds)
         # The prompt has already refused duplicates it was not told to allow.
@@ -735,6 +751,12 @@ def _check_rounds(rounds: int) -> int:
     return rounds
 
 
+def _check_tool_rounds(rounds: int) -> int:
+    if rounds < 1:
+        raise ValueError(f"max_tool_rounds must be at least 1, got {rounds}")
+    return rounds
+
+
 # The decorator
 
 
@@ -749,6 +771,8 @@ def prompt(
     params: GenerateParams | None = None,
     system_prompt: str | None = None,
     max_parsing_rounds: int = DEFAULT_MAX_PARSE_ROUNDS,
+    tools: t.Sequence[t.Any] | None = None,
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
 ) -> t.Callable[[t.Callable[P, t.Awaitable[R]] | t.Callable[P, R]], Prompt[P, R]]: ...
 
 
@@ -763,6 +787,8 @@ def prompt(
     params: GenerateParams | None = None,
     system_prompt: str | None = None,
     max_parsing_rounds: int = DEFAULT_MAX_PARSE_ROUNDS,
+    tools: t.Sequence[t.Any] | None = None,
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
 ) -> Prompt[P, R]: ...
 
 
@@ -777,6 +803,8 @@ def prompt(
     params: GenerateParams | None = None,
     system_prompt: str | None = None,
     max_parsing_rounds: int = DEFAULT_MAX_PARSE_ROUNDS,
+    tools: t.Sequence[t.Any] | None = None,
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
 ) -> Prompt[P, R]: ...
 
 
@@ -790,6 +818,8 @@ def prompt(
     params: GenerateParams | None = None,
     system_prompt: str | None = None,
     max_parsing_rounds: int = DEFAULT_MAX_PARSE_ROUNDS,
+    tools: t.Sequence[t.Any] | None = None,
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
 ) -> t.Any:
     """`@prompt`, or `@prompt(generator_id=...)` to make it runnable by calling it."""
     if sum(x is not None for x in (pipeline, generator, generator_id)) > 1:
@@ -804,6 +834,8 @@ def prompt(
             params=params,
             system_prompt=system_prompt,
             max_parsing_rounds=max_parsing_rounds,
+            tools=tools,
+            max_tool_rounds=max_tool_rounds,
         )
 
     return make(func) if func is not None else make

@@ -398,3 +398,23 @@ async def test_a_scripted_model_without_function_calling_gets_its_tools_in_text(
     assert chat.last.content == "France."
     call = chat.all[1].tool_calls
     assert call is not None and (call[0].name, call[0].arguments) == ("lookup", '{"city": "Paris"}')
+
+
+async def test_a_prompt_calls_its_tools_and_may_be_a_tool_itself() -> None:
+    generator = calling([("lookup", '{"city": "Lima"}')], "Peru")
+
+    @rg.prompt(generator=generator, tools=[lookup], max_tool_rounds=2)
+    async def country_of(city: str) -> rg.Chat:
+        """Which country is {{ city }} in?"""
+
+    chat = await country_of("Lima")
+    assert [m.role for m in chat.all] == ["user", "assistant", "tool", "assistant"]
+    assert chat.all[2].content == "Peru" and chat.last.content == "Peru"
+    assert country_of.clone().tools == country_of.tools
+    with pytest.raises(ValueError) as raised:
+        country_of.set_(max_tool_rounds=0)
+    assert str(raised.value) == "max_tool_rounds must be at least 1, got 0"
+    # a prompt is a tool too: its parameters are the function's
+    as_tool = rg.Tool.from_callable(country_of)
+    assert as_tool.name == "country_of"
+    assert list(as_tool.parameters_schema["properties"]) == ["city"]
