@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 import typing as t
+from dataclasses import dataclass
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from pytest_rigging._pipeline import (
     DEFAULT_MAX_DEPTH,
@@ -68,6 +69,19 @@ WatchChatCallback = t.Callable[[list["Chat"]], t.Any]
 """What `watch` takes: a run's chats in, nothing out."""
 
 
+@dataclass(frozen=True)
+class ToolUse:
+    """The tool settings of the pipeline that made a chat: a pipeline made from the chat
+    (`continue_`, `fork`, `restart`) answers the model's calls with them, as rigging's
+    does, instead of ending on calls nobody answers."""
+
+    tools: tuple[Tool[..., t.Any], ...]
+    mode: ToolMode
+    choice: ToolChoice | None
+    max_depth: int
+    add_stop_token: bool
+
+
 class Chat(Result):
     """A finished conversation: `messages` were sent, `generated` came back.
 
@@ -77,6 +91,7 @@ class Chat(Result):
 
     messages: list[Message]
     generated: list[Message] = Field(default_factory=list)
+    _tool_use: ToolUse | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -156,7 +171,10 @@ class Chat(Result):
             [m.clone() for m in self.generated],
             self.generator,
         )
-        return new if only_messages else self._copy_into(new)
+        if only_messages:
+            return new
+        new._tool_use = self.tool_use
+        return self._copy_into(new)
 
     def apply(self, **kwargs: t.Any) -> Chat:
         """Fill `$name` placeholders in the last message (in place; returns the chat)."""
@@ -205,10 +223,23 @@ class Chat(Result):
     def __str__(self) -> str:
         return self.conversation
 
+    @property
+    def tool_use(self) -> ToolUse | None:
+        """The tools this chat's pipeline let the model call (None: none, or a chat
+        loaded from JSON, whose tools are code)."""
+        use: ToolUse | None = (self.__pydantic_private__ or {}).get("_tool_use")
+        return use
+
     def _pipeline(self, messages: list[Message], generator: Generator | None) -> ChatPipeline:
-        return ChatPipeline(
+        pipeline = ChatPipeline(
             self.generator_for_more(generator), messages, params=self.params, metadata=self.metadata
         )
+        if (use := self.tool_use) is not None:
+            pipeline.tools = list(use.tools)
+            pipeline.tool_mode, pipeline.tool_choice = use.mode, use.choice
+            pipeline.tool_max_depth = use.max_depth
+            pipeline.add_tool_stop_token = use.add_stop_token
+        return pipeline
 
     def continue_(self, messages: BatchInput | None = None) -> ChatPipeline:
         """A pipeline holding this whole conversation plus `messages`."""
@@ -462,7 +493,7 @@ class ChatPipeline(Pipeline[Chat, Messages]):
             from pytest_rigging.tools import text
 
             generated.message = text.read(generated.message, self.tools, mode)
-        return new_chat(
+        made = new_chat(
             messages + dialog if dialog else messages,
             generator,
             params,
@@ -472,6 +503,19 @@ class ChatPipeline(Pipeline[Chat, Messages]):
             usage=generated.usage,
             latency=latency,
             extra=generated.extra,
+        )
+        made._tool_use = self._tool_use()
+        return made
+
+    def _tool_use(self) -> ToolUse | None:
+        if not self.tools:
+            return None
+        return ToolUse(
+            tuple(self.tools),
+            self.tool_mode,
+            self.tool_choice,
+            self.tool_max_depth,
+            self.add_tool_stop_token,
         )
 
     async def _resolved_mode(self, generator: Generator, params: GenerateParams) -> ToolMode:
@@ -501,6 +545,7 @@ class ChatPipeline(Pipeline[Chat, Messages]):
             rounds += 1
             if stop:
                 chat = new_chat(chat.all + replies, generator, params, chat.metadata)
+                chat._tool_use = self._tool_use()
             else:
                 chat = await self._complete_chat(
                     generator, chat.all + replies, params, chat.metadata, first=False

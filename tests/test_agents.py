@@ -429,3 +429,89 @@ def test_a_recorded_agent_eval_replays_with_no_request(
         '"...r_id\\":\\"A1\\",\\"price\\":40.0}" recorded'
     )
     assert miss in edited.outlines, edited.outlines
+
+
+SECRET = "sk-agent-secret-424242424242"
+
+SECRET_SUITE = """
+import os
+import pytest
+import pytest_rigging as rg
+
+
+@rg.tool
+def vault(name: str) -> str:
+    \"\"\"A stored value.\"\"\"
+    return "the value is " + os.environ["AGENT_API_KEY"]
+
+
+@rg.tool
+def login(password: str) -> str:
+    \"\"\"Log in.\"\"\"
+    return "logged in"
+
+
+@pytest.fixture
+def rig_pipeline(rig_generator):
+    return rig_generator.chat("Log in.").using(vault, login, max_depth=3)
+
+
+def test_login(rig_chat):
+    assert rig_chat.last.content == "logged out", rig_chat.conversation
+"""
+
+SECRET_RULES = f"""
+[[rules]]
+on = "tool_result"
+match = 'the value is'
+tool_calls = [
+  {{ name = "login", arguments = {{ password = "{SECRET}" }} }},
+  {{ name = "{SECRET}", arguments = '{{"again": "{SECRET}"}}' }},
+]
+
+[[rules]]
+on = "tool_result"
+match = 'logged in'
+reply = "Logged in with {SECRET}."
+
+[[rules]]
+match = "Log in"
+tool_calls = [{{ name = "vault", arguments = {{ name = "key" }} }}]
+"""
+
+
+def test_a_secret_in_tool_calls_and_results_is_shown_nowhere(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key a tool returns, and the model then writes into a call's arguments and even
+    its name, is masked in the failure, the report, the page, the inspect log, the
+    cassette and the JUnit file."""
+    monkeypatch.setenv("AGENT_API_KEY", SECRET)
+    ini(pytester)
+    pytester.makepyfile(test_secret=SECRET_SUITE)
+    (pytester.path / "m.toml").write_text(SECRET_RULES)
+    result = pytester.runpytest(
+        "--rig-models=scripted!m.toml",
+        "--rig-record=all",
+        "--rig-report=r.json",
+        "--rig-html=p.html",
+        "--rig-inspect-log=logs",
+        "--junitxml=j.xml",
+    )
+    assert outcomes(result) == {"failed": 1}
+    written = [
+        pytester.path / "r.json",
+        pytester.path / "p.html",
+        pytester.path / "j.xml",
+        *(pytester.path / "logs").iterdir(),
+        *(pytester.path / "cassettes").iterdir(),
+    ]
+    assert len(written) == 5
+    for text in [result.stdout.str(), *(path.read_text() for path in written)]:
+        assert SECRET not in text
+    calls = calls_of(report(pytester)["items"][0]["chats"][0])
+    assert calls == [
+        ("vault", '{"name": "key"}'),
+        ("login", '{"password": "***"}'),
+        ("***", '{"again": "***"}'),
+    ]

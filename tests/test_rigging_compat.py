@@ -720,7 +720,8 @@ async def test_a_built_chat_has_the_private_state_of_a_loaded_one(fake: FakeGene
     register_generator("fakegenerator", FakeGenerator)
     chat = await fake.chat("x").run()
     loaded = Chat.model_validate(chat.model_dump())
-    assert chat.__pydantic_private__ == loaded.__pydantic_private__ == {"_unbuilt": None}
+    private = {"_unbuilt": None, "_tool_use": None}
+    assert chat.__pydantic_private__ == loaded.__pydantic_private__ == private
     assert loaded.model_dump() == chat.model_dump()
 
 

@@ -418,3 +418,46 @@ async def test_a_prompt_calls_its_tools_and_may_be_a_tool_itself() -> None:
     as_tool = rg.Tool.from_callable(country_of)
     assert as_tool.name == "country_of"
     assert list(as_tool.parameters_schema["properties"]) == ["city"]
+
+
+async def test_arguments_nested_past_the_decoder_s_depth_are_a_bad_call() -> None:
+    nested = '{"a": ' * 5000 + "1" + "}" * 5000
+    generator = calling([("add", nested)], "ok")
+    chat = await generator.chat("go").using(add_numbers).run()
+    assert not chat.failed
+    reply = chat.all[2]
+    assert reply.content == (
+        '<error type="JSONDecodeError">arguments nested too deeply: line 1 column 1 (char 0)'
+        "</error>\n"
+    )
+    assert reply.metadata[INVALID_CALL] == (
+        "JSONDecodeError: arguments nested too deeply: line 1 column 1 (char 0)"
+    )
+    assert chat.all[1].tool_calls is not None
+    assert chat.all[1].tool_calls[0].parsed_arguments() is None
+
+
+@pytest.mark.parametrize("how", ["continue_", "fork", "restart", "clone"])
+async def test_pipelines_made_from_a_chat_keep_its_tools_as_rigging_s_do(how: str) -> None:
+    generator = calling([("lookup", '{"city": "Paris"}')], "France.", [("lookup", "{}")], "Done.")
+    pipeline = generator.chat("Where is Paris?").using(lookup, mode="api", max_depth=2)
+    chat = await pipeline.run()
+    made = {
+        "continue_": lambda: chat.continue_("And Lima?"),
+        "fork": lambda: chat.fork("And Lima?"),
+        "restart": lambda: chat.restart(),
+        "clone": lambda: chat.clone().continue_("And Lima?"),
+    }[how]()
+    assert [tool.name for tool in made.tools] == ["lookup"]
+    assert (made.tool_mode, made.tool_max_depth) == ("api", 2)
+    again = await made.run()
+    # The model's next call is answered (with the tool's error), not left hanging.
+    assert again.last.content == "Done."
+    assert [m.role for m in again.all[-3:]] == ["assistant", "tool", "assistant"]
+
+
+async def test_a_chat_loaded_from_json_has_no_tools() -> None:
+    chat = await calling("Hi.").chat("hi").using(lookup).run()
+    assert chat.tool_use is not None and chat.tool_use.tools == (lookup,)
+    assert rg.Chat.model_validate(chat.model_dump(mode="json")).tool_use is None
+    assert (await calling("Hi.").chat("hi").run()).tool_use is None

@@ -4,6 +4,7 @@ replies as text), the calls read back out of replies, and the loop on scripted r
 from __future__ import annotations
 
 import json
+import time
 import typing as t
 
 import pytest
@@ -508,3 +509,58 @@ def test_json_mode_reads_calls_among_prose_braces_and_other_json() -> None:
     assert answered.content == 'Use {curly} and {"a": {"b": 1}}, then'
     # Only objects opening with a call's key are decoded: nesting costs no rescans.
     assert text.read(Message("assistant", '{"a":' * 50_000), [shout], "json").tool_calls is None
+
+
+def _timed_read(content: str, mode: ToolMode) -> tuple[Message, float]:
+    started = time.perf_counter()
+    answered = text.read(Message("assistant", content), [add], mode)
+    return answered, time.perf_counter() - started
+
+
+def test_a_call_s_id_is_the_hash_of_the_reply_its_place_and_the_call() -> None:
+    # Pinned: cassettes replay text-mode dialogs whose requests carry these ids.
+    answered = text.read(Message("assistant", CALLS["json-in-xml"]), [add], "json-in-xml")
+    assert [c.id for c in answered.tool_calls or []] == ["rg-7f9176d44990"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "call"),
+    [
+        ("json", '{"name": "add", "arguments": {"a": 1, "b": 2}}\n'),
+        ("json-in-xml", '<tool-call name="add">{"a": 1, "b": 2}</tool-call>\n'),
+        ("xml", '<rg-tool-call name="add"><a>1</a><b>2</b></rg-tool-call>\n'),
+        ("pythonic", ""),
+    ],
+)
+def test_a_reply_of_thousands_of_calls_is_read_in_linear_time(mode: ToolMode, call: str) -> None:
+    content = call * 4000 if call else "[" + ", ".join(["add(a=1, b=2)"] * 4000) + "]"
+    answered, took = _timed_read(content, mode)
+    calls = answered.tool_calls or []
+    assert len(calls) == 4000 and len({c.id for c in calls}) == 4000
+    assert took < 2, f"{took:.1f}s"  # hashing the text per call took ~10s
+
+
+@pytest.mark.parametrize(
+    ("mode", "content", "expected"),
+    [
+        # JSON objects nested nearly to the decoder's limit, each broken at its end.
+        ("json", ('{"arguments":' * 900 + "x") * 40, 0),
+        # Call lists that never close, each of which was scanned and parsed to the end.
+        ("pythonic", "[a(" * 60_000, 0),
+        ("pythonic", "[a('" * 40_000, 0),
+        ("pythonic", "[a(" * 30_000 + "[add(a=1, b=2)]", 1),
+    ],
+)
+def test_replies_built_to_be_rescanned_are_read_in_linear_time(
+    mode: ToolMode, content: str, expected: int
+) -> None:
+    answered, took = _timed_read(content, mode)
+    assert len(answered.tool_calls or []) == expected
+    assert took < 2, f"{took:.1f}s"
+
+
+def test_pythonic_lists_are_matched_as_before_around_strings_and_unclosed_lists() -> None:
+    content = "[x('a]', [add(a=1, b=2)]) and [add(a=3, b=4)] [y('"
+    answered = text.read(Message("assistant", content), [add], "pythonic")
+    assert [c.arguments for c in answered.tool_calls or []] == ['{"a": 3, "b": 4}']
+    assert answered.content == "[x('a]', [add(a=1, b=2)]) and  [y('"

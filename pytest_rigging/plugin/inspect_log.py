@@ -480,6 +480,8 @@ def _call(call: ToolCallRecord) -> ToolCall:
         error = None if isinstance(arguments, dict) else "the arguments are not a JSON object"
     except ValueError as problem:
         arguments, error = None, f"the arguments are not JSON: {problem}"
+    except RecursionError:
+        arguments, error = None, "the arguments are not JSON: nested too deeply"
     return {
         "id": call["id"],
         "function": call["name"],

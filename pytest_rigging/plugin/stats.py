@@ -104,7 +104,7 @@ def _message(message: t.Any, secrets: t.Sequence[str]) -> MessageRecord:
     record: MessageRecord = {"role": message.role, "content": redact(message.content, secrets)}
     if message.tool_calls:
         record["tool_calls"] = [
-            {"id": c.id, "name": c.name, "arguments": redact(c.arguments, secrets)}
+            {"id": c.id, "name": redact(c.name, secrets), "arguments": redact(c.arguments, secrets)}
             for c in message.tool_calls
         ]
     if message.tool_call_id is not None:

@@ -118,7 +118,7 @@ class ToolCall(BaseModel):
         """The arguments as an object, or None when they aren't a JSON object."""
         try:
             value = json.loads(self.function.arguments or "{}")
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return None
         return value if isinstance(value, dict) else None
 
@@ -220,7 +220,10 @@ class Tool(BaseModel, t.Generic[P, R]):
         Raises `json.JSONDecodeError` or pydantic's `ValidationError`, whose messages say
         what is wrong, as the model will be shown."""
         raw = call.function.arguments.strip() or "{}"
-        value = json.loads(raw)
+        try:
+            value = json.loads(raw)
+        except RecursionError:  # as a bad call, not a crash of the loop
+            raise json.JSONDecodeError("arguments nested too deeply", raw, 0) from None
         if not isinstance(value, dict):
             raise ValidationError.from_exception_data(
                 f"{self.name} arguments",

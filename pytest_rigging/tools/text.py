@@ -393,19 +393,29 @@ def read(message: Message, tools: Tools, mode: ToolMode) -> Message:
     calls = [call for part in found for call in part.calls]
     answered = message.clone()
     answered.content = _without(text, found)
+    keyed = _text_key(text)
     answered.tool_calls = [
         *(message.tool_calls or []),
         *(
-            ToolCall(id=_call_id(text, index, call), function=call)
+            ToolCall(id=_call_id(keyed, index, call), function=call)
             for index, call in enumerate(calls)
         ),
     ]
     return answered
 
 
-def _call_id(text: str, index: int, call: FunctionCall) -> str:
-    key = json.dumps([text, index, call.name, call.arguments])
-    return "rg-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+def _text_key(text: str) -> hashlib._Hash:
+    """The hash of the reply's text, taken once per reply: hashing it again for each
+    call made reading a reply of many calls quadratic."""
+    return hashlib.sha256(("[" + json.dumps(text) + ", ").encode())
+
+
+def _call_id(keyed: hashlib._Hash, index: int, call: FunctionCall) -> str:
+    """The id of the reply's `index`th call: the hash of the reply's text, the index and
+    the call (the same ids as hashing them in one JSON list)."""
+    key = keyed.copy()
+    key.update(json.dumps([index, call.name, call.arguments])[1:].encode())
+    return "rg-" + key.hexdigest()[:12]
 
 
 _EMPTY_FENCE = re.compile(r"```[\w-]*\s*```")
@@ -513,12 +523,23 @@ def _read_json(text: str) -> list[_Found]:
     decoder = json.JSONDecoder()
     found: list[_Found] = []
     position = 0
+    broken_until = 0  # objects opened before this are inside one that broke there
     while (candidate := _JSON_CALL_START.search(text, position)) is not None:
         start = candidate.start()
+        if candidate.group(1) != "name" and start < broken_until:
+            # Inside an object that broke: it breaks there too or is a part of it (a call
+            # only if "name" opens it). Decoding each of a deep nest again was quadratic.
+            position = start + 1
+            continue
         try:
             value, stop = decoder.raw_decode(text, start)
-        except (json.JSONDecodeError, RecursionError):
+        except (json.JSONDecodeError, RecursionError) as error:
             if candidate.group(1) != "name":
+                broken_until = (
+                    error.pos
+                    if isinstance(error, json.JSONDecodeError)
+                    else _balanced_end(text, start, "{", "}", '"') or len(text)
+                )
                 position = start + 1
                 continue
             stop = _balanced_end(text, start, "{", "}", '"') or len(text)
@@ -566,20 +587,59 @@ def _read_pythonic(text: str, tools: Tools) -> list[_Found]:
     call of a known tool that can't be read is a call kept as written; other brackets are
     prose."""
     names = {tool.name for tool in tools}
+    starts = {match.start(): match.group(1) for match in _PYTHON_CALL_START.finditer(text)}
+    ends = _list_ends(text, sorted(starts))
     last: _Found | None = None
     position = 0
-    while (match := _PYTHON_CALL_START.search(text, position)) is not None:
-        start = match.start()
-        stop = _balanced_end(text, start, "[", "]", "'\"") or len(text)
+    for start in sorted(starts):
+        if start < position:
+            continue
+        end = ends[start]
+        if end is None and starts[start] not in names:
+            continue  # never closed: prose (parsing the rest of the text for each is quadratic)
+        stop = end or len(text)
         calls = _python_calls(text[start:stop])
-        if calls is None and match.group(1) not in names:
-            position = start + 1
+        if calls is None and starts[start] not in names:
             continue
         if calls is None:
-            calls = [FunctionCall(name=match.group(1), arguments=text[start:stop])]
+            calls = [FunctionCall(name=starts[start], arguments=text[start:stop])]
         last = _Found(start, stop, calls)
         position = stop
     return [last] if last is not None else []
+
+
+def _list_ends(text: str, starts: list[int]) -> dict[int, int | None]:
+    """Where each list opened at `starts` closes (None: never), as `_balanced_end` finds
+    it, in linear time: the lists are matched last first, and a scan reaching a later
+    list's opening outside a string jumps to that list's end, which it shares."""
+    ends: dict[int, int | None] = {}
+    for start in reversed(starts):
+        depth, quote, index, end = 0, "", start, None
+        while index < len(text):
+            char = text[index]
+            if quote:
+                if char == "\\":
+                    index += 1
+                elif char == quote:
+                    quote = ""
+            elif char in "'\"":
+                quote = char
+            elif index != start and index in ends:
+                inner = ends[index]
+                if inner is None:
+                    break
+                index = inner
+                continue
+            elif char == "[":
+                depth += 1
+            elif char == "]":
+                depth -= 1
+                if depth == 0:
+                    end = index + 1
+                    break
+            index += 1
+        ends[start] = end
+    return ends
 
 
 def _python_calls(source: str) -> list[FunctionCall] | None:
