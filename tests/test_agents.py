@@ -330,6 +330,25 @@ def test_the_tool_mode_is_an_axis_of_the_matrix(
     ]  # fmt: skip
 
 
+def test_text_mode_dialogs_replay_from_cassettes(pytester: pytest.Pytester) -> None:
+    """Calls read from text have ids derived from the reply, so a recorded text-mode dialog
+    replays request for request: the same calls, the same outcomes, no miss."""
+    ini(pytester)
+    pytester.makepyfile(test_modes=MODES)
+    (pytester.path / "plain.toml").write_text(TEXT_ONLY)
+    args = ("--rig-models", "scripted!plain.toml")
+    recorded = pytester.runpytest(*args, "--rig-record", "once", "--rig-report", "a.json")
+    replayed = pytester.runpytest(*args, "--rig-record", "none", "--rig-report", "b.json")
+    assert outcomes(recorded) == outcomes(replayed) == {"passed": 1, "failed": 1}
+
+    def dialogs(name: str) -> list[list[tuple[str, str]]]:
+        doc = report(pytester, name)
+        return [calls_of(chat) for item in doc["items"] for chat in item["chats"]]
+
+    assert dialogs("a.json") == dialogs("b.json")
+    assert ("refund", '{"price": 40.0, "percent": 50}') in dialogs("a.json")[1]
+
+
 def test_a_model_that_never_stops_calling_fails_its_sample(pytester: pytest.Pytester) -> None:
     """Past `max_depth` rounds the sample fails (not an error), its dialog kept."""
     ini(pytester)

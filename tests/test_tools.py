@@ -461,3 +461,12 @@ async def test_a_chat_loaded_from_json_has_no_tools() -> None:
     assert chat.tool_use is not None and chat.tool_use.tools == (lookup,)
     assert rg.Chat.model_validate(chat.model_dump(mode="json")).tool_use is None
     assert (await calling("Hi.").chat("hi").run()).tool_use is None
+
+
+async def test_a_long_bad_value_is_quoted_back_cut() -> None:
+    long = "x" * 1000
+    generator = calling([("add", json.dumps({"a": long}))], "ok")
+    chat = await generator.chat("go").using(add_numbers).run()
+    shown = chat.all[2].content
+    quoted = shown.split("(got ", 1)[1].split(")</error>", 1)[0]
+    assert len(quoted) == 200 and quoted.startswith("'xxx") and "..." in quoted

@@ -376,15 +376,22 @@ def unknown_tool_reply(call: ToolCall, known: t.Sequence[str]) -> Message:
     return reply
 
 
+SHOWN_INPUT = 200
+"""The longest a bad value is quoted back to the model, in characters (its middle cut)."""
+
+
 def _shown(error: Exception) -> str:
     """An error as the model is shown it: a validation error as one line per field,
-    without pydantic's links."""
+    without pydantic's links, each bad value quoted at most `SHOWN_INPUT` long."""
     if not isinstance(error, ValidationError):
         return str(error)
+    from pytest_rigging.message import shorten
+
     lines = []
     for problem in error.errors(include_url=False):
         where = ".".join(str(part) for part in problem["loc"]) or "arguments"
-        got = "" if problem["type"] == "missing" else f" (got {problem['input']!r})"
+        quoted = shorten(repr(problem["input"]), SHOWN_INPUT)
+        got = "" if problem["type"] == "missing" else f" (got {quoted})"
         lines.append(f"{where}: {problem['msg']}{got}")
     return "\n".join(lines)
 
