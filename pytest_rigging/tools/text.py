@@ -538,11 +538,11 @@ def _read_json(text: str) -> list[_Found]:
                 broken_until = (
                     error.pos
                     if isinstance(error, json.JSONDecodeError)
-                    else _balanced_end(text, start, "{", "}", '"') or len(text)
+                    else _bracket_ends(text, [start], "{}", '"')[start] or len(text)
                 )
                 position = start + 1
                 continue
-            stop = _balanced_end(text, start, "{", "}", '"') or len(text)
+            stop = _bracket_ends(text, [start], "{}", '"')[start] or len(text)
             found.append(_Found(start, stop, [_named_call(text[start:stop])]))
         else:
             if (
@@ -555,30 +555,6 @@ def _read_json(text: str) -> list[_Found]:
     return found
 
 
-def _balanced_end(text: str, start: int, opener: str, closer: str, quotes: str) -> int | None:
-    """Where the bracket opened at `start` closes (brackets in strings don't count)."""
-    depth = 0
-    quote = ""
-    index = start
-    while index < len(text):
-        char = text[index]
-        if quote:
-            if char == "\\":
-                index += 1
-            elif char == quote:
-                quote = ""
-        elif char in quotes:
-            quote = char
-        elif char == opener:
-            depth += 1
-        elif char == closer:
-            depth -= 1
-            if depth == 0:
-                return index + 1
-        index += 1
-    return None
-
-
 _PYTHON_CALL_START = re.compile(r"\[\s*([A-Za-z_]\w*)\s*\(")
 
 
@@ -588,7 +564,7 @@ def _read_pythonic(text: str, tools: Tools) -> list[_Found]:
     prose."""
     names = {tool.name for tool in tools}
     starts = {match.start(): match.group(1) for match in _PYTHON_CALL_START.finditer(text)}
-    ends = _list_ends(text, sorted(starts))
+    ends = _bracket_ends(text, sorted(starts), "[]", "'\"")
     last: _Found | None = None
     position = 0
     for start in sorted(starts):
@@ -608,10 +584,13 @@ def _read_pythonic(text: str, tools: Tools) -> list[_Found]:
     return [last] if last is not None else []
 
 
-def _list_ends(text: str, starts: list[int]) -> dict[int, int | None]:
-    """Where each list opened at `starts` closes (None: never), as `_balanced_end` finds
-    it, in linear time: the lists are matched last first, and a scan reaching a later
-    list's opening outside a string jumps to that list's end, which it shares."""
+def _bracket_ends(
+    text: str, starts: list[int], brackets: str, quotes: str
+) -> dict[int, int | None]:
+    """Where each bracket opened at `starts` closes (None: never), brackets inside
+    `quotes` strings not counted, in linear time: the brackets are matched last first,
+    and a scan reaching a later one's opening outside a string jumps to its end."""
+    opener, closer = brackets[0], brackets[1]
     ends: dict[int, int | None] = {}
     for start in reversed(starts):
         depth, quote, index, end = 0, "", start, None
@@ -622,7 +601,7 @@ def _list_ends(text: str, starts: list[int]) -> dict[int, int | None]:
                     index += 1
                 elif char == quote:
                     quote = ""
-            elif char in "'\"":
+            elif char in quotes:
                 quote = char
             elif index != start and index in ends:
                 inner = ends[index]
@@ -630,9 +609,9 @@ def _list_ends(text: str, starts: list[int]) -> dict[int, int | None]:
                     break
                 index = inner
                 continue
-            elif char == "[":
+            elif char == opener:
                 depth += 1
-            elif char == "]":
+            elif char == closer:
                 depth -= 1
                 if depth == 0:
                     end = index + 1
