@@ -150,7 +150,6 @@ _MODULES = (
     "error",
     "generator",
     "judge",
-    "mcp",
     "message",
     "model",
     "parsing",
