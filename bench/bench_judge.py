@@ -44,7 +44,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ from _common import (
     profile_file_top,
     progress,
     spread,
+    timed_process,
 )
 from bench_plugin import child_env, summary, write_suite
 
@@ -252,11 +252,7 @@ class Run:
 
 
 def run_pytest(server: Server, directory: Path, args: t.Sequence[str], env: dict[str, str]) -> Run:
-    start = time.perf_counter()
-    done = subprocess.run(
-        [*PYTEST, *args], cwd=directory, env=env, capture_output=True, text=True, check=False
-    )
-    seconds = time.perf_counter() - start
+    seconds, done = timed_process([*PYTEST, *args], directory, env)
     passed, problems, _ = summary(done.stdout)
     if done.returncode != 0 and not problems:
         problems = f"exit {done.returncode}"
@@ -276,20 +272,6 @@ def check(name: str, runs: t.Sequence[Run], items: int, generation: int, judge: 
                 f"{len(run.judging)} judge calls (want {generation} and {judge})"
             )
     return found
-
-
-def held_to_share(runs: t.Sequence[Run]) -> list[str]:
-    """A note when the judge never had more calls in flight than a cell's fair share of the
-    limit: what held it there."""
-    share = -(-LIMIT // (len(MODELS) + 1))
-    if not runs or max(r.peak(judge_only=True) for r in runs) > share:
-        return []
-    return [
-        f"the judge never had more than {share} calls in flight: a cell's share of the limit, "
-        f"ceil({LIMIT} / ({len(MODELS)} models + the judge)) (Engine.plan counts the judge as "
-        "a cell, Engine.judge_generator holds it to that share, and FairLimit lends a key "
-        "only slots given back for a backoff, not idle ones)"
-    ]
 
 
 def seconds_of(runs: t.Sequence[Run]) -> list[float]:
@@ -433,7 +415,6 @@ def main() -> None:
         "alternating, after one warm-up run of each; per-run figures are joined by /",
         "(3): projected = (1) + its judging time (first judge request to last judge reply, "
         f"from the server's log) x {CASES}/{args.peer_cases}",
-        *held_to_share(judged),
         *problems,
     ]
     print_table("judges: a judged suite against its generation alone", rows, notes)

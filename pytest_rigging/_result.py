@@ -122,9 +122,8 @@ class Result(BaseModel):
         new.extra = copy.deepcopy(self.extra)
         new.failed, new.error = self.failed, self.error
         new.recovery_rounds, new.latency = self.recovery_rounds, self.latency
-        unbuilt = (self.__pydantic_private__ or {}).get("_unbuilt")
-        if unbuilt is not None:
-            new._unbuilt = unbuilt
+        for name, value in (self.__pydantic_private__ or {}).items():
+            setattr(new, name, value)  # a subclass's too (a chat's tools)
         return new
 
     @property

@@ -173,7 +173,6 @@ class Chat(Result):
         )
         if only_messages:
             return new
-        new._tool_use = self.tool_use
         return self._copy_into(new)
 
     def apply(self, **kwargs: t.Any) -> Chat:
@@ -227,8 +226,7 @@ class Chat(Result):
     def tool_use(self) -> ToolUse | None:
         """The tools this chat's pipeline let the model call (None: none, or a chat
         loaded from JSON, whose tools are code)."""
-        use: ToolUse | None = (self.__pydantic_private__ or {}).get("_tool_use")
-        return use
+        return self._tool_use
 
     def _pipeline(self, messages: list[Message], generator: Generator | None) -> ChatPipeline:
         pipeline = ChatPipeline(
@@ -454,7 +452,7 @@ class ChatPipeline(Pipeline[Chat, Messages]):
     async def _regenerate(self, result: Chat, dialog: list[Message]) -> Chat:
         assert result.generator is not None and result.params is not None
         regenerated = await self._complete_chat(
-            result.generator, result.messages, result.params, result.metadata, dialog
+            result.generator, result.messages, result.params, result.metadata, dialog, first=False
         )
         return regenerated
 
@@ -468,7 +466,8 @@ class ChatPipeline(Pipeline[Chat, Messages]):
         *,
         first: bool = True,
     ) -> Chat:
-        sent, sent_params = messages + dialog if dialog else messages, params
+        conversation = messages + dialog if dialog else messages
+        sent, sent_params = conversation, params
         mode = await self._resolved_mode(generator, params) if self.tools else None
         if mode == "api":
             sent_params = params.merge_with(
@@ -494,7 +493,7 @@ class ChatPipeline(Pipeline[Chat, Messages]):
 
             generated.message = text.read(generated.message, self.tools, mode)
         made = new_chat(
-            messages + dialog if dialog else messages,
+            conversation,
             generator,
             params,
             metadata,

@@ -120,7 +120,7 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _escape_attribute(text: str) -> str:
+def escape_attribute(text: str) -> str:
     return escape(text).replace('"', "&quot;")
 
 
@@ -687,7 +687,7 @@ def _entity_name(name: str, info: FieldInfo) -> str:
 def _example(cls: type[Model], seen: frozenset[type[Model]]) -> str:
     fields = cls.model_fields
     attributes = "".join(
-        f' {_entity_name(name, info)}="{_escape_attribute(_first_example(info))}"'
+        f' {_entity_name(name, info)}="{escape_attribute(_first_example(info))}"'
         for name, info in fields.items()
         if _is_attribute(info)
     )
@@ -755,7 +755,7 @@ def _written(text: str, tag: str, *, escaped: bool) -> str:
 
 
 def _opening(node: t.Any) -> str:
-    attributes = "".join(f' {k}="{_escape_attribute(v)}"' for k, v in node.attrib.items())
+    attributes = "".join(f' {k}="{escape_attribute(v)}"' for k, v in node.attrib.items())
     return f"{node.tag}{attributes}"
 
 

@@ -28,7 +28,7 @@ import typing as t
 
 from pydantic.alias_generators import to_snake
 
-from pytest_rigging._pipeline import FailMode, add_callbacks, as_params_list
+from pytest_rigging._pipeline import DEFAULT_MAX_DEPTH, FailMode, add_callbacks, as_params_list
 from pytest_rigging.chat import Chat, ChatPipeline, WatchChatCallback
 from pytest_rigging.generator.base import GenerateParams, Generator, get_generator
 from pytest_rigging.model import Model, escape, is_model, make_primitive
@@ -46,7 +46,7 @@ DEFAULT_DOC = "Turn the inputs below into the requested outputs ({name})."
 """The instruction a prompt without a docstring gets, so the model still knows its task."""
 
 DEFAULT_MAX_PARSE_ROUNDS = 3
-DEFAULT_MAX_TOOL_ROUNDS = 20
+DEFAULT_MAX_TOOL_ROUNDS = DEFAULT_MAX_DEPTH
 
 ThenCallback = t.Callable[[Chat], t.Awaitable[Chat | ChatPipeline | None]]
 MapCallback = t.Callable[[list[Chat]], t.Awaitable[list[Chat]]]

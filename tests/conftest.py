@@ -107,10 +107,20 @@ def report(pytester: pytest.Pytester, name: str = "r.json") -> dict[str, t.Any]:
     return t.cast(dict[str, t.Any], json.loads((pytester.path / name).read_text()))
 
 
+def rows(result: pytest.RunResult, first: str) -> list[list[str]]:
+    """The cells of each terminal table row that begins with `first` (a model's rows, one
+    per params set at `-v`)."""
+    return [
+        [cell.strip() for cell in line.split("  ") if cell.strip()]
+        for line in result.outlines
+        if line.split("  ")[0].strip() == first
+    ]
+
+
 def row(result: pytest.RunResult, first: str) -> list[str]:
-    """The cells of the terminal table's row that begins with `first`."""
-    [line] = [line for line in result.outlines if line.split("  ")[0].strip() == first]
-    return [cell.strip() for cell in line.split("  ") if cell.strip()]
+    """The cells of the terminal table's one row that begins with `first`."""
+    [cells] = rows(result, first)
+    return cells
 
 
 def rate(passed: int, total: int) -> str:

@@ -9,7 +9,7 @@ import typing as t
 
 import pytest
 
-from tests.conftest import ini, outcomes, rate, report, row
+from tests.conftest import ini, outcomes, rate, report, row, rows
 from tests.llm_server import Call, LLMServer, Reply
 
 pytestmark = pytest.mark.plugin
@@ -161,6 +161,12 @@ def calls_of(chat: dict[str, t.Any]) -> list[tuple[str, str]]:
     ]
 
 
+def dialogs(pytester: pytest.Pytester, name: str) -> list[list[tuple[str, str]]]:
+    """Every recorded chat's tool calls, in the report's order."""
+    doc = report(pytester, name)
+    return [calls_of(chat) for item in doc["items"] for chat in item["chats"]]
+
+
 @WORKERS
 def test_an_agent_eval(pytester: pytest.Pytester, workers: list[str]) -> None:
     """The good model's samples pass; the bad one's fail on what it did, with the
@@ -306,12 +312,7 @@ def test_the_tool_mode_is_an_axis_of_the_matrix(
     assert cells["tool_mode=json-in-xml"]["tool_parse_rate_counts"] == [2, 2]
     # two rounds of broken calls answered, the third never run (max_depth=2)
     assert cells["tool_mode=xml"]["tool_parse_rate_counts"] == [0, 2]
-    xml, json_in_xml = sorted(
-        ([cell.strip() for cell in line.split("  ") if cell.strip()]
-         for line in result.outlines
-         if line.startswith("plain ")),
-        key=lambda cells: cells[1] != "tool_mode=xml",
-    )  # fmt: skip
+    xml, json_in_xml = sorted(rows(result, "plain"), key=lambda cells: cells[1] != "tool_mode=xml")
     # model, params, chats, 1st try, recovered, exhausted, errors, parse, pass, tool calls
     assert xml[:10] == [
         "plain",
@@ -341,12 +342,8 @@ def test_text_mode_dialogs_replay_from_cassettes(pytester: pytest.Pytester) -> N
     replayed = pytester.runpytest(*args, "--rig-record", "none", "--rig-report", "b.json")
     assert outcomes(recorded) == outcomes(replayed) == {"passed": 1, "failed": 1}
 
-    def dialogs(name: str) -> list[list[tuple[str, str]]]:
-        doc = report(pytester, name)
-        return [calls_of(chat) for item in doc["items"] for chat in item["chats"]]
-
-    assert dialogs("a.json") == dialogs("b.json")
-    assert ("refund", '{"price": 40.0, "percent": 50}') in dialogs("a.json")[1]
+    assert dialogs(pytester, "a.json") == dialogs(pytester, "b.json")
+    assert ("refund", '{"price": 40.0, "percent": 50}') in dialogs(pytester, "a.json")[1]
 
 
 def test_a_model_that_never_stops_calling_fails_its_sample(pytester: pytest.Pytester) -> None:
@@ -366,10 +363,7 @@ def test_refund(rig_chat):
     assert rig_chat.last.content
 """
     )
-    (pytester.path / "loop.toml").write_text(
-        '[[rules]]\nmatch = "Order A1"\n'
-        'tool_calls = [{ name = "lookup_order", arguments = { order_id = "A1" } }]\n'
-    )
+    (pytester.path / "loop.toml").write_text(LOOKUP_A1)
     result = pytester.runpytest(
         "--rig-models", "scripted!loop.toml", "--rig-report", "r.json", "-rf"
     )
@@ -426,14 +420,9 @@ def test_a_recorded_agent_eval_replays_with_no_request(
     assert outcomes(replayed) == {"passed": 1}
     assert len(llm_server.requests) == 6  # not one more
 
-    def dialogs(name: str) -> list[list[tuple[str, str]]]:
-        return [
-            calls_of(chat) for item in report(pytester, name)["items"] for chat in item["chats"]
-        ]
-
     assert (
-        dialogs("a.json")
-        == dialogs("b.json")
+        dialogs(pytester, "a.json")
+        == dialogs(pytester, "b.json")
         == [[("lookup_order", '{"order_id": "A1"}'), ("refund", '{"price": 40.0, "percent": 50}')]]
         * 2
     )

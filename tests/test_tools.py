@@ -470,3 +470,11 @@ async def test_a_long_bad_value_is_quoted_back_cut() -> None:
     shown = chat.all[2].content
     quoted = shown.split("(got ", 1)[1].split(")</error>", 1)[0]
     assert len(quoted) == 200 and quoted.startswith("'xxx") and "..." in quoted
+
+
+async def test_tool_choice_is_not_sent_again_on_a_parse_recovery() -> None:
+    generator = calling("no tags here", "<answer>France</answer>")
+    pipeline = generator.chat("go").using(lookup, choice="required").until_parsed_as(Answer)
+    chat = await pipeline.run()
+    assert chat.last.content == "<answer>France</answer>"
+    assert [params.tool_choice for _, params in generator.calls] == ["required", None]

@@ -18,9 +18,10 @@ A rules file (TOML, or the same keys in JSON)::
                                      # it; "tool_result": the replies to the latest calls)
     replies = ["Paris", "<answer>Paris</answer>"]  # or `reply = "..."`
 
-A reply may call tools (the model then supports function calling, and `using()` runs
-them in `api` mode): a reply is a string or a table with `content` and `tool_calls`,
-each call a `name` and `arguments` (a table, or a string sent as it is: a malformed call).
+A reply may call tools (`using()` runs them in `api` mode, since the model supports
+function calling unless the file says `function_calling = false`): a reply is a string or
+a table with `content` and `tool_calls`, each call a `name` and `arguments` (a table, or a
+string sent as it is: a malformed call).
 `tool_calls` on the rule itself make its first reply, with `reply` as that reply's text::
 
     [[rules]]                         # first: after the tools answer, this one matches

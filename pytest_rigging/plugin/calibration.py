@@ -32,8 +32,9 @@ from pytest_rigging.plugin.records import (
     ReportDocument,
     VerdictRecord,
     group_key,
+    role,
 )
-from pytest_rigging.plugin.stats import Rate, role
+from pytest_rigging.plugin.stats import Rate
 
 Z = 1.96
 """The normal quantile of the 95% intervals."""

@@ -30,6 +30,7 @@ from pytest_rigging.plugin.records import (
     ReportDocument,
     ToolCallRecord,
     group_key,
+    role,
     write_json,
 )
 
@@ -326,7 +327,7 @@ def _samples(item: ItemRecord, sample_id: str) -> list[EvalSample]:
 
 def _sample(item: ItemRecord, sample_id: str, epoch: int, made: list[ChatRecord]) -> EvalSample:
     # a judge's calls (and a pairwise judge's versus answers) count in usage only
-    chats = [c for c in made if "judge" not in c and "versus" not in c] or made
+    chats = [c for c in made if role(c) is None] or made
     messages = [_message(m) for c in chats for m in c["conversation"]]
     called = {call["id"]: call["function"] for m in messages for call in m.get("tool_calls", [])}
     for shown in messages:

@@ -164,6 +164,14 @@ def sample_index(number: int) -> int:
     return number - 1
 
 
+def role(chat: ChatRecord) -> t.Literal["judge", "versus"] | None:
+    """What a chat made for judging is: a judge's own call, or a pairwise judge's versus
+    model's answer; None for any other chat."""
+    if "judge" in chat:
+        return "judge"
+    return "versus" if "versus" in chat else None
+
+
 def with_checks(
     chats: t.Sequence[ChatRecord], checks: t.Mapping[int | None, SampleCheck]
 ) -> list[ChatRecord]:
@@ -172,7 +180,7 @@ def with_checks(
     checked = []
     for chat in chats:
         check = checks.get(chat["sample"])
-        if check is not None and "judge" not in chat and "versus" not in chat:
+        if check is not None and role(chat) is None:
             chat = chat.copy()
             chat["check"], chat["check_message"] = check
         checked.append(chat)

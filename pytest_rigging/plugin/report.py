@@ -31,11 +31,12 @@ from pytest_rigging.plugin.records import (
     RunSettings,
     item_of,
     rate_of,
+    role,
     sample_number,
     with_checks,
     write_json,
 )
-from pytest_rigging.plugin.stats import role, tabulate_items
+from pytest_rigging.plugin.stats import tabulate_items
 
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.state import Run

@@ -27,6 +27,7 @@ from pytest_rigging.plugin.records import (
     MessageRecord,
     Row,
     VerdictRecord,
+    role,
     sample_number,
     unreported,
 )
@@ -297,14 +298,6 @@ def tabulate_items(items: t.Iterable[ItemRecord], by_params: bool) -> list[Row]:
             counted.count_chat(chat)
     rows = [counted.row() for counted in tallies.values()]
     return [r for r in rows if "role" not in r] + [r for r in rows if "role" in r]
-
-
-def role(chat: ChatRecord) -> t.Literal["judge", "versus"] | None:
-    """What a chat made for judging is: a judge's own call, or a pairwise judge's versus
-    model's answer; None for any other chat."""
-    if "judge" in chat:
-        return "judge"
-    return "versus" if "versus" in chat else None
 
 
 class Recorder:

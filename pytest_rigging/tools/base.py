@@ -116,11 +116,17 @@ class ToolCall(BaseModel):
 
     def parsed_arguments(self) -> dict[str, t.Any] | None:
         """The arguments as an object, or None when they aren't a JSON object."""
-        try:
-            value = json.loads(self.function.arguments or "{}")
-        except (json.JSONDecodeError, RecursionError):
-            return None
-        return value if isinstance(value, dict) else None
+        return json_object(self.function.arguments)
+
+
+def json_object(text: str) -> dict[str, t.Any] | None:
+    """`text` as a JSON object (empty text: no arguments); None when it isn't one, or is
+    nested past the decoder's depth."""
+    try:
+        value = json.loads(text or "{}")
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class _Arguments(BaseModel):
@@ -168,10 +174,34 @@ class Tool(BaseModel, t.Generic[P, R]):
         described: t.Callable[..., t.Any] = fn
         if isinstance(fn, Prompt):
             described, fn = fn.func, t.cast("t.Callable[P, R]", fn.run)
-        signature = _signature_of(described)
-        arguments = _arguments_model(name or described.__name__, signature)
+        return cls._built(
+            fn,
+            described,
+            _signature_of(described),
+            name=name,
+            description=description,
+            catch=catch,
+            truncate=truncate,
+        )
+
+    @classmethod
+    def _built(
+        cls,
+        fn: t.Callable[P, R],
+        described: t.Callable[..., t.Any],
+        signature: inspect.Signature,
+        *,
+        name: str | None,
+        description: str | None,
+        catch: bool | t.Iterable[type[Exception]] | None,
+        truncate: int | None,
+    ) -> Tool[P, R]:
+        """A tool calling `fn`, named and described from `described` (the function the
+        user wrote), its parameters those of `signature`."""
+        named = name or described.__name__
+        arguments = _arguments_model(named, signature)
         tool = cls(
-            name=name or described.__name__,
+            name=named,
             description=_description(description or described.__doc__ or ""),
             parameters_schema=_schema_of(arguments, signature),
             fn=fn,
@@ -248,11 +278,7 @@ class Tool(BaseModel, t.Generic[P, R]):
             except (json.JSONDecodeError, ValidationError) as error:
                 invalid = f"{type(error).__name__}: {_shown(error)}"
                 raise
-            result = self.fn(**kwargs)  # type: ignore[call-arg]
-            if inspect.isawaitable(result):
-                result = await result
-            if isinstance(result, Stop):
-                raise result
+            result = await self._invoke(kwargs)
         except Stop as error:
             result, stop = f"<{STOP_TAG}>{error.message}</{STOP_TAG}>", True
         except Exception as error:
@@ -266,6 +292,16 @@ class Tool(BaseModel, t.Generic[P, R]):
             reply = reply.shorten(self.truncate)
         return reply, stop
 
+    async def _invoke(self, kwargs: dict[str, t.Any]) -> t.Any:
+        """The function's result, awaited if it is awaitable; a `Stop` it returns is
+        raised, as one it raises is."""
+        result = self.fn(**kwargs)  # type: ignore[call-arg]
+        if inspect.isawaitable(result):
+            result = await result
+        if isinstance(result, Stop):
+            raise result
+        return result
+
     def _catches(self, error: Exception) -> bool:
         if isinstance(self.catch, bool):
             return self.catch
@@ -275,17 +311,10 @@ class Tool(BaseModel, t.Generic[P, R]):
         return self.fn(*args, **kwargs)
 
     def clone(self) -> Tool[P, R]:
-        """A copy to rename or reconfigure apart from this one."""
-        other = type(self)(
-            name=self.name,
-            description=self.description,
-            parameters_schema=dict(self.parameters_schema),
-            fn=self.fn,
-            catch=self.catch if isinstance(self.catch, bool) else set(self.catch),
-            truncate=self.truncate,
-        )
-        other._arguments, other._signature = self._arguments, self._signature
-        return other
+        """A copy to rename or reconfigure apart from this one (its argument and XML
+        models shared: they are the same function's)."""
+        catch = self.catch if isinstance(self.catch, bool) else set(self.catch)
+        return self.model_copy(update={"catch": catch})
 
     def with_(
         self,
@@ -527,19 +556,15 @@ class ToolMethod(property, t.Generic[P, R]):
         super().__init__(method)
         signature = _signature_of(method)
         without_self = [p for n, p in signature.parameters.items() if n != "self"]
-        self._tool_signature = signature.replace(parameters=without_self)
-        self._tool_name = name or method.__name__
-        self._arguments = _arguments_model(self._tool_name, self._tool_signature)
-        self._template: Tool[P, R] = Tool(
-            name=self._tool_name,
-            description=_description(description or method.__doc__ or ""),
-            parameters_schema=_schema_of(self._arguments, self._tool_signature),
-            fn=t.cast("t.Callable[P, R]", method),
-            catch=_catch_set(catch),
+        self._template: Tool[P, R] = Tool._built(
+            t.cast("t.Callable[P, R]", method),
+            method,
+            signature.replace(parameters=without_self),
+            name=name,
+            description=description,
+            catch=catch,
             truncate=truncate,
         )
-        self._template._arguments = self._arguments
-        self._template._signature = self._tool_signature
 
     def __get__(self, instance: object | None, owner: type | None = None) -> Tool[P, R]:  # type: ignore[override]
         assert self.fget is not None

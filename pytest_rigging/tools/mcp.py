@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.metadata
-import inspect
 import json
 import typing as t
 from contextlib import AsyncExitStack
@@ -433,11 +432,7 @@ def _served(tool: Tool[..., t.Any]) -> t.Callable[..., t.Awaitable[t.Any]]:
     @functools.wraps(tool.fn)
     async def serve(**arguments: t.Any) -> list[mcp_types.ContentBlock]:
         try:
-            result = tool.fn(**arguments)
-            if inspect.isawaitable(result):
-                result = await result
-            if isinstance(result, Stop):
-                raise result
+            result = await tool._invoke(arguments)
         except Stop as stop:
             result = stop.message
         return [_block_of(part) for part in tool_reply("mcp", result).content_parts]

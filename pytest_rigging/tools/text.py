@@ -34,8 +34,8 @@ from xml.etree import ElementTree
 
 from pytest_rigging.error import MissingModelError
 from pytest_rigging.message import ContentText, Message, inject_system_content
-from pytest_rigging.model import Model, attr, escape, is_model
-from pytest_rigging.tools.base import FunctionCall, ToolCall
+from pytest_rigging.model import Model, attr, escape, escape_attribute, is_model
+from pytest_rigging.tools.base import FunctionCall, ToolCall, json_object
 
 if t.TYPE_CHECKING:
     from pydantic.fields import FieldInfo
@@ -218,7 +218,7 @@ A dictionary has its keys and values as attributes:
 
 
 def _quoted(text: str) -> str:
-    return '"' + escape(text).replace('"', "&quot;") + '"'
+    return f'"{escape_attribute(text)}"'
 
 
 def _xml_definition(tool: Tool[..., t.Any]) -> str:
@@ -464,7 +464,7 @@ def _read_tagged(text: str, tools: Tools, mode: ToolMode) -> list[_Found]:
             written = _xml_arguments(body, by_name.get(name)) if name else body
             call = FunctionCall(name=name, arguments=written)
         elif name:  # json-in-xml's shape; json-with-tag's models write it too
-            arguments = _json_object(_unfenced(body))
+            arguments = json_object(_unfenced(body))
             call = FunctionCall(
                 name=name, arguments=body if arguments is None else _dumps(arguments)
             )
@@ -489,14 +489,6 @@ def _dumps(value: t.Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _json_object(text: str) -> dict[str, t.Any] | None:
-    try:
-        value = json.loads(text or "{}")
-    except (json.JSONDecodeError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _named_call(text: str) -> FunctionCall:
     """A `{"name": ..., "arguments": {...}}` call (`parameters` is read too, and
     arguments given as a JSON string); what doesn't fit is kept as written."""
@@ -508,7 +500,7 @@ def _named_call(text: str) -> FunctionCall:
         name = value.get("name")
         arguments = value.get("arguments", value.get("parameters", {}))
         if isinstance(arguments, str):
-            arguments = _json_object(arguments)
+            arguments = json_object(arguments)
         if isinstance(name, str) and name.strip() and isinstance(arguments, dict):
             return FunctionCall(name=name.strip(), arguments=_dumps(arguments))
         return FunctionCall(name=name.strip() if isinstance(name, str) else "", arguments=text)
