@@ -36,7 +36,7 @@ from pydantic import (
 
 from pytest_rigging._fast import construct
 from pytest_rigging.error import MissingModelError
-from pytest_rigging.tools.base import ToolCall
+from pytest_rigging.tools.calls import ToolCall
 
 if t.TYPE_CHECKING:
     from pytest_rigging.model import Model

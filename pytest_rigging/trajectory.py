@@ -20,7 +20,7 @@ from types import EllipsisType
 
 from pytest_rigging.chat import Chat
 from pytest_rigging.message import Message
-from pytest_rigging.tools.base import ToolCall, ToolCallCounts, count_calls
+from pytest_rigging.tools.calls import ToolCall, ToolCallCounts, count_calls
 
 Order = t.Literal["strict", "unordered", "subset", "superset"]
 """How the actual calls must relate to the expected ones. `strict`: the same calls in the

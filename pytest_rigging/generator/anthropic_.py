@@ -17,7 +17,7 @@ from pytest_rigging.generator._litellm_data import model_data
 from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
 from pytest_rigging.message import ContentImageUrl, ContentText, Message
-from pytest_rigging.tools.base import FunctionCall, ToolCall, ToolChoice, ToolDefinition
+from pytest_rigging.tools.calls import FunctionCall, ToolCall, ToolChoice, ToolDefinition
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 128000

@@ -25,7 +25,7 @@ from pytest_rigging._fast import construct
 from pytest_rigging._secrets import is_secret_name, mask_identifier, redact, register_secret
 from pytest_rigging.error import InvalidGeneratorError
 from pytest_rigging.message import Message, MessageLike
-from pytest_rigging.tools.base import ToolChoice, ToolDefinition, ToolMode
+from pytest_rigging.tools.calls import ToolChoice, ToolDefinition, ToolMode
 
 if t.TYPE_CHECKING:
     from typing_extensions import Self

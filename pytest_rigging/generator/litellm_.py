@@ -43,7 +43,7 @@ from pytest_rigging.generator.base import (
 )
 from pytest_rigging.generator.openai_ import read_tool_calls
 from pytest_rigging.message import Message
-from pytest_rigging.tools.base import ToolCall
+from pytest_rigging.tools.calls import ToolCall
 
 _LOGGERS = (
     "LiteLLM",

@@ -75,7 +75,7 @@ from pytest_rigging.generator.base import (
     Usage,
 )
 from pytest_rigging.message import Message
-from pytest_rigging.tools.base import FunctionCall, ToolCall
+from pytest_rigging.tools.calls import FunctionCall, ToolCall
 
 
 def _usage(prompt: str, reply: str) -> Usage:

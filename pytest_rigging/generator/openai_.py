@@ -12,7 +12,7 @@ from pytest_rigging.generator._http import HTTPGenerator, request_params
 from pytest_rigging.generator._retry import UnusableReply
 from pytest_rigging.generator.base import GeneratedMessage, GeneratedText, GenerateParams, Usage
 from pytest_rigging.message import Message
-from pytest_rigging.tools.base import FunctionCall, ToolCall
+from pytest_rigging.tools.calls import FunctionCall, ToolCall
 
 
 class OpenAIGenerator(HTTPGenerator):

@@ -47,7 +47,7 @@ from pytest_rigging.message import Message, MessageDict
 from pytest_rigging.plugin.options import given
 from pytest_rigging.plugin.records import sample_number, write_json
 from pytest_rigging.plugin.samples import CallRefused
-from pytest_rigging.tools.base import ToolCall
+from pytest_rigging.tools.calls import ToolCall
 
 MODES = ("none", "once", "new_episodes", "all")
 FORMAT = "pytest-rigging-cassette"

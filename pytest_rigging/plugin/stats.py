@@ -31,7 +31,7 @@ from pytest_rigging.plugin.records import (
     sample_number,
     unreported,
 )
-from pytest_rigging.tools.base import count_calls
+from pytest_rigging.tools.calls import count_calls
 
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.budget import Budget

@@ -1,5 +1,5 @@
 """Tool calling: `@tool`, `@tool_method`, `Tool`, the calls models make, and MCP servers'
-tools (`mcp`, `as_mcp`: loaded on first use, they need the `mcp` extra)."""
+tools (`mcp`, `as_mcp`: they need the `mcp` extra). Names load on first use."""
 
 from __future__ import annotations
 
@@ -8,21 +8,34 @@ import sys
 import types
 import typing as t
 
-from pytest_rigging.tools.base import (
-    FunctionCall,
-    FunctionDefinition,
-    Tool,
-    ToolCall,
-    ToolChoice,
-    ToolDefinition,
-    ToolMethod,
-    ToolMode,
-    tool,
-    tool_method,
-)
-
 if t.TYPE_CHECKING:
+    from pytest_rigging.tools.base import Tool, ToolMethod, tool, tool_method
+    from pytest_rigging.tools.calls import (
+        FunctionCall,
+        FunctionDefinition,
+        ToolCall,
+        ToolChoice,
+        ToolDefinition,
+        ToolMode,
+    )
     from pytest_rigging.tools.mcp import as_mcp, mcp
+
+_WHERE = {
+    "FunctionCall": "calls",
+    "FunctionDefinition": "calls",
+    "ToolCall": "calls",
+    "ToolChoice": "calls",
+    "ToolDefinition": "calls",
+    "ToolMode": "calls",
+    "Tool": "base",
+    "ToolMethod": "base",
+    "tool": "base",
+    "tool_method": "base",
+    "mcp": "mcp",
+    "as_mcp": "mcp",
+}
+"""Where each name lives, loaded on first use: messages import the calls' data alone, and
+`mcp` needs its extra."""
 
 __all__ = [
     "FunctionCall",
@@ -41,8 +54,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> t.Any:
-    if name in ("mcp", "as_mcp"):
-        return getattr(importlib.import_module("pytest_rigging.tools.mcp"), name)
+    module = _WHERE.get(name)
+    if module is not None:
+        return getattr(importlib.import_module(f"pytest_rigging.tools.{module}"), name)
     raise AttributeError(f"module 'pytest_rigging.tools' has no attribute {name!r}")
 
 
