@@ -29,12 +29,12 @@ from pytest_rigging.message import (
     SliceType,
     inject_system_content,
 )
+from pytest_rigging.tools.base import Tool, tools_of, unknown_tool_reply
 from pytest_rigging.tools.calls import TOOL_MODES, ToolCall, ToolChoice, ToolMode
 
 if t.TYPE_CHECKING:
     from pytest_rigging.model import Model
     from pytest_rigging.prompt import Prompt
-    from pytest_rigging.tools.base import Tool
 
 __all__ = [
     "Chat",
@@ -357,8 +357,6 @@ class ChatPipeline(Pipeline[Chat, Messages]):
             raise ValueError(f"unknown tool mode {mode!r}: choose one of {', '.join(TOOL_MODES)}")
         if max_depth < 1:
             raise ValueError(f"max_depth must be at least 1 (rounds of tools), got {max_depth}")
-        from pytest_rigging.tools.base import tools_of  # built only where tools are used
-
         added = tools_of(list(tools))
         if catch is not None:
             added = [tool.with_(catch=catch) for tool in added]
@@ -555,8 +553,6 @@ class ChatPipeline(Pipeline[Chat, Messages]):
     async def _answer(self, calls: list[ToolCall]) -> tuple[list[Message], bool]:
         """The replies to one message's calls, in the calls' order, and whether a tool
         asked to stop."""
-        from pytest_rigging.tools.base import unknown_tool_reply
-
         by_name = {tool.name: tool for tool in self.tools}
 
         async def answer(call: ToolCall) -> tuple[Message, bool]:

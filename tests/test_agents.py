@@ -5,6 +5,7 @@ a tool dialog while the tools run again."""
 
 from __future__ import annotations
 
+import json
 import typing as t
 
 import pytest
@@ -173,7 +174,9 @@ def test_an_agent_eval(pytester: pytest.Pytester, workers: list[str]) -> None:
     trajectory's message; the table counts each model's tool calls and those that didn't
     parse; the report keeps every call and the replies' call ids."""
     project(pytester)
-    result = pytester.runpytest(*ARGS, "--rig-report", "r.json", "-rf", *workers)
+    result = pytester.runpytest(
+        *ARGS, "--rig-report", "r.json", "--rig-inspect-log", "logs", "-rf", *workers
+    )
     assert outcomes(result) == {"passed": 2, "failed": 2}
     failures = {line.split(" - ")[0]: line for line in result.outlines if line.startswith("FAILED")}
     assert set(failures) == {
@@ -205,6 +208,17 @@ def test_an_agent_eval(pytester: pytest.Pytester, workers: list[str]) -> None:
         ("refund", '{"price": 40.0, "percent": 50}'),
     ]
     assert chats[("A1-20.0-bad", 1)]["tool_calls_invalid"] == 1
+    # inspect logs mark the calls the table counts as not parsed, and only those
+    logs = [json.loads(path.read_text()) for path in (pytester.path / "logs").iterdir()]
+    marked = [
+        (call["function"], call["parse_error"].split(":")[0])
+        for log in logs
+        for sample in log["samples"]
+        for message in sample["messages"]
+        for call in message.get("tool_calls") or []
+        if call["parse_error"] is not None
+    ]
+    assert marked == [("refund", "JSONDecodeError")] * 2  # A1 on bad, both samples
     tool_replies = [m for m in chats[("B2-12.5-good", 2)]["conversation"] if m["role"] == "tool"]
     assert [(m["tool_call_id"], m["content"]) for m in tool_replies] == [
         ("call_0", '{"order_id":"B2","price":25.0}'),

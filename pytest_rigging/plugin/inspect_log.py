@@ -12,7 +12,6 @@ the logs back with inspect_ai's own reader.
 from __future__ import annotations
 
 import hashlib
-import json
 import typing as t
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -33,6 +32,7 @@ from pytest_rigging.plugin.records import (
     role,
     write_json,
 )
+from pytest_rigging.tools.calls import json_object
 
 LOG_VERSION = 2
 """The version of inspect's log format these logs are written in."""
@@ -328,12 +328,16 @@ def _samples(item: ItemRecord, sample_id: str) -> list[EvalSample]:
 def _sample(item: ItemRecord, sample_id: str, epoch: int, made: list[ChatRecord]) -> EvalSample:
     # a judge's calls (and a pairwise judge's versus answers) count in usage only
     chats = [c for c in made if role(c) is None] or made
-    messages = [_message(m) for c in chats for m in c["conversation"]]
-    called = {call["id"]: call["function"] for m in messages for call in m.get("tool_calls", [])}
-    for shown in messages:
+    records = [m for c in chats for m in c["conversation"]]
+    messages = [_message(m) for m in records]
+    called: dict[str, ToolCall] = {}  # by id, the latest call (ids may repeat across rounds)
+    for record, shown in zip(records, messages, strict=True):
+        called.update((call["id"], call) for call in shown.get("tool_calls", []))
         answered = called.get(shown.get("tool_call_id", ""))
         if answered is not None:
-            shown["function"] = answered
+            shown["function"] = answered["function"]
+            if "invalid" in record:  # as the tool-call parse rate counts it
+                answered["parse_error"] = _shown(record["invalid"])
     replies = [m for m in messages if m["role"] == "assistant"]
     output: ModelOutput = {
         "model": chats[-1]["model"],
@@ -476,18 +480,12 @@ def _message(record: MessageRecord) -> ChatMessage:
 
 
 def _call(call: ToolCallRecord) -> ToolCall:
-    try:
-        arguments = json.loads(call["arguments"] or "{}")
-        error = None if isinstance(arguments, dict) else "the arguments are not a JSON object"
-    except ValueError as problem:
-        arguments, error = None, f"the arguments are not JSON: {problem}"
-    except RecursionError:
-        arguments, error = None, "the arguments are not JSON: nested too deeply"
+    """A call as inspect writes it; its `parse_error` comes from the tool's reply."""
     return {
         "id": call["id"],
         "function": call["name"],
-        "arguments": arguments if isinstance(arguments, dict) else {},
-        "parse_error": error,
+        "arguments": json_object(call["arguments"]) or {},
+        "parse_error": None,
         "type": "function",
     }
 

@@ -39,6 +39,8 @@ class MessageRecord(TypedDict):
     tool_calls: NotRequired[list[ToolCallRecord]]
     tool_call_id: NotRequired[str]
     """On a tool's reply: the call it answers."""
+    invalid: NotRequired[str]
+    """On a tool's reply: why its call couldn't run as asked (a tool-call parse failure)."""
 
 
 class PairwiseRecord(TypedDict):

@@ -31,7 +31,7 @@ from pytest_rigging.plugin.records import (
     sample_number,
     unreported,
 )
-from pytest_rigging.tools.calls import count_calls
+from pytest_rigging.tools.calls import INVALID_CALL, count_calls
 
 if t.TYPE_CHECKING:
     from pytest_rigging.plugin.budget import Budget
@@ -110,6 +110,9 @@ def _message(message: t.Any, secrets: t.Sequence[str]) -> MessageRecord:
         ]
     if message.tool_call_id is not None:
         record["tool_call_id"] = message.tool_call_id
+    invalid = message.metadata.get(INVALID_CALL)
+    if isinstance(invalid, str):
+        record["invalid"] = redact(invalid, secrets)
     return record
 
 
